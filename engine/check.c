@@ -1,0 +1,274 @@
+/*
+ * check.c - the full consistency check (mseg_check, mseg_verify).
+ *
+ * It verifies, without trusting any of it:
+ *   1. both header copies (each on its own);
+ *   2. the heap walk: blocks tile the heap exactly, each size sane, each
+ *      PREV_USED bit true, each free block's footer right, no free
+ *      neighbours that should have merged, the end marker in place;
+ *   3. the free lists against the walk: every listed block is a free block of
+ *      the list's bin, back links agree, no list is longer than the number of
+ *      free blocks (a cycle), every free block is listed exactly once, the
+ *      bitmap matches the lists, free_bytes matches the sum;
+ *   4. the directory: its table is a live block, counts match, every entry is
+ *      a sound record whose name hashes to the slot and is found by a lookup.
+ * Every problem is counted; the first is described with its offset.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hash.h"
+#include "internal.h"
+
+struct checker {
+    mseg *s;
+    struct mseg_report *r;
+    uint64_t heap_start, heap_end;
+    uint64_t free_blocks, free_sum;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void problem(struct checker *c, const char *fmt, ...)
+{
+    if (c->r->problems++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->r->first_problem, sizeof c->r->first_problem, fmt, ap);
+        va_end(ap);
+    }
+}
+
+static uint32_t rd32(mseg *s, uint64_t off) { return *(const uint32_t *)(s->base + off); }
+static uint64_t rd64(mseg *s, uint64_t off) { return *(const uint64_t *)(s->base + off); }
+static uint64_t hsize(uint32_t h) { return (uint64_t)(h >> 2) * MSEG_GRANULE; }
+
+static void check_headers(struct checker *c)
+{
+    char why[200];
+    int err;
+    c->r->header_a_ok = header_validate(seg_header(c->s, 0), c->s->size, why, sizeof why, &err) == 0;
+    if (!c->r->header_a_ok)
+        problem(c, "header A (offset 0): %s", why);
+    c->r->header_b_ok = header_validate(seg_header(c->s, 1), c->s->size, why, sizeof why, &err) == 0;
+    if (!c->r->header_b_ok)
+        problem(c, "header B (offset %#x): %s", MSEG_HEADER_B_OFF, why);
+    const struct mseg_header *h = seg_header(c->s, c->r->header_a_ok ? 0 : 1);
+    c->r->format_version = h->format_version;
+    c->r->generation = h->generation;
+    c->r->size = c->s->size;
+}
+
+/* Same bin mapping as heap.c (bins are part of the format). */
+static unsigned bin_of(uint64_t g)
+{
+    if (g < 16)
+        return (unsigned)g;
+    unsigned fl = 63u - (unsigned)__builtin_clzll(g);
+    return 16u + (fl - 4u) * 16u + ((unsigned)(g >> (fl - 4)) & 15u);
+}
+
+/* Walks every block; returns false if the walk cannot go on. */
+static bool check_walk(struct checker *c)
+{
+    mseg *s = c->s;
+    bool prev_used = true, prev_free_merge = false;
+    uint64_t prev_size = 0, p = c->heap_start + MSEG_GRANULE;
+    while (p < c->heap_end) {
+        uint32_t h = rd32(s, p - 4);
+        uint64_t size = hsize(h);
+        bool used = h & MSEG_BLOCK_USED;
+        if (size < MSEG_BLOCK_MIN || size > c->heap_end - p) {
+            problem(c, "heap: block at %#llx has impossible size %llu",
+                    (unsigned long long)p, (unsigned long long)size);
+            return false;
+        }
+        if (((h & MSEG_BLOCK_PREV_USED) != 0) != prev_used)
+            problem(c, "heap: block at %#llx says the previous block is %s, it is %s",
+                    (unsigned long long)p, prev_used ? "free" : "used", prev_used ? "used" : "free");
+        if (used) {
+            c->r->blocks_used++;
+            c->r->bytes_used += size;
+        } else {
+            if (rd32(s, p + size - 8) != size / MSEG_GRANULE)
+                problem(c, "heap: free block at %#llx has footer %u, size %llu granules",
+                        (unsigned long long)p, rd32(s, p + size - 8),
+                        (unsigned long long)(size / MSEG_GRANULE));
+            if (prev_free_merge && prev_size + size <= MSEG_BLOCK_MAX)
+                problem(c, "heap: free blocks at %#llx and before it were not merged",
+                        (unsigned long long)p);
+            c->r->blocks_free++;
+            c->r->bytes_free += size;
+            if (size - 4 > c->r->largest_free)
+                c->r->largest_free = size - 4;
+            c->free_blocks++;
+            c->free_sum += size;
+        }
+        prev_used = used;
+        prev_free_merge = !used;
+        prev_size = size;
+        p += size;
+    }
+    if (p != c->heap_end) {
+        problem(c, "heap: blocks overrun the heap end %#llx", (unsigned long long)c->heap_end);
+        return false;
+    }
+    uint32_t end = rd32(s, c->heap_end - 4);
+    if (hsize(end) != 0 || !(end & MSEG_BLOCK_USED) || ((end & MSEG_BLOCK_PREV_USED) != 0) != prev_used)
+        problem(c, "heap: end marker at %#llx is damaged", (unsigned long long)(c->heap_end - 4));
+    return true;
+}
+
+/* Is p the payload of a free block (as the walk would see it)? */
+static bool is_free_block(struct checker *c, uint64_t p, uint64_t *size)
+{
+    if (p % MSEG_GRANULE || p < c->heap_start + MSEG_GRANULE || p >= c->heap_end)
+        return false;
+    uint32_t h = rd32(c->s, p - 4);
+    *size = hsize(h);
+    return !(h & MSEG_BLOCK_USED) && *size >= MSEG_BLOCK_MIN && *size <= c->heap_end - p &&
+           rd32(c->s, p + *size - 8) == *size / MSEG_GRANULE;
+}
+
+static void check_lists(struct checker *c)
+{
+    const struct mseg_control *ctl = seg_control(c->s);
+    uint64_t listed = 0;
+    for (unsigned b = 0; b < MSEG_BINS; b++) {
+        uint64_t p = ctl->bin_head[b], prev = 0, steps = 0;
+        bool bit = (ctl->bin_bitmap[b / 64] >> (b % 64)) & 1;
+        if (bit != (p != 0))
+            problem(c, "bins: bitmap bit %u is %d but the list is %s", b, bit, p ? "non-empty" : "empty");
+        for (; p; prev = p, p = rd64(c->s, p)) {
+            uint64_t size;
+            if (++steps > c->free_blocks) {
+                problem(c, "bins: list %u is longer than the %llu free blocks (a cycle)",
+                        b, (unsigned long long)c->free_blocks);
+                break;
+            }
+            if (!is_free_block(c, p, &size)) {
+                problem(c, "bins: list %u holds %#llx, which is not a free block", b,
+                        (unsigned long long)p);
+                break;
+            }
+            if (bin_of(size / MSEG_GRANULE) != b)
+                problem(c, "bins: block %#llx of %llu bytes is in bin %u, belongs in %u",
+                        (unsigned long long)p, (unsigned long long)size, b, bin_of(size / MSEG_GRANULE));
+            if (rd64(c->s, p + 8) != prev)
+                problem(c, "bins: block %#llx's back link is %#llx, expected %#llx",
+                        (unsigned long long)p, (unsigned long long)rd64(c->s, p + 8),
+                        (unsigned long long)prev);
+            listed++;
+        }
+    }
+    if (listed != c->free_blocks)
+        problem(c, "bins: %llu blocks listed, the heap walk found %llu free blocks",
+                (unsigned long long)listed, (unsigned long long)c->free_blocks);
+    if (ctl->free_bytes != c->free_sum)
+        problem(c, "accounting: free_bytes is %llu, free blocks add up to %llu",
+                (unsigned long long)ctl->free_bytes, (unsigned long long)c->free_sum);
+}
+
+static void check_directory(struct checker *c)
+{
+    mseg *s = c->s;
+    const struct mseg_control *ctl = seg_control(s);
+    uint64_t table = ctl->dir_table, cap = ctl->dir_capacity, live = 0, used = 0;
+    c->r->named = ctl->dir_count;
+    if (table == 0) {
+        if (cap || ctl->dir_count || ctl->dir_used)
+            problem(c, "directory: no table, but %llu slots and %llu objects recorded",
+                    (unsigned long long)cap, (unsigned long long)ctl->dir_count);
+        return;
+    }
+    if (!cap || (cap & (cap - 1)) || !heap_block_is_live(s, table) ||
+        heap_block_size(s, table) - 4 < cap * 16) {
+        problem(c, "directory: table at %#llx with %llu slots is not a live block of that size",
+                (unsigned long long)table, (unsigned long long)cap);
+        return;
+    }
+    for (uint64_t i = 0; i < cap; i++) {
+        const struct mseg_dir_slot *slot = (const void *)(s->base + table + 16 * i);
+        if (slot->rec == MSEG_DIR_EMPTY)
+            continue;
+        used++;
+        if (slot->rec == MSEG_DIR_DELETED)
+            continue;
+        live++;
+        char name[MSEG_NAME_MAX + 1];
+        if (dir_record_name(s, slot->rec, name) != 0) {
+            problem(c, "directory: slot %llu points at %#llx: %s", (unsigned long long)i,
+                    (unsigned long long)slot->rec, mseg_errmsg());
+            continue;
+        }
+        const struct mseg_dir_record *r = (const void *)(s->base + slot->rec);
+        if (mseg_hash(name, strlen(name)) != slot->hash || r->hash != slot->hash)
+            problem(c, "directory: slot %llu (%s) has the wrong hash", (unsigned long long)i, name);
+        else if (dir_record_lookup(s, name) != slot->rec)
+            problem(c, "directory: object %s is not found by a lookup (probe chain broken)", name);
+    }
+    if (live != ctl->dir_count || used != ctl->dir_used)
+        problem(c, "directory: %llu live and %llu used slots, control says %llu and %llu",
+                (unsigned long long)live, (unsigned long long)used,
+                (unsigned long long)ctl->dir_count, (unsigned long long)ctl->dir_used);
+}
+
+int check_segment(mseg *s, struct mseg_report *r)
+{
+    struct checker c = { .s = s, .r = r };
+    memset(r, 0, sizeof *r);
+    r->recovered = s->recovered;
+    check_headers(&c);
+    const struct mseg_control *ctl = seg_control(s);
+    c.heap_start = ctl->heap_start;
+    c.heap_end = ctl->heap_end;
+    r->heap_bytes = c.heap_end - c.heap_start;
+    if (c.heap_start != MSEG_HEAP_OFF || c.heap_end % MSEG_GRANULE || c.heap_end > s->size ||
+        c.heap_end < c.heap_start + 2 * MSEG_BLOCK_MIN) {
+        problem(&c, "control: heap [%#llx, %#llx) does not fit the segment of %llu bytes",
+                (unsigned long long)c.heap_start, (unsigned long long)c.heap_end,
+                (unsigned long long)s->size);
+    } else if (check_walk(&c)) {
+        check_lists(&c);
+        check_directory(&c);
+    }
+    if (r->problems)
+        return fail(EUCLEAN, "segment %s: %s (%llu problems)", s->name, r->first_problem,
+                    (unsigned long long)r->problems);
+    return 0;
+}
+
+int mseg_verify(mseg *s, struct mseg_report *r)
+{
+    struct mseg_report local;
+    if (!r)
+        r = &local;
+    if (seg_read_begin(s))
+        return -1;
+    int rc = check_segment(s, r);
+    int e = errno;
+    seg_read_end(s);
+    errno = e;
+    return rc;
+}
+
+int mseg_check(const char *name, unsigned flags, struct mseg_report *r)
+{
+    struct mseg_report local;
+    if (!r)
+        r = &local;
+    memset(r, 0, sizeof *r);
+    mseg *s = mseg_open(name, MSEG_COW | (flags & MSEG_SHM), NULL);
+    if (!s) {
+        int e = errno;
+        r->problems = 1;
+        snprintf(r->first_problem, sizeof r->first_problem, "%s", mseg_errmsg());
+        errno = e;
+        return -1;
+    }
+    int rc = check_segment(s, r);
+    int e = errno;
+    mseg_close(s);
+    errno = e;
+    return rc;
+}

@@ -1,0 +1,430 @@
+/*
+ * directory.c - named objects: a hash table from name to record.
+ *
+ * Format: see layout.h ("Named-object directory"). The table is an array of
+ * (hash, record offset) slots with linear probing, in one heap block; each
+ * named object is one heap block holding its record, name, type and data.
+ *
+ * Constructing an object is one engine operation: allocate its block, fill it
+ * in place (a fresh block, unreachable until commit), and log the slot and
+ * counters. When live plus deleted slots pass 3/4 of the capacity, the same
+ * operation first builds a new table (fresh, twice as large unless most
+ * slots are deleted) and logs only the switch of dir_table and the freeing of
+ * the old one. So an object appears whole or not at all, and a find costs one
+ * hash and, on average, one or two probes whatever the number of objects.
+ *
+ * Every record offset read from the table is validated before use (a live
+ * block, the magic, lengths inside the block), and every probe sequence is
+ * bounded by the capacity, so a damaged directory is an EUCLEAN error, not a
+ * crash or a hang.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "internal.h"
+
+#define CTRL(field) ((uint64_t)MSEG_CONTROL_OFF + offsetof(struct mseg_control, field))
+
+struct dir_view {           /* the table as the current operation sees it */
+    uint64_t table, capacity;
+};
+
+static struct dir_view dir_view(mseg *s)
+{
+    struct dir_view v = { op_get64(s, CTRL(dir_table)), op_get64(s, CTRL(dir_capacity)) };
+    return v;
+}
+
+static uint64_t slot_off(const struct dir_view *v, uint64_t i) { return v->table + 16 * i; }
+
+/* Length of a record's header, name and type, padded so that the four bytes
+   before the 16-aligned data are zero. */
+static uint32_t data_offset(size_t name_len, size_t type_len)
+{
+    size_t n = sizeof(struct mseg_dir_record) + name_len + 1 + type_len + 1 + 4;
+    return (uint32_t)((n + 15) & ~(size_t)15);
+}
+
+static int check_name(const char *name, const char *type)
+{
+    if (!name || !*name || strnlen(name, MSEG_NAME_MAX + 1) > MSEG_NAME_MAX)
+        return fail(EINVAL, "object name must be 1..%d bytes", MSEG_NAME_MAX);
+    if (type && (!*type || strnlen(type, MSEG_TYPE_MAX + 1) > MSEG_TYPE_MAX))
+        return fail(EINVAL, "type name must be 1..%d bytes", MSEG_TYPE_MAX);
+    return 0;
+}
+
+/* The record at rec if it is sound, else NULL with EUCLEAN. */
+static const struct mseg_dir_record *record_at(mseg *s, uint64_t rec)
+{
+    if (!heap_block_is_live(s, rec))
+        return fail_null(EUCLEAN, "segment %s: directory points at %#llx, which is not a live block",
+                         s->name, (unsigned long long)rec);
+    const struct mseg_dir_record *r = (const void *)(s->base + rec);
+    uint64_t room = heap_block_size(s, rec) - 4;
+    if (r->magic != MSEG_RECORD_MAGIC || r->name_len == 0 || r->name_len > MSEG_NAME_MAX ||
+        r->type_len == 0 || r->data_off != data_offset(r->name_len, r->type_len) ||
+        r->data_off > room || r->elem_size == 0 ||
+        (r->count && r->elem_size > (room - r->data_off) / r->count))
+        return fail_null(EUCLEAN, "segment %s: named-object record at %#llx is damaged",
+                         s->name, (unsigned long long)rec);
+    const char *name = (const char *)(r + 1);
+    if (name[r->name_len] || name[r->name_len + 1 + r->type_len])
+        return fail_null(EUCLEAN, "segment %s: named-object record at %#llx has unterminated strings",
+                         s->name, (unsigned long long)rec);
+    return r;
+}
+
+static const char *record_name(const struct mseg_dir_record *r) { return (const char *)(r + 1); }
+static const char *record_type(const struct mseg_dir_record *r) { return (const char *)(r + 1) + r->name_len + 1; }
+
+/* Looks name up. Returns the record offset (0 if absent, with *slot the
+   first reusable slot for an insert) or -1 cast (UINT64_MAX) on damage. */
+static uint64_t dir_lookup(mseg *s, const char *name, size_t len, uint64_t hash, uint64_t *slot)
+{
+    struct dir_view v = dir_view(s);
+    uint64_t reusable = UINT64_MAX;
+    if (v.table == 0 || v.capacity == 0 || (v.capacity & (v.capacity - 1)) ||
+        !seg_range_ok(s, v.table, v.capacity * 16)) {
+        if (v.table || v.capacity) {
+            fail(EUCLEAN, "segment %s: directory table %#llx/%llu slots is damaged", s->name,
+                 (unsigned long long)v.table, (unsigned long long)v.capacity);
+            return UINT64_MAX;
+        }
+        *slot = UINT64_MAX;
+        return 0;
+    }
+    for (uint64_t n = 0, i = hash & (v.capacity - 1); n < v.capacity; n++, i = (i + 1) & (v.capacity - 1)) {
+        uint64_t rec = op_get64(s, slot_off(&v, i) + 8);
+        if (rec == MSEG_DIR_EMPTY) {
+            *slot = reusable != UINT64_MAX ? reusable : i;
+            return 0;
+        }
+        if (rec == MSEG_DIR_DELETED) {
+            if (reusable == UINT64_MAX)
+                reusable = i;
+            continue;
+        }
+        if (op_get64(s, slot_off(&v, i)) != hash)
+            continue;
+        const struct mseg_dir_record *r = record_at(s, rec);
+        if (!r)
+            return UINT64_MAX;
+        if (r->name_len == len && memcmp(record_name(r), name, len) == 0) {
+            *slot = i;
+            return rec;
+        }
+    }
+    *slot = reusable;
+    return 0;
+}
+
+/* Builds a new table of `capacity` slots holding every live entry, fresh, and
+   logs the switch to it. 0, or -1 with ENOMEM. */
+static int dir_rebuild(mseg *s, uint64_t capacity)
+{
+    struct dir_view old = dir_view(s);
+    uint64_t table = heap_alloc(s, capacity * 16, MSEG_GRANULE);
+    if (!table)
+        return fail(ENOMEM, "segment %s: no room to grow the directory to %llu slots",
+                    s->name, (unsigned long long)capacity);
+    memset(s->base + table, 0, capacity * 16);
+    op_fresh(s, table, capacity * 16);
+    struct mseg_dir_slot *slots = (void *)(s->base + table);
+    for (uint64_t i = 0; i < old.capacity; i++) {
+        uint64_t rec = op_get64(s, slot_off(&old, i) + 8);
+        if (rec == MSEG_DIR_EMPTY || rec == MSEG_DIR_DELETED)
+            continue;
+        uint64_t hash = op_get64(s, slot_off(&old, i));
+        uint64_t j = hash & (capacity - 1);
+        while (slots[j].rec)
+            j = (j + 1) & (capacity - 1);
+        slots[j].hash = hash;
+        slots[j].rec = rec;
+    }
+    op_set64(s, CTRL(dir_table), table);
+    op_set64(s, CTRL(dir_capacity), capacity);
+    op_set64(s, CTRL(dir_used), op_get64(s, CTRL(dir_count)));
+    if (old.table && heap_free(s, old.table))
+        return -1;
+    return 0;
+}
+
+/* Makes room for one more entry. */
+static int dir_reserve(mseg *s)
+{
+    uint64_t cap = op_get64(s, CTRL(dir_capacity));
+    uint64_t used = op_get64(s, CTRL(dir_used));
+    uint64_t live = op_get64(s, CTRL(dir_count));
+    if (cap && (used + 1) * 4 <= cap * 3)
+        return 0;
+    uint64_t want = cap ? cap : MSEG_DIR_MIN_CAPACITY;
+    while ((live + 1) * 2 > want)
+        want *= 2;
+    return dir_rebuild(s, want);
+}
+
+/* Creates the object inside the current operation; returns its data. */
+static void *dir_create(mseg *s, const char *name, const char *type, size_t elem_size,
+                        size_t count, const void *init, uint64_t hash)
+{
+    if (elem_size == 0)
+        return fail_null(EINVAL, "object %s: element size 0", name);
+    size_t nl = strlen(name), tl = strlen(type);
+    uint32_t doff = data_offset(nl, tl);
+    if (count && elem_size > (MSEG_BLOCK_MAX - 4 - doff) / count)
+        return fail_null(ENOMEM, "object %s: %zu x %zu bytes is larger than the largest block",
+                         name, count, elem_size);
+    if (dir_reserve(s))
+        return NULL;
+    uint64_t slot;
+    if (dir_lookup(s, name, nl, hash, &slot) == UINT64_MAX || slot == UINT64_MAX)
+        return fail_null(EUCLEAN, "segment %s: directory has no free slot", s->name);
+    uint64_t bytes = doff + (uint64_t)elem_size * count;
+    uint64_t rec = heap_alloc(s, bytes, MSEG_GRANULE);
+    if (!rec)
+        return fail_null(ENOMEM, "segment %s: no room for object %s (%llu bytes)", s->name, name,
+                         (unsigned long long)bytes);
+    uint8_t *p = s->base + rec;
+    struct mseg_dir_record r = {
+        .magic = MSEG_RECORD_MAGIC, .name_len = (uint16_t)nl, .type_len = (uint8_t)tl,
+        .kind = MSEG_KIND_RAW, .data_off = doff, .elem_size = elem_size, .count = count,
+        .hash = hash,
+    };
+    memset(p, 0, doff);
+    memcpy(p, &r, sizeof r);
+    memcpy(p + sizeof r, name, nl);
+    memcpy(p + sizeof r + nl + 1, type, tl);
+    if (init)
+        memcpy(p + doff, init, elem_size * count);
+    else
+        memset(p + doff, 0, elem_size * count);
+    op_fresh(s, rec, bytes);
+
+    struct dir_view v = dir_view(s);
+    bool was_empty = op_get64(s, slot_off(&v, slot) + 8) == MSEG_DIR_EMPTY;
+    op_set64(s, slot_off(&v, slot), hash);
+    op_set64(s, slot_off(&v, slot) + 8, rec);
+    op_set64(s, CTRL(dir_count), op_get64(s, CTRL(dir_count)) + 1);
+    if (was_empty)
+        op_set64(s, CTRL(dir_used), op_get64(s, CTRL(dir_used)) + 1);
+    return p + doff;
+}
+
+/* Removes the entry in slot; the last one takes the table with it, so an
+   empty directory holds no memory (free memory is back where it started). */
+static int dir_remove(mseg *s, uint64_t slot)
+{
+    struct dir_view v = dir_view(s);
+    uint64_t live = op_get64(s, CTRL(dir_count)) - 1;
+    op_set64(s, CTRL(dir_count), live);
+    if (live > 0) {
+        op_set64(s, slot_off(&v, slot) + 8, MSEG_DIR_DELETED);
+        return 0;
+    }
+    op_set64(s, CTRL(dir_table), 0);
+    op_set64(s, CTRL(dir_capacity), 0);
+    op_set64(s, CTRL(dir_used), 0);
+    return heap_free(s, v.table);
+}
+
+/* The data of record rec, if type and elem_size match (EINVAL if not). */
+static void *typed_data(mseg *s, uint64_t rec, const char *name, const char *type,
+                        size_t elem_size, size_t *count)
+{
+    const struct mseg_dir_record *r = record_at(s, rec);
+    if (!r)
+        return NULL;
+    if (strcmp(record_type(r), type) != 0 || r->elem_size != elem_size)
+        return fail_null(EINVAL, "object %s is a %s of %llu-byte elements, not a %s of %zu-byte elements",
+                         name, record_type(r), (unsigned long long)r->elem_size, type, elem_size);
+    if (count)
+        *count = (size_t)r->count;
+    return s->base + rec + r->data_off;
+}
+
+/* ---- for check.c ---- */
+
+int dir_record_name(mseg *s, uint64_t rec, char name[MSEG_NAME_MAX + 1])
+{
+    const struct mseg_dir_record *r = record_at(s, rec);
+    if (!r)
+        return -1;
+    memcpy(name, record_name(r), r->name_len + 1u);
+    return 0;
+}
+
+uint64_t dir_record_lookup(mseg *s, const char *name)
+{
+    size_t nl = strlen(name);
+    uint64_t slot;
+    return dir_lookup(s, name, nl, mseg_hash(name, nl), &slot);
+}
+
+/* ---- public API ---- */
+
+void *mseg_construct(mseg *s, const char *name, const char *type,
+                     size_t elem_size, size_t count, const void *init)
+{
+    if (check_name(name, type) || seg_write_begin(s))
+        return NULL;
+    size_t nl = strlen(name);
+    uint64_t hash = mseg_hash(name, nl), slot;
+    uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+    void *data = NULL;
+    if (rec == UINT64_MAX)
+        ;
+    else if (rec)
+        fail(EEXIST, "object %s already exists in segment %s", name, s->name);
+    else
+        data = dir_create(s, name, type, elem_size, count, init, hash);
+    int e = errno;
+    if (seg_write_end(s, data != NULL) || !data) {
+        if (!data)
+            errno = e;
+        return NULL;
+    }
+    return data;
+}
+
+void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
+                             size_t elem_size, size_t count, const void *init)
+{
+    if (check_name(name, type) || seg_write_begin(s))
+        return NULL;
+    size_t nl = strlen(name);
+    uint64_t hash = mseg_hash(name, nl), slot;
+    uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+    void *data = NULL;
+    bool made = false;
+    if (rec == UINT64_MAX)
+        ;
+    else if (rec)
+        data = typed_data(s, rec, name, type, elem_size, NULL);
+    else
+        made = (data = dir_create(s, name, type, elem_size, count, init, hash)) != NULL;
+    int e = errno;
+    if (seg_write_end(s, made) || !data) {
+        if (!data)
+            errno = e;
+        return NULL;
+    }
+    return data;
+}
+
+void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, size_t *count)
+{
+    if (check_name(name, type) || seg_read_begin(s))
+        return NULL;
+    size_t nl = strlen(name);
+    uint64_t hash = mseg_hash(name, nl), slot;
+    uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+    void *data = NULL;
+    if (rec == 0)
+        fail(ENOENT, "no object named %s in segment %s", name, s->name);
+    else if (rec != UINT64_MAX)
+        data = typed_data(s, rec, name, type, elem_size, count);
+    int e = errno;
+    seg_read_end(s);
+    errno = e;
+    return data;
+}
+
+int mseg_destroy(mseg *s, const char *name)
+{
+    if (check_name(name, NULL) || seg_write_begin(s))
+        return -1;
+    size_t nl = strlen(name);
+    uint64_t hash = mseg_hash(name, nl), slot;
+    uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+    int rc = -1;
+    if (rec == 0)
+        fail(ENOENT, "no object named %s in segment %s", name, s->name);
+    else if (rec != UINT64_MAX) {
+        rc = dir_remove(s, slot) || heap_free(s, rec) ? -1 : 0;
+    }
+    int e = errno;
+    if (seg_write_end(s, rc == 0))
+        return -1;
+    errno = e;
+    return rc;
+}
+
+size_t mseg_named_count(mseg *s)
+{
+    if (seg_read_begin(s))
+        return 0;
+    uint64_t n = seg_control(s)->dir_count;
+    seg_read_end(s);
+    return (size_t)n;
+}
+
+/* ---- iteration on a snapshot ---- */
+
+struct snapshot {
+    struct mseg_named *items;
+    char *strings;
+    size_t n;
+};
+
+/* Copies every entry (and its strings) so fn can run without the lock. */
+static int take_snapshot(mseg *s, struct snapshot *snap)
+{
+    struct dir_view v = dir_view(s);
+    size_t cap = (size_t)seg_control(s)->dir_count, bytes = 0;
+    memset(snap, 0, sizeof *snap);
+    if (v.table == 0)
+        return 0;
+    if (!seg_range_ok(s, v.table, v.capacity * 16))
+        return fail(EUCLEAN, "segment %s: directory table is damaged", s->name);
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n = 0, used = 0;
+        for (uint64_t i = 0; i < v.capacity && n < cap; i++) {
+            uint64_t rec = op_get64(s, slot_off(&v, i) + 8);
+            if (rec == MSEG_DIR_EMPTY || rec == MSEG_DIR_DELETED)
+                continue;
+            const struct mseg_dir_record *r = record_at(s, rec);
+            if (!r)
+                return -1;
+            size_t len = (size_t)r->name_len + 1 + r->type_len + 1;
+            if (pass == 1) {
+                char *str = snap->strings + used;
+                memcpy(str, record_name(r), len);
+                snap->items[n] = (struct mseg_named){
+                    .name = str, .type = str + r->name_len + 1, .elem_size = (size_t)r->elem_size,
+                    .count = (size_t)r->count, .off = rec + r->data_off };
+            }
+            used += len;
+            n++;
+        }
+        if (pass == 0) {
+            bytes = used;
+            snap->items = malloc((n ? n : 1) * sizeof *snap->items);
+            snap->strings = malloc(bytes ? bytes : 1);
+            if (!snap->items || !snap->strings)
+                return fail(ENOMEM, "out of process memory for a directory snapshot");
+        }
+        snap->n = n;
+    }
+    return 0;
+}
+
+int mseg_named_foreach(mseg *s, int (*fn)(const struct mseg_named *, void *), void *arg)
+{
+    if (!fn)
+        return fail(EINVAL, "NULL callback");
+    if (seg_read_begin(s))
+        return -1;
+    struct snapshot snap;
+    int rc = take_snapshot(s, &snap);
+    int e = errno;
+    seg_read_end(s);
+    for (size_t i = 0; rc == 0 && i < snap.n; i++)
+        rc = fn(&snap.items[i], arg);
+    free(snap.items);
+    free(snap.strings);
+    if (snap.n == 0 && rc < 0)
+        errno = e;
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* error.c - errno plus a thread-local message with context, set in one place. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+static __thread char errmsg[512];
+
+static void vset(int err, const char *fmt, va_list ap)
+{
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    errno = err;
+}
+
+int fail(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset(err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void *fail_null(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset(err, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+const char *mseg_errmsg(void)
+{
+    return errmsg[0] ? errmsg : "no error";
+}
+
+const char *mseg_version(void)
+{
+    return "0.1.0";
+}
+
+unsigned mseg_format_version(void)
+{
+    return MSEG_FORMAT_VERSION;
+}

@@ -1,0 +1,310 @@
+/*
+ * heap.c - the allocator: boundary-tagged blocks in segregated free lists
+ * (two-level, as in TLSF), so alloc and free take constant time.
+ *
+ * Block format: see layout.h ("Heap blocks"). Every read of allocator
+ * metadata goes through op_get*, every write through op_set* (log.c), so an
+ * operation is atomic: its changes reach the segment only when it commits.
+ *
+ * Invariants (check.c verifies each one):
+ *   - blocks tile [heap_start + 16 - 4, heap_end - 4) exactly, then the end
+ *     marker (used, size 0);
+ *   - a block's PREV_USED bit equals the used bit of the block before it;
+ *   - a free block's footer equals its size, and it is in exactly one list,
+ *     the bin of its size; a bin's bitmap bit is set iff its list is
+ *     non-empty;
+ *   - no two free blocks are neighbours, unless together they would exceed
+ *     the largest block (16 GiB - 16);
+ *   - free_bytes is the sum of the free blocks' sizes.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define CTRL(field) ((uint64_t)MSEG_CONTROL_OFF + offsetof(struct mseg_control, field))
+
+/* ---- block words, by payload offset p ---- */
+
+static uint32_t head(mseg *s, uint64_t p)           { return op_get32(s, p - 4); }
+static void set_head(mseg *s, uint64_t p, uint32_t h) { op_set32(s, p - 4, h); }
+static uint64_t head_size(uint32_t h)               { return (uint64_t)(h >> 2) * MSEG_GRANULE; }
+static bool head_used(uint32_t h)                   { return h & MSEG_BLOCK_USED; }
+static bool head_prev_used(uint32_t h)              { return h & MSEG_BLOCK_PREV_USED; }
+
+static uint32_t make_head(uint64_t size, bool prev_used, bool used)
+{
+    return (uint32_t)((size / MSEG_GRANULE) << 2) |
+           (prev_used ? MSEG_BLOCK_PREV_USED : 0) | (used ? MSEG_BLOCK_USED : 0);
+}
+
+static uint64_t link_next(mseg *s, uint64_t p)          { return op_get64(s, p); }
+static uint64_t link_prev(mseg *s, uint64_t p)          { return op_get64(s, p + 8); }
+static void set_next(mseg *s, uint64_t p, uint64_t v)   { op_set64(s, p, v); }
+static void set_prev(mseg *s, uint64_t p, uint64_t v)   { op_set64(s, p + 8, v); }
+static void set_foot(mseg *s, uint64_t p, uint64_t size){ op_set32(s, p + size - 8, (uint32_t)(size / MSEG_GRANULE)); }
+
+/* Sets or clears PREV_USED in the header of the block at p. */
+static void mark_prev_used(mseg *s, uint64_t p, bool used)
+{
+    uint32_t h = head(s, p);
+    uint32_t nh = used ? (h | MSEG_BLOCK_PREV_USED) : (h & ~MSEG_BLOCK_PREV_USED);
+    if (nh != h)
+        set_head(s, p, nh);
+}
+
+/* ---- bins ---- */
+
+/* Bin of a block of g granules (g >= 2): exact below 16, then 16 bins per
+   power of two. */
+static unsigned bin_of(uint64_t g)
+{
+    if (g < 16)
+        return (unsigned)g;
+    unsigned fl = 63u - (unsigned)__builtin_clzll(g);
+    unsigned sl = (unsigned)(g >> (fl - 4)) & 15u;
+    return 16u + (fl - 4u) * 16u + sl;
+}
+
+/* Smallest bin whose every block holds at least g granules. */
+static unsigned bin_at_least(uint64_t g)
+{
+    if (g < 16)
+        return (unsigned)g;
+    unsigned fl = 63u - (unsigned)__builtin_clzll(g);
+    uint64_t rounded = g + (1ull << (fl - 4)) - 1;
+    if (rounded > MSEG_BLOCK_MAX_GRANULES)
+        return MSEG_BINS;
+    return bin_of(rounded);
+}
+
+static uint64_t bin_head_off(unsigned b) { return CTRL(bin_head) + 8ull * b; }
+static uint64_t bitmap_off(unsigned b)   { return CTRL(bin_bitmap) + 8ull * (b / 64); }
+
+static void bitmap_set(mseg *s, unsigned b, bool on)
+{
+    uint64_t w = op_get64(s, bitmap_off(b));
+    uint64_t nw = on ? (w | (1ull << (b % 64))) : (w & ~(1ull << (b % 64)));
+    if (nw != w)
+        op_set64(s, bitmap_off(b), nw);
+}
+
+/* First non-empty bin >= b, or MSEG_BINS. */
+static unsigned bin_find(mseg *s, unsigned b)
+{
+    for (unsigned w = b / 64; w < MSEG_BIN_WORDS; w++) {
+        uint64_t bits = op_get64(s, CTRL(bin_bitmap) + 8ull * w);
+        if (w == b / 64)
+            bits &= ~0ull << (b % 64);
+        if (bits)
+            return w * 64 + (unsigned)__builtin_ctzll(bits);
+    }
+    return MSEG_BINS;
+}
+
+static void list_insert(mseg *s, uint64_t p, uint64_t size)
+{
+    unsigned b = bin_of(size / MSEG_GRANULE);
+    uint64_t first = op_get64(s, bin_head_off(b));
+    set_next(s, p, first);
+    set_prev(s, p, 0);
+    if (first)
+        set_prev(s, first, p);
+    op_set64(s, bin_head_off(b), p);
+    bitmap_set(s, b, true);
+}
+
+static void list_remove(mseg *s, uint64_t p, uint64_t size)
+{
+    unsigned b = bin_of(size / MSEG_GRANULE);
+    uint64_t next = link_next(s, p), prev = link_prev(s, p);
+    if (prev)
+        set_next(s, prev, next);
+    else
+        op_set64(s, bin_head_off(b), next);
+    if (next)
+        set_prev(s, next, prev);
+    if (!prev && !next)
+        bitmap_set(s, b, false);
+}
+
+/* Makes [p, p+size) a free block in its bin; its PREV_USED bit is given. */
+static void make_free(mseg *s, uint64_t p, uint64_t size, bool prev_used)
+{
+    set_head(s, p, make_head(size, prev_used, false));
+    set_foot(s, p, size);
+    list_insert(s, p, size);
+}
+
+static void add_free_bytes(mseg *s, int64_t delta)
+{
+    op_set64(s, CTRL(free_bytes), op_get64(s, CTRL(free_bytes)) + (uint64_t)delta);
+}
+
+/* ---- formatting a new heap ---- */
+
+/* Cuts [heap_start, heap_end) into free blocks of at most MSEG_BLOCK_MAX and
+   the end marker, storing directly (op_apply_unlogged): creation is made
+   atomic by segment.c, which writes the header last. */
+void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
+{
+    op_set64(s, CTRL(heap_start), heap_start);
+    op_set64(s, CTRL(heap_end), heap_end);
+    op_set64(s, CTRL(free_bytes), 0);
+    uint64_t p = heap_start + MSEG_GRANULE;
+    uint64_t end = heap_end;            /* payload offset of the end marker */
+    bool prev_used = true;
+    while (end - p >= MSEG_BLOCK_MIN) {
+        uint64_t size = end - p;
+        if (size > MSEG_BLOCK_MAX)
+            size = MSEG_BLOCK_MAX;
+        if (end - p - size != 0 && end - p - size < MSEG_BLOCK_MIN)
+            size -= MSEG_BLOCK_MIN;     /* leave room for a whole last block */
+        make_free(s, p, size, prev_used);
+        add_free_bytes(s, (int64_t)size);
+        op_apply_unlogged(s);           /* keep the record count small */
+        prev_used = false;
+        p += size;
+    }
+    /* the end marker: used, size 0, never merged, never freed */
+    set_head(s, end, make_head(0, prev_used, true));
+    op_apply_unlogged(s);
+}
+
+/* ---- allocation ---- */
+
+/* Block size for an n-byte request: header plus payload, in granules. */
+static uint64_t block_size_for(uint64_t n)
+{
+    if (n > MSEG_BLOCK_MAX - 4)
+        return 0;
+    uint64_t size = (n + 4 + MSEG_GRANULE - 1) & ~(uint64_t)(MSEG_GRANULE - 1);
+    return size < MSEG_BLOCK_MIN ? MSEG_BLOCK_MIN : size;
+}
+
+/* A free block of at least `size` bytes, removed from its list; 0 if none. */
+static uint64_t take_block(mseg *s, uint64_t size)
+{
+    uint64_t g = size / MSEG_GRANULE;
+    unsigned exact = bin_of(g);
+    uint64_t p = op_get64(s, bin_head_off(exact));
+    if (p && head_size(head(s, p)) >= size) {       /* good fit, cheap to try */
+        list_remove(s, p, head_size(head(s, p)));
+        return p;
+    }
+    unsigned b = bin_find(s, bin_at_least(g));
+    if (b >= MSEG_BINS)
+        return 0;
+    p = op_get64(s, bin_head_off(b));
+    list_remove(s, p, head_size(head(s, p)));
+    return p;
+}
+
+/* Splits the free block p (not in any list) so its payload is aligned;
+   returns the aligned block, whose new size is stored in *size. */
+static uint64_t split_front(mseg *s, uint64_t p, uint64_t *size, uint64_t align, bool *prev_used)
+{
+    if (p % align == 0)
+        return p;
+    uint64_t q = (p + MSEG_BLOCK_MIN + align - 1) & ~(align - 1);
+    uint64_t front = q - p;
+    make_free(s, p, front, *prev_used);
+    *prev_used = false;
+    *size -= front;
+    return q;
+}
+
+uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
+{
+    uint64_t need = block_size_for(n);
+    if (need == 0)
+        return 0;
+    uint64_t search = align > MSEG_GRANULE ? need + align + MSEG_BLOCK_MIN : need;
+    if (search > MSEG_BLOCK_MAX)
+        return 0;
+    uint64_t p = take_block(s, search);
+    if (!p)
+        return 0;
+    uint32_t h = head(s, p);
+    uint64_t size = head_size(h);
+    bool prev_used = head_prev_used(h);
+    add_free_bytes(s, -(int64_t)size);
+    if (align > MSEG_GRANULE) {
+        uint64_t q = split_front(s, p, &size, align, &prev_used);
+        if (q != p)
+            add_free_bytes(s, (int64_t)(q - p));
+        p = q;
+    }
+    if (size - need >= MSEG_BLOCK_MIN) {
+        make_free(s, p + need, size - need, true);
+        add_free_bytes(s, (int64_t)(size - need));
+        size = need;
+    } else {
+        mark_prev_used(s, p + size, true);
+    }
+    set_head(s, p, make_head(size, prev_used, true));
+    op_claim(s, p, size - 4);
+    return p;
+}
+
+/* ---- freeing ---- */
+
+/* True when p is the payload of a used block, as far as O(1) checks can
+   tell: aligned, inside the heap, a used header whose size stays inside the
+   heap, a next block that records this one as used, and (if the previous
+   block is free) a footer leading back to a matching free header. */
+bool heap_block_is_live(mseg *s, uint64_t p)
+{
+    uint64_t start = op_get64(s, CTRL(heap_start));
+    uint64_t end = op_get64(s, CTRL(heap_end));
+    if (p % MSEG_GRANULE || p < start + MSEG_GRANULE || p >= end)
+        return false;
+    uint32_t h = head(s, p);
+    uint64_t size = head_size(h);
+    if (!head_used(h) || size < MSEG_BLOCK_MIN || size > end - p)
+        return false;
+    if (!head_prev_used(head(s, p + size)))
+        return false;
+    if (head_prev_used(h))
+        return true;
+    uint64_t fsize = (uint64_t)op_get32(s, p - 8) * MSEG_GRANULE;
+    if (fsize < MSEG_BLOCK_MIN || fsize > p - start - MSEG_GRANULE)
+        return false;
+    uint32_t ph = head(s, p - fsize);
+    return !head_used(ph) && head_size(ph) == fsize;
+}
+
+uint64_t heap_block_size(mseg *s, uint64_t p)
+{
+    return head_size(head(s, p));
+}
+
+int heap_free(mseg *s, uint64_t p)
+{
+    if (!heap_block_is_live(s, p))
+        return fail(EINVAL, "segment %s: %#llx is not the start of a live block",
+                    s->name, (unsigned long long)p);
+    uint32_t h = head(s, p);
+    uint64_t size = head_size(h);
+    bool prev_used = head_prev_used(h);
+    add_free_bytes(s, (int64_t)size);
+
+    uint64_t next = p + size;
+    uint32_t nh = head(s, next);
+    if (!head_used(nh) && size + head_size(nh) <= MSEG_BLOCK_MAX) {
+        list_remove(s, next, head_size(nh));
+        size += head_size(nh);
+    }
+    if (!prev_used) {
+        uint64_t psize = (uint64_t)op_get32(s, p - 8) * MSEG_GRANULE;
+        if (size + psize <= MSEG_BLOCK_MAX) {
+            uint64_t prev = p - psize;
+            prev_used = head_prev_used(head(s, prev));
+            list_remove(s, prev, psize);
+            p = prev;
+            size += psize;
+        }
+    }
+    make_free(s, p, size, prev_used);
+    mark_prev_used(s, p + size, false);
+    return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * internal.h - the process-local handle and the helpers every engine file
+ * shares. Nothing here is persistent (that is layout.h) or public (mseg.h).
+ *
+ * Lock order: the OFD "attach" lock on the file (segment.c, only while
+ * opening and closing) is taken before the segment mutex (lock.c). No engine
+ * function takes the segment mutex twice.
+ */
+#ifndef MSEG_INTERNAL_H
+#define MSEG_INTERNAL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "mseg.h"
+
+/* The work in progress of one engine operation: the redo records it has
+   written to the log so far and the bytes it wrote in place into memory that
+   no committed state can reach yet (fresh blocks), which a durable commit
+   must flush along with the log. */
+struct op {
+    bool     active;
+    bool     overflow;          /* ran out of log space: commit refuses */
+    uint32_t count;             /* records in the log area */
+    uint64_t bloom;             /* 1 bit per 4-byte word (mod 64) with a record */
+    uint64_t fresh_lo, fresh_hi;/* range of fresh in-place writes (0,0 = none) */
+    uint64_t seq;               /* sequence number of the last commit */
+};
+
+enum mseg_mode { MODE_RW, MODE_RDONLY, MODE_COW };
+
+struct mseg {
+    char          *name;
+    unsigned       flags;
+    enum mseg_mode mode;
+    int            fd;
+    uint8_t       *base;        /* mapping of [0, size) */
+    uint64_t       size;        /* bytes mapped (the header's size) */
+    uint64_t       reserved;    /* bytes of address space reserved at base */
+    bool           failed;      /* a flush failed: no more writes (EIO) */
+    bool           recovered;   /* this open (or a lock takeover) ran recovery */
+    struct op      op;
+};
+
+/* ---- errors (error.c) ---- */
+/* Sets errno and this thread's message; returns -1 for `return fail(...)`. */
+int   fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void *fail_null(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- typed access to the mapping ---- */
+static inline struct mseg_header  *seg_header(mseg *s, int copy)
+{ return (struct mseg_header *)(s->base + (copy ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF)); }
+static inline struct mseg_runtime *seg_runtime(mseg *s)
+{ return (struct mseg_runtime *)(s->base + MSEG_RUNTIME_OFF); }
+static inline struct mseg_control *seg_control(mseg *s)
+{ return (struct mseg_control *)(s->base + MSEG_CONTROL_OFF); }
+
+/* True when [off, off+len) lies inside the mapping (overflow-safe). */
+static inline bool seg_range_ok(const mseg *s, uint64_t off, uint64_t len)
+{ return off <= s->size && len <= s->size - off; }
+
+/* ---- lock.c ---- */
+int  lock_init(mseg *s);             /* (re)initialize the segment mutex */
+int  lock_acquire(mseg *s);          /* runs recovery when the owner died */
+void lock_release(mseg *s);
+/* Begins a writing engine operation: checks the handle may write, takes
+   the lock, starts the op. 0 or -1 with errno (EROFS, EIO, EUCLEAN). */
+int  seg_write_begin(mseg *s);
+/* Ends it: commits (commit) or discards, then unlocks. Returns 0 or -1. */
+int  seg_write_end(mseg *s, bool commit);
+/* Read-side entry and exit: lock for read-write handles; read-only and
+   copy-on-write handles read without the lock. */
+int  seg_read_begin(mseg *s);
+void seg_read_end(mseg *s);
+
+/* ---- log.c: the intent log ---- */
+void     op_begin(mseg *s);
+uint64_t op_get64(mseg *s, uint64_t off);
+uint32_t op_get32(mseg *s, uint64_t off);
+void     op_set64(mseg *s, uint64_t off, uint64_t v);
+void     op_set32(mseg *s, uint64_t off, uint32_t v);
+void     op_fresh(mseg *s, uint64_t off, uint64_t len);
+void     op_claim(mseg *s, uint64_t off, uint64_t len);
+int      op_commit(mseg *s);
+void     op_discard(mseg *s);
+void     op_apply_unlogged(mseg *s);   /* creation only: no log, no crash points */
+/* Replays a committed log, discards a torn or uncommitted one. Returns 1 if
+   something was replayed, 0 if nothing was needed, -1 on error. */
+int      log_recover(mseg *s);
+/* 1 when the log holds a committed, valid record set (recovery needed). */
+int      log_needs_recovery(mseg *s);
+/* Every persist point goes through here: crash hook, then (durable) msync. */
+int      persist(mseg *s, const char *point, uint64_t off, uint64_t len);
+void     crash_point(const char *point);
+
+/* ---- heap.c ---- */
+void     heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end);
+uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off, 0 = ENOMEM */
+int      heap_free(mseg *s, uint64_t p);                    /* -1 + EINVAL if not live */
+bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */
+uint64_t heap_block_size(mseg *s, uint64_t p);              /* in the op's view */
+
+/* ---- directory.c ---- */
+/* Copies the name of the sound record at rec; -1 with EUCLEAN if damaged. */
+int      dir_record_name(mseg *s, uint64_t rec, char name[MSEG_NAME_MAX + 1]);
+/* The record a lookup of name finds: 0 absent, UINT64_MAX damaged. */
+uint64_t dir_record_lookup(mseg *s, const char *name);
+
+/* ---- header.c ---- */
+void header_build(struct mseg_header *h, uint64_t size, uint64_t max_size, uint64_t generation);
+void header_seal(struct mseg_header *h);
+/* Validates one copy against the file size; 0 or -1 with errno + message. */
+int  header_validate(const struct mseg_header *h, uint64_t file_size, char *why, size_t whylen, int *err);
+
+/* ---- check.c ---- */
+int  check_segment(mseg *s, struct mseg_report *r);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * lock.c - the segment mutex: robust and process-shared, in the runtime page.
+ *
+ * One mutex serializes every engine operation of every process and thread.
+ * When its owner dies (killed in the middle of an operation), the next
+ * locker gets EOWNERDEAD, replays or discards the dead owner's log
+ * (log_recover), marks the mutex consistent and goes on. The mutex's bytes
+ * belong to the C library and may be stale after a reboot or a crash with
+ * no survivor, so the first process to attach re-initializes them
+ * (segment.c decides who is first with open file description locks).
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "internal.h"
+
+_Static_assert(sizeof(pthread_mutex_t) <= sizeof(((struct mseg_runtime *)0)->lock),
+               "pthread_mutex_t fits the runtime page's lock field");
+
+static pthread_mutex_t *seg_mutex(mseg *s)
+{
+    return (pthread_mutex_t *)seg_runtime(s)->lock;
+}
+
+int lock_init(mseg *s)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    memset(seg_mutex(s), 0, sizeof(pthread_mutex_t));
+    int r = pthread_mutex_init(seg_mutex(s), &a);
+    pthread_mutexattr_destroy(&a);
+    if (r)
+        return fail(r, "segment %s: cannot initialize its lock: %s", s->name, strerror(r));
+    return 0;
+}
+
+int lock_acquire(mseg *s)
+{
+    int r = pthread_mutex_lock(seg_mutex(s));
+    if (r == 0)
+        return 0;
+    if (r == EOWNERDEAD) {
+        /* The owner died mid-operation: its log says what to redo. */
+        int rec = log_recover(s);
+        if (rec < 0) {
+            int e = errno;
+            /* left inconsistent on purpose: every later locker fails too */
+            pthread_mutex_unlock(seg_mutex(s));
+            errno = e;
+            return -1;
+        }
+        if (rec > 0)
+            s->recovered = true;
+        pthread_mutex_consistent(seg_mutex(s));
+        return 0;
+    }
+    if (r == ENOTRECOVERABLE)
+        return fail(EUCLEAN, "segment %s: its lock was left unrecoverable by a failed "
+                    "recovery; run mseg check, then reopen with no process attached", s->name);
+    return fail(r, "segment %s: locking failed: %s", s->name, strerror(r));
+}
+
+void lock_release(mseg *s)
+{
+    pthread_mutex_unlock(seg_mutex(s));
+}
+
+int seg_write_begin(mseg *s)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (s->mode == MODE_RDONLY)
+        return fail(EROFS, "segment %s is open read-only", s->name);
+    if (s->failed)
+        return fail(EIO, "segment %s: an earlier flush failed; this handle refuses writes", s->name);
+    if (lock_acquire(s))
+        return -1;
+    op_begin(s);
+    return 0;
+}
+
+int seg_write_end(mseg *s, bool commit)
+{
+    int rc = 0;
+    if (commit)
+        rc = op_commit(s);
+    else
+        op_discard(s);
+    lock_release(s);
+    return rc;
+}
+
+int seg_read_begin(mseg *s)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (s->mode == MODE_RDONLY)
+        return 0;   /* cannot write the lock word; see README "Limits" */
+    return lock_acquire(s);
+}
+
+void seg_read_end(mseg *s)
+{
+    if (s->mode != MODE_RDONLY)
+        lock_release(s);
+}

@@ -1,0 +1,409 @@
+/*
+ * log.c - the intent log: every change to engine metadata is a redo record.
+ *
+ * An engine operation never stores into metadata directly. It calls
+ * op_set32/op_set64, which append (where, value) records to the log area;
+ * op_get32/op_get64 read through those pending records, so the operation
+ * sees its own changes while the segment's bytes still hold the state before
+ * it. Bytes written into newly allocated blocks (which nothing committed can
+ * reach yet) are stored in place and only noted with op_fresh().
+ *
+ * The commit protocol (numbered steps; tests name the crash points):
+ *
+ *   1. records written to the log area; head.count and head.checksum
+ *      (XXH3 of commit value, count and records) stored.
+ *                                                      crash point log.written
+ *   2. head.commit := sequence number (one aligned 8-byte store).
+ *      PERSIST 1 (durable mode): msync the log pages and the fresh bytes.
+ *                                                      crash point log.committed
+ *   3. records applied in place, in order.             crash point log.applying (halfway)
+ *      PERSIST 2 (durable mode): msync the pages the records changed.
+ *                                                      crash point log.applied
+ *   4. head.commit := 0 (the log is retired; never flushed on its own: a
+ *      redo log replayed twice does no harm).          crash point log.retired
+ *
+ * Recovery (log_recover): a log whose commit is 0 is empty. A non-zero commit
+ * with a valid checksum is replayed (steps 3-4 again, idempotent); with a
+ * bad checksum it is a log torn by a power loss before PERSIST 1 completed,
+ * so the operation never applied anything in place: it is discarded.
+ *
+ * Why this keeps the rule of DESIGN.md: the kernel may write any dirty page
+ * back at any time, but no in-place store of an operation exists before
+ * PERSIST 1 has put its redo records on disk; and a page written early that
+ * holds a later operation's in-place stores is covered by that operation's
+ * log, itself on disk before those stores were made.
+ *
+ * In process-crash terms (no flushes): a process killed before step 2 leaves
+ * commit == 0 and no in-place change; killed after, its records are replayed
+ * by whoever takes the lock next (EOWNERDEAD) or opens the segment first.
+ */
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "internal.h"
+#include "testing.h"
+
+/* ---- crash points, for the tests ---- */
+
+static mseg_crash_hook_fn crash_hook;
+static void *crash_hook_arg;
+static unsigned long crash_points_reached;
+
+void mseg_test_set_crash_hook(mseg_crash_hook_fn fn, void *arg)
+{
+    crash_hook = fn;
+    crash_hook_arg = arg;
+    crash_points_reached = 0;
+}
+
+unsigned long mseg_test_crash_points(void)
+{
+    return crash_points_reached;
+}
+
+void crash_point(const char *point)
+{
+    if (crash_hook) {
+        crash_points_reached++;
+        crash_hook(point, crash_points_reached, crash_hook_arg);
+    }
+}
+
+/* ---- flushing ---- */
+
+/* msync of the pages covering [off, off+len), on durable read-write handles.
+   A failure is fatal for the handle: the kernel marks pages clean after a
+   write-back error, so a retry could report success with the data lost. */
+static int flush_range(mseg *s, uint64_t off, uint64_t len)
+{
+    if (!(s->flags & MSEG_DURABLE) || s->mode != MODE_RW || len == 0)
+        return 0;
+    uint64_t start = off & ~(uint64_t)(MSEG_PAGE - 1);
+    uint64_t end = (off + len + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
+    if (end > s->size)
+        end = s->size;
+    if (msync(s->base + start, end - start, MS_SYNC) != 0) {
+        int e = errno;
+        s->failed = true;
+        return fail(EIO, "segment %s: msync failed (%s); the handle refuses further writes",
+                    s->name, strerror(e));
+    }
+    return 0;
+}
+
+int persist(mseg *s, const char *point, uint64_t off, uint64_t len)
+{
+    crash_point(point);
+    return flush_range(s, off, len);
+}
+
+/* ---- the log area ---- */
+
+static struct mseg_log_head *log_head(mseg *s)
+{
+    return (struct mseg_log_head *)(s->base + MSEG_LOG_OFF);
+}
+
+static struct mseg_log_entry *log_entries(mseg *s)
+{
+    return (struct mseg_log_entry *)(s->base + MSEG_LOG_OFF + sizeof(struct mseg_log_head));
+}
+
+static uint64_t log_checksum(uint64_t commit, uint32_t count, const struct mseg_log_entry *e)
+{
+    uint64_t seed = commit * 0x9e3779b97f4a7c15ull + count;
+    return (uint64_t)XXH3_64bits_withSeed(e, (size_t)count * sizeof *e, seed);
+}
+
+static unsigned entry_width(const struct mseg_log_entry *e)
+{
+    return (e->where & MSEG_LOG_WIDTH32) ? 4 : 8;
+}
+
+static uint64_t entry_off(const struct mseg_log_entry *e)
+{
+    return e->where & ~MSEG_LOG_WIDTH32;
+}
+
+/* One bloom bit per 4-byte word (mod 64): a read whose bits are clear has no
+   pending record and goes straight to memory. */
+static uint64_t bloom_bits(uint64_t off, unsigned width)
+{
+    uint64_t w = off >> 2;
+    uint64_t bits = 1ull << (w & 63);
+    if (width == 8)
+        bits |= 1ull << ((w + 1) & 63);
+    return bits;
+}
+
+static bool overlaps(uint64_t a, unsigned aw, uint64_t b, unsigned bw)
+{
+    return a < b + bw && b < a + aw;
+}
+
+static uint64_t load(const mseg *s, uint64_t off, unsigned width)
+{
+    if (width == 8)
+        return *(const uint64_t *)(s->base + off);
+    return *(const uint32_t *)(s->base + off);
+}
+
+static void store(mseg *s, uint64_t off, unsigned width, uint64_t v)
+{
+    if (width == 8)
+        *(uint64_t *)(s->base + off) = v;
+    else
+        *(uint32_t *)(s->base + off) = (uint32_t)v;
+}
+
+/* The value as the operation sees it when records overlap partially: memory,
+   then every overlapping record's bytes in log order. Rare (a transaction
+   reusing bytes at another width); correctness over speed. */
+static uint64_t read_merged(mseg *s, uint64_t off, unsigned width)
+{
+    uint8_t buf[8] = {0};
+    memcpy(buf, s->base + off, width);
+    const struct mseg_log_entry *e = log_entries(s);
+    for (uint32_t i = 0; i < s->op.count; i++) {
+        uint64_t eo = entry_off(&e[i]);
+        unsigned ew = entry_width(&e[i]);
+        if (!overlaps(off, width, eo, ew))
+            continue;
+        uint64_t lo = off > eo ? off : eo;
+        uint64_t hi = (off + width < eo + ew) ? off + width : eo + ew;
+        memcpy(buf + (lo - off), (const uint8_t *)&e[i].value + (lo - eo), hi - lo);
+    }
+    uint64_t v = 0;
+    memcpy(&v, buf, width);
+    return v;
+}
+
+static uint64_t op_read(mseg *s, uint64_t off, unsigned width)
+{
+    if (!(s->op.bloom & bloom_bits(off, width)))
+        return load(s, off, width);
+    const struct mseg_log_entry *e = log_entries(s);
+    for (uint32_t i = s->op.count; i-- > 0;) {
+        uint64_t eo = entry_off(&e[i]);
+        unsigned ew = entry_width(&e[i]);
+        if (!overlaps(off, width, eo, ew))
+            continue;
+        if (eo == off && ew == width)
+            return width == 8 ? e[i].value : (uint32_t)e[i].value;
+        return read_merged(s, off, width);
+    }
+    return load(s, off, width);
+}
+
+static void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
+{
+    struct mseg_log_entry *e = log_entries(s);
+    uint64_t bits = bloom_bits(off, width);
+    if (s->op.bloom & bits) {
+        for (uint32_t i = s->op.count; i-- > 0;) {
+            uint64_t eo = entry_off(&e[i]);
+            unsigned ew = entry_width(&e[i]);
+            if (!overlaps(off, width, eo, ew))
+                continue;
+            if (eo == off && ew == width) {
+                e[i].value = v;   /* the newest record of these bytes: update it */
+                return;
+            }
+            break;                /* partial overlap: append, order decides */
+        }
+    }
+    if (s->op.count >= MSEG_LOG_CAPACITY) {
+        s->op.overflow = true;
+        return;
+    }
+    e[s->op.count].where = off | (width == 4 ? MSEG_LOG_WIDTH32 : 0);
+    e[s->op.count].value = v;
+    s->op.count++;
+    s->op.bloom |= bits;
+}
+
+/* ---- the operation API ---- */
+
+void op_begin(mseg *s)
+{
+    s->op.active = true;
+    s->op.overflow = false;
+    s->op.count = 0;
+    s->op.bloom = 0;
+    s->op.fresh_lo = s->op.fresh_hi = 0;
+}
+
+uint64_t op_get64(mseg *s, uint64_t off) { return op_read(s, off, 8); }
+uint32_t op_get32(mseg *s, uint64_t off) { return (uint32_t)op_read(s, off, 4); }
+void op_set64(mseg *s, uint64_t off, uint64_t v) { op_write(s, off, 8, v); }
+void op_set32(mseg *s, uint64_t off, uint32_t v) { op_write(s, off, 4, v); }
+
+void op_fresh(mseg *s, uint64_t off, uint64_t len)
+{
+    if (len == 0)
+        return;
+    if (s->op.fresh_hi == 0 || off < s->op.fresh_lo)
+        s->op.fresh_lo = off;
+    if (off + len > s->op.fresh_hi)
+        s->op.fresh_hi = off + len;
+}
+
+/* Drops pending records that target [off, off+len): the payload of a block
+   this operation just allocated. They were free-block links and footers of
+   the same operation; left in the log they would land on top of whatever the
+   caller writes into its fresh block before commit. */
+void op_claim(mseg *s, uint64_t off, uint64_t len)
+{
+    struct mseg_log_entry *e = log_entries(s);
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < s->op.count; i++) {
+        uint64_t eo = entry_off(&e[i]);
+        if (eo >= off && eo + entry_width(&e[i]) <= off + len)
+            continue;
+        e[kept++] = e[i];
+    }
+    s->op.count = kept;
+}
+
+void op_discard(mseg *s)
+{
+    s->op.active = false;
+    s->op.count = 0;
+    s->op.bloom = 0;
+}
+
+/* Applies records [from, to) in place; widens [*lo, *hi) to what changed. */
+static void apply(mseg *s, uint32_t from, uint32_t to, uint64_t *lo, uint64_t *hi)
+{
+    const struct mseg_log_entry *e = log_entries(s);
+    for (uint32_t i = from; i < to; i++) {
+        uint64_t off = entry_off(&e[i]);
+        unsigned w = entry_width(&e[i]);
+        store(s, off, w, e[i].value);
+        if (off < *lo)
+            *lo = off;
+        if (off + w > *hi)
+            *hi = off + w;
+    }
+}
+
+int op_commit(mseg *s)
+{
+    struct mseg_log_head *h = log_head(s);
+    uint32_t n = s->op.count;
+    if (s->op.overflow) {
+        op_discard(s);
+        return fail(ENOMEM, "segment %s: operation needs more than %zu log records",
+                    s->name, (size_t)MSEG_LOG_CAPACITY);
+    }
+    s->op.active = false;
+    if (n == 0)
+        return 0;
+    uint64_t commit = ++s->op.seq;
+    int rc = 0;
+
+    /* step 1 */
+    h->count = n;
+    h->checksum = log_checksum(commit, n, log_entries(s));
+    crash_point("log.written");
+    /* step 2 */
+    __atomic_store_n(&h->commit, commit, __ATOMIC_RELEASE);
+    if (s->op.fresh_hi && flush_range(s, s->op.fresh_lo, s->op.fresh_hi - s->op.fresh_lo))
+        rc = -1;
+    if (persist(s, "log.committed", MSEG_LOG_OFF, sizeof *h + (uint64_t)n * sizeof(struct mseg_log_entry)))
+        rc = -1;
+    /* step 3: apply even if a flush failed, so memory matches the committed
+       log that other processes would replay; the caller still gets EIO. */
+    struct mseg_runtime *rt = seg_runtime(s);
+    __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_RELEASE);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    apply(s, 0, n / 2, &lo, &hi);
+    crash_point("log.applying");
+    apply(s, n / 2, n, &lo, &hi);
+    __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_RELEASE);
+    if (persist(s, "log.applied", lo, hi - lo))
+        rc = -1;
+    /* step 4 */
+    __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
+    crash_point("log.retired");
+    s->op.count = 0;
+    s->op.bloom = 0;
+    return rc;
+}
+
+/* ---- recovery ---- */
+
+/* A record may only touch the control page and the heap. */
+static bool entry_in_bounds(const mseg *s, const struct mseg_log_entry *e)
+{
+    uint64_t off = entry_off(e);
+    unsigned w = entry_width(e);
+    if (off % w)
+        return false;
+    if (off >= MSEG_CONTROL_OFF && off + w <= MSEG_CONTROL_OFF + MSEG_PAGE)
+        return true;
+    return off >= MSEG_HEAP_OFF && seg_range_ok(s, off, w);
+}
+
+static int log_state(mseg *s)
+{
+    struct mseg_log_head *h = log_head(s);
+    uint64_t commit = __atomic_load_n(&h->commit, __ATOMIC_ACQUIRE);
+    if (commit == 0)
+        return 0;                          /* empty */
+    if (h->count == 0 || h->count > MSEG_LOG_CAPACITY)
+        return -1;                         /* torn */
+    if (log_checksum(commit, h->count, log_entries(s)) != h->checksum)
+        return -1;
+    return 1;                              /* committed, valid */
+}
+
+int log_needs_recovery(mseg *s)
+{
+    return log_state(s) != 0;
+}
+
+int log_recover(mseg *s)
+{
+    struct mseg_log_head *h = log_head(s);
+    struct mseg_runtime *rt = seg_runtime(s);
+    int state = log_state(s);
+    if (state == 0)
+        return 0;
+    if (state < 0) {
+        /* torn before PERSIST 1: nothing was applied in place */
+        __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
+        rt->op_seq += rt->op_seq & 1;
+        if (flush_range(s, MSEG_LOG_OFF, sizeof *h))
+            return -1;
+        return 1;
+    }
+    uint32_t n = h->count;
+    const struct mseg_log_entry *e = log_entries(s);
+    for (uint32_t i = 0; i < n; i++)
+        if (!entry_in_bounds(s, &e[i]))
+            return fail(EUCLEAN, "segment %s: log record %u writes outside the heap "
+                        "(offset %#llx, %u bytes)", s->name, i,
+                        (unsigned long long)entry_off(&e[i]), entry_width(&e[i]));
+    uint64_t lo = UINT64_MAX, hi = 0;
+    apply(s, 0, n, &lo, &hi);
+    rt->op_seq += rt->op_seq & 1;
+    if (persist(s, "recover.replayed", lo, hi - lo))
+        return -1;
+    __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
+    if (flush_range(s, MSEG_LOG_OFF, sizeof *h))
+        return -1;
+    return 1;
+}
+
+/* Applies the pending records in place without the commit protocol: only
+   for building a new segment, whose header is written last (segment.c). */
+void op_apply_unlogged(mseg *s)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    apply(s, 0, s->op.count, &lo, &hi);
+    s->op.count = 0;
+    s->op.bloom = 0;
+}

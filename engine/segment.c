@@ -1,0 +1,527 @@
+/*
+ * segment.c - opening, creating, mapping, closing and removing segments.
+ *
+ * Attach protocol (open file description locks on the segment's descriptor;
+ * they belong to the open, not the process, so two handles in one process
+ * count as two openers):
+ *
+ *   byte 0  "door": held exclusively while a process creates, validates,
+ *           attaches or detaches, so these never interleave (read-only
+ *           openers, whose descriptor cannot hold a write lock, hold it
+ *           shared: they only ever read).
+ *   byte 1  "writers": every read-write handle holds a read lock on it. A
+ *           read-write opener that can take it exclusively is the first
+ *           writer: it re-initializes the mutex and runs recovery.
+ *   byte 2  "readers": every read-only handle holds a read lock on it.
+ *
+ * Creation protocol, so that a creator killed at any point leaves something
+ * no opener mistakes for a segment:
+ *   1. the file gets its size and "MSEGINIT" as header A's magic;
+ *   2. its blocks are reserved (posix_fallocate: ENOSPC now, not SIGBUS later);
+ *   3. runtime, control, log and heap are written; the file is fsynced;
+ *   4. header B, then header A (replacing "MSEGINIT") are written and synced;
+ *      for a new file, its directory is fsynced.
+ * A file of size 0, one whose header pages are all zero, or one whose header
+ * A says "MSEGINIT" is a leftover of an interrupted creation: MSEG_CREATE
+ * initializes it, open-only refuses it with ENOENT.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "internal.h"
+
+#define KNOWN_FLAGS (MSEG_CREATE | MSEG_EXCL | MSEG_RDONLY | MSEG_COW | MSEG_SHM | MSEG_DURABLE)
+#define DOOR_BYTE    0
+#define WRITERS_BYTE 1
+#define READERS_BYTE 2
+
+/* ---- open file description locks ---- */
+
+static int ofd_lock(int fd, short type, off_t byte, bool wait)
+{
+    struct flock l = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+    int r;
+    do
+        r = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &l);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/* True when some other open holds a lock on byte that conflicts with type. */
+static bool ofd_conflict(int fd, short type, off_t byte)
+{
+    struct flock l = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+    if (fcntl(fd, F_OFD_GETLK, &l) < 0)
+        return true;
+    return l.l_type != F_UNLCK;
+}
+
+static const struct backend *backend_of(unsigned flags)
+{
+    return (flags & MSEG_SHM) ? &backend_shm : &backend_file;
+}
+
+/* ---- arguments ---- */
+
+struct params {
+    uint64_t size, max_size;
+    mode_t mode;
+};
+
+static int check_args(const char *name, unsigned flags, const struct mseg_config *cfg, struct params *p)
+{
+    if (!name || !*name)
+        return fail(EINVAL, "segment name is empty");
+    if (flags & ~KNOWN_FLAGS)
+        return fail(EINVAL, "unknown flags %#x", flags & ~KNOWN_FLAGS);
+    if ((flags & MSEG_EXCL) && !(flags & MSEG_CREATE))
+        return fail(EINVAL, "MSEG_EXCL needs MSEG_CREATE");
+    if ((flags & MSEG_RDONLY) && (flags & MSEG_COW))
+        return fail(EINVAL, "MSEG_RDONLY and MSEG_COW exclude each other");
+    if ((flags & MSEG_CREATE) && (flags & (MSEG_RDONLY | MSEG_COW)))
+        return fail(EINVAL, "MSEG_CREATE needs a read-write open");
+    if (backend_of(flags)->check_name(name))
+        return -1;
+    p->size = cfg && cfg->size ? cfg->size : MSEG_DEFAULT_SIZE;
+    p->size = (p->size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
+    p->max_size = cfg ? cfg->max_size : 0;
+    p->mode = cfg && cfg->mode ? (mode_t)(cfg->mode & 07777) : 0600;
+    if (p->size < MSEG_MIN_SIZE || p->size > MSEG_MAX_SIZE)
+        return fail(EINVAL, "segment size %llu is outside [%u, %llu]",
+                    (unsigned long long)p->size, MSEG_MIN_SIZE, (unsigned long long)MSEG_MAX_SIZE);
+    if (p->max_size) {
+        p->max_size = (p->max_size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
+        if (p->max_size < p->size || p->max_size > MSEG_MAX_SIZE)
+            return fail(EINVAL, "max_size %llu is below size %llu or above %llu",
+                        (unsigned long long)p->max_size, (unsigned long long)p->size,
+                        (unsigned long long)MSEG_MAX_SIZE);
+    }
+    return 0;
+}
+
+/* ---- opening the descriptor ---- */
+
+static int open_fd(mseg *s, const struct params *p, bool *created)
+{
+    const struct backend *be = backend_of(s->flags);
+    int acc = s->mode == MODE_RW ? O_RDWR : O_RDONLY;
+    *created = false;
+    if ((s->flags & MSEG_CREATE) && (s->flags & MSEG_EXCL)) {
+        int fd = be->open(s->name, O_RDWR | O_CREAT | O_EXCL, p->mode);
+        *created = fd >= 0;
+        return fd;
+    }
+    for (int tries = 0; tries < 100; tries++) {
+        int fd = be->open(s->name, acc, 0);
+        if (fd >= 0 || errno != ENOENT || !(s->flags & MSEG_CREATE))
+            return fd;
+        fd = be->open(s->name, O_RDWR | O_CREAT | O_EXCL, p->mode);
+        if (fd >= 0) {
+            *created = true;
+            return fd;
+        }
+        if (errno != EEXIST)
+            return -1;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+/* ---- recognizing leftovers of an interrupted creation ---- */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+static bool half_made(const uint8_t *first, size_t got, uint64_t file_size)
+{
+    if (file_size == 0)
+        return true;
+    if (got >= 8 && memcmp(first, MSEG_MAGIC_INIT, 8) == 0)
+        return true;
+    if (got < MSEG_HEADER_B_OFF + sizeof(struct mseg_header))
+        return all_zero(first, got);
+    return all_zero(first, sizeof(struct mseg_header)) &&
+           all_zero(first + MSEG_HEADER_B_OFF, sizeof(struct mseg_header));
+}
+
+/* ---- mapping ---- */
+
+static int map_segment(mseg *s, uint64_t size, uint64_t max_size)
+{
+    uint64_t reserve = max_size > size ? max_size : size;
+    void *area = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (area == MAP_FAILED)
+        return fail(errno, "segment %s: cannot reserve %llu bytes of address space: %s",
+                    s->name, (unsigned long long)reserve, strerror(errno));
+    int prot = s->mode == MODE_RDONLY ? PROT_READ : PROT_READ | PROT_WRITE;
+    int kind = s->mode == MODE_COW ? MAP_PRIVATE : MAP_SHARED;
+    void *m = mmap(area, size, prot, kind | MAP_FIXED, s->fd, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        munmap(area, reserve);
+        return fail(e, "segment %s: mmap failed: %s", s->name, strerror(e));
+    }
+    s->base = m;
+    s->size = size;
+    s->reserved = reserve;
+    return 0;
+}
+
+/* ---- creation ---- */
+
+static int write_headers(mseg *s, uint64_t size, uint64_t max_size)
+{
+    struct mseg_header h;
+    header_build(&h, size, max_size, 1);
+    header_seal(&h);
+    memcpy(seg_header(s, 1), &h, sizeof h);
+    if (msync(s->base, 2 * MSEG_PAGE, MS_SYNC))
+        return -1;
+    memcpy(seg_header(s, 0), &h, sizeof h);
+    return msync(s->base, MSEG_PAGE, MS_SYNC);
+}
+
+static int format_segment(mseg *s, const struct params *p, bool created)
+{
+    const struct backend *be = backend_of(s->flags);
+    if (ftruncate(s->fd, 0) || ftruncate(s->fd, (off_t)p->size) ||
+        pwrite(s->fd, MSEG_MAGIC_INIT, 8, 0) != 8)
+        return fail(errno, "segment %s: cannot size the new segment: %s", s->name, strerror(errno));
+    int r = posix_fallocate(s->fd, 0, (off_t)p->size);
+    if (r)
+        return fail(r, "segment %s: cannot reserve %llu bytes: %s", s->name,
+                    (unsigned long long)p->size, strerror(r));
+    if (map_segment(s, p->size, p->max_size))
+        return -1;
+    memset(s->base + MSEG_RUNTIME_OFF, 0, MSEG_HEAP_OFF - MSEG_RUNTIME_OFF);
+    if (lock_init(s))
+        return -1;
+    op_begin(s);
+    heap_format(s, MSEG_HEAP_OFF, p->size);
+    op_discard(s);
+    if (fsync(s->fd) || write_headers(s, p->size, p->max_size) || fsync(s->fd))
+        return fail(errno, "segment %s: cannot write the new segment: %s", s->name, strerror(errno));
+    if (created && be->sync_name(s->name))
+        return fail(errno, "segment %s: cannot sync its directory: %s", s->name, strerror(errno));
+    return 0;
+}
+
+/* ---- validation of an existing segment ---- */
+
+/* Picks the valid header copy with the newer generation into *out. */
+static int read_header(mseg *s, uint64_t file_size, struct mseg_header *out, int *bad_copy)
+{
+    struct mseg_header h[2];
+    char why[2][200];
+    int err[2] = {0, 0};
+    bool ok[2];
+    for (int c = 0; c < 2; c++) {
+        off_t at = c ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF;
+        ssize_t got = pread(s->fd, &h[c], sizeof h[c], at);
+        if (got != (ssize_t)sizeof h[c]) {
+            snprintf(why[c], sizeof why[c], "truncated: the file has %llu bytes, too few for "
+                     "header copy %c", (unsigned long long)file_size, 'A' + c);
+            err[c] = EUCLEAN;
+            ok[c] = false;
+            continue;
+        }
+        ok[c] = header_validate(&h[c], file_size, why[c], sizeof why[c], &err[c]) == 0;
+    }
+    if (!ok[0] && !ok[1]) {
+        int e = (err[0] == EPROTO || err[1] == EPROTO) ? EPROTO : EUCLEAN;
+        if (strcmp(why[0], why[1]) == 0)
+            return fail(e, "segment %s: %s (both header copies)", s->name, why[0]);
+        return fail(e, "segment %s: header A: %s; header B: %s", s->name, why[0], why[1]);
+    }
+    int use = (!ok[0] || (ok[1] && h[1].generation > h[0].generation)) ? 1 : 0;
+    *out = h[use];
+    *bad_copy = !ok[0] ? 0 : !ok[1] ? 1 : -1;
+    return 0;
+}
+
+/* Rewrites a damaged header copy from the good one (first writer only). */
+static void repair_header(mseg *s, int bad_copy, const struct mseg_header *good)
+{
+    memcpy(seg_header(s, bad_copy), good, sizeof *good);
+    msync(s->base + (bad_copy ? MSEG_HEADER_B_OFF : 0), MSEG_PAGE, MS_SYNC);
+}
+
+/* ---- attaching ---- */
+
+/* Read-only handles cannot write; when recovery is due and no writer is
+   attached, they recover into a private copy of the mapping instead. */
+static int attach_readonly(mseg *s)
+{
+    bool writers = ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE);
+    if (ofd_lock(s->fd, F_RDLCK, READERS_BYTE, true))
+        return fail(errno, "segment %s: cannot register as a reader: %s", s->name, strerror(errno));
+    if (writers || !log_needs_recovery(s))
+        return 0;
+    if (mmap(s->base, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, s->fd, 0) == MAP_FAILED)
+        return fail(errno, "segment %s: cannot map privately for recovery: %s", s->name, strerror(errno));
+    s->mode = MODE_COW;            /* the private view is ours to repair */
+    int rec = log_recover(s);
+    s->mode = MODE_RDONLY;
+    mprotect(s->base, s->size, PROT_READ);
+    if (rec < 0)
+        return -1;
+    s->recovered = rec > 0;
+    return 0;
+}
+
+static int attach_private(mseg *s)
+{
+    if (lock_init(s))
+        return -1;
+    int rec = log_recover(s);
+    if (rec < 0)
+        return -1;
+    s->recovered = rec > 0;
+    return 0;
+}
+
+static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
+{
+    struct mseg_runtime *rt = seg_runtime(s);
+    if (ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0) {
+        /* first writer: whatever the lock and log hold is from the past */
+        if (lock_init(s))
+            return -1;
+        int rec = log_recover(s);
+        if (rec < 0)
+            return -1;
+        s->recovered = rec > 0;
+        if (bad_copy >= 0)
+            repair_header(s, bad_copy, good);
+        rt->state = MSEG_STATE_OPEN;
+    }
+    if (ofd_lock(s->fd, F_RDLCK, WRITERS_BYTE, true))
+        return fail(errno, "segment %s: cannot register as a writer: %s", s->name, strerror(errno));
+    __atomic_add_fetch(&rt->attach_count, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* ---- open ---- */
+
+static void release(mseg *s)
+{
+    if (s->base)
+        munmap(s->base, s->reserved);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->name);
+    free(s);
+}
+
+/* Everything after the descriptor is open and the door is locked. */
+static int open_locked(mseg *s, const struct params *p, bool created)
+{
+    for (int tries = 0;; tries++) {
+        struct stat st;
+        if (fstat(s->fd, &st))
+            return fail(errno, "segment %s: fstat: %s", s->name, strerror(errno));
+        uint8_t first[MSEG_HEADER_B_OFF + sizeof(struct mseg_header)];
+        ssize_t got = pread(s->fd, first, sizeof first, 0);
+        if (got < 0)
+            return fail(errno, "segment %s: read: %s", s->name, strerror(errno));
+        if (!half_made(first, (size_t)got, (uint64_t)st.st_size))
+            break;
+        if (s->flags & MSEG_CREATE) {
+            if (format_segment(s, p, created) == 0)
+                return 0;
+            int e = errno;
+            if (created)   /* nobody can be attached to what never got a header */
+                backend_of(s->flags)->unlink(s->name);
+            errno = e;
+            return -1;
+        }
+        if (tries == 20)
+            return fail(ENOENT, "segment %s: no valid header: its creation was interrupted "
+                        "or is still running; open with MSEG_CREATE to initialize it", s->name);
+        /* a creator may be between open(O_CREAT) and taking the door */
+        ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
+        nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
+        ofd_lock(s->fd, s->mode == MODE_RW ? F_WRLCK : F_RDLCK, DOOR_BYTE, true);
+    }
+    struct stat st;
+    fstat(s->fd, &st);
+    struct mseg_header h;
+    int bad_copy = -1;
+    if (read_header(s, (uint64_t)st.st_size, &h, &bad_copy))
+        return -1;
+    if (map_segment(s, h.size, h.max_size))
+        return -1;
+    if (s->mode == MODE_RDONLY)
+        return attach_readonly(s);
+    if (s->mode == MODE_COW)
+        return attach_private(s);
+    return attach_writer(s, bad_copy, &h);
+}
+
+mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
+{
+    struct params p;
+    if (check_args(name, flags, cfg, &p))
+        return NULL;
+    mseg *s = calloc(1, sizeof *s);
+    if (!s || !(s->name = strdup(name))) {
+        free(s);
+        return fail_null(ENOMEM, "out of process memory");
+    }
+    s->flags = flags;
+    s->mode = (flags & MSEG_RDONLY) ? MODE_RDONLY : (flags & MSEG_COW) ? MODE_COW : MODE_RW;
+    s->op.seq = ((uint64_t)getpid() << 32) | 1;
+    bool created;
+    s->fd = open_fd(s, &p, &created);
+    if (s->fd < 0) {
+        int e = errno;
+        fail(e, "segment %s: cannot open: %s", name, strerror(e));
+        free(s->name);
+        free(s);
+        return NULL;
+    }
+    if (created && fchmod(s->fd, p.mode)) {
+        /* shm objects and files get exactly the mode asked for, whatever the umask */
+    }
+    if (ofd_lock(s->fd, s->mode == MODE_RW ? F_WRLCK : F_RDLCK, DOOR_BYTE, true)) {
+        fail(errno, "segment %s: cannot lock: %s", name, strerror(errno));
+        goto fail;
+    }
+    if (open_locked(s, &p, created))
+        goto fail;
+    ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
+    return s;
+fail:;
+    int e = errno;
+    release(s);
+    errno = e;
+    return NULL;
+}
+
+int mseg_close(mseg *s)
+{
+    if (!s)
+        return 0;
+    if (s->mode == MODE_RW && ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) == 0 &&
+        ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0 && !log_needs_recovery(s))
+        seg_runtime(s)->state = MSEG_STATE_CLEAN;   /* the last writer leaves */
+    release(s);   /* closing the descriptor drops its locks */
+    return 0;
+}
+
+int mseg_remove(const char *name, unsigned flags)
+{
+    if (!name || !*name)
+        return fail(EINVAL, "segment name is empty");
+    const struct backend *be = backend_of(flags);
+    if (be->check_name(name))
+        return -1;
+    if (be->unlink(name))
+        return fail(errno, "segment %s: cannot remove: %s", name, strerror(errno));
+    return 0;
+}
+
+int mseg_sync(mseg *s)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (s->mode != MODE_RW)
+        return fail(EROFS, "segment %s is not open read-write", s->name);
+    if (s->failed)
+        return fail(EIO, "segment %s: an earlier flush failed", s->name);
+    if (msync(s->base, s->size, MS_SYNC) || fsync(s->fd)) {
+        int e = errno;
+        s->failed = true;
+        return fail(EIO, "segment %s: flush failed (%s); the handle refuses further writes",
+                    s->name, strerror(e));
+    }
+    return 0;
+}
+
+size_t mseg_size(mseg *s)
+{
+    return s ? (size_t)s->size : 0;
+}
+
+size_t mseg_free_memory(mseg *s)
+{
+    if (seg_read_begin(s))
+        return 0;
+    uint64_t n = seg_control(s)->free_bytes;
+    seg_read_end(s);
+    return (size_t)n;
+}
+
+/* ---- raw memory ---- */
+
+mseg_off mseg_off_of(mseg *s, const void *p)
+{
+    const uint8_t *b = p;
+    if (!s || !p || b < s->base || b >= s->base + s->size) {
+        fail(EINVAL, "address %p is not inside segment %s", p, s ? s->name : "(null)");
+        return 0;
+    }
+    return (mseg_off)(b - s->base);
+}
+
+void *mseg_at(mseg *s, mseg_off off)
+{
+    if (!s || off == 0 || off >= s->size)
+        return fail_null(EINVAL, "offset %#llx is not inside segment %s",
+                         (unsigned long long)off, s ? s->name : "(null)");
+    return s->base + off;
+}
+
+void *mseg_alloc_aligned(mseg *s, size_t n, size_t align)
+{
+    if (align < MSEG_GRANULE)
+        align = align && !(align & (align - 1)) ? MSEG_GRANULE : align;
+    if (align == 0 || (align & (align - 1)) || align > MSEG_PAGE)
+        return fail_null(EINVAL, "alignment %zu is not a power of two up to %u", align, MSEG_PAGE);
+    if (seg_write_begin(s))
+        return NULL;
+    uint64_t p = heap_alloc(s, n, align);
+    if (!p) {
+        seg_write_end(s, false);
+        return fail_null(ENOMEM, "segment %s: no free block for %zu bytes", s->name, n);
+    }
+    if (seg_write_end(s, true))
+        return NULL;
+    return s->base + p;
+}
+
+void *mseg_alloc(mseg *s, size_t n)
+{
+    return mseg_alloc_aligned(s, n, MSEG_GRANULE);
+}
+
+int mseg_free(mseg *s, void *p)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    const uint8_t *b = p;
+    if (!p || b < s->base || b >= s->base + s->size)
+        return fail(EINVAL, "segment %s: %p is not a block of this segment", s->name, p);
+    if (seg_write_begin(s))
+        return -1;
+    if (heap_free(s, (uint64_t)(b - s->base))) {
+        int e = errno;
+        seg_write_end(s, false);
+        errno = e;
+        return -1;
+    }
+    return seg_write_end(s, true);
+}

@@ -1,0 +1,31 @@
+/*
+ * testing.h - hooks for mseg's own tests (not installed, not public API).
+ *
+ * Every persist point of the intent log, and a few crash points between
+ * them, call crash_point(), which calls the hook installed here. A test
+ * installs a hook that _exit()s or raise(SIGKILL)s at the N-th point to
+ * simulate a process killed exactly there. The hook is process-global; tests
+ * install it in a forked child.
+ *
+ * Points, in the order one engine operation reaches them:
+ *   "log.written"    redo records written, commit word not yet stored
+ *   "log.committed"  commit word stored (persist 1: the log is flushed)
+ *   "log.applying"   half of the records applied in place
+ *   "log.applied"    all records applied (persist 2: data pages flushed)
+ *   "log.retired"    commit word cleared
+ * Recovery reaches "recover.replayed" after replaying a committed log.
+ */
+#ifndef MSEG_TESTING_H
+#define MSEG_TESTING_H
+
+#include "mseg.h"
+
+typedef void (*mseg_crash_hook_fn)(const char *point, unsigned long n, void *arg);
+
+/* Installs fn (NULL removes it); n counts crash points reached since. */
+void mseg_test_set_crash_hook(mseg_crash_hook_fn fn, void *arg);
+
+/* Crash points reached in this process since the hook was last set. */
+unsigned long mseg_test_crash_points(void);
+
+#endif

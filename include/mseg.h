@@ -1,0 +1,210 @@
+/*
+ * mseg.h - managed segments: a persistent, shareable heap in a memory-mapped
+ * file or in POSIX shared memory.
+ *
+ * This is the only header a program includes. It is also the manual: every
+ * function says what it does, what its arguments mean and which errno values
+ * it can leave behind.
+ *
+ * Conventions (POSIX style):
+ *   - functions returning int return 0 on success, -1 on failure with errno;
+ *   - functions returning a pointer return NULL on failure with errno;
+ *   - mseg_errmsg() describes the last failure of the calling thread, with
+ *     context (segment, object, what was expected and what was found);
+ *   - errno values: ENOENT missing, EEXIST exists, ENOMEM segment full,
+ *     EINVAL bad argument or wrong type/size on find, EUCLEAN corrupt
+ *     segment, EPROTO unsupported format version, EROFS write through a
+ *     read-only handle, EIO a failed flush made the handle unusable,
+ *     EACCES/EPERM/ENOSPC from the operating system;
+ *   - every function taking an mseg * may be called from several threads and
+ *     several processes at once on the same segment, unless it says otherwise.
+ */
+#ifndef MSEG_H
+#define MSEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Library version (the on-disk format has its own version, see README). */
+#define MSEG_VERSION_MAJOR 0
+#define MSEG_VERSION_MINOR 1
+#define MSEG_VERSION_PATCH 0
+const char *mseg_version(void);         /* "0.1.0" */
+unsigned    mseg_format_version(void);  /* format version this library writes */
+
+/* ------------------------------------------------------------------ */
+/* Segments                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct mseg mseg;        /* one process's handle on an open segment */
+typedef uint64_t mseg_off;       /* offset from the segment base; 0 is null */
+
+#define MSEG_CREATE  0x01u /* create if missing                 (open_or_create)     */
+#define MSEG_EXCL    0x02u /* with MSEG_CREATE: fail if present (create_only)        */
+#define MSEG_RDONLY  0x04u /* map read-only; never writes       (open_read_only)     */
+#define MSEG_COW     0x08u /* private copy-on-write mapping     (open_copy_on_write) */
+#define MSEG_SHM     0x10u /* name is a POSIX shm name "/x", not a file path         */
+#define MSEG_DURABLE 0x20u /* every operation is on disk when it returns            */
+
+struct mseg_config {             /* NULL, or zero fields, mean defaults */
+    size_t   size;               /* size at creation (default 64 MiB)   */
+    size_t   max_size;           /* grow automatically up to this; 0 = never grow */
+    unsigned mode;               /* permissions of a new file (default 0600) */
+};
+
+/*
+ * Opens (and with MSEG_CREATE creates) a segment.
+ *   name   a file path, or with MSEG_SHM a POSIX shm name ("/name").
+ *   flags  MSEG_CREATE [| MSEG_EXCL], MSEG_RDONLY, MSEG_COW, MSEG_SHM,
+ *          MSEG_DURABLE. No MSEG_CREATE means open_only.
+ *   cfg    NULL for defaults; only used when the segment is created.
+ * Opening runs recovery when the segment was not closed cleanly and no other
+ * process has it open. A new segment's space is reserved on creation, so a
+ * full disk fails here with ENOSPC, never later with SIGBUS.
+ * Errors: ENOENT (no such segment, or open_only of a segment whose creation
+ * was interrupted), EEXIST (MSEG_EXCL and present), EINVAL (bad flags, size
+ * or name), EUCLEAN (not a segment, corrupt, truncated), EPROTO (format
+ * version or feature this library does not know), ENOSPC, EACCES, ...
+ */
+mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg);
+
+/* Closes the handle; pointers into the segment become invalid. NULL is a no-op. */
+int    mseg_close(mseg *s);
+
+/* Removes a segment's file or shm object (flags: 0 or MSEG_SHM).
+   Processes that have it open keep their mapping. ENOENT if absent. */
+int    mseg_remove(const char *name, unsigned flags);
+
+/* Makes every operation so far durable (flushes the mapping and the file).
+   EROFS on a read-only or copy-on-write handle; EIO if a flush failed, after
+   which the handle refuses further writes. */
+int    mseg_sync(mseg *s);
+
+size_t mseg_size(mseg *s);          /* bytes mapped */
+size_t mseg_free_memory(mseg *s);   /* bytes the allocator can still hand out (payload) */
+const char *mseg_errmsg(void);      /* last failure of this thread, never NULL */
+
+/* ------------------------------------------------------------------ */
+/* Raw memory and handles                                              */
+/* ------------------------------------------------------------------ */
+
+/* Allocates n bytes, 16-byte aligned (n == 0 gives a minimal block).
+   ENOMEM when the segment is full; EROFS on a read-only handle. */
+void    *mseg_alloc(mseg *s, size_t n);
+
+/* As mseg_alloc with the given alignment, a power of two up to 4096
+   (EINVAL otherwise). The result is freed with mseg_free. */
+void    *mseg_alloc_aligned(mseg *s, size_t n, size_t align);
+
+/* Frees a block returned by mseg_alloc(_aligned). EINVAL, and nothing
+   changes, when p is not the start of a live block (double free, interior
+   pointer, pointer outside the heap, named object). */
+int      mseg_free(mseg *s, void *p);
+
+/* Handle (offset) of an address inside the segment; 0 (and EINVAL) when p
+   is NULL or outside. Handles are valid in every process. */
+mseg_off mseg_off_of(mseg *s, const void *p);
+
+/* Address of a handle in this process; NULL for 0 or (EINVAL) out of range. */
+void    *mseg_at(mseg *s, mseg_off off);
+
+/* ------------------------------------------------------------------ */
+/* Named objects                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Names: 1..MSEG_NAME_MAX bytes, no NUL. Type names: 1..MSEG_TYPE_MAX. */
+#define MSEG_NAME_MAX 1024
+#define MSEG_TYPE_MAX 255
+
+/* Creates an array of count elements of elem_size bytes named name, typed
+   type. init: NULL for zeroed memory, or count elements to copy. The object
+   appears whole or not at all. EEXIST if the name is taken, ENOMEM if full,
+   EINVAL for a bad name, type, zero elem_size or an overflowing size. */
+void *mseg_construct(mseg *s, const char *name, const char *type,
+                     size_t elem_size, size_t count, const void *init);
+
+/* Finds a named object: its address, and its element count in *count (count
+   may be NULL). ENOENT if absent; EINVAL if it exists with another type
+   name or element size. */
+void *mseg_find(mseg *s, const char *name, const char *type,
+                size_t elem_size, size_t *count);
+
+/* Finds name, or constructs it when absent (atomically: two processes racing
+   get the same object). EINVAL as mseg_find when it exists with another type;
+   an existing object is returned whatever its count. */
+void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
+                             size_t elem_size, size_t count, const void *init);
+
+/* Destroys a named object and frees its memory. ENOENT if absent. */
+int   mseg_destroy(mseg *s, const char *name);
+
+struct mseg_named {
+    const char *name, *type;
+    size_t elem_size, count;
+    mseg_off off;               /* handle of the first element */
+};
+
+/* Number of named objects. */
+size_t mseg_named_count(mseg *s);
+
+/* Calls fn for every named object (in no particular order) on a snapshot
+   taken under the lock, so fn may call mseg functions, even destroy. Stops
+   at the first non-zero return of fn and returns it; 0 after all; -1 on
+   error. The strings are valid only during the call. */
+int    mseg_named_foreach(mseg *s, int (*fn)(const struct mseg_named *, void *), void *arg);
+
+#define MSEG_NEW(s, name, T, count)            ((T *)mseg_construct((s), (name), #T, sizeof(T), (count), NULL))
+#define MSEG_NEW_FROM(s, name, T, count, init) ((T *)mseg_construct((s), (name), #T, sizeof(T), (count), (init)))
+#define MSEG_FIND(s, name, T, countp)          ((T *)mseg_find((s), (name), #T, sizeof(T), (countp)))
+#define MSEG_FIND_OR_NEW(s, name, T, count)    ((T *)mseg_find_or_construct((s), (name), #T, sizeof(T), (count), NULL))
+
+/* ------------------------------------------------------------------ */
+/* Offset pointers                                                     */
+/* ------------------------------------------------------------------ */
+
+/* A self-relative pointer for structures inside a segment: valid in every
+   process whatever the mapping's base address. Zero-filled is null; a
+   pointer may point at its own address (stored as a tagged offset). */
+typedef struct { int64_t rel; } mseg_relptr;
+void *mseg_rel_get(const mseg_relptr *p);               /* NULL when null */
+void  mseg_rel_set(mseg_relptr *p, const void *target); /* NULL sets null */
+
+/* ------------------------------------------------------------------ */
+/* Checking                                                            */
+/* ------------------------------------------------------------------ */
+
+struct mseg_report {
+    uint32_t format_version;
+    int      header_a_ok, header_b_ok;  /* each header copy valid on its own */
+    int      recovered;                 /* recovery was needed and applied */
+    uint64_t generation;                /* of the header copy in use */
+    uint64_t size;                      /* segment bytes */
+    uint64_t heap_bytes;                /* bytes managed by the allocator */
+    uint64_t blocks_used, blocks_free;
+    uint64_t bytes_used, bytes_free;    /* block bytes, headers included */
+    uint64_t largest_free;              /* largest allocation that would succeed */
+    uint64_t named;                     /* named objects */
+    uint64_t problems;                  /* violations found; 0 = sound */
+    char     first_problem[256];        /* "" when sound */
+};
+
+/* Reopens the segment privately (copy-on-write: it never writes the
+   segment), applies recovery to the private view and verifies every
+   structure: both header copies, the whole heap (boundary tags, sizes,
+   overlaps, free lists against the heap walk, free-memory accounting) and
+   the directory. 0 when sound; -1 with EUCLEAN and the first problem in
+   mseg_errmsg() (and r->first_problem) when not; -1 with another errno when
+   the segment could not be opened at all. r may be NULL. */
+int mseg_check(const char *name, unsigned flags, struct mseg_report *r);
+
+/* The same verification on an open handle, under the segment lock. */
+int mseg_verify(mseg *s, struct mseg_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MSEG_H */
