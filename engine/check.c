@@ -243,11 +243,14 @@ int mseg_verify(mseg *s, struct mseg_report *r)
     struct mseg_report local;
     if (!r)
         r = &local;
-    if (seg_read_begin(s))
-        return -1;
-    int rc = check_segment(s, r);
-    int e = errno;
-    seg_read_end(s);
+    uint64_t seq;
+    int rc, e;
+    do {
+        if (seg_read_begin(s, &seq))
+            return -1;
+        rc = check_segment(s, r);
+        e = errno;
+    } while (!seg_read_end(s, seq));
     errno = e;
     return rc;
 }

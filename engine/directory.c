@@ -167,7 +167,7 @@ static int dir_reserve(mseg *s)
 
 /* Creates the object inside the current operation; returns its data. */
 static void *dir_create(mseg *s, const char *name, const char *type, size_t elem_size,
-                        size_t count, const void *init, uint64_t hash)
+                        size_t count, const void *init, uint64_t hash, uint8_t kind)
 {
     if (elem_size == 0)
         return fail_null(EINVAL, "object %s: element size 0", name);
@@ -189,7 +189,7 @@ static void *dir_create(mseg *s, const char *name, const char *type, size_t elem
     uint8_t *p = s->base + rec;
     struct mseg_dir_record r = {
         .magic = MSEG_RECORD_MAGIC, .name_len = (uint16_t)nl, .type_len = (uint8_t)tl,
-        .kind = MSEG_KIND_RAW, .data_off = doff, .elem_size = elem_size, .count = count,
+        .kind = kind, .data_off = doff, .elem_size = elem_size, .count = count,
         .hash = hash,
     };
     memset(p, 0, doff);
@@ -262,6 +262,36 @@ uint64_t dir_record_lookup(mseg *s, const char *name)
     return dir_lookup(s, name, nl, mseg_hash(name, nl), &slot);
 }
 
+/* ---- named containers ---- */
+
+uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type,
+                       size_t root_size, bool create, bool *created)
+{
+    *created = false;
+    if (check_name(name, type))
+        return 0;
+    size_t nl = strlen(name);
+    uint64_t hash = mseg_hash(name, nl), slot;
+    uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+    if (rec == UINT64_MAX)
+        return 0;
+    if (rec) {
+        const struct mseg_dir_record *r = record_at(s, rec);
+        if (!r)
+            return 0;
+        if (r->kind != kind || strcmp(record_type(r), type) != 0)
+            return fail(EINVAL, "object %s is a %s, not a %s", name, record_type(r), type), 0;
+        return rec + r->data_off;
+    }
+    if (!create)
+        return fail(ENOENT, "no object named %s in segment %s", name, s->name), 0;
+    uint8_t *data = dir_create(s, name, type, root_size, 1, NULL, hash, kind);
+    if (!data)
+        return 0;
+    *created = true;
+    return (uint64_t)(data - s->base);
+}
+
 /* ---- public API ---- */
 
 void *mseg_construct(mseg *s, const char *name, const char *type,
@@ -278,7 +308,7 @@ void *mseg_construct(mseg *s, const char *name, const char *type,
     else if (rec)
         fail(EEXIST, "object %s already exists in segment %s", name, s->name);
     else
-        data = dir_create(s, name, type, elem_size, count, init, hash);
+        data = dir_create(s, name, type, elem_size, count, init, hash, MSEG_KIND_RAW);
     int e = errno;
     if (seg_write_end(s, data != NULL) || !data) {
         if (!data)
@@ -303,7 +333,7 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
     else if (rec)
         data = typed_data(s, rec, name, type, elem_size, NULL);
     else
-        made = (data = dir_create(s, name, type, elem_size, count, init, hash)) != NULL;
+        made = (data = dir_create(s, name, type, elem_size, count, init, hash, MSEG_KIND_RAW)) != NULL;
     int e = errno;
     if (seg_write_end(s, made) || !data) {
         if (!data)
@@ -315,18 +345,23 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
 
 void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, size_t *count)
 {
-    if (check_name(name, type) || seg_read_begin(s))
+    if (check_name(name, type))
         return NULL;
     size_t nl = strlen(name);
-    uint64_t hash = mseg_hash(name, nl), slot;
-    uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
-    void *data = NULL;
-    if (rec == 0)
-        fail(ENOENT, "no object named %s in segment %s", name, s->name);
-    else if (rec != UINT64_MAX)
-        data = typed_data(s, rec, name, type, elem_size, count);
-    int e = errno;
-    seg_read_end(s);
+    uint64_t hash = mseg_hash(name, nl), slot, seq;
+    void *data;
+    int e;
+    do {
+        if (seg_read_begin(s, &seq))
+            return NULL;
+        uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+        data = NULL;
+        if (rec == 0)
+            fail(ENOENT, "no object named %s in segment %s", name, s->name);
+        else if (rec != UINT64_MAX)
+            data = typed_data(s, rec, name, type, elem_size, count);
+        e = errno;
+    } while (!seg_read_end(s, seq));
     errno = e;
     return data;
 }
@@ -342,7 +377,10 @@ int mseg_destroy(mseg *s, const char *name)
     if (rec == 0)
         fail(ENOENT, "no object named %s in segment %s", name, s->name);
     else if (rec != UINT64_MAX) {
-        rc = dir_remove(s, slot) || heap_free(s, rec) ? -1 : 0;
+        const struct mseg_dir_record *r = record_at(s, rec);
+        if (r)
+            rc = kind_release(s, r->kind, rec + r->data_off) || dir_remove(s, slot) ||
+                 heap_free(s, rec) ? -1 : 0;
     }
     int e = errno;
     if (seg_write_end(s, rc == 0))
@@ -353,10 +391,12 @@ int mseg_destroy(mseg *s, const char *name)
 
 size_t mseg_named_count(mseg *s)
 {
-    if (seg_read_begin(s))
-        return 0;
-    uint64_t n = seg_control(s)->dir_count;
-    seg_read_end(s);
+    uint64_t seq, n;
+    do {
+        if (seg_read_begin(s, &seq))
+            return 0;
+        n = seg_control(s)->dir_count;
+    } while (!seg_read_end(s, seq));
     return (size_t)n;
 }
 
@@ -368,44 +408,56 @@ struct snapshot {
     size_t n;
 };
 
-/* Copies every entry (and its strings) so fn can run without the lock. */
+/* Appends n bytes to the snapshot's string buffer; returns their position. */
+static int snap_strings(struct snapshot *snap, size_t *cap, size_t *used, const char *p, size_t n)
+{
+    if (*used + n > *cap) {
+        size_t ncap = (*cap ? *cap * 2 : 4096) + n;
+        char *q = realloc(snap->strings, ncap);
+        if (!q)
+            return fail(ENOMEM, "out of process memory for a directory snapshot");
+        snap->strings = q;
+        *cap = ncap;
+    }
+    memcpy(snap->strings + *used, p, n);
+    *used += n;
+    return 0;
+}
+
+/* Copies every entry (and its strings) so fn can run without the lock. The
+   name and type fields hold positions in the string buffer until the end,
+   when they become pointers (the buffer moves while it grows). */
 static int take_snapshot(mseg *s, struct snapshot *snap)
 {
     struct dir_view v = dir_view(s);
-    size_t cap = (size_t)seg_control(s)->dir_count, bytes = 0;
+    size_t icap = 0, scap = 0, sused = 0;
     memset(snap, 0, sizeof *snap);
-    if (v.table == 0)
-        return 0;
-    if (!seg_range_ok(s, v.table, v.capacity * 16))
+    if (v.table && !seg_range_ok(s, v.table, v.capacity * 16))
         return fail(EUCLEAN, "segment %s: directory table is damaged", s->name);
-    for (int pass = 0; pass < 2; pass++) {
-        size_t n = 0, used = 0;
-        for (uint64_t i = 0; i < v.capacity && n < cap; i++) {
-            uint64_t rec = op_get64(s, slot_off(&v, i) + 8);
-            if (rec == MSEG_DIR_EMPTY || rec == MSEG_DIR_DELETED)
-                continue;
-            const struct mseg_dir_record *r = record_at(s, rec);
-            if (!r)
-                return -1;
-            size_t len = (size_t)r->name_len + 1 + r->type_len + 1;
-            if (pass == 1) {
-                char *str = snap->strings + used;
-                memcpy(str, record_name(r), len);
-                snap->items[n] = (struct mseg_named){
-                    .name = str, .type = str + r->name_len + 1, .elem_size = (size_t)r->elem_size,
-                    .count = (size_t)r->count, .off = rec + r->data_off };
-            }
-            used += len;
-            n++;
-        }
-        if (pass == 0) {
-            bytes = used;
-            snap->items = malloc((n ? n : 1) * sizeof *snap->items);
-            snap->strings = malloc(bytes ? bytes : 1);
-            if (!snap->items || !snap->strings)
+    for (uint64_t i = 0; v.table && i < v.capacity; i++) {
+        uint64_t rec = op_get64(s, slot_off(&v, i) + 8);
+        if (rec == MSEG_DIR_EMPTY || rec == MSEG_DIR_DELETED)
+            continue;
+        const struct mseg_dir_record *r = record_at(s, rec);
+        if (!r)
+            return -1;
+        if (snap->n == icap) {
+            icap = icap ? icap * 2 : 64;
+            struct mseg_named *q = realloc(snap->items, icap * sizeof *q);
+            if (!q)
                 return fail(ENOMEM, "out of process memory for a directory snapshot");
+            snap->items = q;
         }
-        snap->n = n;
+        size_t at = sused;
+        if (snap_strings(snap, &scap, &sused, record_name(r), (size_t)r->name_len + 1u + r->type_len + 1u))
+            return -1;
+        snap->items[snap->n++] = (struct mseg_named){
+            .name = (const char *)(uintptr_t)at, .type = (const char *)(uintptr_t)(at + r->name_len + 1),
+            .elem_size = (size_t)r->elem_size, .count = (size_t)r->count, .off = rec + r->data_off };
+    }
+    for (size_t i = 0; i < snap->n; i++) {
+        snap->items[i].name = snap->strings + (uintptr_t)snap->items[i].name;
+        snap->items[i].type = snap->strings + (uintptr_t)snap->items[i].type;
     }
     return 0;
 }
@@ -414,17 +466,28 @@ int mseg_named_foreach(mseg *s, int (*fn)(const struct mseg_named *, void *), vo
 {
     if (!fn)
         return fail(EINVAL, "NULL callback");
-    if (seg_read_begin(s))
-        return -1;
     struct snapshot snap;
-    int rc = take_snapshot(s, &snap);
-    int e = errno;
-    seg_read_end(s);
+    uint64_t seq;
+    int rc, e;
+    for (;;) {
+        if (seg_read_begin(s, &seq))
+            return -1;
+        rc = take_snapshot(s, &snap);
+        e = errno;
+        if (seg_read_end(s, seq))
+            break;
+        free(snap.items);
+        free(snap.strings);
+    }
+    if (rc) {
+        free(snap.items);
+        free(snap.strings);
+        errno = e;
+        return -1;
+    }
     for (size_t i = 0; rc == 0 && i < snap.n; i++)
         rc = fn(&snap.items[i], arg);
     free(snap.items);
     free(snap.strings);
-    if (snap.n == 0 && rc < 0)
-        errno = e;
     return rc;
 }

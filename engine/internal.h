@@ -71,10 +71,14 @@ void lock_release(mseg *s);
 int  seg_write_begin(mseg *s);
 /* Ends it: commits (commit) or discards, then unlocks. Returns 0 or -1. */
 int  seg_write_end(mseg *s, bool commit);
-/* Read-side entry and exit: lock for read-write handles; read-only and
-   copy-on-write handles read without the lock. */
-int  seg_read_begin(mseg *s);
-void seg_read_end(mseg *s);
+/* Read-side entry and exit: the lock for read-write and copy-on-write
+   handles; a sequence lock for read-only ones. seg_read_end returns false
+   when the read raced with a writer and must be retried:
+       uint64_t seq;
+       do { if (seg_read_begin(s, &seq)) return err; ...read... }
+       while (!seg_read_end(s, seq));                                    */
+int  seg_read_begin(mseg *s, uint64_t *seq);
+bool seg_read_end(mseg *s, uint64_t seq);
 
 /* ---- log.c: the intent log ---- */
 void     op_begin(mseg *s);
@@ -84,6 +88,9 @@ void     op_set64(mseg *s, uint64_t off, uint64_t v);
 void     op_set32(mseg *s, uint64_t off, uint32_t v);
 void     op_fresh(mseg *s, uint64_t off, uint64_t len);
 void     op_claim(mseg *s, uint64_t off, uint64_t len);
+/* Logs len bytes from src to be stored at off (any alignment, as 4- and
+   8-byte records; edge bytes keep their current values). */
+void     op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len);
 int      op_commit(mseg *s);
 void     op_discard(mseg *s);
 void     op_apply_unlogged(mseg *s);   /* creation only: no log, no crash points */
@@ -108,6 +115,18 @@ uint64_t heap_block_size(mseg *s, uint64_t p);              /* in the op's view 
 int      dir_record_name(mseg *s, uint64_t rec, char name[MSEG_NAME_MAX + 1]);
 /* The record a lookup of name finds: 0 absent, UINT64_MAX damaged. */
 uint64_t dir_record_lookup(mseg *s, const char *name);
+
+/* Named containers (vector.c, map.c), inside the current operation: the
+   data offset of object `name`, which must be of `kind` and `type` (EINVAL
+   otherwise). When absent: ENOENT, or with create a new object whose data is
+   root_size zero bytes (*created is set). 0 on failure. */
+uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type,
+                       size_t root_size, bool create, bool *created);
+
+/* ---- kinds.c: what each kind of named object owns ---- */
+/* Frees, inside the current operation, everything the object whose data is
+   at `data` owns (not the object's own block). 0 or -1 with errno. */
+int      kind_release(mseg *s, uint8_t kind, uint64_t data);
 
 /* ---- header.c ---- */
 void header_build(struct mseg_header *h, uint64_t size, uint64_t max_size, uint64_t generation);

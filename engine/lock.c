@@ -10,7 +10,9 @@
  * (segment.c decides who is first with open file description locks).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -92,17 +94,53 @@ int seg_write_end(mseg *s, bool commit)
     return rc;
 }
 
-int seg_read_begin(mseg *s)
+/*
+ * Readers. Read-write and copy-on-write handles read under the lock.
+ * Read-only handles cannot write the lock word, so they read optimistically
+ * (a sequence lock): runtime.op_seq is odd while an operation stores into
+ * the segment (log.c, step 3); a reader waits for it to be even, reads, and
+ * retries if it changed meanwhile. Between those stores the segment holds a
+ * committed state, because an operation changes nothing reachable before it
+ * commits. Every read path is bounds-checked, so a torn read is retried,
+ * never followed.
+ */
+#define READ_WAIT_NS   (200 * 1000 * 1000)   /* a writer died mid-apply: give up */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int seg_read_begin(mseg *s, uint64_t *seq)
 {
     if (!s)
         return fail(EINVAL, "NULL segment handle");
-    if (s->mode == MODE_RDONLY)
-        return 0;   /* cannot write the lock word; see README "Limits" */
-    return lock_acquire(s);
+    if (s->mode != MODE_RDONLY)
+        return lock_acquire(s);
+    const uint64_t *word = &seg_runtime(s)->op_seq;
+    uint64_t start = 0;
+    for (;;) {
+        *seq = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (!(*seq & 1))
+            return 0;
+        if (!start)
+            start = now_ns();
+        else if (now_ns() - start > READ_WAIT_NS)
+            return fail(EAGAIN, "segment %s: a writer has been in the middle of an operation "
+                        "for too long (it may have died); retry, or open read-write to recover",
+                        s->name);
+        sched_yield();
+    }
 }
 
-void seg_read_end(mseg *s)
+bool seg_read_end(mseg *s, uint64_t seq)
 {
-    if (s->mode != MODE_RDONLY)
+    if (s->mode != MODE_RDONLY) {
         lock_release(s);
+        return true;
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_RELAXED) == seq;
 }

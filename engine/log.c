@@ -250,6 +250,29 @@ void op_fresh(mseg *s, uint64_t off, uint64_t len)
         s->op.fresh_hi = off + len;
 }
 
+void op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len)
+{
+    const uint8_t *b = src;
+    while (len > 0) {
+        if (off % 8 == 0 && len >= 8) {
+            uint64_t v;
+            memcpy(&v, b, 8);
+            op_write(s, off, 8, v);
+            off += 8, b += 8, len -= 8;
+            continue;
+        }
+        /* a 4-byte word, merging bytes outside [off, off+len) from the
+           operation's current view */
+        uint64_t word = off & ~3ull, n = 4 - (off - word);
+        if (n > len)
+            n = len;
+        uint32_t v = (uint32_t)op_read(s, word, 4);
+        memcpy((uint8_t *)&v + (off - word), b, n);
+        op_write(s, word, 4, v);
+        off += n, b += n, len -= n;
+    }
+}
+
 /* Drops pending records that target [off, off+len): the payload of a block
    this operation just allocated. They were free-block links and footers of
    the same operation; left in the log they would land on top of whatever the

@@ -458,10 +458,12 @@ size_t mseg_size(mseg *s)
 
 size_t mseg_free_memory(mseg *s)
 {
-    if (seg_read_begin(s))
-        return 0;
-    uint64_t n = seg_control(s)->free_bytes;
-    seg_read_end(s);
+    uint64_t seq, n;
+    do {
+        if (seg_read_begin(s, &seq))
+            return 0;
+        n = seg_control(s)->free_bytes;
+    } while (!seg_read_end(s, seq));
     return (size_t)n;
 }
 

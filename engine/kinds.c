@@ -1,0 +1,18 @@
+/*
+ * kinds.c - what a named object of each kind owns besides its own block.
+ * mseg_destroy calls kind_release inside its operation, so an object and
+ * everything it owns go away together or not at all.
+ */
+#include "internal.h"
+
+int kind_release(mseg *s, uint8_t kind, uint64_t data)
+{
+    (void)s;
+    (void)data;
+    switch (kind) {
+    case MSEG_KIND_RAW:
+        return 0;
+    default:
+        return fail(EUCLEAN, "segment %s: named object of unknown kind %u", s->name, kind);
+    }
+}
