@@ -174,6 +174,73 @@ void *mseg_rel_get(const mseg_relptr *p);               /* NULL when null */
 void  mseg_rel_set(mseg_relptr *p, const void *target); /* NULL sets null */
 
 /* ------------------------------------------------------------------ */
+/* Vectors                                                             */
+/* ------------------------------------------------------------------ */
+
+/* A growable array in the segment. The handle (mseg_vec *) points into the
+   segment and is valid in this process until the vector is deleted; its
+   mseg_off_of() handle is valid in every process. Element addresses are
+   valid until the next push, reserve or resize (which may move the buffer).
+   Every operation is atomic; growth never leaves a half-moved buffer. */
+typedef struct mseg_vec mseg_vec;
+
+mseg_vec *mseg_vec_new(mseg *s, size_t elem_size);                  /* anonymous */
+/* Named: finds "name" (EINVAL if it is not a vector of elem_size-byte
+   elements), or creates it with flags MSEG_CREATE (ENOENT otherwise). */
+mseg_vec *mseg_vec_open(mseg *s, const char *name, size_t elem_size, unsigned flags);
+int    mseg_vec_delete(mseg *s, mseg_vec *v);            /* anonymous ones; named: mseg_destroy */
+int    mseg_vec_push(mseg *s, mseg_vec *v, const void *elem);
+int    mseg_vec_pop(mseg *s, mseg_vec *v, void *out);    /* out may be NULL; ERANGE when empty */
+void  *mseg_vec_at(mseg *s, mseg_vec *v, size_t i);      /* NULL + ERANGE past the end */
+size_t mseg_vec_len(mseg *s, mseg_vec *v);
+int    mseg_vec_reserve(mseg *s, mseg_vec *v, size_t cap);
+int    mseg_vec_resize(mseg *s, mseg_vec *v, size_t len);  /* new elements zeroed */
+void  *mseg_vec_data(mseg *s, mseg_vec *v);
+
+/* ------------------------------------------------------------------ */
+/* Ordered maps                                                        */
+/* ------------------------------------------------------------------ */
+
+enum mseg_key { MSEG_KEY_U64, MSEG_KEY_I64, MSEG_KEY_BYTES };  /* BYTES: memcmp order, then length */
+typedef struct mseg_map mseg_map;                        /* lives in the segment */
+
+mseg_map *mseg_map_new(mseg *s, enum mseg_key kind, size_t val_size);   /* val_size 0: variable-length values */
+mseg_map *mseg_map_open(mseg *s, const char *name, enum mseg_key kind, size_t val_size, unsigned flags);
+int    mseg_map_delete(mseg *s, mseg_map *m);
+int    mseg_map_put(mseg *s, mseg_map *m, const void *key, size_t klen, const void *val, size_t vlen); /* insert or replace */
+void  *mseg_map_get(mseg *s, mseg_map *m, const void *key, size_t klen, size_t *vlen);            /* NULL + ENOENT */
+int    mseg_map_del(mseg *s, mseg_map *m, const void *key, size_t klen);
+size_t mseg_map_len(mseg *s, mseg_map *m);
+
+/* A cursor is valid until the map is next modified. */
+struct mseg_cursor {
+    const void *key, *val;
+    size_t klen, vlen;
+    uint64_t priv[4];           /* private state */
+};
+int mseg_map_first(mseg *s, mseg_map *m, struct mseg_cursor *c);                            /* -1 + ENOENT when empty */
+int mseg_map_seek(mseg *s, mseg_map *m, struct mseg_cursor *c, const void *key, size_t klen); /* first key >= key */
+int mseg_map_next(mseg *s, struct mseg_cursor *c);                                           /* -1 + ENOENT at the end */
+
+/* For MSEG_KEY_U64 and MSEG_KEY_I64 the key is a pointer to the 8-byte
+   integer and klen is 8. A value may be the mseg_off of another container. */
+
+/* ------------------------------------------------------------------ */
+/* Transactions                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Between begin and commit, every change the thread makes through mseg
+   (alloc, free, construct, destroy, container operations, and user bytes
+   declared with mseg_tx_add before changing them) becomes visible to
+   recovery all together at commit, or not at all on abort or crash. The
+   transaction holds the segment lock: other threads and processes wait.
+   Nested begin/commit pairs fold into the outermost. */
+int mseg_tx_begin(mseg *s);
+int mseg_tx_add(mseg *s, void *p, size_t n);
+int mseg_tx_commit(mseg *s);
+int mseg_tx_abort(mseg *s);
+
+/* ------------------------------------------------------------------ */
 /* Checking                                                            */
 /* ------------------------------------------------------------------ */
 
