@@ -1,0 +1,294 @@
+/*
+ * inspect.c - read-only views for the mseg tool (see inspect.h).
+ *
+ * Like check.c, nothing here trusts the segment: the heap bounds are checked
+ * against the mapping before the walk starts, every block's size is checked
+ * against what is left of the heap before the walk steps over it, and each
+ * step moves forward by at least the smallest block, so the walk ends.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "inspect.h"
+#include "internal.h"
+
+#define READ_RETRIES 64    /* seqlock retries before giving up with EAGAIN */
+
+/* ---- headers ---- */
+
+static void read_copy(int fd, uint64_t file_size, off_t at, struct inspect_header *h)
+{
+    memset(h, 0, sizeof *h);
+    ssize_t got = pread(fd, &h->raw, sizeof h->raw, at);
+    h->present = got == (ssize_t)sizeof h->raw;
+    if (!h->present) {
+        h->err = EUCLEAN;
+        snprintf(h->why, sizeof h->why, "truncated: the file has %llu bytes",
+                 (unsigned long long)file_size);
+        return;
+    }
+    h->valid = header_validate(&h->raw, file_size, h->why, sizeof h->why, &h->err) == 0;
+}
+
+int inspect_headers(const char *name, unsigned flags, struct inspect_header hdr[2])
+{
+    const struct backend *be = (flags & MSEG_SHM) ? &backend_shm : &backend_file;
+    if (!name || !*name || be->check_name(name))
+        return name && *name ? -1 : fail(EINVAL, "segment name is empty");
+    int fd = be->open(name, O_RDONLY, 0);
+    if (fd < 0)
+        return fail(errno, "segment %s: cannot open: %s", name, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int e = errno;
+        close(fd);
+        return fail(e, "segment %s: fstat: %s", name, strerror(e));
+    }
+    read_copy(fd, (uint64_t)st.st_size, MSEG_HEADER_A_OFF, &hdr[0]);
+    read_copy(fd, (uint64_t)st.st_size, MSEG_HEADER_B_OFF, &hdr[1]);
+    close(fd);
+    return 0;
+}
+
+/* ---- the walk ---- */
+
+static unsigned bucket_of(uint64_t size)
+{
+    return size ? 63u - (unsigned)__builtin_clzll(size) : 0;
+}
+
+/* The heap bounds from the control page, if they fit the mapping. */
+static int heap_bounds(mseg *s, uint64_t *start, uint64_t *end)
+{
+    const struct mseg_control *ctl = seg_control(s);
+    *start = ctl->heap_start;
+    *end = ctl->heap_end;
+    if (*start != MSEG_HEAP_OFF || *end % MSEG_GRANULE || *end > s->size ||
+        *end < *start + 2 * MSEG_BLOCK_MIN)
+        return fail(EUCLEAN, "segment %s: control: heap [%#llx, %#llx) does not fit %llu bytes",
+                    s->name, (unsigned long long)*start, (unsigned long long)*end,
+                    (unsigned long long)s->size);
+    return 0;
+}
+
+int inspect_walk(mseg *s, inspect_block_fn fn, void *arg,
+                 inspect_progress_fn progress, void *parg)
+{
+    uint64_t start, end;
+    if (heap_bounds(s, &start, &end))
+        return -1;
+    uint64_t total = end - start, step = total / 100 + 1, next_report = 0;
+    uint64_t p = start + MSEG_GRANULE;
+    while (p < end) {
+        uint32_t h = *(const uint32_t *)(s->base + p - 4);
+        uint64_t size = (uint64_t)(h >> 2) * MSEG_GRANULE;
+        if (size < MSEG_BLOCK_MIN || size > end - p)
+            return fail(EUCLEAN, "segment %s: heap: block at %#llx has impossible size %llu",
+                        s->name, (unsigned long long)p, (unsigned long long)size);
+        if (fn) {
+            int rc = fn(p, size, h & MSEG_BLOCK_USED, arg);
+            if (rc)
+                return rc;
+        }
+        p += size;
+        if (progress && p - start >= next_report) {
+            progress(p - start, total, parg);
+            next_report = p - start + step;
+        }
+    }
+    if (progress)
+        progress(total, total, parg);
+    return 0;
+}
+
+static int count_block(uint64_t off, uint64_t size, bool used, void *arg)
+{
+    struct inspect_stats *st = arg;
+    (void)off;
+    unsigned b = bucket_of(size);
+    if (used) {
+        st->blocks_used++;
+        st->bytes_used += size;
+        st->used_hist[b]++;
+    } else {
+        st->blocks_free++;
+        st->bytes_free += size;
+        st->free_hist[b]++;
+        if (size - 4 > st->largest_free)
+            st->largest_free = size - 4;
+    }
+    return 0;
+}
+
+int inspect_heap_stats(mseg *s, struct inspect_stats *st,
+                       inspect_progress_fn progress, void *parg)
+{
+    for (int tries = 0; tries < READ_RETRIES; tries++) {
+        uint64_t seq;
+        if (seg_read_begin(s, &seq))
+            return -1;
+        memset(st, 0, sizeof *st);
+        st->heap_start = seg_control(s)->heap_start;
+        st->heap_end = seg_control(s)->heap_end;
+        st->state = seg_runtime(s)->state;
+        int rc = inspect_walk(s, count_block, st, progress, parg);
+        int e = errno;
+        if (seg_read_end(s, seq)) {
+            errno = e;
+            return rc;
+        }
+    }
+    return fail(EAGAIN, "segment %s: writers kept changing the heap during %d walks",
+                s->name, READ_RETRIES);
+}
+
+double inspect_fragmentation(const struct inspect_stats *st)
+{
+    /* free payload: each free block loses its 4-byte header */
+    uint64_t payload = st->bytes_free - 4 * st->blocks_free;
+    if (st->blocks_free == 0 || payload == 0)
+        return 0.0;
+    return 1.0 - (double)st->largest_free / (double)payload;
+}
+
+/* ---- check with progress ---- */
+
+int inspect_check(const char *name, unsigned flags, struct mseg_report *r,
+                  inspect_progress_fn progress, void *parg)
+{
+    struct mseg_report local;
+    if (!r)
+        r = &local;
+    if (!progress)
+        return mseg_check(name, flags, r);
+    memset(r, 0, sizeof *r);
+    mseg *s = mseg_open(name, MSEG_COW | (flags & MSEG_SHM), NULL);
+    if (!s) {
+        int e = errno;
+        r->problems = 1;
+        snprintf(r->first_problem, sizeof r->first_problem, "%s", mseg_errmsg());
+        errno = e;
+        return -1;
+    }
+    /* a first pass only to show progress; check_segment reports any damage */
+    inspect_walk(s, NULL, NULL, progress, parg);
+    int rc = check_segment(s, r);
+    int e = errno;
+    mseg_close(s);
+    errno = e;
+    return rc;
+}
+
+/* ---- consistent copy ---- */
+
+/* Copies len bytes from in to out, the cheapest way the file systems allow. */
+static int copy_bytes(int in, int out, uint64_t len, const char **how)
+{
+    if (ioctl(out, FICLONE, in) == 0) {
+        *how = "reflink";
+        return 0;
+    }
+    uint64_t done = 0;
+    loff_t ioff = 0, ooff = 0;
+    while (done < len) {
+        ssize_t n = copy_file_range(in, &ioff, out, &ooff, len - done, 0);
+        if (n <= 0)
+            break;
+        done += (uint64_t)n;
+    }
+    if (done == len) {
+        *how = "copy_file_range";
+        return 0;
+    }
+    *how = "write";
+    static char buf[1 << 16];
+    for (; done < len;) {
+        size_t want = len - done < sizeof buf ? (size_t)(len - done) : sizeof buf;
+        ssize_t n = pread(in, buf, want, (off_t)done);
+        if (n <= 0)
+            return n < 0 ? -1 : (errno = EIO, -1);
+        if (pwrite(out, buf, (size_t)n, (off_t)done) != n)
+            return -1;
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* fsync of the directory holding path. */
+static int sync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* The copy itself, under the lock: the bytes are a committed state because
+   every engine operation completes (and retires its log) before unlocking. */
+static int copy_under_lock(mseg *s, int out, const char **how)
+{
+    if (lock_acquire(s))
+        return -1;
+    struct stat st;
+    int rc = fstat(s->fd, &st);
+    if (rc == 0)
+        rc = copy_bytes(s->fd, out, (uint64_t)st.st_size, how);
+    int e = errno;
+    lock_release(s);
+    if (rc == 0 && fchmod(out, st.st_mode & 0777))
+        rc = -1, e = errno;
+    errno = e;
+    return rc;
+}
+
+int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const char **how)
+{
+    const char *unused;
+    if (!how)
+        how = &unused;
+    *how = "none";
+    if (!dst || !*dst || strlen(dst) + 8 >= PATH_MAX)
+        return fail(EINVAL, "bad destination path");
+    mseg *s = mseg_open(src, flags & MSEG_SHM, NULL);
+    if (!s)
+        return -1;
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", dst);
+    int out = mkostemp(tmp, O_CLOEXEC);
+    if (out < 0) {
+        int e = errno;
+        mseg_close(s);
+        return fail(e, "%s: cannot create a temporary file: %s", tmp, strerror(e));
+    }
+    int rc = copy_under_lock(s, out, how);
+    int e = errno;
+    mseg_close(s);
+    if (rc == 0 && (fsync(out) || rename(tmp, dst) || sync_parent(dst)))
+        rc = -1, e = errno;
+    close(out);
+    if (rc) {
+        unlink(tmp);
+        return fail(e, "copy of %s to %s failed: %s", src, dst, strerror(e));
+    }
+    return 0;
+}
