@@ -395,7 +395,7 @@ size_t mseg_named_count(mseg *s)
     do {
         if (seg_read_begin(s, &seq))
             return 0;
-        n = seg_control(s)->dir_count;
+        n = op_get64(s, CTRL(dir_count));
     } while (!seg_read_end(s, seq));
     return (size_t)n;
 }

@@ -17,6 +17,7 @@
  *     the largest block (16 GiB - 16);
  *   - free_bytes is the sum of the free blocks' sizes.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -170,6 +171,54 @@ void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
     op_apply_unlogged(s);
 }
 
+/* ---- rebuilding the free lists ---- */
+
+/*
+ * The block headers are the truth; footers, links, bins, bitmap and
+ * free_bytes follow from them. An operation that never committed may have
+ * written its new blocks in place over the links and footer of the free
+ * block it carved them from, so recovery (and the discard of such an
+ * operation) rebuilds all of those from a walk of the headers. Direct
+ * stores: this runs under the lock with no operation open, and running it
+ * twice gives the same result, so a crash in the middle is harmless.
+ */
+int heap_rebuild(mseg *s)
+{
+    struct mseg_control *c = seg_control(s);
+    uint64_t start = c->heap_start, end = c->heap_end;
+    if (start != MSEG_HEAP_OFF || end % MSEG_GRANULE || end > s->size || end - start < 2 * MSEG_BLOCK_MIN)
+        return fail(EUCLEAN, "segment %s: control page holds an impossible heap [%#llx, %#llx)",
+                    s->name, (unsigned long long)start, (unsigned long long)end);
+    uint64_t tail[MSEG_BINS] = {0}, free_bytes = 0, p = start + MSEG_GRANULE;
+    memset(c->bin_head, 0, sizeof c->bin_head);
+    memset(c->bin_bitmap, 0, sizeof c->bin_bitmap);
+    while (p < end) {
+        uint32_t h = *(uint32_t *)(s->base + p - 4);
+        uint64_t size = head_size(h);
+        if (size < MSEG_BLOCK_MIN || size > end - p)
+            return fail(EUCLEAN, "segment %s: block at %#llx has impossible size %llu",
+                        s->name, (unsigned long long)p, (unsigned long long)size);
+        if (!head_used(h)) {
+            unsigned b = bin_of(size / MSEG_GRANULE);
+            *(uint32_t *)(s->base + p + size - 8) = (uint32_t)(size / MSEG_GRANULE);
+            *(uint64_t *)(s->base + p) = 0;
+            *(uint64_t *)(s->base + p + 8) = tail[b];
+            if (tail[b])
+                *(uint64_t *)(s->base + tail[b]) = p;
+            else
+                c->bin_head[b] = p;
+            c->bin_bitmap[b / 64] |= 1ull << (b % 64);
+            tail[b] = p;
+            free_bytes += size;
+        }
+        p += size;
+    }
+    if (p != end)
+        return fail(EUCLEAN, "segment %s: blocks overrun the heap end", s->name);
+    c->free_bytes = free_bytes;
+    return 0;
+}
+
 /* ---- allocation ---- */
 
 /* Block size for an n-byte request: header plus payload, in granules. */
@@ -224,6 +273,7 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     uint64_t p = take_block(s, search);
     if (!p)
         return 0;
+    s->op.allocated++;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
     bool prev_used = head_prev_used(h);
@@ -278,11 +328,9 @@ uint64_t heap_block_size(mseg *s, uint64_t p)
     return head_size(head(s, p));
 }
 
-int heap_free(mseg *s, uint64_t p)
+/* Frees p now: merges it with free neighbours and lists it. */
+static void heap_release(mseg *s, uint64_t p)
 {
-    if (!heap_block_is_live(s, p))
-        return fail(EINVAL, "segment %s: %#llx is not the start of a live block",
-                    s->name, (unsigned long long)p);
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
     bool prev_used = head_prev_used(h);
@@ -306,5 +354,43 @@ int heap_free(mseg *s, uint64_t p)
     }
     make_free(s, p, size, prev_used);
     mark_prev_used(s, p + size, false);
+}
+
+static bool is_deferred(const mseg *s, uint64_t p)
+{
+    for (uint32_t i = 0; i < s->op.ndeferred; i++)
+        if (s->op.deferred[i] == p)
+            return true;
+    return false;
+}
+
+/*
+ * Frees p when the operation commits, as libpmemobj defers frees to the end
+ * of a transaction: until then p's bytes may still be reachable from the
+ * committed state (a directory table being replaced, an object being
+ * destroyed), and an allocation later in the same operation must not hand
+ * them out and overwrite them in place.
+ */
+int heap_free(mseg *s, uint64_t p)
+{
+    if (!heap_block_is_live(s, p) || is_deferred(s, p))
+        return fail(EINVAL, "segment %s: %#llx is not the start of a live block",
+                    s->name, (unsigned long long)p);
+    if (s->op.ndeferred == s->op.cap_deferred) {
+        uint32_t cap = s->op.cap_deferred ? 2 * s->op.cap_deferred : 16;
+        uint64_t *d = realloc(s->op.deferred, cap * sizeof *d);
+        if (!d)
+            return fail(ENOMEM, "out of process memory");
+        s->op.deferred = d;
+        s->op.cap_deferred = cap;
+    }
+    s->op.deferred[s->op.ndeferred++] = p;
     return 0;
+}
+
+void heap_free_deferred(mseg *s)
+{
+    for (uint32_t i = 0; i < s->op.ndeferred; i++)
+        heap_release(s, s->op.deferred[i]);
+    s->op.ndeferred = 0;
 }

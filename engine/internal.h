@@ -25,6 +25,11 @@ struct op {
     bool     active;
     bool     overflow;          /* ran out of log space: commit refuses */
     uint32_t count;             /* records in the log area */
+    uint32_t save;              /* inside a transaction: count when the current call began */
+    uint32_t allocated;         /* blocks allocated so far (fresh writes may follow) */
+    uint32_t save_allocated;    /* allocated when the current call began */
+    uint64_t *deferred;         /* blocks freed by this operation, released at commit */
+    uint32_t ndeferred, cap_deferred, save_deferred;
     uint64_t bloom;             /* 1 bit per 4-byte word (mod 64) with a record */
     uint64_t fresh_lo, fresh_hi;/* range of fresh in-place writes (0,0 = none) */
     uint64_t seq;               /* sequence number of the last commit */
@@ -94,6 +99,12 @@ void     op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len);
 int      op_commit(mseg *s);
 void     op_discard(mseg *s);
 void     op_apply_unlogged(mseg *s);   /* creation only: no log, no crash points */
+/* Saves the old bytes of [off, off+len) as an undo record, durable before
+   it returns in durable mode (mseg_tx_add). ENOMEM when the log is full. */
+int      op_undo(mseg *s, uint64_t off, uint64_t len);
+/* Abandons the current operation or transaction: user bytes restored from
+   undo records, free lists rebuilt if blocks were carved. */
+int      op_rollback(mseg *s);
 /* Replays a committed log, discards a torn or uncommitted one. Returns 1 if
    something was replayed, 0 if nothing was needed, -1 on error. */
 int      log_recover(mseg *s);
@@ -103,10 +114,17 @@ int      log_needs_recovery(mseg *s);
 int      persist(mseg *s, const char *point, uint64_t off, uint64_t len);
 void     crash_point(const char *point);
 
+/* ---- tx.c ---- */
+bool     tx_owns(const mseg *s);   /* this thread runs a transaction on s */
+bool     tx_cancelled(const mseg *s);  /* ...which was aborted and not yet ended */
+void     tx_fail(mseg *s);         /* a call failed after changing state: abort the transaction */
+
 /* ---- heap.c ---- */
 void     heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end);
+int      heap_rebuild(mseg *s);   /* free lists from the headers; see heap.c */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off, 0 = ENOMEM */
-int      heap_free(mseg *s, uint64_t p);                    /* -1 + EINVAL if not live */
+int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
+void     heap_free_deferred(mseg *s);                       /* op_commit: release them now */
 bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */
 uint64_t heap_block_size(mseg *s, uint64_t p);              /* in the op's view */
 
@@ -133,6 +151,27 @@ void header_build(struct mseg_header *h, uint64_t size, uint64_t max_size, uint6
 void header_seal(struct mseg_header *h);
 /* Validates one copy against the file size; 0 or -1 with errno + message. */
 int  header_validate(const struct mseg_header *h, uint64_t file_size, char *why, size_t whylen, int *err);
+
+/* ---- vector.c, map.c: containers ---- */
+/* A metadata word as the current operation sees it; a plain load when the
+   operation has logged nothing yet (the common case on read paths). */
+static inline uint64_t op_peek64(mseg *s, uint64_t off)
+{ return s->op.bloom ? op_get64(s, off) : *(const uint64_t *)(s->base + off); }
+static inline uint32_t op_peek32(mseg *s, uint64_t off)
+{ return s->op.bloom ? op_get32(s, off) : *(const uint32_t *)(s->base + off); }
+
+/* kind_release of a vector or map root at `root`: frees what it owns. */
+int  vec_release(mseg *s, uint64_t root);
+int  map_release(mseg *s, uint64_t root);
+/* Frees the anonymous vector or map whose root is at off (0: nothing),
+   with everything it owns; depth bounds nested ownership. Inside the op. */
+int  container_free_anon(mseg *s, uint64_t off, unsigned depth);
+/* 0 if off is 0 or the root of a live anonymous vector or map; else -1 + EINVAL. */
+int  container_check_anon(mseg *s, uint64_t off);
+/* Verifies a vector or map root and everything it reaches (bounded). 0 when
+   sound; -1 with the first problem in why (and errno EUCLEAN). */
+int  vec_check(mseg *s, uint64_t root, char *why, size_t whylen);
+int  map_check(mseg *s, uint64_t root, char *why, size_t whylen);
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);

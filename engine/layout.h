@@ -202,28 +202,50 @@ _Static_assert(offsetof(struct mseg_control, bin_head) == 192, "layout");
 /* ------------------------------------------------------------------ */
 
 /*
- * A redo log of one operation's metadata stores: (where, value) pairs.
+ * The log of one operation (or one transaction): redo records of its
+ * metadata stores, growing up from the head, and undo records of user bytes
+ * declared with mseg_tx_add, growing down from the end of the log area.
  *
  *   head (64 bytes)
  *     0   8  commit     0: nothing to replay; else the operation's sequence
  *                       number. Stored last, with one aligned 8-byte store.
- *     8   4  count      entries that follow
- *    12   4  reserved
- *    16   8  checksum   XXH3-64 of (commit, count, entries[0..count))
- *    24  40  reserved
- *   entries (16 bytes each)
+ *     8   4  count      redo records that follow the head
+ *    12   4  active     1 while an operation is in progress: if it never
+ *                       commits, recovery rebuilds the free lists (an
+ *                       operation writes its new blocks in place before
+ *                       commit, over links and footers of the free block it
+ *                       carved them from)
+ *    16   8  checksum   XXH3-64 of (commit, count, redo records)
+ *    24   8  undo_size  bytes of undo records at the end of the log area
+ *    32  32  reserved
+ *   redo record (16 bytes each, from offset 64 up)
  *     0   8  where      offset of the word; bit 0 set: a 4-byte store
  *                       (the value's low 32 bits), clear: an 8-byte store
  *     8   8  value
+ *   undo record (from the end of the log area down; its trailer is at its
+ *   high end, so recovery walks them from the end, oldest first)
+ *     0   n  old bytes, padded to a multiple of 8
+ *     n   8  off        where the bytes belong
+ *   n+8   8  len        how many bytes
+ *  n+16   8  checksum   XXH3-64 of (off, len, bytes); a torn record is the
+ *                       newest and was never acted on, so recovery stops there
  */
 struct mseg_log_head {
     uint64_t commit;
     uint32_t count;
-    uint32_t reserved0;
+    uint32_t active;
     uint64_t checksum;
-    uint64_t reserved[5];
+    uint64_t undo_size;
+    uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct mseg_log_head) == 64, "log head is 64 bytes");
+
+struct mseg_undo_trailer {
+    uint64_t off;
+    uint64_t len;
+    uint64_t checksum;
+};
+_Static_assert(sizeof(struct mseg_undo_trailer) == 24, "undo trailer is 24 bytes");
 
 struct mseg_log_entry {
     uint64_t where;
@@ -306,6 +328,8 @@ _Static_assert(sizeof(struct mseg_dir_slot) == 16, "slot is 16 bytes");
  */
 #define MSEG_RECORD_MAGIC 0x4a424f4eu  /* "NOBJ" */
 #define MSEG_KIND_RAW     0u
+#define MSEG_KIND_VEC     1u   /* data: struct mseg_vec_root */
+#define MSEG_KIND_MAP     2u   /* data: struct mseg_map_root */
 
 struct mseg_dir_record {
     uint32_t magic;
@@ -319,5 +343,131 @@ struct mseg_dir_record {
     uint64_t hash;
 };
 _Static_assert(sizeof(struct mseg_dir_record) == 40, "record is 40 bytes");
+
+/* ------------------------------------------------------------------ */
+/* Vectors                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A vector's root: the data of a named object of kind MSEG_KIND_VEC, or
+ * the payload of its own heap block for an anonymous vector. The elements
+ * live in one heap block, buf, of at least cap * elem_size bytes; growth
+ * builds a new block (fresh, unreachable until commit), copies, and logs
+ * only buf, cap and len, so a crash never leaves a half-moved buffer.
+ *
+ *   off  size  field
+ *     0     4  magic      MSEG_VEC_MAGIC
+ *     4     4  flags      MSEG_VEC_ANON: the root is its own heap block
+ *     8     8  elem_size  bytes per element (> 0)
+ *    16     8  len        elements in use (<= cap)
+ *    24     8  cap        elements buf holds (0: no buffer)
+ *    32     8  buf        payload offset of the element block, 0 if none
+ *    40    24  reserved   zero
+ */
+#define MSEG_VEC_MAGIC    0x43455653u   /* "SVEC" */
+#define MSEG_VEC_ANON     1u
+
+struct mseg_vec_root {
+    uint32_t magic;
+    uint32_t flags;
+    uint64_t elem_size;
+    uint64_t len;
+    uint64_t cap;
+    uint64_t buf;
+    uint64_t reserved[3];
+};
+_Static_assert(sizeof(struct mseg_vec_root) == 64, "vector root is 64 bytes");
+_Static_assert(offsetof(struct mseg_vec_root, len) == 16, "layout");
+_Static_assert(offsetof(struct mseg_vec_root, buf) == 32, "layout");
+
+/* ------------------------------------------------------------------ */
+/* Maps                                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A map's root: the data of a named object of kind MSEG_KIND_MAP, or the
+ * payload of its own heap block for an anonymous map.
+ *
+ *   off  size  field
+ *     0     4  magic      MSEG_MAP_MAGIC
+ *     4     1  key_kind   enum mseg_key
+ *     5     1  flags      MSEG_MAP_ANON, MSEG_MAP_OWNED
+ *     6     2  reserved   zero
+ *     8     8  val_size   bytes per value; 0 = variable-length values
+ *    16     8  count      entries
+ *    24     8  root       payload offset of the root node, 0 when empty
+ *    32     8  height     levels of nodes: 0 when empty, 1 = the root is a leaf
+ *    40    24  reserved   zero
+ */
+#define MSEG_MAP_MAGIC    0x50414d53u   /* "SMAP" */
+#define MSEG_MAP_ANON     1u
+#define MSEG_MAP_OWNED    2u            /* values are owned anonymous containers */
+#define MSEG_MAP_MAX_HEIGHT 16u
+
+struct mseg_map_root {
+    uint32_t magic;
+    uint8_t  key_kind;
+    uint8_t  flags;
+    uint16_t reserved0;
+    uint64_t val_size;
+    uint64_t count;
+    uint64_t root;
+    uint64_t height;
+    uint64_t reserved[3];
+};
+_Static_assert(sizeof(struct mseg_map_root) == 64, "map root is 64 bytes");
+_Static_assert(offsetof(struct mseg_map_root, count) == 16, "layout");
+_Static_assert(offsetof(struct mseg_map_root, height) == 32, "layout");
+
+/*
+ * A B+tree node, one heap block; leaves and internal nodes share the format.
+ * Entries sit in slots in no particular order; perm lists the slots in key
+ * order. There are two perm arrays: the live one (state bit 8) and a spare.
+ * An insert writes its key and value into a slot no committed state uses and
+ * the new order into the spare array, both in place (unreachable memory),
+ * then logs one word, state, which publishes both. So an insert into a leaf
+ * with room costs one log record (plus the map's count).
+ *
+ *   off  size  field
+ *     0     4  magic      MSEG_MAP_NODE_MAGIC
+ *     4     2  level      0 = leaf; else the height above the leaves
+ *     6     2  reserved   zero
+ *     8     8  state      bits 0..7 entries (0..64); bit 8 the live perm array
+ *    16     8  prev       leaves: the previous leaf (0 = first); internal: 0
+ *    24     8  next       leaves: the next leaf (0 = last); internal: 0
+ *    32   128  perm[2][64] entry i in key order is in slot perm[live][i]
+ *   160   512  keys[64]   u64/i64 key; bytes maps: offset of a key cell
+ *   672   512  vals[64]   leaf: the value (val_size <= 8, little-endian,
+ *                         zero-padded) or the offset of a value cell;
+ *                         internal: the child node. An internal node's
+ *                         entry 0 covers every key below entry 1's key;
+ *                         its key word is a placeholder (a cell or 0).
+ *
+ * A cell (key or value out of line) is one heap block:
+ *     0     8  len        bytes
+ *     8     8  reserved   zero (keeps the bytes 16-aligned)
+ *    16   len  bytes
+ */
+#define MSEG_MAP_NODE_MAGIC 0x45444f4eu /* "NODE" */
+#define MSEG_MAP_FANOUT     64u
+#define MSEG_MAP_INLINE_MAX 8u          /* fixed values up to this size live in the node */
+#define MSEG_MAP_CELL_HEAD  16u
+
+struct mseg_map_node {
+    uint32_t magic;
+    uint16_t level;
+    uint16_t reserved0;
+    uint64_t state;
+    uint64_t prev;
+    uint64_t next;
+    uint8_t  perm[2][MSEG_MAP_FANOUT];
+    uint64_t keys[MSEG_MAP_FANOUT];
+    uint64_t vals[MSEG_MAP_FANOUT];
+};
+_Static_assert(sizeof(struct mseg_map_node) == 1184, "map node is 1184 bytes");
+_Static_assert(offsetof(struct mseg_map_node, state) == 8, "layout");
+_Static_assert(offsetof(struct mseg_map_node, perm) == 32, "layout");
+_Static_assert(offsetof(struct mseg_map_node, keys) == 160, "layout");
+_Static_assert(offsetof(struct mseg_map_node, vals) == 672, "layout");
 
 #endif /* MSEG_LAYOUT_H */

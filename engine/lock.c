@@ -77,6 +77,15 @@ int seg_write_begin(mseg *s)
         return fail(EROFS, "segment %s is open read-only", s->name);
     if (s->failed)
         return fail(EIO, "segment %s: an earlier flush failed; this handle refuses writes", s->name);
+    if (tx_cancelled(s))
+        return fail(ECANCELED, "segment %s: this thread's transaction was aborted", s->name);
+    if (tx_owns(s)) {
+        /* inside this thread's transaction: the lock and the log are open */
+        s->op.save = s->op.count;
+        s->op.save_allocated = s->op.allocated;
+        s->op.save_deferred = s->op.ndeferred;
+        return 0;
+    }
     if (lock_acquire(s))
         return -1;
     op_begin(s);
@@ -85,12 +94,19 @@ int seg_write_begin(mseg *s)
 
 int seg_write_end(mseg *s, bool commit)
 {
-    int rc = 0;
-    if (commit)
-        rc = op_commit(s);
-    else
-        op_discard(s);
+    int e = errno;
+    if (tx_owns(s)) {
+        if (!commit && (s->op.count != s->op.save || s->op.allocated != s->op.save_allocated))
+            tx_fail(s);   /* it changed something before failing */
+        else if (!commit)
+            s->op.ndeferred = s->op.save_deferred;   /* frees it only planned */
+        errno = e;
+        return 0;
+    }
+    int rc = commit ? op_commit(s) : op_rollback(s);
     lock_release(s);
+    if (!commit)
+        errno = e;
     return rc;
 }
 
@@ -117,6 +133,8 @@ int seg_read_begin(mseg *s, uint64_t *seq)
 {
     if (!s)
         return fail(EINVAL, "NULL segment handle");
+    if (tx_owns(s))
+        return 0;   /* reads see the transaction's own changes (op_get) */
     if (s->mode != MODE_RDONLY)
         return lock_acquire(s);
     const uint64_t *word = &seg_runtime(s)->op_seq;
@@ -137,6 +155,8 @@ int seg_read_begin(mseg *s, uint64_t *seq)
 
 bool seg_read_end(mseg *s, uint64_t seq)
 {
+    if (tx_owns(s))
+        return true;
     if (s->mode != MODE_RDONLY) {
         lock_release(s);
         return true;

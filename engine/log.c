@@ -10,23 +10,33 @@
  *
  * The commit protocol (numbered steps; tests name the crash points):
  *
+ *   0. op_begin: head.active := 1.
  *   1. records written to the log area; head.count and head.checksum
  *      (XXH3 of commit value, count and records) stored.
  *                                                      crash point log.written
  *   2. head.commit := sequence number (one aligned 8-byte store).
- *      PERSIST 1 (durable mode): msync the log pages and the fresh bytes.
+ *      PERSIST 1 (durable mode): msync the fresh bytes, then the log pages.
  *                                                      crash point log.committed
  *   3. records applied in place, in order.             crash point log.applying (halfway)
  *      PERSIST 2 (durable mode): msync the pages the records changed.
  *                                                      crash point log.applied
- *   4. head.commit := 0 (the log is retired; never flushed on its own: a
- *      redo log replayed twice does no harm).          crash point log.retired
+ *   4. head.undo_size := 0, head.commit := 0, head.active := 0 (the log is
+ *      retired; never flushed on its own: a redo log replayed twice does no
+ *      harm).                                          crash point log.retired
  *
- * Recovery (log_recover): a log whose commit is 0 is empty. A non-zero commit
- * with a valid checksum is replayed (steps 3-4 again, idempotent); with a
- * bad checksum it is a log torn by a power loss before PERSIST 1 completed,
- * so the operation never applied anything in place: it is discarded.
- *
+ * Recovery (log_recover), by what the head says:
+ *   commit != 0, checksum valid   replay the records (steps 3-4 again; idempotent)
+ *   otherwise, with active or undo records
+ *                                 the operation never committed, and nothing of
+ *                                 it was applied in place except fresh blocks and
+ *                                 user bytes declared with mseg_tx_add: restore
+ *                                 those bytes from the undo records, and rebuild
+ *                                 the free lists from the block headers (fresh
+ *                                 writes may have covered a free block's links)
+ *   otherwise                     nothing to do
+ * A bad checksum with commit != 0 is a log torn by a power loss before
+ * PERSIST 1 completed: treated as never committed.
+
  * Why this keeps the rule of DESIGN.md: the kernel may write any dirty page
  * back at any time, but no in-place store of an operation exists before
  * PERSIST 1 has put its redo records on disk; and a page written early that
@@ -109,6 +119,14 @@ static struct mseg_log_head *log_head(mseg *s)
 static struct mseg_log_entry *log_entries(mseg *s)
 {
     return (struct mseg_log_entry *)(s->base + MSEG_LOG_OFF + sizeof(struct mseg_log_head));
+}
+
+/* True when `bytes` more fit between the redo records and the undo records. */
+static bool log_has_room(mseg *s, uint64_t bytes)
+{
+    uint64_t used = sizeof(struct mseg_log_head) + (uint64_t)s->op.count * sizeof(struct mseg_log_entry) +
+                    log_head(s)->undo_size;
+    return used <= MSEG_LOG_SIZE && bytes <= MSEG_LOG_SIZE - used;
 }
 
 static uint64_t log_checksum(uint64_t commit, uint32_t count, const struct mseg_log_entry *e)
@@ -207,14 +225,14 @@ static void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
             unsigned ew = entry_width(&e[i]);
             if (!overlaps(off, width, eo, ew))
                 continue;
-            if (eo == off && ew == width) {
+            if (eo == off && ew == width && i >= s->op.save) {
                 e[i].value = v;   /* the newest record of these bytes: update it */
                 return;
             }
-            break;                /* partial overlap: append, order decides */
+            break;                /* partial overlap, or older than the savepoint: append */
         }
     }
-    if (s->op.count >= MSEG_LOG_CAPACITY) {
+    if (!log_has_room(s, sizeof *e)) {
         s->op.overflow = true;
         return;
     }
@@ -231,8 +249,12 @@ void op_begin(mseg *s)
     s->op.active = true;
     s->op.overflow = false;
     s->op.count = 0;
+    s->op.save = 0;
+    s->op.allocated = s->op.save_allocated = 0;
+    s->op.ndeferred = s->op.save_deferred = 0;
     s->op.bloom = 0;
     s->op.fresh_lo = s->op.fresh_hi = 0;
+    log_head(s)->active = 1;
 }
 
 uint64_t op_get64(mseg *s, uint64_t off) { return op_read(s, off, 8); }
@@ -290,11 +312,14 @@ void op_claim(mseg *s, uint64_t off, uint64_t len)
     s->op.count = kept;
 }
 
+/* Forgets the redo records; the caller knows nothing was carved. */
 void op_discard(mseg *s)
 {
+    s->op.ndeferred = 0;
     s->op.active = false;
     s->op.count = 0;
     s->op.bloom = 0;
+    log_head(s)->active = 0;
 }
 
 /* Applies records [from, to) in place; widens [*lo, *hi) to what changed. */
@@ -315,15 +340,18 @@ static void apply(mseg *s, uint32_t from, uint32_t to, uint64_t *lo, uint64_t *h
 int op_commit(mseg *s)
 {
     struct mseg_log_head *h = log_head(s);
+    heap_free_deferred(s);
     uint32_t n = s->op.count;
     if (s->op.overflow) {
-        op_discard(s);
+        op_rollback(s);
         return fail(ENOMEM, "segment %s: operation needs more than %zu log records",
                     s->name, (size_t)MSEG_LOG_CAPACITY);
     }
     s->op.active = false;
-    if (n == 0)
+    if (n == 0) {
+        h->active = 0;
         return 0;
+    }
     uint64_t commit = ++s->op.seq;
     int rc = 0;
 
@@ -348,8 +376,10 @@ int op_commit(mseg *s)
     __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_RELEASE);
     if (persist(s, "log.applied", lo, hi - lo))
         rc = -1;
-    /* step 4 */
+    /* step 4: undo records first, so a committed transaction is never rolled back */
+    __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
+    h->active = 0;
     crash_point("log.retired");
     s->op.count = 0;
     s->op.bloom = 0;
@@ -385,7 +415,106 @@ static int log_state(mseg *s)
 
 int log_needs_recovery(mseg *s)
 {
-    return log_state(s) != 0;
+    struct mseg_log_head *h = log_head(s);
+    return log_state(s) != 0 || h->active || h->undo_size;
+}
+
+/* ---- undo records (user bytes declared with mseg_tx_add) ---- */
+
+static uint64_t pad8(uint64_t n) { return (n + 7) & ~7ull; }
+
+static uint64_t undo_checksum(const struct mseg_undo_trailer *t, const void *bytes)
+{
+    return (uint64_t)XXH3_64bits_withSeed(bytes, t->len, t->off * 0x9e3779b97f4a7c15ull + t->len);
+}
+
+int op_undo(mseg *s, uint64_t off, uint64_t len)
+{
+    struct mseg_log_head *h = log_head(s);
+    uint64_t rec = pad8(len) + sizeof(struct mseg_undo_trailer);
+    if (len > MSEG_LOG_SIZE || !log_has_room(s, rec))
+        return fail(ENOMEM, "segment %s: the transaction's log is full (%llu undo bytes)",
+                    s->name, (unsigned long long)h->undo_size);
+    uint64_t top = (uint64_t)MSEG_LOG_OFF + MSEG_LOG_SIZE - h->undo_size;
+    uint8_t *bytes = s->base + top - rec;
+    struct mseg_undo_trailer tr = { .off = off, .len = len };
+    memcpy(bytes, s->base + off, len);
+    memset(bytes + len, 0, pad8(len) - len);
+    tr.checksum = undo_checksum(&tr, bytes);
+    memcpy(bytes + pad8(len), &tr, sizeof tr);
+    __atomic_store_n(&h->undo_size, h->undo_size + rec, __ATOMIC_RELEASE);
+    op_fresh(s, off, len);   /* the user's new bytes are flushed at commit */
+    /* durable: the undo record is on disk before the user's first store */
+    return flush_range(s, MSEG_LOG_OFF, MSEG_LOG_SIZE);
+}
+
+/* Walks the sound undo records from the oldest; returns how many there are
+   and, for index `want`, its trailer and bytes. */
+static uint64_t undo_walk(mseg *s, uint64_t want, struct mseg_undo_trailer *out, const uint8_t **bytes)
+{
+    uint64_t size = log_head(s)->undo_size, used = 0, n = 0;
+    uint64_t pos = (uint64_t)MSEG_LOG_OFF + MSEG_LOG_SIZE;
+    if (size > MSEG_LOG_SIZE - sizeof(struct mseg_log_head))
+        return 0;
+    while (size - used >= sizeof *out) {
+        struct mseg_undo_trailer tr;
+        memcpy(&tr, s->base + pos - sizeof tr, sizeof tr);
+        if (tr.len > size - used - sizeof tr || pad8(tr.len) > size - used - sizeof tr)
+            break;
+        uint64_t rec = pad8(tr.len) + sizeof tr;
+        const uint8_t *b = s->base + pos - rec;
+        if (undo_checksum(&tr, b) != tr.checksum || tr.off < MSEG_HEAP_OFF || !seg_range_ok(s, tr.off, tr.len))
+            break;                       /* torn: the newest, never acted on */
+        if (n == want) {
+            *out = tr;
+            *bytes = b;
+        }
+        n++;
+        used += rec;
+        pos -= rec;
+    }
+    return n;
+}
+
+/* Restores user bytes, newest record first, so the oldest saved value wins. */
+static void undo_apply(mseg *s)
+{
+    struct mseg_undo_trailer tr;
+    const uint8_t *b = NULL;
+    uint64_t n = undo_walk(s, UINT64_MAX, &tr, &b);
+    for (uint64_t i = n; i-- > 0;) {
+        undo_walk(s, i, &tr, &b);
+        memcpy(s->base + tr.off, b, tr.len);
+        flush_range(s, tr.off, tr.len);
+    }
+}
+
+/* Ends an uncommitted operation or transaction in memory: user bytes back,
+   free lists rebuilt if it carved blocks, log empty. */
+static int roll_back(mseg *s, bool carved)
+{
+    struct mseg_log_head *h = log_head(s);
+    if (h->undo_size)
+        undo_apply(s);
+    if (carved && heap_rebuild(s))
+        return -1;
+    if (carved && flush_range(s, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF))
+        return -1;
+    __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
+    h->active = 0;
+    return flush_range(s, MSEG_LOG_OFF, sizeof *h);
+}
+
+int op_rollback(mseg *s)
+{
+    bool carved = s->op.allocated > 0;
+    s->op.active = false;
+    s->op.count = 0;
+    s->op.bloom = 0;
+    s->op.allocated = 0;
+    s->op.ndeferred = 0;
+    return roll_back(s, carved);
 }
 
 int log_recover(mseg *s)
@@ -393,15 +522,14 @@ int log_recover(mseg *s)
     struct mseg_log_head *h = log_head(s);
     struct mseg_runtime *rt = seg_runtime(s);
     int state = log_state(s);
-    if (state == 0)
-        return 0;
-    if (state < 0) {
-        /* torn before PERSIST 1: nothing was applied in place */
-        __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
-        rt->op_seq += rt->op_seq & 1;
-        if (flush_range(s, MSEG_LOG_OFF, sizeof *h))
-            return -1;
-        return 1;
+    rt->op_seq += rt->op_seq & 1;
+    if (state <= 0) {
+        /* never committed (or torn before PERSIST 1): nothing was applied */
+        bool pending = h->active || h->undo_size || state < 0;
+        if (!pending)
+            return 0;
+        crash_point("recover.rollback");
+        return roll_back(s, h->active != 0) ? -1 : 1;
     }
     uint32_t n = h->count;
     const struct mseg_log_entry *e = log_entries(s);
@@ -412,10 +540,11 @@ int log_recover(mseg *s)
                         (unsigned long long)entry_off(&e[i]), entry_width(&e[i]));
     uint64_t lo = UINT64_MAX, hi = 0;
     apply(s, 0, n, &lo, &hi);
-    rt->op_seq += rt->op_seq & 1;
     if (persist(s, "recover.replayed", lo, hi - lo))
         return -1;
+    __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
+    h->active = 0;
     if (flush_range(s, MSEG_LOG_OFF, sizeof *h))
         return -1;
     return 1;

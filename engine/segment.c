@@ -322,6 +322,7 @@ static void release(mseg *s)
         munmap(s->base, s->reserved);
     if (s->fd >= 0)
         close(s->fd);
+    free(s->op.deferred);
     free(s->name);
     free(s);
 }
@@ -462,7 +463,7 @@ size_t mseg_free_memory(mseg *s)
     do {
         if (seg_read_begin(s, &seq))
             return 0;
-        n = seg_control(s)->free_bytes;
+        n = op_get64(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, free_bytes));
     } while (!seg_read_end(s, seq));
     return (size_t)n;
 }

@@ -1,0 +1,142 @@
+/*
+ * tx.c - user transactions: many engine calls, one atomic commit.
+ *
+ * A transaction is one long operation of the intent log (log.c): begin takes
+ * the segment lock and opens the log; every engine call the thread makes on
+ * that segment adds its redo records to it instead of committing; user bytes
+ * declared with mseg_tx_add get undo records first; commit runs the commit
+ * protocol once for all of it. So everything becomes visible to recovery
+ * together, or (abort, crash) not at all.
+ *
+ * Failures inside a transaction: a call that fails before changing anything
+ * (a bad argument, a name that exists, a full segment found before carving)
+ * just returns its error and the transaction goes on. A call that fails
+ * after changing something cannot be undone on its own, so it aborts the
+ * whole transaction, as libpmemobj does; until the outermost commit or abort,
+ * every later call in it fails with ECANCELED.
+ *
+ * The state is per thread: one transaction at a time per thread. The lock is
+ * held throughout, so other threads and processes wait; keep transactions
+ * short. Using a second handle on the same segment from inside a transaction
+ * would wait for the lock this thread holds: don't.
+ */
+#include "internal.h"
+
+static __thread struct {
+    mseg *s;          /* segment of this thread's transaction, or NULL */
+    int   depth;      /* nesting of begin/commit pairs */
+    bool  aborted;    /* rolled back; later calls fail with ECANCELED */
+} tx;
+
+bool tx_owns(const mseg *s)
+{
+    return s && tx.s == s && !tx.aborted;
+}
+
+bool tx_cancelled(const mseg *s)
+{
+    return s && tx.s == s && tx.aborted;
+}
+
+/* Rolls the whole transaction back and releases the lock. */
+static void tx_roll_back(mseg *s)
+{
+    op_rollback(s);
+    lock_release(s);
+    tx.aborted = true;
+}
+
+void tx_fail(mseg *s)
+{
+    if (tx_owns(s))
+        tx_roll_back(s);
+}
+
+/* Common checks: the thread's transaction is on s and still alive. */
+static int tx_check(mseg *s, const char *what)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (tx.s != s)
+        return fail(EINVAL, "segment %s: %s outside a transaction", s->name, what);
+    if (tx.aborted)
+        return fail(ECANCELED, "segment %s: the transaction was aborted", s->name);
+    return 0;
+}
+
+/* Ends one nesting level; the outermost clears the thread's state. */
+static void tx_pop(void)
+{
+    if (--tx.depth == 0) {
+        tx.s = NULL;
+        tx.aborted = false;
+    }
+}
+
+int mseg_tx_begin(mseg *s)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (tx.s == s) {
+        tx.depth++;
+        return tx.aborted ? fail(ECANCELED, "segment %s: the transaction was aborted", s->name) : 0;
+    }
+    if (tx.s)
+        return fail(EBUSY, "this thread is already in a transaction on segment %s", tx.s->name);
+    if (seg_write_begin(s))
+        return -1;
+    tx.s = s;
+    tx.depth = 1;
+    tx.aborted = false;
+    return 0;
+}
+
+int mseg_tx_add(mseg *s, void *p, size_t n)
+{
+    if (tx_check(s, "mseg_tx_add"))
+        return -1;
+    const uint8_t *b = p;
+    const struct mseg_control *c = seg_control(s);
+    if (!p || n == 0 || b < s->base + c->heap_start || b >= s->base + c->heap_end ||
+        n > (uint64_t)(s->base + c->heap_end - b))
+        return fail(EINVAL, "segment %s: mseg_tx_add range %p+%zu is not inside the heap",
+                    s->name, p, n);
+    if (op_undo(s, (uint64_t)(b - s->base), n)) {
+        int e = errno;
+        tx_roll_back(s);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int mseg_tx_commit(mseg *s)
+{
+    if (!s || tx.s != s)
+        return fail(EINVAL, "segment %s: mseg_tx_commit outside a transaction", s ? s->name : "(null)");
+    bool aborted = tx.aborted;
+    if (tx.depth > 1 || aborted) {
+        tx_pop();
+        return aborted ? fail(ECANCELED, "segment %s: the transaction was aborted", s->name) : 0;
+    }
+    /* user bytes alone still need a commit record, or recovery would take
+       their undo records for an unfinished transaction */
+    if (s->op.count == 0 && s->op.fresh_hi) {
+        uint64_t w = MSEG_CONTROL_OFF + offsetof(struct mseg_control, reserved);
+        op_set64(s, w, op_get64(s, w));
+    }
+    tx_pop();
+    int rc = op_commit(s);
+    lock_release(s);
+    return rc;
+}
+
+int mseg_tx_abort(mseg *s)
+{
+    if (!s || tx.s != s)
+        return fail(EINVAL, "segment %s: mseg_tx_abort outside a transaction", s ? s->name : "(null)");
+    if (!tx.aborted)
+        tx_roll_back(s);
+    tx_pop();
+    return 0;
+}
