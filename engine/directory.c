@@ -58,7 +58,7 @@ static int check_name(const char *name, const char *type)
 /* The record at rec if it is sound, else NULL with EUCLEAN. */
 static const struct mseg_dir_record *record_at(mseg *s, uint64_t rec)
 {
-    if (!heap_block_is_live(s, rec))
+    if (!heap_block_in_heap(s, rec))
         return fail_null(EUCLEAN, "segment %s: directory points at %#llx, which is not a live block",
                          s->name, (unsigned long long)rec);
     const struct mseg_dir_record *r = (const void *)(s->base + rec);
@@ -127,8 +127,8 @@ static int dir_rebuild(mseg *s, uint64_t capacity)
     struct dir_view old = dir_view(s);
     uint64_t table = heap_alloc(s, capacity * 16, MSEG_GRANULE);
     if (!table)
-        return fail(ENOMEM, "segment %s: no room to grow the directory to %llu slots",
-                    s->name, (unsigned long long)capacity);
+        return errno == ENOMEM ? fail(ENOMEM, "segment %s: no room to grow the directory to %llu slots",
+                                      s->name, (unsigned long long)capacity) : -1;
     memset(s->base + table, 0, capacity * 16);
     op_fresh(s, table, capacity * 16);
     struct mseg_dir_slot *slots = (void *)(s->base + table);
@@ -184,8 +184,8 @@ static void *dir_create(mseg *s, const char *name, const char *type, size_t elem
     uint64_t bytes = doff + (uint64_t)elem_size * count;
     uint64_t rec = heap_alloc(s, bytes, MSEG_GRANULE);
     if (!rec)
-        return fail_null(ENOMEM, "segment %s: no room for object %s (%llu bytes)", s->name, name,
-                         (unsigned long long)bytes);
+        return errno == ENOMEM ? fail_null(ENOMEM, "segment %s: no room for object %s (%llu bytes)",
+                                           s->name, name, (unsigned long long)bytes) : NULL;
     uint8_t *p = s->base + rec;
     struct mseg_dir_record r = {
         .magic = MSEG_RECORD_MAGIC, .name_len = (uint16_t)nl, .type_len = (uint8_t)tl,

@@ -262,17 +262,24 @@ static uint64_t split_front(mseg *s, uint64_t p, uint64_t *size, uint64_t align,
     return q;
 }
 
+static uint64_t no_room(mseg *s, uint64_t n)
+{
+    if (op_bad_access())
+        return fail(EUCLEAN, "segment %s: damaged free lists (an offset outside the heap)",
+                    s->name), 0;
+    return fail(ENOMEM, "segment %s: no free block for %llu bytes", s->name,
+                (unsigned long long)n), 0;
+}
+
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
 {
     uint64_t need = block_size_for(n);
-    if (need == 0)
-        return 0;
     uint64_t search = align > MSEG_GRANULE ? need + align + MSEG_BLOCK_MIN : need;
-    if (search > MSEG_BLOCK_MAX)
-        return 0;
+    if (need == 0 || search > MSEG_BLOCK_MAX)
+        return no_room(s, n);
     uint64_t p = take_block(s, search);
-    if (!p)
-        return 0;
+    if (!p || op_bad_access())
+        return no_room(s, n);
     s->op.allocated++;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
@@ -292,6 +299,8 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
         mark_prev_used(s, p + size, true);
     }
     set_head(s, p, make_head(size, prev_used, true));
+    if (op_bad_access() || p + size > s->size)
+        return no_room(s, n);
     op_claim(s, p, size - 4);
     return p;
 }
@@ -321,6 +330,19 @@ bool heap_block_is_live(mseg *s, uint64_t p)
         return false;
     uint32_t ph = head(s, p - fsize);
     return !head_used(ph) && head_size(ph) == fsize;
+}
+
+/* The cheap half of heap_block_is_live, for lookups that only need to know
+   p's block lies inside the heap: aligned, a used header, a sane size. */
+bool heap_block_in_heap(mseg *s, uint64_t p)
+{
+    uint64_t start = op_get64(s, CTRL(heap_start));
+    uint64_t end = op_get64(s, CTRL(heap_end));
+    if (p % MSEG_GRANULE || p < start + MSEG_GRANULE || p >= end || end > s->size)
+        return false;
+    uint32_t h = head(s, p);
+    uint64_t size = head_size(h);
+    return head_used(h) && size >= MSEG_BLOCK_MIN && size <= end - p;
 }
 
 uint64_t heap_block_size(mseg *s, uint64_t p)

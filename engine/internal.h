@@ -98,6 +98,10 @@ void     op_claim(mseg *s, uint64_t off, uint64_t len);
 void     op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len);
 int      op_commit(mseg *s);
 void     op_discard(mseg *s);
+/* The calling thread followed a metadata offset outside the segment since
+   its operation began (or since the last clear): the segment is damaged. */
+bool     op_bad_access(void);
+void     op_clear_bad_access(void);
 void     op_apply_unlogged(mseg *s);   /* creation only: no log, no crash points */
 /* Saves the old bytes of [off, off+len) as an undo record, durable before
    it returns in durable mode (mseg_tx_add). ENOMEM when the log is full. */
@@ -122,10 +126,11 @@ void     tx_fail(mseg *s);         /* a call failed after changing state: abort 
 /* ---- heap.c ---- */
 void     heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end);
 int      heap_rebuild(mseg *s);   /* free lists from the headers; see heap.c */
-uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off, 0 = ENOMEM */
+uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + errno ENOMEM/EUCLEAN */
 int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
 void     heap_free_deferred(mseg *s);                       /* op_commit: release them now */
 bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */
+bool     heap_block_in_heap(mseg *s, uint64_t p);           /* cheaper: used, inside the heap */
 uint64_t heap_block_size(mseg *s, uint64_t p);              /* in the op's view */
 
 /* ---- directory.c ---- */

@@ -161,6 +161,32 @@ static bool overlaps(uint64_t a, unsigned aw, uint64_t b, unsigned bw)
     return a < b + bw && b < a + aw;
 }
 
+/* Hostile input: every metadata address an operation follows comes from
+   the segment, so it is checked here, once, for all of them. An address
+   outside the control page and the heap is never dereferenced: the access
+   is dropped, the thread's bad_access flag is set, and the operation fails
+   with EUCLEAN (heap_alloc, heap_free, op_commit and the readers check it). */
+static __thread bool bad_access;
+
+static bool meta_ok(const mseg *s, uint64_t off, unsigned width)
+{
+    if (off % width)
+        return false;
+    if (off >= MSEG_CONTROL_OFF && off + width <= MSEG_CONTROL_OFF + MSEG_PAGE)
+        return true;
+    return off >= MSEG_HEAP_OFF && off <= s->size - width;
+}
+
+bool op_bad_access(void)
+{
+    return bad_access;
+}
+
+void op_clear_bad_access(void)
+{
+    bad_access = false;
+}
+
 static uint64_t load(const mseg *s, uint64_t off, unsigned width)
 {
     if (width == 8)
@@ -200,6 +226,10 @@ static uint64_t read_merged(mseg *s, uint64_t off, unsigned width)
 
 static uint64_t op_read(mseg *s, uint64_t off, unsigned width)
 {
+    if (!meta_ok(s, off, width)) {
+        bad_access = true;
+        return 0;
+    }
     if (!(s->op.bloom & bloom_bits(off, width)))
         return load(s, off, width);
     const struct mseg_log_entry *e = log_entries(s);
@@ -217,6 +247,10 @@ static uint64_t op_read(mseg *s, uint64_t off, unsigned width)
 
 static void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
+    if (!meta_ok(s, off, width)) {
+        bad_access = true;
+        return;
+    }
     struct mseg_log_entry *e = log_entries(s);
     uint64_t bits = bloom_bits(off, width);
     if (s->op.bloom & bits) {
@@ -254,6 +288,7 @@ void op_begin(mseg *s)
     s->op.ndeferred = s->op.save_deferred = 0;
     s->op.bloom = 0;
     s->op.fresh_lo = s->op.fresh_hi = 0;
+    bad_access = false;
     log_head(s)->active = 1;
 }
 
@@ -342,6 +377,11 @@ int op_commit(mseg *s)
     struct mseg_log_head *h = log_head(s);
     heap_free_deferred(s);
     uint32_t n = s->op.count;
+    if (bad_access) {
+        op_rollback(s);
+        return fail(EUCLEAN, "segment %s: damaged metadata: an operation followed an offset "
+                    "outside the heap; nothing was changed", s->name);
+    }
     if (s->op.overflow) {
         op_rollback(s);
         return fail(ENOMEM, "segment %s: operation needs more than %zu log records",
@@ -391,13 +431,7 @@ int op_commit(mseg *s)
 /* A record may only touch the control page and the heap. */
 static bool entry_in_bounds(const mseg *s, const struct mseg_log_entry *e)
 {
-    uint64_t off = entry_off(e);
-    unsigned w = entry_width(e);
-    if (off % w)
-        return false;
-    if (off >= MSEG_CONTROL_OFF && off + w <= MSEG_CONTROL_OFF + MSEG_PAGE)
-        return true;
-    return off >= MSEG_HEAP_OFF && seg_range_ok(s, off, w);
+    return meta_ok(s, entry_off(e), entry_width(e));
 }
 
 static int log_state(mseg *s)

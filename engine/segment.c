@@ -498,8 +498,8 @@ void *mseg_alloc_aligned(mseg *s, size_t n, size_t align)
         return NULL;
     uint64_t p = heap_alloc(s, n, align);
     if (!p) {
-        seg_write_end(s, false);
-        return fail_null(ENOMEM, "segment %s: no free block for %zu bytes", s->name, n);
+        seg_write_end(s, false);   /* keeps errno: ENOMEM, or EUCLEAN if damaged */
+        return NULL;
     }
     if (seg_write_end(s, true))
         return NULL;

@@ -1,0 +1,62 @@
+/*
+ * test_quickguide.c - every quick-guide program passes with both backends.
+ *
+ * The programs in tests/quickguide/ are documentation that runs: each
+ * checks its own story and exits 0 only if all of it holds. Here each one is
+ * run as a separate process from the build directory; its output is kept in
+ * a temporary file and shown only when it fails.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#ifndef MSEG_BUILD_DIR
+#error "MSEG_BUILD_DIR must be defined by the Makefile"
+#endif
+
+/* Prints the file at path to stderr (the output of a failed program). */
+static void show_output(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        fprintf(stderr, "    | %s", line);
+    fclose(f);
+}
+
+/* Runs MSEG_BUILD_DIR/quickguide/<program> <backend>; its exit status. */
+static void run_quickguide(const char *program, const char *backend)
+{
+    const char *tmp = getenv("TMPDIR");
+    char log[4096];
+    snprintf(log, sizeof log, "%s/mseg-qg-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(log);
+    cr_assert(fd >= 0, "mkstemp %s failed", log);
+    close(fd);
+
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s/quickguide/%s' %s >'%s' 2>&1",
+             MSEG_BUILD_DIR, program, backend, log);
+    int status = system(cmd);
+    int ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) {
+        fprintf(stderr, "%s %s failed; its output:\n", program, backend);
+        show_output(log);
+    }
+    unlink(log);
+    cr_assert(ok, "%s %s: exit status %d (raw %#x)", program, backend,
+              status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1, status);
+}
+
+Test(quickguide, alloc_file, .timeout = 60) { run_quickguide("quickguide_alloc", "file"); }
+Test(quickguide, alloc_shm,  .timeout = 60) { run_quickguide("quickguide_alloc", "shm"); }
+Test(quickguide, named_file, .timeout = 60) { run_quickguide("quickguide_named", "file"); }
+Test(quickguide, named_shm,  .timeout = 60) { run_quickguide("quickguide_named", "shm"); }
+Test(quickguide, list_file,  .timeout = 60) { run_quickguide("quickguide_list", "file"); }
+Test(quickguide, list_shm,   .timeout = 60) { run_quickguide("quickguide_list", "shm"); }
