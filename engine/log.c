@@ -172,7 +172,7 @@ static bool meta_ok(const mseg *s, uint64_t off, unsigned width)
 {
     if (off % width)
         return false;
-    if (off >= MSEG_CONTROL_OFF && off + width <= MSEG_CONTROL_OFF + MSEG_PAGE)
+    if (off >= MSEG_CONTROL_OFF && off <= MSEG_CONTROL_OFF + MSEG_PAGE - width)   /* no off + width: it may wrap */
         return true;
     return off >= MSEG_HEAP_OFF && off <= s->size - width;
 }
