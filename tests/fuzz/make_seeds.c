@@ -1,0 +1,170 @@
+/*
+ * make_seeds.c - writes the fuzzers' seed corpora: images of real segments
+ * of the smallest size (MSEG_MIN_SIZE), so that the committed seeds stay
+ * small.
+ *
+ *   empty        a new segment
+ *   small        named objects and small raw blocks
+ *   fragmented   many blocks, every other one freed
+ *   named        many named objects (the directory has grown)
+ *   committed    an allocation killed after its log committed, before it
+ *                was applied (recovery replays it)
+ *   unclean      objects, then the process died with the segment open
+ *
+ * Usage: make_seeds OPEN_DIR OPS_DIR. The ops seeds are the same images
+ * behind a script that exercises every operation once.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "layout.h"
+#include "mseg.h"
+#include "testing.h"
+
+static void die(const char *what)
+{
+    fprintf(stderr, "make_seeds: %s: %s\n", what, mseg_errmsg());
+    exit(1);
+}
+
+static mseg *create(const char *path)
+{
+    struct mseg_config cfg = { .size = MSEG_MIN_SIZE };
+    unlink(path);
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &cfg);
+    if (!s)
+        die("create");
+    return s;
+}
+
+static void fill_small(mseg *s)
+{
+    char name[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "obj%d", i);
+        int *p = MSEG_NEW(s, name, int, (size_t)i + 1);
+        if (!p)
+            die("construct");
+        p[0] = i;
+    }
+    for (int i = 0; i < 40; i++)
+        if (!mseg_alloc(s, (size_t)(i * 7) % 100))
+            die("alloc");
+}
+
+static void fill_fragmented(mseg *s)
+{
+    void *p[300];
+    for (int i = 0; i < 300; i++)
+        if (!(p[i] = mseg_alloc(s, 16 + (size_t)(i * 37) % 160)))
+            die("alloc");
+    for (int i = 0; i < 300; i += 2)
+        mseg_free(s, p[i]);
+}
+
+static void fill_named(mseg *s)
+{
+    char name[32];
+    for (int i = 0; i < 150; i++) {
+        snprintf(name, sizeof name, "n%03d", i);
+        if (!mseg_construct(s, name, i % 2 ? "double" : "char", i % 2 ? 8 : 1, 3, NULL))
+            die("construct");
+    }
+    for (int i = 0; i < 150; i += 5) {
+        snprintf(name, sizeof name, "n%03d", i);
+        mseg_destroy(s, name);
+    }
+}
+
+static void die_at_commit(const char *point, unsigned long n, void *arg)
+{
+    (void)n, (void)arg;
+    if (strcmp(point, "log.committed") == 0)
+        _exit(0);
+}
+
+/* Runs fn on the segment in a child that dies without closing. */
+static void in_dying_child(const char *path, int committed)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        mseg *s = mseg_open(path, 0, NULL);
+        if (!s)
+            _exit(1);
+        fill_small(s);
+        if (committed) {
+            mseg_test_set_crash_hook(die_at_commit, NULL);
+            mseg_alloc(s, 1000);
+        }
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+}
+
+static void *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        die(path);
+    void *buf = malloc(MSEG_MIN_SIZE);
+    *len = fread(buf, 1, MSEG_MIN_SIZE, f);
+    fclose(f);
+    return buf;
+}
+
+static void put(const char *dir, const char *name, const void *pre, size_t plen,
+                const void *img, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(pre, 1, plen, f) != plen || fwrite(img, 1, len, f) != len || fclose(f))
+        die(path);
+}
+
+/* Every operation of fuzz_ops.c once or twice: opcode, two arguments. */
+static const unsigned char script[] = {
+    60,
+    0, 1, 10,   0, 2, 200,  2, 0, 5,   2, 1, 7,   3, 0, 0,   5, 0, 0,
+    8, 6, 30,   1, 1, 0,    6, 0, 0,   4, 1, 0,   10, 2, 3,  9, 0, 3,
+    11, 3, 4,   7, 0, 0,    3, 2, 0,   0, 3, 40,  1, 3, 0,   4, 2, 0,
+    6, 0, 0,    2, 5, 1,
+};
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: make_seeds OPEN_DIR OPS_DIR\n");
+        return 2;
+    }
+    const char *tmp = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/mseg-seed-%d", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    static const char *names[] = { "empty", "small", "fragmented", "named", "committed", "unclean" };
+    for (int i = 0; i < 6; i++) {
+        mseg *s = create(path);
+        if (i == 1)
+            fill_small(s);
+        if (i == 2)
+            fill_fragmented(s);
+        if (i == 3)
+            fill_named(s);
+        mseg_close(s);
+        if (i >= 4)
+            in_dying_child(path, i == 4);
+        size_t len;
+        void *img = slurp(path, &len);
+        char file[64];
+        snprintf(file, sizeof file, "seed-%s", names[i]);
+        put(argv[1], file, "", 0, img, len);
+        put(argv[2], file, script, sizeof script, img, len);
+        free(img);
+    }
+    unlink(path);
+    return 0;
+}
