@@ -102,7 +102,7 @@ static bool check_walk(struct checker *c)
             if (size - 4 > c->r->largest_free)
                 c->r->largest_free = size - 4;
             c->free_blocks++;
-            c->free_sum += size;
+            c->free_sum += size - 4;
         }
         prev_used = used;
         prev_free_merge = !used;
@@ -165,7 +165,7 @@ static void check_lists(struct checker *c)
         problem(c, "bins: %llu blocks listed, the heap walk found %llu free blocks",
                 (unsigned long long)listed, (unsigned long long)c->free_blocks);
     if (ctl->free_bytes != c->free_sum)
-        problem(c, "accounting: free_bytes is %llu, free blocks add up to %llu",
+        problem(c, "accounting: free_bytes is %llu, free payloads add up to %llu",
                 (unsigned long long)ctl->free_bytes, (unsigned long long)c->free_sum);
 }
 
@@ -181,7 +181,7 @@ static void check_directory(struct checker *c)
                     (unsigned long long)cap, (unsigned long long)ctl->dir_count);
         return;
     }
-    if (!cap || (cap & (cap - 1)) || !heap_block_is_live(s, table) ||
+    if (!cap || (cap & (cap - 1)) || cap > s->size / 16 || !heap_block_is_live(s, table) ||
         heap_block_size(s, table) - 4 < cap * 16) {
         problem(c, "directory: table at %#llx with %llu slots is not a live block of that size",
                 (unsigned long long)table, (unsigned long long)cap);

@@ -46,10 +46,13 @@ static uint32_t data_offset(size_t name_len, size_t type_len)
     return (uint32_t)((n + 15) & ~(size_t)15);
 }
 
-static int check_name(const char *name, const char *type)
+/* type may be NULL only where no type is involved (destroy). */
+static int check_name(const char *name, const char *type, bool need_type)
 {
     if (!name || !*name || strnlen(name, MSEG_NAME_MAX + 1) > MSEG_NAME_MAX)
         return fail(EINVAL, "object name must be 1..%d bytes", MSEG_NAME_MAX);
+    if (need_type && !type)
+        return fail(EINVAL, "object %s: NULL type name", name);
     if (type && (!*type || strnlen(type, MSEG_TYPE_MAX + 1) > MSEG_TYPE_MAX))
         return fail(EINVAL, "type name must be 1..%d bytes", MSEG_TYPE_MAX);
     return 0;
@@ -86,7 +89,7 @@ static uint64_t dir_lookup(mseg *s, const char *name, size_t len, uint64_t hash,
     struct dir_view v = dir_view(s);
     uint64_t reusable = UINT64_MAX;
     if (v.table == 0 || v.capacity == 0 || (v.capacity & (v.capacity - 1)) ||
-        !seg_range_ok(s, v.table, v.capacity * 16)) {
+        v.capacity > s->size / 16 || !seg_range_ok(s, v.table, v.capacity * 16)) {
         if (v.table || v.capacity) {
             fail(EUCLEAN, "segment %s: directory table %#llx/%llu slots is damaged", s->name,
                  (unsigned long long)v.table, (unsigned long long)v.capacity);
@@ -268,7 +271,7 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
                        size_t root_size, bool create, bool *created)
 {
     *created = false;
-    if (check_name(name, type))
+    if (check_name(name, type, true))
         return 0;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -297,7 +300,7 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
 void *mseg_construct(mseg *s, const char *name, const char *type,
                      size_t elem_size, size_t count, const void *init)
 {
-    if (check_name(name, type) || seg_write_begin(s))
+    if (check_name(name, type, true) || seg_write_begin(s))
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -321,7 +324,7 @@ void *mseg_construct(mseg *s, const char *name, const char *type,
 void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
                              size_t elem_size, size_t count, const void *init)
 {
-    if (check_name(name, type) || seg_write_begin(s))
+    if (check_name(name, type, true) || seg_write_begin(s))
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -345,7 +348,7 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
 
 void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, size_t *count)
 {
-    if (check_name(name, type))
+    if (check_name(name, type, true))
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot, seq;
@@ -368,7 +371,7 @@ void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, s
 
 int mseg_destroy(mseg *s, const char *name)
 {
-    if (check_name(name, NULL) || seg_write_begin(s))
+    if (check_name(name, NULL, false) || seg_write_begin(s))
         return -1;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -432,7 +435,7 @@ static int take_snapshot(mseg *s, struct snapshot *snap)
     struct dir_view v = dir_view(s);
     size_t icap = 0, scap = 0, sused = 0;
     memset(snap, 0, sizeof *snap);
-    if (v.table && !seg_range_ok(s, v.table, v.capacity * 16))
+    if (v.table && (v.capacity > s->size / 16 || !seg_range_ok(s, v.table, v.capacity * 16)))
         return fail(EUCLEAN, "segment %s: directory table is damaged", s->name);
     for (uint64_t i = 0; v.table && i < v.capacity; i++) {
         uint64_t rec = op_get64(s, slot_off(&v, i) + 8);

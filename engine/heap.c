@@ -15,7 +15,7 @@
  *     non-empty;
  *   - no two free blocks are neighbours, unless together they would exceed
  *     the largest block (16 GiB - 16);
- *   - free_bytes is the sum of the free blocks' sizes.
+ *   - free_bytes is the sum of the free blocks' payloads (size - 4).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -102,8 +102,16 @@ static unsigned bin_find(mseg *s, unsigned b)
     return MSEG_BINS;
 }
 
+static void add_free_bytes(mseg *s, int64_t delta)
+{
+    op_set64(s, CTRL(free_bytes), op_get64(s, CTRL(free_bytes)) + (uint64_t)delta);
+}
+
+/* Lists and unlists free blocks; free_bytes counts their payload bytes
+   (size - 4), what mseg_free_memory reports. */
 static void list_insert(mseg *s, uint64_t p, uint64_t size)
 {
+    add_free_bytes(s, (int64_t)size - 4);
     unsigned b = bin_of(size / MSEG_GRANULE);
     uint64_t first = op_get64(s, bin_head_off(b));
     set_next(s, p, first);
@@ -116,6 +124,7 @@ static void list_insert(mseg *s, uint64_t p, uint64_t size)
 
 static void list_remove(mseg *s, uint64_t p, uint64_t size)
 {
+    add_free_bytes(s, 4 - (int64_t)size);
     unsigned b = bin_of(size / MSEG_GRANULE);
     uint64_t next = link_next(s, p), prev = link_prev(s, p);
     if (prev)
@@ -136,10 +145,6 @@ static void make_free(mseg *s, uint64_t p, uint64_t size, bool prev_used)
     list_insert(s, p, size);
 }
 
-static void add_free_bytes(mseg *s, int64_t delta)
-{
-    op_set64(s, CTRL(free_bytes), op_get64(s, CTRL(free_bytes)) + (uint64_t)delta);
-}
 
 /* ---- formatting a new heap ---- */
 
@@ -161,7 +166,6 @@ void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
         if (end - p - size != 0 && end - p - size < MSEG_BLOCK_MIN)
             size -= MSEG_BLOCK_MIN;     /* leave room for a whole last block */
         make_free(s, p, size, prev_used);
-        add_free_bytes(s, (int64_t)size);
         op_apply_unlogged(s);           /* keep the record count small */
         prev_used = false;
         p += size;
@@ -209,7 +213,7 @@ int heap_rebuild(mseg *s)
                 c->bin_head[b] = p;
             c->bin_bitmap[b / 64] |= 1ull << (b % 64);
             tail[b] = p;
-            free_bytes += size;
+            free_bytes += size - 4;
         }
         p += size;
     }
@@ -284,16 +288,10 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
     bool prev_used = head_prev_used(h);
-    add_free_bytes(s, -(int64_t)size);
-    if (align > MSEG_GRANULE) {
-        uint64_t q = split_front(s, p, &size, align, &prev_used);
-        if (q != p)
-            add_free_bytes(s, (int64_t)(q - p));
-        p = q;
-    }
+    if (align > MSEG_GRANULE)
+        p = split_front(s, p, &size, align, &prev_used);
     if (size - need >= MSEG_BLOCK_MIN) {
         make_free(s, p + need, size - need, true);
-        add_free_bytes(s, (int64_t)(size - need));
         size = need;
     } else {
         mark_prev_used(s, p + size, true);
@@ -356,7 +354,6 @@ static void heap_release(mseg *s, uint64_t p)
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
     bool prev_used = head_prev_used(h);
-    add_free_bytes(s, (int64_t)size);
 
     uint64_t next = p + size;
     uint32_t nh = head(s, next);

@@ -169,7 +169,7 @@ _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");
  *                             header is at heap_start + 12
  *     8     8  heap_end       one past the heap (16-aligned); the end marker
  *                             (a used, zero-size header) is at heap_end - 4
- *    16     8  free_bytes     sum of the sizes of free blocks
+ *    16     8  free_bytes     sum of the payloads (size - 4) of free blocks
  *    24     8  dir_table      payload offset of the directory's slot array, 0 if none
  *    32     8  dir_capacity   slots (a power of two)
  *    40     8  dir_count      live named objects
