@@ -160,6 +160,11 @@ double inspect_fragmentation(const struct inspect_stats *st)
     return 1.0 - (double)st->largest_free / (double)payload;
 }
 
+bool inspect_recovered(const mseg *s)
+{
+    return s && s->recovered;
+}
+
 /* ---- check with progress ---- */
 
 int inspect_check(const char *name, unsigned flags, struct mseg_report *r,

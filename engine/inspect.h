@@ -70,6 +70,10 @@ double inspect_fragmentation(const struct inspect_stats *st);
 int inspect_check(const char *name, unsigned flags, struct mseg_report *r,
                   inspect_progress_fn progress, void *parg);
 
+/* True when opening s ran recovery (the first opener found an interrupted
+   operation and completed or rolled it back). */
+bool inspect_recovered(const mseg *s);
+
 /* Copies segment src (flags: 0 or MSEG_SHM) to the file dst, consistently:
    src is opened read-write and its bytes are copied under the segment lock
    (reflink, else copy_file_range, else plain writes), into a temporary file

@@ -1,0 +1,187 @@
+/*
+ * cmd_objects.c - mseg ls and mseg dump: named objects.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+struct entry {
+    char *name, *type;
+    size_t elem_size, count;
+    mseg_off off;
+};
+
+struct list {
+    struct entry *e;
+    size_t n, cap;
+};
+
+static int collect(const struct mseg_named *n, void *arg)
+{
+    struct list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        struct entry *e = realloc(l->e, cap * sizeof *e);
+        if (!e)
+            return ENOMEM;
+        l->e = e;
+        l->cap = cap;
+    }
+    struct entry *e = &l->e[l->n];
+    e->name = strdup(n->name);
+    e->type = strdup(n->type);
+    if (!e->name || !e->type) {
+        free(e->name);
+        free(e->type);
+        return ENOMEM;
+    }
+    e->elem_size = n->elem_size;
+    e->count = n->count;
+    e->off = n->off;
+    l->n++;
+    return 0;
+}
+
+static void list_free(struct list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->e[i].name);
+        free(l->e[i].type);
+    }
+    free(l->e);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
+}
+
+/* Opens read-only and lists every object, sorted by name; 0 or an exit code. */
+static int load(const struct opts *o, mseg **sp, struct list *l)
+{
+    memset(l, 0, sizeof *l);
+    mseg *s = mseg_open(o->args[0], o->flags | MSEG_RDONLY, NULL);
+    if (!s)
+        return report_error(o, errno, mseg_errmsg());
+    int rc = mseg_named_foreach(s, collect, l);
+    if (rc) {
+        int e = rc > 0 ? rc : errno;
+        const char *msg = rc > 0 ? "out of memory" : mseg_errmsg();
+        int code = report_error(o, e, msg);
+        list_free(l);
+        mseg_close(s);
+        return code;
+    }
+    qsort(l->e, l->n, sizeof *l->e, by_name);
+    *sp = s;
+    return 0;
+}
+
+/* count * elem_size; the library checked it fits the object's block. */
+static unsigned long long bytes_of(const struct entry *e)
+{
+    return (unsigned long long)e->count * e->elem_size;
+}
+
+int cmd_ls(const struct opts *o)
+{
+    mseg *s;
+    struct list l;
+    int code = load(o, &s, &l);
+    if (code)
+        return code;
+    if (o->json) {
+        printf("{\"command\":\"ls\",\"segment\":");
+        json_str(stdout, o->args[0]);
+        printf(",\"objects\":[");
+    } else {
+        printf("%-24s %-16s %10s %10s %12s %12s\n", "NAME", "TYPE", "ELEM_SIZE", "COUNT", "BYTES", "OFFSET");
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        const struct entry *e = &l.e[i];
+        if (o->json) {
+            printf("%s{\"name\":", i ? "," : "");
+            json_str(stdout, e->name);
+            printf(",\"type\":");
+            json_str(stdout, e->type);
+            printf(",\"elem_size\":%zu,\"count\":%zu,\"bytes\":%llu,\"offset\":%llu}",
+                   e->elem_size, e->count, bytes_of(e), (unsigned long long)e->off);
+        } else {
+            printf("%-24s %-16s %10zu %10zu %12llu %#12llx\n", e->name, e->type, e->elem_size,
+                   e->count, bytes_of(e), (unsigned long long)e->off);
+        }
+    }
+    if (o->json)
+        printf("]}\n");
+    list_free(&l);
+    mseg_close(s);
+    return EXIT_SOUND;
+}
+
+/* ---- dump ---- */
+
+static void hex_line(const uint8_t *p, size_t at, size_t n)
+{
+    printf("%08zx ", at);
+    for (size_t i = 0; i < 16; i++)
+        printf(i < n ? " %02x" : "   ", i < n ? p[i] : 0);
+    printf("  |");
+    for (size_t i = 0; i < n; i++)
+        putchar(p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '.');
+    printf("|\n");
+}
+
+static void dump_bytes(const struct opts *o, const struct entry *e, const uint8_t *p, size_t n)
+{
+    if (o->json) {
+        printf("{\"command\":\"dump\",\"segment\":");
+        json_str(stdout, o->args[0]);
+        printf(",\"name\":");
+        json_str(stdout, e->name);
+        printf(",\"type\":");
+        json_str(stdout, e->type);
+        printf(",\"elem_size\":%zu,\"count\":%zu,\"offset\":%llu,\"hex\":\"",
+               e->elem_size, e->count, (unsigned long long)e->off);
+        for (size_t i = 0; i < n; i++)
+            printf("%02x", p[i]);
+        printf("\"}\n");
+        return;
+    }
+    printf("%s: %s, %zu x %zu bytes at %#llx\n", e->name, e->type, e->count, e->elem_size,
+           (unsigned long long)e->off);
+    for (size_t at = 0; at < n; at += 16)
+        hex_line(p + at, at, n - at < 16 ? n - at : 16);
+}
+
+int cmd_dump(const struct opts *o)
+{
+    mseg *s;
+    struct list l;
+    int code = load(o, &s, &l);
+    if (code)
+        return code;
+    const struct entry *e = NULL;
+    for (size_t i = 0; i < l.n && !e; i++)
+        if (strcmp(l.e[i].name, o->args[1]) == 0)
+            e = &l.e[i];
+    char msg[300];
+    if (!e) {
+        snprintf(msg, sizeof msg, "no object named %s", o->args[1]);
+        code = report_error(o, ENOENT, msg);
+    } else {
+        /* TODO(containers): vectors and maps one entry per line, once
+           engine/vector.c and engine/map.c land; raw hex for now. */
+        size_t count = 0;
+        const uint8_t *p = mseg_find(s, e->name, e->type, e->elem_size, &count);
+        if (!p)
+            code = report_error(o, errno, mseg_errmsg());
+        else
+            dump_bytes(o, e, p, count * e->elem_size);
+    }
+    list_free(&l);
+    mseg_close(s);
+    return code;
+}

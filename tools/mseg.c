@@ -1,0 +1,172 @@
+#define _GNU_SOURCE
+/*
+ * mseg.c - the mseg command: inspect, verify, recover and copy segments.
+ *
+ *   mseg [--version | --help]
+ *   mseg COMMAND [--shm] [--json] [--help] ARGS...
+ *
+ * One file per group of commands (check.c, info.c, objects.c, copy.c); this
+ * one parses the command line and owns the exit codes and output helpers.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const struct command commands[] = {
+    { "check", 1, "[--shm] [--json] PATH",
+      "Reopens the segment privately (copy-on-write: never writes it), applies\n"
+      "recovery to the private view and verifies every structure. Prints the\n"
+      "first problem with its offset. Exit 0 sound, 1 sound after recovery,\n"
+      "2 corrupt, 3 could not run (missing, no permission, newer format).\n"
+      "Shows progress on stderr when stderr is a terminal.", cmd_check },
+    { "recover", 1, "[--shm] [--json] PATH",
+      "Opens the segment read-write, so that recovery runs in place (when no\n"
+      "other process has it open), and closes it. Exit 0 done, 2 corrupt,\n"
+      "3 could not run.", cmd_recover },
+    { "info", 1, "[--shm] [--json] PATH",
+      "Header fields of both copies, format version, sizes, free memory, the\n"
+      "largest free block, fragmentation (1 - largest free / free bytes),\n"
+      "named-object count and whether the segment was closed cleanly.", cmd_info },
+    { "ls", 1, "[--shm] [--json] PATH",
+      "Lists named objects: name, type, element size, count, bytes, offset.", cmd_ls },
+    { "dump", 2, "[--shm] [--json] PATH NAME",
+      "Prints object NAME's bytes as a hex dump.", cmd_dump },
+    { "stats", 1, "[--shm] [--json] PATH",
+      "Block-size histogram of used and free blocks (power-of-two buckets).", cmd_stats },
+    { "copy", 2, "[--shm] [--json] SRC DST",
+      "Copies segment SRC to the file DST, consistently, under the segment\n"
+      "lock while other processes keep working (reflink when the file system\n"
+      "has it). DST is written to a temporary file, synced and renamed.", cmd_copy },
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const char exit_codes[] =
+    "Exit status:\n"
+    "  0  success; for check: the segment is sound\n"
+    "  1  check: sound once recovery was applied (recover would apply it)\n"
+    "  2  the segment is corrupt (check names the first problem and its offset)\n"
+    "  3  could not run: bad usage, no such segment or object, permission\n"
+    "     denied, or a format version this mseg does not read\n";
+
+static void usage_all(FILE *f)
+{
+    fprintf(f, "usage: mseg COMMAND [--shm] [--json] [--help] ARGS...\n"
+               "       mseg --version | --help\n\nCommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].usage);
+    fprintf(f, "\nOptions:\n"
+               "  --shm   PATH (SRC for copy) is a POSIX shm name such as /name\n"
+               "  --json  machine-readable output on stdout\n"
+               "  --help  help on a command\n\n%s", exit_codes);
+}
+
+static void usage_cmd(FILE *f, const struct command *c)
+{
+    fprintf(f, "usage: mseg %s %s\n\n%s\n\n%s", c->name, c->usage, c->help, exit_codes);
+}
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* Options go anywhere after the command; "--" ends them. */
+static int parse(int argc, char **argv, struct opts *o)
+{
+    bool options = true;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (options && strcmp(a, "--") == 0)
+            options = false;
+        else if (options && strcmp(a, "--json") == 0)
+            o->json = true;
+        else if (options && strcmp(a, "--shm") == 0)
+            o->flags |= MSEG_SHM;
+        else if (options && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0))
+            o->help = true;
+        else if (options && a[0] == '-' && a[1]) {
+            fprintf(stderr, "mseg %s: unknown option %s\n", o->cmd, a);
+            return -1;
+        } else if (o->nargs < 4)
+            o->args[o->nargs++] = a;
+        else
+            return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_all(stderr);
+        return EXIT_CANNOT;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("mseg %s (segment format %u)\n", mseg_version(), mseg_format_version());
+        return EXIT_SOUND;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage_all(stdout);
+        return EXIT_SOUND;
+    }
+    const struct command *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "mseg: unknown command '%s'\n\n", argv[1]);
+        usage_all(stderr);
+        return EXIT_CANNOT;
+    }
+    struct opts o = { .cmd = c->name };
+    if (parse(argc, argv, &o)) {
+        usage_cmd(stderr, c);
+        return EXIT_CANNOT;
+    }
+    if (o.help) {
+        usage_cmd(stdout, c);
+        return EXIT_SOUND;
+    }
+    if (o.nargs != c->nargs) {
+        fprintf(stderr, "mseg %s: expected %d argument%s\n", c->name, c->nargs, c->nargs > 1 ? "s" : "");
+        usage_cmd(stderr, c);
+        return EXIT_CANNOT;
+    }
+    return c->run(&o);
+}
+
+/* ---- shared helpers ---- */
+
+int exit_for_errno(int err)
+{
+    return err == EUCLEAN ? EXIT_CORRUPT : EXIT_CANNOT;
+}
+
+int report_error(const struct opts *o, int err, const char *what)
+{
+    int code = exit_for_errno(err);
+    if (o->json) {
+        printf("{\"command\":\"%s\",\"error\":", o->cmd);
+        json_str(stdout, what);
+        printf(",\"errno\":\"%s\",\"exit\":%d}\n", strerrorname_np(err) ? strerrorname_np(err) : "?", code);
+    } else {
+        fprintf(stderr, "mseg %s: %s\n", o->cmd, what);
+    }
+    return code;
+}
+
+void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)   /* keeps the output valid JSON whatever the bytes */
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}

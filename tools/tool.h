@@ -1,0 +1,57 @@
+/*
+ * tool.h - what the commands of the mseg tool share: parsed options, exit
+ * codes, output helpers (text and JSON).
+ */
+#ifndef MSEG_TOOL_H
+#define MSEG_TOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mseg.h"
+
+/* Exit codes, the same for every command (mseg --help, mseg(1), README). */
+enum {
+    EXIT_SOUND     = 0,   /* done; for check: the segment is sound */
+    EXIT_RECOVERED = 1,   /* check: sound once recovery was applied (in private) */
+    EXIT_CORRUPT   = 2,   /* the segment is damaged (EUCLEAN) */
+    EXIT_CANNOT    = 3,   /* could not run: usage, missing, permissions, newer format */
+};
+
+struct opts {
+    const char *cmd;
+    unsigned flags;        /* 0 or MSEG_SHM */
+    bool json;
+    bool help;
+    int nargs;
+    const char *args[4];
+};
+
+struct command {
+    const char *name;
+    int nargs;                         /* positional arguments it takes */
+    const char *usage;                 /* after "mseg NAME " */
+    const char *help;                  /* what it does, a few lines */
+    int (*run)(const struct opts *o);
+};
+
+int cmd_check(const struct opts *o);
+int cmd_recover(const struct opts *o);
+int cmd_info(const struct opts *o);
+int cmd_stats(const struct opts *o);
+int cmd_ls(const struct opts *o);
+int cmd_dump(const struct opts *o);
+int cmd_copy(const struct opts *o);
+
+/* The exit code for a failed library call, from errno. */
+int exit_for_errno(int err);
+
+/* Prints "mseg CMD: message" to stderr (or a JSON error object to stdout)
+   and returns the exit code for err. */
+int report_error(const struct opts *o, int err, const char *what);
+
+/* JSON output: a string with escapes. */
+void json_str(FILE *f, const char *s);
+
+#endif
