@@ -175,6 +175,36 @@ void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
     op_apply_unlogged(s);
 }
 
+/* ---- the control page ---- */
+
+/* The control page's roots are within the segment and fit together: checked
+   when a segment is attached, so later operations start from sane roots
+   (and op_get/op_set catch whatever a damaged list leads to). */
+int heap_control_sane(mseg *s)
+{
+    const struct mseg_control *c = seg_control(s);
+    uint64_t heap = c->heap_end - c->heap_start;
+    if (c->heap_start != MSEG_HEAP_OFF || c->heap_end % MSEG_GRANULE || c->heap_end > s->size ||
+        c->heap_end < c->heap_start + 2 * MSEG_BLOCK_MIN)
+        return fail(EUCLEAN, "segment %s: control page: heap [%#llx, %#llx) does not fit "
+                    "a segment of %llu bytes", s->name, (unsigned long long)c->heap_start,
+                    (unsigned long long)c->heap_end, (unsigned long long)s->size);
+    if (c->free_bytes > heap)
+        return fail(EUCLEAN, "segment %s: control page: %llu free bytes in a heap of %llu",
+                    s->name, (unsigned long long)c->free_bytes, (unsigned long long)heap);
+    bool no_table = c->dir_table == 0 && c->dir_capacity == 0 && c->dir_used == 0 && c->dir_count == 0;
+    bool table_ok = c->dir_capacity && !(c->dir_capacity & (c->dir_capacity - 1)) &&
+                    c->dir_capacity <= heap / 16 && c->dir_table >= c->heap_start &&
+                    c->dir_table <= c->heap_end - 16 * c->dir_capacity &&
+                    c->dir_count <= c->dir_used && c->dir_used <= c->dir_capacity;
+    if (!no_table && !table_ok)
+        return fail(EUCLEAN, "segment %s: control page: directory table %#llx with %llu slots, "
+                    "%llu used, %llu live is impossible", s->name, (unsigned long long)c->dir_table,
+                    (unsigned long long)c->dir_capacity, (unsigned long long)c->dir_used,
+                    (unsigned long long)c->dir_count);
+    return 0;
+}
+
 /* ---- rebuilding the free lists ---- */
 
 /*

@@ -47,6 +47,7 @@ struct mseg {
     uint64_t       reserved;    /* bytes of address space reserved at base */
     bool           failed;      /* a flush failed: no more writes (EIO) */
     bool           recovered;   /* this open (or a lock takeover) ran recovery */
+    unsigned long  flushes;     /* msync calls (tests count them per operation) */
     struct op      op;
 };
 
@@ -114,6 +115,8 @@ int      op_rollback(mseg *s);
 int      log_recover(mseg *s);
 /* 1 when the log holds a committed, valid record set (recovery needed). */
 int      log_needs_recovery(mseg *s);
+/* msync now (read-write handles), whatever the durability mode. */
+int      flush_now(mseg *s, uint64_t off, uint64_t len);
 /* Every persist point goes through here: crash hook, then (durable) msync. */
 int      persist(mseg *s, const char *point, uint64_t off, uint64_t len);
 void     crash_point(const char *point);
@@ -126,6 +129,7 @@ void     tx_fail(mseg *s);         /* a call failed after changing state: abort 
 /* ---- heap.c ---- */
 void     heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end);
 int      heap_rebuild(mseg *s);   /* free lists from the headers; see heap.c */
+int      heap_control_sane(mseg *s);   /* 0, or -1 with EUCLEAN */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + errno ENOMEM/EUCLEAN */
 int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
 void     heap_free_deferred(mseg *s);                       /* op_commit: release them now */
@@ -177,6 +181,11 @@ int  container_check_anon(mseg *s, uint64_t off);
    sound; -1 with the first problem in why (and errno EUCLEAN). */
 int  vec_check(mseg *s, uint64_t root, char *why, size_t whylen);
 int  map_check(mseg *s, uint64_t root, char *why, size_t whylen);
+
+/* ---- sync.c ---- */
+int  sync_mark_unsynced(mseg *s);       /* before a non-durable operation's first change */
+bool sync_system_crashed(mseg *s);      /* unsynced changes and another boot id */
+int  sync_verify_after_crash(mseg *s);  /* first attach after that: rebuild, verify */
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);

@@ -88,6 +88,10 @@ int seg_write_begin(mseg *s)
     }
     if (lock_acquire(s))
         return -1;
+    if (sync_mark_unsynced(s)) {
+        lock_release(s);
+        return -1;
+    }
     op_begin(s);
     return 0;
 }

@@ -83,24 +83,56 @@ void crash_point(const char *point)
 
 /* ---- flushing ---- */
 
-/* msync of the pages covering [off, off+len), on durable read-write handles.
-   A failure is fatal for the handle: the kernel marks pages clean after a
-   write-back error, so a retry could report success with the data lost. */
-static int flush_range(mseg *s, uint64_t off, uint64_t len)
+static mseg_flush_hook_fn flush_hook;
+static void *flush_hook_arg;
+static unsigned long flush_fail_countdown;
+
+void mseg_test_set_flush_hook(mseg_flush_hook_fn fn, void *arg)
 {
-    if (!(s->flags & MSEG_DURABLE) || s->mode != MODE_RW || len == 0)
+    flush_hook = fn;
+    flush_hook_arg = arg;
+}
+
+void mseg_test_fail_flush(unsigned long n)
+{
+    flush_fail_countdown = n;
+}
+
+/* msync of the pages covering [off, off+len), on read-write handles: the one
+   place every flush of the mapping goes through. A failure is fatal for the
+   handle: the kernel marks pages clean after a write-back error, so a retry
+   could report success with the data lost. */
+int flush_now(mseg *s, uint64_t off, uint64_t len)
+{
+    if (s->mode != MODE_RW || len == 0)
         return 0;
     uint64_t start = off & ~(uint64_t)(MSEG_PAGE - 1);
     uint64_t end = (off + len + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     if (end > s->size)
         end = s->size;
-    if (msync(s->base + start, end - start, MS_SYNC) != 0) {
+    if (flush_hook)
+        flush_hook(s->base, s->size, start, end - start, flush_hook_arg);
+    int rc = msync(s->base + start, end - start, MS_SYNC);
+    if (flush_fail_countdown && --flush_fail_countdown == 0) {
+        rc = -1;
+        errno = EIO;
+    }
+    if (rc != 0) {
         int e = errno;
         s->failed = true;
         return fail(EIO, "segment %s: msync failed (%s); the handle refuses further writes",
                     s->name, strerror(e));
     }
+    s->flushes++;
     return 0;
+}
+
+/* flush_now in durable mode; nothing otherwise. */
+static int flush_range(mseg *s, uint64_t off, uint64_t len)
+{
+    if (!(s->flags & MSEG_DURABLE))
+        return 0;
+    return flush_now(s, off, len);
 }
 
 int persist(mseg *s, const char *point, uint64_t off, uint64_t len)
@@ -401,15 +433,20 @@ int op_commit(mseg *s)
     crash_point("log.written");
     /* step 2 */
     __atomic_store_n(&h->commit, commit, __ATOMIC_RELEASE);
-    if (s->op.fresh_hi && flush_range(s, s->op.fresh_lo, s->op.fresh_hi - s->op.fresh_lo))
-        rc = -1;
-    if (persist(s, "log.committed", MSEG_LOG_OFF, sizeof *h + (uint64_t)n * sizeof(struct mseg_log_entry)))
+    /* PERSIST 1 in one msync: the log and the fresh bytes (the pages
+       between them hold no unflushed change of the engine's) */
+    uint64_t lo = MSEG_LOG_OFF, hi = MSEG_LOG_OFF + sizeof *h + (uint64_t)n * sizeof(struct mseg_log_entry);
+    if (s->op.fresh_hi) {
+        lo = s->op.fresh_lo < lo ? s->op.fresh_lo : lo;
+        hi = s->op.fresh_hi > hi ? s->op.fresh_hi : hi;
+    }
+    if (persist(s, "log.committed", lo, hi - lo))
         rc = -1;
     /* step 3: apply even if a flush failed, so memory matches the committed
        log that other processes would replay; the caller still gets EIO. */
     struct mseg_runtime *rt = seg_runtime(s);
     __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_RELEASE);
-    uint64_t lo = UINT64_MAX, hi = 0;
+    lo = UINT64_MAX, hi = 0;
     apply(s, 0, n / 2, &lo, &hi);
     crash_point("log.applying");
     apply(s, n / 2, n, &lo, &hi);

@@ -261,6 +261,19 @@ static void repair_header(mseg *s, int bad_copy, const struct mseg_header *good)
 
 /* ---- attaching ---- */
 
+/* What the first process to attach runs: the log's recovery, or after a
+   system crash with unsynced changes, a rebuild and a full verification.
+   1 if something was repaired, 0 if nothing was needed, -1 on error. */
+static int recover(mseg *s)
+{
+    if (sync_system_crashed(s))
+        return sync_verify_after_crash(s) ? -1 : 1;
+    int rec = log_recover(s);
+    if (rec >= 0 && heap_control_sane(s))
+        return -1;
+    return rec;
+}
+
 /* Read-only handles cannot write; when recovery is due and no writer is
    attached, they recover into a private copy of the mapping instead. */
 static int attach_readonly(mseg *s)
@@ -268,12 +281,12 @@ static int attach_readonly(mseg *s)
     bool writers = ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE);
     if (ofd_lock(s->fd, F_RDLCK, READERS_BYTE, true))
         return fail(errno, "segment %s: cannot register as a reader: %s", s->name, strerror(errno));
-    if (writers || !log_needs_recovery(s))
+    if (writers || (!log_needs_recovery(s) && !sync_system_crashed(s)))
         return 0;
     if (mmap(s->base, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, s->fd, 0) == MAP_FAILED)
         return fail(errno, "segment %s: cannot map privately for recovery: %s", s->name, strerror(errno));
     s->mode = MODE_COW;            /* the private view is ours to repair */
-    int rec = log_recover(s);
+    int rec = recover(s);
     s->mode = MODE_RDONLY;
     mprotect(s->base, s->size, PROT_READ);
     if (rec < 0)
@@ -286,7 +299,7 @@ static int attach_private(mseg *s)
 {
     if (lock_init(s))
         return -1;
-    int rec = log_recover(s);
+    int rec = recover(s);
     if (rec < 0)
         return -1;
     s->recovered = rec > 0;
@@ -300,7 +313,7 @@ static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
         /* first writer: whatever the lock and log hold is from the past */
         if (lock_init(s))
             return -1;
-        int rec = log_recover(s);
+        int rec = recover(s);
         if (rec < 0)
             return -1;
         s->recovered = rec > 0;
@@ -432,23 +445,6 @@ int mseg_remove(const char *name, unsigned flags)
         return -1;
     if (be->unlink(name))
         return fail(errno, "segment %s: cannot remove: %s", name, strerror(errno));
-    return 0;
-}
-
-int mseg_sync(mseg *s)
-{
-    if (!s)
-        return fail(EINVAL, "NULL segment handle");
-    if (s->mode != MODE_RW)
-        return fail(EROFS, "segment %s is not open read-write", s->name);
-    if (s->failed)
-        return fail(EIO, "segment %s: an earlier flush failed", s->name);
-    if (msync(s->base, s->size, MS_SYNC) || fsync(s->fd)) {
-        int e = errno;
-        s->failed = true;
-        return fail(EIO, "segment %s: flush failed (%s); the handle refuses further writes",
-                    s->name, strerror(e));
-    }
     return 0;
 }
 

@@ -18,6 +18,8 @@
 #ifndef MSEG_TESTING_H
 #define MSEG_TESTING_H
 
+#include <stdint.h>
+
 #include "mseg.h"
 
 typedef void (*mseg_crash_hook_fn)(const char *point, unsigned long n, void *arg);
@@ -27,5 +29,23 @@ void mseg_test_set_crash_hook(mseg_crash_hook_fn fn, void *arg);
 
 /* Crash points reached in this process since the hook was last set. */
 unsigned long mseg_test_crash_points(void);
+
+/* Called by every msync of a segment (durable commits, mseg_sync, the
+   unsynced mark), before it runs: the pages [off, off+len) of the mapping at
+   base are about to be on disk. The power-loss simulator keeps its image of
+   the disk with this. */
+typedef void (*mseg_flush_hook_fn)(const uint8_t *base, uint64_t size, uint64_t off,
+                                   uint64_t len, void *arg);
+void mseg_test_set_flush_hook(mseg_flush_hook_fn fn, void *arg);
+
+/* Makes the n-th flush from now fail as if the disk reported EIO (0: never). */
+void mseg_test_fail_flush(unsigned long n);
+
+/* Pretends the kernel's boot id is id (16 bytes), as after a reboot; NULL
+   goes back to the real one. */
+void mseg_test_set_boot_id(const uint8_t *id);
+
+/* msync calls made through this handle so far. */
+unsigned long mseg_test_flushes(mseg *s);
 
 #endif

@@ -1,0 +1,153 @@
+/*
+ * sync.c - what survives a power loss, with and without MSEG_DURABLE.
+ *
+ * With MSEG_DURABLE every operation is on disk when it returns (log.c).
+ * Without it, operations reach the page cache only, and mseg_sync() makes
+ * everything so far durable. A process crash loses nothing either way: the
+ * page cache keeps every store. A system crash (power loss, kernel panic) can
+ * leave any subset of the pages written since the last sync on disk, torn at
+ * sector boundaries, so the log and the free lists on disk may disagree with
+ * the heap. To tell the two apart:
+ *
+ *   - before the first change after a sync, an operation stores the kernel's
+ *     boot id and unsynced = 1 in the runtime page and flushes that page
+ *     (one msync per sync period, not per operation);
+ *   - mseg_sync flushes the whole mapping, then clears unsynced and flushes
+ *     the runtime page again;
+ *   - the first process to attach finds unsynced = 1 with another boot id
+ *     only if the machine restarted while changes were unsynced. It then
+ *     trusts nothing but the block headers and the directory: it discards the
+ *     log, rebuilds the free lists from the headers, verifies the whole
+ *     segment (check.c), and refuses it with EUCLEAN if it is not sound.
+ *     What it cannot verify is the content of user data written since the
+ *     last sync: some of it may be older than the rest.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testing.h"
+
+static uint8_t real_boot_id[16];
+static bool real_boot_id_read;
+static uint8_t fake_boot_id[16];
+static bool fake_boot_id_set;
+
+void mseg_test_set_boot_id(const uint8_t *id)
+{
+    fake_boot_id_set = id != NULL;
+    if (id)
+        memcpy(fake_boot_id, id, sizeof fake_boot_id);
+}
+
+unsigned long mseg_test_flushes(mseg *s)
+{
+    return s ? s->flushes : 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The kernel's boot id (a UUID, new at every boot), as 16 bytes. If it
+   cannot be read, all zeros: every system crash then looks like a process
+   crash, so README tells such systems to use MSEG_DURABLE. */
+static const uint8_t *boot_id(void)
+{
+    if (fake_boot_id_set)
+        return fake_boot_id;
+    if (!__atomic_load_n(&real_boot_id_read, __ATOMIC_ACQUIRE)) {
+        char text[64] = "";
+        int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (read(fd, text, sizeof text - 1) < 0)
+                text[0] = '\0';
+            close(fd);
+        }
+        uint8_t id[16] = {0};
+        for (int i = 0, n = 0; text[i] && n < 32; i++) {
+            int v = hexval(text[i]);
+            if (v < 0)
+                continue;
+            id[n / 2] |= (uint8_t)(v << (n % 2 ? 0 : 4));
+            n++;
+        }
+        memcpy(real_boot_id, id, sizeof id);
+        __atomic_store_n(&real_boot_id_read, true, __ATOMIC_RELEASE);
+    }
+    return real_boot_id;
+}
+
+int sync_mark_unsynced(mseg *s)
+{
+    if ((s->flags & MSEG_DURABLE) || s->mode != MODE_RW)
+        return 0;
+    struct mseg_runtime *rt = seg_runtime(s);
+    if (rt->unsynced && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) == 0)
+        return 0;
+    memcpy(rt->boot_id, boot_id(), sizeof rt->boot_id);
+    rt->unsynced = 1;
+    return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
+}
+
+bool sync_system_crashed(mseg *s)
+{
+    const struct mseg_runtime *rt = seg_runtime(s);
+    return rt->unsynced && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0;
+}
+
+int sync_verify_after_crash(mseg *s)
+{
+    struct mseg_log_head *h = (struct mseg_log_head *)(s->base + MSEG_LOG_OFF);
+    h->commit = 0;
+    h->undo_size = 0;
+    h->active = 0;
+    s->recovered = true;
+    if (heap_rebuild(s))
+        return fail(EUCLEAN, "segment %s was changed without mseg_sync when the system went "
+                    "down, and is damaged: %s", s->name, mseg_errmsg());
+    struct mseg_report r;
+    if (check_segment(s, &r))
+        return fail(EUCLEAN, "segment %s was changed without mseg_sync when the system went "
+                    "down, and is damaged: %s", s->name, r.first_problem);
+    if (s->mode != MODE_RW)
+        return 0;
+    struct mseg_runtime *rt = seg_runtime(s);
+    if (flush_now(s, 0, s->size))
+        return -1;
+    rt->unsynced = 0;
+    return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
+}
+
+int mseg_sync(mseg *s)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (s->mode != MODE_RW)
+        return fail(EROFS, "segment %s is not open read-write", s->name);
+    if (s->failed)
+        return fail(EIO, "segment %s: an earlier flush failed", s->name);
+    bool locked = !tx_owns(s);
+    if (locked && lock_acquire(s))
+        return -1;
+    int rc = flush_now(s, 0, s->size);
+    if (rc == 0 && fsync(s->fd)) {
+        s->failed = true;
+        rc = fail(EIO, "segment %s: fsync failed (%s); the handle refuses further writes",
+                  s->name, strerror(errno));
+    }
+    if (rc == 0) {
+        seg_runtime(s)->unsynced = 0;
+        rc = flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
+    }
+    if (locked)
+        lock_release(s);
+    return rc;
+}
