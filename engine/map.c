@@ -1,0 +1,1219 @@
+/*
+ * map.c - mseg_map: an ordered map in the segment, a B+tree.
+ *
+ * Why a B+tree and not a binary tree (red-black, AVL, as Boost.Interprocess
+ * uses): a lookup in a binary tree of a million keys touches ~20 nodes, each
+ * a cache miss in a separate heap block; a B+tree node holds 64 keys in
+ * contiguous memory, so the same lookup touches 4 nodes and does its
+ * comparisons in cache lines it has already loaded. Iteration walks leaves
+ * in order through sibling links, reading keys and values sequentially
+ * instead of chasing parent pointers. Each entry costs 16 bytes in a node
+ * (key word, value word) plus a byte of order, against a block header and
+ * three pointers per entry in a binary tree. And the structure suits the
+ * intent log: an insert changes one leaf (and, once in 32 inserts, a parent),
+ * not a rebalancing path of rotations.
+ *
+ * Format: see layout.h ("Maps"). A root (kind, val_size, count, root node,
+ * height); nodes of 64 slots with a key word and a value word each, and two
+ * order arrays (perm). Keys: u64 and i64 in the key word; byte strings in a
+ * cell (a heap block: length, bytes) whose offset is the key word. Values of
+ * at most 8 bytes (fixed size) live in the value word; larger or variable
+ * values in a cell. Compare: u64 unsigned, i64 signed, bytes memcmp then
+ * length.
+ *
+ * How an operation changes a node (the point of the format): slots and
+ * perm arrays are never logged. A change computes the node's new entry list
+ * in key order; entries it keeps stay in their slots; new entries (an
+ * insert, or a replaced value, which also takes a new slot) are written
+ * in place into slots that neither the committed state (the node's state word
+ * as stored in memory) nor the kept entries use; the new order is written in
+ * place into the perm array the committed state does not use; then one
+ * logged store of the state word (count, which perm is live) publishes it
+ * all. So an insert into a leaf with room logs two records (the leaf's state
+ * and the map's count) however large the node, and everything a committed
+ * state reaches stays untouched until commit: a crash leaves the old map or
+ * the new one. Inside a transaction the same rule holds across calls, as the
+ * committed state is read from memory, not through the operation's view.
+ *
+ * When a node has no such room (full, or in a transaction whose earlier calls
+ * used its spare slots), the change goes to fresh nodes: a split keeps one
+ * half in place when it can and builds the other half in a new node; a node
+ * that cannot take the change at all is copied into a new node. The parent
+ * then gets one change (a replaced child pointer and/or a new separator),
+ * which may cascade up to a new root. Leaves are linked both ways so cursors
+ * walk them in order and a split or removal relinks its neighbours with
+ * logged stores.
+ *
+ * Deletes remove the entry from its leaf; a leaf (or internal node) that
+ * becomes empty is unlinked and freed, and a root with a single child is
+ * replaced by it. Nodes are not merged or rebalanced when merely sparse:
+ * this keeps every delete to a bounded, small number of log records, at the
+ * price of lower fill after heavy deletion (a node is never empty, though).
+ *
+ * Reading: every node offset is range-checked and its magic and level
+ * verified before use; every loop is bounded by the fan-out or the height;
+ * cells are range-checked. A damaged map is an EUCLEAN error.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NODE(field)  offsetof(struct mseg_map_node, field)
+#define MROOT(field) offsetof(struct mseg_map_root, field)
+#define FAN          MSEG_MAP_FANOUT
+#define MAXH         MSEG_MAP_MAX_HEIGHT
+#define NODE_BYTES   sizeof(struct mseg_map_node)
+#define CELL_HEAD    MSEG_MAP_CELL_HEAD
+#define KEY_MAX      (1u << 20)              /* longest byte key */
+#define NEST_MAX     16u                     /* owned containers nest at most this deep */
+
+static unsigned st_count(uint64_t st)              { return (unsigned)(st & 0xff); }
+static unsigned st_live(uint64_t st)               { return (unsigned)((st >> 8) & 1); }
+static uint64_t make_state(unsigned n, unsigned l) { return (uint64_t)n | ((uint64_t)l << 8); }
+
+/* The map's root as the current operation sees it. */
+struct map_view {
+    uint64_t off;
+    unsigned kind;               /* enum mseg_key */
+    unsigned flags;              /* MSEG_MAP_* */
+    uint64_t val_size, count, root, height;
+};
+
+/* A key being looked for. */
+struct mkey {
+    uint64_t u;                  /* u64 and i64 keys */
+    const uint8_t *p;            /* byte keys */
+    size_t len;
+};
+
+/* One entry of a node, in key order; slot >= 0: unchanged in that slot. */
+struct ent {
+    uint64_t kw, vw;
+    int slot;
+};
+
+/* The nodes from the root down to a leaf, and the order index followed in each. */
+struct path {
+    uint64_t node[MAXH];
+    unsigned pos[MAXH];
+};
+
+static struct mseg_map_node *node_at(mseg *s, uint64_t n) { return (struct mseg_map_node *)(s->base + n); }
+static uint64_t node_state(mseg *s, uint64_t n)           { return op_peek64(s, n + NODE(state)); }
+static bool val_inline(const struct map_view *m)          { return m->val_size && m->val_size <= MSEG_MAP_INLINE_MAX; }
+
+/* ---- cells: keys and values out of line ---- */
+
+/* A new cell holding len bytes of p (fresh); 0 with ENOMEM. */
+static uint64_t cell_new(mseg *s, const void *p, size_t len)
+{
+    uint64_t c = heap_alloc(s, CELL_HEAD + (uint64_t)len, MSEG_GRANULE);
+    if (!c)
+        return fail(ENOMEM, "segment %s: no room for a %zu-byte map key or value", s->name, len), 0;
+    uint64_t head[2] = { len, 0 };
+    memcpy(s->base + c, head, sizeof head);
+    if (len)
+        memcpy(s->base + c + CELL_HEAD, p, len);
+    op_fresh(s, c, CELL_HEAD + len);
+    return c;
+}
+
+/* The bytes and length of cell c, range-checked; NULL if it is damaged. */
+static const uint8_t *cell_get(mseg *s, uint64_t c, uint64_t *len)
+{
+    if (c % MSEG_GRANULE || c < MSEG_HEAP_OFF || !seg_range_ok(s, c, CELL_HEAD))
+        return NULL;
+    *len = *(const uint64_t *)(s->base + c);
+    if (!seg_range_ok(s, c + CELL_HEAD, *len))
+        return NULL;
+    return s->base + c + CELL_HEAD;
+}
+
+/* A copy of the key word kw for a separator: byte keys get their own cell. */
+static int key_copy(mseg *s, const struct map_view *m, uint64_t kw, uint64_t *out)
+{
+    *out = kw;
+    if (m->kind != MSEG_KEY_BYTES)
+        return 0;
+    uint64_t len;
+    const uint8_t *p = cell_get(s, kw, &len);
+    if (!p)
+        return fail(EUCLEAN, "segment %s: map key cell %#llx is damaged", s->name, (unsigned long long)kw);
+    *out = cell_new(s, p, len);
+    return *out ? 0 : -1;
+}
+
+/* The key word for a new entry with key k: the integer, or a new cell. */
+static int key_word(mseg *s, const struct map_view *m, const struct mkey *k, uint64_t *kw)
+{
+    *kw = k->u;
+    if (m->kind != MSEG_KEY_BYTES)
+        return 0;
+    *kw = cell_new(s, k->p, k->len);
+    return *kw ? 0 : -1;
+}
+
+/* ---- comparing ---- */
+
+/* Compares the key word kw with k: <0, 0, >0; *bad set on a damaged cell. */
+static int key_cmp(mseg *s, const struct map_view *m, uint64_t kw, const struct mkey *k, bool *bad)
+{
+    if (m->kind == MSEG_KEY_U64)
+        return (kw > k->u) - (kw < k->u);
+    if (m->kind == MSEG_KEY_I64)
+        return ((int64_t)kw > (int64_t)k->u) - ((int64_t)kw < (int64_t)k->u);
+    uint64_t len;
+    const uint8_t *p = cell_get(s, kw, &len);
+    if (!p) {
+        *bad = true;
+        return 0;
+    }
+    int c = memcmp(p, k->p, len < k->len ? len : k->len);
+    if (c)
+        return c;
+    return (len > k->len) - (len < k->len);
+}
+
+/* A key word as an mkey (to compare two stored keys). */
+static int key_of_word(mseg *s, const struct map_view *m, uint64_t kw, struct mkey *k)
+{
+    k->u = kw;
+    if (m->kind != MSEG_KEY_BYTES)
+        return 0;
+    uint64_t len;
+    k->p = cell_get(s, kw, &len);
+    k->len = (size_t)len;
+    return k->p ? 0 : -1;
+}
+
+/* First order index in [lo, cnt) whose key is >= k. */
+static unsigned lower_bound(mseg *s, const struct map_view *m, uint64_t n, unsigned lo, unsigned cnt,
+                            const struct mkey *k, bool *bad)
+{
+    const struct mseg_map_node *nd = node_at(s, n);
+    const uint8_t *perm = nd->perm[st_live(node_state(s, n))];
+    unsigned hi = cnt;
+    if (m->kind == MSEG_KEY_U64) {
+        while (lo < hi) {
+            unsigned mid = (lo + hi) / 2;
+            if (nd->keys[perm[mid] & (FAN - 1)] < k->u)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo;
+    }
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (key_cmp(s, m, nd->keys[perm[mid] & (FAN - 1)], k, bad) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ---- validation ---- */
+
+/* Checks that n is a node at `level` that fits in the mapping; its count. */
+static int node_check_cheap(mseg *s, uint64_t n, unsigned level, unsigned *cnt)
+{
+    if (n % MSEG_GRANULE || n < MSEG_HEAP_OFF || !seg_range_ok(s, n, NODE_BYTES))
+        return fail(EUCLEAN, "segment %s: map node offset %#llx is outside the heap", s->name,
+                    (unsigned long long)n);
+    const struct mseg_map_node *nd = node_at(s, n);
+    uint64_t st = node_state(s, n);
+    if (nd->magic != MSEG_MAP_NODE_MAGIC || nd->level != level || st_count(st) > FAN)
+        return fail(EUCLEAN, "segment %s: map node at %#llx is damaged (magic %#x, level %u, want %u, %u entries)",
+                    s->name, (unsigned long long)n, nd->magic, nd->level, level, st_count(st));
+    *cnt = st_count(st);
+    return 0;
+}
+
+/* As node_check_cheap, and the node is a live heap block (write paths). */
+static int node_check(mseg *s, uint64_t n, unsigned level, unsigned *cnt)
+{
+    if (node_check_cheap(s, n, level, cnt))
+        return -1;
+    if (!heap_block_is_live(s, n) || heap_block_size(s, n) - 4 < NODE_BYTES)
+        return fail(EUCLEAN, "segment %s: map node at %#llx is not a live block", s->name, (unsigned long long)n);
+    return 0;
+}
+
+/* Offset of the root a handle points at, if it looks like a map root. */
+static uint64_t map_root_of(mseg *s, const mseg_map *mp)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle"), 0;
+    uintptr_t p = (uintptr_t)mp, b = (uintptr_t)s->base;
+    if (!mp || p < b || p % 16 || p - b < MSEG_HEAP_OFF || !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)))
+        return fail(EINVAL, "segment %s: %p is not a map handle of this segment", s->name, (const void *)mp), 0;
+    if (op_peek32(s, p - b + MROOT(magic)) != MSEG_MAP_MAGIC)
+        return fail(EINVAL, "segment %s: %#llx is not a map (bad magic)", s->name, (unsigned long long)(p - b)), 0;
+    return p - b;
+}
+
+/* Reads and sanity-checks the root at off in the operation's view. */
+static int map_load(mseg *s, uint64_t off, struct map_view *m)
+{
+    const struct mseg_map_root *r = (const void *)(s->base + off);
+    m->off = off;
+    m->kind = r->key_kind;
+    m->flags = r->flags;
+    m->val_size = r->val_size;
+    m->count = op_peek64(s, off + MROOT(count));
+    m->root = op_peek64(s, off + MROOT(root));
+    m->height = op_peek64(s, off + MROOT(height));
+    if (m->kind > MSEG_KEY_BYTES || m->height > MAXH || (m->root == 0) != (m->height == 0) ||
+        (m->root == 0 && m->count != 0) || m->val_size > MSEG_BLOCK_MAX)
+        return fail(EUCLEAN, "segment %s: map at %#llx is damaged (kind %u, height %llu, root %#llx, %llu entries)",
+                    s->name, (unsigned long long)off, m->kind, (unsigned long long)m->height,
+                    (unsigned long long)m->root, (unsigned long long)m->count);
+    return 0;
+}
+
+static int map_open_view(mseg *s, const mseg_map *mp, struct map_view *m)
+{
+    uint64_t off = map_root_of(s, mp);
+    return off ? map_load(s, off, m) : -1;
+}
+
+/* Checks a caller's key against the map's kind; fills k. */
+static int key_make(const struct map_view *m, const void *key, size_t klen, struct mkey *k)
+{
+    if (!key && klen)
+        return fail(EINVAL, "map: NULL key");
+    if (m->kind != MSEG_KEY_BYTES) {
+        if (klen != 8 || !key)
+            return fail(EINVAL, "map: integer keys are 8 bytes, not %zu", klen);
+        memcpy(&k->u, key, 8);
+        return 0;
+    }
+    if (klen > KEY_MAX)
+        return fail(EINVAL, "map: a %zu-byte key is longer than %u bytes", klen, KEY_MAX);
+    k->p = key ? key : (const void *)"";
+    k->len = klen;
+    return 0;
+}
+
+/* ---- descending ---- */
+
+/* The child followed for k in internal node n (cnt entries): the last entry
+   whose key is <= k, or entry 0. */
+static unsigned child_index(mseg *s, const struct map_view *m, uint64_t n, unsigned cnt,
+                            const struct mkey *k, bool *bad)
+{
+    unsigned lb = lower_bound(s, m, n, 1, cnt, k, bad);
+    if (lb < cnt) {
+        const struct mseg_map_node *nd = node_at(s, n);
+        uint64_t kw = nd->keys[nd->perm[st_live(node_state(s, n))][lb] & (FAN - 1)];
+        if (key_cmp(s, m, kw, k, bad) == 0)
+            return lb;
+    }
+    return lb - 1;
+}
+
+/* The entry at order index i of node n: its slot. */
+static unsigned slot_at(mseg *s, uint64_t n, unsigned i)
+{
+    return node_at(s, n)->perm[st_live(node_state(s, n))][i] & (FAN - 1);
+}
+
+/* Walks from the root to the leaf where k is or would be. With k NULL, the
+   leftmost leaf. Fills p (when not NULL); returns the leaf, its entry count
+   and the lower-bound position of k in it. write: full node checks. */
+static uint64_t descend(mseg *s, const struct map_view *m, const struct mkey *k, struct path *p,
+                        unsigned *cnt, unsigned *pos, bool write)
+{
+    uint64_t n = m->root;
+    bool bad = false;
+    for (unsigned d = 0; d < m->height; d++) {
+        unsigned level = (unsigned)(m->height - 1 - d);
+        if ((write ? node_check : node_check_cheap)(s, n, level, cnt))
+            return 0;
+        if (*cnt == 0 && (level > 0 || d > 0))
+            return fail(EUCLEAN, "segment %s: map node at %#llx is empty", s->name, (unsigned long long)n), 0;
+        unsigned i = level == 0 ? (k ? lower_bound(s, m, n, 0, *cnt, k, &bad) : 0)
+                                : (k ? child_index(s, m, n, *cnt, k, &bad) : 0);
+        if (bad)
+            return fail(EUCLEAN, "segment %s: map node at %#llx has a damaged key cell", s->name,
+                        (unsigned long long)n), 0;
+        if (p) {
+            p->node[d] = n;
+            p->pos[d] = i;
+        }
+        if (level == 0) {
+            *pos = i;
+            return n;
+        }
+        n = node_at(s, n)->vals[slot_at(s, n, i)];
+    }
+    return fail(EUCLEAN, "segment %s: map at %#llx has no leaf", s->name, (unsigned long long)m->off), 0;
+}
+
+/* True when order index pos of leaf n holds exactly k. */
+static bool leaf_has(mseg *s, const struct map_view *m, uint64_t n, unsigned cnt, unsigned pos,
+                     const struct mkey *k)
+{
+    bool bad = false;
+    return pos < cnt && key_cmp(s, m, node_at(s, n)->keys[slot_at(s, n, pos)], k, &bad) == 0 && !bad;
+}
+
+/* ---- changing nodes ---- */
+
+/* Node n's entries in key order (the operation's view). */
+static unsigned node_read(mseg *s, uint64_t n, struct ent *e)
+{
+    const struct mseg_map_node *nd = node_at(s, n);
+    uint64_t st = node_state(s, n);
+    unsigned cnt = st_count(st);
+    const uint8_t *perm = nd->perm[st_live(st)];
+    for (unsigned i = 0; i < cnt && i < FAN; i++) {
+        unsigned slot = perm[i] & (FAN - 1);
+        e[i] = (struct ent){ nd->keys[slot], nd->vals[slot], (int)slot };
+    }
+    return cnt;
+}
+
+/* Slots of node n that the committed state (memory, not the op's view) uses. */
+static uint64_t committed_slots(mseg *s, uint64_t n)
+{
+    const struct mseg_map_node *nd = node_at(s, n);
+    uint64_t st = nd->state, used = 0;
+    unsigned cnt = st_count(st) > FAN ? FAN : st_count(st);
+    for (unsigned i = 0; i < cnt; i++)
+        used |= 1ull << (nd->perm[st_live(st)][i] & (FAN - 1));
+    return used;
+}
+
+/* Stores the entry list e[0..len) into node n in place, if its free slots
+   allow (see the top comment); false when they do not. */
+static bool node_store(mseg *s, uint64_t n, const struct ent *e, unsigned len)
+{
+    if (len > FAN)
+        return false;
+    struct mseg_map_node *nd = node_at(s, n);
+    uint64_t used = committed_slots(s, n);
+    unsigned need = 0;
+    for (unsigned i = 0; i < len; i++) {
+        if (e[i].slot >= 0)
+            used |= 1ull << e[i].slot;
+        else
+            need++;
+    }
+    if ((unsigned)__builtin_popcountll(~used) < need)
+        return false;
+    unsigned spare = 1 - st_live(nd->state);
+    for (unsigned i = 0; i < len; i++) {
+        unsigned slot = (unsigned)e[i].slot;
+        if (e[i].slot < 0) {
+            slot = (unsigned)__builtin_ctzll(~used);
+            used |= 1ull << slot;
+            nd->keys[slot] = e[i].kw;
+            nd->vals[slot] = e[i].vw;
+            op_fresh(s, n + NODE(keys) + 8 * slot, 8);
+            op_fresh(s, n + NODE(vals) + 8 * slot, 8);
+        }
+        nd->perm[spare][i] = (uint8_t)slot;
+    }
+    op_fresh(s, n + NODE(perm) + FAN * spare, FAN);
+    op_set64(s, n + NODE(state), make_state(len, spare));
+    return true;
+}
+
+/* A new node (fresh) at level holding e[0..len); 0 with ENOMEM. */
+static uint64_t node_new(mseg *s, unsigned level, const struct ent *e, unsigned len)
+{
+    uint64_t n = heap_alloc(s, NODE_BYTES, MSEG_GRANULE);
+    if (!n)
+        return fail(ENOMEM, "segment %s: no room for a map node", s->name), 0;
+    struct mseg_map_node *nd = node_at(s, n);
+    memset(nd, 0, NODE(keys));
+    nd->magic = MSEG_MAP_NODE_MAGIC;
+    nd->level = (uint16_t)level;
+    nd->state = make_state(len, 0);
+    for (unsigned i = 0; i < len; i++) {
+        nd->perm[0][i] = (uint8_t)i;
+        nd->keys[i] = e[i].kw;
+        nd->vals[i] = e[i].vw;
+    }
+    op_fresh(s, n, NODE_BYTES);
+    return n;
+}
+
+static uint64_t node_prev(mseg *s, uint64_t n) { return op_peek64(s, n + NODE(prev)); }
+static uint64_t node_next(mseg *s, uint64_t n) { return op_peek64(s, n + NODE(next)); }
+
+/* Sets a leaf link: in place on a node fresh in this op, else logged. */
+static void set_link(mseg *s, uint64_t n, size_t field, uint64_t v, bool fresh)
+{
+    if (fresh)
+        *(uint64_t *)(s->base + n + field) = v;
+    else
+        op_set64(s, n + field, v);
+}
+
+/* Links leaves a..b (a, b fresh; b may equal a) in place of leaf old. */
+static void leaf_relink(mseg *s, uint64_t old, uint64_t a, uint64_t b)
+{
+    uint64_t prev = a == old ? 0 : node_prev(s, old), next = b == old ? 0 : node_next(s, old);
+    if (a != old) {
+        set_link(s, a, NODE(prev), prev, true);
+        if (prev)
+            op_set64(s, prev + NODE(next), a);
+    }
+    if (b != old) {
+        set_link(s, b, NODE(next), next, true);
+        if (next)
+            op_set64(s, next + NODE(prev), b);
+    }
+    if (a != b) {
+        set_link(s, a, NODE(next), b, a != old);
+        set_link(s, b, NODE(prev), a, b != old);
+    }
+}
+
+/* Unlinks leaf n from its neighbours. */
+static void leaf_unlink(mseg *s, uint64_t n)
+{
+    uint64_t prev = node_prev(s, n), next = node_next(s, n);
+    if (prev)
+        op_set64(s, prev + NODE(next), next);
+    if (next)
+        op_set64(s, next + NODE(prev), prev);
+}
+
+/* Frees a key word's cell (byte keys). */
+static int key_free(mseg *s, const struct map_view *m, uint64_t kw)
+{
+    return (m->kind == MSEG_KEY_BYTES && kw) ? heap_free(s, kw) : 0;
+}
+
+/* The outcome of applying an entry list to a node: what replaces it. */
+struct repl {
+    uint64_t left, right;        /* left replaces the node (may be the node); right is new, or 0 */
+    uint64_t sep;                /* key word of right's separator */
+};
+
+/* Puts e[0..len) into node n (level), in place or in new nodes. */
+static int node_apply(mseg *s, const struct map_view *m, uint64_t n, unsigned level,
+                      const struct ent *e, unsigned len, struct repl *r)
+{
+    r->left = n;
+    r->right = r->sep = 0;
+    if (len <= FAN && node_store(s, n, e, len))
+        return 0;
+    if (len <= FAN) {                                   /* copy it whole */
+        if (!(r->left = node_new(s, level, e, len)))
+            return -1;
+    } else {
+        unsigned h = len / 2;
+        if (node_store(s, n, e, h)) {
+            r->right = node_new(s, level, e + h, len - h);
+        } else if (node_store(s, n, e + h, len - h)) {
+            r->right = n;
+            r->left = node_new(s, level, e, h);
+        } else {
+            r->left = node_new(s, level, e, h);
+            r->right = r->left ? node_new(s, level, e + h, len - h) : 0;
+        }
+        if (!r->left || !r->right || key_copy(s, m, e[h].kw, &r->sep))
+            return -1;
+    }
+    if (level == 0)
+        leaf_relink(s, n, r->left, r->right ? r->right : r->left);
+    if (r->left != n && r->right != n)
+        return heap_free(s, n);
+    return 0;
+}
+
+static void set_root(mseg *s, struct map_view *m, uint64_t root, uint64_t height)
+{
+    op_set64(s, m->off + MROOT(root), root);
+    op_set64(s, m->off + MROOT(height), height);
+    m->root = root;
+    m->height = height;
+}
+
+/* While the root is an internal node with one child, the child becomes the root. */
+static int root_collapse(mseg *s, struct map_view *m)
+{
+    for (unsigned guard = 0; guard < MAXH && m->height > 1; guard++) {
+        struct ent e[FAN];
+        if (node_read(s, m->root, e) != 1)
+            return 0;
+        uint64_t old = m->root;
+        set_root(s, m, e[0].vw, m->height - 1);
+        if (key_free(s, m, e[0].kw) || heap_free(s, old))
+            return -1;
+    }
+    return 0;
+}
+
+/* Applies the entry list e[0..len) to the node at depth d of path p, then
+   the resulting change to each ancestor in turn. */
+static int tree_apply(mseg *s, struct map_view *m, struct path *p, unsigned d, struct ent *e, unsigned len)
+{
+    struct ent pe[FAN + 2];
+    for (;;) {
+        uint64_t n = p->node[d];
+        unsigned level = (unsigned)(m->height - 1 - d);
+        if (len == 0) {                                 /* the node goes away */
+            if (level == 0)
+                leaf_unlink(s, n);
+            if (heap_free(s, n))
+                return -1;
+            if (d == 0) {
+                set_root(s, m, 0, 0);
+                return 0;
+            }
+            d--;
+            len = node_read(s, p->node[d], pe);
+            unsigned i = p->pos[d];
+            if (key_free(s, m, pe[i].kw))
+                return -1;
+            memmove(pe + i, pe + i + 1, (len - i - 1) * sizeof *pe);
+            len--;
+            e = pe;
+            continue;
+        }
+        struct repl r;
+        if (node_apply(s, m, n, level, e, len, &r))
+            return -1;
+        if (r.left == n && !r.right)
+            return root_collapse(s, m);
+        if (d == 0) {
+            if (!r.right) {
+                set_root(s, m, r.left, m->height);
+                return 0;
+            }
+            if (m->height >= MAXH)
+                return fail(ENOMEM, "map at %#llx: more than %u levels", (unsigned long long)m->off, MAXH);
+            struct ent top[2] = { { 0, r.left, -1 }, { r.sep, r.right, -1 } };
+            uint64_t root = node_new(s, level + 1, top, 2);
+            if (!root)
+                return -1;
+            set_root(s, m, root, m->height + 1);
+            return 0;
+        }
+        d--;
+        len = node_read(s, p->node[d], pe);
+        unsigned i = p->pos[d];
+        if (r.left != n)
+            pe[i] = (struct ent){ pe[i].kw, r.left, -1 };
+        if (r.right) {
+            memmove(pe + i + 2, pe + i + 1, (len - i - 1) * sizeof *pe);
+            pe[i + 1] = (struct ent){ r.sep, r.right, -1 };
+            len++;
+        }
+        e = pe;
+    }
+}
+
+/* ---- values ---- */
+
+/* The value word for (val, vlen): inline bytes or a new cell. */
+static int val_make(mseg *s, const struct map_view *m, const void *val, size_t vlen, uint64_t *vw)
+{
+    if (val_inline(m)) {
+        *vw = 0;
+        memcpy(vw, val, m->val_size);
+        return 0;
+    }
+    *vw = cell_new(s, val, vlen);
+    return *vw ? 0 : -1;
+}
+
+/* Frees what a leaf entry's value owns: its cell, or an owned container. */
+static int val_free(mseg *s, const struct map_view *m, uint64_t vw, unsigned depth)
+{
+    if (m->flags & MSEG_MAP_OWNED)
+        return container_free_anon(s, vw, depth + 1);
+    return val_inline(m) ? 0 : heap_free(s, vw);
+}
+
+/* Address and length of the value of leaf entry `slot` of node n; NULL if damaged. */
+static const void *val_get(mseg *s, const struct map_view *m, uint64_t n, unsigned slot, size_t *vlen)
+{
+    const struct mseg_map_node *nd = node_at(s, n);
+    if (val_inline(m)) {
+        *vlen = (size_t)m->val_size;
+        return &nd->vals[slot];
+    }
+    uint64_t len;
+    const uint8_t *p = cell_get(s, nd->vals[slot], &len);
+    if (!p || (m->val_size && len != m->val_size))
+        return fail_null(EUCLEAN, "segment %s: map value cell %#llx is damaged", s->name,
+                         (unsigned long long)nd->vals[slot]);
+    *vlen = (size_t)len;
+    return p;
+}
+
+/* Address and length of the key of entry `slot` of node n; NULL if damaged. */
+static const void *key_get(mseg *s, const struct map_view *m, uint64_t n, unsigned slot, size_t *klen)
+{
+    const struct mseg_map_node *nd = node_at(s, n);
+    if (m->kind != MSEG_KEY_BYTES) {
+        *klen = 8;
+        return &nd->keys[slot];
+    }
+    uint64_t len;
+    const uint8_t *p = cell_get(s, nd->keys[slot], &len);
+    if (!p)
+        return fail_null(EUCLEAN, "segment %s: map key cell %#llx is damaged", s->name,
+                         (unsigned long long)nd->keys[slot]);
+    *klen = (size_t)len;
+    return p;
+}
+
+/* ---- operations inside an engine operation ---- */
+
+static void set_count(mseg *s, struct map_view *m, uint64_t count)
+{
+    op_set64(s, m->off + MROOT(count), count);
+    m->count = count;
+}
+
+/* Inserts or replaces (k, val). */
+static int map_put_op(mseg *s, struct map_view *m, const struct mkey *k, const void *val, size_t vlen)
+{
+    uint64_t vw;
+    if (val_make(s, m, val, vlen, &vw))
+        return -1;
+    if (m->root == 0) {
+        struct ent e = { 0, vw, -1 };
+        if (key_word(s, m, k, &e.kw))
+            return -1;
+        uint64_t leaf = node_new(s, 0, &e, 1);
+        if (!leaf)
+            return -1;
+        set_root(s, m, leaf, 1);
+        set_count(s, m, 1);
+        return 0;
+    }
+    struct path p;
+    struct ent e[FAN + 1];
+    unsigned cnt, pos;
+    uint64_t leaf = descend(s, m, k, &p, &cnt, &pos, true);
+    if (!leaf)
+        return -1;
+    unsigned len = node_read(s, leaf, e);
+    if (leaf_has(s, m, leaf, cnt, pos, k)) {
+        uint64_t old = e[pos].vw;
+        e[pos] = (struct ent){ e[pos].kw, vw, -1 };
+        if (old != vw && val_free(s, m, old, 0))
+            return -1;
+    } else {
+        uint64_t kw;
+        if (key_word(s, m, k, &kw))
+            return -1;
+        memmove(e + pos + 1, e + pos, (len - pos) * sizeof *e);
+        e[pos] = (struct ent){ kw, vw, -1 };
+        len++;
+        set_count(s, m, m->count + 1);
+    }
+    return tree_apply(s, m, &p, (unsigned)m->height - 1, e, len);
+}
+
+/* Deletes k; ENOENT if absent. */
+static int map_del_op(mseg *s, struct map_view *m, const struct mkey *k)
+{
+    if (m->root == 0)
+        return fail(ENOENT, "map: no such key");
+    struct path p;
+    struct ent e[FAN];
+    unsigned cnt, pos;
+    uint64_t leaf = descend(s, m, k, &p, &cnt, &pos, true);
+    if (!leaf)
+        return -1;
+    if (!leaf_has(s, m, leaf, cnt, pos, k))
+        return fail(ENOENT, "map: no such key");
+    unsigned len = node_read(s, leaf, e);
+    if (key_free(s, m, e[pos].kw) || val_free(s, m, e[pos].vw, 0))
+        return -1;
+    memmove(e + pos, e + pos + 1, (len - pos - 1) * sizeof *e);
+    set_count(s, m, m->count - 1);
+    return tree_apply(s, m, &p, (unsigned)m->height - 1, e, len - 1);
+}
+
+/* Frees node n (at level) and everything below it; depth bounds owned nesting. */
+static int subtree_free(mseg *s, const struct map_view *m, uint64_t n, unsigned level, unsigned depth)
+{
+    unsigned cnt;
+    struct ent e[FAN];
+    if (node_check(s, n, level, &cnt))
+        return -1;
+    node_read(s, n, e);
+    for (unsigned i = 0; i < cnt; i++) {
+        if (key_free(s, m, e[i].kw))
+            return -1;
+        if (level > 0 ? subtree_free(s, m, e[i].vw, level - 1, depth) : val_free(s, m, e[i].vw, depth))
+            return -1;
+    }
+    return heap_free(s, n);
+}
+
+static int map_release_depth(mseg *s, uint64_t root, unsigned depth)
+{
+    struct map_view m;
+    if (map_load(s, root, &m))
+        return -1;
+    if (m.root && subtree_free(s, &m, m.root, (unsigned)m.height - 1, depth))
+        return -1;
+    return 0;
+}
+
+int map_release(mseg *s, uint64_t root)
+{
+    return map_release_depth(s, root, 0);
+}
+
+/* ---- containers of containers ---- */
+
+/* The kind of anonymous container at off: MSEG_KIND_VEC/MAP, or -1. */
+static int anon_kind(mseg *s, uint64_t off)
+{
+    if (!heap_block_is_live(s, off) || heap_block_size(s, off) - 4 < 64)
+        return -1;
+    uint32_t magic = op_peek32(s, off), flags = op_peek32(s, off + 4);
+    if (magic == MSEG_VEC_MAGIC && (flags & MSEG_VEC_ANON))
+        return MSEG_KIND_VEC;
+    if (magic == MSEG_MAP_MAGIC && (((const struct mseg_map_root *)(s->base + off))->flags & MSEG_MAP_ANON))
+        return MSEG_KIND_MAP;
+    return -1;
+}
+
+int container_check_anon(mseg *s, uint64_t off)
+{
+    if (off == 0 || anon_kind(s, off) >= 0)
+        return 0;
+    return fail(EINVAL, "segment %s: %#llx is not an anonymous vector or map", s->name, (unsigned long long)off);
+}
+
+int container_free_anon(mseg *s, uint64_t off, unsigned depth)
+{
+    if (off == 0)
+        return 0;
+    if (depth > NEST_MAX)
+        return fail(ELOOP, "segment %s: containers nested more than %u deep (a cycle?)", s->name, NEST_MAX);
+    int kind = anon_kind(s, off);
+    if (kind < 0)
+        return fail(EUCLEAN, "segment %s: owned value %#llx is not an anonymous container", s->name,
+                    (unsigned long long)off);
+    int rc = kind == MSEG_KIND_VEC ? vec_release(s, off) : map_release_depth(s, off, depth);
+    return rc ? -1 : heap_free(s, off);
+}
+
+/* ---- public API ---- */
+
+/* Ends a writing call: commits on rc == 0, keeps the first error's errno. */
+static int map_end(mseg *s, int rc)
+{
+    int e = errno;
+    if (seg_write_end(s, rc == 0))
+        return -1;
+    errno = e;
+    return rc;
+}
+
+/* Checks the creation parameters of a map. */
+static int map_params_ok(enum mseg_key kind, size_t val_size, unsigned flags)
+{
+    if ((unsigned)kind > MSEG_KEY_BYTES)
+        return fail(EINVAL, "map: unknown key kind %d", (int)kind);
+    if (val_size > MSEG_BLOCK_MAX - CELL_HEAD - 4)
+        return fail(EINVAL, "map: value size %zu is too large", val_size);
+    if ((flags & MSEG_OWNED) && val_size != sizeof(mseg_off))
+        return fail(EINVAL, "map: with MSEG_OWNED, values are mseg_off handles (%zu bytes), not %zu",
+                    sizeof(mseg_off), val_size);
+    return 0;
+}
+
+static void map_init_root(mseg *s, uint64_t off, enum mseg_key kind, size_t val_size, unsigned flags)
+{
+    struct mseg_map_root r = { .magic = MSEG_MAP_MAGIC, .key_kind = (uint8_t)kind,
+                               .flags = (uint8_t)flags, .val_size = val_size };
+    memcpy(s->base + off, &r, sizeof r);
+    op_fresh(s, off, sizeof r);
+}
+
+static mseg_map *map_new(mseg *s, enum mseg_key kind, size_t val_size, unsigned flags)
+{
+    if (map_params_ok(kind, val_size, flags) || seg_write_begin(s))
+        return NULL;
+    uint64_t off = heap_alloc(s, sizeof(struct mseg_map_root), MSEG_GRANULE);
+    if (!off) {
+        fail(ENOMEM, "segment %s: no room for a map", s->name);
+        map_end(s, -1);
+        return NULL;
+    }
+    map_init_root(s, off, kind, val_size, MSEG_MAP_ANON | ((flags & MSEG_OWNED) ? MSEG_MAP_OWNED : 0));
+    if (map_end(s, 0))
+        return NULL;
+    return (mseg_map *)(s->base + off);
+}
+
+mseg_map *mseg_map_new(mseg *s, enum mseg_key kind, size_t val_size)
+{
+    return map_new(s, kind, val_size, 0);
+}
+
+mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind)
+{
+    return map_new(s, kind, sizeof(mseg_off), MSEG_OWNED);
+}
+
+/* An existing named map's root matches what the caller asked for. */
+static int map_matches(mseg *s, const char *name, uint64_t off, enum mseg_key kind, size_t val_size,
+                       unsigned flags)
+{
+    const struct mseg_map_root *r = (const void *)(s->base + off);
+    if (r->magic != MSEG_MAP_MAGIC)
+        return fail(EUCLEAN, "map %s: root at %#llx is damaged", name, (unsigned long long)off);
+    bool owned = (r->flags & MSEG_MAP_OWNED) != 0;
+    if (r->key_kind != (uint8_t)kind || r->val_size != val_size || owned != ((flags & MSEG_OWNED) != 0))
+        return fail(EINVAL, "map %s has key kind %u, %llu-byte values%s; asked for kind %d, %zu-byte values%s",
+                    name, r->key_kind, (unsigned long long)r->val_size, owned ? ", owned" : "",
+                    (int)kind, val_size, (flags & MSEG_OWNED) ? ", owned" : "");
+    return 0;
+}
+
+mseg_map *mseg_map_open(mseg *s, const char *name, enum mseg_key kind, size_t val_size, unsigned flags)
+{
+    if (flags & ~(unsigned)(MSEG_CREATE | MSEG_OWNED))
+        return fail_null(EINVAL, "map %s: unknown flags %#x", name ? name : "(null)", flags);
+    if (map_params_ok(kind, val_size, flags) || seg_write_begin(s))
+        return NULL;
+    bool created;
+    uint64_t off = dir_open_kind(s, name, MSEG_KIND_MAP, "mseg_map", sizeof(struct mseg_map_root),
+                                 flags & MSEG_CREATE, &created);
+    int rc = off ? 0 : -1;
+    if (off && created)
+        map_init_root(s, off, kind, val_size, (flags & MSEG_OWNED) ? MSEG_MAP_OWNED : 0);
+    else if (off)
+        rc = map_matches(s, name, off, kind, val_size, flags);
+    if (map_end(s, rc))
+        return NULL;
+    return (mseg_map *)(s->base + off);
+}
+
+int mseg_map_delete(mseg *s, mseg_map *mp)
+{
+    if (seg_write_begin(s))
+        return -1;
+    uint64_t off = map_root_of(s, mp);
+    int rc = -1;
+    if (off && !(((const struct mseg_map_root *)(s->base + off))->flags & MSEG_MAP_ANON))
+        fail(EINVAL, "segment %s: the map at %#llx is named; destroy it with mseg_destroy",
+             s->name, (unsigned long long)off);
+    else if (off)
+        rc = container_free_anon(s, off, 0);
+    return map_end(s, rc);
+}
+
+int mseg_map_put(mseg *s, mseg_map *mp, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    if (!val && vlen)
+        return fail(EINVAL, "map put: NULL value");
+    if (seg_write_begin(s))
+        return -1;
+    struct map_view m;
+    struct mkey k;
+    int rc = map_open_view(s, mp, &m);
+    if (!rc)
+        rc = key_make(&m, key, klen, &k);
+    if (!rc && m.val_size && vlen != m.val_size)
+        rc = fail(EINVAL, "map put: value of %zu bytes, the map holds %llu-byte values", vlen,
+                  (unsigned long long)m.val_size);
+    if (!rc && vlen > MSEG_BLOCK_MAX - CELL_HEAD - 4)
+        rc = fail(ENOMEM, "map put: a %zu-byte value is larger than the largest block", vlen);
+    if (!rc && (m.flags & MSEG_MAP_OWNED)) {
+        mseg_off o;
+        memcpy(&o, val, sizeof o);
+        rc = container_check_anon(s, o);
+        if (!rc && o == m.off)
+            rc = fail(EINVAL, "map put: a map cannot own itself");
+    }
+    if (!rc)
+        rc = map_put_op(s, &m, &k, val, vlen);
+    return map_end(s, rc);
+}
+
+int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
+{
+    if (seg_write_begin(s))
+        return -1;
+    struct map_view m;
+    struct mkey k;
+    int rc = map_open_view(s, mp, &m);
+    if (!rc)
+        rc = key_make(&m, key, klen, &k);
+    if (!rc)
+        rc = map_del_op(s, &m, &k);
+    return map_end(s, rc);
+}
+
+/* ---- reading ---- */
+
+/* Runs `body` on a validated map view under seg_read_begin/end, retrying
+   when a read-only handle raced with a writer; rc is its result. */
+#define MAP_READ(s, mp, m, rc, ...)                                            \
+    do {                                                                        \
+        uint64_t seq_;                                                          \
+        int e_;                                                                 \
+        do {                                                                    \
+            if (seg_read_begin((s), &seq_)) { rc = -1; e_ = errno; break; }     \
+            rc = map_open_view((s), (mp), &(m));                                \
+            if (!rc) { __VA_ARGS__ }                                                   \
+            e_ = errno;                                                         \
+        } while (!seg_read_end((s), seq_));                                     \
+        errno = e_;                                                             \
+    } while (0)
+
+void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *vlen)
+{
+    struct map_view m;
+    struct mkey k;
+    int rc;
+    const void *v = NULL;
+    size_t len = 0;
+    MAP_READ(s, mp, m, rc, {
+        v = NULL;
+        rc = key_make(&m, key, klen, &k);
+        unsigned cnt, pos;
+        uint64_t leaf = (!rc && m.root) ? descend(s, &m, &k, NULL, &cnt, &pos, false) : 0;
+        if (!rc && m.root && !leaf)
+            rc = -1;
+        else if (!rc && (!leaf || !leaf_has(s, &m, leaf, cnt, pos, &k)))
+            rc = fail(ENOENT, "map: no such key");
+        else if (!rc)
+            rc = (v = val_get(s, &m, leaf, slot_at(s, leaf, pos), &len)) ? 0 : -1;
+    });
+    if (rc)
+        return NULL;
+    if (vlen)
+        *vlen = len;
+    return (void *)v;
+}
+
+size_t mseg_map_len(mseg *s, mseg_map *mp)
+{
+    struct map_view m;
+    int rc;
+    size_t n = 0;
+    MAP_READ(s, mp, m, rc, { n = (size_t)m.count; });
+    return rc ? 0 : n;
+}
+
+/* ---- cursors ---- */
+
+/* priv[0] leaf, priv[1] order index, priv[2] map root, priv[3] check word */
+#define CURSOR_TAG 0x6d7365672d637572ull
+
+/* Fills the public fields of c from entry pos of leaf n. */
+static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
+{
+    unsigned slot = slot_at(s, n, pos);
+    const void *k = key_get(s, m, n, slot, &c->klen);
+    const void *v = k ? val_get(s, m, n, slot, &c->vlen) : NULL;
+    if (!v)
+        return -1;
+    c->key = k;
+    c->val = v;
+    c->priv[0] = n;
+    c->priv[1] = pos;
+    c->priv[2] = m->off;
+    c->priv[3] = CURSOR_TAG ^ n ^ m->off;
+    return 0;
+}
+
+/* Positions c at order index pos of leaf n, or the first entry after it. */
+static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
+{
+    unsigned cnt;
+    if (node_check_cheap(s, n, 0, &cnt))
+        return -1;
+    if (pos < cnt)
+        return cursor_fill(s, m, c, n, pos);
+    uint64_t next = node_next(s, n);
+    if (!next)
+        return fail(ENOENT, "map cursor: at the end");
+    if (node_check_cheap(s, next, 0, &cnt))
+        return -1;
+    if (cnt == 0)
+        return fail(EUCLEAN, "segment %s: map leaf at %#llx is empty", s->name, (unsigned long long)next);
+    return cursor_fill(s, m, c, next, 0);
+}
+
+int mseg_map_first(mseg *s, mseg_map *mp, struct mseg_cursor *c)
+{
+    if (!c)
+        return fail(EINVAL, "map first: NULL cursor");
+    struct map_view m;
+    int rc;
+    MAP_READ(s, mp, m, rc, {
+        unsigned cnt, pos;
+        uint64_t leaf = m.root ? descend(s, &m, NULL, NULL, &cnt, &pos, false) : 0;
+        if (!m.root)
+            rc = fail(ENOENT, "map first: the map is empty");
+        else
+            rc = leaf ? cursor_settle(s, &m, c, leaf, 0) : -1;
+    });
+    return rc;
+}
+
+int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key, size_t klen)
+{
+    if (!c)
+        return fail(EINVAL, "map seek: NULL cursor");
+    struct map_view m;
+    struct mkey k;
+    int rc;
+    MAP_READ(s, mp, m, rc, {
+        unsigned cnt, pos;
+        rc = key_make(&m, key, klen, &k);
+        uint64_t leaf = (!rc && m.root) ? descend(s, &m, &k, NULL, &cnt, &pos, false) : 0;
+        if (!rc && !m.root)
+            rc = fail(ENOENT, "map seek: the map is empty");
+        else if (!rc)
+            rc = leaf ? cursor_settle(s, &m, c, leaf, pos) : -1;
+    });
+    return rc;
+}
+
+int mseg_map_next(mseg *s, struct mseg_cursor *c)
+{
+    if (!c || (c->priv[3] ^ c->priv[0] ^ c->priv[2]) != CURSOR_TAG)
+        return fail(EINVAL, "map next: the cursor was not set by first or seek");
+    struct map_view m;
+    int rc;
+    const mseg_map *mp = (const mseg_map *)(s ? s->base + c->priv[2] : NULL);
+    MAP_READ(s, mp, m, rc, {
+        rc = cursor_settle(s, &m, c, c->priv[0], (unsigned)c->priv[1] + 1);
+    });
+    return rc;
+}
+
+/* ---- check ---- */
+
+struct chk {
+    mseg *s;
+    const struct map_view *m;
+    char *why;
+    size_t whylen;
+    uint64_t entries, leaves, last_leaf;
+};
+
+static int chk_fail(struct chk *c, const char *msg, uint64_t n)
+{
+    snprintf(c->why, c->whylen, "map at %#llx: node %#llx: %s", (unsigned long long)c->m->off,
+             (unsigned long long)n, msg);
+    errno = EUCLEAN;
+    return -1;
+}
+
+/* Key words of e[0..cnt) (from `from`) strictly ascending and within [lo, hi). */
+static int chk_keys(struct chk *c, uint64_t n, const struct ent *e, unsigned cnt, unsigned from,
+                    const uint64_t *lo, const uint64_t *hi)
+{
+    bool bad = false;
+    struct mkey k;
+    for (unsigned i = from; i < cnt; i++) {
+        if (key_of_word(c->s, c->m, e[i].kw, &k))
+            return chk_fail(c, "a key cell is damaged", n);
+        if (i > from && key_cmp(c->s, c->m, e[i - 1].kw, &k, &bad) >= 0)
+            return chk_fail(c, "keys out of order", n);
+        if (lo && key_cmp(c->s, c->m, *lo, &k, &bad) > 0)
+            return chk_fail(c, "a key below its separator", n);
+        if (hi && key_cmp(c->s, c->m, *hi, &k, &bad) <= 0)
+            return chk_fail(c, "a key at or above the next separator", n);
+        if (bad)
+            return chk_fail(c, "a key cell is damaged", n);
+    }
+    return 0;
+}
+
+/* The node's perm lists distinct slots. */
+static int chk_perm(struct chk *c, uint64_t n, unsigned cnt)
+{
+    const struct mseg_map_node *nd = node_at(c->s, n);
+    const uint8_t *perm = nd->perm[st_live(node_state(c->s, n))];
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < cnt; i++) {
+        if (perm[i] >= FAN || (seen & (1ull << perm[i])))
+            return chk_fail(c, "its order array repeats or overruns a slot", n);
+        seen |= 1ull << perm[i];
+    }
+    return 0;
+}
+
+/* Checks a leaf's values and its place in the leaf chain. */
+static int chk_leaf(struct chk *c, uint64_t n, const struct ent *e, unsigned cnt)
+{
+    for (unsigned i = 0; i < cnt; i++) {
+        size_t vlen;
+        if (!val_inline(c->m) && !(c->m->flags & MSEG_MAP_OWNED)) {
+            if (!heap_block_is_live(c->s, e[i].vw) || !val_get(c->s, c->m, n, (unsigned)e[i].slot, &vlen))
+                return chk_fail(c, "a value cell is damaged", n);
+        }
+        if (c->m->kind == MSEG_KEY_BYTES && !heap_block_is_live(c->s, e[i].kw))
+            return chk_fail(c, "a key cell is not a live block", n);
+    }
+    if (node_prev(c->s, n) != c->last_leaf)
+        return chk_fail(c, "its prev link does not lead to the leaf before it", n);
+    if (c->last_leaf && node_next(c->s, c->last_leaf) != n)
+        return chk_fail(c, "the leaf before it does not link to it", n);
+    c->last_leaf = n;
+    c->leaves++;
+    c->entries += cnt;
+    return 0;
+}
+
+static int chk_node(struct chk *c, uint64_t n, unsigned level, const uint64_t *lo, const uint64_t *hi)
+{
+    unsigned cnt;
+    struct ent e[FAN];
+    if (node_check(c->s, n, level, &cnt)) {
+        snprintf(c->why, c->whylen, "%s", mseg_errmsg());
+        return -1;
+    }
+    if (cnt == 0)
+        return chk_fail(c, "empty", n);
+    if (chk_perm(c, n, cnt))
+        return -1;
+    node_read(c->s, n, e);
+    if (chk_keys(c, n, e, cnt, level ? 1 : 0, lo, hi))
+        return -1;
+    if (level == 0)
+        return chk_leaf(c, n, e, cnt);
+    for (unsigned i = 0; i < cnt; i++) {
+        const uint64_t *clo = i ? &e[i].kw : lo, *chi = i + 1 < cnt ? &e[i + 1].kw : hi;
+        if (chk_node(c, e[i].vw, level - 1, clo, chi))
+            return -1;
+    }
+    return 0;
+}
+
+int map_check(mseg *s, uint64_t root, char *why, size_t whylen)
+{
+    struct map_view m;
+    if (!seg_range_ok(s, root, sizeof(struct mseg_map_root)) ||
+        op_peek32(s, root + MROOT(magic)) != MSEG_MAP_MAGIC || map_load(s, root, &m)) {
+        snprintf(why, whylen, "map at %#llx: bad root", (unsigned long long)root);
+        errno = EUCLEAN;
+        return -1;
+    }
+    struct chk c = { s, &m, why, whylen, 0, 0, 0 };
+    if (m.root && chk_node(&c, m.root, (unsigned)m.height - 1, NULL, NULL))
+        return -1;
+    if (c.last_leaf && node_next(s, c.last_leaf) != 0)
+        return chk_fail(&c, "the last leaf links past the end", c.last_leaf);
+    if (c.entries != m.count) {
+        snprintf(why, whylen, "map at %#llx: counts %llu entries, its leaves hold %llu",
+                 (unsigned long long)root, (unsigned long long)m.count, (unsigned long long)c.entries);
+        errno = EUCLEAN;
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,413 @@
+/*
+ * vector.c - mseg_vec: a growable array in the segment.
+ *
+ * Format: see layout.h ("Vectors"). A root (magic, elem_size, len, cap,
+ * buf) and one heap block holding cap elements.
+ *
+ * Every writing call is one engine operation (seg_write_begin/end), so it
+ * happens completely or not at all. What each one logs:
+ *   - push into spare capacity: the element is stored in place (the slot at
+ *     index >= the committed length is unreachable in the committed state),
+ *     and one record, len;
+ *   - growth: a new block is allocated, the elements copied into it in
+ *     place (it is fresh), then buf, cap and len are logged and the old
+ *     block freed; a crash leaves the old buffer or the new one, never half;
+ *   - pop: one record, len.
+ * "Unreachable" is judged against the committed state, i.e. the root as
+ * stored in memory, not as the operation sees it: inside a transaction an
+ * earlier pop may have logged a smaller len while the committed state still
+ * holds that element. Bytes the committed state can reach are logged
+ * (op_write_bytes); when that would take many records, the call moves the
+ * elements to a fresh block instead, so each call logs a bounded number of
+ * records whatever the vector's size.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ROOT(field) offsetof(struct mseg_vec_root, field)
+#define VEC_MIN_CAP      4u
+#define VEC_LOG_BYTES_MAX 256u   /* logged element bytes per call before relocating */
+
+/* The root as the current operation sees it. */
+struct vec_view {
+    uint64_t root, elem_size, len, cap, buf;
+};
+
+/* ---- validation ---- */
+
+/* Offset of the root a handle points at, if it looks like a vector root. */
+static uint64_t vec_root_of(mseg *s, const mseg_vec *v)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle"), 0;
+    uintptr_t p = (uintptr_t)v, b = (uintptr_t)s->base;
+    if (!v || p < b || p % 16 || !seg_range_ok(s, p - b, sizeof(struct mseg_vec_root)) ||
+        p - b < MSEG_HEAP_OFF)
+        return fail(EINVAL, "segment %s: %p is not a vector handle of this segment", s->name, (const void *)v), 0;
+    uint64_t off = p - b;
+    if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
+        return fail(EINVAL, "segment %s: %#llx is not a vector (bad magic)", s->name, (unsigned long long)off), 0;
+    return off;
+}
+
+/* Reads and validates the root at off in the operation's view. */
+static int vec_load(mseg *s, uint64_t off, struct vec_view *w)
+{
+    w->root = off;
+    w->elem_size = op_peek64(s, off + ROOT(elem_size));
+    w->len = op_peek64(s, off + ROOT(len));
+    w->cap = op_peek64(s, off + ROOT(cap));
+    w->buf = op_peek64(s, off + ROOT(buf));
+    if (w->elem_size == 0 || w->elem_size > MSEG_BLOCK_MAX || w->len > w->cap ||
+        (w->cap && w->cap > MSEG_BLOCK_MAX / w->elem_size))
+        return fail(EUCLEAN, "segment %s: vector at %#llx is damaged (elem_size %llu, len %llu, cap %llu)",
+                    s->name, (unsigned long long)off, (unsigned long long)w->elem_size,
+                    (unsigned long long)w->len, (unsigned long long)w->cap);
+    if (w->cap == 0 && w->buf == 0)
+        return 0;
+    if (!heap_block_is_live(s, w->buf) || heap_block_size(s, w->buf) - 4 < w->cap * w->elem_size)
+        return fail(EUCLEAN, "segment %s: vector at %#llx has a buffer %#llx that is not a live block of %llu bytes",
+                    s->name, (unsigned long long)off, (unsigned long long)w->buf,
+                    (unsigned long long)(w->cap * w->elem_size));
+    return 0;
+}
+
+/* Validates the handle and loads its root. */
+static int vec_open_view(mseg *s, const mseg_vec *v, struct vec_view *w)
+{
+    uint64_t off = vec_root_of(s, v);
+    return off ? vec_load(s, off, w) : -1;
+}
+
+/* ---- storing elements ---- */
+
+/* Copies n bytes at src_off, as the operation sees them, to dst. */
+static void view_copy(mseg *s, uint8_t *dst, uint64_t src_off, uint64_t n)
+{
+    if (!s->op.bloom) {
+        memcpy(dst, s->base + src_off, n);
+        return;
+    }
+    /* src_off is 16-aligned plus whole elements; read aligned 4-byte words */
+    uint64_t i = 0;
+    for (; i < n && (src_off + i) % 4; i++)
+        dst[i] = s->base[src_off + i];
+    for (; i + 4 <= n; i += 4) {
+        uint32_t w = op_get32(s, src_off + i);
+        memcpy(dst + i, &w, 4);
+    }
+    if (i < n) {
+        uint32_t w = op_get32(s, src_off + i);
+        memcpy(dst + i, &w, n - i);
+    }
+}
+
+/* Of the bytes [at, at+n) of the buffer, how many the committed state can
+   reach (a prefix), which must be logged rather than stored in place. */
+static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at, uint64_t n)
+{
+    const struct mseg_vec_root *mem = (const void *)(s->base + w->root);
+    if (mem->buf != w->buf)
+        return 0;                       /* a buffer of this operation: fresh */
+    if (mem->len > w->cap)
+        return n;                       /* cannot tell: log it all */
+    uint64_t reach = mem->len * w->elem_size;
+    if (at >= reach)
+        return 0;
+    return reach - at < n ? reach - at : n;
+}
+
+/* Stores n bytes (src, or zeros when src is NULL) at byte at of the buffer:
+   in place where the committed state cannot reach, logged where it can. */
+static void vec_store(mseg *s, const struct vec_view *w, uint64_t at, const void *src, uint64_t n)
+{
+    uint64_t logged = committed_overlap(s, w, at, n);
+    if (logged) {
+        uint8_t zero[VEC_LOG_BYTES_MAX] = {0};
+        op_write_bytes(s, w->buf + at, src ? src : zero, logged);
+    }
+    uint8_t *dst = s->base + w->buf + at + logged;
+    if (src)
+        memcpy(dst, (const uint8_t *)src + logged, n - logged);
+    else
+        memset(dst, 0, n - logged);
+    op_fresh(s, w->buf + at + logged, n - logged);
+}
+
+/* Moves the elements to a fresh block of cap elements (cap >= len) and logs
+   the switch; the old block is freed. */
+static int vec_relocate(mseg *s, struct vec_view *w, uint64_t cap)
+{
+    if (cap > (MSEG_BLOCK_MAX - 4) / w->elem_size)
+        return fail(ENOMEM, "segment %s: vector of %llu elements of %llu bytes is larger than the largest block",
+                    s->name, (unsigned long long)cap, (unsigned long long)w->elem_size);
+    uint64_t bytes = cap * w->elem_size;
+    uint64_t nbuf = heap_alloc(s, bytes, MSEG_GRANULE);
+    if (!nbuf)
+        return fail(ENOMEM, "segment %s: no room to grow a vector to %llu elements (%llu bytes)",
+                    s->name, (unsigned long long)cap, (unsigned long long)bytes);
+    uint64_t used = w->len * w->elem_size;
+    if (used)
+        view_copy(s, s->base + nbuf, w->buf, used);
+    op_fresh(s, nbuf, used);
+    if (w->buf && heap_free(s, w->buf))
+        return -1;
+    op_set64(s, w->root + ROOT(buf), nbuf);
+    op_set64(s, w->root + ROOT(cap), cap);
+    w->buf = nbuf;
+    w->cap = cap;
+    return 0;
+}
+
+/* Makes room for `want` elements, growing geometrically. */
+static int vec_grow_for(mseg *s, struct vec_view *w, uint64_t want)
+{
+    if (want <= w->cap)
+        return 0;
+    uint64_t cap = w->cap < VEC_MIN_CAP ? VEC_MIN_CAP : w->cap;
+    while (cap < want && cap <= UINT64_MAX / 2)
+        cap *= 2;
+    if (cap < want)
+        cap = want;
+    return vec_relocate(s, w, cap);
+}
+
+static void vec_set_len(mseg *s, struct vec_view *w, uint64_t len)
+{
+    op_set64(s, w->root + ROOT(len), len);
+    w->len = len;
+}
+
+/* ---- running an operation ---- */
+
+/* Ends a writing call: commits on rc == 0, keeps the first error's errno. */
+static int vec_end(mseg *s, int rc)
+{
+    int e = errno;
+    if (seg_write_end(s, rc == 0))
+        return -1;
+    errno = e;
+    return rc;
+}
+
+/* ---- public API: creating and deleting ---- */
+
+/* Writes a new root at off (fresh memory). */
+static void vec_init_root(mseg *s, uint64_t off, size_t elem_size, uint32_t flags)
+{
+    struct mseg_vec_root r = { .magic = MSEG_VEC_MAGIC, .flags = flags, .elem_size = elem_size };
+    memcpy(s->base + off, &r, sizeof r);
+    op_fresh(s, off, sizeof r);
+}
+
+mseg_vec *mseg_vec_new(mseg *s, size_t elem_size)
+{
+    if (elem_size == 0 || elem_size > MSEG_BLOCK_MAX)
+        return fail_null(EINVAL, "vector: element size %zu", elem_size);
+    if (seg_write_begin(s))
+        return NULL;
+    uint64_t off = heap_alloc(s, sizeof(struct mseg_vec_root), MSEG_GRANULE);
+    if (!off) {
+        fail(ENOMEM, "segment %s: no room for a vector", s->name);
+        vec_end(s, -1);
+        return NULL;
+    }
+    vec_init_root(s, off, elem_size, MSEG_VEC_ANON);
+    if (vec_end(s, 0))
+        return NULL;
+    return (mseg_vec *)(s->base + off);
+}
+
+mseg_vec *mseg_vec_open(mseg *s, const char *name, size_t elem_size, unsigned flags)
+{
+    if (elem_size == 0 || elem_size > MSEG_BLOCK_MAX)
+        return fail_null(EINVAL, "vector %s: element size %zu", name ? name : "(null)", elem_size);
+    if (flags & ~(unsigned)MSEG_CREATE)
+        return fail_null(EINVAL, "vector %s: unknown flags %#x", name ? name : "(null)", flags);
+    if (seg_write_begin(s))
+        return NULL;
+    bool created;
+    uint64_t off = dir_open_kind(s, name, MSEG_KIND_VEC, "mseg_vec", sizeof(struct mseg_vec_root),
+                                 flags & MSEG_CREATE, &created);
+    int rc = off ? 0 : -1;
+    if (off && created)
+        vec_init_root(s, off, elem_size, 0);
+    else if (off && op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
+        rc = fail(EUCLEAN, "vector %s: root at %#llx is damaged", name, (unsigned long long)off);
+    else if (off && op_peek64(s, off + ROOT(elem_size)) != elem_size)
+        rc = fail(EINVAL, "vector %s holds %llu-byte elements, not %zu-byte ones", name,
+                  (unsigned long long)op_peek64(s, off + ROOT(elem_size)), elem_size);
+    if (vec_end(s, rc))
+        return NULL;
+    return (mseg_vec *)(s->base + off);
+}
+
+int vec_release(mseg *s, uint64_t root)
+{
+    struct vec_view w;
+    if (vec_load(s, root, &w))
+        return -1;
+    if (w.buf && heap_free(s, w.buf))
+        return -1;
+    return 0;
+}
+
+int mseg_vec_delete(mseg *s, mseg_vec *v)
+{
+    if (seg_write_begin(s))
+        return -1;
+    uint64_t off = vec_root_of(s, v);
+    int rc = -1;
+    if (off && !(op_peek32(s, off + ROOT(flags)) & MSEG_VEC_ANON))
+        fail(EINVAL, "segment %s: the vector at %#llx is named; destroy it with mseg_destroy",
+             s->name, (unsigned long long)off);
+    else if (off)
+        rc = container_free_anon(s, off, 0);
+    return vec_end(s, rc);
+}
+
+/* ---- public API: changing ---- */
+
+int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
+{
+    if (!elem)
+        return fail(EINVAL, "vector push: NULL element");
+    if (seg_write_begin(s))
+        return -1;
+    struct vec_view w;
+    int rc = vec_open_view(s, v, &w);
+    if (!rc && w.len == UINT64_MAX)
+        rc = fail(ENOMEM, "vector is full");
+    if (!rc)
+        rc = vec_grow_for(s, &w, w.len + 1);
+    if (!rc && committed_overlap(s, &w, w.len * w.elem_size, w.elem_size) > VEC_LOG_BYTES_MAX)
+        rc = vec_relocate(s, &w, w.cap);
+    if (!rc) {
+        vec_store(s, &w, w.len * w.elem_size, elem, w.elem_size);
+        vec_set_len(s, &w, w.len + 1);
+    }
+    return vec_end(s, rc);
+}
+
+int mseg_vec_pop(mseg *s, mseg_vec *v, void *out)
+{
+    if (seg_write_begin(s))
+        return -1;
+    struct vec_view w;
+    int rc = vec_open_view(s, v, &w);
+    if (!rc && w.len == 0)
+        rc = fail(ERANGE, "vector pop: the vector is empty");
+    if (!rc) {
+        if (out)
+            view_copy(s, out, w.buf + (w.len - 1) * w.elem_size, w.elem_size);
+        vec_set_len(s, &w, w.len - 1);
+    }
+    return vec_end(s, rc);
+}
+
+int mseg_vec_reserve(mseg *s, mseg_vec *v, size_t cap)
+{
+    if (seg_write_begin(s))
+        return -1;
+    struct vec_view w;
+    int rc = vec_open_view(s, v, &w);
+    if (!rc && cap > w.cap)
+        rc = vec_relocate(s, &w, cap);
+    return vec_end(s, rc);
+}
+
+int mseg_vec_resize(mseg *s, mseg_vec *v, size_t len)
+{
+    if (seg_write_begin(s))
+        return -1;
+    struct vec_view w;
+    int rc = vec_open_view(s, v, &w);
+    if (!rc && len > w.len) {
+        if (len > w.cap)
+            rc = vec_relocate(s, &w, len);
+        uint64_t at = w.len * w.elem_size, n = (len - w.len) * w.elem_size;
+        if (!rc && committed_overlap(s, &w, at, n) > VEC_LOG_BYTES_MAX)
+            rc = vec_relocate(s, &w, w.cap);
+        if (!rc)
+            vec_store(s, &w, at, NULL, n);
+    }
+    if (!rc && len != w.len)
+        vec_set_len(s, &w, len);
+    return vec_end(s, rc);
+}
+
+/* ---- public API: reading ---- */
+
+/* Runs a read of the vector under seg_read_begin/end, retrying when a
+   read-only handle raced with a writer. */
+#define VEC_READ(s, v, w, rc, ...)                                      \
+    do {                                                                 \
+        uint64_t seq_;                                                   \
+        int e_;                                                          \
+        do {                                                             \
+            if (seg_read_begin((s), &seq_)) { rc = -1; e_ = errno; break; } \
+            rc = vec_open_view((s), (v), &(w));                          \
+            if (!rc) { __VA_ARGS__ }                                            \
+            e_ = errno;                                                  \
+        } while (!seg_read_end((s), seq_));                              \
+        errno = e_;                                                      \
+    } while (0)
+
+size_t mseg_vec_len(mseg *s, mseg_vec *v)
+{
+    struct vec_view w;
+    int rc;
+    size_t len = 0;
+    VEC_READ(s, v, w, rc, { len = (size_t)w.len; });
+    return rc ? 0 : len;
+}
+
+void *mseg_vec_at(mseg *s, mseg_vec *v, size_t i)
+{
+    struct vec_view w;
+    int rc;
+    void *p = NULL;
+    VEC_READ(s, v, w, rc, {
+        if (i >= w.len)
+            rc = fail(ERANGE, "vector index %zu past the end (length %llu)", i, (unsigned long long)w.len);
+        else
+            p = s->base + w.buf + i * w.elem_size;
+    });
+    return rc ? NULL : p;
+}
+
+void *mseg_vec_data(mseg *s, mseg_vec *v)
+{
+    struct vec_view w;
+    int rc;
+    void *p = NULL;
+    VEC_READ(s, v, w, rc, { p = w.buf ? s->base + w.buf : NULL; });
+    if (!rc && !p)
+        errno = 0;        /* no buffer yet: NULL is not an error */
+    return rc ? NULL : p;
+}
+
+/* ---- check ---- */
+
+int vec_check(mseg *s, uint64_t root, char *why, size_t whylen)
+{
+    struct vec_view w;
+    if (op_peek32(s, root + ROOT(magic)) != MSEG_VEC_MAGIC || vec_load(s, root, &w)) {
+        if (op_peek32(s, root + ROOT(magic)) != MSEG_VEC_MAGIC)
+            fail(EUCLEAN, "vector at %#llx: bad magic", (unsigned long long)root);
+        snprintf(why, whylen, "%s", mseg_errmsg());
+        errno = EUCLEAN;
+        return -1;
+    }
+    if (w.cap == 0 && w.len == 0)
+        return 0;
+    if (!w.buf) {
+        snprintf(why, whylen, "vector at %#llx: capacity %llu but no buffer",
+                 (unsigned long long)root, (unsigned long long)w.cap);
+        errno = EUCLEAN;
+        return -1;
+    }
+    return 0;
+}
