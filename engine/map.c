@@ -320,6 +320,16 @@ static unsigned slot_at(mseg *s, uint64_t n, unsigned i)
     return node_at(s, n)->perm[st_live(node_state(s, n))][i] & (FAN - 1);
 }
 
+/* Asks the CPU to load a node's header, order arrays and keys in parallel:
+   a binary search through perm touches key lines in random order, and
+   without this each one is a separate cache miss. */
+static void node_prefetch(mseg *s, uint64_t n)
+{
+    const char *p = (const char *)(s->base + n);
+    for (unsigned i = 0; i < NODE(vals); i += 64)
+        __builtin_prefetch(p + i);
+}
+
 /* Walks from the root to the leaf where k is or would be. With k NULL, the
    leftmost leaf. Fills p (when not NULL); returns the leaf, its entry count
    and the lower-bound position of k in it. write: full node checks. */
@@ -330,6 +340,8 @@ static uint64_t descend(mseg *s, const struct map_view *m, const struct mkey *k,
     bool bad = false;
     for (unsigned d = 0; d < m->height; d++) {
         unsigned level = (unsigned)(m->height - 1 - d);
+        if (seg_range_ok(s, n, NODE_BYTES))
+            node_prefetch(s, n);
         if ((write ? node_check : node_check_cheap)(s, n, level, cnt))
             return 0;
         if (*cnt == 0 && (level > 0 || d > 0))
@@ -879,15 +891,37 @@ static int map_matches(mseg *s, const char *name, uint64_t off, enum mseg_key ki
     return 0;
 }
 
+/* Finds a named map without creating it: a read, so it works on read-only
+   handles too. */
+static mseg_map *map_find(mseg *s, const char *name, enum mseg_key kind, size_t val_size, unsigned flags)
+{
+    uint64_t seq, off;
+    int rc, e;
+    do {
+        if (seg_read_begin(s, &seq))
+            return NULL;
+        bool created;
+        off = dir_open_kind(s, name, MSEG_KIND_MAP, "mseg_map", sizeof(struct mseg_map_root), false, &created);
+        rc = off ? map_matches(s, name, off, kind, val_size, flags) : -1;
+        e = errno;
+    } while (!seg_read_end(s, seq));
+    errno = e;
+    return rc ? NULL : (mseg_map *)(s->base + off);
+}
+
 mseg_map *mseg_map_open(mseg *s, const char *name, enum mseg_key kind, size_t val_size, unsigned flags)
 {
     if (flags & ~(unsigned)(MSEG_CREATE | MSEG_OWNED))
         return fail_null(EINVAL, "map %s: unknown flags %#x", name ? name : "(null)", flags);
-    if (map_params_ok(kind, val_size, flags) || seg_write_begin(s))
+    if (map_params_ok(kind, val_size, flags))
+        return NULL;
+    if (!(flags & MSEG_CREATE))
+        return map_find(s, name, kind, val_size, flags);
+    if (seg_write_begin(s))
         return NULL;
     bool created;
     uint64_t off = dir_open_kind(s, name, MSEG_KIND_MAP, "mseg_map", sizeof(struct mseg_map_root),
-                                 flags & MSEG_CREATE, &created);
+                                 true, &created);
     int rc = off ? 0 : -1;
     if (off && created)
         map_init_root(s, off, kind, val_size, (flags & MSEG_OWNED) ? MSEG_MAP_OWNED : 0);

@@ -220,25 +220,53 @@ mseg_vec *mseg_vec_new(mseg *s, size_t elem_size)
     return (mseg_vec *)(s->base + off);
 }
 
+/* The named vector's root at off matches elem_size (EINVAL if not). */
+static int vec_matches(mseg *s, const char *name, uint64_t off, size_t elem_size)
+{
+    if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
+        return fail(EUCLEAN, "vector %s: root at %#llx is damaged", name, (unsigned long long)off);
+    if (op_peek64(s, off + ROOT(elem_size)) != elem_size)
+        return fail(EINVAL, "vector %s holds %llu-byte elements, not %zu-byte ones", name,
+                    (unsigned long long)op_peek64(s, off + ROOT(elem_size)), elem_size);
+    return 0;
+}
+
+/* Finds a named vector without creating it: a read, so it works on
+   read-only handles too. */
+static mseg_vec *vec_find(mseg *s, const char *name, size_t elem_size)
+{
+    uint64_t seq, off;
+    int rc, e;
+    do {
+        if (seg_read_begin(s, &seq))
+            return NULL;
+        bool created;
+        off = dir_open_kind(s, name, MSEG_KIND_VEC, "mseg_vec", sizeof(struct mseg_vec_root), false, &created);
+        rc = off ? vec_matches(s, name, off, elem_size) : -1;
+        e = errno;
+    } while (!seg_read_end(s, seq));
+    errno = e;
+    return rc ? NULL : (mseg_vec *)(s->base + off);
+}
+
 mseg_vec *mseg_vec_open(mseg *s, const char *name, size_t elem_size, unsigned flags)
 {
     if (elem_size == 0 || elem_size > MSEG_BLOCK_MAX)
         return fail_null(EINVAL, "vector %s: element size %zu", name ? name : "(null)", elem_size);
     if (flags & ~(unsigned)MSEG_CREATE)
         return fail_null(EINVAL, "vector %s: unknown flags %#x", name ? name : "(null)", flags);
+    if (!(flags & MSEG_CREATE))
+        return vec_find(s, name, elem_size);
     if (seg_write_begin(s))
         return NULL;
     bool created;
     uint64_t off = dir_open_kind(s, name, MSEG_KIND_VEC, "mseg_vec", sizeof(struct mseg_vec_root),
-                                 flags & MSEG_CREATE, &created);
+                                 true, &created);
     int rc = off ? 0 : -1;
     if (off && created)
         vec_init_root(s, off, elem_size, 0);
-    else if (off && op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
-        rc = fail(EUCLEAN, "vector %s: root at %#llx is damaged", name, (unsigned long long)off);
-    else if (off && op_peek64(s, off + ROOT(elem_size)) != elem_size)
-        rc = fail(EINVAL, "vector %s holds %llu-byte elements, not %zu-byte ones", name,
-                  (unsigned long long)op_peek64(s, off + ROOT(elem_size)), elem_size);
+    else if (off)
+        rc = vec_matches(s, name, off, elem_size);
     if (vec_end(s, rc))
         return NULL;
     return (mseg_vec *)(s->base + off);

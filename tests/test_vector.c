@@ -1,0 +1,246 @@
+/* test_vector.c - mseg_vec: growth, access, named vectors, persistence. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+
+#include "helpers.h"
+#include "layout.h"
+
+int vec_check(mseg *s, uint64_t root, char *why, size_t whylen);
+int map_check(mseg *s, uint64_t root, char *why, size_t whylen);
+
+#define MiB (1024u * 1024u)
+
+static mseg *vt_open(char *name, unsigned backend, size_t size)
+{
+    th_name(name, backend);
+    struct mseg_config c = { .size = size };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &c);
+    cr_assert_not_null(s, "create %s: %s", name, mseg_errmsg());
+    return s;
+}
+
+/* Runs vec_check / map_check on every named container. */
+static int vt_check_named(const struct mseg_named *o, void *arg)
+{
+    mseg *s = arg;
+    char why[256] = "";
+    if (strcmp(o->type, "mseg_vec") == 0)
+        cr_assert_eq(vec_check(s, o->off, why, sizeof why), 0, "vector %s: %s", o->name, why);
+    if (strcmp(o->type, "mseg_map") == 0)
+        cr_assert_eq(map_check(s, o->off, why, sizeof why), 0, "map %s: %s", o->name, why);
+    return 0;
+}
+
+static void vt_assert_sound(mseg *s)
+{
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), 0, "verify: %s", mseg_errmsg());
+    cr_assert_eq(r.problems, 0, "%s", r.first_problem);
+    cr_assert_eq(mseg_named_foreach(s, vt_check_named, s), 0);
+}
+
+static void vt_check_anon(mseg *s, mseg_vec *v)
+{
+    char why[256] = "";
+    cr_assert_eq(vec_check(s, mseg_off_of(s, v), why, sizeof why), 0, "%s", why);
+}
+
+Test(vector, new_vector_is_empty_and_pop_says_erange, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *v = mseg_vec_new(s, sizeof(int));
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), 0);
+    cr_assert_null(mseg_vec_at(s, v, 0));
+    cr_assert_eq(errno, ERANGE);
+    cr_assert_eq(mseg_vec_pop(s, v, NULL), -1);
+    cr_assert_eq(errno, ERANGE);
+    cr_assert_null(mseg_vec_data(s, v), "no buffer yet");
+    vt_check_anon(s, v);
+    cr_assert_eq(mseg_vec_delete(s, v), 0, "%s", mseg_errmsg());
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(vector, one_element_pushes_and_pops_back, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *v = mseg_vec_new(s, sizeof(double));
+    double d = 2.5, out = 0;
+    cr_assert_eq(mseg_vec_push(s, v, &d), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), 1);
+    cr_assert_eq(*(double *)mseg_vec_at(s, v, 0), 2.5);
+    cr_assert_eq(mseg_vec_pop(s, v, &out), 0);
+    cr_assert_eq(out, 2.5);
+    cr_assert_eq(mseg_vec_len(s, v), 0);
+    vt_check_anon(s, v);
+    mseg_close(s);
+}
+
+Test(vector, pushes_a_million_ints_in_amortized_constant_time, .fini = th_cleanup, .timeout = 60)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 64 * MiB);
+    mseg_vec *v = mseg_vec_new(s, sizeof(uint32_t));
+    const uint32_t n = 1000000;
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "push %u: %s", i, mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), n);
+    const uint32_t *d = mseg_vec_data(s, v);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(d[i], i);
+    vt_check_anon(s, v);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(vector, resize_zeroes_new_elements_and_shrinks, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *v = mseg_vec_new(s, 24);
+    uint8_t e[24];
+    memset(e, 0xab, sizeof e);
+    for (int i = 0; i < 10; i++)
+        mseg_vec_push(s, v, e);
+    cr_assert_eq(mseg_vec_resize(s, v, 3), 0);
+    cr_assert_eq(mseg_vec_len(s, v), 3);
+    cr_assert_eq(mseg_vec_resize(s, v, 1000), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), 1000);
+    uint8_t *d = mseg_vec_data(s, v);
+    for (size_t i = 0; i < 3 * 24; i++)
+        cr_assert_eq(d[i], 0xab);
+    for (size_t i = 3 * 24; i < 1000 * 24; i++)
+        cr_assert_eq(d[i], 0, "byte %zu of the grown part is not zero", i);
+    vt_check_anon(s, v);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(vector, reserve_keeps_the_data_pointer_stable_across_pushes, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *v = mseg_vec_new(s, sizeof(int));
+    cr_assert_eq(mseg_vec_reserve(s, v, 500), 0);
+    int zero = 0;
+    mseg_vec_push(s, v, &zero);
+    void *p = mseg_vec_data(s, v);
+    for (int i = 1; i < 500; i++)
+        mseg_vec_push(s, v, &i);
+    cr_assert_eq(mseg_vec_data(s, v), p);
+    cr_assert_eq(mseg_vec_reserve(s, v, 10), 0, "a smaller reserve is a no-op");
+    cr_assert_eq(mseg_vec_data(s, v), p);
+    mseg_close(s);
+}
+
+Test(vector, named_vector_is_type_checked_by_element_size, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    cr_assert_null(mseg_vec_open(s, "v", 4, 0));
+    cr_assert_eq(errno, ENOENT);
+    mseg_vec *v = mseg_vec_open(s, "v", 4, MSEG_CREATE);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_open(s, "v", 4, 0), v);
+    cr_assert_null(mseg_vec_open(s, "v", 8, 0));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_null(mseg_map_open(s, "v", MSEG_KEY_U64, 8, 0), "a vector is not a map");
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(mseg_vec_delete(s, v), -1, "named vectors go with mseg_destroy");
+    cr_assert_eq(errno, EINVAL);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(vector, bad_handles_are_einval, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    int local = 0;
+    cr_assert_eq(mseg_vec_push(s, (mseg_vec *)&local, &local), -1);
+    cr_assert_eq(errno, EINVAL);
+    void *raw = mseg_alloc(s, 64);
+    memset(raw, 0, 64);
+    cr_assert_eq(mseg_vec_push(s, raw, &local), -1);
+    cr_assert_eq(errno, EINVAL);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert_eq(mseg_vec_len(s, (mseg_vec *)m), 0);
+    cr_assert_eq(errno, EINVAL, "a map is not a vector");
+    mseg_close(s);
+}
+
+Test(vector, destroy_and_delete_give_all_memory_back, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 16 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_vec *v = mseg_vec_open(s, "big", 8, MSEG_CREATE);
+    mseg_vec *a = mseg_vec_new(s, 8);
+    for (uint64_t i = 0; i < 100000; i++) {
+        mseg_vec_push(s, v, &i);
+        mseg_vec_push(s, a, &i);
+    }
+    cr_assert_lt(mseg_free_memory(s), before);
+    cr_assert_eq(mseg_destroy(s, "big"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_delete(s, a), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), before);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(vector, full_segment_push_fails_with_enomem_and_changes_nothing, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 1 * MiB);
+    mseg_vec *v = mseg_vec_new(s, 1024);
+    uint8_t e[1024];
+    size_t n = 0;
+    for (;; n++) {
+        memset(e, (int)(n & 0xff), sizeof e);
+        if (mseg_vec_push(s, v, e))
+            break;
+    }
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(mseg_vec_len(s, v), n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(((uint8_t *)mseg_vec_at(s, v, i))[1023], (uint8_t)(i & 0xff));
+    vt_check_anon(s, v);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+static void vt_reopen_keeps_contents(unsigned backend)
+{
+    char name[256];
+    mseg *s = vt_open(name, backend, 4 * MiB);
+    mseg_vec *v = mseg_vec_open(s, "persist", sizeof(uint64_t), MSEG_CREATE);
+    for (uint64_t i = 0; i < 5000; i++)
+        mseg_vec_push(s, v, (uint64_t[]){ i * i });
+    mseg_close(s);
+    s = mseg_open(name, backend, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    v = mseg_vec_open(s, "persist", sizeof(uint64_t), 0);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), 5000);
+    for (uint64_t i = 0; i < 5000; i++)
+        cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, i), i * i);
+    vt_assert_sound(s);
+    mseg_close(s);
+    /* a read-only handle reads the same */
+    s = mseg_open(name, backend | MSEG_RDONLY, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_vec *root = mseg_vec_open(s, "persist", sizeof(uint64_t), 0);
+    cr_assert_not_null(root, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, root), 5000);
+    cr_assert_eq(*(uint64_t *)mseg_vec_at(s, root, 4999), 4999ull * 4999);
+    cr_assert_eq(mseg_vec_push(s, root, (uint64_t[]){ 1 }), -1);
+    cr_assert_eq(errno, EROFS);
+    mseg_close(s);
+}
+
+Test(vector, reopen_keeps_contents_file, .fini = th_cleanup) { vt_reopen_keeps_contents(0); }
+Test(vector, reopen_keeps_contents_shm, .fini = th_cleanup) { vt_reopen_keeps_contents(MSEG_SHM); }
