@@ -70,6 +70,13 @@ static int validate_identity(const struct mseg_header *h, char *why, size_t whyl
     uint32_t hs = h->header_size;
     if (hs < 24 || hs > MSEG_PAGE || hs % 8)
         return WHY(EUCLEAN, "header_size %u is impossible", hs);
+    /* Callers hold only sizeof *h bytes: a longer header cannot be
+       checksummed here. It is a newer format only if the version says so. */
+    if (hs > sizeof *h && h->format_version <= MSEG_FORMAT_VERSION)
+        return WHY(EUCLEAN, "header_size %u is impossible for format version %u", hs, h->format_version);
+    if (hs > sizeof *h)
+        return WHY(EPROTO, "format version %u (a %u-byte header); this library reads version %u",
+                   h->format_version, hs, MSEG_FORMAT_VERSION);
     uint64_t stored;
     memcpy(&stored, (const uint8_t *)h + hs - 8, 8);
     uint64_t computed = mseg_hash(h, hs - 8);
