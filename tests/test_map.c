@@ -1,0 +1,600 @@
+/* test_map.c - mseg_map: ordering, replace, delete, cursors, values in and
+   out of line, containers of containers, a full segment, a million entries
+   against an in-memory model, persistence. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+#include "layout.h"
+
+int vec_check(mseg *s, uint64_t root, char *why, size_t whylen);
+int map_check(mseg *s, uint64_t root, char *why, size_t whylen);
+
+#define MiB (1024u * 1024u)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BIG_N 100000u
+#else
+#define BIG_N 1000000u
+#endif
+
+static mseg *mt_open(char *name, unsigned backend, size_t size)
+{
+    th_name(name, backend);
+    struct mseg_config c = { .size = size };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &c);
+    cr_assert_not_null(s, "create %s: %s", name, mseg_errmsg());
+    return s;
+}
+
+static void mt_check_map(mseg *s, mseg_map *m)
+{
+    char why[256] = "";
+    cr_assert_eq(map_check(s, mseg_off_of(s, m), why, sizeof why), 0, "map_check: %s", why);
+}
+
+static int mt_check_named(const struct mseg_named *o, void *arg)
+{
+    mseg *s = arg;
+    char why[256] = "";
+    if (strcmp(o->type, "mseg_vec") == 0)
+        cr_assert_eq(vec_check(s, o->off, why, sizeof why), 0, "vector %s: %s", o->name, why);
+    if (strcmp(o->type, "mseg_map") == 0)
+        cr_assert_eq(map_check(s, o->off, why, sizeof why), 0, "map %s: %s", o->name, why);
+    return 0;
+}
+
+static void mt_assert_sound(mseg *s)
+{
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), 0, "verify: %s", mseg_errmsg());
+    cr_assert_eq(r.problems, 0, "%s", r.first_problem);
+    cr_assert_eq(mseg_named_foreach(s, mt_check_named, s), 0);
+}
+
+static int u64_put(mseg *s, mseg_map *m, uint64_t k, uint64_t v) { return mseg_map_put(s, m, &k, 8, &v, 8); }
+
+static int u64_get(mseg *s, mseg_map *m, uint64_t k, uint64_t *v)
+{
+    size_t len = 0;
+    uint64_t *p = mseg_map_get(s, m, &k, 8, &len);
+    if (!p)
+        return -1;
+    cr_assert_eq(len, 8);
+    *v = *p;
+    return 0;
+}
+
+Test(map, empty_map_has_no_entries_and_no_first, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 0);
+    uint64_t k = 1, v;
+    cr_assert_eq(u64_get(s, m, k, &v), -1);
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_eq(mseg_map_del(s, m, &k, 8), -1);
+    cr_assert_eq(errno, ENOENT);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), -1);
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_eq(mseg_map_seek(s, m, &c, &k, 8), -1);
+    cr_assert_eq(errno, ENOENT);
+    mt_check_map(s, m);
+    mseg_close(s);
+}
+
+Test(map, one_entry_is_found_iterated_and_deleted, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert_eq(u64_put(s, m, 7, 70), 0, "%s", mseg_errmsg());
+    uint64_t v = 0;
+    cr_assert_eq(u64_get(s, m, 7, &v), 0);
+    cr_assert_eq(v, 70);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    cr_assert_eq(*(const uint64_t *)c.key, 7);
+    cr_assert_eq(c.klen, 8);
+    cr_assert_eq(*(const uint64_t *)c.val, 70);
+    cr_assert_eq(mseg_map_next(s, &c), -1);
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_eq(mseg_map_del(s, m, (uint64_t[]){ 7 }, 8), 0);
+    cr_assert_eq(mseg_map_len(s, m), 0);
+    mt_check_map(s, m);
+    cr_assert_eq(mseg_map_delete(s, m), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), before);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, u64_extremes_sort_unsigned, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    uint64_t keys[] = { UINT64_MAX, 0, 1ull << 63, 1, UINT64_MAX - 1, (1ull << 63) - 1 };
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_eq(u64_put(s, m, keys[i], i), 0);
+    uint64_t want[] = { 0, 1, (1ull << 63) - 1, 1ull << 63, UINT64_MAX - 1, UINT64_MAX };
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    for (size_t i = 0; i < 6; i++) {
+        cr_assert_eq(*(const uint64_t *)c.key, want[i], "position %zu", i);
+        cr_assert_eq(mseg_map_next(s, &c), i == 5 ? -1 : 0);
+    }
+    uint64_t v;
+    cr_assert_eq(u64_get(s, m, 0, &v), 0);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(u64_get(s, m, UINT64_MAX, &v), 0);
+    cr_assert_eq(v, 0);
+    mt_check_map(s, m);
+    mseg_close(s);
+}
+
+Test(map, i64_keys_sort_signed_negatives_first, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_I64, 4);
+    int64_t keys[] = { INT64_MAX, -1, 0, INT64_MIN, 5, -5, INT64_MIN + 1 };
+    for (int32_t i = 0; i < 7; i++)
+        cr_assert_eq(mseg_map_put(s, m, &keys[i], 8, &i, 4), 0, "%s", mseg_errmsg());
+    for (int i = 0; i < 2000; i++) {       /* enough for several leaves */
+        int64_t k = (int64_t)i * 7919 - 8000000;
+        int32_t v = i;
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &v, 4), 0);
+    }
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    cr_assert_eq(*(const int64_t *)c.key, INT64_MIN);
+    int64_t prev = INT64_MIN;
+    size_t n = 1;
+    while (mseg_map_next(s, &c) == 0) {
+        int64_t k = *(const int64_t *)c.key;
+        cr_assert_gt(k, prev, "keys ascend as signed integers");
+        prev = k;
+        n++;
+    }
+    cr_assert_eq(prev, INT64_MAX);
+    cr_assert_eq(n, mseg_map_len(s, m));
+    int64_t neg = -5;
+    cr_assert_eq(mseg_map_seek(s, m, &c, &neg, 8), 0);
+    cr_assert_eq(*(const int64_t *)c.key, -5);
+    cr_assert_eq(*(const int32_t *)c.val, 5);
+    cr_assert_eq(c.vlen, 4);
+    mt_check_map(s, m);
+    mseg_close(s);
+}
+
+Test(map, duplicate_put_replaces_and_keeps_the_length, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 8 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    for (uint64_t i = 0; i < 1000; i++)
+        u64_put(s, m, i, i);
+    for (uint64_t i = 0; i < 1000; i++)
+        cr_assert_eq(u64_put(s, m, i, i + 1000000), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 1000);
+    for (uint64_t i = 0, v; i < 1000; i++) {
+        cr_assert_eq(u64_get(s, m, i, &v), 0);
+        cr_assert_eq(v, i + 1000000);
+    }
+    mt_check_map(s, m);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, deleting_everything_empties_it_and_delete_gives_memory_back, .fini = th_cleanup, .timeout = 60)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 32 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    uint64_t seed = 1;
+    for (uint64_t i = 0; i < 50000; i++)
+        u64_put(s, m, th_rand(&seed), i);
+    mt_check_map(s, m);
+    seed = 1;
+    for (uint64_t i = 0; i < 50000; i++) {
+        uint64_t k = th_rand(&seed);
+        cr_assert_eq(mseg_map_del(s, m, &k, 8), 0, "del %llu: %s", (unsigned long long)i, mseg_errmsg());
+        if (i % 5000 == 0)
+            mt_check_map(s, m);
+    }
+    cr_assert_eq(mseg_map_len(s, m), 0);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), -1);
+    mt_check_map(s, m);
+    cr_assert_eq(mseg_map_delete(s, m), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), before, "free memory is back where it was before the map");
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+/* Byte key of length len whose bytes depend on (len, salt). */
+static void mt_bytes_key(uint8_t *buf, size_t len, unsigned salt)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)('a' + (salt + i * 7) % 3);
+}
+
+static int mt_cmp_bytes(const void *a, size_t al, const void *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+Test(map, byte_keys_of_0_to_300_bytes_sort_memcmp_then_length, .fini = th_cleanup, .timeout = 60)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 16 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_BYTES, 8);
+    uint8_t k[301];
+    size_t n = 0;
+    for (size_t len = 0; len <= 300; len++)
+        for (unsigned salt = 0; salt < 3; salt++) {
+            mt_bytes_key(k, len, salt);
+            uint64_t v = len * 10 + salt;
+            cr_assert_eq(mseg_map_put(s, m, k, len, &v, 8), 0, "%s", mseg_errmsg());
+        }
+    /* all-'a' prefixes of each other */
+    memset(k, 'a', sizeof k);
+    for (size_t len = 0; len <= 300; len += 30) {
+        uint64_t v = 5000 + len;
+        cr_assert_eq(mseg_map_put(s, m, k, len, &v, 8), 0);
+    }
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    cr_assert_eq(c.klen, 0, "the empty key sorts first");
+    const void *pk = c.key;
+    size_t pl = c.klen;
+    n = 1;
+    uint8_t prevbuf[301];
+    while (mseg_map_next(s, &c) == 0) {
+        memcpy(prevbuf, pk, pl);
+        cr_assert_lt(mt_cmp_bytes(prevbuf, pl, c.key, c.klen), 0, "order at entry %zu", n);
+        pk = c.key;
+        pl = c.klen;
+        n++;
+    }
+    cr_assert_eq(n, mseg_map_len(s, m));
+    for (size_t len = 0; len <= 300; len++) {
+        mt_bytes_key(k, len, 1);
+        size_t vl;
+        uint64_t *v = mseg_map_get(s, m, k, len, &vl);
+        cr_assert_not_null(v, "key of %zu bytes: %s", len, mseg_errmsg());
+    }
+    memset(k, 'a', sizeof k);
+    size_t vl;
+    uint64_t *v = mseg_map_get(s, m, k, 120, &vl);
+    cr_assert_not_null(v);
+    cr_assert_eq(*v, 5120);
+    cr_assert_eq(mseg_map_seek(s, m, &c, k, 121), 0);
+    cr_assert_gt(mt_cmp_bytes(c.key, c.klen, k, 121), 0);
+    mt_check_map(s, m);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, variable_values_from_0_bytes_to_100_KiB, .fini = th_cleanup, .timeout = 60)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 32 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 0);
+    static uint8_t buf[100 * 1024];
+    size_t sizes[] = { 0, 1, 7, 8, 9, 16, 255, 4096, 65536, 100 * 1024 };
+    for (uint64_t i = 0; i < 10; i++) {
+        memset(buf, (int)i + 1, sizes[i]);
+        cr_assert_eq(mseg_map_put(s, m, &i, 8, buf, sizes[i]), 0, "%s", mseg_errmsg());
+    }
+    for (uint64_t i = 0; i < 10; i++) {
+        size_t vl = 12345;
+        const uint8_t *v = mseg_map_get(s, m, &i, 8, &vl);
+        cr_assert_not_null(v);
+        cr_assert_eq(vl, sizes[i]);
+        for (size_t j = 0; j < vl; j++)
+            cr_assert_eq(v[j], i + 1);
+    }
+    uint64_t k = 9;
+    cr_assert_eq(mseg_map_put(s, m, &k, 8, "x", 1), 0, "a shorter replacement");
+    size_t vl;
+    cr_assert_eq(memcmp(mseg_map_get(s, m, &k, 8, &vl), "x", 1), 0);
+    cr_assert_eq(vl, 1);
+    mt_check_map(s, m);
+    mt_assert_sound(s);
+    cr_assert_eq(mseg_map_delete(s, m), 0);
+    cr_assert_eq(mseg_free_memory(s), before);
+    mseg_close(s);
+}
+
+Test(map, fixed_values_larger_than_a_word_live_out_of_line, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 8 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 40);
+    char v[40];
+    for (uint64_t i = 0; i < 500; i++) {
+        snprintf(v, sizeof v, "value %llu", (unsigned long long)i);
+        cr_assert_eq(mseg_map_put(s, m, &i, 8, v, 40), 0);
+    }
+    cr_assert_eq(mseg_map_put(s, m, (uint64_t[]){ 1 }, 8, v, 39), -1, "wrong value size");
+    cr_assert_eq(errno, EINVAL);
+    size_t vl;
+    const char *got = mseg_map_get(s, m, (uint64_t[]){ 321 }, 8, &vl);
+    cr_assert_str_eq(got, "value 321");
+    cr_assert_eq(vl, 40);
+    cr_assert_eq(((uintptr_t)got) % 16, 0, "values out of line are 16-aligned");
+    mt_check_map(s, m);
+    mseg_close(s);
+}
+
+Test(map, cursors_walk_across_leaves_and_seek_past_the_end_is_enoent, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 8 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    for (uint64_t i = 0; i < 10000; i++)
+        u64_put(s, m, i * 10, i);
+    struct mseg_cursor c;
+    uint64_t k = 55;
+    cr_assert_eq(mseg_map_seek(s, m, &c, &k, 8), 0);
+    cr_assert_eq(*(const uint64_t *)c.key, 60, "first key >= 55");
+    k = 60;
+    cr_assert_eq(mseg_map_seek(s, m, &c, &k, 8), 0);
+    cr_assert_eq(*(const uint64_t *)c.key, 60, "an exact match");
+    for (uint64_t want = 70; want < 100000; want += 10) {
+        cr_assert_eq(mseg_map_next(s, &c), 0, "next to %llu", (unsigned long long)want);
+        cr_assert_eq(*(const uint64_t *)c.key, want);
+        cr_assert_eq(*(const uint64_t *)c.val, want / 10);
+    }
+    cr_assert_eq(mseg_map_next(s, &c), -1);
+    cr_assert_eq(errno, ENOENT);
+    k = 99991;
+    cr_assert_eq(mseg_map_seek(s, m, &c, &k, 8), -1, "past the last key");
+    cr_assert_eq(errno, ENOENT);
+    /* every seek lands on the right key, including at leaf boundaries */
+    for (uint64_t q = 0; q < 99990; q += 7) {
+        cr_assert_eq(mseg_map_seek(s, m, &c, &q, 8), 0);
+        cr_assert_eq(*(const uint64_t *)c.key, (q + 9) / 10 * 10);
+    }
+    struct mseg_cursor junk;
+    memset(&junk, 0, sizeof junk);
+    junk.priv[3] = 1;
+    cr_assert_eq(mseg_map_next(s, &junk), -1, "a cursor never set");
+    cr_assert_eq(errno, EINVAL);
+    mseg_close(s);
+}
+
+Test(map, segment_full_in_the_middle_of_inserts_is_enomem_and_map_unchanged, .fini = th_cleanup, .timeout = 60)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 1 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_BYTES, 0);
+    uint8_t key[64], val[200];
+    uint64_t i = 0;
+    for (;; i++) {
+        memset(key, 0, sizeof key);
+        memcpy(key, &i, 8);
+        memset(val, (int)(i & 0xff), sizeof val);
+        if (mseg_map_put(s, m, key, 8 + i % 50, val, 10 + i % 190))
+            break;
+    }
+    cr_assert_eq(errno, ENOMEM, "%s", mseg_errmsg());
+    cr_assert_gt(i, 100);
+    cr_assert_eq(mseg_map_len(s, m), i, "the failed put changed nothing");
+    mt_check_map(s, m);
+    mt_assert_sound(s);
+    for (uint64_t j = 0; j < i; j++) {
+        memset(key, 0, sizeof key);
+        memcpy(key, &j, 8);
+        size_t vl;
+        uint8_t *v = mseg_map_get(s, m, key, 8 + j % 50, &vl);
+        cr_assert_not_null(v, "entry %llu", (unsigned long long)j);
+        cr_assert_eq(vl, 10 + j % 190);
+        cr_assert_eq(v[vl - 1], (uint8_t)(j & 0xff));
+    }
+    memset(key, 0, sizeof key);
+    memcpy(key, &i, 8);
+    cr_assert_null(mseg_map_get(s, m, key, 8 + i % 50, NULL), "the failed key is absent");
+    /* deleting one entry makes room again */
+    memset(key, 0, sizeof key);
+    cr_assert_eq(mseg_map_del(s, m, key, 8), 0, "%s", mseg_errmsg());
+    mseg_close(s);
+}
+
+/* The in-memory model: an open-addressing set of (key, value) for u64 keys. */
+struct model {
+    uint64_t *k, *v;
+    uint8_t *used;
+    size_t cap, n;
+};
+
+static size_t model_slot(struct model *md, uint64_t k)
+{
+    size_t i = (size_t)(k * 0x9e3779b97f4a7c15ull) & (md->cap - 1);
+    while (md->used[i] && md->k[i] != k)
+        i = (i + 1) & (md->cap - 1);
+    return i;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+Test(map, a_million_random_puts_and_deletes_match_an_in_memory_model, .fini = th_cleanup, .timeout = 120)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 512 * MiB);
+    mseg_map *m = mseg_map_open(s, "big", MSEG_KEY_U64, 8, MSEG_CREATE);
+    struct model md = { .cap = 4u << 20 };
+    md.k = calloc(md.cap, 8);
+    md.v = calloc(md.cap, 8);
+    md.used = calloc(md.cap, 1);   /* deletions leave tombstones: used 2 */
+    uint64_t seed = 12345;
+    for (uint32_t i = 0; i < BIG_N; i++) {
+        uint64_t r = th_rand(&seed);
+        uint64_t k = r % (BIG_N * 2ull);
+        if (i % 4 == 3) {
+            size_t j = model_slot(&md, k);
+            bool present = md.used[j] == 1;
+            int rc = mseg_map_del(s, m, &k, 8);
+            cr_assert_eq(rc, present ? 0 : -1, "del %llu at step %u", (unsigned long long)k, i);
+            if (present) {
+                md.used[j] = 2;
+                md.n--;
+            }
+        } else {
+            cr_assert_eq(u64_put(s, m, k, r), 0, "put at step %u: %s", i, mseg_errmsg());
+            size_t j = model_slot(&md, k);
+            if (md.used[j] != 1)
+                md.n++;
+            md.used[j] = 1;
+            md.k[j] = k;
+            md.v[j] = r;
+        }
+    }
+    cr_assert_eq(mseg_map_len(s, m), md.n);
+    uint64_t *sorted = malloc(md.n * 8);
+    size_t n = 0;
+    for (size_t j = 0; j < md.cap; j++)
+        if (md.used[j] == 1) {
+            uint64_t v;
+            cr_assert_eq(u64_get(s, m, md.k[j], &v), 0);
+            cr_assert_eq(v, md.v[j]);
+            sorted[n++] = md.k[j];
+        }
+    qsort(sorted, n, 8, cmp_u64);
+    struct mseg_cursor c;
+    size_t at = 0;
+    if (mseg_map_first(s, m, &c) == 0)
+        do {
+            cr_assert_lt(at, n);
+            cr_assert_eq(*(const uint64_t *)c.key, sorted[at], "cursor position %zu", at);
+            at++;
+        } while (mseg_map_next(s, &c) == 0);
+    cr_assert_eq(at, n, "the cursor visits every entry once");
+    mt_check_map(s, m);
+    mt_assert_sound(s);
+    free(sorted);
+    free(md.k);
+    free(md.v);
+    free(md.used);
+    mseg_close(s);
+}
+
+Test(map, map_of_vectors_is_destroyed_with_everything_it_owns, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 16 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_map *m = mseg_map_open(s, "index", MSEG_KEY_BYTES, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    cr_assert_null(mseg_map_open(s, "index", MSEG_KEY_BYTES, sizeof(mseg_off), 0), "ownership is part of the type");
+    cr_assert_eq(errno, EINVAL);
+    for (int i = 0; i < 200; i++) {
+        mseg_vec *v = mseg_vec_new(s, sizeof(int));
+        for (int j = 0; j <= i; j++)
+            mseg_vec_push(s, v, &j);
+        char key[32];
+        int kl = snprintf(key, sizeof key, "list-%03d", i);
+        mseg_off off = mseg_off_of(s, v);
+        cr_assert_eq(mseg_map_put(s, m, key, (size_t)kl, &off, sizeof off), 0, "%s", mseg_errmsg());
+    }
+    /* a nested map as a value, itself owning a vector */
+    mseg_map *inner = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *iv = mseg_vec_new(s, 8);
+    mseg_vec_push(s, iv, (uint64_t[]){ 42 });
+    mseg_off ivo = mseg_off_of(s, iv), ino = mseg_off_of(s, inner);
+    cr_assert_eq(mseg_map_put(s, inner, (uint64_t[]){ 1 }, 8, &ivo, 8), 0);
+    cr_assert_eq(mseg_map_put(s, m, "nested", 6, &ino, 8), 0);
+    /* a value that is not a container is refused */
+    mseg_off junk = mseg_off_of(s, mseg_alloc(s, 64));
+    cr_assert_eq(mseg_map_put(s, m, "junk", 4, &junk, 8), -1);
+    cr_assert_eq(errno, EINVAL);
+    mseg_free(s, mseg_at(s, junk));
+    /* finding a vector through the map, in order */
+    size_t vl;
+    mseg_off *o = mseg_map_get(s, m, "list-150", 8, &vl);
+    cr_assert_not_null(o);
+    mseg_vec *v150 = mseg_at(s, *o);
+    cr_assert_eq(mseg_vec_len(s, v150), 151);
+    /* replacing and deleting entries frees their containers */
+    size_t mid = mseg_free_memory(s);
+    mseg_vec *fresh = mseg_vec_new(s, 4);
+    mseg_off fo = mseg_off_of(s, fresh);
+    cr_assert_eq(mseg_map_put(s, m, "list-000", 8, &fo, 8), 0);
+    cr_assert_eq(mseg_map_del(s, m, "list-001", 8), 0);
+    cr_assert_gt(mseg_free_memory(s), mid - 200);
+    mt_check_map(s, m);
+    mt_assert_sound(s);
+    cr_assert_eq(mseg_destroy(s, "index"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), before, "everything the map owned is free");
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, map_open_is_type_checked, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    cr_assert_not_null(mseg_map_open(s, "m", MSEG_KEY_I64, 4, MSEG_CREATE));
+    cr_assert_null(mseg_map_open(s, "m", MSEG_KEY_U64, 4, 0));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_null(mseg_map_open(s, "m", MSEG_KEY_I64, 8, 0));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_null(mseg_vec_open(s, "m", 4, 0));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_null(mseg_map_open(s, "absent", MSEG_KEY_I64, 4, 0));
+    cr_assert_eq(errno, ENOENT);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_I64, 4, 0);
+    cr_assert_eq(mseg_map_put(s, m, (int32_t[]){ 1 }, 4, (int32_t[]){ 1 }, 4), -1, "i64 keys are 8 bytes");
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(mseg_map_delete(s, m), -1, "named maps go with mseg_destroy");
+    cr_assert_eq(errno, EINVAL);
+    mseg_close(s);
+}
+
+static void mt_reopen_keeps_entries(unsigned backend)
+{
+    char name[256];
+    mseg *s = mt_open(name, backend, 16 * MiB);
+    mseg_map *m = mseg_map_open(s, "p", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    char k[32], v[64];
+    for (int i = 0; i < 3000; i++) {
+        int kl = snprintf(k, sizeof k, "key%05d", i), vl = snprintf(v, sizeof v, "value-%d", i * 3);
+        cr_assert_eq(mseg_map_put(s, m, k, (size_t)kl, v, (size_t)vl + 1), 0);
+    }
+    mseg_close(s);
+    s = mseg_open(name, backend | MSEG_RDONLY, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    m = mseg_map_open(s, "p", MSEG_KEY_BYTES, 0, 0);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 3000);
+    struct mseg_cursor c;
+    int i = 0;
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    do {
+        snprintf(v, sizeof v, "value-%d", i * 3);
+        cr_assert_str_eq(c.val, v);
+        i++;
+    } while (mseg_map_next(s, &c) == 0);
+    cr_assert_eq(i, 3000);
+    cr_assert_eq(mseg_map_put(s, m, "x", 1, "y", 2), -1);
+    cr_assert_eq(errno, EROFS);
+    mseg_close(s);
+    s = mseg_open(name, backend, NULL);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, reopen_keeps_entries_file, .fini = th_cleanup) { mt_reopen_keeps_entries(0); }
+Test(map, reopen_keeps_entries_shm, .fini = th_cleanup) { mt_reopen_keeps_entries(MSEG_SHM); }
