@@ -186,6 +186,8 @@ int  map_check(mseg *s, uint64_t root, char *why, size_t whylen);
 int  sync_mark_unsynced(mseg *s);       /* before a non-durable operation's first change */
 bool sync_system_crashed(mseg *s);      /* unsynced changes and another boot id */
 int  sync_verify_after_crash(mseg *s);  /* first attach after that: rebuild, verify */
+bool sync_rebooted_while_open(mseg *s); /* the machine restarted since an unclean close */
+int  sync_record_boot(mseg *s);         /* first writer: store (and flush) the boot id */
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);

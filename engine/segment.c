@@ -271,6 +271,13 @@ static int recover(mseg *s)
     int rec = log_recover(s);
     if (rec >= 0 && heap_control_sane(s))
         return -1;
+    if (rec >= 0 && sync_rebooted_while_open(s)) {
+        /* a power loss may have put an uncommitted operation's fresh
+           blocks on disk before its log head: rebuild what they covered */
+        if (heap_rebuild(s))
+            return -1;
+        rec = 1;
+    }
     return rec;
 }
 
@@ -320,6 +327,8 @@ static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
         if (bad_copy >= 0)
             repair_header(s, bad_copy, good);
         rt->state = MSEG_STATE_OPEN;
+        if (sync_record_boot(s))
+            return -1;
     }
     if (ofd_lock(s->fd, F_RDLCK, WRITERS_BYTE, true))
         return fail(errno, "segment %s: cannot register as a writer: %s", s->name, strerror(errno));
@@ -355,7 +364,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
             break;
         if (s->flags & MSEG_CREATE) {
             if (format_segment(s, p, created) == 0)
-                return 0;
+                return attach_writer(s, -1, NULL);
             int e = errno;
             if (created)   /* nobody can be attached to what never got a header */
                 backend_of(s->flags)->unlink(s->name);

@@ -21,6 +21,15 @@
  *     segment (check.c), and refuses it with EUCLEAN if it is not sound.
  *     What it cannot verify is the content of user data written since the
  *     last sync: some of it may be older than the rest.
+ *
+ * Durable segments need one repair after a system crash as well: an
+ * operation writes its new blocks in place before it commits (log.c), over
+ * the links of the free block they come from, and only the log head's
+ * "active" flag (not flushed before those writes) tells recovery to rebuild
+ * the free lists. So the first writer to attach records the boot id, and
+ * the first one after a restart that did not follow a clean close rebuilds
+ * the free lists from the block headers (a heap walk; a clean close or a
+ * process crash costs nothing).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -101,6 +110,21 @@ bool sync_system_crashed(mseg *s)
 {
     const struct mseg_runtime *rt = seg_runtime(s);
     return rt->unsynced && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0;
+}
+
+bool sync_rebooted_while_open(mseg *s)
+{
+    const struct mseg_runtime *rt = seg_runtime(s);
+    return rt->state != MSEG_STATE_CLEAN && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0;
+}
+
+int sync_record_boot(mseg *s)
+{
+    struct mseg_runtime *rt = seg_runtime(s);
+    if (s->mode != MODE_RW || memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) == 0)
+        return 0;
+    memcpy(rt->boot_id, boot_id(), sizeof rt->boot_id);
+    return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
 }
 
 int sync_verify_after_crash(mseg *s)
