@@ -123,3 +123,22 @@ int header_validate(const struct mseg_header *h, uint64_t file_size, char *why, 
         return -1;
     return validate_geometry(h, file_size, why, whylen, err);
 }
+
+int header_write_size(mseg *s, uint64_t size)
+{
+    const struct mseg_header *a = seg_header(s, 0), *b = seg_header(s, 1);
+    char why[200];
+    int err;
+    bool a_ok = header_validate(a, s->size, why, sizeof why, &err) == 0;
+    bool b_ok = header_validate(b, s->size, why, sizeof why, &err) == 0;
+    if (!a_ok && !b_ok)
+        return fail(EUCLEAN, "segment %s: both header copies are damaged", s->name);
+    const struct mseg_header *newer = (!a_ok || (b_ok && b->generation > a->generation)) ? b : a;
+    int target = newer == a ? 1 : 0;
+    struct mseg_header h = *newer;
+    h.size = size;
+    h.generation++;
+    header_seal(&h);
+    memcpy(seg_header(s, target), &h, sizeof h);
+    return flush_now(s, target ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF, MSEG_PAGE);
+}

@@ -151,14 +151,11 @@ static void make_free(mseg *s, uint64_t p, uint64_t size, bool prev_used)
 /* Cuts [heap_start, heap_end) into free blocks of at most MSEG_BLOCK_MAX and
    the end marker, storing directly (op_apply_unlogged): creation is made
    atomic by segment.c, which writes the header last. */
-void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
+/* Cuts [p, end) into free blocks of at most MSEG_BLOCK_MAX, the first one
+   with the given PREV_USED bit, and puts the end marker at end - 4. With
+   unlogged, stores directly in batches (creation); otherwise logs. */
+static void carve_free(mseg *s, uint64_t p, uint64_t end, bool prev_used, bool unlogged)
 {
-    op_set64(s, CTRL(heap_start), heap_start);
-    op_set64(s, CTRL(heap_end), heap_end);
-    op_set64(s, CTRL(free_bytes), 0);
-    uint64_t p = heap_start + MSEG_GRANULE;
-    uint64_t end = heap_end;            /* payload offset of the end marker */
-    bool prev_used = true;
     while (end - p >= MSEG_BLOCK_MIN) {
         uint64_t size = end - p;
         if (size > MSEG_BLOCK_MAX)
@@ -166,13 +163,72 @@ void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
         if (end - p - size != 0 && end - p - size < MSEG_BLOCK_MIN)
             size -= MSEG_BLOCK_MIN;     /* leave room for a whole last block */
         make_free(s, p, size, prev_used);
-        op_apply_unlogged(s);           /* keep the record count small */
+        if (unlogged)
+            op_apply_unlogged(s);       /* keep the record count small */
         prev_used = false;
         p += size;
     }
     /* the end marker: used, size 0, never merged, never freed */
     set_head(s, end, make_head(0, prev_used, true));
-    op_apply_unlogged(s);
+    op_set64(s, CTRL(heap_end), end);
+    if (unlogged)
+        op_apply_unlogged(s);
+}
+
+/* Formats [heap_start, heap_end) as free blocks and the end marker, storing
+   directly (op_apply_unlogged): creation is made atomic by segment.c, which
+   writes the header last. */
+void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
+{
+    op_set64(s, CTRL(heap_start), heap_start);
+    op_set64(s, CTRL(free_bytes), 0);
+    carve_free(s, heap_start + MSEG_GRANULE, heap_end, true, true);
+}
+
+/* Extends the heap to new_end inside the current operation: the old end
+   marker becomes the header of new free space, merged with a free block
+   before it. The caller has grown and mapped the segment first. */
+void heap_grow(mseg *s, uint64_t new_end)
+{
+    uint64_t end = op_get64(s, CTRL(heap_end));
+    if (new_end <= end || new_end - end < MSEG_BLOCK_MIN)
+        return;
+    uint64_t p = end;
+    bool prev_used = head_prev_used(head(s, end));
+    if (!prev_used) {
+        uint64_t psize = (uint64_t)op_get32(s, end - 8) * MSEG_GRANULE;
+        if (psize >= MSEG_BLOCK_MIN && psize + (new_end - end) <= MSEG_BLOCK_MAX) {
+            p = end - psize;
+            prev_used = head_prev_used(head(s, p));
+            list_remove(s, p, psize);
+        }
+    }
+    carve_free(s, p, new_end, prev_used, false);
+}
+
+/* Gives back the free space at the end of the heap, but never below
+   `floor` (a 16-aligned heap end): returns the new heap end. */
+uint64_t heap_trim(mseg *s, uint64_t floor)
+{
+    uint64_t end = op_get64(s, CTRL(heap_end));
+    if (head_prev_used(head(s, end)) || end <= floor)
+        return end;
+    uint64_t psize = (uint64_t)op_get32(s, end - 8) * MSEG_GRANULE;
+    uint64_t p = end - psize;
+    if (psize < MSEG_BLOCK_MIN || psize > end || head_size(head(s, p)) != psize)
+        return end;
+    uint64_t new_end = p < floor ? floor : p;
+    if (new_end != p && new_end - p < MSEG_BLOCK_MIN)
+        new_end = p + MSEG_BLOCK_MIN;
+    if (end - new_end < MSEG_PAGE)
+        return end;
+    bool prev_used = head_prev_used(head(s, p));
+    list_remove(s, p, psize);
+    if (new_end > p)
+        make_free(s, p, new_end - p, prev_used);
+    set_head(s, new_end, make_head(0, new_end > p ? false : prev_used, true));
+    op_set64(s, CTRL(heap_end), new_end);
+    return new_end;
 }
 
 /* ---- the control page ---- */
@@ -298,6 +354,8 @@ static uint64_t split_front(mseg *s, uint64_t p, uint64_t *size, uint64_t align,
 
 static uint64_t no_room(mseg *s, uint64_t n)
 {
+    if (errno == ENOSPC)
+        return 0;   /* growth failed for want of disk: seg_grow said so */
     if (op_bad_access())
         return fail(EUCLEAN, "segment %s: damaged free lists (an offset outside the heap)",
                     s->name), 0;
@@ -312,6 +370,8 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     if (need == 0 || search > MSEG_BLOCK_MAX)
         return no_room(s, n);
     uint64_t p = take_block(s, search);
+    if (!p && !op_bad_access() && seg_grow(s, search) == 0)
+        p = take_block(s, search);
     if (!p || op_bad_access())
         return no_room(s, n);
     s->op.allocated++;

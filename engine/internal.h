@@ -10,6 +10,7 @@
 #define MSEG_INTERNAL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,8 @@ struct mseg {
     bool           failed;      /* a flush failed: no more writes (EIO) */
     bool           recovered;   /* this open (or a lock takeover) ran recovery */
     unsigned long  flushes;     /* msync calls (tests count them per operation) */
+    uint64_t       max_size;    /* growth limit from the header; 0 = never grows */
+    pthread_mutex_t remap;      /* serializes extending this process's mapping */
     struct op      op;
 };
 
@@ -67,6 +70,14 @@ static inline struct mseg_control *seg_control(mseg *s)
 /* True when [off, off+len) lies inside the mapping (overflow-safe). */
 static inline bool seg_range_ok(const mseg *s, uint64_t off, uint64_t len)
 { return off <= s->size && len <= s->size - off; }
+
+/* ---- segment.c ---- */
+/* Grows the segment (file, mapping, header) and the heap, inside the
+   current operation, so that a block of `need` bytes fits; -1 with ENOMEM
+   (max_size reached, or no max_size) or ENOSPC (no disk). */
+int  seg_grow(mseg *s, uint64_t need);
+/* Maps what another process grew; 0 or -1 with errno. */
+int  seg_follow_growth(mseg *s);
 
 /* ---- lock.c ---- */
 int  lock_init(mseg *s);             /* (re)initialize the segment mutex */
@@ -128,6 +139,8 @@ void     tx_fail(mseg *s);         /* a call failed after changing state: abort 
 
 /* ---- heap.c ---- */
 void     heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end);
+void     heap_grow(mseg *s, uint64_t new_end);                /* inside an operation */
+uint64_t heap_trim(mseg *s, uint64_t min);                    /* new heap end */
 int      heap_rebuild(mseg *s);   /* free lists from the headers; see heap.c */
 int      heap_control_sane(mseg *s);   /* 0, or -1 with EUCLEAN */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + errno ENOMEM/EUCLEAN */
@@ -156,6 +169,9 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
 int      kind_release(mseg *s, uint8_t kind, uint64_t data);
 
 /* ---- header.c ---- */
+/* Writes a new header generation with the given size into the older copy
+   and flushes it; 0 or -1 with errno. */
+int  header_write_size(mseg *s, uint64_t size);
 void header_build(struct mseg_header *h, uint64_t size, uint64_t max_size, uint64_t generation);
 void header_seal(struct mseg_header *h);
 /* Validates one copy against the file size; 0 or -1 with errno + message. */

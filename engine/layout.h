@@ -140,7 +140,10 @@ _Static_assert(offsetof(struct mseg_header, checksum) == 248, "checksum last");
  *    80     8  attach_count  opens since creation (informational)
  *    88    16  boot_id       kernel boot id of the last unsynced writer
  *   104     8  unsynced      1 when changes since the last mseg_sync may not be on disk
- *   112  3984  reserved
+ *   112     8  size          the segment's size as last grown or shrunk: other
+ *                            processes extend their mapping when it passes theirs
+ *                            (the checksummed header holds the truth)
+ *   120  3976  reserved
  */
 struct mseg_runtime {
     uint8_t  lock[64];
@@ -149,7 +152,8 @@ struct mseg_runtime {
     uint64_t attach_count;
     uint8_t  boot_id[16];
     uint64_t unsynced;
-    uint8_t  reserved[MSEG_PAGE - 112];
+    uint64_t size;
+    uint8_t  reserved[MSEG_PAGE - 120];
 };
 _Static_assert(sizeof(struct mseg_runtime) == MSEG_PAGE, "runtime is one page");
 _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");

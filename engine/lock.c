@@ -24,6 +24,8 @@ static pthread_mutex_t *seg_mutex(mseg *s)
     return (pthread_mutex_t *)seg_runtime(s)->lock;
 }
 
+static int lock_take(mseg *s);
+
 int lock_init(mseg *s)
 {
     pthread_mutexattr_t a;
@@ -38,7 +40,18 @@ int lock_init(mseg *s)
     return 0;
 }
 
+/* Takes the mutex, then maps whatever another process grew meanwhile. */
 int lock_acquire(mseg *s)
+{
+    int r = lock_take(s);
+    if (r == 0 && seg_follow_growth(s)) {
+        lock_release(s);
+        return -1;
+    }
+    return r;
+}
+
+static int lock_take(mseg *s)
 {
     int r = pthread_mutex_lock(seg_mutex(s));
     if (r == 0)
@@ -141,6 +154,8 @@ int seg_read_begin(mseg *s, uint64_t *seq)
         return 0;   /* reads see the transaction's own changes (op_get) */
     if (s->mode != MODE_RDONLY)
         return lock_acquire(s);
+    if (seg_follow_growth(s))
+        return -1;
     const uint64_t *word = &seg_runtime(s)->op_seq;
     uint64_t start = 0;
     for (;;) {

@@ -177,7 +177,134 @@ static int map_segment(mseg *s, uint64_t size, uint64_t max_size)
     s->base = m;
     s->size = size;
     s->reserved = reserve;
+    s->max_size = max_size;
     return 0;
+}
+
+/* Maps [s->size, new_size) of the file into the reserved range. */
+static int extend_mapping(mseg *s, uint64_t new_size)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->remap);
+    uint64_t old = __atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
+    if (new_size > old) {
+        int prot = s->mode == MODE_RDONLY ? PROT_READ : PROT_READ | PROT_WRITE;
+        int kind = s->mode == MODE_COW ? MAP_PRIVATE : MAP_SHARED;
+        if (mmap(s->base + old, new_size - old, prot, kind | MAP_FIXED, s->fd, (off_t)old) == MAP_FAILED)
+            rc = fail(errno, "segment %s: cannot map its growth to %llu bytes: %s", s->name,
+                      (unsigned long long)new_size, strerror(errno));
+        else
+            __atomic_store_n(&s->size, new_size, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&s->remap);
+    return rc;
+}
+
+int seg_follow_growth(mseg *s)
+{
+    uint64_t cur = __atomic_load_n(&seg_runtime(s)->size, __ATOMIC_ACQUIRE);
+    if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
+        return 0;
+    struct stat st;
+    if (cur > s->reserved || cur % MSEG_PAGE || fstat(s->fd, &st) || (uint64_t)st.st_size < cur)
+        return fail(EUCLEAN, "segment %s: runtime page says the segment grew to %llu bytes, "
+                    "beyond its max_size or its file", s->name, (unsigned long long)cur);
+    return extend_mapping(s, cur);
+}
+
+static uint64_t round_page(uint64_t n)
+{
+    return (n + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
+}
+
+/*
+ * Growth, inside an operation, under the lock. Crash-atomic by its order:
+ *   1. the file grows and its blocks are reserved (ENOSPC here, not SIGBUS
+ *      later), and (files) fsync makes the new size durable;
+ *   2. this process maps the new range;
+ *   3. a new header generation records the size, flushed;
+ *   4. runtime.size tells other processes to map it at their next operation;
+ *   5. the heap's new free space is logged in the current operation.
+ * A crash before 3 leaves a longer file and the old size; between 3 and the
+ * commit, a segment whose heap ends before its size (the next growth uses
+ * the gap first). Either opens consistent.
+ */
+int seg_grow(mseg *s, uint64_t need)
+{
+    uint64_t old = s->size, heap_end = seg_control(s)->heap_end;
+    if (s->mode != MODE_RW || !s->max_size || old >= s->max_size)
+        return fail(ENOMEM, "segment %s is full (%llu bytes) and %s", s->name,
+                    (unsigned long long)old, !s->max_size ? "has no max_size to grow to"
+                    : s->mode != MODE_RW ? "a private view cannot grow" : "has reached its max_size");
+    uint64_t want = need + 2 * MSEG_GRANULE;
+    uint64_t step = old < (1ull << 30) ? old : (1ull << 30);
+    if (step < want)
+        step = want;
+    uint64_t new_size = round_page(old + step);
+    if (new_size > s->max_size)
+        new_size = s->max_size;
+    if (new_size < heap_end || new_size - heap_end < want)
+        return fail(ENOMEM, "segment %s: growing to its max_size of %llu bytes would not fit "
+                    "%llu more bytes", s->name, (unsigned long long)s->max_size,
+                    (unsigned long long)need);
+    int r = posix_fallocate(s->fd, (off_t)old, (off_t)(new_size - old));
+    if (r) {
+        if (ftruncate(s->fd, (off_t)old)) {
+            /* the longer file is harmless: the header still says old */
+        }
+        return fail(r, "segment %s: cannot grow to %llu bytes: %s", s->name,
+                    (unsigned long long)new_size, strerror(r));
+    }
+    if (!(s->flags & MSEG_SHM) && fsync(s->fd)) {
+        s->failed = true;
+        return fail(EIO, "segment %s: fsync after growing failed: %s", s->name, strerror(errno));
+    }
+    if (extend_mapping(s, new_size) || header_write_size(s, new_size))
+        return -1;
+    __atomic_store_n(&seg_runtime(s)->size, new_size, __ATOMIC_RELEASE);
+    heap_grow(s, new_size);
+    return 0;
+}
+
+/* Other handles attached to the file or shm object, writers or readers. */
+static bool others_attached(mseg *s)
+{
+    return ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE) || ofd_conflict(s->fd, F_WRLCK, READERS_BYTE);
+}
+
+int mseg_shrink(mseg *s)
+{
+    if (seg_write_begin(s))
+        return -1;
+    if (tx_owns(s)) {
+        seg_write_end(s, false);
+        return fail(EBUSY, "segment %s: mseg_shrink inside a transaction", s->name);
+    }
+    if (others_attached(s)) {
+        seg_write_end(s, false);
+        return fail(EBUSY, "segment %s: other handles are attached", s->name);
+    }
+    uint64_t old = s->size, heap_end = heap_trim(s, MSEG_MIN_SIZE);
+    uint64_t new_size = round_page(heap_end);
+    if (new_size < MSEG_MIN_SIZE)
+        new_size = MSEG_MIN_SIZE;
+    if (new_size >= old)
+        return seg_write_end(s, false), 0;
+    int rc = op_commit(s);
+    /* both copies, before the file shrinks: a copy still holding the old
+       size would no longer fit the file */
+    if (rc == 0)
+        rc = header_write_size(s, new_size) || header_write_size(s, new_size) ? -1 : 0;
+    if (rc == 0) {
+        __atomic_store_n(&seg_runtime(s)->size, new_size, __ATOMIC_RELEASE);
+        __atomic_store_n(&s->size, new_size, __ATOMIC_RELEASE);
+        mmap(s->base + new_size, old - new_size, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+        if (ftruncate(s->fd, (off_t)new_size))
+            rc = fail(errno, "segment %s: ftruncate: %s", s->name, strerror(errno));
+    }
+    lock_release(s);
+    return rc;
 }
 
 /* ---- creation ---- */
@@ -304,6 +431,7 @@ static int attach_readonly(mseg *s)
 
 static int attach_private(mseg *s)
 {
+    seg_runtime(s)->size = s->size;   /* private: growth of the file is not followed */
     if (lock_init(s))
         return -1;
     int rec = recover(s);
@@ -327,6 +455,7 @@ static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
         if (bad_copy >= 0)
             repair_header(s, bad_copy, good);
         rt->state = MSEG_STATE_OPEN;
+        rt->size = s->size;
         if (sync_record_boot(s))
             return -1;
     }
@@ -345,6 +474,7 @@ static void release(mseg *s)
     if (s->fd >= 0)
         close(s->fd);
     free(s->op.deferred);
+    pthread_mutex_destroy(&s->remap);
     free(s->name);
     free(s);
 }
@@ -404,6 +534,7 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
         free(s);
         return fail_null(ENOMEM, "out of process memory");
     }
+    pthread_mutex_init(&s->remap, NULL);
     s->flags = flags;
     s->mode = (flags & MSEG_RDONLY) ? MODE_RDONLY : (flags & MSEG_COW) ? MODE_COW : MODE_RW;
     s->op.seq = ((uint64_t)getpid() << 32) | 1;
@@ -459,7 +590,10 @@ int mseg_remove(const char *name, unsigned flags)
 
 size_t mseg_size(mseg *s)
 {
-    return s ? (size_t)s->size : 0;
+    if (!s)
+        return 0;
+    seg_follow_growth(s);
+    return (size_t)__atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
 }
 
 size_t mseg_free_memory(mseg *s)
@@ -487,7 +621,9 @@ mseg_off mseg_off_of(mseg *s, const void *p)
 
 void *mseg_at(mseg *s, mseg_off off)
 {
-    if (!s || off == 0 || off >= s->size)
+    if (s && off >= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
+        seg_follow_growth(s);
+    if (!s || off == 0 || off >= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
         return fail_null(EINVAL, "offset %#llx is not inside segment %s",
                          (unsigned long long)off, s ? s->name : "(null)");
     return s->base + off;

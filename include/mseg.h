@@ -84,7 +84,15 @@ int    mseg_remove(const char *name, unsigned flags);
    which the handle refuses further writes. */
 int    mseg_sync(mseg *s);
 
-size_t mseg_size(mseg *s);          /* bytes mapped */
+size_t mseg_size(mseg *s);          /* bytes in the segment (as grown so far) */
+
+/* Gives back the free space at the end of the segment (file or shm object
+   shrinks). Only with no other handle attached: EBUSY otherwise. A segment
+   with cfg.max_size grows by itself when an allocation does not fit: by its
+   size (at most 1 GiB) at a time, up to max_size, reserving the space on
+   disk first (ENOSPC when there is none, ENOMEM past max_size); objects
+   never move, and other processes map the growth at their next call. */
+int    mseg_shrink(mseg *s);
 size_t mseg_free_memory(mseg *s);   /* bytes the allocator can still hand out (payload) */
 const char *mseg_errmsg(void);      /* last failure of this thread, never NULL */
 
@@ -224,6 +232,18 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c);                              
 
 /* For MSEG_KEY_U64 and MSEG_KEY_I64 the key is a pointer to the 8-byte
    integer and klen is 8. A value may be the mseg_off of another container. */
+
+/* Containers of containers. A map created with MSEG_OWNED (a flag of
+   mseg_map_open, or mseg_map_new_owned for an anonymous map) owns its
+   values: each is an mseg_off (val_size == sizeof(mseg_off)) of an
+   anonymous vector or map (from mseg_vec_new / mseg_map_new), or 0.
+   Replacing or deleting an entry, mseg_map_delete and mseg_destroy free the
+   containers it held, with everything they own, in the same atomic
+   operation. put fails with EINVAL for a value that is not such a handle;
+   ownership nests up to 16 levels (ELOOP beyond). Without MSEG_OWNED a map
+   or vector never frees what its values point at. */
+#define MSEG_OWNED 0x100u
+mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind);
 
 /* ------------------------------------------------------------------ */
 /* Transactions                                                        */
