@@ -169,6 +169,21 @@ static void check_lists(struct checker *c)
                 (unsigned long long)ctl->free_bytes, (unsigned long long)c->free_sum);
 }
 
+/* A named vector or map: its own invariants (vector.c, map.c). */
+static void check_container(struct checker *c, const char *name, uint8_t kind, uint64_t data)
+{
+    char why[200] = "";
+    int rc = 0;
+    if (kind == MSEG_KIND_VEC)
+        rc = vec_check(c->s, data, why, sizeof why);
+    else if (kind == MSEG_KIND_MAP)
+        rc = map_check(c->s, data, why, sizeof why);
+    else if (kind != MSEG_KIND_RAW)
+        snprintf(why, sizeof why, "unknown kind %u", kind), rc = -1;
+    if (rc)
+        problem(c, "container %s at %#llx: %s", name, (unsigned long long)data, why);
+}
+
 static void check_directory(struct checker *c)
 {
     mseg *s = c->s;
@@ -206,6 +221,7 @@ static void check_directory(struct checker *c)
             problem(c, "directory: slot %llu (%s) has the wrong hash", (unsigned long long)i, name);
         else if (dir_record_lookup(s, name) != slot->rec)
             problem(c, "directory: object %s is not found by a lookup (probe chain broken)", name);
+        check_container(c, name, r->kind, slot->rec + r->data_off);
     }
     if (live != ctl->dir_count || used != ctl->dir_used)
         problem(c, "directory: %llu live and %llu used slots, control says %llu and %llu",

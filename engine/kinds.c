@@ -12,6 +12,10 @@ int kind_release(mseg *s, uint8_t kind, uint64_t data)
     switch (kind) {
     case MSEG_KIND_RAW:
         return 0;
+    case MSEG_KIND_VEC:
+        return vec_release(s, data);
+    case MSEG_KIND_MAP:
+        return map_release(s, data);
     default:
         return fail(EUCLEAN, "segment %s: named object of unknown kind %u", s->name, kind);
     }

@@ -143,7 +143,10 @@ _Static_assert(offsetof(struct mseg_header, checksum) == 248, "checksum last");
  *   112     8  size          the segment's size as last grown or shrunk: other
  *                            processes extend their mapping when it passes theirs
  *                            (the checksummed header holds the truth)
- *   120  3976  reserved
+ *   120     8  epoch         +1 at every first attach: mseg_mutex and mseg_cond
+ *                            objects from an older epoch are stale (their
+ *                            owners are gone) and are re-initialized on use
+ *   128  3968  reserved
  */
 struct mseg_runtime {
     uint8_t  lock[64];
@@ -153,7 +156,8 @@ struct mseg_runtime {
     uint8_t  boot_id[16];
     uint64_t unsynced;
     uint64_t size;
-    uint8_t  reserved[MSEG_PAGE - 120];
+    uint64_t epoch;
+    uint8_t  reserved[MSEG_PAGE - 128];
 };
 _Static_assert(sizeof(struct mseg_runtime) == MSEG_PAGE, "runtime is one page");
 _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");

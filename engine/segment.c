@@ -432,6 +432,7 @@ static int attach_readonly(mseg *s)
 static int attach_private(mseg *s)
 {
     seg_runtime(s)->size = s->size;   /* private: growth of the file is not followed */
+    seg_runtime(s)->epoch++;          /* mutexes in the private view start afresh */
     if (lock_init(s))
         return -1;
     int rec = recover(s);
@@ -456,6 +457,7 @@ static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
             repair_header(s, bad_copy, good);
         rt->state = MSEG_STATE_OPEN;
         rt->size = s->size;
+        rt->epoch++;
         if (sync_record_boot(s))
             return -1;
     }

@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -259,6 +260,37 @@ int mseg_tx_begin(mseg *s);
 int mseg_tx_add(mseg *s, void *p, size_t n);
 int mseg_tx_commit(mseg *s);
 int mseg_tx_abort(mseg *s);
+
+/* ------------------------------------------------------------------ */
+/* Mutexes and condition variables in the segment                      */
+/* ------------------------------------------------------------------ */
+
+/* Process-shared and robust, placed anywhere in the segment (inside your
+   structs or as named objects: MSEG_NEW(s, "lock", mseg_mutex, 1)). Zeroed
+   memory is a valid unlocked mutex / condition variable of no epoch: it is
+   initialized on first use, as are the ones left by processes of an earlier
+   attach (after every process closed the segment, or a reboot), so a stale
+   lock never blocks anyone. Their bytes belong to the C library: processes
+   sharing them must use the same one. */
+typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_mutex;   /* 64 bytes */
+typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_cond;    /* 64 bytes */
+
+int mseg_mutex_init(mseg *s, mseg_mutex *m);       /* optional: zeroed is initialized */
+/* -1 with errno EOWNERDEAD: you hold the lock, but its owner died holding
+   it; repair what it protects, then mseg_mutex_consistent (an unlock
+   without it makes the mutex unusable: ENOTRECOVERABLE). */
+int mseg_mutex_lock(mseg *s, mseg_mutex *m);
+int mseg_mutex_trylock(mseg *s, mseg_mutex *m);    /* EBUSY when held */
+/* abstime on CLOCK_MONOTONIC; ETIMEDOUT when it passes */
+int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime);
+int mseg_mutex_unlock(mseg *s, mseg_mutex *m);
+int mseg_mutex_consistent(mseg *s, mseg_mutex *m);
+
+int mseg_cond_init(mseg *s, mseg_cond *c);         /* optional: zeroed is initialized */
+int mseg_cond_wait(mseg *s, mseg_cond *c, mseg_mutex *m);
+int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct timespec *abstime);
+int mseg_cond_signal(mseg *s, mseg_cond *c);
+int mseg_cond_broadcast(mseg *s, mseg_cond *c);
 
 /* ------------------------------------------------------------------ */
 /* Checking                                                            */

@@ -60,3 +60,10 @@ Test(quickguide, named_file, .timeout = 60) { run_quickguide("quickguide_named",
 Test(quickguide, named_shm,  .timeout = 60) { run_quickguide("quickguide_named", "shm"); }
 Test(quickguide, list_file,  .timeout = 60) { run_quickguide("quickguide_list", "file"); }
 Test(quickguide, list_shm,   .timeout = 60) { run_quickguide("quickguide_list", "shm"); }
+Test(quickguide, vector_file, .timeout = 60) { run_quickguide("quickguide_vector", "file"); }
+Test(quickguide, vector_shm,  .timeout = 60) { run_quickguide("quickguide_vector", "shm"); }
+Test(quickguide, map_file,    .timeout = 60) { run_quickguide("quickguide_map", "file"); }
+Test(quickguide, map_shm,     .timeout = 60) { run_quickguide("quickguide_map", "shm"); }
+/* one process writes a map and a vector, another verifies every entry */
+Test(quickguide, persistence_file, .timeout = 60) { run_quickguide("persist_demo", "file"); }
+Test(quickguide, persistence_shm,  .timeout = 60) { run_quickguide("persist_demo", "shm"); }

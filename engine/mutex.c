@@ -1,0 +1,202 @@
+/*
+ * mutex.c - mseg_mutex and mseg_cond: POSIX process-shared, robust mutexes
+ * and condition variables that live in the segment.
+ *
+ * The bytes after `epoch` are a pthread_mutex_t / pthread_cond_t. They
+ * cannot be trusted across attaches: after every process has closed the
+ * segment (or the machine restarted) a mutex may still say "locked by a
+ * thread that no longer exists". So each object carries the attach epoch it
+ * was initialized in (runtime.epoch, incremented by the first process to
+ * attach); an object from another epoch is stale and is re-initialized on
+ * first use. No process of the current epoch can be using a stale object,
+ * so the only race is between processes re-initializing it at once: the
+ * epoch word doubles as a tiny lock for that (INIT_BIT set while one process
+ * initializes; the others wait, and take over if it takes implausibly long,
+ * which means it died in those few instructions).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+_Static_assert(sizeof(mseg_mutex) == 64 && sizeof(mseg_cond) == 64, "64-byte objects");
+_Static_assert(sizeof(pthread_mutex_t) <= sizeof(((mseg_mutex *)0)->opaque), "pthread_mutex_t fits");
+_Static_assert(sizeof(pthread_cond_t) <= sizeof(((mseg_cond *)0)->opaque), "pthread_cond_t fits");
+
+#define INIT_BIT (1ull << 63)
+#define TAKEOVER_NS (100 * 1000 * 1000ull)
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The object at p (64 bytes, 8-aligned) lies in the segment and may be written. */
+static int check_object(mseg *s, const void *p, const char *what)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (s->mode == MODE_RDONLY)
+        return fail(EROFS, "segment %s is open read-only: its %ss cannot be used", s->name, what);
+    const uint8_t *b = p;
+    if (!p || (uintptr_t)p % 8 || b < s->base + MSEG_HEAP_OFF || b + 64 > s->base + s->size)
+        return fail(EINVAL, "segment %s: %p is not a %s inside its heap", s->name, p, what);
+    return 0;
+}
+
+static void init_mutex(void *opaque)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    memset(opaque, 0, sizeof(pthread_mutex_t));
+    pthread_mutex_init(opaque, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+static void init_cond(void *opaque)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    memset(opaque, 0, sizeof(pthread_cond_t));
+    pthread_cond_init(opaque, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* Makes sure the object is of the current epoch, initializing it if not. */
+static void make_current(mseg *s, uint64_t *epoch, void *opaque, void (*init)(void *))
+{
+    uint64_t cur = __atomic_load_n(&seg_runtime(s)->epoch, __ATOMIC_ACQUIRE) & ~INIT_BIT;
+    uint64_t e = __atomic_load_n(epoch, __ATOMIC_ACQUIRE);
+    uint64_t waited_since = 0;
+    while (e != cur) {
+        bool busy_now = e == (cur | INIT_BIT);
+        if (busy_now && (!waited_since || now_ns() - waited_since < TAKEOVER_NS)) {
+            if (!waited_since)
+                waited_since = now_ns();
+            sched_yield();
+            e = __atomic_load_n(epoch, __ATOMIC_ACQUIRE);
+            continue;
+        }
+        if (__atomic_compare_exchange_n(epoch, &e, cur | INIT_BIT, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            init(opaque);
+            __atomic_store_n(epoch, cur, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+}
+
+static pthread_mutex_t *current_mutex(mseg *s, mseg_mutex *m)
+{
+    make_current(s, &m->epoch, m->opaque, init_mutex);
+    return (pthread_mutex_t *)m->opaque;
+}
+
+static pthread_cond_t *current_cond(mseg *s, mseg_cond *c)
+{
+    make_current(s, &c->epoch, c->opaque, init_cond);
+    return (pthread_cond_t *)c->opaque;
+}
+
+/* pthread's return code as -1/errno (0 stays 0). */
+static int result(int r)
+{
+    if (r == 0)
+        return 0;
+    errno = r;
+    return -1;
+}
+
+int mseg_mutex_init(mseg *s, mseg_mutex *m)
+{
+    if (check_object(s, m, "mutex"))
+        return -1;
+    init_mutex(m->opaque);
+    __atomic_store_n(&m->epoch, __atomic_load_n(&seg_runtime(s)->epoch, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    return 0;
+}
+
+int mseg_mutex_lock(mseg *s, mseg_mutex *m)
+{
+    if (check_object(s, m, "mutex"))
+        return -1;
+    return result(pthread_mutex_lock(current_mutex(s, m)));
+}
+
+int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
+{
+    if (check_object(s, m, "mutex"))
+        return -1;
+    return result(pthread_mutex_trylock(current_mutex(s, m)));
+}
+
+int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
+{
+    if (check_object(s, m, "mutex"))
+        return -1;
+    if (!abstime)
+        return fail(EINVAL, "NULL timeout");
+    return result(pthread_mutex_clocklock(current_mutex(s, m), CLOCK_MONOTONIC, abstime));
+}
+
+int mseg_mutex_unlock(mseg *s, mseg_mutex *m)
+{
+    if (check_object(s, m, "mutex"))
+        return -1;
+    return result(pthread_mutex_unlock(current_mutex(s, m)));
+}
+
+int mseg_mutex_consistent(mseg *s, mseg_mutex *m)
+{
+    if (check_object(s, m, "mutex"))
+        return -1;
+    return result(pthread_mutex_consistent(current_mutex(s, m)));
+}
+
+int mseg_cond_init(mseg *s, mseg_cond *c)
+{
+    if (check_object(s, c, "condition variable"))
+        return -1;
+    init_cond(c->opaque);
+    __atomic_store_n(&c->epoch, __atomic_load_n(&seg_runtime(s)->epoch, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    return 0;
+}
+
+int mseg_cond_wait(mseg *s, mseg_cond *c, mseg_mutex *m)
+{
+    if (check_object(s, c, "condition variable") || check_object(s, m, "mutex"))
+        return -1;
+    return result(pthread_cond_wait(current_cond(s, c), current_mutex(s, m)));
+}
+
+int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct timespec *abstime)
+{
+    if (check_object(s, c, "condition variable") || check_object(s, m, "mutex"))
+        return -1;
+    if (!abstime)
+        return fail(EINVAL, "NULL timeout");
+    return result(pthread_cond_timedwait(current_cond(s, c), current_mutex(s, m), abstime));
+}
+
+int mseg_cond_signal(mseg *s, mseg_cond *c)
+{
+    if (check_object(s, c, "condition variable"))
+        return -1;
+    return result(pthread_cond_signal(current_cond(s, c)));
+}
+
+int mseg_cond_broadcast(mseg *s, mseg_cond *c)
+{
+    if (check_object(s, c, "condition variable"))
+        return -1;
+    return result(pthread_cond_broadcast(current_cond(s, c)));
+}
