@@ -164,6 +164,12 @@ static void check_lists(struct checker *c)
     if (listed != c->free_blocks)
         problem(c, "bins: %llu blocks listed, the heap walk found %llu free blocks",
                 (unsigned long long)listed, (unsigned long long)c->free_blocks);
+    if (ctl->garbage && (!heap_block_is_live(c->s, ctl->garbage) ||
+                         ctl->garbage_done > ctl->garbage_count ||
+                         ctl->garbage_count > (heap_block_size(c->s, ctl->garbage) - 4) / 8))
+        problem(c, "garbage: array at %#llx (%llu of %llu done) is not a live block of that size",
+                (unsigned long long)ctl->garbage, (unsigned long long)ctl->garbage_done,
+                (unsigned long long)ctl->garbage_count);
     if (ctl->free_bytes != c->free_sum)
         problem(c, "accounting: free_bytes is %llu, free payloads add up to %llu",
                 (unsigned long long)ctl->free_bytes, (unsigned long long)c->free_sum);

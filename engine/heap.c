@@ -497,9 +497,79 @@ int heap_free(mseg *s, uint64_t p)
     return 0;
 }
 
-void heap_free_deferred(mseg *s)
+/* Log records one release can need (list moves, headers, footer, counter). */
+#define RECORDS_PER_FREE 14u
+#define GARBAGE_BATCH ((MSEG_LOG_CAPACITY - 64) / RECORDS_PER_FREE)
+
+/*
+ * Releases the blocks this operation freed, at commit. When they are too
+ * many for one log (destroying a large container), they are not released
+ * here: their offsets go into a fresh array block recorded as the segment's
+ * garbage, committed with the operation (so the destroy is atomic: the
+ * container is gone, its blocks are owed), and heap_drain_garbage frees them
+ * in batches, each batch an operation of its own. 0, or -1 with ENOMEM.
+ */
+int heap_free_deferred(mseg *s)
 {
-    for (uint32_t i = 0; i < s->op.ndeferred; i++)
-        heap_release(s, s->op.deferred[i]);
-    s->op.ndeferred = 0;
+    uint32_t n = s->op.ndeferred;
+    if (n == 0)
+        return 0;
+    if ((uint64_t)s->op.count + (uint64_t)n * RECORDS_PER_FREE + 64 <= MSEG_LOG_CAPACITY ||
+        op_get64(s, CTRL(garbage)) != 0) {
+        for (uint32_t i = 0; i < n; i++)
+            heap_release(s, s->op.deferred[i]);
+        s->op.ndeferred = 0;
+        return 0;
+    }
+    s->op.ndeferred = 0;                 /* no deferral of the array itself */
+    uint64_t g = heap_alloc(s, 8ull * n, MSEG_GRANULE);
+    if (!g)
+        return -1;
+    memcpy(s->base + g, s->op.deferred, 8ull * n);
+    op_fresh(s, g, 8ull * n);
+    op_set64(s, CTRL(garbage), g);
+    op_set64(s, CTRL(garbage_count), n);
+    op_set64(s, CTRL(garbage_done), 0);
+    return 0;
+}
+
+bool heap_has_garbage(mseg *s)
+{
+    return seg_control(s)->garbage != 0;
+}
+
+/* One batch of garbage, inside the current operation. */
+static void drain_batch(mseg *s)
+{
+    uint64_t g = op_get64(s, CTRL(garbage));
+    uint64_t n = op_get64(s, CTRL(garbage_count)), done = op_get64(s, CTRL(garbage_done));
+    bool sane = heap_block_is_live(s, g) && n <= (heap_block_size(s, g) - 4) / 8 && done <= n;
+    uint64_t end = sane ? (done + GARBAGE_BATCH < n ? done + GARBAGE_BATCH : n) : n;
+    for (uint64_t i = done; sane && i < end; i++) {
+        uint64_t p = *(const uint64_t *)(s->base + g + 8 * i);
+        if (heap_block_is_live(s, p))   /* a damaged entry is skipped, not followed */
+            heap_release(s, p);
+    }
+    if (sane && end < n) {
+        op_set64(s, CTRL(garbage_done), end);
+        return;
+    }
+    if (sane)
+        heap_release(s, g);
+    op_set64(s, CTRL(garbage), 0);
+    op_set64(s, CTRL(garbage_count), 0);
+    op_set64(s, CTRL(garbage_done), 0);
+}
+
+int heap_drain_garbage(mseg *s)
+{
+    for (unsigned rounds = 0; heap_has_garbage(s); rounds++) {
+        if (rounds > (1u << 26))
+            return fail(EUCLEAN, "segment %s: the garbage list does not shrink", s->name);
+        op_begin(s);
+        drain_batch(s);
+        if (op_commit(s))
+            return -1;
+    }
+    return 0;
 }

@@ -31,6 +31,7 @@ struct op {
     uint32_t save_allocated;    /* allocated when the current call began */
     uint64_t *deferred;         /* blocks freed by this operation, released at commit */
     uint32_t ndeferred, cap_deferred, save_deferred;
+    bool     draining;          /* op_commit is freeing owed blocks (no recursion) */
     uint64_t bloom;             /* 1 bit per 4-byte word (mod 64) with a record */
     uint64_t fresh_lo, fresh_hi;/* range of fresh in-place writes (0,0 = none) */
     uint64_t seq;               /* sequence number of the last commit */
@@ -145,7 +146,9 @@ int      heap_rebuild(mseg *s);   /* free lists from the headers; see heap.c */
 int      heap_control_sane(mseg *s);   /* 0, or -1 with EUCLEAN */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + errno ENOMEM/EUCLEAN */
 int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
-void     heap_free_deferred(mseg *s);                       /* op_commit: release them now */
+int      heap_free_deferred(mseg *s);                       /* op_commit: release them (or owe them) */
+bool     heap_has_garbage(mseg *s);                         /* blocks owed by a big free */
+int      heap_drain_garbage(mseg *s);                       /* frees them, batch by batch (under the lock) */
 bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */
 bool     heap_block_in_heap(mseg *s, uint64_t p);           /* cheaper: used, inside the heap */
 uint64_t heap_block_size(mseg *s, uint64_t p);              /* in the op's view */

@@ -182,7 +182,14 @@ _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");
  *    32     8  dir_capacity   slots (a power of two)
  *    40     8  dir_count      live named objects
  *    48     8  dir_used       live + deleted slots (drives rehashing)
- *    56    72  reserved
+ *    56     8  garbage        payload offset of an array of blocks still to free, 0 if
+ *                             none: an operation that frees more blocks than one log
+ *                             can record commits them here, and they are freed in
+ *                             batches of their own operations right after (or by
+ *                             recovery, if a crash came first)
+ *    64     8  garbage_count  entries in that array
+ *    72     8  garbage_done   entries already freed
+ *    80    48  reserved
  *   128    56  bin_bitmap     bit b of word b/64 set <=> bin b is non-empty
  *   184     8  reserved
  *   192  3456  bin_head       payload offset of each bin's first free block
@@ -195,7 +202,10 @@ struct mseg_control {
     uint64_t dir_capacity;
     uint64_t dir_count;
     uint64_t dir_used;
-    uint64_t reserved[9];
+    uint64_t garbage;
+    uint64_t garbage_count;
+    uint64_t garbage_done;
+    uint64_t reserved[6];
     uint64_t bin_bitmap[MSEG_BIN_WORDS];
     uint64_t reserved2;
     uint64_t bin_head[MSEG_BINS];

@@ -59,6 +59,8 @@ static int lock_take(mseg *s)
     if (r == EOWNERDEAD) {
         /* The owner died mid-operation: its log says what to redo. */
         int rec = log_recover(s);
+        if (rec >= 0 && heap_drain_garbage(s))
+            rec = -1;
         if (rec < 0) {
             int e = errno;
             /* left inconsistent on purpose: every later locker fails too */

@@ -407,17 +407,22 @@ static void apply(mseg *s, uint32_t from, uint32_t to, uint64_t *lo, uint64_t *h
 int op_commit(mseg *s)
 {
     struct mseg_log_head *h = log_head(s);
-    heap_free_deferred(s);
+    if (heap_free_deferred(s)) {
+        int e = errno;
+        op_rollback(s);
+        errno = e;
+        return -1;
+    }
     uint32_t n = s->op.count;
+    if (s->op.overflow) {   /* before bad_access: a full log makes reads stale */
+        op_rollback(s);
+        return fail(ENOMEM, "segment %s: operation needs more than %zu log records",
+                    s->name, (size_t)MSEG_LOG_CAPACITY);
+    }
     if (bad_access) {
         op_rollback(s);
         return fail(EUCLEAN, "segment %s: damaged metadata: an operation followed an offset "
                     "outside the heap; nothing was changed", s->name);
-    }
-    if (s->op.overflow) {
-        op_rollback(s);
-        return fail(ENOMEM, "segment %s: operation needs more than %zu log records",
-                    s->name, (size_t)MSEG_LOG_CAPACITY);
     }
     s->op.active = false;
     if (n == 0) {
@@ -460,6 +465,11 @@ int op_commit(mseg *s)
     crash_point("log.retired");
     s->op.count = 0;
     s->op.bloom = 0;
+    if (rc == 0 && heap_has_garbage(s) && !s->op.draining) {
+        s->op.draining = true;
+        rc = heap_drain_garbage(s);
+        s->op.draining = false;
+    }
     return rc;
 }
 

@@ -450,7 +450,7 @@ static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
         if (lock_init(s))
             return -1;
         int rec = recover(s);
-        if (rec < 0)
+        if (rec < 0 || (s->mode == MODE_RW && heap_drain_garbage(s)))
             return -1;
         s->recovered = rec > 0;
         if (bad_copy >= 0)
