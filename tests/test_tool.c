@@ -1,0 +1,290 @@
+/* test_tool.c - the mseg command on real segments: output and exit codes. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+#include "layout.h"
+#include "testing.h"
+
+#define TOOL MSEG_BUILD_DIR "/mseg"
+
+struct run {
+    int status;            /* exit code, or -1 if it did not exit */
+    char out[65536], err[8192];
+};
+
+static void slurp_into(const char *path, char *buf, size_t n)
+{
+    size_t len = 0;
+    char *p = th_read_file(path, &len);
+    if (len >= n)
+        len = n - 1;
+    if (p)
+        memcpy(buf, p, len);
+    buf[len] = '\0';
+    free(p);
+}
+
+/* Runs the tool with args (NULL-terminated), stdout and stderr captured
+   through files (so neither pipe can fill up). */
+static struct run *run_tool(const char *arg0, ...)
+{
+    static struct run r;
+    const char *argv[16] = { TOOL };
+    va_list ap;
+    va_start(ap, arg0);
+    int n = 1;
+    for (const char *a = arg0; a && n < 15; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char outp[256], errp[256];
+    th_name(outp, 0);
+    th_name(errp, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(TOOL, (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    slurp_into(outp, r.out, sizeof r.out);
+    slurp_into(errp, r.err, sizeof r.err);
+    unlink(outp);
+    unlink(errp);
+    return &r;
+}
+
+/* A segment with two named objects and a few blocks. */
+static char *sample(char *path)
+{
+    th_name(path, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(s, "greeting", "char", 1, 6, "hello"));
+    int *v = MSEG_NEW(s, "numbers", int, 4);
+    cr_assert_not_null(v);
+    v[0] = 0x01020304;
+    for (int i = 0; i < 10; i++)
+        cr_assert_not_null(mseg_alloc(s, 100 + 50 * (size_t)i));
+    cr_assert_eq(mseg_close(s), 0);
+    return path;
+}
+
+#define ASSERT_EXIT(r, code) \
+    cr_assert_eq((r)->status, (code), "exit %d, expected %d\nstdout: %s\nstderr: %s", \
+                 (r)->status, (code), (r)->out, (r)->err)
+
+Test(tool, version_names_the_library_and_format_versions, .fini = th_cleanup)
+{
+    struct run *r = run_tool("--version", NULL);
+    ASSERT_EXIT(r, 0);
+    char want[64];
+    snprintf(want, sizeof want, "mseg %s (segment format %u)", mseg_version(), mseg_format_version());
+    cr_assert(strstr(r->out, want), "%s", r->out);
+}
+
+Test(tool, help_documents_every_command_and_the_exit_codes, .fini = th_cleanup)
+{
+    struct run *r = run_tool("--help", NULL);
+    ASSERT_EXIT(r, 0);
+    char *all = strdup(r->out);        /* run_tool reuses its buffers */
+    static const char *cmds[] = { "check", "recover", "info", "ls", "dump", "stats", "copy" };
+    for (size_t i = 0; i < 7; i++) {
+        cr_assert(strstr(all, cmds[i]), "no %s in --help", cmds[i]);
+        struct run *c = run_tool(cmds[i], "--help", NULL);
+        ASSERT_EXIT(c, 0);
+        cr_assert(strstr(c->out, "usage: mseg") && strstr(c->out, "Exit status"), "%s", c->out);
+    }
+    cr_assert(strstr(all, "2  the segment is corrupt") && strstr(all, "3  could not run"));
+    free(all);
+    ASSERT_EXIT(run_tool("frobnicate", NULL), 3);
+    ASSERT_EXIT(run_tool("check", NULL), 3);
+    ASSERT_EXIT(run_tool("check", "--bogus", "x", NULL), 3);
+}
+
+Test(tool, check_of_a_sound_segment_exits_0_without_progress_when_not_a_terminal, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    struct run *r = run_tool("check", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "sound"), "%s", r->out);
+    cr_assert_str_empty(r->err, "stderr is not a terminal, yet: %s", r->err);
+    r = run_tool("check", "--json", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "\"result\":\"sound\"") && strstr(r->out, "\"named\":2"), "%s", r->out);
+}
+
+static void die_after_commit(const char *point, unsigned long n, void *arg)
+{
+    (void)n, (void)arg;
+    if (strcmp(point, "log.committed") == 0)
+        _exit(0);
+}
+
+static void killed_alloc(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    if (!s)
+        _exit(1);
+    mseg_test_set_crash_hook(die_after_commit, NULL);
+    mseg_alloc(s, 4000);
+    _exit(2);
+}
+
+Test(tool, check_after_a_killed_operation_exits_1_and_recover_applies_it, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    cr_assert(TH_EXITED_OK(th_fork_run(killed_alloc, path)));
+    long long size0;
+    uint64_t h0 = th_hash_file(path, &size0);
+    struct run *r = run_tool("check", path, NULL);
+    ASSERT_EXIT(r, 1);
+    cr_assert(strstr(r->out, "recovery"), "%s", r->out);
+    long long size1;
+    cr_assert_eq(th_hash_file(path, &size1), h0, "check wrote the segment");
+    r = run_tool("recover", "--json", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "\"recovered\":true"), "%s", r->out);
+    ASSERT_EXIT(run_tool("check", path, NULL), 0);
+}
+
+Test(tool, check_of_a_corrupt_segment_exits_2_naming_the_offset, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    size_t len;
+    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+    uint32_t bad = 0xffffff00u | 1;      /* a used block larger than the heap */
+    memcpy(buf + MSEG_HEAP_OFF + MSEG_GRANULE - 4, &bad, 4);
+    cr_assert_eq(th_write_file(path, buf, len), 0);
+    free(buf);
+    struct run *r = run_tool("check", path, NULL);
+    ASSERT_EXIT(r, 2);
+    cr_assert(strstr(r->out, "CORRUPT") && strstr(r->out, "0x14010"), "%s", r->out);
+    r = run_tool("check", "--json", path, NULL);
+    ASSERT_EXIT(r, 2);
+    cr_assert(strstr(r->out, "\"result\":\"corrupt\""), "%s", r->out);
+}
+
+Test(tool, check_exits_3_when_it_cannot_run, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    ASSERT_EXIT(run_tool("check", path, NULL), 3);           /* missing */
+    sample(path);
+    size_t len;
+    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+    for (int c = 0; c < 2; c++) {                            /* a newer format */
+        struct mseg_header *h = (void *)(buf + (c ? MSEG_HEADER_B_OFF : 0));
+        h->format_version = MSEG_FORMAT_VERSION + 1;
+        h->checksum = th_hash(h, offsetof(struct mseg_header, checksum));
+    }
+    cr_assert_eq(th_write_file(path, buf, len), 0);
+    free(buf);
+    struct run *r = run_tool("check", path, NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "format version"), "%s", r->err);
+}
+
+Test(tool, info_shows_both_headers_sizes_fragmentation_and_state, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    struct run *r = run_tool("info", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "header A") && strstr(r->out, "header B") && strstr(r->out, "fragmentation") &&
+              strstr(r->out, "named objects  2") && strstr(r->out, "clean"), "%s", r->out);
+    r = run_tool("info", "--json", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "\"header_a\":{\"valid\":true") && strstr(r->out, "\"size\":1048576") &&
+              strstr(r->out, "\"clean\":true"), "%s", r->out);
+}
+
+Test(tool, ls_and_dump_show_named_objects, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    struct run *r = run_tool("ls", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "greeting") && strstr(r->out, "numbers") && strstr(r->out, "int"), "%s", r->out);
+    r = run_tool("ls", "--json", path, NULL);
+    cr_assert(strstr(r->out, "{\"name\":\"greeting\",\"type\":\"char\",\"elem_size\":1,\"count\":6,\"bytes\":6"),
+              "%s", r->out);
+    r = run_tool("dump", path, "greeting", NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "68 65 6c 6c 6f 00") && strstr(r->out, "|hello.|"), "%s", r->out);
+    r = run_tool("dump", "--json", path, "numbers", NULL);
+    cr_assert(strstr(r->out, "\"hex\":\"04030201"), "%s", r->out);
+    ASSERT_EXIT(run_tool("dump", path, "absent", NULL), 3);
+}
+
+Test(tool, stats_histogram_counts_every_block, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    struct run *r = run_tool("stats", "--json", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "\"blocks_used\":13"), "%s", r->out);  /* 2 objects, 10 blocks, the directory */
+    r = run_tool("stats", path, NULL);
+    cr_assert(strstr(r->out, "[128, 256)") && strstr(r->out, "fragmentation"), "%s", r->out);
+}
+
+/* Allocates and frees until killed: another process working meanwhile. */
+static void busy(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    if (!s)
+        _exit(1);
+    for (unsigned i = 0;; i++) {
+        void *p = mseg_alloc(s, 64 + i % 500);
+        if (p)
+            mseg_free(s, p);
+    }
+}
+
+Test(tool, copy_of_a_segment_in_use_is_sound, .fini = th_cleanup)
+{
+    char path[256], dst[256];
+    sample(path);
+    th_name(dst, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        busy(path);
+    usleep(50000);
+    struct run *r = run_tool("copy", path, dst, NULL);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "copied"), "%s", r->out);
+    ASSERT_EXIT(run_tool("check", dst, NULL), 0);
+    r = run_tool("ls", dst, NULL);
+    cr_assert(strstr(r->out, "greeting"), "%s", r->out);
+}
+
+Test(tool, recover_and_info_of_a_corrupt_header_exit_2, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    size_t len;
+    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+    buf[20] ^= 1;
+    buf[MSEG_HEADER_B_OFF + 20] ^= 1;
+    cr_assert_eq(th_write_file(path, buf, len), 0);
+    free(buf);
+    ASSERT_EXIT(run_tool("recover", path, NULL), 2);
+    struct run *r = run_tool("info", path, NULL);
+    ASSERT_EXIT(r, 2);
+    cr_assert(strstr(r->out, "INVALID"), "%s", r->out);
+}
