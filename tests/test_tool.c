@@ -288,3 +288,31 @@ Test(tool, recover_and_info_of_a_corrupt_header_exit_2, .fini = th_cleanup)
     ASSERT_EXIT(r, 2);
     cr_assert(strstr(r->out, "INVALID"), "%s", r->out);
 }
+
+Test(tool, dump_prints_vectors_and_maps_one_entry_a_line, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s);
+    mseg_vec *v = mseg_vec_open(s, "vec", 8, MSEG_CREATE);
+    for (uint64_t i = 0; v && i < 3; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0);
+    mseg_map *m = mseg_map_open(s, "ids", MSEG_KEY_I64, 8, MSEG_CREATE);
+    int64_t k = -5;
+    uint64_t val = 7;
+    cr_assert_eq(mseg_map_put(s, m, &k, 8, &val, 8), 0);
+    mseg_map *b = mseg_map_open(s, "names", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    cr_assert_eq(mseg_map_put(s, b, "a\nb", 3, "x", 1), 0);
+    cr_assert_eq(mseg_close(s), 0);
+    struct run *r = run_tool("dump", path, "vec", NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "[2] 0200000000000000"), "%s", r->out);
+    r = run_tool("dump", path, "ids", NULL);
+    cr_assert(strstr(r->out, "-5 = 0700000000000000"), "%s", r->out);
+    r = run_tool("dump", path, "names", NULL);
+    cr_assert(strstr(r->out, "a\\x0ab = 78"), "%s", r->out);
+    r = run_tool("dump", "--json", path, "ids", NULL);
+    cr_assert(strstr(r->out, "{\"key\":-5,\"value\":\"0700000000000000\"}"), "%s", r->out);
+}

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout.h"
 #include "tool.h"
 
 struct entry {
@@ -156,6 +157,104 @@ static void dump_bytes(const struct opts *o, const struct entry *e, const uint8_
         hex_line(p + at, at, n - at < 16 ? n - at : 16);
 }
 
+static void hex(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%02x", p[i]);
+}
+
+/* A byte key, printable ASCII as is, the rest as \xNN (text) or hex (JSON). */
+static void escaped(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf(p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\' ? "%c" : "\\x%02x", p[i]);
+}
+
+/* One line per element: index and bytes in hex. */
+static int dump_vector(const struct opts *o, mseg *s, const struct entry *e, const struct mseg_vec_root *root)
+{
+    mseg_vec *v = mseg_vec_open(s, e->name, (size_t)root->elem_size, 0);
+    if (!v)
+        return report_error(o, errno, mseg_errmsg());
+    size_t len = mseg_vec_len(s, v);
+    if (o->json) {
+        printf("{\"command\":\"dump\",\"name\":");
+        json_str(stdout, e->name);
+        printf(",\"kind\":\"vector\",\"elem_size\":%llu,\"len\":%zu,\"elements\":[",
+               (unsigned long long)root->elem_size, len);
+    } else {
+        printf("%s: vector of %zu elements of %llu bytes\n", e->name, len, (unsigned long long)root->elem_size);
+    }
+    for (size_t i = 0; i < len; i++) {
+        const uint8_t *p = mseg_vec_at(s, v, i);
+        if (!p)
+            break;
+        printf(o->json ? "%s\"" : "%s[%zu] ", o->json ? (i ? "," : "") : "", i);
+        hex(p, (size_t)root->elem_size);
+        printf(o->json ? "\"" : "\n");
+    }
+    if (o->json)
+        printf("]}\n");
+    return EXIT_SOUND;
+}
+
+static void print_key(const struct opts *o, enum mseg_key kind, const struct mseg_cursor *c)
+{
+    uint64_t u = 0;
+    if (kind != MSEG_KEY_BYTES && c->klen == 8)
+        memcpy(&u, c->key, 8);
+    if (kind == MSEG_KEY_U64)
+        printf("%llu", (unsigned long long)u);
+    else if (kind == MSEG_KEY_I64)
+        printf("%lld", (long long)(int64_t)u);
+    else if (o->json)
+        printf("\""), hex(c->key, c->klen), printf("\"");
+    else
+        escaped(c->key, c->klen);
+}
+
+/* One line per entry: key (numbers as numbers, bytes escaped), value hex. */
+static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const struct mseg_map_root *root)
+{
+    enum mseg_key kind = (enum mseg_key)root->key_kind;
+    unsigned flags = (root->flags & MSEG_MAP_OWNED) ? MSEG_OWNED : 0;
+    mseg_map *m = mseg_map_open(s, e->name, kind, (size_t)root->val_size, flags);
+    if (!m)
+        return report_error(o, errno, mseg_errmsg());
+    if (o->json) {
+        printf("{\"command\":\"dump\",\"name\":");
+        json_str(stdout, e->name);
+        printf(",\"kind\":\"map\",\"count\":%zu,\"entries\":[", mseg_map_len(s, m));
+    } else {
+        printf("%s: map of %zu entries\n", e->name, mseg_map_len(s, m));
+    }
+    struct mseg_cursor c;
+    int rc = mseg_map_first(s, m, &c);
+    for (size_t i = 0; rc == 0; i++, rc = mseg_map_next(s, &c)) {
+        printf(o->json ? "%s{\"key\":" : "%s", o->json && i ? "," : "");
+        print_key(o, kind, &c);
+        printf(o->json ? ",\"value\":\"" : " = ");
+        hex(c.val, c.vlen);
+        printf(o->json ? "\"}" : "\n");
+    }
+    if (o->json)
+        printf("]}\n");
+    if (errno != ENOENT)
+        return report_error(o, errno, mseg_errmsg());
+    return EXIT_SOUND;
+}
+
+/* Vectors and maps by their type name; the roots only choose the
+   parameters for mseg_vec_open/mseg_map_open, which validate them. */
+static int dump_container(const struct opts *o, mseg *s, const struct entry *e, const uint8_t *p)
+{
+    if (strcmp(e->type, "mseg_vec") == 0 && e->elem_size == sizeof(struct mseg_vec_root))
+        return dump_vector(o, s, e, (const struct mseg_vec_root *)p);
+    if (strcmp(e->type, "mseg_map") == 0 && e->elem_size == sizeof(struct mseg_map_root))
+        return dump_map(o, s, e, (const struct mseg_map_root *)p);
+    return -1;
+}
+
 int cmd_dump(const struct opts *o)
 {
     mseg *s;
@@ -172,14 +271,14 @@ int cmd_dump(const struct opts *o)
         snprintf(msg, sizeof msg, "no object named %s", o->args[1]);
         code = report_error(o, ENOENT, msg);
     } else {
-        /* TODO(containers): vectors and maps one entry per line, once
-           engine/vector.c and engine/map.c land; raw hex for now. */
         size_t count = 0;
         const uint8_t *p = mseg_find(s, e->name, e->type, e->elem_size, &count);
         if (!p)
             code = report_error(o, errno, mseg_errmsg());
-        else
+        else if ((code = dump_container(o, s, e, p)) < 0) {
+            code = EXIT_SOUND;
             dump_bytes(o, e, p, count * e->elem_size);
+        }
     }
     list_free(&l);
     mseg_close(s);
