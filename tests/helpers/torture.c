@@ -1,0 +1,1327 @@
+/*
+ * torture.c - the kill -9 torture run (issue 3, item 4).
+ *
+ *   torture [--rounds N] [--backend file|shm|both] [--seed S] [--size BYTES]
+ *           [--max-size BYTES] [--no-probe] [--quiet]
+ *
+ * A supervisor creates a segment (a file under $TMPDIR, or POSIX shm) and,
+ * round after round, forks 3-4 workers that operate on it concurrently with
+ * random operations, then kills them with SIGKILL at random moments (0-20 ms
+ * apart): sometimes all at once, sometimes one while the others go on (the
+ * victim is often restarted, and finds out itself what became of the
+ * operation it was killed in). When every worker of the round is dead, the
+ * supervisor checks the segment (mseg_check, then open: recovery, then
+ * mseg_verify) and compares it with the oracle; the next round's workers
+ * continue from the verified state.
+ *
+ * What a worker owns. Worker w owns NOBJ named objects "w<w>.o<k>" (arrays
+ * of uint64_t whose words are a hash of (w, k, version)) and the slots of
+ * its registry, the named array "w<w>.reg" of NREG entries (offset, size,
+ * alignment, version) of raw blocks it allocated; a block is filled with a
+ * stamp, a hash of (w, slot, version). A block is allocated and recorded in
+ * one transaction, and freed and unrecorded in one, so no block exists
+ * unrecorded and the oracle finds every one. Nobody else touches a worker's
+ * objects or slots: the workers contend only inside the engine (lock, log,
+ * heap, directory).
+ *
+ * Operations: construct or destroy an object (one engine operation each);
+ * overwrite an object in a transaction (mseg_tx_add, then stores);
+ * alloc + record and free + unrecord in a transaction; transactions of 2-5
+ * of these together, committed, or aborted on purpose.
+ *
+ * The oracle lives outside the segment: a MAP_SHARED anonymous region made
+ * before fork, one slot per worker. Protocol for operation number seq:
+ *   1. write the intent (each change: item, state before, state after) and
+ *      the next version, then store-release intent_seq = seq;
+ *   2. run the operation;
+ *   3. ack: store ack_applied (1 done, 0 failed/aborted: nothing changed),
+ *      then store-release ack_seq = seq;
+ *   4. copy the after-states into the acknowledged state table, then
+ *      store-release applied_seq = seq.
+ * A worker killed at any point leaves one of: applied_seq == intent_seq
+ * (nothing in flight; the table is exact); ack_seq == intent_seq >
+ * applied_seq (acknowledged; the reader re-copies the after-states, which is
+ * idempotent); ack_seq < intent_seq (in flight: the segment must hold every
+ * change's before-state or every change's after-state, never a mix). Whoever
+ * settles an in-flight operation (a restarted worker, under the segment lock,
+ * or the supervisor after recovery) acks it for the dead one by the same
+ * steps 3-4, so a settler killed in turn leaves a state of the same kinds.
+ *
+ * Verification of a round: mseg_check sound; open (recovery) and
+ * mseg_verify sound; every acknowledged state exact (objects and their
+ * contents, destroyed objects absent, registry entries pointing at blocks
+ * with their stamp intact and their alignment); in-flight operations all or
+ * nothing; no named object beyond the expected ones; no two blocks
+ * overlapping; then, on a copy of the segment, every recorded block freed
+ * (mseg_free must accept it: a live block) and every object destroyed, after
+ * which free memory must be exactly its value on the empty segment (a leak
+ * check of the whole round).
+ *
+ * Liveness: in a third of the rounds that kill workers one by one, the
+ * supervisor then kills all but one survivor, which must go on alone within
+ * PROBE_SECONDS whatever state the dead left the segment lock in (a hang
+ * prints the lock word and each worker's wait channel; TORTURE_GDB=1 adds
+ * backtraces). --no-probe leaves this out.
+ *
+ * The segment starts at 1 MiB and grows on demand up to 32 MiB (--size,
+ * --max-size; 0 never grows); after half the verifications the supervisor
+ * shrinks it again (mseg_shrink), so that growth keeps happening under kills.
+ *
+ * Exit status: 0 all sound; 1 a violation (a message says which round,
+ * worker, operation and item); 2 a usage or setup error.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "layout.h"   /* MSEG_RUNTIME_OFF: where the segment mutex is, for hang reports */
+#include "mseg.h"
+
+#define MAX_WORKERS 4
+#define NOBJ        24          /* named objects per worker */
+#define NREG        48          /* registry slots per worker */
+#define MAXCH       5           /* changes in one operation */
+#define SEG_SIZE    (1u << 20)   /* at creation */
+#define SEG_MAX     (32u << 20)  /* grows up to this (--max-size) */
+#define OBJ_TYPE    "torture_obj"
+#define REG_TYPE    "torture_reg"
+#define PROBE_SECONDS 10        /* a survivor making no progress this long hangs */
+#define ROUND_SECONDS 120       /* a whole round (all phases) */
+
+/* ---- shared state ----------------------------------------------------- */
+
+enum op { OP_CONSTRUCT = 1, OP_DESTROY, OP_OVERWRITE, OP_ALLOC, OP_FREE };
+enum kind { K_SINGLE = 1, K_TX, K_TX_ABORT };
+
+static const char *op_name(uint32_t op)
+{
+    static const char *n[] = { "?", "construct", "destroy", "overwrite", "alloc", "free" };
+    return op <= OP_FREE ? n[op] : "?";
+}
+
+static const char *kind_name(uint32_t k)
+{
+    return k == K_SINGLE ? "single" : k == K_TX ? "transaction" : k == K_TX_ABORT ? "aborted transaction" : "?";
+}
+
+/* The state of one object (size: element count) or registry slot (size:
+   bytes, align: 0 for mseg_alloc). */
+struct item {
+    uint32_t live, size, align, pad;
+    uint64_t version;
+};
+
+struct change {
+    uint32_t op, idx;           /* idx: object number, or registry slot */
+    struct item before, after;
+};
+
+struct intent {
+    uint64_t seq;
+    uint32_t kind, n;
+    struct change ch[MAXCH];
+};
+
+/* One worker's part of the oracle. Sequence words are accessed with
+   __atomic builtins; the rest is ordered by them. */
+struct slot {
+    uint64_t intent_seq, ack_seq, applied_seq;
+    uint32_t ack_applied, failed;
+    struct intent in;
+    struct item obj[NOBJ], reg[NREG];
+    uint64_t next_version;
+    /* statistics, bumped by workers (a kill may lose the last increment) */
+    uint64_t acks, txs, aborts, enomem, settled_applied, settled_undone, durable_opens;
+    char err[1024];
+};
+
+struct oracle {
+    struct slot w[MAX_WORKERS];
+};
+
+/* The persistent registry entry, in the segment. */
+struct reg_entry {
+    uint64_t off, size, align, version;
+};
+
+static bool is_obj_op(uint32_t op) { return op <= OP_OVERWRITE; }
+
+/* ---- patterns ------------------------------------------------------------ */
+
+static uint64_t mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rnd(uint64_t *st)
+{
+    return mix(*st += 0x632be59bd9b4e019ull);
+}
+
+static uint64_t below(uint64_t *st, uint64_t n)
+{
+    return rnd(st) % n;
+}
+
+static uint64_t obj_seed(int w, uint32_t k, uint64_t version)
+{
+    return mix(((uint64_t)w << 48) ^ ((uint64_t)k << 32) ^ 0x6f626a00u) ^ mix(version * 0x100000001b3ull);
+}
+
+static uint64_t blk_seed(int w, uint32_t i, uint64_t version)
+{
+    return mix(((uint64_t)w << 48) ^ ((uint64_t)i << 32) ^ 0x726567u) ^ mix(version * 0xff51afd7ed558ccdull);
+}
+
+static void obj_fill(uint64_t *p, size_t count, uint64_t seed)
+{
+    for (size_t i = 0; i < count; i++)
+        p[i] = mix(seed + i);
+}
+
+/* Index of the first wrong word, or count when all are right. */
+static size_t obj_first_bad(const uint64_t *p, size_t count, uint64_t seed)
+{
+    for (size_t i = 0; i < count; i++)
+        if (p[i] != mix(seed + i))
+            return i;
+    return count;
+}
+
+static void blk_fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = mix(seed + i / 8);
+        size_t m = n - i < 8 ? n - i : 8;
+        memcpy(p + i, &v, m);
+    }
+}
+
+static size_t blk_first_bad(const uint8_t *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = mix(seed + i / 8);
+        size_t m = n - i < 8 ? n - i : 8;
+        if (memcmp(p + i, &v, m) != 0)
+            for (size_t j = 0; j < m; j++)
+                if (p[i + j] != ((const uint8_t *)&v)[j])
+                    return i + j;
+    }
+    return n;
+}
+
+static void obj_name(char *buf, size_t n, int w, uint32_t k) { snprintf(buf, n, "w%d.o%u", w, k); }
+static void reg_name(char *buf, size_t n, int w) { snprintf(buf, n, "w%d.reg", w); }
+
+/* ---- matching the segment against a state ------------------------------------ */
+
+static void describe(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void describe(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+}
+
+/* 1 when object k of worker w is in state st in the segment; else 0 with
+   the difference in why. */
+static int obj_matches(mseg *s, int w, uint32_t k, const struct item *st, char *why, size_t n)
+{
+    char name[64];
+    obj_name(name, sizeof name, w, k);
+    size_t count = 0;
+    errno = 0;
+    uint64_t *p = mseg_find(s, name, OBJ_TYPE, sizeof(uint64_t), &count);
+    if (!st->live) {
+        if (!p && errno == ENOENT)
+            return 1;
+        if (p)
+            describe(why, n, "object %s exists (%zu words) but should be absent", name, count);
+        else
+            describe(why, n, "object %s: find failed with errno %d (%s), expected ENOENT",
+                     name, errno, mseg_errmsg());
+        return 0;
+    }
+    if (!p) {
+        describe(why, n, "object %s (version %" PRIu64 ", %u words) is missing: errno %d (%s)",
+                 name, st->version, st->size, errno, mseg_errmsg());
+        return 0;
+    }
+    if (count != st->size) {
+        describe(why, n, "object %s has %zu words, expected %u (version %" PRIu64 ")",
+                 name, count, st->size, st->version);
+        return 0;
+    }
+    size_t bad = obj_first_bad(p, count, obj_seed(w, k, st->version));
+    if (bad < count) {
+        describe(why, n, "object %s: word %zu of %zu is %#" PRIx64 ", expected %#" PRIx64
+                 " (version %" PRIu64 ")", name, bad, count, p[bad],
+                 mix(obj_seed(w, k, st->version) + bad), st->version);
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when registry slot i of worker w is in state st; else 0 with why. */
+static int reg_matches(mseg *s, const struct reg_entry *reg, int w, uint32_t i,
+                       const struct item *st, char *why, size_t n)
+{
+    struct reg_entry e = reg[i];
+    if (!st->live) {
+        if (!e.off && !e.size && !e.align && !e.version)
+            return 1;
+        describe(why, n, "registry w%d[%u] holds {off %#" PRIx64 ", size %" PRIu64 ", version %" PRIu64
+                 "} but should be empty", w, i, e.off, e.size, e.version);
+        return 0;
+    }
+    if (e.version != st->version || e.size != st->size || e.align != st->align || !e.off) {
+        describe(why, n, "registry w%d[%u] holds {off %#" PRIx64 ", size %" PRIu64 ", align %" PRIu64
+                 ", version %" PRIu64 "}, expected {size %u, align %u, version %" PRIu64 "}",
+                 w, i, e.off, e.size, e.align, e.version, st->size, st->align, st->version);
+        return 0;
+    }
+    uint8_t *p = mseg_at(s, e.off);
+    if (!p || e.off + e.size > mseg_size(s) || (e.align && e.off % e.align)) {
+        describe(why, n, "registry w%d[%u]: block at %#" PRIx64 " (%" PRIu64 " bytes, align %" PRIu64
+                 ") is outside the segment or misaligned", w, i, e.off, e.size, e.align);
+        return 0;
+    }
+    size_t bad = blk_first_bad(p, e.size, blk_seed(w, i, e.version));
+    if (bad < e.size) {
+        describe(why, n, "registry w%d[%u]: block at %#" PRIx64 " (%" PRIu64 " bytes, version %" PRIu64
+                 "): stamp damaged at byte %zu", w, i, e.off, e.size, e.version, bad);
+        return 0;
+    }
+    return 1;
+}
+
+static int change_matches(mseg *s, const struct reg_entry *reg, int w, const struct change *c,
+                          const struct item *st, char *why, size_t n)
+{
+    return is_obj_op(c->op) ? obj_matches(s, w, c->idx, st, why, n)
+                            : reg_matches(s, reg, w, c->idx, st, why, n);
+}
+
+/* Decides an in-flight operation: 1 every change happened, 0 none did, -1
+   a mix or a state that is neither (why says which). */
+static int classify(mseg *s, const struct reg_entry *reg, int w, const struct intent *in,
+                    char *why, size_t n)
+{
+    int before = 0, after = 0;
+    char wb[400], wa[400];
+    int first_before = -1, first_after = -1;
+    for (uint32_t j = 0; j < in->n; j++) {
+        const struct change *c = &in->ch[j];
+        int b = change_matches(s, reg, w, c, &c->before, wb, sizeof wb);
+        int a = change_matches(s, reg, w, c, &c->after, wa, sizeof wa);
+        if (!a && !b) {
+            describe(why, n, "operation %" PRIu64 " (%s), change %u (%s #%u) is in neither its "
+                     "before- nor its after-state: as before: %s; as after: %s",
+                     in->seq, kind_name(in->kind), j, op_name(c->op), c->idx, wb, wa);
+            return -1;
+        }
+        if (b && first_before < 0)
+            first_before = (int)j;
+        if (a && first_after < 0)
+            first_after = (int)j;
+        before += b;
+        after += a;
+    }
+    if (after == (int)in->n)
+        return 1;
+    if (before == (int)in->n)
+        return 0;
+    describe(why, n, "operation %" PRIu64 " (%s of %u changes) half happened: change %d (%s #%u) "
+             "is in its before-state, change %d (%s #%u) in its after-state",
+             in->seq, kind_name(in->kind), in->n, first_before, op_name(in->ch[first_before].op),
+             in->ch[first_before].idx, first_after, op_name(in->ch[first_after].op),
+             in->ch[first_after].idx);
+    return -1;
+}
+
+/* ---- the oracle protocol ------------------------------------------------------- */
+
+static uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+/* Step 4: the acknowledged operation's after-states into the table. */
+static void table_apply(struct slot *o)
+{
+    uint64_t seq = load(&o->ack_seq);
+    if (__atomic_load_n(&o->ack_applied, __ATOMIC_ACQUIRE))
+        for (uint32_t j = 0; j < o->in.n; j++) {
+            const struct change *c = &o->in.ch[j];
+            if (is_obj_op(c->op))
+                o->obj[c->idx] = c->after;
+            else
+                o->reg[c->idx] = c->after;
+        }
+    store(&o->applied_seq, seq);
+}
+
+/* Step 3 and 4. */
+static void ack(struct slot *o, uint64_t seq, bool applied)
+{
+    __atomic_store_n(&o->ack_applied, applied, __ATOMIC_RELAXED);
+    store(&o->ack_seq, seq);
+    table_apply(o);
+}
+
+/* Settles what a dead process left in slot o; returns -1 (why set) if the
+   in-flight operation is neither all nor nothing, else 0, with *inflight
+   -1 when none was in flight, else 1 applied / 0 not. The caller holds the
+   segment lock or is alone on the segment. */
+static int settle(mseg *s, const struct reg_entry *reg, int w, struct slot *o,
+                  int *inflight, char *why, size_t n)
+{
+    *inflight = -1;
+    uint64_t i = load(&o->intent_seq), a = load(&o->ack_seq), p = load(&o->applied_seq);
+    if (a == i) {
+        if (p != i)
+            table_apply(o);
+        return 0;
+    }
+    for (uint32_t j = 0; j < o->in.n; j++) {    /* the intent must start from the table */
+        const struct change *c = &o->in.ch[j];
+        const struct item *t = is_obj_op(c->op) ? &o->obj[c->idx] : &o->reg[c->idx];
+        if (memcmp(t, &c->before, sizeof *t)) {
+            describe(why, n, "oracle: intent %" PRIu64 " change %u does not start from the "
+                     "acknowledged state (a bug of the torture program)", o->in.seq, j);
+            return -1;
+        }
+    }
+    int r = classify(s, reg, w, &o->in, why, n);
+    if (r < 0)
+        return -1;
+    *inflight = r;
+    __atomic_fetch_add(r ? &o->settled_applied : &o->settled_undone, 1, __ATOMIC_RELAXED);
+    ack(o, i, r == 1);
+    return 0;
+}
+
+/* ---- workers ------------------------------------------------------------------- */
+
+struct worker {
+    mseg *s;
+    int w;
+    struct slot *o;
+    struct reg_entry *reg;
+    uint64_t rng;
+    uint64_t buf[8192];
+};
+
+static void worker_fail(struct worker *k, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void worker_fail(struct worker *k, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int m = snprintf(k->o->err, sizeof k->o->err, "worker %d (pid %d), operation %" PRIu64 ": ",
+                     k->w, (int)getpid(), k->o->in.seq);
+    vsnprintf(k->o->err + m, sizeof k->o->err - (size_t)m, fmt, ap);
+    va_end(ap);
+    __atomic_store_n(&k->o->failed, 1, __ATOMIC_RELEASE);
+    _exit(3);
+}
+
+static uint32_t obj_count(uint64_t *rng)
+{
+    uint64_t r = below(rng, 100);
+    return r < 5 ? 1024 + (uint32_t)below(rng, 3072) : 1 + (uint32_t)below(rng, 512);
+}
+
+static uint32_t blk_size(uint64_t *rng)
+{
+    uint64_t r = below(rng, 100);
+    return r < 5 ? 4096 + (uint32_t)below(rng, 28672) : 1 + (uint32_t)below(rng, 4096);
+}
+
+static uint32_t blk_align(uint64_t *rng)
+{
+    return below(rng, 4) ? 0 : 32u << below(rng, 8);    /* 32 .. 4096 */
+}
+
+/* Result of running one change: 0 done, 1 failed cleanly (ENOMEM: the
+   segment or, in a transaction, its log is full). */
+static int run_construct(struct worker *k, const struct change *c)
+{
+    char name[64];
+    obj_name(name, sizeof name, k->w, c->idx);
+    obj_fill(k->buf, c->after.size, obj_seed(k->w, c->idx, c->after.version));
+    void *p = mseg_construct(k->s, name, OBJ_TYPE, sizeof(uint64_t), c->after.size, k->buf);
+    if (p)
+        return 0;
+    if (errno == ENOMEM)
+        return 1;
+    worker_fail(k, "construct %s (%u words): errno %d: %s", name, c->after.size, errno, mseg_errmsg());
+}
+
+/* The object's data after checking it holds st. */
+static uint64_t *find_checked(struct worker *k, uint32_t idx, const struct item *st)
+{
+    char why[400];
+    if (!obj_matches(k->s, k->w, idx, st, why, sizeof why))
+        worker_fail(k, "before changing it: %s", why);
+    char name[64];
+    obj_name(name, sizeof name, k->w, idx);
+    return mseg_find(k->s, name, OBJ_TYPE, sizeof(uint64_t), NULL);
+}
+
+static int run_destroy(struct worker *k, const struct change *c)
+{
+    find_checked(k, c->idx, &c->before);
+    char name[64];
+    obj_name(name, sizeof name, k->w, c->idx);
+    if (mseg_destroy(k->s, name) == 0)
+        return 0;
+    worker_fail(k, "destroy %s: errno %d: %s", name, errno, mseg_errmsg());
+}
+
+/* mseg_tx_add: 0 done, 1 the transaction's log is full (ENOMEM; the
+   engine has rolled the transaction back). */
+static int declare(struct worker *k, void *p, size_t n, const char *what, uint32_t idx)
+{
+    if (mseg_tx_add(k->s, p, n) == 0)
+        return 0;
+    if (errno == ENOMEM)
+        return 1;
+    worker_fail(k, "tx_add %s #%u (%zu bytes): errno %d: %s", what, idx, n, errno, mseg_errmsg());
+}
+
+/* In a transaction: declared, then rewritten word by word (a kill in the
+   middle leaves a torn object that recovery must undo). */
+static int run_overwrite(struct worker *k, const struct change *c)
+{
+    uint64_t *p = find_checked(k, c->idx, &c->before);
+    size_t n = c->before.size, half = below(&k->rng, 2) ? n / 2 : 0;
+    uint64_t seed = obj_seed(k->w, c->idx, c->after.version);
+    if (half && declare(k, p, half * sizeof *p, "object", c->idx))
+        return 1;
+    for (size_t i = 0; i < half; i++)
+        p[i] = mix(seed + i);
+    if (declare(k, p + half, (n - half) * sizeof *p, "object", c->idx))
+        return 1;
+    for (size_t i = half; i < n; i++)
+        p[i] = mix(seed + i);
+    return 0;
+}
+
+static int reg_record(struct worker *k, uint32_t i, const struct reg_entry *e)
+{
+    if (declare(k, &k->reg[i], sizeof k->reg[i], "registry slot", i))
+        return 1;
+    k->reg[i] = *e;
+    return 0;
+}
+
+static int run_alloc(struct worker *k, const struct change *c)
+{
+    const struct item *a = &c->after;
+    uint8_t *p = a->align ? mseg_alloc_aligned(k->s, a->size, a->align) : mseg_alloc(k->s, a->size);
+    if (!p) {
+        if (errno == ENOMEM)
+            return 1;
+        worker_fail(k, "alloc %u bytes (align %u): errno %d: %s", a->size, a->align, errno, mseg_errmsg());
+    }
+    struct reg_entry e = { mseg_off_of(k->s, p), a->size, a->align, a->version };
+    bool record_first = below(&k->rng, 2);
+    if (record_first && reg_record(k, c->idx, &e))
+        return 1;
+    blk_fill(p, a->size, blk_seed(k->w, c->idx, a->version));
+    if (!record_first && reg_record(k, c->idx, &e))
+        return 1;
+    return 0;
+}
+
+static int run_free(struct worker *k, const struct change *c)
+{
+    char why[400];
+    if (!reg_matches(k->s, k->reg, k->w, c->idx, &c->before, why, sizeof why))
+        worker_fail(k, "before freeing it: %s", why);
+    struct reg_entry e = k->reg[c->idx], zero = { 0, 0, 0, 0 };
+    bool unrecord_first = below(&k->rng, 2);
+    if (unrecord_first && reg_record(k, c->idx, &zero))
+        return 1;
+    if (mseg_free(k->s, mseg_at(k->s, e.off)))
+        worker_fail(k, "free of the block at %#" PRIx64 " (slot %u): errno %d: %s",
+                    e.off, c->idx, errno, mseg_errmsg());
+    if (!unrecord_first && reg_record(k, c->idx, &zero))
+        return 1;
+    return 0;
+}
+
+static int run_change(struct worker *k, const struct change *c)
+{
+    switch (c->op) {
+    case OP_CONSTRUCT: return run_construct(k, c);
+    case OP_DESTROY:   return run_destroy(k, c);
+    case OP_OVERWRITE: return run_overwrite(k, c);
+    case OP_ALLOC:     return run_alloc(k, c);
+    default:           return run_free(k, c);
+    }
+}
+
+/* A change to a random item not yet in the intent. */
+static void plan_change(struct worker *k, struct intent *in, bool obj)
+{
+    struct change *c = &in->ch[in->n];
+    for (;;) {
+        c->idx = (uint32_t)below(&k->rng, obj ? NOBJ : NREG);
+        bool taken = false;
+        for (uint32_t j = 0; j < in->n; j++)
+            taken |= is_obj_op(in->ch[j].op) == obj && in->ch[j].idx == c->idx;
+        if (!taken)
+            break;
+    }
+    struct slot *o = k->o;
+    c->before = obj ? o->obj[c->idx] : o->reg[c->idx];
+    memset(&c->after, 0, sizeof c->after);
+    if (obj && !c->before.live) {
+        c->op = OP_CONSTRUCT;
+        c->after = (struct item){ 1, obj_count(&k->rng), 0, 0, o->next_version++ };
+    } else if (obj) {
+        c->op = below(&k->rng, 100) < 35 ? OP_DESTROY : OP_OVERWRITE;
+        if (c->op == OP_OVERWRITE)
+            c->after = (struct item){ 1, c->before.size, 0, 0, o->next_version++ };
+    } else if (!c->before.live) {
+        c->op = OP_ALLOC;
+        c->after = (struct item){ 1, blk_size(&k->rng), blk_align(&k->rng), 0, o->next_version++ };
+    } else {
+        c->op = OP_FREE;
+    }
+    in->n++;
+}
+
+/* Writes the next intent into the oracle (step 1). */
+static void plan(struct worker *k, uint64_t seq)
+{
+    struct intent *in = &k->o->in;
+    uint64_t r = below(&k->rng, 100);
+    in->seq = seq;
+    in->n = 0;
+    if (r < 80) {
+        in->kind = K_SINGLE;
+        plan_change(k, in, below(&k->rng, 100) < 45);
+    } else {
+        in->kind = r < 94 ? K_TX : K_TX_ABORT;
+        uint32_t n = 2 + (uint32_t)below(&k->rng, MAXCH - 1);
+        while (in->n < n)
+            plan_change(k, in, below(&k->rng, 2));
+    }
+    store(&k->o->intent_seq, seq);
+}
+
+static bool needs_tx(const struct intent *in)
+{
+    return in->kind != K_SINGLE || in->ch[0].op >= OP_OVERWRITE;
+}
+
+/* Runs the planned operation; true when it happened. */
+static bool execute(struct worker *k)
+{
+    const struct intent *in = &k->o->in;
+    if (!needs_tx(in)) {
+        int r = run_change(k, &in->ch[0]);
+        if (r)
+            __atomic_fetch_add(&k->o->enomem, 1, __ATOMIC_RELAXED);
+        return r == 0;
+    }
+    if (mseg_tx_begin(k->s))
+        worker_fail(k, "tx_begin: errno %d: %s", errno, mseg_errmsg());
+    for (uint32_t j = 0; j < in->n; j++) {
+        if (run_change(k, &in->ch[j]) == 0)
+            continue;
+        __atomic_fetch_add(&k->o->enomem, 1, __ATOMIC_RELAXED);
+        if (mseg_tx_abort(k->s))
+            worker_fail(k, "tx_abort after ENOMEM: errno %d: %s", errno, mseg_errmsg());
+        return false;
+    }
+    if (in->kind == K_TX_ABORT) {
+        if (mseg_tx_abort(k->s))
+            worker_fail(k, "tx_abort: errno %d: %s", errno, mseg_errmsg());
+        __atomic_fetch_add(&k->o->aborts, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    if (mseg_tx_commit(k->s))
+        worker_fail(k, "tx_commit: errno %d: %s", errno, mseg_errmsg());
+    __atomic_fetch_add(&k->o->txs, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+/* The worker's own view right after the operation (its items are its own). */
+static void check_outcome(struct worker *k, bool applied)
+{
+    const struct intent *in = &k->o->in;
+    char why[400];
+    for (uint32_t j = 0; j < in->n; j++) {
+        const struct change *c = &in->ch[j];
+        if (!change_matches(k->s, k->reg, k->w, c, applied ? &c->after : &c->before, why, sizeof why))
+            worker_fail(k, "right after the %s %s: %s", kind_name(in->kind),
+                        applied ? "returned" : "failed or was aborted", why);
+    }
+}
+
+/* Settles the previous incarnation's operation under the segment lock. */
+static void worker_settle(struct worker *k)
+{
+    char why[600];
+    int inflight;
+    if (mseg_tx_begin(k->s))
+        worker_fail(k, "tx_begin to settle: errno %d: %s", errno, mseg_errmsg());
+    if (settle(k->s, k->reg, k->w, k->o, &inflight, why, sizeof why))
+        worker_fail(k, "settling the operation its predecessor was killed in: %s", why);
+    if (mseg_tx_commit(k->s))
+        worker_fail(k, "empty tx_commit: errno %d: %s", errno, mseg_errmsg());
+}
+
+static void worker_main(const char *name, unsigned flags, int w, struct slot *o, uint64_t seed,
+                        pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(4);
+    static struct worker k;
+    k.w = w;
+    k.o = o;
+    k.rng = seed;
+    if (!(flags & MSEG_SHM) && below(&k.rng, 8) == 0) {
+        flags |= MSEG_DURABLE;
+        __atomic_fetch_add(&o->durable_opens, 1, __ATOMIC_RELAXED);
+    }
+    k.s = mseg_open(name, flags, NULL);
+    if (!k.s)
+        worker_fail(&k, "open %s: errno %d: %s", name, errno, mseg_errmsg());
+    char rn[64];
+    size_t n = 0;
+    reg_name(rn, sizeof rn, w);
+    k.reg = mseg_find(k.s, rn, REG_TYPE, sizeof(struct reg_entry), &n);
+    if (!k.reg || n != NREG)
+        worker_fail(&k, "registry %s: errno %d: %s", rn, errno, mseg_errmsg());
+    worker_settle(&k);
+    for (;;) {
+        uint64_t seq = load(&o->intent_seq) + 1;
+        plan(&k, seq);
+        bool applied = execute(&k);
+        check_outcome(&k, applied);
+        ack(o, seq, applied);
+        __atomic_fetch_add(&o->acks, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* ---- the supervisor -------------------------------------------------------------- */
+
+struct stats {
+    uint64_t rounds, kills, restarts, acks, txs, aborts, enomem, durable_opens;
+    uint64_t inflight_applied, inflight_undone, recoveries, replayed, consistent, lost;
+    uint64_t leak_checks, probes, grown, shrunk, max_bytes;
+};
+
+struct run {
+    const char *backend;
+    unsigned flags;
+    char name[300], path[300], clone[300];
+    size_t empty_free;          /* free memory of the empty segment, shrunk */
+    size_t empty_size;          /* its size */
+    size_t size_before;         /* size when the round started */
+    size_t size, max_size;      /* creation parameters */
+    struct oracle *orc;
+    uint64_t rng, seed;
+    pid_t pid[MAX_WORKERS];
+    int nworkers;
+    unsigned round;
+    struct stats st;
+    char phase[160];
+    bool quiet;
+};
+
+static bool probes = true;      /* --no-probe turns the liveness probe off */
+static struct run *current;     /* for the alarm handler */
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "torture: VIOLATION: the round did not finish in time, phase: ";
+    if (current) {
+        if (write(2, msg, sizeof msg - 1) < 0 || write(2, current->phase, strlen(current->phase)) < 0 ||
+            write(2, "\n", 1) < 0) {
+        }
+        for (int w = 0; w < MAX_WORKERS; w++)
+            if (current->pid[w] > 0)
+                kill(current->pid[w], SIGKILL);
+    }
+    _exit(1);
+}
+
+static void phase(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void phase(struct run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->phase, sizeof r->phase, fmt, ap);
+    va_end(ap);
+}
+
+static void sleep_us(uint64_t us)
+{
+    struct timespec ts = { (time_t)(us / 1000000), (long)(us % 1000000) * 1000 };
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void dump_intent(const struct slot *o)
+{
+    const struct intent *in = &o->in;
+    fprintf(stderr, "  oracle: intent_seq %" PRIu64 ", ack_seq %" PRIu64 " (applied %u), applied_seq %"
+            PRIu64 "; intent %" PRIu64 ": %s of %u\n", o->intent_seq, o->ack_seq, o->ack_applied,
+            o->applied_seq, in->seq, kind_name(in->kind), in->n);
+    for (uint32_t j = 0; j < in->n && j < MAXCH; j++) {
+        const struct change *c = &in->ch[j];
+        fprintf(stderr, "    change %u: %s #%u: {live %u, size %u, align %u, version %" PRIu64
+                "} -> {live %u, size %u, align %u, version %" PRIu64 "}\n", j, op_name(c->op), c->idx,
+                c->before.live, c->before.size, c->before.align, c->before.version,
+                c->after.live, c->after.size, c->after.align, c->after.version);
+    }
+}
+
+/* Keeps the segment for inspection and exits 1. */
+static void violation(struct run *r, int w, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
+static void violation(struct run *r, int w, const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "torture: VIOLATION (%s backend, round %u, seed %#" PRIx64 "): ",
+            r->backend, r->round, r->seed);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    if (w >= 0)
+        dump_intent(&r->orc->w[w]);
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (r->pid[i] > 0)
+            kill(r->pid[i], SIGKILL);
+    char keep[400];
+    snprintf(keep, sizeof keep, "%s.failed", r->clone);
+    int in = open(r->path, O_RDONLY), out = open(keep, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in >= 0 && out >= 0) {
+        char buf[1 << 16];
+        ssize_t n;
+        while ((n = read(in, buf, sizeof buf)) > 0)
+            if (write(out, buf, (size_t)n) != n)
+                break;
+        fprintf(stderr, "torture: the segment is kept in %s\n", keep);
+    }
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    mseg_remove(r->name, r->flags);
+    exit(1);
+}
+
+static pid_t spawn(struct run *r, int w)
+{
+    uint64_t seed = mix(r->seed ^ ((uint64_t)r->round << 20) ^ ((uint64_t)w << 8) ^ rnd(&r->rng));
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        violation(r, -1, "fork: %s", strerror(errno));
+    if (pid == 0)
+        worker_main(r->name, r->flags, w, &r->orc->w[w], seed, parent);
+    r->pid[w] = pid;
+    return pid;
+}
+
+/* Kills worker w and checks that it died of that kill, not before. */
+static void kill_worker(struct run *r, int w)
+{
+    int status;
+    kill(r->pid[w], SIGKILL);
+    while (waitpid(r->pid[w], &status, 0) < 0)
+        if (errno != EINTR)
+            violation(r, w, "waitpid: %s", strerror(errno));
+    r->pid[w] = 0;
+    r->st.kills++;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        return;
+    const struct slot *o = &r->orc->w[w];
+    if (__atomic_load_n(&o->failed, __ATOMIC_ACQUIRE))
+        violation(r, w, "%s", o->err);
+    if (WIFSIGNALED(status))
+        violation(r, w, "worker %d died of signal %d (%s) before it was killed", w,
+                  WTERMSIG(status), strsignal(WTERMSIG(status)));
+    violation(r, w, "worker %d exited with status %d before it was killed (see its stderr)",
+              w, WEXITSTATUS(status));
+}
+
+/* Where the live workers are (for a hang): their kernel wait channel, and
+   with TORTURE_GDB=1 a backtrace from gdb. */
+static void show_stacks(struct run *r)
+{
+    int fd = open(r->path, O_RDONLY);
+    int32_t word[5];
+    if (fd >= 0 && pread(fd, word, sizeof word, MSEG_RUNTIME_OFF) == (ssize_t)sizeof word)
+        fprintf(stderr, "torture: segment mutex: lock word %#x (owner tid %u%s%s), count %d, owner %d, "
+                "users %d, kind %#x\n", (unsigned)word[0], (unsigned)word[0] & 0x3fffffffu,
+                word[0] & (int32_t)0x80000000u ? ", FUTEX_WAITERS" : ", no FUTEX_WAITERS bit",
+                word[0] & 0x40000000 ? ", FUTEX_OWNER_DIED" : "", word[1], word[2], word[3],
+                (unsigned)word[4]);
+    if (fd >= 0)
+        close(fd);
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        if (r->pid[w] <= 0)
+            continue;
+        char path[64], wchan[128] = "?";
+        snprintf(path, sizeof path, "/proc/%d/wchan", (int)r->pid[w]);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(wchan, sizeof wchan, f))
+                snprintf(wchan, sizeof wchan, "?");
+            fclose(f);
+        }
+        const struct slot *o = &r->orc->w[w];
+        fprintf(stderr, "torture: worker %d (pid %d): wchan %s, intent %" PRIu64 ", ack %" PRIu64 ", acks %" PRIu64 "\n",
+                w, (int)r->pid[w], wchan, o->intent_seq, o->ack_seq, o->acks);
+        if (getenv("TORTURE_GDB")) {
+            char cmd[128];
+            snprintf(cmd, sizeof cmd, "gdb -p %d -batch -ex bt 2>/dev/null | grep '^#' >&2", (int)r->pid[w]);
+            if (system(cmd) < 0)
+                perror("system");
+        }
+    }
+}
+
+/* Liveness: kills every live worker but one, which must then go on (make
+   5 more operations): whatever state the dead left the segment lock in, the
+   survivor must get it. (With several survivors a starved one proves
+   nothing, since the mutex is not fair; a lone one has no excuse.) */
+static void probe(struct run *r)
+{
+    int live[MAX_WORKERS], nl = 0;
+    for (int w = 0; w < r->nworkers; w++)
+        if (r->pid[w] > 0)
+            live[nl++] = w;
+    if (nl < 2)
+        return;
+    int keep = live[below(&r->rng, (uint64_t)nl)];
+    for (int i = 0; i < nl; i++)
+        if (live[i] != keep)
+            kill_worker(r, live[i]);
+    phase(r, "round %u: progress probe of worker %d alone", r->round, keep);
+    const struct slot *o = &r->orc->w[keep];
+    uint64_t base = __atomic_load_n(&o->acks, __ATOMIC_ACQUIRE);
+    double t0 = now();
+    while (__atomic_load_n(&o->acks, __ATOMIC_ACQUIRE) < base + 5) {
+        int status;
+        if (waitpid(r->pid[keep], &status, WNOHANG) == r->pid[keep]) {
+            r->pid[keep] = 0;
+            violation(r, keep, "worker %d ended during a progress probe: %s", keep,
+                      o->failed ? o->err : "(no message; see its stderr)");
+        }
+        if (now() - t0 > PROBE_SECONDS) {
+            show_stacks(r);
+            violation(r, keep, "worker %d, left alone after the others were killed, made no progress "
+                      "in %d s (a lock state left by a killed process was not recovered)",
+                      keep, PROBE_SECONDS);
+        }
+        sleep_us(200);
+    }
+    r->st.probes++;
+}
+
+/* One round of workers and kills. */
+static void run_workers(struct run *r)
+{
+    r->nworkers = 3 + (int)below(&r->rng, MAX_WORKERS - 2);
+    phase(r, "round %u: running %d workers", r->round, r->nworkers);
+    for (int w = 0; w < r->nworkers; w++)
+        spawn(r, w);
+    if (below(&r->rng, 100) < 40) {
+        sleep_us(below(&r->rng, 20001));
+    } else {
+        int events = 1 + (int)below(&r->rng, 3);
+        for (int e = 0; e < events; e++) {
+            sleep_us(below(&r->rng, 20001));
+            int live[MAX_WORKERS], nl = 0;
+            for (int w = 0; w < r->nworkers; w++)
+                if (r->pid[w] > 0)
+                    live[nl++] = w;
+            if (!nl)
+                break;
+            int v = live[below(&r->rng, (uint64_t)nl)];
+            kill_worker(r, v);
+            if (below(&r->rng, 100) < 70) {
+                spawn(r, v);
+                r->st.restarts++;
+            }
+        }
+        sleep_us(below(&r->rng, 20001));
+        if (below(&r->rng, 3) == 0 && probes)
+            probe(r);
+    }
+    for (int w = 0; w < r->nworkers; w++)
+        if (r->pid[w] > 0)
+            kill(r->pid[w], SIGKILL);
+    for (int w = 0; w < r->nworkers; w++)
+        if (r->pid[w] > 0)
+            kill_worker(r, w);
+}
+
+struct range { uint64_t lo, hi; char what[96]; };
+
+static int range_cmp(const void *a, const void *b)
+{
+    const struct range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Compares the recovered segment with the oracle. */
+static void verify_state(struct run *r, mseg *s)
+{
+    static struct range ranges[MAX_WORKERS * (NOBJ + NREG + 1)];
+    size_t nr = 0, expected_named = 0;
+    char why[800];
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        struct slot *o = &r->orc->w[w];
+        char rn[64];
+        size_t n = 0;
+        reg_name(rn, sizeof rn, w);
+        phase(r, "round %u: verifying worker %d", r->round, w);
+        struct reg_entry *reg = mseg_find(s, rn, REG_TYPE, sizeof *reg, &n);
+        if (!reg || n != NREG)
+            violation(r, w, "registry %s: errno %d: %s", rn, errno, mseg_errmsg());
+        int inflight;   /* counted in the slot's settled_* */
+        if (settle(s, reg, w, o, &inflight, why, sizeof why))
+            violation(r, w, "worker %d: %s", w, why);
+        for (uint32_t k = 0; k < NOBJ; k++) {
+            if (!obj_matches(s, w, k, &o->obj[k], why, sizeof why)) {
+                r->st.lost++;
+                violation(r, w, "worker %d: acknowledged state lost: %s", w, why);
+            }
+            if (!o->obj[k].live)
+                continue;
+            char name[64];
+            obj_name(name, sizeof name, w, k);
+            struct range *g = &ranges[nr++];
+            g->lo = mseg_off_of(s, mseg_find(s, name, OBJ_TYPE, 8, NULL));
+            g->hi = g->lo + (uint64_t)o->obj[k].size * 8;
+            snprintf(g->what, sizeof g->what, "object %s", name);
+            expected_named++;
+        }
+        for (uint32_t i = 0; i < NREG; i++) {
+            if (!reg_matches(s, reg, w, i, &o->reg[i], why, sizeof why)) {
+                r->st.lost++;
+                violation(r, w, "worker %d: acknowledged state lost: %s", w, why);
+            }
+            if (!o->reg[i].live)
+                continue;
+            struct range *g = &ranges[nr++];
+            g->lo = reg[i].off;
+            g->hi = reg[i].off + reg[i].size;
+            snprintf(g->what, sizeof g->what, "block w%d[%u]", w, i);
+        }
+        struct range *g = &ranges[nr++];
+        g->lo = mseg_off_of(s, reg);
+        g->hi = g->lo + sizeof *reg * NREG;
+        snprintf(g->what, sizeof g->what, "registry %s", rn);
+        expected_named++;
+    }
+    size_t named = mseg_named_count(s);
+    if (named != expected_named)
+        violation(r, -1, "%zu named objects in the segment, the oracle expects %zu", named, expected_named);
+    qsort(ranges, nr, sizeof ranges[0], range_cmp);
+    for (size_t i = 1; i < nr; i++)
+        if (ranges[i].lo < ranges[i - 1].hi)
+            violation(r, -1, "%s [%#" PRIx64 ", %#" PRIx64 ") overlaps %s [%#" PRIx64 ", %#" PRIx64 ")",
+                      ranges[i].what, ranges[i].lo, ranges[i].hi, ranges[i - 1].what,
+                      ranges[i - 1].lo, ranges[i - 1].hi);
+}
+
+static int copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int rc = in >= 0 && out >= 0 ? 0 : -1;
+    char buf[1 << 16];
+    ssize_t n;
+    while (rc == 0 && (n = read(in, buf, sizeof buf)) != 0)
+        if (n < 0 || write(out, buf, (size_t)n) != n)
+            rc = -1;
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out))
+        rc = -1;
+    return rc;
+}
+
+/* On a copy: free every recorded block, destroy every object; free memory
+   must be back to the empty segment's. */
+static void leak_check(struct run *r)
+{
+    phase(r, "round %u: leak check on a copy", r->round);
+    if (copy_file(r->path, r->clone))
+        violation(r, -1, "copying %s to %s: %s", r->path, r->clone, strerror(errno));
+    mseg *s = mseg_open(r->clone, 0, NULL);
+    if (!s)
+        violation(r, -1, "opening the copy %s: errno %d: %s", r->clone, errno, mseg_errmsg());
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        const struct slot *o = &r->orc->w[w];
+        char rn[64], name[64];
+        reg_name(rn, sizeof rn, w);
+        struct reg_entry *reg = mseg_find(s, rn, REG_TYPE, sizeof *reg, NULL);
+        for (uint32_t i = 0; reg && i < NREG; i++)
+            if (o->reg[i].live && mseg_free(s, mseg_at(s, reg[i].off)))
+                violation(r, w, "leak check: registry w%d[%u] -> %#" PRIx64 " is not a live block: %s",
+                          w, i, reg[i].off, mseg_errmsg());
+        if (mseg_destroy(s, rn))
+            violation(r, w, "leak check: destroy %s: %s", rn, mseg_errmsg());
+        for (uint32_t k = 0; k < NOBJ; k++) {
+            obj_name(name, sizeof name, w, k);
+            if (o->obj[k].live && mseg_destroy(s, name))
+                violation(r, w, "leak check: destroy %s: %s", name, mseg_errmsg());
+        }
+    }
+    if (r->max_size && mseg_shrink(s))
+        violation(r, -1, "leak check: mseg_shrink of the emptied copy: %s", mseg_errmsg());
+    size_t named = mseg_named_count(s), fm = mseg_free_memory(s), size = mseg_size(s);
+    struct mseg_report rep;
+    if (mseg_verify(s, &rep))
+        violation(r, -1, "leak check: after freeing everything the copy is unsound: %s", rep.first_problem);
+    mseg_close(s);
+    unlink(r->clone);
+    if (named)
+        violation(r, -1, "leak check: %zu named objects remain after destroying every known one", named);
+    if (fm != r->empty_free || size != r->empty_size)
+        violation(r, -1, "leak check: free memory is %zu (segment %zu bytes) after freeing everything%s, "
+                  "%zu (%zu bytes) on the empty segment: %zd bytes leaked", fm, size,
+                  r->max_size ? " and shrinking" : "", r->empty_free, r->empty_size,
+                  (ssize_t)(r->empty_free - fm));
+    r->st.leak_checks++;
+}
+
+static void verify_round(struct run *r)
+{
+    struct mseg_report rep;
+    phase(r, "round %u: mseg_check", r->round);
+    if (mseg_check(r->name, r->flags, &rep))
+        violation(r, -1, "mseg_check after the kills: errno %d: %s", errno,
+                  rep.first_problem[0] ? rep.first_problem : mseg_errmsg());
+    r->st.recoveries++;
+    r->st.replayed += rep.recovered != 0;
+    phase(r, "round %u: open (recovery)", r->round);
+    mseg *s = mseg_open(r->name, r->flags, NULL);
+    if (!s)
+        violation(r, -1, "open after the kills: errno %d: %s", errno, mseg_errmsg());
+    if (mseg_verify(s, &rep))
+        violation(r, -1, "mseg_verify after recovery: %s", rep.first_problem);
+    verify_state(r, s);
+    size_t size = mseg_size(s);
+    r->st.grown += size > r->size_before;
+    if (size > r->st.max_bytes)
+        r->st.max_bytes = size;
+    if (r->max_size && below(&r->rng, 2)) {
+        phase(r, "round %u: shrink", r->round);
+        if (mseg_shrink(s))
+            violation(r, -1, "mseg_shrink with no other handle attached: errno %d: %s", errno, mseg_errmsg());
+        r->st.shrunk += mseg_size(s) < size;
+        if (mseg_verify(s, &rep))
+            violation(r, -1, "mseg_verify after mseg_shrink: %s", rep.first_problem);
+        verify_state(r, s);
+    }
+    r->size_before = mseg_size(s);
+    if (mseg_close(s))
+        violation(r, -1, "close: %s", mseg_errmsg());
+    r->st.consistent++;
+    leak_check(r);
+}
+
+static void collect(struct run *r)
+{
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        const struct slot *o = &r->orc->w[w];
+        r->st.acks += o->acks;
+        r->st.txs += o->txs;
+        r->st.aborts += o->aborts;
+        r->st.enomem += o->enomem;
+        r->st.durable_opens += o->durable_opens;
+        r->st.inflight_applied += o->settled_applied;
+        r->st.inflight_undone += o->settled_undone;
+    }
+}
+
+static void print_stats(const char *what, const struct stats *s)
+{
+    printf("torture %s: rounds %" PRIu64 ", kills %" PRIu64 " (restarted %" PRIu64 "), operations acknowledged %"
+           PRIu64 " (%" PRIu64 " transactions committed, %" PRIu64 " aborted on purpose, %" PRIu64 " ENOMEM), "
+           "in flight at a kill %" PRIu64 " (%" PRIu64 " applied, %" PRIu64 " rolled back), recoveries consistent %"
+           PRIu64 "/%" PRIu64 " (%" PRIu64 " replayed a log), acknowledged operations lost %" PRIu64
+           ", leak checks passed %" PRIu64 ", progress probes %" PRIu64 ", durable worker opens %" PRIu64
+           ", rounds that grew the segment %" PRIu64 " (largest %" PRIu64 " KiB), shrinks %" PRIu64 "\n",
+           what, s->rounds, s->kills, s->restarts, s->acks, s->txs, s->aborts, s->enomem,
+           s->inflight_applied + s->inflight_undone, s->inflight_applied, s->inflight_undone,
+           s->consistent, s->recoveries, s->replayed, s->lost, s->leak_checks, s->probes, s->durable_opens,
+           s->grown, s->max_bytes / 1024, s->shrunk);
+}
+
+static void run_backend(struct run *r, unsigned rounds)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    int pid = (int)getpid();
+    if (r->flags & MSEG_SHM) {
+        snprintf(r->name, sizeof r->name, "/mseg-torture-%d", pid);
+        snprintf(r->path, sizeof r->path, "/dev/shm/mseg-torture-%d", pid);
+    } else {
+        snprintf(r->name, sizeof r->name, "%s/mseg-torture-%d.seg", tmp, pid);
+        memcpy(r->path, r->name, sizeof r->path);
+    }
+    snprintf(r->clone, sizeof r->clone, "%s/mseg-torture-%d-%s.copy", tmp, pid, r->backend);
+    struct mseg_config cfg = { .size = r->size, .max_size = r->max_size };
+    mseg *s = mseg_open(r->name, r->flags | MSEG_CREATE | MSEG_EXCL, &cfg);
+    if (!s) {
+        fprintf(stderr, "torture: creating %s: %s\n", r->name, mseg_errmsg());
+        exit(2);
+    }
+    if (r->max_size && mseg_shrink(s)) {
+        fprintf(stderr, "torture: shrinking the new segment %s: %s\n", r->name, mseg_errmsg());
+        exit(2);
+    }
+    r->empty_free = mseg_free_memory(s);
+    r->empty_size = mseg_size(s);
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        char rn[64];
+        reg_name(rn, sizeof rn, w);
+        if (!mseg_construct(s, rn, REG_TYPE, sizeof(struct reg_entry), NREG, NULL)) {
+            fprintf(stderr, "torture: creating %s: %s\n", rn, mseg_errmsg());
+            exit(2);
+        }
+    }
+    r->size_before = mseg_size(s);
+    mseg_close(s);
+    memset(r->orc, 0, sizeof *r->orc);
+    for (int w = 0; w < MAX_WORKERS; w++)
+        r->orc->w[w].next_version = 1;
+    current = r;
+    double t0 = now();
+    for (r->round = 1; r->round <= rounds; r->round++) {
+        alarm(ROUND_SECONDS);
+        run_workers(r);
+        verify_round(r);
+        r->st.rounds++;
+        if (!r->quiet && (r->round % 50 == 0 || r->round == rounds))
+            fprintf(stderr, "torture %s: %u/%u rounds, %.1f s\n", r->backend, r->round, rounds, now() - t0);
+    }
+    alarm(0);
+    collect(r);
+    mseg_remove(r->name, r->flags);
+}
+
+static void add_stats(struct stats *t, const struct stats *s)
+{
+    uint64_t max = t->max_bytes > s->max_bytes ? t->max_bytes : s->max_bytes;
+    const uint64_t *a = (const uint64_t *)s;
+    uint64_t *b = (uint64_t *)t;
+    for (size_t i = 0; i < sizeof *s / sizeof(uint64_t); i++)
+        b[i] += a[i];
+    t->max_bytes = max;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: torture [--rounds N] [--backend file|shm|both] [--seed S]\n"
+            "               [--size BYTES] [--max-size BYTES (0: never grow)] [--no-probe] [--quiet]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    unsigned rounds = 200;
+    const char *backend = "both";
+    uint64_t seed = mix((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+    bool quiet = false;
+    size_t size = SEG_SIZE, max_size = SEG_MAX;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = (unsigned)strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+            backend = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+            size = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--max-size") && i + 1 < argc)
+            max_size = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--no-probe"))
+            probes = false;
+        else if (!strcmp(argv[i], "--quiet"))
+            quiet = true;
+        else
+            usage();
+    }
+    bool file = !strcmp(backend, "file") || !strcmp(backend, "both");
+    bool shm = !strcmp(backend, "shm") || !strcmp(backend, "both");
+    if ((!file && !shm) || rounds == 0)
+        usage();
+    signal(SIGALRM, on_alarm);
+    struct oracle *orc = mmap(NULL, sizeof *orc, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (orc == MAP_FAILED) {
+        perror("torture: mmap");
+        return 2;
+    }
+    printf("torture: %u rounds per backend, %d-%d workers, segment %zu KiB growing up to %zu KiB, seed %#" PRIx64 "\n",
+           rounds, 3, MAX_WORKERS, size / 1024, max_size / 1024, seed);
+    fflush(stdout);
+    static struct run runs[2];
+    struct stats total = { 0 };
+    int nrun = 0;
+    if (file)
+        runs[nrun++] = (struct run){ .backend = "file", .flags = 0 };
+    if (shm)
+        runs[nrun++] = (struct run){ .backend = "shm", .flags = MSEG_SHM };
+    for (int i = 0; i < nrun; i++) {
+        struct run *r = &runs[i];
+        r->orc = orc;
+        r->seed = seed;
+        r->rng = mix(seed + (uint64_t)i);
+        r->quiet = quiet;
+        r->size = size;
+        r->max_size = max_size;
+        double t0 = now();
+        run_backend(r, rounds);
+        char what[64];
+        snprintf(what, sizeof what, "%s (%.1f s)", r->backend, now() - t0);
+        print_stats(what, &r->st);
+        fflush(stdout);
+        add_stats(&total, &r->st);
+    }
+    if (nrun > 1)
+        print_stats("total", &total);
+    printf("torture: OK\n");
+    munmap(orc, sizeof *orc);
+    return 0;
+}
