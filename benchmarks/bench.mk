@@ -4,7 +4,7 @@
 #   make bench               every workload of WORKLOADS.md, mseg and every
 #                            peer installed, REPS=3 interleaved repetitions;
 #                            table of medians and ratios, results.csv, SVG
-#   make bench QUICK=1       N/10, 1 repetition: a fast check
+#   make bench QUICK=1       N/10, 1 repetition (unless REPS is given): a fast check
 #   make bench-deps          install the peers' Debian packages
 #   make bench-build         only build the runners
 #
@@ -42,7 +42,7 @@ BENCH_PACKAGES := libboost-dev libpmemobj-dev liblmdb-dev gnuplot-nox
 .PHONY: bench bench-build bench-deps
 
 bench: bench-build
-	@BENCH_DIR=$(BENCH_DIR) REPS=$(or $(REPS),3) QUICK=$(or $(QUICK),0) \
+	@BENCH_DIR=$(BENCH_DIR) REPS=$(or $(REPS),$(if $(filter 1,$(QUICK)),1,3)) QUICK=$(or $(QUICK),0) \
 	    BACKENDS="$(or $(BACKENDS),file)" SCALE=$(or $(SCALE),1) \
 	    bash benchmarks/run_bench.sh
 
