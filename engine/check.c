@@ -265,6 +265,19 @@ int mseg_verify(mseg *s, struct mseg_report *r)
     struct mseg_report local;
     if (!r)
         r = &local;
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    /* read-write handles verify under the lock: it also recovers from a
+       writer that died before committing (its fresh blocks may cover free
+       lists that only recovery rebuilds) */
+    if (s->mode != MODE_RDONLY && !tx_owns(s)) {
+        if (lock_acquire(s))
+            return -1;
+        int rc = check_segment(s, r), e = errno;
+        lock_release(s);
+        errno = e;
+        return rc;
+    }
     uint64_t seq;
     int rc, e;
     do {

@@ -280,6 +280,7 @@ int heap_rebuild(mseg *s)
         return fail(EUCLEAN, "segment %s: control page holds an impossible heap [%#llx, %#llx)",
                     s->name, (unsigned long long)start, (unsigned long long)end);
     uint64_t tail[MSEG_BINS] = {0}, free_bytes = 0, p = start + MSEG_GRANULE;
+    bool last_used = true;
     memset(c->bin_head, 0, sizeof c->bin_head);
     memset(c->bin_bitmap, 0, sizeof c->bin_bitmap);
     while (p < end) {
@@ -301,10 +302,14 @@ int heap_rebuild(mseg *s)
             tail[b] = p;
             free_bytes += size - 4;
         }
+        last_used = head_used(h);
         p += size;
     }
     if (p != end)
         return fail(EUCLEAN, "segment %s: blocks overrun the heap end", s->name);
+    /* the end marker too: an uncommitted growth may have carved a block
+       across it and written that block's contents over it */
+    *(uint32_t *)(s->base + end - 4) = make_head(0, last_used, true);
     c->free_bytes = free_bytes;
     return 0;
 }

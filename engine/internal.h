@@ -79,6 +79,8 @@ static inline bool seg_range_ok(const mseg *s, uint64_t off, uint64_t len)
 int  seg_grow(mseg *s, uint64_t need);
 /* Maps what another process grew; 0 or -1 with errno. */
 int  seg_follow_growth(mseg *s);
+/* Some other handle has the segment open read-write. */
+bool seg_writers_attached(mseg *s);
 
 /* ---- lock.c ---- */
 int  lock_init(mseg *s);             /* (re)initialize the segment mutex */

@@ -9,6 +9,7 @@
  * no survivor, so the first process to attach re-initializes them
  * (segment.c decides who is first with open file description locks).
  */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -51,14 +52,36 @@ int lock_acquire(mseg *s)
     return r;
 }
 
+/* pthread_mutex_lock, but never asleep for more than 50 ms at a time. A
+   robust mutex can lose a wakeup: the waiter an unlock wakes may be killed
+   before it takes the lock, and nobody re-arms the "waiters" bit for the
+   others (the kill -9 torture found this). Each retry re-arms it, so a lost
+   wakeup costs at most one period. */
+static int mutex_lock_patient(pthread_mutex_t *m)
+{
+    int r = pthread_mutex_trylock(m);
+    while (r == EBUSY || r == ETIMEDOUT) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 50 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+    }
+    return r;
+}
+
 static int lock_take(mseg *s)
 {
-    int r = pthread_mutex_lock(seg_mutex(s));
+    int r = mutex_lock_patient(seg_mutex(s));
     if (r == 0)
         return 0;
     if (r == EOWNERDEAD) {
-        /* The owner died mid-operation: its log says what to redo. */
-        int rec = log_recover(s);
+        /* The owner died mid-operation: its log says what to redo, and it
+           may have grown the segment first, so map the growth before. */
+        int rec = seg_follow_growth(s) ? -1 : log_recover(s);
         if (rec >= 0 && heap_drain_garbage(s))
             rec = -1;
         if (rec < 0) {
@@ -130,14 +153,17 @@ int seg_write_end(mseg *s, bool commit)
 }
 
 /*
- * Readers. Read-write and copy-on-write handles read under the lock.
- * Read-only handles cannot write the lock word, so they read optimistically
- * (a sequence lock): runtime.op_seq is odd while an operation stores into
- * the segment (log.c, step 3); a reader waits for it to be even, reads, and
- * retries if it changed meanwhile. Between those stores the segment holds a
- * committed state, because an operation changes nothing reachable before it
- * commits. Every read path is bounds-checked, so a torn read is retried,
- * never followed.
+ * Readers take no lock: they read optimistically (a sequence lock).
+ * runtime.op_seq is odd while an operation, a recovery or a rebuild stores
+ * into the segment in place (log.c); a reader starts at an even value, reads,
+ * and retries if it changed meanwhile. Between those stores the segment holds
+ * a committed state, because an operation changes nothing reachable before
+ * it commits. Every read path is bounds-checked and bounded, so a torn read
+ * is retried, never followed. Read-only handles must work this way (they
+ * cannot write the lock word); read-write handles do it for speed (no shared
+ * cache line bounced between readers), and fall back to the lock when a
+ * writer is mid-apply (it may have died: the lock recovers) or after two
+ * races in a row.
  */
 #define READ_WAIT_NS   (200 * 1000 * 1000)   /* a writer died mid-apply: give up */
 
@@ -148,16 +174,18 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int seg_read_begin(mseg *s, uint64_t *seq)
+/* Marks a read done under the lock (op_seq itself is never all ones). */
+#define READ_LOCKED UINT64_MAX
+/* After this many raced attempts in a row, a read-write handle reads under
+   the lock, so a stream of writers cannot starve it. */
+#define RACES_BEFORE_LOCKING 2
+
+static __thread unsigned read_races;
+
+/* Read-only handles: wait for an even op_seq (a writer between two
+   operations); give up if one seems to have died mid-apply. */
+static int read_optimistic(mseg *s, uint64_t *seq)
 {
-    if (!s)
-        return fail(EINVAL, "NULL segment handle");
-    if (tx_owns(s))
-        return 0;   /* reads see the transaction's own changes (op_get) */
-    if (s->mode != MODE_RDONLY)
-        return lock_acquire(s);
-    if (seg_follow_growth(s))
-        return -1;
     const uint64_t *word = &seg_runtime(s)->op_seq;
     uint64_t start = 0;
     for (;;) {
@@ -166,6 +194,8 @@ int seg_read_begin(mseg *s, uint64_t *seq)
             return 0;
         if (!start)
             start = now_ns();
+        else if (now_ns() - start > READ_WAIT_NS && !seg_writers_attached(s))
+            return 0;   /* left odd by a writer long gone: nobody is writing */
         else if (now_ns() - start > READ_WAIT_NS)
             return fail(EAGAIN, "segment %s: a writer has been in the middle of an operation "
                         "for too long (it may have died); retry, or open read-write to recover",
@@ -174,14 +204,39 @@ int seg_read_begin(mseg *s, uint64_t *seq)
     }
 }
 
+int seg_read_begin(mseg *s, uint64_t *seq)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (tx_owns(s))
+        return 0;   /* reads see the transaction's own changes (op_get) */
+    if (seg_follow_growth(s))
+        return -1;
+    if (s->mode == MODE_RDONLY)
+        return read_optimistic(s, seq);
+    /* read-write: optimistic too, unless a writer is applying right now
+       (it may be dead: the lock runs recovery) or reads keep racing */
+    *seq = __atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_ACQUIRE);
+    if (!(*seq & 1) && read_races < RACES_BEFORE_LOCKING)
+        return 0;
+    *seq = READ_LOCKED;
+    return lock_acquire(s);
+}
+
 bool seg_read_end(mseg *s, uint64_t seq)
 {
     if (tx_owns(s))
         return true;
-    if (s->mode != MODE_RDONLY) {
+    if (seq == READ_LOCKED) {
         lock_release(s);
+        read_races = 0;
         return true;
     }
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return __atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_RELAXED) == seq;
+    if (__atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_RELAXED) == seq) {
+        read_races = 0;
+        return true;
+    }
+    read_races++;
+    return false;
 }

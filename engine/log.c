@@ -14,10 +14,12 @@
  *   1. records written to the log area; head.count and head.checksum
  *      (XXH3 of commit value, count and records) stored.
  *                                                      crash point log.written
- *   2. head.commit := sequence number (one aligned 8-byte store).
+ *   2. runtime.op_seq becomes odd (lock-free readers hold off), then
+ *      head.commit := sequence number (one aligned 8-byte store).
  *      PERSIST 1 (durable mode): msync the fresh bytes, then the log pages.
  *                                                      crash point log.committed
  *   3. records applied in place, in order.             crash point log.applying (halfway)
+ *      runtime.op_seq becomes even again.
  *      PERSIST 2 (durable mode): msync the pages the records changed.
  *                                                      crash point log.applied
  *   4. head.undo_size := 0, head.commit := 0, head.active := 0 (the log is
@@ -199,6 +201,8 @@ static bool overlaps(uint64_t a, unsigned aw, uint64_t b, unsigned bw)
    is dropped, the thread's bad_access flag is set, and the operation fails
    with EUCLEAN (heap_alloc, heap_free, op_commit and the readers check it). */
 static __thread bool bad_access;
+/* The handle whose operation this thread is running, if any. */
+static __thread mseg *op_thread;
 
 static bool meta_ok(const mseg *s, uint64_t off, unsigned width)
 {
@@ -262,7 +266,9 @@ static uint64_t op_read(mseg *s, uint64_t off, unsigned width)
         bad_access = true;
         return 0;
     }
-    if (!(s->op.bloom & bloom_bits(off, width)))
+    /* only the thread running the operation sees its pending records; a
+       lock-free reader on the same handle sees the committed state */
+    if (!(s->op.bloom & bloom_bits(off, width)) || op_thread != s)
         return load(s, off, width);
     const struct mseg_log_entry *e = log_entries(s);
     for (uint32_t i = s->op.count; i-- > 0;) {
@@ -321,6 +327,7 @@ void op_begin(mseg *s)
     s->op.bloom = 0;
     s->op.fresh_lo = s->op.fresh_hi = 0;
     bad_access = false;
+    op_thread = s;
     log_head(s)->active = 1;
 }
 
@@ -382,6 +389,7 @@ void op_claim(mseg *s, uint64_t off, uint64_t len)
 /* Forgets the redo records; the caller knows nothing was carved. */
 void op_discard(mseg *s)
 {
+    op_thread = NULL;
     s->op.ndeferred = 0;
     s->op.active = false;
     s->op.count = 0;
@@ -427,6 +435,7 @@ int op_commit(mseg *s)
     s->op.active = false;
     if (n == 0) {
         h->active = 0;
+        op_thread = NULL;
         return 0;
     }
     uint64_t commit = ++s->op.seq;
@@ -436,7 +445,10 @@ int op_commit(mseg *s)
     h->count = n;
     h->checksum = log_checksum(commit, n, log_entries(s));
     crash_point("log.written");
-    /* step 2 */
+    /* step 2: readers hold off from here (op_seq odd), so none reads the
+       state before a committed operation that a dead writer left unapplied */
+    struct mseg_runtime *rt = seg_runtime(s);
+    __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&h->commit, commit, __ATOMIC_RELEASE);
     /* PERSIST 1 in one msync: the log and the fresh bytes (the pages
        between them hold no unflushed change of the engine's) */
@@ -449,8 +461,6 @@ int op_commit(mseg *s)
         rc = -1;
     /* step 3: apply even if a flush failed, so memory matches the committed
        log that other processes would replay; the caller still gets EIO. */
-    struct mseg_runtime *rt = seg_runtime(s);
-    __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_RELEASE);
     lo = UINT64_MAX, hi = 0;
     apply(s, 0, n / 2, &lo, &hi);
     crash_point("log.applying");
@@ -465,6 +475,7 @@ int op_commit(mseg *s)
     crash_point("log.retired");
     s->op.count = 0;
     s->op.bloom = 0;
+    op_thread = NULL;
     if (rc == 0 && heap_has_garbage(s) && !s->op.draining) {
         s->op.draining = true;
         rc = heap_drain_garbage(s);
@@ -572,12 +583,31 @@ static void undo_apply(mseg *s)
 
 /* Ends an uncommitted operation or transaction in memory: user bytes back,
    free lists rebuilt if it carved blocks, log empty. */
+/* Stores in place outside the commit protocol (recovery, rollback) are
+   bracketed like step 3, so lock-free readers retry across them. */
+static void readers_hold(mseg *s)
+{
+    uint64_t *seq = &seg_runtime(s)->op_seq;
+    if (!(__atomic_load_n(seq, __ATOMIC_RELAXED) & 1))
+        __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
+}
+
+static void readers_release(mseg *s)
+{
+    uint64_t *seq = &seg_runtime(s)->op_seq;
+    if (__atomic_load_n(seq, __ATOMIC_RELAXED) & 1)
+        __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
+}
+
 static int roll_back(mseg *s, bool carved)
 {
     struct mseg_log_head *h = log_head(s);
+    readers_hold(s);
     if (h->undo_size)
         undo_apply(s);
-    if (carved && heap_rebuild(s))
+    int rebuilt = carved ? heap_rebuild(s) : 0;
+    readers_release(s);
+    if (rebuilt)
         return -1;
     if (carved && flush_range(s, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF))
         return -1;
@@ -589,6 +619,7 @@ static int roll_back(mseg *s, bool carved)
 
 int op_rollback(mseg *s)
 {
+    op_thread = NULL;
     bool carved = s->op.allocated > 0;
     s->op.active = false;
     s->op.count = 0;
@@ -601,9 +632,8 @@ int op_rollback(mseg *s)
 int log_recover(mseg *s)
 {
     struct mseg_log_head *h = log_head(s);
-    struct mseg_runtime *rt = seg_runtime(s);
     int state = log_state(s);
-    rt->op_seq += rt->op_seq & 1;
+    readers_release(s);   /* a writer that died mid-apply left it odd */
     if (state <= 0) {
         /* never committed (or torn before PERSIST 1): nothing was applied */
         bool pending = h->active || h->undo_size || state < 0;
@@ -620,7 +650,9 @@ int log_recover(mseg *s)
                         "(offset %#llx, %u bytes)", s->name, i,
                         (unsigned long long)entry_off(&e[i]), entry_width(&e[i]));
     uint64_t lo = UINT64_MAX, hi = 0;
+    readers_hold(s);
     apply(s, 0, n, &lo, &hi);
+    readers_release(s);
     if (persist(s, "recover.replayed", lo, hi - lo))
         return -1;
     __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);

@@ -266,6 +266,11 @@ int seg_grow(mseg *s, uint64_t need)
     return 0;
 }
 
+bool seg_writers_attached(mseg *s)
+{
+    return ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE);
+}
+
 /* Other handles attached to the file or shm object, writers or readers. */
 static bool others_attached(mseg *s)
 {
