@@ -1,0 +1,238 @@
+/*
+ * helpers.h - small utilities shared by the Criterion tests.
+ *
+ * Every test runs in its own forked process, so the state below (the list
+ * of segments to remove) belongs to one test. Names are unique per process:
+ * files "${TMPDIR:-/tmp}/mseg-t-<pid>-<n>", shm objects "/mseg-t-<pid>-<n>".
+ * A test passes `.fini = th_cleanup` so what it created is removed even when
+ * an assertion fails. Forked children report failure with CHILD_CHECK (an
+ * exit status), never with cr_assert.
+ */
+#ifndef MSEG_TEST_HELPERS_H
+#define MSEG_TEST_HELPERS_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "mseg.h"
+
+#define TH_MAX_TRACKED 64
+
+static char th_tracked[TH_MAX_TRACKED][256];
+static unsigned th_tracked_flags[TH_MAX_TRACKED];
+static int th_ntracked;
+static pid_t th_owner;
+
+static inline const char *th_tmpdir(void)
+{
+    const char *d = getenv("TMPDIR");
+    return (d && *d) ? d : "/tmp";
+}
+
+/* Records name (flags 0: a path; MSEG_SHM: a shm name; 0x80000000: a
+   directory) for th_cleanup. */
+static inline void th_track(const char *name, unsigned flags)
+{
+    if (th_owner != getpid()) {
+        th_owner = getpid();
+        th_ntracked = 0;
+    }
+    if (th_ntracked < TH_MAX_TRACKED) {
+        snprintf(th_tracked[th_ntracked], sizeof th_tracked[0], "%s", name);
+        th_tracked_flags[th_ntracked++] = flags;
+    }
+}
+
+#define TH_DIR 0x80000000u
+
+/* A fresh unique segment name for backend (0 = file, MSEG_SHM = shm),
+   registered for cleanup. buf must hold 256 bytes. */
+static inline char *th_name(char *buf, unsigned backend)
+{
+    static unsigned counter;
+    char path[300];
+    struct stat st;
+    /* skip names left behind by a dead process that had our pid */
+    do {
+        unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+        if (backend & MSEG_SHM) {
+            snprintf(buf, 256, "/mseg-t-%d-%u", (int)getpid(), n);
+            snprintf(path, sizeof path, "/dev/shm%s", buf);
+        } else {
+            snprintf(buf, 256, "%s/mseg-t-%d-%u", th_tmpdir(), (int)getpid(), n);
+            snprintf(path, sizeof path, "%s", buf);
+        }
+    } while (lstat(path, &st) == 0);
+    th_track(buf, backend & MSEG_SHM);
+    return buf;
+}
+
+/* Removes everything this process registered (Criterion .fini). */
+static inline void th_cleanup(void)
+{
+    if (th_owner != getpid())
+        return;
+    for (int i = th_ntracked; i-- > 0;) {
+        if (th_tracked_flags[i] & TH_DIR)
+            rmdir(th_tracked[i]);
+        else
+            mseg_remove(th_tracked[i], th_tracked_flags[i]);
+    }
+    th_ntracked = 0;
+}
+
+/* The file system path of a segment: the file, or /dev/shm/<name>. */
+static inline char *th_path(char *buf, const char *name, unsigned backend)
+{
+    if (backend & MSEG_SHM)
+        snprintf(buf, 300, "/dev/shm%s", name);
+    else
+        snprintf(buf, 300, "%s", name);
+    return buf;
+}
+
+/* XXH3 of a file's bytes (and its size in *size); 0 with *size = -1 when
+   the file cannot be read. */
+static inline uint64_t th_hash_file(const char *path, long long *size)
+{
+    int fd = open(path, O_RDONLY);
+    *size = -1;
+    if (fd < 0)
+        return 0;
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    char buf[1 << 16];
+    long long total = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        XXH3_64bits_update(st, buf, (size_t)n);
+        total += n;
+    }
+    close(fd);
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    *size = n < 0 ? -1 : total;
+    return h;
+}
+
+static inline uint64_t th_hash(const void *p, size_t n)
+{
+    return (uint64_t)XXH3_64bits(p, n);
+}
+
+/* Whole-file read and write, for building damaged copies. */
+static inline void *th_read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (buf && got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    *len = got;
+    return buf;
+}
+
+static inline int th_write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return -1;
+    size_t put = 0;
+    while (put < len) {
+        ssize_t n = write(fd, (const char *)data + put, len - put);
+        if (n <= 0) {
+            close(fd);
+            return -1;
+        }
+        put += (size_t)n;
+    }
+    return close(fd);
+}
+
+/* Seconds on the monotonic clock. */
+static inline double th_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* splitmix64: a small deterministic generator for randomized tests. */
+static inline uint64_t th_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* In a forked child: on failure print where and why, and exit 99. */
+#define CHILD_CHECK(c)                                                         \
+    do {                                                                       \
+        if (!(c)) {                                                            \
+            fprintf(stderr, "%s:%d: child check failed: %s (errno %d, %s)\n", \
+                    __FILE__, __LINE__, #c, errno, mseg_errmsg());             \
+            _exit(99);                                                         \
+        }                                                                      \
+    } while (0)
+
+/* Runs fn(arg) in a forked child that then _exit(0)s; returns the raw wait
+   status (fn may _exit itself or die by a signal). */
+static inline int th_fork_run(void (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        fn(arg);
+        _exit(0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return status;
+}
+
+/* A readable description of a wait status for assertion messages. */
+static inline const char *th_status_str(int status, char *buf, size_t n)
+{
+    if (status == -1)
+        snprintf(buf, n, "fork/wait failed");
+    else if (WIFEXITED(status))
+        snprintf(buf, n, "exited with %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, n, "status %#x", status);
+    return buf;
+}
+
+#define TH_EXITED_OK(st) ((st) != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+
+#endif

@@ -1,0 +1,531 @@
+/* test_badinput.c - damaged segment files: clear errors, never a crash.
+
+   Each case writes a damaged copy of a real segment and opens it (and runs
+   mseg_check on it) in a forked child, so a crash is a failed test, not a
+   dead test runner. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+#include "layout.h"
+
+#define MiB (1024u * 1024u)
+#define SEG_SIZE (1 * MiB)
+
+static const int one_init[10] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+static const char two_init[] = "the second object";
+
+/* A real segment with three objects, as bytes. */
+static unsigned char *original(size_t *len)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config c = { .size = SEG_SIZE };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW_FROM(s, "one", int, 10, one_init));
+    cr_assert_not_null(MSEG_NEW_FROM(s, "two", char, sizeof two_init, two_init));
+    double *d = MSEG_NEW(s, "three", double, 5);
+    cr_assert_not_null(d);
+    d[4] = 4.5;
+    void *raw = mseg_alloc(s, 5000);
+    cr_assert_not_null(raw);
+    memset(raw, 0x77, 5000);
+    cr_assert_eq(mseg_close(s), 0);
+    unsigned char *buf = (unsigned char *)th_read_file(name, len);
+    cr_assert_not_null(buf);
+    cr_assert_geq(*len, (size_t)SEG_SIZE);
+    mseg_remove(name, 0);
+    return buf;
+}
+
+static struct mseg_header *hdr(unsigned char *buf, int copy)
+{
+    return (struct mseg_header *)(void *)(buf + (copy ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF));
+}
+
+static void seal(struct mseg_header *h)
+{
+    h->checksum = th_hash(h, offsetof(struct mseg_header, checksum));
+}
+
+struct outcome {
+    int opened, err, found;
+    int check_rc, check_err, hdr_a_ok, hdr_b_ok, check_problems;
+    char msg[400], check_msg[400];
+};
+
+/* In the child: mseg_check first (an open may repair), then open and, if
+   it opened, look at the objects and use the segment a little. */
+static void probe(const char *path, unsigned flags, int use, struct outcome *o)
+{
+    struct mseg_report r;
+    memset(&r, 0, sizeof r);
+    r.header_a_ok = r.header_b_ok = -1;
+    errno = 0;
+    o->check_rc = mseg_check(path, flags, &r);
+    o->check_err = errno;
+    o->hdr_a_ok = r.header_a_ok;
+    o->hdr_b_ok = r.header_b_ok;
+    o->check_problems = (int)r.problems;
+    snprintf(o->check_msg, sizeof o->check_msg, "%s", mseg_errmsg());
+
+    errno = 0;
+    mseg *s = mseg_open(path, flags, NULL);
+    o->err = errno;
+    snprintf(o->msg, sizeof o->msg, "%s", mseg_errmsg());
+    if (!s)
+        return;
+    o->opened = 1;
+    size_t n1 = 0, n2 = 0, n3 = 0;
+    int *one = MSEG_FIND(s, "one", int, &n1);
+    char *two = MSEG_FIND(s, "two", char, &n2);
+    double *three = MSEG_FIND(s, "three", double, &n3);
+    o->found = one && n1 == 10 && memcmp(one, one_init, sizeof one_init) == 0 &&
+               two && n2 == sizeof two_init && strcmp(two, two_init) == 0 &&
+               three && n3 == 5 && three[4] == 4.5;
+    if (use) {
+        /* on a damaged heap these may fail, but must not crash or hang */
+        void *p[50];
+        for (int i = 0; i < 50; i++)
+            p[i] = mseg_alloc(s, (size_t)i * 40);
+        for (int i = 0; i < 50; i++)
+            if (p[i])
+                mseg_free(s, p[i]);
+        MSEG_NEW(s, "new-object", long, 100);
+        MSEG_FIND(s, "new-object", long, NULL);
+        mseg_destroy(s, "two");
+        mseg_named_count(s);
+        mseg_free_memory(s);
+        mseg_verify(s, NULL);
+    }
+    mseg_close(s);
+}
+
+/* Writes bytes to a fresh path and probes it in a child; asserts the child
+   exited normally (no signal, no hang). */
+static struct outcome try_bytes(const void *bytes, size_t len, int use, const char *what)
+{
+    char path[256];
+    th_name(path, 0);
+    cr_assert_eq(th_write_file(path, bytes, len), 0);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(30);
+        struct outcome o;
+        memset(&o, 0, sizeof o);
+        probe(path, 0, use, &o);
+        ssize_t w = write(fds[1], &o, sizeof o);
+        _exit(w == (ssize_t)sizeof o ? 0 : 98);
+    }
+    close(fds[1]);
+    struct outcome o;
+    memset(&o, 0, sizeof o);
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof o && (n = read(fds[0], (char *)&o + got, sizeof o - got)) > 0)
+        got += (size_t)n;
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    char why[128];
+    cr_assert(TH_EXITED_OK(st), "%s: the probing child %s", what, th_status_str(st, why, sizeof why));
+    cr_assert_eq(got, sizeof o, "%s: no report from the child", what);
+    mseg_remove(path, 0);
+    return o;
+}
+
+static int msg_has(const char *m, const char *a, const char *b, const char *c)
+{
+    return (a && strcasestr(m, a)) || (b && strcasestr(m, b)) || (c && strcasestr(m, c));
+}
+
+/* The case must fail to open with errno err (or err2), a message, and
+   mseg_check must return -1. */
+static struct outcome expect_refused(const void *bytes, size_t len, int err, int err2, const char *what)
+{
+    struct outcome o = try_bytes(bytes, len, 0, what);
+    cr_assert_eq(o.opened, 0, "%s: opened", what);
+    cr_assert(o.err == err || (err2 && o.err == err2), "%s: errno %d (%s), expected %d", what, o.err, o.msg, err);
+    cr_assert(o.msg[0] && strcmp(o.msg, "no error") != 0, "%s: no message", what);
+    cr_assert_eq(o.check_rc, -1, "%s: mseg_check returned %d", what, o.check_rc);
+    cr_assert_neq(o.check_err, 0, "%s: mseg_check failed without errno", what);
+    return o;
+}
+
+Test(badinput, empty_file_is_an_interrupted_creation_and_fails_with_enoent, .timeout = 60, .fini = th_cleanup)
+{
+    struct outcome o = expect_refused("", 0, ENOENT, 0, "empty file");
+    (void)o;
+}
+
+Test(badinput, truncated_files_fail_with_euclean_naming_the_size, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *buf = original(&len);
+    size_t cuts[] = { 100, 255, 256, 4096, 8192 + 100, MSEG_HEAP_OFF, len / 2, len - 4096, len - 1 };
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "truncated to %zu bytes", cuts[i]);
+        struct outcome o = expect_refused(buf, cuts[i], EUCLEAN, 0, what);
+        cr_assert(msg_has(o.msg, "size", "truncat", "bytes") || msg_has(o.msg, "short", "small", NULL),
+                  "%s: the message does not mention the size: \"%s\"", what, o.msg);
+    }
+    free(buf);
+}
+
+Test(badinput, wrong_magic_in_both_copies_fails_with_euclean_not_a_segment, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *buf = original(&len);
+    memcpy(hdr(buf, 0)->magic, "XXXXXXXX", 8);
+    memcpy(hdr(buf, 1)->magic, "XXXXXXXX", 8);
+    struct outcome o = expect_refused(buf, len, EUCLEAN, 0, "wrong magic");
+    cr_assert(msg_has(o.msg, "magic", "not an mseg", "not a segment"),
+              "message does not say it is not a segment: \"%s\"", o.msg);
+    /* and with valid checksums over the wrong magic */
+    seal(hdr(buf, 0));
+    seal(hdr(buf, 1));
+    expect_refused(buf, len, EUCLEAN, 0, "wrong magic, sealed");
+    /* a text file */
+    char text[20000];
+    memset(text, 'a', sizeof text);
+    expect_refused(text, sizeof text, EUCLEAN, 0, "a text file");
+    free(buf);
+}
+
+struct field { const char *name; size_t off, size; };
+#define F(f) { #f, offsetof(struct mseg_header, f), sizeof(((struct mseg_header *)0)->f) }
+static const struct field fields[] = {
+    F(magic), F(format_version), F(header_size), F(compat_features), F(incompat_features),
+    F(word_size), F(byte_order), F(granule), F(page_size), F(generation), F(size),
+    F(max_size), F(runtime_off), F(control_off), F(log_off), F(log_size), F(heap_off),
+    F(created_ns), F(uuid), F(reserved), F(checksum),
+};
+#define NFIELDS (sizeof fields / sizeof fields[0])
+
+static void flip(unsigned char *buf, int copy, const struct field *f, unsigned char mask)
+{
+    unsigned char *h = (unsigned char *)hdr(buf, copy);
+    h[f->off + f->size / 2] ^= mask;
+}
+
+Test(badinput, a_flipped_byte_in_any_header_field_of_both_copies_fails_with_euclean, .timeout = 120, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    for (size_t i = 0; i < NFIELDS; i++) {
+        memcpy(buf, orig, len);
+        flip(buf, 0, &fields[i], 0x10);
+        flip(buf, 1, &fields[i], 0x10);
+        char what[80];
+        snprintf(what, sizeof what, "flipped byte in %s of both copies", fields[i].name);
+        expect_refused(buf, len, EUCLEAN, 0, what);
+    }
+    free(buf);
+    free(orig);
+}
+
+Test(badinput, a_flipped_byte_in_one_header_copy_falls_back_to_the_other, .timeout = 120, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    for (int copy = 0; copy < 2; copy++)
+        for (size_t i = 0; i < NFIELDS; i++) {
+            memcpy(buf, orig, len);
+            flip(buf, copy, &fields[i], 0x01);
+            char what[80];
+            snprintf(what, sizeof what, "flipped byte in %s of copy %c", fields[i].name, "AB"[copy]);
+            struct outcome o = try_bytes(buf, len, 1, what);
+            cr_assert_eq(o.opened, 1, "%s: not opened: errno %d, %s", what, o.err, o.msg);
+            cr_assert_eq(o.found, 1, "%s: objects not found intact", what);
+            cr_assert_eq(copy ? o.hdr_b_ok : o.hdr_a_ok, 0, "%s: check calls the damaged copy valid", what);
+            cr_assert_eq(copy ? o.hdr_a_ok : o.hdr_b_ok, 1, "%s: check calls the intact copy invalid", what);
+        }
+    free(buf);
+    free(orig);
+}
+
+Test(badinput, a_future_format_version_fails_with_eproto, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *buf = original(&len);
+    for (int c = 0; c < 2; c++) {
+        hdr(buf, c)->format_version = 99;
+        seal(hdr(buf, c));
+    }
+    struct outcome o = expect_refused(buf, len, EPROTO, 0, "format version 99");
+    cr_assert(msg_has(o.msg, "version", NULL, NULL), "message does not name the version: \"%s\"", o.msg);
+    cr_assert(msg_has(o.msg, "99", NULL, NULL), "message does not give the version found: \"%s\"", o.msg);
+    for (int c = 0; c < 2; c++) {
+        hdr(buf, c)->format_version = 0;
+        seal(hdr(buf, c));
+    }
+    expect_refused(buf, len, EPROTO, EUCLEAN, "format version 0");
+    free(buf);
+}
+
+Test(badinput, an_unknown_incompatible_feature_fails_with_eproto, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *buf = original(&len);
+    for (int c = 0; c < 2; c++) {
+        hdr(buf, c)->incompat_features |= 1ull << 40;
+        seal(hdr(buf, c));
+    }
+    struct outcome o = expect_refused(buf, len, EPROTO, 0, "unknown incompat feature");
+    (void)o;
+    free(buf);
+}
+
+Test(badinput, an_unknown_compatible_feature_is_ignored, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *buf = original(&len);
+    for (int c = 0; c < 2; c++) {
+        hdr(buf, c)->compat_features |= 1ull << 40;
+        seal(hdr(buf, c));
+    }
+    struct outcome o = try_bytes(buf, len, 1, "unknown compat feature");
+    cr_assert_eq(o.opened, 1, "errno %d, %s", o.err, o.msg);
+    cr_assert_eq(o.found, 1);
+    cr_assert_eq(o.check_rc, 0, "mseg_check: %s", o.check_msg);
+    free(buf);
+}
+
+Test(badinput, a_header_claiming_more_than_the_file_fails_with_euclean, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *buf = original(&len);
+    uint64_t sizes[] = { len + 4096, 2ull * len, UINT64_MAX, UINT64_MAX - 4095, MSEG_MAX_SIZE * 2 };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        for (int c = 0; c < 2; c++) {
+            hdr(buf, c)->size = sizes[i];
+            seal(hdr(buf, c));
+        }
+        char what[80];
+        snprintf(what, sizeof what, "header size %#llx, file %zu", (unsigned long long)sizes[i], len);
+        expect_refused(buf, len, EUCLEAN, 0, what);
+    }
+    free(buf);
+}
+
+Test(badinput, foreign_word_size_or_byte_order_is_refused, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    for (int k = 0; k < 2; k++) {
+        memcpy(buf, orig, len);
+        for (int c = 0; c < 2; c++) {
+            if (k == 0)
+                hdr(buf, c)->word_size = 4;
+            else
+                hdr(buf, c)->byte_order = 2;
+            seal(hdr(buf, c));
+        }
+        expect_refused(buf, len, EPROTO, EUCLEAN, k ? "byte order 2" : "word size 4");
+    }
+    free(buf);
+    free(orig);
+}
+
+/* Fields that are sealed (valid checksum) but say something impossible. */
+Test(badinput, impossible_sealed_header_fields_are_refused, .timeout = 120, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    struct { const char *what; size_t off; uint64_t v; int width; } cases[] = {
+        { "granule 8", offsetof(struct mseg_header, granule), 8, 2 },
+        { "granule 0", offsetof(struct mseg_header, granule), 0, 2 },
+        { "page size 0", offsetof(struct mseg_header, page_size), 0, 4 },
+        { "page size 3", offsetof(struct mseg_header, page_size), 3, 4 },
+        { "size 0", offsetof(struct mseg_header, size), 0, 8 },
+        { "size 4096", offsetof(struct mseg_header, size), 4096, 8 },
+        { "runtime page at 0", offsetof(struct mseg_header, runtime_off), 0, 8 },
+        { "control page at 2^60", offsetof(struct mseg_header, control_off), 1ull << 60, 8 },
+        { "control page at -4096", offsetof(struct mseg_header, control_off), (uint64_t)-4096, 8 },
+        { "log at the end", offsetof(struct mseg_header, log_off), SEG_SIZE - 4096, 8 },
+        { "log size 0", offsetof(struct mseg_header, log_size), 0, 8 },
+        { "log size huge", offsetof(struct mseg_header, log_size), UINT64_MAX, 8 },
+        { "heap at 0", offsetof(struct mseg_header, heap_off), 0, 8 },
+        { "heap past the end", offsetof(struct mseg_header, heap_off), 2ull * SEG_SIZE, 8 },
+        { "heap unaligned", offsetof(struct mseg_header, heap_off), MSEG_HEAP_OFF + 3, 8 },
+        { "header size 0", offsetof(struct mseg_header, header_size), 0, 4 },
+        { "header size huge", offsetof(struct mseg_header, header_size), 0xfffffff0u, 4 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(buf, orig, len);
+        for (int c = 0; c < 2; c++) {
+            unsigned char *h = (unsigned char *)hdr(buf, c);
+            memcpy(h + cases[i].off, &cases[i].v, (size_t)cases[i].width);
+            seal(hdr(buf, c));
+        }
+        expect_refused(buf, len, EUCLEAN, EPROTO, cases[i].what);
+    }
+    free(buf);
+    free(orig);
+}
+
+/* ---- damage behind a valid header ---- */
+
+static void fill_random(unsigned char *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = th_rand(&seed);
+        memcpy(p + i, &v, n - i < 8 ? n - i : 8);
+    }
+}
+
+/* Must not crash or hang; check must find the damage. */
+static void expect_survived(const unsigned char *buf, size_t len, const char *what)
+{
+    struct outcome o = try_bytes(buf, len, 1, what);
+    cr_assert_eq(o.check_rc, -1, "%s: mseg_check calls it sound", what);
+    cr_assert(o.check_err == EUCLEAN, "%s: mseg_check errno %d (%s)", what, o.check_err, o.check_msg);
+    if (!o.opened)
+        cr_assert(o.err == EUCLEAN, "%s: open failed with errno %d (%s)", what, o.err, o.msg);
+}
+
+Test(badinput, garbage_in_the_control_page_is_reported_never_followed, .timeout = 120, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        memcpy(buf, orig, len);
+        fill_random(buf + MSEG_CONTROL_OFF, MSEG_PAGE, seed);
+        expect_survived(buf, len, "random control page");
+    }
+    /* plausible-looking but wrong: every bin head points at the header */
+    memcpy(buf, orig, len);
+    struct mseg_control *ctl = (struct mseg_control *)(void *)(buf + MSEG_CONTROL_OFF);
+    for (unsigned b = 0; b < MSEG_BINS; b++)
+        ctl->bin_head[b] = 16;
+    for (unsigned w = 0; w < MSEG_BIN_WORDS; w++)
+        ctl->bin_bitmap[w] = ~0ull;
+    expect_survived(buf, len, "bin heads into the header");
+    memcpy(buf, orig, len);
+    ctl->dir_table = len - 16;
+    expect_survived(buf, len, "directory table at the end of the file");
+    memcpy(buf, orig, len);
+    ctl->dir_capacity = 1ull << 62;
+    expect_survived(buf, len, "directory capacity 2^62");
+    memcpy(buf, orig, len);
+    ctl->heap_end = (uint64_t)len * 4;
+    expect_survived(buf, len, "heap end past the file");
+    free(buf);
+    free(orig);
+}
+
+Test(badinput, garbage_in_the_heap_is_reported_never_followed, .timeout = 120, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    size_t spans[][2] = { { MSEG_HEAP_OFF, 256 }, { MSEG_HEAP_OFF, 64 * 1024 }, { MSEG_HEAP_OFF + 4000, 20000 } };
+    for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++) {
+        memcpy(buf, orig, len);
+        fill_random(buf + spans[i][0], spans[i][1], i + 10);
+        char what[64];
+        snprintf(what, sizeof what, "%zu random bytes at %#zx", spans[i][1], spans[i][0]);
+        expect_survived(buf, len, what);
+    }
+    /* zeros instead: every block header says size 0 */
+    memcpy(buf, orig, len);
+    memset(buf + MSEG_HEAP_OFF, 0, 8192);
+    expect_survived(buf, len, "zeroed heap start");
+    /* all ones: huge sizes */
+    memcpy(buf, orig, len);
+    memset(buf + MSEG_HEAP_OFF, 0xff, 8192);
+    expect_survived(buf, len, "0xff heap start");
+    free(buf);
+    free(orig);
+}
+
+/* A free block whose list link points at itself: a cycle that a careless
+   walk would follow forever. */
+Test(badinput, a_cycle_in_a_free_list_ends_in_an_error_not_a_hang, .timeout = 120, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    memcpy(buf, orig, len);
+    struct mseg_control *ctl = (struct mseg_control *)(void *)(buf + MSEG_CONTROL_OFF);
+    int done = 0;
+    for (unsigned b = 0; b < MSEG_BINS && !done; b++) {
+        uint64_t p = ctl->bin_head[b];
+        if (p && p + 16 <= len) {
+            memcpy(buf + p, &p, 8);        /* next = itself */
+            memcpy(buf + p + 8, &p, 8);    /* prev = itself */
+            done = 1;
+        }
+    }
+    cr_assert(done, "no free block found in the original segment's bins");
+    expect_survived(buf, len, "free-list cycle");
+    free(buf);
+    free(orig);
+}
+
+Test(badinput, a_torn_log_is_discarded_and_the_segment_opens, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *buf = original(&len);
+    struct mseg_log_head *lh = (struct mseg_log_head *)(void *)(buf + MSEG_LOG_OFF);
+    struct mseg_log_entry *e = (struct mseg_log_entry *)(void *)(buf + MSEG_LOG_OFF + sizeof *lh);
+    lh->commit = 12345;
+    lh->count = 3;
+    lh->checksum = 0xdeadbeef;               /* does not match */
+    for (int i = 0; i < 3; i++) {
+        e[i].where = 0;                      /* would smash the header */
+        e[i].value = 0xffffffffffffffffull;
+    }
+    struct outcome o = try_bytes(buf, len, 1, "torn log");
+    cr_assert_eq(o.opened, 1, "errno %d, %s", o.err, o.msg);
+    cr_assert_eq(o.found, 1);
+    lh->count = 0xffffffffu;
+    o = try_bytes(buf, len, 1, "torn log with a huge count");
+    cr_assert_eq(o.opened, 1, "errno %d, %s", o.err, o.msg);
+    cr_assert_eq(o.found, 1);
+    free(buf);
+}
+
+Test(badinput, a_named_record_with_lengths_past_its_block_is_reported, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    /* find the record of "two" by its name bytes after a record header */
+    size_t at = 0;
+    for (size_t i = MSEG_HEAP_OFF; i + sizeof(struct mseg_dir_record) + 4 < len; i += 16) {
+        struct mseg_dir_record *r = (struct mseg_dir_record *)(void *)(orig + i);
+        if (r->magic == MSEG_RECORD_MAGIC && r->name_len == 3 &&
+            memcmp(orig + i + sizeof *r, "two", 4) == 0) {
+            at = i;
+            break;
+        }
+    }
+    cr_assert_neq(at, 0, "record of \"two\" not found where layout.h says");
+    struct { const char *what; size_t off; uint64_t v; int width; } cases[] = {
+        { "name_len 0", offsetof(struct mseg_dir_record, name_len), 0, 2 },
+        { "name_len 65535", offsetof(struct mseg_dir_record, name_len), 65535, 2 },
+        { "data_off huge", offsetof(struct mseg_dir_record, data_off), 0xfffffff0u, 4 },
+        { "count huge", offsetof(struct mseg_dir_record, count), 1ull << 60, 8 },
+        { "elem_size huge", offsetof(struct mseg_dir_record, elem_size), 1ull << 62, 8 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(buf, orig, len);
+        memcpy(buf + at + cases[i].off, &cases[i].v, (size_t)cases[i].width);
+        expect_survived(buf, len, cases[i].what);
+    }
+    free(buf);
+    free(orig);
+}

@@ -1,0 +1,510 @@
+/* test_crash.c - every engine operation is atomic at every crash point.
+
+   A scripted sequence of operations runs once in full in a reference child
+   that records the state after each operation (the oracle). Then, for
+   k = 1, 2, 3, ..., a child runs the script and _exit()s at the k-th crash
+   point, telling the parent through a pipe which operations it completed.
+   The parent reopens the segment as its first opener (recovery), checks it,
+   and compares what it finds with the oracle: the state after the last
+   completed operation, or after the one in flight, nothing in between.
+   The allocator is deterministic, so a fresh segment of the same size gives
+   the same offsets in every run. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <sys/mman.h>
+
+#include "helpers.h"
+#include "testing.h"
+
+#define SEG_SIZE (1024u * 1024u)
+#define CRASH_EXIT 42
+#define MAXOPS 128
+#define MAXRAW 16
+#define MAXNAMED 64
+
+/* ---- the script ---- */
+
+enum kind { ALLOC, ALLOC_ALIGNED, FREE, NEW, NEW_INIT, FIND_OR_NEW, DESTROY };
+
+struct op {
+    enum kind kind;
+    int slot;           /* raw block slot (ALLOC*, FREE) */
+    size_t n;           /* bytes, or element count */
+    size_t align;       /* ALLOC_ALIGNED; elem_size for named objects */
+    char name[16];
+};
+
+static struct op script[MAXOPS];
+static int nops;
+
+static void add(enum kind k, int slot, size_t n, size_t align, const char *name)
+{
+    struct op *o = &script[++nops];          /* operations are numbered from 1 */
+    o->kind = k;
+    o->slot = slot;
+    o->n = n;
+    o->align = align;
+    snprintf(o->name, sizeof o->name, "%s", name ? name : "");
+}
+
+#define A(slot, n)          add(ALLOC, slot, n, 0, NULL)
+#define AA(slot, n, al)     add(ALLOC_ALIGNED, slot, n, al, NULL)
+#define F(slot)             add(FREE, slot, 0, 0, NULL)
+#define NEW(name, es, n)    add(NEW, -1, n, es, name)
+#define NEWI(name, es, n)   add(NEW_INIT, -1, n, es, name)
+#define FON(name, es, n)    add(FIND_OR_NEW, -1, n, es, name)
+#define DEL(name)           add(DESTROY, -1, 0, 0, name)
+
+static void build_script(void)
+{
+    nops = 0;
+    A(0, 100); A(1, 200); A(2, 300); A(3, 400); A(4, 500); A(5, 50);
+    NEWI("alpha", 4, 10);
+    F(1);                    /* between two used blocks: no merge */
+    A(6, 200);               /* takes that whole block again */
+    F(2);
+    F(3);                    /* merges with its free left neighbour */
+    F(6);                    /* merges with its free right neighbour */
+    A(7, 40);                /* splits a free block */
+    NEW("big", 8, 20000);    /* a large array */
+    F(4);
+    FON("alpha", 4, 10);     /* exists: nothing changes */
+    FON("gamma", 1, 333);    /* constructs */
+    DEL("alpha");
+    AA(8, 1000, 256);
+    AA(9, 64, 4096);
+    F(0);
+    F(8);
+    NEWI("delta", 8, 300);
+    DEL("big");              /* merges into the free tail */
+    A(10, 8000);
+    A(12, 700); A(13, 700); A(14, 700); A(15, 700);
+    F(12);
+    F(14);
+    F(13);                   /* merges with both neighbours */
+    F(7);
+    F(9);
+    A(11, 0);                /* a minimal block */
+    FON("alpha", 4, 7);      /* constructs anew */
+    DEL("gamma");
+    for (int i = 0; i < 45; i++) {   /* the directory outgrows its table */
+        char nm[16];
+        snprintf(nm, sizeof nm, "n%02d", i);
+        NEWI(nm, 2, (size_t)(i % 5 + 1));
+    }
+    DEL("n07");
+    DEL("n30");
+    F(10);
+    F(11);
+    F(15);
+    DEL("delta");
+    A(0, 100000);
+    F(0);
+}
+
+/* ---- states ---- */
+
+struct named_state { char name[16]; uint64_t elem_size, count, hash; };
+struct raw_state { uint64_t off, n, hash; uint32_t head; int born; };
+
+struct state {
+    uint64_t free_mem, blocks_used, blocks_free, bytes_used, bytes_free, largest_free, named;
+    int nnamed, nraw;
+    struct named_state nm[MAXNAMED];
+    struct raw_state raw[MAXRAW];
+};
+
+struct runner {
+    mseg *s;
+    unsigned char *slot[MAXRAW];
+    size_t slot_n[MAXRAW];
+    int slot_born[MAXRAW];
+};
+
+static int collect(const struct mseg_named *o, void *arg)
+{
+    struct state *st = arg;
+    if (st->nnamed >= MAXNAMED)
+        return 1;
+    struct named_state *n = &st->nm[st->nnamed++];
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", o->name);
+    n->elem_size = o->elem_size;
+    n->count = o->count;
+    n->hash = o->off;        /* replaced by the hash of the data in capture() */
+    return 0;
+}
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const struct named_state *)a)->name, ((const struct named_state *)b)->name);
+}
+
+/* The observable state of s: accounting, named objects with a hash of
+   their bytes, and (when r is given) the script's live raw blocks. */
+static int capture(mseg *s, const struct runner *r, int op, struct state *st, char *why, size_t whylen)
+{
+    memset(st, 0, sizeof *st);
+    struct mseg_report rep;
+    if (mseg_verify(s, &rep) != 0 || rep.problems != 0) {
+        snprintf(why, whylen, "verify: %s", mseg_errmsg());
+        return -1;
+    }
+    st->free_mem = mseg_free_memory(s);
+    st->blocks_used = rep.blocks_used;
+    st->blocks_free = rep.blocks_free;
+    st->bytes_used = rep.bytes_used;
+    st->bytes_free = rep.bytes_free;
+    st->largest_free = rep.largest_free;
+    st->named = rep.named;
+    if (mseg_named_foreach(s, collect, st) != 0) {
+        snprintf(why, whylen, "foreach failed or too many objects: %s", mseg_errmsg());
+        return -1;
+    }
+    for (int i = 0; i < st->nnamed; i++) {
+        struct named_state *n = &st->nm[i];
+        void *p = mseg_at(s, n->hash);
+        n->hash = p ? th_hash(p, n->elem_size * n->count) : 0;
+    }
+    qsort(st->nm, (size_t)st->nnamed, sizeof st->nm[0], cmp_named);
+    if (r)
+        for (int i = 0; i < MAXRAW; i++)
+            if (r->slot[i]) {
+                struct raw_state *x = &st->raw[st->nraw++];
+                x->off = mseg_off_of(s, r->slot[i]);
+                x->n = r->slot_n[i];
+                x->hash = th_hash(r->slot[i], r->slot_n[i]);
+                memcpy(&x->head, r->slot[i] - 4, 4);
+                x->born = r->slot_born[i];
+            }
+    (void)op;
+    return 0;
+}
+
+/* Does the recovered segment s, whose capture (without raw blocks) is
+   got, match the oracle state cand (the state after operation idx)? */
+static int matches(mseg *s, const struct state *got, const struct state *cand, int idx, char *why, size_t whylen)
+{
+#define DIFF(field)                                                                     \
+    if (got->field != cand->field) {                                                    \
+        snprintf(why, whylen, "after op %d: " #field " %llu, expected %llu", idx,      \
+                 (unsigned long long)got->field, (unsigned long long)cand->field);     \
+        return 0;                                                                       \
+    }
+    DIFF(free_mem) DIFF(blocks_used) DIFF(blocks_free) DIFF(bytes_used) DIFF(bytes_free)
+    DIFF(largest_free) DIFF(named) DIFF(nnamed)
+#undef DIFF
+    for (int i = 0; i < got->nnamed; i++) {
+        const struct named_state *a = &got->nm[i], *b = &cand->nm[i];
+        if (strcmp(a->name, b->name) || a->elem_size != b->elem_size || a->count != b->count ||
+            a->hash != b->hash) {
+            snprintf(why, whylen, "after op %d: named object %s/%s differs (count %llu/%llu, contents %s)",
+                     idx, a->name, b->name, (unsigned long long)a->count, (unsigned long long)b->count,
+                     a->hash == b->hash ? "same" : "different");
+            return 0;
+        }
+    }
+    for (int i = 0; i < cand->nraw; i++) {
+        const struct raw_state *x = &cand->raw[i];
+        unsigned char *p = mseg_at(s, x->off);
+        uint32_t head;
+        if (!p) {
+            snprintf(why, whylen, "after op %d: raw block at %#llx outside", idx, (unsigned long long)x->off);
+            return 0;
+        }
+        memcpy(&head, p - 4, 4);
+        if (head != x->head) {
+            snprintf(why, whylen, "after op %d: block at %#llx has header %#x, expected %#x",
+                     idx, (unsigned long long)x->off, head, x->head);
+            return 0;
+        }
+        if (x->born != idx && th_hash(p, x->n) != x->hash) {
+            snprintf(why, whylen, "after op %d: contents of the raw block at %#llx changed",
+                     idx, (unsigned long long)x->off);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- running the script ---- */
+
+static void fill(unsigned char *p, size_t n, int op)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(op * 37 + i * 11 + 1);
+}
+
+/* Runs operation i; 0 or -1. */
+static int do_op(struct runner *r, int i)
+{
+    const struct op *o = &script[i];
+    mseg *s = r->s;
+    unsigned char init[4096];
+    switch (o->kind) {
+    case ALLOC:
+    case ALLOC_ALIGNED: {
+        unsigned char *p = o->kind == ALLOC ? mseg_alloc(s, o->n) : mseg_alloc_aligned(s, o->n, o->align);
+        if (!p || r->slot[o->slot])
+            return -1;
+        fill(p, o->n, i);
+        r->slot[o->slot] = p;
+        r->slot_n[o->slot] = o->n;
+        r->slot_born[o->slot] = i;
+        return 0;
+    }
+    case FREE:
+        if (!r->slot[o->slot] || mseg_free(s, r->slot[o->slot]) != 0)
+            return -1;
+        r->slot[o->slot] = NULL;
+        return 0;
+    case NEW:
+        return mseg_construct(s, o->name, "t", o->align, o->n, NULL) ? 0 : -1;
+    case NEW_INIT:
+        if (o->align * o->n > sizeof init)
+            return -1;
+        fill(init, o->align * o->n, i);
+        return mseg_construct(s, o->name, "t", o->align, o->n, init) ? 0 : -1;
+    case FIND_OR_NEW:
+        fill(init, o->align * o->n, i);
+        return mseg_find_or_construct(s, o->name, "t", o->align, o->n, init) ? 0 : -1;
+    case DESTROY:
+        return mseg_destroy(s, o->name);
+    }
+    return -1;
+}
+
+enum msg_type { MSG_ACK = 1, MSG_CRASH, MSG_DONE };
+struct msg { int type, op; unsigned long points; char label[24]; };
+
+static int msg_fd = -1;
+static unsigned long crash_at;
+
+static void send_msg(int type, int op, unsigned long points, const char *label)
+{
+    struct msg m = { type, op, points, "" };
+    if (label)
+        snprintf(m.label, sizeof m.label, "%s", label);
+    if (write(msg_fd, &m, sizeof m) != (ssize_t)sizeof m)
+        _exit(96);
+}
+
+static void crash_hook(const char *point, unsigned long n, void *arg)
+{
+    (void)arg;
+    if (n == crash_at) {
+        send_msg(MSG_CRASH, 0, n, point);
+        _exit(CRASH_EXIT);
+    }
+}
+
+/* Child: run the whole script; with oracle, record the state after each
+   operation; with k > 0, die at the k-th crash point. */
+static void run_script(const char *name, unsigned flags, unsigned long k, int fd, struct state *oracle)
+{
+    msg_fd = fd;
+    alarm(60);
+    struct runner r;
+    memset(&r, 0, sizeof r);
+    r.s = mseg_open(name, flags, NULL);
+    CHILD_CHECK(r.s != NULL);
+    char why[256];
+    if (oracle)
+        CHILD_CHECK(capture(r.s, &r, 0, &oracle[0], why, sizeof why) == 0);
+    crash_at = k;                 /* 0: only count the crash points */
+    mseg_test_set_crash_hook(crash_hook, NULL);
+    for (int i = 1; i <= nops; i++) {
+        if (do_op(&r, i) != 0) {
+            fprintf(stderr, "script op %d (kind %d, %s) failed: %s\n", i, script[i].kind,
+                    script[i].name, mseg_errmsg());
+            _exit(95);
+        }
+        send_msg(MSG_ACK, i, 0, NULL);
+        if (oracle && capture(r.s, &r, i, &oracle[i], why, sizeof why) != 0) {
+            fprintf(stderr, "op %d: %s\n", i, why);
+            _exit(94);
+        }
+    }
+    send_msg(MSG_DONE, nops, mseg_test_crash_points(), NULL);
+    CHILD_CHECK(mseg_close(r.s) == 0);
+    _exit(0);
+}
+
+struct result { int last_ack, crashed, done, status; unsigned long points; char label[24]; };
+
+static struct result spawn(const char *name, unsigned flags, unsigned long k, struct state *oracle)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        run_script(name, flags, k, fds[1], oracle);
+    }
+    close(fds[1]);
+    struct result res = { 0 };
+    struct msg m;
+    while (read(fds[0], &m, sizeof m) == (ssize_t)sizeof m) {
+        if (m.type == MSG_ACK)
+            res.last_ack = m.op;
+        else if (m.type == MSG_CRASH) {
+            res.crashed = 1;
+            snprintf(res.label, sizeof res.label, "%s", m.label);
+        } else if (m.type == MSG_DONE) {
+            res.done = 1;
+            res.points = m.points;
+        }
+    }
+    close(fds[0]);
+    waitpid(pid, &res.status, 0);
+    return res;
+}
+
+/* Creates the segment once and keeps its bytes: every run starts from a
+   byte copy of them (creating a file segment costs a directory fsync). */
+static unsigned char *pristine;
+static size_t pristine_len;
+
+static void fresh_segment(const char *name, unsigned flags)
+{
+    char path[300];
+    th_path(path, name, flags & MSEG_SHM);
+    if (!pristine) {
+        mseg_remove(name, flags & MSEG_SHM);
+        struct mseg_config c = { .size = SEG_SIZE };
+        mseg *s = mseg_open(name, (flags & (MSEG_SHM | MSEG_DURABLE)) | MSEG_CREATE | MSEG_EXCL, &c);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_close(s), 0);
+        pristine = th_read_file(path, &pristine_len);
+        cr_assert(pristine && pristine_len >= SEG_SIZE);
+        return;
+    }
+    cr_assert_eq(th_write_file(path, pristine, pristine_len), 0, "%s: %s", path, strerror(errno));
+}
+
+/* Child: first opener after a crash, killed when its recovery has replayed
+   the log but not yet retired it. */
+struct reopen_arg { const char *name; unsigned flags; };
+
+static void die_after_replay(const char *point, unsigned long n, void *arg)
+{
+    (void)n;
+    (void)arg;
+    if (strcmp(point, "recover.replayed") == 0)
+        _exit(CRASH_EXIT);
+}
+
+static void recover_and_die(void *arg)
+{
+    const struct reopen_arg *a = arg;
+    alarm(30);
+    mseg_test_set_crash_hook(die_after_replay, NULL);
+    mseg *s = mseg_open(a->name, a->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_close(s);
+    _exit(0);
+}
+
+static void crash_everywhere(unsigned flags, int recrash_recovery)
+{
+    build_script();
+    cr_assert_lt(nops, MAXOPS);
+    char name[256], why[256], st_why[128];
+    th_name(name, flags & MSEG_SHM);
+    struct stat dst;
+    if ((flags & MSEG_DURABLE) && !(flags & MSEG_SHM) && stat("/dev/shm", &dst) == 0 && S_ISDIR(dst.st_mode)) {
+        /* a file on tmpfs: the durable path with every flush, minus the disk
+           latency (process crashes lose nothing a flush would keep) */
+        snprintf(name, sizeof name, "/dev/shm/mseg-t-%d-durable", (int)getpid());
+        th_track(name, 0);
+    }
+    unsigned be = flags & MSEG_SHM;
+
+    struct state *oracle = mmap(NULL, sizeof(struct state) * (MAXOPS + 1), PROT_READ | PROT_WRITE,
+                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(oracle, MAP_FAILED);
+
+    fresh_segment(name, flags);
+    struct result ref = spawn(name, flags, 0, oracle);
+    cr_assert(TH_EXITED_OK(ref.status) && ref.done, "reference run %s",
+              th_status_str(ref.status, st_why, sizeof st_why));
+    cr_assert_eq(ref.last_ack, nops);
+    cr_assert_gt(ref.points, 100ul, "the script reaches only %lu crash points", ref.points);
+
+    unsigned long k, exercised = 0, completed = 0, rolled_back = 0, recrashed = 0;
+    double t0 = th_now();
+    for (k = 1;; k++) {
+        fresh_segment(name, flags);
+        struct result res = spawn(name, flags, k, NULL);
+        if (res.done) {
+            cr_assert(TH_EXITED_OK(res.status), "k=%lu: finished but %s", k,
+                      th_status_str(res.status, st_why, sizeof st_why));
+            break;
+        }
+        cr_assert(res.crashed && WIFEXITED(res.status) && WEXITSTATUS(res.status) == CRASH_EXIT,
+                  "k=%lu: child %s without reaching the crash point (last op %d)", k,
+                  th_status_str(res.status, st_why, sizeof st_why), res.last_ack);
+        exercised++;
+        int j = res.last_ack;
+        cr_assert_lt(j, nops);
+
+        struct mseg_report rep;
+        memset(&rep, 0, sizeof rep);
+        cr_assert_eq(mseg_check(name, be, &rep), 0, "k=%lu (%s in op %d): mseg_check: %s",
+                     k, res.label, j + 1, mseg_errmsg());
+        cr_assert_eq(rep.problems, 0);
+
+        if (recrash_recovery && rep.recovered) {
+            struct reopen_arg a = { name, flags & (MSEG_SHM | MSEG_DURABLE) };
+            int st = th_fork_run(recover_and_die, &a);
+            cr_assert(st != -1 && WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == CRASH_EXIT),
+                      "k=%lu: recovering child %s", k, th_status_str(st, st_why, sizeof st_why));
+            if (WEXITSTATUS(st) == CRASH_EXIT)
+                recrashed++;
+        }
+
+        mseg *s = mseg_open(name, flags & (MSEG_SHM | MSEG_DURABLE), NULL);
+        cr_assert_not_null(s, "k=%lu (%s in op %d): reopen: %s", k, res.label, j + 1, mseg_errmsg());
+        struct state got;
+        cr_assert_eq(capture(s, NULL, j, &got, why, sizeof why), 0, "k=%lu (%s in op %d): %s",
+                     k, res.label, j + 1, why);
+        char why_before[256], why_after[256];
+        int before = matches(s, &got, &oracle[j], j, why_before, sizeof why_before);
+        int after = !before && matches(s, &got, &oracle[j + 1], j + 1, why_after, sizeof why_after);
+        cr_assert(before || after,
+                  "k=%lu: crashed at %s in op %d; the recovered state is neither before (%s) nor after (%s) it",
+                  k, res.label, j + 1, why_before, why_after);
+        if (before)
+            rolled_back++;
+        else
+            completed++;
+        cr_assert_eq(mseg_close(s), 0);
+        mseg_remove(name, be);
+    }
+    double t = th_now() - t0;
+    munmap(oracle, sizeof(struct state) * (MAXOPS + 1));
+    free(pristine);
+    pristine = NULL;
+    cr_log_info("crash (%s%s%s): %d operations, %lu crash points exercised "
+                "(%lu rolled back, %lu completed, %lu recoveries re-crashed) in %.1f s",
+                be ? "shm" : "file", flags & MSEG_DURABLE ? ", durable" : "",
+                recrash_recovery ? ", crash in recovery" : "",
+                nops, exercised, rolled_back, completed, recrashed, t);
+    cr_assert_gt(exercised, 100ul, "only %lu crash points exercised", exercised);
+    cr_assert_eq(exercised, ref.points, "the reference run reached %lu crash points, the crash runs %lu",
+                 ref.points, exercised);
+}
+
+Test(crash, every_operation_is_atomic_at_every_crash_point_file, .timeout = 600, .fini = th_cleanup)
+{ crash_everywhere(0, 0); }
+
+Test(crash, every_operation_is_atomic_at_every_crash_point_shm, .timeout = 600, .fini = th_cleanup)
+{ crash_everywhere(MSEG_SHM, 0); }
+
+Test(crash, every_operation_is_atomic_at_every_crash_point_durable, .timeout = 600, .fini = th_cleanup)
+{ crash_everywhere(MSEG_DURABLE, 0); }
+
+Test(crash, a_crash_during_recovery_is_recovered_again, .timeout = 600, .fini = th_cleanup)
+{ crash_everywhere(MSEG_SHM, 1); }

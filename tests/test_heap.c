@@ -1,0 +1,507 @@
+/* test_heap.c - the allocator: alignment, accounting, coalescing, bad frees. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+#include "layout.h"
+
+#define MiB (1024u * 1024u)
+
+static mseg *new_seg(size_t size)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config c = { .size = size };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "create %s: %s", name, mseg_errmsg());
+    return s;
+}
+
+static void assert_sound_(mseg *s, const char *phase)
+{
+    struct mseg_report r;
+    memset(&r, 0xff, sizeof r);
+    int rc = mseg_verify(s, &r);
+    cr_assert_eq(rc, 0, "%s: verify failed: %s", phase, mseg_errmsg());
+    cr_assert_eq(r.problems, 0, "%s: %llu problems, first: %s", phase,
+                 (unsigned long long)r.problems, r.first_problem);
+}
+#define assert_sound(s, phase) assert_sound_((s), (phase))
+
+static int is_aligned(const void *p, size_t a)
+{
+    return ((uintptr_t)p & (a - 1)) == 0;
+}
+
+/* ---- alignment ---- */
+
+Test(heap, every_alloc_is_16_aligned_for_sizes_0_to_4096, .fini = th_cleanup)
+{
+    mseg *s = new_seg(32 * MiB);
+    static unsigned char *p[4097];
+    for (size_t n = 0; n <= 4096; n++) {
+        p[n] = mseg_alloc(s, n);
+        cr_assert_not_null(p[n], "alloc(%zu): %s", n, mseg_errmsg());
+        cr_assert(is_aligned(p[n], 16), "alloc(%zu) = %p", n, (void *)p[n]);
+        memset(p[n], (int)(n & 0xff), n);
+    }
+    for (size_t n = 0; n <= 4096; n++)
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(p[n][i], (unsigned char)(n & 0xff), "block %zu byte %zu overwritten", n, i);
+    assert_sound(s, "after allocating");
+    for (size_t n = 0; n <= 4096; n++)
+        cr_assert_eq(mseg_free(s, p[n]), 0, "free of alloc(%zu): %s", n, mseg_errmsg());
+    assert_sound(s, "after freeing");
+    mseg_close(s);
+}
+
+Test(heap, alloc_aligned_honours_every_power_of_two_up_to_4096, .fini = th_cleanup)
+{
+    mseg *s = new_seg(32 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    size_t sizes[] = { 0, 1, 17, 100, 4096, 5000, 70000 };
+    void *keep[13 * 7];
+    int k = 0;
+    for (size_t a = 1; a <= 4096; a <<= 1)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            unsigned char *p = mseg_alloc_aligned(s, sizes[i], a);
+            cr_assert_not_null(p, "alloc_aligned(%zu, %zu): %s", sizes[i], a, mseg_errmsg());
+            cr_assert(is_aligned(p, a < 16 ? 16 : a), "alloc_aligned(%zu, %zu) = %p", sizes[i], a, (void *)p);
+            memset(p, 0x5a, sizes[i]);
+            keep[k++] = p;
+        }
+    assert_sound(s, "after aligned allocations");
+    for (int i = k; i-- > 0;)
+        cr_assert_eq(mseg_free(s, keep[i]), 0, "free %d: %s", i, mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), f0);
+    assert_sound(s, "after freeing");
+    mseg_close(s);
+}
+
+Test(heap, alloc_aligned_rejects_bad_alignments_with_einval, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    size_t bad[] = { 0, 3, 24, 48, 8192, 1u << 20, (size_t)1 << 63, SIZE_MAX };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        cr_assert_null(mseg_alloc_aligned(s, 64, bad[i]), "alignment %zu accepted", bad[i]);
+        cr_assert_eq(errno, EINVAL, "alignment %zu: errno %d", bad[i], errno);
+    }
+    cr_assert_eq(mseg_free_memory(s), f0);
+    assert_sound(s, "after refused allocations");
+    mseg_close(s);
+}
+
+Test(heap, impossible_sizes_fail_with_enomem_and_change_nothing, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    size_t bad[] = { 2 * MiB, SIZE_MAX, SIZE_MAX - 15, (size_t)MSEG_BLOCK_MAX + 1, f0 + 1 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        cr_assert_null(mseg_alloc(s, bad[i]), "alloc(%zu) succeeded", bad[i]);
+        cr_assert(errno == ENOMEM || errno == EINVAL, "alloc(%zu): errno %d", bad[i], errno);
+        errno = 0;
+        cr_assert_null(mseg_alloc_aligned(s, bad[i], 4096), "alloc_aligned(%zu) succeeded", bad[i]);
+        cr_assert(errno == ENOMEM || errno == EINVAL, "alloc_aligned(%zu): errno %d", bad[i], errno);
+    }
+    cr_assert_eq(mseg_free_memory(s), f0);
+    assert_sound(s, "after refused allocations");
+    mseg_close(s);
+}
+
+/* ---- accounting ---- */
+
+static void shuffle(void **v, size_t n, uint64_t *rng)
+{
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)(th_rand(rng) % (i + 1));
+        void *t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+Test(heap, free_memory_returns_exactly_to_its_initial_value, .fini = th_cleanup)
+{
+    mseg *s = new_seg(32 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    uint64_t rng = 1;
+    enum { N = 3000 };
+    static void *p[N];
+    for (int round = 0; round < 3; round++) {
+        size_t prev = mseg_free_memory(s);
+        for (int i = 0; i < N; i++) {
+            size_t n = (size_t)(th_rand(&rng) % 5000);
+            if (round == 2 && i % 3 == 0)
+                p[i] = mseg_alloc_aligned(s, n, (size_t)1 << (4 + th_rand(&rng) % 9));
+            else
+                p[i] = mseg_alloc(s, n);
+            cr_assert_not_null(p[i], "round %d alloc %d (%zu bytes): %s", round, i, n, mseg_errmsg());
+            size_t now = mseg_free_memory(s);
+            cr_assert_lt(now, prev, "free memory did not drop after alloc(%zu)", n);
+            cr_assert_geq(prev - now, n, "free memory dropped by less than alloc(%zu)", n);
+            prev = now;
+        }
+        assert_sound(s, "full");
+        shuffle(p, N, &rng);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(mseg_free(s, p[i]), 0, "free: %s", mseg_errmsg());
+        cr_assert_eq(mseg_free_memory(s), f0, "round %d: free memory %zu, initially %zu",
+                     round, mseg_free_memory(s), f0);
+        assert_sound(s, "after freeing");
+    }
+    mseg_close(s);
+}
+
+Test(heap, per_block_overhead_is_at_most_16_bytes_plus_rounding, .fini = th_cleanup)
+{
+    mseg *s = new_seg(4 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    static void *p[1000];
+    for (int i = 0; i < 1000; i++) {
+        p[i] = mseg_alloc(s, 100);
+        cr_assert_not_null(p[i]);
+    }
+    size_t used = f0 - mseg_free_memory(s);
+    cr_log_info("1000 x alloc(100) used %zu bytes (%.1f per block)", used, used / 1000.0);
+    cr_assert_geq(used, 1000 * 100);
+    cr_assert_leq(used, 1000 * (100 + 16 + 15));
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(mseg_free(s, p[i]), 0);
+    cr_assert_eq(mseg_free_memory(s), f0);
+    assert_sound(s, "end");
+    mseg_close(s);
+}
+
+/* ---- coalescing ---- */
+
+/* Fills every byte of the heap: big blocks first, then ever smaller ones,
+   until even a minimal block fails. Returns the number of blocks. */
+static int fill(mseg *s, void **out, int max)
+{
+    int n = 0;
+    for (size_t sz = 256 * 1024; ; sz /= 4) {
+        void *p;
+        while (n < max && (p = mseg_alloc(s, sz)) != NULL)
+            out[n++] = p;
+        cr_assert_lt(n, max, "fill: too many blocks");
+        cr_assert_eq(errno, ENOMEM, "fill: alloc(%zu) failed with errno %d (%s)", sz, errno, mseg_errmsg());
+        if (sz == 0)
+            break;
+    }
+    return n;
+}
+
+enum order { LEFT_THEN_MIDDLE, RIGHT_THEN_MIDDLE, OUTER_THEN_MIDDLE, MIDDLE_THEN_OUTER };
+
+/* Allocates A, B, C (1024-byte blocks: 1020 bytes + a 4-byte header) with
+   the rest of the heap in use, frees them in the given order and checks that
+   one block of the three's combined size is then available again, where A
+   was. */
+static void coalesce(enum order ord)
+{
+    mseg *s = new_seg(1 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    char *a = mseg_alloc(s, 1020), *b = mseg_alloc(s, 1020), *c = mseg_alloc(s, 1020);
+    cr_assert(a && b && c);
+    cr_assert(a < b && b < c, "a fresh heap hands out ascending addresses");
+    size_t step = (size_t)(b - a);
+    cr_assert_eq((size_t)(c - b), step, "A, B, C are not adjacent blocks");
+    static void *rest[4096];
+    int n = fill(s, rest, 4096);
+    size_t combined = (size_t)(c - a) + step - 4;    /* three blocks minus one header */
+
+    errno = 0;
+    cr_assert_null(mseg_alloc(s, 16));
+    switch (ord) {
+    case LEFT_THEN_MIDDLE:     /* B merges with its free left neighbour */
+        cr_assert_eq(mseg_free(s, a), 0);
+        cr_assert_eq(mseg_free(s, c), 0);
+        cr_assert_null(mseg_alloc(s, step * 2), "two non-adjacent free blocks were merged");
+        cr_assert_eq(mseg_free(s, b), 0);
+        break;
+    case RIGHT_THEN_MIDDLE:    /* B merges with its free right neighbour */
+        cr_assert_eq(mseg_free(s, c), 0);
+        cr_assert_eq(mseg_free(s, b), 0);
+        cr_assert_null(mseg_alloc(s, combined), "merged with a used block");
+        cr_assert_eq(mseg_free(s, a), 0);
+        break;
+    case OUTER_THEN_MIDDLE:
+        cr_assert_eq(mseg_free(s, c), 0);
+        cr_assert_eq(mseg_free(s, a), 0);
+        cr_assert_eq(mseg_free(s, b), 0);
+        break;
+    case MIDDLE_THEN_OUTER:
+        cr_assert_eq(mseg_free(s, b), 0);
+        cr_assert_eq(mseg_free(s, a), 0);
+        cr_assert_eq(mseg_free(s, c), 0);
+        break;
+    }
+    assert_sound(s, "after freeing A, B, C");
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), 0);
+    cr_assert_geq(r.largest_free, combined, "largest free %llu, expected >= %zu",
+                  (unsigned long long)r.largest_free, combined);
+    char *big = mseg_alloc(s, combined);
+    cr_assert_not_null(big, "the three freed blocks did not coalesce: alloc(%zu): %s", combined, mseg_errmsg());
+    cr_assert_eq(big, a);
+    memset(big, 1, combined);
+    assert_sound(s, "after reallocating the merged block");
+    cr_assert_eq(mseg_free(s, big), 0);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(mseg_free(s, rest[i]), 0);
+    cr_assert_eq(mseg_free_memory(s), f0);
+    assert_sound(s, "all free");
+    mseg_close(s);
+}
+
+Test(heap, freeing_a_block_merges_with_a_free_left_neighbour, .fini = th_cleanup)
+{ coalesce(LEFT_THEN_MIDDLE); }
+Test(heap, freeing_a_block_merges_with_a_free_right_neighbour, .fini = th_cleanup)
+{ coalesce(RIGHT_THEN_MIDDLE); }
+Test(heap, freeing_a_block_between_two_free_ones_merges_all_three, .fini = th_cleanup)
+{ coalesce(OUTER_THEN_MIDDLE); }
+Test(heap, freeing_neighbours_of_a_free_block_merges_all_three, .fini = th_cleanup)
+{ coalesce(MIDDLE_THEN_OUTER); }
+
+/* ---- a full segment ---- */
+
+Test(heap, full_segment_fails_with_enomem_stays_sound_and_frees_still_work, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    static void *p[8192];
+    int n = fill(s, p, 8192);
+    cr_assert_eq(mseg_free_memory(s) < 32, 1, "full heap reports %zu free bytes", mseg_free_memory(s));
+    errno = 0;
+    cr_assert_null(mseg_alloc(s, 1));
+    cr_assert_eq(errno, ENOMEM);
+    const char *m = mseg_errmsg();
+    cr_assert(*m && strcmp(m, "no error") != 0);
+    errno = 0;
+    cr_assert_null(mseg_alloc_aligned(s, 1, 4096));
+    cr_assert_eq(errno, ENOMEM);
+    errno = 0;
+    cr_assert_null(MSEG_NEW(s, "does-not-fit", int, 1));
+    cr_assert_eq(errno, ENOMEM, "construct in a full segment: errno %d", errno);
+    errno = 0;
+    cr_assert_null(MSEG_FIND(s, "does-not-fit", int, NULL));
+    cr_assert_eq(errno, ENOENT, "a failed construct left an object behind");
+    assert_sound(s, "full");
+    /* free one block in the middle: exactly that room comes back */
+    cr_assert_eq(mseg_free(s, p[n / 2]), 0);
+    cr_assert_not_null(mseg_alloc(s, 1));
+    for (int i = 0; i < n; i++)
+        if (i != n / 2)
+            cr_assert_eq(mseg_free(s, p[i]), 0, "free %d of %d: %s", i, n, mseg_errmsg());
+    assert_sound(s, "after frees");
+    void *big = mseg_alloc(s, f0 / 2);
+    cr_assert_not_null(big);
+    mseg_close(s);
+}
+
+/* ---- bad frees ---- */
+
+static void expect_bad_free(mseg *s, void *p, const char *what)
+{
+    size_t f = mseg_free_memory(s);
+    errno = 0;
+    cr_assert_eq(mseg_free(s, p), -1, "free of %s succeeded", what);
+    cr_assert_eq(errno, EINVAL, "free of %s: errno %d (%s)", what, errno, mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), f, "free of %s changed the free memory", what);
+    assert_sound(s, what);
+}
+
+Test(heap, free_of_null_fails_with_einval, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    expect_bad_free(s, NULL, "NULL");
+    mseg_close(s);
+}
+
+Test(heap, double_free_fails_with_einval_and_changes_nothing, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    void *a = mseg_alloc(s, 100), *b = mseg_alloc(s, 100), *c = mseg_alloc(s, 100);
+    cr_assert(a && b && c);
+    cr_assert_eq(mseg_free(s, b), 0);
+    expect_bad_free(s, b, "a block freed once");
+    cr_assert_eq(mseg_free(s, a), 0);        /* b is now merged into a */
+    expect_bad_free(s, a, "a block freed once (merged)");
+    expect_bad_free(s, b, "the inside of a merged free block");
+    /* the allocator still hands out distinct blocks */
+    void *x = mseg_alloc(s, 100), *y = mseg_alloc(s, 100);
+    cr_assert(x && y && x != y && x != c && y != c);
+    mseg_close(s);
+}
+
+Test(heap, free_of_interior_pointer_fails_with_einval, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    char *p = mseg_alloc(s, 1000);
+    cr_assert_not_null(p);
+    expect_bad_free(s, p + 16, "p+16");
+    expect_bad_free(s, p + 32, "p+32");
+    expect_bad_free(s, p + 992, "p+992");
+    expect_bad_free(s, p - 16, "p-16");
+    cr_assert_eq(mseg_free(s, p), 0, "the block itself is still freeable");
+    mseg_close(s);
+}
+
+Test(heap, free_of_unaligned_pointer_fails_with_einval, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    char *p = mseg_alloc(s, 100);
+    cr_assert_not_null(p);
+    for (int d = 1; d < 16; d++)
+        expect_bad_free(s, p + d, "an unaligned pointer");
+    expect_bad_free(s, p - 4, "the block header");
+    cr_assert_eq(mseg_free(s, p), 0);
+    mseg_close(s);
+}
+
+Test(heap, free_of_pointer_outside_the_heap_fails_with_einval, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    int local;
+    expect_bad_free(s, &local, "a stack address");
+    void *m = malloc(64);
+    expect_bad_free(s, m, "a malloc'd block");
+    free(m);
+    char *base = mseg_at(s, 16);
+    cr_assert_not_null(base);
+    expect_bad_free(s, base, "the header page");
+    expect_bad_free(s, (char *)mseg_at(s, 16) + MSEG_CONTROL_OFF, "the control page");
+    expect_bad_free(s, (char *)mseg_at(s, 16) - 16 + MSEG_HEAP_OFF, "the heap start");
+    expect_bad_free(s, (char *)mseg_at(s, 16) - 16 + mseg_size(s), "one past the end");
+    expect_bad_free(s, (char *)mseg_at(s, 16) - 16 + mseg_size(s) + 4096, "past the end");
+    expect_bad_free(s, (char *)mseg_at(s, 16) - 32, "before the base");
+    mseg_close(s);
+}
+
+Test(heap, free_of_named_object_data_fails_with_einval, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    int *x = MSEG_NEW(s, "obj", int, 100);
+    cr_assert_not_null(x);
+    x[0] = 1;
+    expect_bad_free(s, x, "a named object's data");
+    size_t n;
+    cr_assert_eq(MSEG_FIND(s, "obj", int, &n), x);
+    cr_assert_eq(n, 100);
+    cr_assert_eq(mseg_destroy(s, "obj"), 0);
+    mseg_close(s);
+}
+
+/* ---- handles ---- */
+
+Test(heap, off_of_and_at_round_trip_and_reject_bad_input, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    for (int i = 0; i < 50; i++) {
+        char *p = mseg_alloc(s, (size_t)i * 37);
+        cr_assert_not_null(p);
+        mseg_off o = mseg_off_of(s, p);
+        cr_assert_neq(o, 0);
+        cr_assert_lt(o, mseg_size(s));
+        cr_assert_eq(mseg_at(s, o), p);
+        cr_assert_eq(mseg_off_of(s, p + 3), o + 3);
+        cr_assert_eq(mseg_at(s, o + 3), p + 3);
+    }
+    errno = 0;
+    cr_assert_null(mseg_at(s, 0));
+    errno = 0;
+    cr_assert_null(mseg_at(s, mseg_size(s) + 1));
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_null(mseg_at(s, UINT64_MAX));
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_null(mseg_at(s, (mseg_off)1 << 62));
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(mseg_off_of(s, NULL), 0);
+    cr_assert_eq(errno, EINVAL);
+    int local;
+    errno = 0;
+    cr_assert_eq(mseg_off_of(s, &local), 0);
+    cr_assert_eq(errno, EINVAL);
+    char *last = (char *)mseg_at(s, mseg_size(s) - 1);
+    cr_assert_not_null(last, "the last byte has a handle");
+    cr_assert_eq(mseg_off_of(s, last), mseg_size(s) - 1);
+    errno = 0;
+    cr_assert_eq(mseg_off_of(s, last + 1), 0);
+    cr_assert_eq(errno, EINVAL);
+    mseg_close(s);
+}
+
+/* ---- randomized, against a model ---- */
+
+struct blk { unsigned char *p; size_t n; uint32_t tag; };
+
+static void stamp(struct blk *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        b->p[i] = (unsigned char)(b->tag * 131 + i * 7);
+}
+
+static void check_stamp(const struct blk *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->p[i] != (unsigned char)(b->tag * 131 + i * 7))
+            cr_assert_fail("block %u (%zu bytes at %p) overwritten at byte %zu", b->tag, b->n, (void *)b->p, i);
+}
+
+Test(heap, random_alloc_free_matches_a_model, .timeout = 120, .fini = th_cleanup)
+{
+    mseg *s = new_seg(32 * MiB);
+    size_t f0 = mseg_free_memory(s);
+    enum { SLOTS = 3000, OPS = 200000 };
+    static struct blk b[SLOTS];
+    uint64_t rng = 12345;
+    unsigned long allocs = 0, frees = 0, enomem = 0;
+    for (uint32_t op = 1; op <= OPS; op++) {
+        uint64_t r = th_rand(&rng);
+        struct blk *x = &b[r % SLOTS];
+        if (x->p) {
+            check_stamp(x);
+            cr_assert_eq(mseg_free(s, x->p), 0, "op %u: free: %s", op, mseg_errmsg());
+            x->p = NULL;
+            frees++;
+        } else {
+            size_t n = 1 + (size_t)((r >> 20) % 8192);
+            unsigned char *p;
+            size_t align = 0;
+            if ((r >> 40) % 8 == 0) {
+                align = (size_t)1 << (4 + (r >> 44) % 9);
+                p = mseg_alloc_aligned(s, n, align);
+            } else {
+                p = mseg_alloc(s, n);
+            }
+            if (!p) {
+                cr_assert_eq(errno, ENOMEM, "op %u: alloc(%zu): errno %d (%s)", op, n, errno, mseg_errmsg());
+                enomem++;
+                continue;
+            }
+            cr_assert(is_aligned(p, align ? align : 16));
+            x->p = p;
+            x->n = n;
+            x->tag = op;
+            stamp(x);
+            allocs++;
+        }
+        if (op % 50000 == 0)
+            assert_sound(s, "random ops");
+    }
+    for (int i = 0; i < SLOTS; i++)
+        if (b[i].p) {
+            check_stamp(&b[i]);
+            cr_assert_eq(mseg_free(s, b[i].p), 0);
+        }
+    cr_log_info("random heap: %lu allocs, %lu frees, %lu ENOMEM", allocs, frees, enomem);
+    cr_assert_eq(mseg_free_memory(s), f0);
+    assert_sound(s, "end");
+    mseg_close(s);
+}
