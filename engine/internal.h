@@ -32,7 +32,7 @@ struct op {
     uint64_t *deferred;         /* blocks freed by this operation, released at commit */
     uint32_t ndeferred, cap_deferred, save_deferred;
     bool     draining;          /* op_commit is freeing owed blocks (no recursion) */
-    uint64_t bloom;             /* 1 bit per 4-byte word (mod 64) with a record */
+    uint64_t bloom[4];          /* words with a record (a 256-bit bloom filter) */
     uint64_t fresh_lo, fresh_hi;/* range of fresh in-place writes (0,0 = none) */
     uint64_t seq;               /* sequence number of the last commit */
 };
@@ -186,9 +186,9 @@ int  header_validate(const struct mseg_header *h, uint64_t file_size, char *why,
 /* A metadata word as the current operation sees it; a plain load when the
    operation has logged nothing yet (the common case on read paths). */
 static inline uint64_t op_peek64(mseg *s, uint64_t off)
-{ return s->op.bloom ? op_get64(s, off) : *(const uint64_t *)(s->base + off); }
+{ return s->op.count ? op_get64(s, off) : *(const uint64_t *)(s->base + off); }
 static inline uint32_t op_peek32(mseg *s, uint64_t off)
-{ return s->op.bloom ? op_get32(s, off) : *(const uint32_t *)(s->base + off); }
+{ return s->op.count ? op_get32(s, off) : *(const uint32_t *)(s->base + off); }
 
 /* kind_release of a vector or map root at `root`: frees what it owns. */
 int  vec_release(mseg *s, uint64_t root);

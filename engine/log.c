@@ -179,15 +179,41 @@ static uint64_t entry_off(const struct mseg_log_entry *e)
     return e->where & ~MSEG_LOG_WIDTH32;
 }
 
-/* One bloom bit per 4-byte word (mod 64): a read whose bits are clear has no
-   pending record and goes straight to memory. */
-static uint64_t bloom_bits(uint64_t off, unsigned width)
+/* A 256-bit bloom filter of the 4-byte words the operation has records
+   for, at a hashed position (offsets are too regular for their low bits): a
+   read whose bits are clear has no pending record and goes straight to
+   memory, so only true hits scan the records. */
+static unsigned bloom_pos(uint64_t word)
+{
+    return (unsigned)((word * 0x9e3779b97f4a7c15ull) >> 56);
+}
+
+static inline __attribute__((always_inline)) bool bloom_test(const mseg *s, uint64_t off, unsigned width)
 {
     uint64_t w = off >> 2;
-    uint64_t bits = 1ull << (w & 63);
-    if (width == 8)
-        bits |= 1ull << ((w + 1) & 63);
-    return bits;
+    unsigned a = bloom_pos(w);
+    if (s->op.bloom[a >> 6] & (1ull << (a & 63)))
+        return true;
+    if (width != 8)
+        return false;
+    unsigned b = bloom_pos(w + 1);
+    return s->op.bloom[b >> 6] & (1ull << (b & 63));
+}
+
+static void bloom_add(mseg *s, uint64_t off, unsigned width)
+{
+    uint64_t w = off >> 2;
+    unsigned a = bloom_pos(w);
+    s->op.bloom[a >> 6] |= 1ull << (a & 63);
+    if (width == 8) {
+        unsigned b = bloom_pos(w + 1);
+        s->op.bloom[b >> 6] |= 1ull << (b & 63);
+    }
+}
+
+static void bloom_clear(mseg *s)
+{
+    memset(s->op.bloom, 0, sizeof s->op.bloom);
 }
 
 static bool overlaps(uint64_t a, unsigned aw, uint64_t b, unsigned bw)
@@ -204,7 +230,7 @@ static __thread bool bad_access;
 /* The handle whose operation this thread is running, if any. */
 static __thread mseg *op_thread;
 
-static bool meta_ok(const mseg *s, uint64_t off, unsigned width)
+static inline __attribute__((always_inline)) bool meta_ok(const mseg *s, uint64_t off, unsigned width)
 {
     if (off % width)
         return false;
@@ -260,16 +286,10 @@ static uint64_t read_merged(mseg *s, uint64_t off, unsigned width)
     return v;
 }
 
-static uint64_t op_read(mseg *s, uint64_t off, unsigned width)
+/* The records' view of [off, off+width): the newest exact record, or a
+   merge when records overlap it partially, or memory. */
+static __attribute__((noinline)) uint64_t read_pending(mseg *s, uint64_t off, unsigned width)
 {
-    if (!meta_ok(s, off, width)) {
-        bad_access = true;
-        return 0;
-    }
-    /* only the thread running the operation sees its pending records; a
-       lock-free reader on the same handle sees the committed state */
-    if (!(s->op.bloom & bloom_bits(off, width)) || op_thread != s)
-        return load(s, off, width);
     const struct mseg_log_entry *e = log_entries(s);
     for (uint32_t i = s->op.count; i-- > 0;) {
         uint64_t eo = entry_off(&e[i]);
@@ -283,27 +303,41 @@ static uint64_t op_read(mseg *s, uint64_t off, unsigned width)
     return load(s, off, width);
 }
 
-static void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
+static inline __attribute__((always_inline)) uint64_t op_read(mseg *s, uint64_t off, unsigned width)
 {
     if (!meta_ok(s, off, width)) {
         bad_access = true;
-        return;
+        return 0;
     }
+    /* only the thread running the operation sees its pending records; a
+       lock-free reader on the same handle sees the committed state */
+    if (op_thread != s || !bloom_test(s, off, width))
+        return load(s, off, width);
+    return read_pending(s, off, width);
+}
+
+/* Updates the newest record of exactly [off, off+width) in place, if it
+   belongs to the current call (after the savepoint); false otherwise. */
+static __attribute__((noinline)) bool update_pending(mseg *s, uint64_t off, unsigned width, uint64_t v)
+{
     struct mseg_log_entry *e = log_entries(s);
-    uint64_t bits = bloom_bits(off, width);
-    if (s->op.bloom & bits) {
-        for (uint32_t i = s->op.count; i-- > 0;) {
-            uint64_t eo = entry_off(&e[i]);
-            unsigned ew = entry_width(&e[i]);
-            if (!overlaps(off, width, eo, ew))
-                continue;
-            if (eo == off && ew == width && i >= s->op.save) {
-                e[i].value = v;   /* the newest record of these bytes: update it */
-                return;
-            }
-            break;                /* partial overlap, or older than the savepoint: append */
+    for (uint32_t i = s->op.count; i-- > 0;) {
+        uint64_t eo = entry_off(&e[i]);
+        unsigned ew = entry_width(&e[i]);
+        if (!overlaps(off, width, eo, ew))
+            continue;
+        if (eo == off && ew == width && i >= s->op.save) {
+            e[i].value = v;
+            return true;
         }
+        return false;     /* partial overlap, or older than the savepoint: append */
     }
+    return false;
+}
+
+static __attribute__((noinline)) void append_record(mseg *s, uint64_t off, unsigned width, uint64_t v)
+{
+    struct mseg_log_entry *e = log_entries(s);
     if (!log_has_room(s, sizeof *e)) {
         s->op.overflow = true;
         return;
@@ -311,7 +345,18 @@ static void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
     e[s->op.count].where = off | (width == 4 ? MSEG_LOG_WIDTH32 : 0);
     e[s->op.count].value = v;
     s->op.count++;
-    s->op.bloom |= bits;
+    bloom_add(s, off, width);
+}
+
+static inline __attribute__((always_inline)) void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
+{
+    if (!meta_ok(s, off, width)) {
+        bad_access = true;
+        return;
+    }
+    if (bloom_test(s, off, width) && update_pending(s, off, width, v))
+        return;
+    append_record(s, off, width, v);
 }
 
 /* ---- the operation API ---- */
@@ -324,7 +369,7 @@ void op_begin(mseg *s)
     s->op.save = 0;
     s->op.allocated = s->op.save_allocated = 0;
     s->op.ndeferred = s->op.save_deferred = 0;
-    s->op.bloom = 0;
+    bloom_clear(s);
     s->op.fresh_lo = s->op.fresh_hi = 0;
     bad_access = false;
     op_thread = s;
@@ -393,7 +438,7 @@ void op_discard(mseg *s)
     s->op.ndeferred = 0;
     s->op.active = false;
     s->op.count = 0;
-    s->op.bloom = 0;
+    bloom_clear(s);
     log_head(s)->active = 0;
 }
 
@@ -474,7 +519,7 @@ int op_commit(mseg *s)
     h->active = 0;
     crash_point("log.retired");
     s->op.count = 0;
-    s->op.bloom = 0;
+    bloom_clear(s);
     op_thread = NULL;
     if (rc == 0 && heap_has_garbage(s) && !s->op.draining) {
         s->op.draining = true;
@@ -623,7 +668,7 @@ int op_rollback(mseg *s)
     bool carved = s->op.allocated > 0;
     s->op.active = false;
     s->op.count = 0;
-    s->op.bloom = 0;
+    bloom_clear(s);
     s->op.allocated = 0;
     s->op.ndeferred = 0;
     return roll_back(s, carved);
@@ -670,5 +715,5 @@ void op_apply_unlogged(mseg *s)
     uint64_t lo = UINT64_MAX, hi = 0;
     apply(s, 0, s->op.count, &lo, &hi);
     s->op.count = 0;
-    s->op.bloom = 0;
+    bloom_clear(s);
 }

@@ -285,7 +285,9 @@ int mseg_shrink(mseg *s)
         seg_write_end(s, false);
         return fail(EBUSY, "segment %s: mseg_shrink inside a transaction", s->name);
     }
-    if (others_attached(s)) {
+    /* the door keeps openers out until the file has its new size */
+    if (ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) || others_attached(s)) {
+        ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
         seg_write_end(s, false);
         return fail(EBUSY, "segment %s: other handles are attached", s->name);
     }
@@ -293,8 +295,10 @@ int mseg_shrink(mseg *s)
     uint64_t new_size = round_page(heap_end);
     if (new_size < MSEG_MIN_SIZE)
         new_size = MSEG_MIN_SIZE;
-    if (new_size >= old)
+    if (new_size >= old) {
+        ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
         return seg_write_end(s, false), 0;
+    }
     int rc = op_commit(s);
     /* both copies, before the file shrinks: a copy still holding the old
        size would no longer fit the file */
@@ -308,6 +312,7 @@ int mseg_shrink(mseg *s)
         if (ftruncate(s->fd, (off_t)new_size))
             rc = fail(errno, "segment %s: ftruncate: %s", s->name, strerror(errno));
     }
+    ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
     lock_release(s);
     return rc;
 }
@@ -447,12 +452,32 @@ static int attach_private(mseg *s)
     return 0;
 }
 
+/* Maps the size of the newest valid header copy, if it is larger than
+   what was mapped: growers write headers without the door lock, so an
+   opener can read a copy in the middle of its rewrite (and take the other). */
+static int refresh_size(mseg *s)
+{
+    struct stat st;
+    struct mseg_header h;
+    int bad;
+    if (fstat(s->fd, &st) || read_header(s, (uint64_t)st.st_size, &h, &bad))
+        return -1;
+    if (h.size <= s->size)
+        return 0;
+    if (h.size > s->reserved)
+        return fail(EUCLEAN, "segment %s: the header grew to %llu bytes, past its max_size",
+                    s->name, (unsigned long long)h.size);
+    return extend_mapping(s, h.size);
+}
+
 static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
 {
     struct mseg_runtime *rt = seg_runtime(s);
     if (ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0) {
-        /* first writer: whatever the lock and log hold is from the past */
-        if (lock_init(s))
+        /* first writer: whatever the lock and log hold is from the past;
+           and the header read before may have been one a grower (now
+           dead) was rewriting at that moment, so read it again */
+        if (refresh_size(s) || lock_init(s))
             return -1;
         int rec = recover(s);
         if (rec < 0 || (s->mode == MODE_RW && heap_drain_garbage(s)))

@@ -86,7 +86,7 @@ static int vec_open_view(mseg *s, const mseg_vec *v, struct vec_view *w)
 /* Copies n bytes at src_off, as the operation sees them, to dst. */
 static void view_copy(mseg *s, uint8_t *dst, uint64_t src_off, uint64_t n)
 {
-    if (!s->op.bloom) {
+    if (!s->op.count) {
         memcpy(dst, s->base + src_off, n);
         return;
     }
