@@ -1,0 +1,802 @@
+/* test_growth.c - segments grow on demand while shared, and shrink when alone.
+
+   Issue 7, item 1 and 2: with cfg.max_size, an allocation that does not fit
+   extends the segment; other processes map the growth at their next call;
+   nothing moves; past max_size is ENOMEM and changes nothing; a crash at
+   any point of a growing allocation leaves a consistent segment at the old
+   or the new size; a full file system is ENOSPC, never SIGBUS; mseg_shrink
+   gives the free tail back, only when no other handle is attached. Every
+   test runs with the file and the shm backend. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <sched.h>
+#include <sys/mount.h>
+
+#include "helpers.h"
+#include "testing.h"
+
+#define KiB (1024ull)
+#define MiB (1024ull * 1024ull)
+#define GiB (1024ull * MiB)
+#define SKIP_CODE 77
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BIG_MAX (256 * MiB)   /* ASan's shadow and slower stores: scaled down */
+#else
+#define BIG_MAX (1 * GiB)
+#endif
+
+static const unsigned backends[] = { 0, MSEG_SHM };
+static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
+
+/* ---- stamped blocks ---- */
+
+/* Every block starts with a stamp naming its owner and sequence number;
+   the rest is one byte derived from both. */
+struct stamp { uint64_t magic; uint32_t owner, seq; uint64_t n; };
+#define STAMP_MAGIC 0x47524f5754482121ull   /* "GROWTH!!" */
+
+static unsigned char fill_byte(uint32_t owner, uint32_t seq)
+{
+    return (unsigned char)(owner * 151u + seq * 31u + 7u);
+}
+
+static void stamp_fill(void *p, size_t n, uint32_t owner, uint32_t seq)
+{
+    struct stamp st = { STAMP_MAGIC, owner, seq, n };
+    memset((char *)p + sizeof st, fill_byte(owner, seq), n - sizeof st);
+    memcpy(p, &st, sizeof st);
+}
+
+/* 1 when p holds the stamp of (owner, seq) over n bytes. */
+static int stamp_ok(const void *p, size_t n, uint32_t owner, uint32_t seq)
+{
+    struct stamp st;
+    if (!p)
+        return 0;
+    memcpy(&st, p, sizeof st);
+    if (st.magic != STAMP_MAGIC || st.owner != owner || st.seq != seq || st.n != n)
+        return 0;
+    const unsigned char *b = (const unsigned char *)p + sizeof st;
+    unsigned char want = fill_byte(owner, seq);
+    for (size_t i = 0; i < n - sizeof st; i++)
+        if (b[i] != want)
+            return 0;
+    return 1;
+}
+
+static int sound(mseg *s, struct mseg_report *r)
+{
+    struct mseg_report tmp;
+    if (!r)
+        r = &tmp;
+    return mseg_verify(s, r) == 0 && r->problems == 0;
+}
+
+static long long file_size(const char *name, unsigned backend)
+{
+    char path[300];
+    struct stat st;
+    if (stat(th_path(path, name, backend), &st) != 0)
+        return -1;
+    return (long long)st.st_size;
+}
+
+static void write_u64(int fd, uint64_t v)
+{
+    if (write(fd, &v, sizeof v) != (ssize_t)sizeof v)
+        _exit(98);
+}
+
+static uint64_t read_u64(int fd)
+{
+    uint64_t v = 0;
+    if (read(fd, &v, sizeof v) != (ssize_t)sizeof v)
+        return UINT64_MAX;
+    return v;
+}
+
+static int wait_child(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return st;
+}
+
+/* ---- (a) two processes grow a segment from 1 MiB to max_size at once ---- */
+
+#define IDX_CAP 16384
+
+struct rec { uint64_t off, n; uint32_t seq, named; };
+struct idx { uint64_t count; struct rec r[IDX_CAP]; };
+
+struct grower { const char *name; unsigned backend; uint32_t owner; int start_fd; };
+
+/* A child: waits for the start signal, then allocates stamped raw blocks
+   and (every 16th) named objects of 1..256 KiB until the segment is full. */
+static void grow_until_full(void *arg)
+{
+    struct grower *g = arg;
+    mseg *s = mseg_open(g->name, g->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    char c;
+    CHILD_CHECK(read(g->start_fd, &c, 1) == 0);   /* EOF: the parent says go */
+    char iname[32];
+    snprintf(iname, sizeof iname, "index-%u", g->owner);
+    struct idx *ix = MSEG_NEW(s, iname, struct idx, 1);
+    CHILD_CHECK(ix != NULL);
+    uint64_t rng = g->owner * 0x9e3779b9ull + 1;
+    for (uint32_t seq = 0;; seq++) {
+        size_t n = KiB + (size_t)(th_rand(&rng) % (255 * KiB));
+        int named = seq % 16 == 0;
+        char oname[48];
+        snprintf(oname, sizeof oname, "obj-%u-%u", g->owner, seq);
+        void *p = named ? mseg_construct(s, oname, "stamp", 1, n, NULL) : mseg_alloc(s, n);
+        if (!p) {
+            CHILD_CHECK(errno == ENOMEM);
+            break;
+        }
+        stamp_fill(p, n, g->owner, seq);
+        CHILD_CHECK(ix->count < IDX_CAP);
+        ix->r[ix->count] = (struct rec){ mseg_off_of(s, p), n, seq, (uint32_t)named };
+        __atomic_store_n(&ix->count, ix->count + 1, __ATOMIC_RELEASE);
+    }
+    CHILD_CHECK(mseg_size(s) == BIG_MAX);   /* full means grown all the way */
+    mseg_close(s);
+    _exit(0);
+}
+
+static void check_grown_segment(const char *name, unsigned backend, mseg *s)
+{
+    uint64_t named = 0, bytes[2] = { 0, 0 };
+    for (uint32_t owner = 0; owner < 2; owner++) {
+        char iname[32];
+        snprintf(iname, sizeof iname, "index-%u", owner);
+        struct idx *ix = MSEG_FIND(s, iname, struct idx, NULL);
+        cr_assert_not_null(ix, "%s: %s: %s", backend_name(backend), iname, mseg_errmsg());
+        for (uint64_t i = 0; i < ix->count; i++) {
+            const struct rec *r = &ix->r[i];
+            void *p = mseg_at(s, r->off);
+            cr_assert_not_null(p, "%s: owner %u seq %u: offset %#llx: %s", backend_name(backend),
+                               owner, r->seq, (unsigned long long)r->off, mseg_errmsg());
+            cr_assert(stamp_ok(p, r->n, owner, r->seq), "%s: owner %u seq %u (%llu bytes at %#llx) "
+                      "does not hold its stamp", backend_name(backend), owner, r->seq,
+                      (unsigned long long)r->n, (unsigned long long)r->off);
+            if (r->named) {
+                char oname[48];
+                size_t cnt = 0;
+                snprintf(oname, sizeof oname, "obj-%u-%u", owner, r->seq);
+                cr_assert_eq(mseg_find(s, oname, "stamp", 1, &cnt), p, "%s: %s not found where it was "
+                             "built: %s", backend_name(backend), oname, mseg_errmsg());
+                cr_assert_eq(cnt, r->n);
+                named++;
+            }
+            bytes[owner] += r->n;
+        }
+    }
+    /* both processes really allocated during the growth, not one after the other */
+    cr_assert(bytes[0] > BIG_MAX / 8 && bytes[1] > BIG_MAX / 8,
+              "%s: owner 0 got %llu bytes, owner 1 %llu", backend_name(backend),
+              (unsigned long long)bytes[0], (unsigned long long)bytes[1]);
+    cr_assert_eq(mseg_named_count(s), named + 2);
+    struct mseg_report r;
+    cr_assert(sound(s, &r), "%s: verify: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(r.size, BIG_MAX);
+    cr_assert_eq(mseg_check(name, backend, &r), 0, "%s: check: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(r.problems, 0);
+}
+
+static void two_processes_grow(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = BIG_MAX };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(mseg_size(s), 1 * MiB);
+    int go[2];
+    cr_assert_eq(pipe(go), 0);
+    pid_t pid[2];
+    struct grower g[2];
+    fflush(NULL);
+    for (uint32_t i = 0; i < 2; i++) {
+        g[i] = (struct grower){ name, backend, i, go[0] };
+        pid[i] = fork();
+        cr_assert_neq(pid[i], -1);
+        if (pid[i] == 0) {
+            close(go[1]);
+            grow_until_full(&g[i]);
+        }
+    }
+    close(go[0]);
+    close(go[1]);   /* both start at once */
+    for (int i = 0; i < 2; i++) {
+        char why[128];
+        int st = wait_child(pid[i]);
+        cr_assert(TH_EXITED_OK(st), "%s: grower %d %s", backend_name(backend), i,
+                  th_status_str(st, why, sizeof why));
+    }
+    /* this handle still maps 1 MiB: its next calls follow the growth */
+    check_grown_segment(name, backend, s);
+    cr_assert_eq(mseg_size(s), BIG_MAX);
+    cr_assert_eq(file_size(name, backend), (long long)BIG_MAX);
+    mseg_close(s);
+    mseg_remove(name, backend);   /* at once: 1 GiB of /dev/shm is RAM */
+}
+
+Test(growth, two_processes_grow_a_segment_from_1mib_to_max_size_and_every_object_survives,
+     .timeout = 120, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        two_processes_grow(backends[b]);
+}
+
+/* ---- (b) addresses stay valid in every process across growth ---- */
+
+struct valid_arg { const char *name; unsigned backend; mseg_off off_a; int to_child, to_parent; };
+
+static void child_keeps_its_pointer(void *arg)
+{
+    struct valid_arg *v = arg;
+    mseg *s = mseg_open(v->name, v->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    size_t before = mseg_size(s);
+    unsigned char *a = mseg_at(s, v->off_a);   /* taken before any growth */
+    CHILD_CHECK(a != NULL && stamp_ok(a, 4096, 9, 1));
+    write_u64(v->to_parent, 1);
+    mseg_off off_b = read_u64(v->to_child);     /* the parent grew the segment */
+    CHILD_CHECK(stamp_ok(a, 4096, 9, 1));
+    CHILD_CHECK(mseg_size(s) > before);         /* a call: it maps the growth */
+    void *b = mseg_at(s, off_b);
+    CHILD_CHECK(b != NULL && stamp_ok(b, 16 * MiB, 9, 2));
+    void *c = mseg_alloc(s, 40 * MiB);          /* and now this process grows it */
+    CHILD_CHECK(c != NULL);
+    stamp_fill(c, 40 * MiB, 9, 3);
+    CHILD_CHECK(stamp_ok(a, 4096, 9, 1) && stamp_ok(b, 16 * MiB, 9, 2));
+    write_u64(v->to_parent, mseg_off_of(s, c));
+    CHILD_CHECK(read_u64(v->to_child) == 2);    /* the parent has looked */
+    mseg_close(s);
+}
+
+static void addresses_stay_valid(unsigned backend)
+{
+    char name[256], why[128];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 256 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    unsigned char *a = mseg_alloc(s, 4096);
+    cr_assert_not_null(a);
+    stamp_fill(a, 4096, 9, 1);
+    int tc[2], tp[2];
+    cr_assert_eq(pipe(tc), 0);
+    cr_assert_eq(pipe(tp), 0);
+    struct valid_arg v = { name, backend, mseg_off_of(s, a), tc[0], tp[1] };
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        close(tc[1]);
+        close(tp[0]);
+        child_keeps_its_pointer(&v);
+        _exit(0);
+    }
+    close(tc[0]);   /* a child that dies is EOF, not a hang */
+    close(tp[1]);
+    cr_assert_eq(read_u64(tp[0]), 1, "%s: child did not start", backend_name(backend));
+    void *b = mseg_alloc(s, 16 * MiB);
+    cr_assert_not_null(b, "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_gt(mseg_size(s), 16 * MiB);
+    stamp_fill(b, 16 * MiB, 9, 2);
+    cr_assert(stamp_ok(a, 4096, 9, 1), "%s: a pointer taken before growth reads other bytes",
+              backend_name(backend));
+    write_u64(tc[1], mseg_off_of(s, b));
+    mseg_off off_c = read_u64(tp[0]);
+    if (off_c == UINT64_MAX) {
+        int st = wait_child(pid);
+        cr_assert_fail("%s: child failed before growing: %s", backend_name(backend),
+                       th_status_str(st, why, sizeof why));
+    }
+    cr_assert_gt(mseg_size(s), 56 * MiB);   /* a call: it maps the child's growth */
+    void *c = mseg_at(s, off_c);
+    cr_assert_not_null(c, "%s: the child's growth is not visible: %s", backend_name(backend), mseg_errmsg());
+    cr_assert(stamp_ok(c, 40 * MiB, 9, 3));
+    cr_assert(stamp_ok(a, 4096, 9, 1) && stamp_ok(b, 16 * MiB, 9, 2),
+              "%s: pointers taken before the child's growth read other bytes", backend_name(backend));
+    write_u64(tc[1], 2);
+    int st = wait_child(pid);
+    cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(backend), th_status_str(st, why, sizeof why));
+    cr_assert(sound(s, NULL), "%s: %s", backend_name(backend), mseg_errmsg());
+    mseg_close(s);
+    mseg_remove(name, backend);
+    close(tc[1]);
+    close(tp[0]);
+}
+
+Test(growth, addresses_of_existing_objects_stay_valid_in_every_process_across_growth,
+     .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        addresses_stay_valid(backends[b]);
+}
+
+/* ---- (c) another process sees the new size at its next call ---- */
+
+enum first_call { FIRST_SIZE, FIRST_AT, FIRST_AT_START, FIRST_ALLOC, FIRST_FIND };
+
+struct see_arg { const char *name; unsigned backend; enum first_call how; int to_child, to_parent; };
+
+static void child_sees_growth(void *arg)
+{
+    struct see_arg *v = arg;
+    mseg *s = mseg_open(v->name, v->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    CHILD_CHECK(mseg_size(s) == 1 * MiB);
+    write_u64(v->to_parent, 1);
+    mseg_off off = read_u64(v->to_child);       /* grown to 8 MiB meanwhile */
+    CHILD_CHECK(off != UINT64_MAX);
+    switch (v->how) {
+    case FIRST_SIZE:
+        CHILD_CHECK(mseg_size(s) == 8 * MiB);
+        break;
+    case FIRST_AT: {                             /* an offset beyond the old size */
+        CHILD_CHECK(mseg_at(s, off + 3 * MiB - 16) != NULL);
+        void *p = mseg_at(s, off);
+        CHILD_CHECK(p != NULL && stamp_ok(p, 3 * MiB, 5, 5));
+        CHILD_CHECK(mseg_size(s) == 8 * MiB);
+        break;
+    }
+    case FIRST_AT_START: {                       /* an object that reaches into the growth */
+        unsigned char *p = mseg_at(s, off);
+        CHILD_CHECK(p != NULL && stamp_ok(p, 3 * MiB, 5, 5));
+        break;
+    }
+    case FIRST_ALLOC: {                          /* fits only in the new space */
+        void *p = mseg_alloc(s, 2 * MiB);
+        CHILD_CHECK(p != NULL);
+        CHILD_CHECK(mseg_size(s) == 8 * MiB);
+        stamp_fill(p, 2 * MiB, 5, 6);
+        CHILD_CHECK(mseg_free(s, p) == 0);
+        CHILD_CHECK(stamp_ok(mseg_at(s, off), 3 * MiB, 5, 5));
+        break;
+    }
+    case FIRST_FIND: {
+        size_t n = 0;
+        unsigned char *p = mseg_find(s, "grown", "stamp", 1, &n);
+        CHILD_CHECK(p != NULL && n == 3 * MiB && stamp_ok(p, n, 5, 5));
+        break;
+    }
+    }
+    mseg_close(s);
+}
+
+static void sees_new_size(unsigned backend, enum first_call how)
+{
+    char name[256], why[128];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 8 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    int tc[2], tp[2];
+    cr_assert_eq(pipe(tc), 0);
+    cr_assert_eq(pipe(tp), 0);
+    struct see_arg v = { name, backend, how, tc[0], tp[1] };
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        close(tc[1]);
+        close(tp[0]);
+        child_sees_growth(&v);
+        _exit(0);
+    }
+    close(tc[0]);
+    close(tp[1]);
+    cr_assert_eq(read_u64(tp[0]), 1);
+    void *p = mseg_construct(s, "grown", "stamp", 1, 3 * MiB, NULL);   /* 1 -> 2 -> 4 MiB */
+    cr_assert_not_null(p, "%s", mseg_errmsg());
+    stamp_fill(p, 3 * MiB, 5, 5);
+    void *q = mseg_alloc(s, 1536 * KiB);                           /* -> 8 MiB */
+    cr_assert_not_null(q, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_size(s), 8 * MiB);
+    write_u64(tc[1], mseg_off_of(s, p));
+    int st = wait_child(pid);
+    static const char *calls[] = { "mseg_size", "mseg_at of an offset past the old size",
+                                   "mseg_at of an object that starts before the old size and ends past it",
+                                   "mseg_alloc", "mseg_find" };
+    cr_assert(TH_EXITED_OK(st), "%s: first call %s: child %s", backend_name(backend), calls[how],
+              th_status_str(st, why, sizeof why));
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    mseg_remove(name, backend);
+    close(tc[1]);
+    close(tp[0]);
+}
+
+Test(growth, another_process_sees_the_new_size_at_its_next_call, .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        for (int how = FIRST_SIZE; how <= FIRST_FIND; how++)
+            if (how != FIRST_AT_START)
+                sees_new_size(backends[b], (enum first_call)how);
+}
+
+/* The object starts inside the old mapping and ends past it: mseg_at must
+   map the growth all the same, or reading its end faults. */
+Test(growth, mseg_at_maps_the_growth_that_an_older_object_reaches_into, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        sees_new_size(backends[b], FIRST_AT_START);
+}
+
+/* ---- (d) past max_size: ENOMEM, and nothing changes ---- */
+
+struct snapshot { size_t size, free; long long fsize; size_t named; struct mseg_report r; };
+
+static void snap(mseg *s, const char *name, unsigned backend, struct snapshot *x)
+{
+    memset(x, 0, sizeof *x);
+    x->size = mseg_size(s);
+    x->free = mseg_free_memory(s);
+    x->fsize = file_size(name, backend);
+    x->named = mseg_named_count(s);
+    cr_assert(sound(s, &x->r), "%s", mseg_errmsg());
+}
+
+static void assert_same(const struct snapshot *a, const struct snapshot *b, const char *what)
+{
+    cr_assert_eq(a->size, b->size, "%s changed mseg_size: %zu -> %zu", what, a->size, b->size);
+    cr_assert_eq(a->fsize, b->fsize, "%s changed the file size: %lld -> %lld", what, a->fsize, b->fsize);
+    cr_assert_eq(a->free, b->free, "%s changed free memory: %zu -> %zu", what, a->free, b->free);
+    cr_assert_eq(a->named, b->named, "%s changed the named count", what);
+    cr_assert_eq(a->r.blocks_used, b->r.blocks_used, "%s changed blocks_used", what);
+    cr_assert_eq(a->r.blocks_free, b->r.blocks_free, "%s changed blocks_free", what);
+    cr_assert_eq(a->r.bytes_free, b->r.bytes_free, "%s changed bytes_free", what);
+    cr_assert_eq(a->r.largest_free, b->r.largest_free, "%s changed largest_free", what);
+}
+
+static void past_max_size(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 4 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(s, "k", int, 10));
+    struct snapshot a, b;
+    for (int round = 0; round < 2; round++) {
+        snap(s, name, backend, &a);
+        errno = 0;
+        cr_assert_null(mseg_alloc(s, 5 * MiB));
+        cr_assert_eq(errno, ENOMEM, "%s: alloc past max_size: errno %d", backend_name(backend), errno);
+        snap(s, name, backend, &b);
+        assert_same(&a, &b, "an alloc past max_size");
+        errno = 0;
+        cr_assert_null(mseg_construct(s, "toobig", "char", 1, 5 * MiB, NULL));
+        cr_assert_eq(errno, ENOMEM);
+        cr_assert_null(mseg_find(s, "toobig", "char", 1, NULL));
+        snap(s, name, backend, &b);
+        assert_same(&a, &b, "a construct past max_size");
+        if (round == 0) {   /* grow to max_size, then try again */
+            void *p;
+            while ((p = mseg_alloc(s, 256 * KiB)) != NULL)
+                stamp_fill(p, 256 * KiB, 4, 0);
+            cr_assert_eq(errno, ENOMEM, "%s: filling: errno %d", backend_name(backend), errno);
+            cr_assert_eq(mseg_size(s), 4 * MiB, "%s: full at %zu bytes, below max_size",
+                         backend_name(backend), mseg_size(s));
+        }
+    }
+    size_t left = mseg_free_memory(s);
+    errno = 0;
+    cr_assert_null(mseg_alloc(s, left + 4096));
+    cr_assert_eq(errno, ENOMEM);
+    snap(s, name, backend, &b);
+    cr_assert_eq(b.size, 4 * MiB);
+    cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
+    mseg_close(s);
+}
+
+Test(growth, an_allocation_past_max_size_fails_with_enomem_and_changes_nothing, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        past_max_size(backends[b]);
+}
+
+/* ---- (e) growth is crash-atomic ---- */
+
+/* Crash events: every crash point of the log, and every flush (growth
+   flushes the new header before its operation commits). */
+static unsigned long crash_at, events;
+
+static void maybe_die(void)
+{
+    if (++events == crash_at)
+        _exit(42);
+}
+
+static void on_crash_point(const char *point, unsigned long n, void *arg)
+{
+    (void)point; (void)n; (void)arg;
+    maybe_die();
+}
+
+static void on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    (void)base; (void)size; (void)off; (void)len; (void)arg;
+    maybe_die();
+}
+
+struct crash_arg { const char *name; unsigned flags; int how; };
+
+static void grow_and_maybe_die(void *arg)
+{
+    struct crash_arg *c = arg;
+    mseg *s = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    events = 0;
+    mseg_test_set_crash_hook(on_crash_point, NULL);
+    mseg_test_set_flush_hook(on_flush, NULL);
+    void *p = c->how == 0 ? mseg_construct(s, "grown", "stamp", 1, 2 * MiB, NULL)
+                          : mseg_alloc(s, 2 * MiB);
+    CHILD_CHECK(p != NULL);
+    mseg_test_set_crash_hook(NULL, NULL);
+    mseg_test_set_flush_hook(NULL, NULL);
+    mseg_close(s);
+    _exit(0);
+}
+
+/* A fresh 1 MiB segment (max 16 MiB) holding one stamped object, closed. */
+static void fresh_crash_segment(const char *name, unsigned flags, struct mseg_report *r, size_t *free_mem)
+{
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    unsigned char *keep = mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL);
+    cr_assert_not_null(keep);
+    stamp_fill(keep, 100 * KiB, 1, 1);
+    cr_assert(sound(s, r), "%s", mseg_errmsg());
+    *free_mem = mseg_free_memory(s);
+    mseg_close(s);
+}
+
+static void crash_during_growth(unsigned flags, int how)
+{
+    char name[256], why[200];
+    unsigned backend = flags & MSEG_SHM;
+    const char *bn = flags & MSEG_DURABLE ? "durable file" : backend_name(backend);
+    const char *what = how == 0 ? "construct" : "alloc";
+    th_name(name, backend);
+    struct mseg_report base, r;
+    size_t base_free;
+
+    /* the reference: the operation without a crash, and the size it grows to */
+    fresh_crash_segment(name, flags, &base, &base_free);
+    crash_at = 0;
+    struct crash_arg c = { name, flags, how };
+    int st = th_fork_run(grow_and_maybe_die, &c);
+    cr_assert(TH_EXITED_OK(st), "%s %s without a crash: %s", bn, what, th_status_str(st, why, sizeof why));
+    mseg *s = mseg_open(name, backend, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    size_t grown = mseg_size(s);
+    cr_assert_gt(grown, 2 * MiB);
+    mseg_close(s);
+    mseg_remove(name, backend);
+
+    unsigned long k;
+    for (k = 1; k < 100; k++) {
+        fresh_crash_segment(name, flags, &base, &base_free);
+        crash_at = k;
+        st = th_fork_run(grow_and_maybe_die, &c);
+        int crashed = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42;
+        cr_assert(crashed || TH_EXITED_OK(st), "%s %s, crash event %lu: child %s", bn, what, k,
+                  th_status_str(st, why, sizeof why));
+        cr_assert_eq(mseg_check(name, backend, &r), 0, "%s %s, crash event %lu: check: %s", bn, what,
+                     k, mseg_errmsg());
+        s = mseg_open(name, backend, NULL);   /* the first opener: recovery */
+        cr_assert_not_null(s, "%s %s, crash event %lu: reopen: %s", bn, what, k, mseg_errmsg());
+        cr_assert(sound(s, &r), "%s %s, crash event %lu: %s", bn, what, k, mseg_errmsg());
+        size_t size = mseg_size(s);
+        cr_assert(size == 1 * MiB || size == grown, "%s %s, crash event %lu: size %zu, neither the "
+                  "old 1 MiB nor the new %zu", bn, what, k, size, grown);
+        cr_assert(stamp_ok(mseg_find(s, "keep", "stamp", 1, NULL), 100 * KiB, 1, 1),
+                  "%s %s, crash event %lu: the old object changed", bn, what, k);
+        /* the allocation happened whole or not at all, and leaked nothing */
+        int happened = r.blocks_used == base.blocks_used + 1;
+        cr_assert(happened || r.blocks_used == base.blocks_used, "%s %s, crash event %lu: %llu blocks "
+                  "used, before %llu", bn, what, k, (unsigned long long)r.blocks_used,
+                  (unsigned long long)base.blocks_used);
+        if (how == 0) {
+            size_t n = 0;
+            void *g = mseg_find(s, "grown", "stamp", 1, &n);
+            cr_assert_eq(g != NULL, happened, "%s construct, crash event %lu: the object %s but "
+                         "blocks_used says it %s", bn, k, g ? "exists" : "is absent",
+                         happened ? "happened" : "did not");
+            cr_assert(!g || n == 2 * MiB);
+            cr_assert_eq(r.named, base.named + (uint64_t)happened);
+        }
+        if (happened)
+            cr_assert_eq(size, grown, "%s %s, crash event %lu: the 2 MiB allocation happened in a "
+                         "%zu-byte segment", bn, what, k, size);
+        else if (size == 1 * MiB)
+            cr_assert_eq(mseg_free_memory(s), base_free, "%s %s, crash event %lu", bn, what, k);
+        /* and the segment still grows */
+        cr_assert_not_null(mseg_alloc(s, 2 * MiB), "%s %s, crash event %lu: growth after recovery: %s",
+                           bn, what, k, mseg_errmsg());
+        cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+        mseg_close(s);
+        mseg_remove(name, backend);
+        if (!crashed)
+            break;
+    }
+    cr_assert_gt(k, 3, "%s %s: only %lu crash events: the hooks were not reached", bn, what, k - 1);
+}
+
+Test(growth, a_growing_allocation_is_atomic_at_every_crash_point, .timeout = 120, .fini = th_cleanup)
+{
+    const unsigned flags[] = { 0, MSEG_SHM, MSEG_DURABLE };
+    for (size_t f = 0; f < 3; f++)
+        for (int how = 0; how < 2; how++)
+            crash_during_growth(flags[f], how);
+}
+
+/* ---- (f) a full file system: ENOSPC, never SIGBUS ---- */
+
+static void fill_small_tmpfs(void *arg)
+{
+    const char *dir = arg;
+    unsigned backend = dir ? 0 : MSEG_SHM;
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        _exit(SKIP_CODE);
+    /* the mount dies with this process's mount namespace */
+    if (mount("tmpfs", dir ? dir : "/dev/shm", "tmpfs", 0, "size=4m") != 0)
+        _exit(SKIP_CODE);
+    char name[300];
+    if (dir)
+        snprintf(name, sizeof name, "%s/seg", dir);
+    else
+        snprintf(name, sizeof name, "/mseg-growth-enospc-%d", (int)getpid());
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    CHILD_CHECK(s != NULL);
+    void *blk[256];
+    int n = 0;
+    for (;;) {
+        CHILD_CHECK(n < 256);
+        blk[n] = mseg_alloc(s, 256 * KiB);
+        if (!blk[n])
+            break;
+        stamp_fill(blk[n], 256 * KiB, 3, (uint32_t)n);   /* every page: a SIGBUS would show */
+        n++;
+    }
+    CHILD_CHECK(errno == ENOSPC);
+    CHILD_CHECK(n >= 3);   /* it did grow before the file system filled */
+    CHILD_CHECK(mseg_size(s) > 1 * MiB && mseg_size(s) <= 4 * MiB);
+    struct stat st;
+    CHILD_CHECK(stat(dir ? name : "/dev/shm", &st) == 0);
+    for (int i = 0; i < n; i++)
+        CHILD_CHECK(stamp_ok(blk[i], 256 * KiB, 3, (uint32_t)i));
+    struct mseg_report r;
+    CHILD_CHECK(mseg_verify(s, &r) == 0 && r.problems == 0);
+    CHILD_CHECK(mseg_check(name, backend, &r) == 0);
+    /* what is left is still usable */
+    CHILD_CHECK(mseg_free(s, blk[n - 1]) == 0);
+    CHILD_CHECK(mseg_alloc(s, 256 * KiB) != NULL);
+    mseg_close(s);
+    mseg_remove(name, backend);
+    _exit(0);
+}
+
+Test(growth, growth_on_a_full_file_system_fails_with_enospc_not_sigbus, .timeout = 30, .fini = th_cleanup)
+{
+    char dir[256], why[128];
+    th_name(dir, 0);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    th_track(dir, TH_DIR);
+    for (int b = 0; b < 2; b++) {
+        int st = th_fork_run(fill_small_tmpfs, b == 0 ? dir : NULL);
+        if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
+            cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
+        cr_assert(TH_EXITED_OK(st), "%s: child %s", b == 0 ? "file" : "shm",
+                  th_status_str(st, why, sizeof why));
+    }
+}
+
+/* ---- (g) mseg_shrink ---- */
+
+static void shrink(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    unsigned char *keep = mseg_construct(s, "keep", "stamp", 1, 200 * KiB, NULL);
+    cr_assert_not_null(keep);
+    stamp_fill(keep, 200 * KiB, 2, 0);
+    unsigned char *raw = mseg_alloc(s, 100 * KiB);
+    cr_assert_not_null(raw);
+    stamp_fill(raw, 100 * KiB, 2, 1);
+    void *big1 = mseg_alloc(s, 10 * MiB), *big2 = mseg_alloc(s, 20 * MiB);
+    cr_assert(big1 && big2, "%s", mseg_errmsg());
+    size_t grown = mseg_size(s);
+    cr_assert_geq(grown, 31 * MiB);
+    cr_assert_eq(mseg_free(s, big1), 0);
+    cr_assert_eq(mseg_free(s, big2), 0);
+    size_t free_before = mseg_free_memory(s);
+
+    /* a second handle in this process: EBUSY, nothing changes */
+    mseg *s2 = mseg_open(name, backend, NULL);
+    cr_assert_not_null(s2);
+    errno = 0;
+    cr_assert_eq(mseg_shrink(s), -1);
+    cr_assert_eq(errno, EBUSY, "%s: errno %d", backend_name(backend), errno);
+    errno = 0;
+    cr_assert_eq(mseg_shrink(s2), -1);
+    cr_assert_eq(errno, EBUSY);
+    mseg_close(s2);
+
+    /* another process attached: EBUSY */
+    int tc[2], tp[2];
+    cr_assert_eq(pipe(tc), 0);
+    cr_assert_eq(pipe(tp), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        close(tc[1]);
+        close(tp[0]);
+        mseg *c = mseg_open(name, backend, NULL);
+        CHILD_CHECK(c != NULL);
+        write_u64(tp[1], 1);
+        read_u64(tc[0]);
+        mseg_close(c);
+        _exit(0);
+    }
+    close(tc[0]);
+    close(tp[1]);
+    cr_assert_eq(read_u64(tp[0]), 1);
+    errno = 0;
+    cr_assert_eq(mseg_shrink(s), -1);
+    cr_assert_eq(errno, EBUSY, "%s: shrink with another process attached: errno %d",
+                 backend_name(backend), errno);
+    write_u64(tc[1], 1);
+    char why[128];
+    int st = wait_child(pid);
+    cr_assert(TH_EXITED_OK(st), "%s", th_status_str(st, why, sizeof why));
+    cr_assert_eq(mseg_size(s), grown);
+    cr_assert_eq(file_size(name, backend), (long long)grown);
+    cr_assert_eq(mseg_free_memory(s), free_before);
+
+    /* alone: the free tail goes back */
+    cr_assert_eq(mseg_shrink(s), 0, "%s: %s", backend_name(backend), mseg_errmsg());
+    size_t now = mseg_size(s);
+    cr_assert_lt(now, 2 * MiB, "%s: %zu bytes after shrinking", backend_name(backend), now);
+    cr_assert_eq(file_size(name, backend), (long long)now);
+    cr_assert_lt(mseg_free_memory(s), free_before);
+    cr_assert(stamp_ok(keep, 200 * KiB, 2, 0) && stamp_ok(raw, 100 * KiB, 2, 1));
+    cr_assert_eq(mseg_find(s, "keep", "stamp", 1, NULL), keep);
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
+
+    /* reopened: the smaller size, the same objects, and it grows again */
+    s = mseg_open(name, backend, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_size(s), now);
+    cr_assert(stamp_ok(mseg_find(s, "keep", "stamp", 1, NULL), 200 * KiB, 2, 0));
+    cr_assert_not_null(mseg_alloc(s, 8 * MiB), "%s", mseg_errmsg());
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    close(tc[1]);
+    close(tp[0]);
+}
+
+Test(growth, shrink_gives_back_the_free_tail_and_fails_with_ebusy_while_others_are_attached,
+     .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        shrink(backends[b]);
+}

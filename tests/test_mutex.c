@@ -1,0 +1,516 @@
+/* test_mutex.c - mseg_mutex and mseg_cond between real processes.
+
+   Issue 7, item 3: process-shared, robust mutexes and condition variables
+   that live in the segment. A dead owner is reported to the next locker
+   (EOWNERDEAD); stale bytes left by an earlier attach never block anyone;
+   zeroed memory is an unlocked mutex. Both backends where the memory
+   behaves differently (a file's page cache, /dev/shm). */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+
+#include "helpers.h"
+
+static const unsigned backends[] = { 0, MSEG_SHM };
+static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
+
+static struct timespec in_ms(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static double ts_sec(const struct timespec *t)
+{
+    return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
+}
+
+static int wait_child(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return st;
+}
+
+static mseg *create(char *name, unsigned backend)
+{
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1024 * 1024 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s: %s", backend_name(backend), mseg_errmsg());
+    return s;
+}
+
+/* ---- producer and consumer ---- */
+
+#define QCAP 64
+#define ITEMS 10000
+
+struct queue {
+    mseg_mutex m;
+    mseg_cond not_empty, not_full;
+    uint64_t head, tail;          /* items taken, items put */
+    uint64_t item[QCAP];
+};
+
+struct role { const char *name; unsigned backend; int producer; };
+
+static void queue_role(void *arg)
+{
+    struct role *r = arg;
+    mseg *s = mseg_open(r->name, r->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    struct queue *q = MSEG_FIND(s, "queue", struct queue, NULL);
+    CHILD_CHECK(q != NULL);
+    for (uint64_t i = 1; i <= ITEMS; i++) {
+        CHILD_CHECK(mseg_mutex_lock(s, &q->m) == 0);
+        if (r->producer) {
+            while (q->tail - q->head == QCAP)
+                CHILD_CHECK(mseg_cond_wait(s, &q->not_full, &q->m) == 0);
+            q->item[q->tail % QCAP] = i * 2654435761u;
+            q->tail++;
+            CHILD_CHECK(mseg_cond_signal(s, &q->not_empty) == 0);
+        } else {
+            while (q->tail == q->head)
+                CHILD_CHECK(mseg_cond_wait(s, &q->not_empty, &q->m) == 0);
+            uint64_t got = q->item[q->head % QCAP];
+            if (got != i * 2654435761u) {
+                fprintf(stderr, "consumer: item %llu is %llu, expected %llu\n", (unsigned long long)i,
+                        (unsigned long long)got, (unsigned long long)(i * 2654435761u));
+                _exit(97);
+            }
+            q->head++;
+            CHILD_CHECK(mseg_cond_signal(s, &q->not_full) == 0);
+        }
+        CHILD_CHECK(mseg_mutex_unlock(s, &q->m) == 0);
+    }
+    mseg_close(s);
+}
+
+static pid_t spawn(void (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed test leaves no holder behind */
+        fn(arg);
+        _exit(0);
+    }
+    return pid;
+}
+
+Test(mutex, a_queue_between_two_processes_delivers_every_item_once_in_order, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[128];
+        mseg *s = create(name, backends[b]);
+        struct queue *q = MSEG_NEW(s, "queue", struct queue, 1);   /* zeroed: ready to use */
+        cr_assert_not_null(q);
+        struct role cons = { name, backends[b], 0 }, prod = { name, backends[b], 1 };
+        pid_t c = spawn(queue_role, &cons), p = spawn(queue_role, &prod);
+        cr_assert(c > 0 && p > 0);
+        int sc = wait_child(c), sp = wait_child(p);
+        cr_assert(TH_EXITED_OK(sp), "%s: producer %s", backend_name(backends[b]), th_status_str(sp, why, sizeof why));
+        cr_assert(TH_EXITED_OK(sc), "%s: consumer %s", backend_name(backends[b]), th_status_str(sc, why, sizeof why));
+        cr_assert_eq(q->head, ITEMS);
+        cr_assert_eq(q->tail, ITEMS);
+        mseg_close(s);
+    }
+}
+
+/* ---- a dead owner ---- */
+
+struct holder { const char *name; unsigned backend; int ready_fd; int then; };
+enum { HOLD_FOREVER, HOLD_BRIEFLY };
+
+/* Locks the named mutex "m", says so on ready_fd, then waits to be killed
+   (HOLD_FOREVER) or unlocks after 300 ms (HOLD_BRIEFLY). */
+static void lock_and_hold(void *arg)
+{
+    struct holder *h = arg;
+    mseg *s = mseg_open(h->name, h->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
+    CHILD_CHECK(m != NULL);
+    CHILD_CHECK(mseg_mutex_lock(s, m) == 0);
+    CHILD_CHECK(write(h->ready_fd, "x", 1) == 1);
+    if (h->then == HOLD_FOREVER)
+        for (;;)
+            pause();
+    usleep(300 * 1000);
+    CHILD_CHECK(mseg_mutex_unlock(s, m) == 0);
+    mseg_close(s);
+}
+
+/* Starts a child holding "m"; returns its pid once it holds it. */
+static pid_t start_holder(const char *name, unsigned backend, int then)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    struct holder h = { name, backend, fds[1], then };
+    pid_t pid = spawn(lock_and_hold, &h);
+    cr_assert_gt(pid, 0);
+    close(fds[1]);
+    char c;
+    cr_assert_eq(read(fds[0], &c, 1), 1, "the holder died before locking: %s", mseg_errmsg());
+    close(fds[0]);
+    return pid;
+}
+
+static void kill_holder(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    int st = wait_child(pid);
+    cr_assert(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+Test(mutex, an_owner_killed_holding_the_mutex_hands_it_on_with_eownerdead, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        mseg *s = create(name, backends[b]);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        cr_assert_not_null(m);
+        kill_holder(start_holder(name, backends[b], HOLD_FOREVER));
+        errno = 0;
+        cr_assert_eq(mseg_mutex_lock(s, m), -1, "%s: the lock of a dead owner was given without "
+                     "saying so", backend_name(backends[b]));
+        cr_assert_eq(errno, EOWNERDEAD, "%s: errno %d", backend_name(backends[b]), errno);
+        cr_assert_eq(mseg_mutex_consistent(s, m), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        /* it works as before, here and in another process */
+        cr_assert_eq(mseg_mutex_lock(s, m), 0);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        pid_t p = start_holder(name, backends[b], HOLD_BRIEFLY);
+        errno = 0;
+        cr_assert_eq(mseg_mutex_trylock(s, m), -1);
+        cr_assert_eq(errno, EBUSY);
+        cr_assert_eq(mseg_mutex_lock(s, m), 0, "%s: errno %d", backend_name(backends[b]), errno);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        char why[128];
+        int st = wait_child(p);
+        cr_assert(TH_EXITED_OK(st), "%s", th_status_str(st, why, sizeof why));
+        mseg_close(s);
+    }
+}
+
+Test(mutex, an_unlock_without_consistent_makes_the_mutex_unrecoverable, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        mseg *s = create(name, backends[b]);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        cr_assert_not_null(m);
+        kill_holder(start_holder(name, backends[b], HOLD_FOREVER));
+        errno = 0;
+        cr_assert_eq(mseg_mutex_lock(s, m), -1);
+        cr_assert_eq(errno, EOWNERDEAD);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        errno = 0;
+        cr_assert_eq(mseg_mutex_lock(s, m), -1);
+        cr_assert_eq(errno, ENOTRECOVERABLE, "%s: errno %d", backend_name(backends[b]), errno);
+        errno = 0;
+        cr_assert_eq(mseg_mutex_trylock(s, m), -1);
+        cr_assert_eq(errno, ENOTRECOVERABLE);
+        /* mseg_mutex_init makes it usable again */
+        cr_assert_eq(mseg_mutex_init(s, m), 0);
+        cr_assert_eq(mseg_mutex_lock(s, m), 0);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        mseg_close(s);
+    }
+}
+
+/* ---- trylock, timed lock, timed wait ---- */
+
+Test(mutex, trylock_is_ebusy_and_timedlock_is_etimedout_while_another_process_holds_it,
+     .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        mseg *s = create(name, backends[b]);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        cr_assert_not_null(m);
+        pid_t p = start_holder(name, backends[b], HOLD_FOREVER);
+        errno = 0;
+        cr_assert_eq(mseg_mutex_trylock(s, m), -1);
+        cr_assert_eq(errno, EBUSY, "%s: errno %d", backend_name(backends[b]), errno);
+        struct timespec deadline = in_ms(150), after;
+        errno = 0;
+        cr_assert_eq(mseg_mutex_timedlock(s, m, &deadline), -1);
+        cr_assert_eq(errno, ETIMEDOUT, "%s: errno %d", backend_name(backends[b]), errno);
+        clock_gettime(CLOCK_MONOTONIC, &after);
+        cr_assert_geq(ts_sec(&after), ts_sec(&deadline), "timedlock returned before its deadline");
+        cr_assert_lt(ts_sec(&after), ts_sec(&deadline) + 2.0, "timedlock returned long after its deadline");
+        /* a deadline already past: at once */
+        deadline = in_ms(-50);
+        errno = 0;
+        cr_assert_eq(mseg_mutex_timedlock(s, m, &deadline), -1);
+        cr_assert_eq(errno, ETIMEDOUT);
+        kill_holder(p);
+        deadline = in_ms(1000);
+        errno = 0;
+        cr_assert_eq(mseg_mutex_timedlock(s, m, &deadline), -1);
+        cr_assert_eq(errno, EOWNERDEAD, "timedlock of a dead owner's mutex: errno %d", errno);
+        cr_assert_eq(mseg_mutex_consistent(s, m), 0);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        deadline = in_ms(1000);
+        cr_assert_eq(mseg_mutex_timedlock(s, m, &deadline), 0);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        mseg_close(s);
+    }
+}
+
+Test(mutex, timedwait_is_etimedout_after_its_monotonic_deadline_and_holds_the_mutex, .timeout = 30,
+     .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = create(name, 0);
+    struct queue *q = MSEG_NEW(s, "queue", struct queue, 1);
+    cr_assert_not_null(q);
+    cr_assert_eq(mseg_mutex_lock(s, &q->m), 0);
+    struct timespec deadline = in_ms(150), after;
+    errno = 0;
+    int rc;
+    while ((rc = mseg_cond_timedwait(s, &q->not_empty, &q->m, &deadline)) == 0)
+        ;   /* a spurious wakeup is allowed; the deadline still holds */
+    cr_assert_eq(errno, ETIMEDOUT, "errno %d", errno);
+    clock_gettime(CLOCK_MONOTONIC, &after);
+    cr_assert_geq(ts_sec(&after), ts_sec(&deadline), "timedwait returned before its deadline");
+    cr_assert_lt(ts_sec(&after), ts_sec(&deadline) + 2.0);
+    /* it returned holding the mutex */
+    errno = 0;
+    cr_assert_eq(mseg_mutex_trylock(s, &q->m), -1);
+    cr_assert(errno == EBUSY || errno == EDEADLK, "errno %d", errno);
+    cr_assert_eq(mseg_mutex_unlock(s, &q->m), 0);
+    cr_assert_eq(mseg_mutex_trylock(s, &q->m), 0);
+    cr_assert_eq(mseg_mutex_unlock(s, &q->m), 0);
+    errno = 0;
+    cr_assert_eq(mseg_cond_timedwait(s, &q->not_empty, &q->m, NULL), -1);
+    cr_assert_eq(errno, EINVAL);
+    mseg_close(s);
+}
+
+/* ---- zeroed memory ---- */
+
+struct zero_arg { const char *name; unsigned backend; mseg_off off; };
+
+static void lock_zeroed_in_child(void *arg)
+{
+    struct zero_arg *z = arg;
+    mseg *s = mseg_open(z->name, z->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_mutex *m = mseg_at(s, z->off);
+    CHILD_CHECK(m != NULL);
+    errno = 0;
+    CHILD_CHECK(mseg_mutex_trylock(s, m) == -1 && errno == EBUSY);   /* the parent holds it */
+    mseg_close(s);
+}
+
+Test(mutex, zeroed_memory_is_an_unlocked_mutex_and_condition_variable, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[128];
+        mseg *s = create(name, backends[b]);
+        /* raw memory, dirtied, then zeroed by the program */
+        unsigned char *raw = mseg_alloc(s, 2 * sizeof(mseg_mutex));
+        cr_assert_not_null(raw);
+        memset(raw, 0xa5, 2 * sizeof(mseg_mutex));
+        memset(raw, 0, 2 * sizeof(mseg_mutex));
+        mseg_mutex *m = (mseg_mutex *)raw;
+        mseg_cond *c = (mseg_cond *)(raw + sizeof(mseg_mutex));
+        cr_assert_eq(mseg_mutex_trylock(s, m), 0, "%s: %s", backend_name(backends[b]), mseg_errmsg());
+        struct zero_arg z = { name, backends[b], mseg_off_of(s, m) };
+        int st = th_fork_run(lock_zeroed_in_child, &z);
+        cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        struct timespec deadline = in_ms(20);
+        errno = 0;
+        while (mseg_cond_timedwait(s, c, m, &deadline) == 0)
+            ;
+        cr_assert_eq(errno, ETIMEDOUT);
+        cr_assert_eq(mseg_cond_signal(s, c), 0);
+        cr_assert_eq(mseg_cond_broadcast(s, c), 0);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        cr_assert_eq(mseg_mutex_lock(s, m), 0);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        mseg_close(s);
+    }
+}
+
+Test(mutex, mutexes_outside_the_heap_or_misaligned_are_einval, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = create(name, 0);
+    mseg_mutex local;
+    memset(&local, 0, sizeof local);
+    errno = 0;
+    cr_assert_eq(mseg_mutex_lock(s, &local), -1);
+    cr_assert_eq(errno, EINVAL);
+    unsigned char *raw = mseg_alloc(s, 256);
+    cr_assert_not_null(raw);
+    errno = 0;
+    cr_assert_eq(mseg_mutex_lock(s, (mseg_mutex *)(raw + 4)), -1);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(mseg_cond_signal(s, NULL), -1);
+    cr_assert_eq(errno, EINVAL);
+    mseg_close(s);
+}
+
+/* ---- stale lock state from an earlier attach ---- */
+
+struct snap_arg { const char *name; unsigned backend; int fd; };
+
+/* Locks "m", sends the bytes of the locked mutex to the parent, and
+   unlocks: the copy says "locked by a thread" without the owner-died mark
+   the kernel's robust-list cleanup would add if this process died holding
+   it. Once this process is gone, the copy is a lock no one will release. */
+static void send_locked_bytes(void *arg)
+{
+    struct snap_arg *a = arg;
+    mseg *s = mseg_open(a->name, a->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
+    CHILD_CHECK(m != NULL);
+    CHILD_CHECK(mseg_mutex_lock(s, m) == 0);
+    mseg_mutex copy;
+    memcpy(&copy, m, sizeof copy);
+    CHILD_CHECK(write(a->fd, &copy, sizeof copy) == (ssize_t)sizeof copy);
+    CHILD_CHECK(mseg_mutex_unlock(s, m) == 0);
+    mseg_close(s);
+}
+
+Test(mutex, a_stale_locked_mutex_from_an_earlier_attach_never_blocks, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        unsigned backend = backends[b];
+        char name[256], path[300], why[128];
+        mseg *s = create(name, backend);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        mseg_cond *c = MSEG_NEW(s, "c", mseg_cond, 1);
+        cr_assert(m && c);
+        cr_assert_eq(mseg_mutex_lock(s, m), 0);   /* used in this attach */
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        mseg_off off = mseg_off_of(s, m), coff = mseg_off_of(s, c);
+        mseg_close(s);
+
+        /* the bytes of a mutex held by a process that is gone by now, and
+           that no robust-list cleanup will ever mark as dead */
+        int fds[2];
+        cr_assert_eq(pipe(fds), 0);
+        struct snap_arg a = { name, backend, fds[1] };
+        int st = th_fork_run(send_locked_bytes, &a);
+        cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(backend), th_status_str(st, why, sizeof why));
+        mseg_mutex locked;
+        cr_assert_eq(read(fds[0], &locked, sizeof locked), (ssize_t)sizeof locked);
+        close(fds[0]);
+        close(fds[1]);
+        cr_assert(memcmp(locked.opaque, (uint64_t[7]){ 0 }, sizeof locked.opaque) != 0,
+                  "a locked mutex's bytes are all zero: the test cannot simulate staleness");
+
+        /* no process attached: write them into the segment, as a crash or
+           a reboot would have left them */
+        int fd = open(th_path(path, name, backend), O_RDWR);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(pwrite(fd, &locked, sizeof locked, (off_t)off), (ssize_t)sizeof locked);
+        unsigned char junk[sizeof(mseg_cond)];
+        memset(junk, 0x5a, sizeof junk);
+        memcpy(junk, &locked.epoch, sizeof locked.epoch);   /* a condition variable of that epoch */
+        cr_assert_eq(pwrite(fd, junk, sizeof junk, (off_t)coff), (ssize_t)sizeof junk);
+        close(fd);
+
+        s = mseg_open(name, backend, NULL);   /* the first attach: a new epoch */
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        m = MSEG_FIND(s, "m", mseg_mutex, NULL);
+        c = MSEG_FIND(s, "c", mseg_cond, NULL);
+        cr_assert(m && c);
+        cr_assert_eq(memcmp(m, &locked, sizeof locked), 0);   /* the stale bytes are there */
+        cr_assert_eq(mseg_mutex_trylock(s, m), 0, "%s: a stale mutex is still locked: errno %d",
+                     backend_name(backend), errno);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        struct timespec deadline = in_ms(2000);
+        cr_assert_eq(mseg_mutex_timedlock(s, m, &deadline), 0, "%s: errno %d", backend_name(backend), errno);
+        deadline = in_ms(20);
+        errno = 0;
+        while (mseg_cond_timedwait(s, c, m, &deadline) == 0)
+            ;
+        cr_assert_eq(errno, ETIMEDOUT, "%s: a stale condition variable: errno %d", backend_name(backend), errno);
+        cr_assert_eq(mseg_cond_broadcast(s, c), 0);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        mseg_close(s);
+    }
+}
+
+/* ---- broadcast ---- */
+
+#define WAITERS 4
+
+struct gate {
+    mseg_mutex m;
+    mseg_cond c;
+    uint32_t waiting, go, woken;
+};
+
+struct waiter_arg { const char *name; unsigned backend; };
+
+static void wait_at_gate(void *arg)
+{
+    struct waiter_arg *w = arg;
+    mseg *s = mseg_open(w->name, w->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    struct gate *g = MSEG_FIND(s, "gate", struct gate, NULL);
+    CHILD_CHECK(g != NULL);
+    CHILD_CHECK(mseg_mutex_lock(s, &g->m) == 0);
+    g->waiting++;
+    struct timespec deadline = in_ms(10000);
+    while (!g->go)
+        CHILD_CHECK(mseg_cond_timedwait(s, &g->c, &g->m, &deadline) == 0);
+    g->woken++;
+    CHILD_CHECK(mseg_mutex_unlock(s, &g->m) == 0);
+    mseg_close(s);
+}
+
+Test(mutex, broadcast_wakes_every_waiting_process, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[128];
+        mseg *s = create(name, backends[b]);
+        struct gate *g = MSEG_NEW(s, "gate", struct gate, 1);
+        cr_assert_not_null(g);
+        struct waiter_arg w = { name, backends[b] };
+        pid_t pid[WAITERS];
+        for (int i = 0; i < WAITERS; i++)
+            cr_assert_gt(pid[i] = spawn(wait_at_gate, &w), 0);
+        for (int tries = 0;; tries++) {
+            cr_assert_eq(mseg_mutex_lock(s, &g->m), 0);
+            uint32_t n = g->waiting;
+            if (n == WAITERS)
+                break;   /* all are waiting (they released the mutex in wait) */
+            cr_assert_eq(mseg_mutex_unlock(s, &g->m), 0);
+            cr_assert_lt(tries, 5000, "only %u waiters arrived", n);
+            usleep(1000);
+        }
+        g->go = 1;
+        cr_assert_eq(mseg_cond_broadcast(s, &g->c), 0);   /* one call wakes them all */
+        cr_assert_eq(mseg_mutex_unlock(s, &g->m), 0);
+        for (int i = 0; i < WAITERS; i++) {
+            int st = wait_child(pid[i]);
+            cr_assert(TH_EXITED_OK(st), "%s: waiter %d %s", backend_name(backends[b]), i,
+                      th_status_str(st, why, sizeof why));
+        }
+        cr_assert_eq(g->woken, WAITERS);
+        mseg_close(s);
+    }
+}
