@@ -98,6 +98,9 @@ INCLUDEDIR := $(PREFIX)/include
 LIBDIR     := $(PREFIX)/lib
 BINDIR     := $(PREFIX)/bin
 PCDIR      := $(LIBDIR)/pkgconfig
+MANDIR     := $(PREFIX)/share/man
+MAN1       := $(wildcard tools/mseg.1)
+MAN3       := $(wildcard tools/mseg.3)
 
 # ---- dependency check -------------------------------------------------------
 DEP_HEADERS ?= /usr/include/xxhash.h /usr/include/criterion/criterion.h
@@ -179,6 +182,7 @@ $(B)/quickguide/%: $(B)/obj/tests/quickguide/%.o $(STATIC_LIB)
 deps:
 	@missing=; \
 	for h in $(DEP_HEADERS); do [ -e "$$h" ] || missing="$$missing $$h"; done; \
+	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
 	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" -eq 0 ]; then \
 	    pkgs="$(DEP_PACKAGES)"; \
@@ -188,7 +192,7 @@ deps:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$pkgs; \
 	else \
 	    echo "deps: missing$$missing. Install the build dependencies as root, then run make again:" >&2; \
-	    echo "sudo apt-get install $(DEP_PACKAGES)" >&2; \
+	    echo "sudo apt-get install $(DEP_PACKAGES) pkg-config" >&2; \
 	    exit 1; \
 	fi
 
@@ -312,6 +316,10 @@ install: all
 	chmod 644 $(DESTDIR)$(PCDIR)/mseg.pc
 	$(if $(TOOL),install -d $(DESTDIR)$(BINDIR))
 	$(if $(TOOL),install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/mseg)
+	$(if $(MAN1),install -d $(DESTDIR)$(MANDIR)/man1)
+	$(if $(MAN1),install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/mseg.1)
+	$(if $(MAN3),install -d $(DESTDIR)$(MANDIR)/man3)
+	$(if $(MAN3),install -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/mseg.3)
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/mseg.h \
@@ -320,7 +328,9 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libmseg.so \
 	      $(DESTDIR)$(PCDIR)/mseg.pc \
-	      $(DESTDIR)$(BINDIR)/mseg
+	      $(DESTDIR)$(BINDIR)/mseg \
+	      $(DESTDIR)$(MANDIR)/man1/mseg.1 \
+	      $(DESTDIR)$(MANDIR)/man3/mseg.3
 
 clean:
 	rm -rf build
