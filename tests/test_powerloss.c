@@ -50,6 +50,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <limits.h>
 #include <sys/mman.h>
 
 #include "helpers.h"
@@ -1099,7 +1100,8 @@ static void images_exhaustive(enum expect e, int lo, int hi)
     /* each intermediate version and two tears of every page; capped, the
        pages are visited from a point-dependent start */
     unsigned extras = 0, start = ndirty ? (unsigned)(th_rand(&sim.rng) % ndirty) : 0;
-    for (unsigned j = 0; j < ndirty && (!EXTRAS_CAP || extras < EXTRAS_CAP); j++) {
+    unsigned extras_max = EXTRAS_CAP ? EXTRAS_CAP : UINT_MAX;
+    for (unsigned j = 0; j < ndirty && extras < extras_max; j++) {
         unsigned p = dirty[(start + j) % ndirty];
         int n = sim.pv[p].n;
         for (int v = 0; v < n - 1; v++, extras++) {
