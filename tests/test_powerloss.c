@@ -45,8 +45,17 @@
    header pages never change after creation, so the header categories yield
    the disk's header (they are still built, and deduplicated).
 
-   A failing image is kept as $TMPDIR/mseg-powerloss-fail-<pid>-<n>.img:
-   `mseg check` it, or open it with another boot id. */
+   Cost: a recovery is a fork, so images are recovered by children of a
+   small server process forked early (forking the writer would copy its
+   page tables and fault on every page both sides touch), and the server
+   keeps the image file mapped and rewrites only the pages that differ.
+   Under ASan the families are capped per point (SUBSETS_CAP, EXTRAS_CAP);
+   every category is still built.
+
+   The first failing image at each point is kept as
+   $TMPDIR/mseg-powerloss-fail-<pid>-<n>.img: `mseg check` it, or open it
+   with another boot id (mseg_test_set_boot_id). PL_VERBOSE=1 prints every
+   point with its dirty and changed page counts. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
