@@ -235,7 +235,10 @@ _Static_assert(offsetof(struct mseg_control, bin_head) == 192, "layout");
  *                       carved them from)
  *    16   8  checksum   XXH3-64 of (commit, count, redo records)
  *    24   8  undo_size  bytes of undo records at the end of the log area
- *    32  32  reserved
+ *    32   8  undo_seq   new for every transaction's first undo record, and part
+ *                       of each record's checksum: records a power loss left
+ *                       from an earlier transaction never verify
+ *    40  24  reserved
  *   redo record (16 bytes each, from offset 64 up)
  *     0   8  where      offset of the word; bit 0 set: a 4-byte store
  *                       (the value's low 32 bits), clear: an 8-byte store
@@ -254,7 +257,8 @@ struct mseg_log_head {
     uint32_t active;
     uint64_t checksum;
     uint64_t undo_size;
-    uint64_t reserved[4];
+    uint64_t undo_seq;
+    uint64_t reserved[3];
 };
 _Static_assert(sizeof(struct mseg_log_head) == 64, "log head is 64 bytes");
 

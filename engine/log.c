@@ -11,12 +11,14 @@
  * The commit protocol (numbered steps; tests name the crash points):
  *
  *   0. op_begin: head.active := 1.
- *   1. records written to the log area; head.count and head.checksum
- *      (XXH3 of commit value, count and records) stored.
+ *   1. durable mode: fresh bytes made safe first, logged as records when
+ *      they are few and small, else flushed (an extra msync); then
+ *      head.count and head.checksum (XXH3 of commit value, count and
+ *      records) stored.
  *                                                      crash point log.written
  *   2. runtime.op_seq becomes odd (lock-free readers hold off), then
  *      head.commit := sequence number (one aligned 8-byte store).
- *      PERSIST 1 (durable mode): msync the fresh bytes, then the log pages.
+ *      PERSIST 1 (durable mode): msync the log pages.
  *                                                      crash point log.committed
  *   3. records applied in place, in order.             crash point log.applying (halfway)
  *      runtime.op_seq becomes even again.
@@ -359,6 +361,70 @@ static inline __attribute__((always_inline)) void op_write(mseg *s, uint64_t off
     append_record(s, off, width, v);
 }
 
+/* ---- cache words, stored in place ---- */
+
+bool op_owned(const mseg *s)
+{
+    return op_thread == s;
+}
+
+static void vundo_push(mseg *s, uint64_t off, unsigned width)
+{
+    if (s->op.nvundo == s->op.cap_vundo) {
+        uint32_t cap = s->op.cap_vundo ? 2 * s->op.cap_vundo : 64;
+        struct cache_undo *u = realloc(s->op.vundo, cap * sizeof *u);
+        if (!u) {
+            s->op.overflow = true;    /* the commit refuses; the rollback rebuilds */
+            s->op.vundo_lost = true;
+            return;
+        }
+        s->op.vundo = u;
+        s->op.cap_vundo = cap;
+    }
+    s->op.vundo[s->op.nvundo++] = (struct cache_undo){ off, load(s, off, width), width };
+}
+
+/* Reads go through the operation's view: while releasing freed blocks the
+   cache words are logged (see cache_set). */
+uint64_t cache_get64(mseg *s, uint64_t off) { return op_read(s, off, 8); }
+uint32_t cache_get32(mseg *s, uint64_t off) { return (uint32_t)op_read(s, off, 4); }
+
+static void cache_set(mseg *s, uint64_t off, unsigned width, uint64_t v, bool store_it)
+{
+    if (!meta_ok(s, off, width)) {
+        bad_access = true;
+        return;
+    }
+    if (s->op.releasing) {
+        /* releasing a block at commit writes its links and footer into
+           what the committed state still holds as that block's user data:
+           those stores must wait for the commit, so they are logged */
+        if (store_it)
+            op_write(s, off, width, v);
+        return;
+    }
+    vundo_push(s, off, width);
+    if (store_it)
+        store(s, off, width, v);
+}
+
+void cache_set64(mseg *s, uint64_t off, uint64_t v) { cache_set(s, off, 8, v, true); }
+void cache_set32(mseg *s, uint64_t off, uint32_t v) { cache_set(s, off, 4, v, true); }
+void cache_save64(mseg *s, uint64_t off)            { cache_set(s, off, 8, 0, false); }
+void cache_save32(mseg *s, uint64_t off)            { cache_set(s, off, 4, 0, false); }
+
+/* Puts back every cache word stored since the operation began, newest
+   first. False if the list is incomplete (out of process memory). */
+static bool vundo_restore(mseg *s)
+{
+    for (uint32_t i = s->op.nvundo; i-- > 0;)
+        store(s, s->op.vundo[i].off, s->op.vundo[i].width, s->op.vundo[i].old);
+    s->op.nvundo = 0;
+    bool complete = !s->op.vundo_lost;
+    s->op.vundo_lost = false;
+    return complete;
+}
+
 /* ---- the operation API ---- */
 
 void op_begin(mseg *s)
@@ -369,8 +435,13 @@ void op_begin(mseg *s)
     s->op.save = 0;
     s->op.allocated = s->op.save_allocated = 0;
     s->op.ndeferred = s->op.save_deferred = 0;
+    s->op.nvundo = s->op.save_vundo = 0;
+    s->op.vundo_lost = false;
+    s->op.releasing = false;
     bloom_clear(s);
     s->op.fresh_lo = s->op.fresh_hi = 0;
+    s->op.nfresh = 0;
+    s->op.fresh_bytes = 0;
     bad_access = false;
     op_thread = s;
     log_head(s)->active = 1;
@@ -389,6 +460,51 @@ void op_fresh(mseg *s, uint64_t off, uint64_t len)
         s->op.fresh_lo = off;
     if (off + len > s->op.fresh_hi)
         s->op.fresh_hi = off + len;
+    s->op.fresh_bytes += len;
+    for (unsigned i = 0; i < s->op.nfresh; i++)
+        if (off <= s->op.fresh[i].hi && s->op.fresh[i].lo <= off + len) {
+            s->op.fresh[i].lo = off < s->op.fresh[i].lo ? off : s->op.fresh[i].lo;
+            s->op.fresh[i].hi = off + len > s->op.fresh[i].hi ? off + len : s->op.fresh[i].hi;
+            return;
+        }
+    if (s->op.nfresh < MSEG_FRESH_RANGES)
+        s->op.fresh[s->op.nfresh++] = (struct fresh_range){ off, off + len };
+    else
+        s->op.fresh_bytes = UINT64_MAX;   /* too scattered to log: flush them */
+}
+
+/* Logs the words covering [lo, hi) with their values as this operation
+   sees them (pending records included, so a record the operation made into
+   its fresh block is not overwritten by the block's older bytes). */
+static void log_as_records(mseg *s, uint64_t lo, uint64_t hi)
+{
+    uint64_t w = lo & ~3ull;
+    while (w < hi) {
+        if (w % 8 == 0 && w + 8 <= ((hi + 3) & ~3ull)) {
+            op_write(s, w, 8, op_read(s, w, 8));
+            w += 8;
+        } else {
+            op_write(s, w, 4, op_read(s, w, 4));
+            w += 4;
+        }
+    }
+}
+
+/* Durable mode, before the commit word: fresh bytes must be on disk before
+   a commit that publishes them can be (the kernel may write the log page
+   back early). A few small ranges (a map insert's slot and order, a pushed
+   element, user bytes of a transaction) are simply logged as records, which
+   costs no flush; many or large ones are flushed here (a third msync). */
+static int secure_fresh(mseg *s)
+{
+    if (!s->op.fresh_hi || !(s->flags & MSEG_DURABLE) || s->mode != MODE_RW)
+        return 0;
+    if (s->op.fresh_bytes <= MSEG_FRESH_LOGGED) {
+        for (unsigned i = 0; i < s->op.nfresh; i++)
+            log_as_records(s, s->op.fresh[i].lo, s->op.fresh[i].hi);
+        return 0;
+    }
+    return persist(s, "log.fresh", s->op.fresh_lo, s->op.fresh_hi - s->op.fresh_lo);
 }
 
 void op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len)
@@ -436,6 +552,7 @@ void op_discard(mseg *s)
 {
     op_thread = NULL;
     s->op.ndeferred = 0;
+    s->op.nvundo = 0;
     s->op.active = false;
     s->op.count = 0;
     bloom_clear(s);
@@ -466,6 +583,12 @@ int op_commit(mseg *s)
         errno = e;
         return -1;
     }
+    if (secure_fresh(s)) {
+        int e = errno;
+        op_rollback(s);
+        errno = e;
+        return -1;
+    }
     uint32_t n = s->op.count;
     if (s->op.overflow) {   /* before bad_access: a full log makes reads stale */
         op_rollback(s);
@@ -478,12 +601,15 @@ int op_commit(mseg *s)
                     "outside the heap; nothing was changed", s->name);
     }
     s->op.active = false;
+    s->op.nvundo = 0;     /* the cache words stay as stored: they are the new state */
     if (n == 0) {
         h->active = 0;
         op_thread = NULL;
         return 0;
     }
     uint64_t commit = ++s->op.seq;
+    if (commit == 0)
+        commit = ++s->op.seq;   /* 0 means "nothing committed" */
     int rc = 0;
 
     /* step 1 */
@@ -495,13 +621,8 @@ int op_commit(mseg *s)
     struct mseg_runtime *rt = seg_runtime(s);
     __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&h->commit, commit, __ATOMIC_RELEASE);
-    /* PERSIST 1 in one msync: the log and the fresh bytes (the pages
-       between them hold no unflushed change of the engine's) */
+    /* PERSIST 1: the log (fresh bytes were secured before) */
     uint64_t lo = MSEG_LOG_OFF, hi = MSEG_LOG_OFF + sizeof *h + (uint64_t)n * sizeof(struct mseg_log_entry);
-    if (s->op.fresh_hi) {
-        lo = s->op.fresh_lo < lo ? s->op.fresh_lo : lo;
-        hi = s->op.fresh_hi > hi ? s->op.fresh_hi : hi;
-    }
     if (persist(s, "log.committed", lo, hi - lo))
         rc = -1;
     /* step 3: apply even if a flush failed, so memory matches the committed
@@ -560,9 +681,10 @@ int log_needs_recovery(mseg *s)
 
 static uint64_t pad8(uint64_t n) { return (n + 7) & ~7ull; }
 
-static uint64_t undo_checksum(const struct mseg_undo_trailer *t, const void *bytes)
+static uint64_t undo_checksum(mseg *s, const struct mseg_undo_trailer *t, const void *bytes)
 {
-    return (uint64_t)XXH3_64bits_withSeed(bytes, t->len, t->off * 0x9e3779b97f4a7c15ull + t->len);
+    uint64_t seed = (t->off * 0x9e3779b97f4a7c15ull + t->len) ^ log_head(s)->undo_seq;
+    return (uint64_t)XXH3_64bits_withSeed(bytes, t->len, seed);
 }
 
 int op_undo(mseg *s, uint64_t off, uint64_t len)
@@ -572,12 +694,14 @@ int op_undo(mseg *s, uint64_t off, uint64_t len)
     if (len > MSEG_LOG_SIZE || !log_has_room(s, rec))
         return fail(ENOMEM, "segment %s: the transaction's log is full (%llu undo bytes)",
                     s->name, (unsigned long long)h->undo_size);
+    if (h->undo_size == 0)   /* this transaction's first: a new identity */
+        __atomic_store_n(&h->undo_seq, ++s->op.seq, __ATOMIC_RELEASE);
     uint64_t top = (uint64_t)MSEG_LOG_OFF + MSEG_LOG_SIZE - h->undo_size;
     uint8_t *bytes = s->base + top - rec;
     struct mseg_undo_trailer tr = { .off = off, .len = len };
     memcpy(bytes, s->base + off, len);
     memset(bytes + len, 0, pad8(len) - len);
-    tr.checksum = undo_checksum(&tr, bytes);
+    tr.checksum = undo_checksum(s, &tr, bytes);
     memcpy(bytes + pad8(len), &tr, sizeof tr);
     __atomic_store_n(&h->undo_size, h->undo_size + rec, __ATOMIC_RELEASE);
     op_fresh(s, off, len);   /* the user's new bytes are flushed at commit */
@@ -600,7 +724,7 @@ static uint64_t undo_walk(mseg *s, uint64_t want, struct mseg_undo_trailer *out,
             break;
         uint64_t rec = pad8(tr.len) + sizeof tr;
         const uint8_t *b = s->base + pos - rec;
-        if (undo_checksum(&tr, b) != tr.checksum || tr.off < MSEG_HEAP_OFF || !seg_range_ok(s, tr.off, tr.len))
+        if (undo_checksum(s, &tr, b) != tr.checksum || tr.off < MSEG_HEAP_OFF || !seg_range_ok(s, tr.off, tr.len))
             break;                       /* torn: the newest, never acted on */
         if (n == want) {
             *out = tr;
@@ -665,13 +789,17 @@ static int roll_back(mseg *s, bool carved)
 int op_rollback(mseg *s)
 {
     op_thread = NULL;
-    bool carved = s->op.allocated > 0;
     s->op.active = false;
     s->op.count = 0;
     bloom_clear(s);
     s->op.allocated = 0;
     s->op.ndeferred = 0;
-    return roll_back(s, carved);
+    /* cache words back from memory; only if that list is incomplete must
+       the free lists be rebuilt from the headers */
+    readers_hold(s);
+    bool complete = vundo_restore(s);
+    readers_release(s);
+    return roll_back(s, !complete);
 }
 
 int log_recover(mseg *s)

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -232,17 +233,29 @@ static uint64_t round_page(uint64_t n)
 int seg_grow(mseg *s, uint64_t need)
 {
     uint64_t old = s->size, heap_end = seg_control(s)->heap_end;
+    if (s->mode == MODE_RW && heap_end + MSEG_BLOCK_MIN <= old &&
+        old - heap_end + heap_tail_free(s) >= need + 2 * MSEG_GRANULE) {
+        /* an earlier growth was interrupted after the file and header grew:
+           the heap only has to take the space that is already there */
+        heap_grow(s, old);
+        return 0;
+    }
     if (s->mode != MODE_RW || !s->max_size || old >= s->max_size)
         return fail(ENOMEM, "segment %s is full (%llu bytes) and %s", s->name,
                     (unsigned long long)old, !s->max_size ? "has no max_size to grow to"
                     : s->mode != MODE_RW ? "a private view cannot grow" : "has reached its max_size");
+    /* the new space merges with a free block that ends the heap */
+    uint64_t tail = heap_tail_free(s);
     uint64_t want = need + 2 * MSEG_GRANULE;
-    uint64_t step = old < (1ull << 30) ? old : (1ull << 30);
-    if (step < want)
-        step = want;
-    uint64_t new_size = round_page(old + step);
-    if (new_size > s->max_size)
-        new_size = s->max_size;
+    want = want > tail ? want - tail : MSEG_BLOCK_MIN;
+    /* double (by at most 1 GiB a step) until it fits, or up to max_size */
+    uint64_t new_size = old;
+    while (new_size < s->max_size && (new_size < heap_end || new_size - heap_end < want)) {
+        uint64_t step = new_size < (1ull << 30) ? new_size : (1ull << 30);
+        new_size = round_page(new_size + step);
+        if (new_size > s->max_size)
+            new_size = s->max_size;
+    }
     if (new_size < heap_end || new_size - heap_end < want)
         return fail(ENOMEM, "segment %s: growing to its max_size of %llu bytes would not fit "
                     "%llu more bytes", s->name, (unsigned long long)s->max_size,
@@ -506,6 +519,7 @@ static void release(mseg *s)
     if (s->fd >= 0)
         close(s->fd);
     free(s->op.deferred);
+    free(s->op.vundo);
     pthread_mutex_destroy(&s->remap);
     free(s->name);
     free(s);
@@ -569,7 +583,10 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
     pthread_mutex_init(&s->remap, NULL);
     s->flags = flags;
     s->mode = (flags & MSEG_RDONLY) ? MODE_RDONLY : (flags & MSEG_COW) ? MODE_COW : MODE_RW;
-    s->op.seq = ((uint64_t)getpid() << 32) | 1;
+    /* sequence numbers identify log contents: random, so no stale record
+       on disk from another process or another boot can pass for ours */
+    if (getrandom(&s->op.seq, sizeof s->op.seq, 0) != (ssize_t)sizeof s->op.seq)
+        s->op.seq = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
     bool created;
     s->fd = open_fd(s, &p, &created);
     if (s->fd < 0) {
@@ -602,8 +619,16 @@ int mseg_close(mseg *s)
     if (!s)
         return 0;
     if (s->mode == MODE_RW && ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) == 0 &&
-        ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0 && !log_needs_recovery(s))
-        seg_runtime(s)->state = MSEG_STATE_CLEAN;   /* the last writer leaves */
+        ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0 && !log_needs_recovery(s)) {
+        /* the last writer leaves. A durable segment's free lists are stored
+           in place without flushes (they are rebuilt after a crash): flush
+           them before saying "clean", which skips that rebuild */
+        if (!(s->flags & MSEG_DURABLE) || flush_now(s, 0, s->size) == 0) {
+            seg_runtime(s)->state = MSEG_STATE_CLEAN;
+            if (s->flags & MSEG_DURABLE)
+                flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
+        }
+    }
     release(s);   /* closing the descriptor drops its locks */
     return 0;
 }
@@ -630,13 +655,23 @@ size_t mseg_size(mseg *s)
 
 size_t mseg_free_memory(mseg *s)
 {
-    uint64_t seq, n;
+    /* free_bytes is stored in place during an operation (heap.c): read it
+       under the lock, which also settles an operation a dead writer left */
+    uint64_t n = MSEG_CONTROL_OFF + offsetof(struct mseg_control, free_bytes);
+    if (s && s->mode != MODE_RDONLY && !tx_owns(s)) {
+        if (lock_acquire(s))
+            return 0;
+        n = op_get64(s, n);
+        lock_release(s);
+        return (size_t)n;
+    }
+    uint64_t seq, v;
     do {
         if (seg_read_begin(s, &seq))
             return 0;
-        n = op_get64(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, free_bytes));
+        v = op_get64(s, n);
     } while (!seg_read_end(s, seq));
-    return (size_t)n;
+    return (size_t)v;
 }
 
 /* ---- raw memory ---- */
@@ -653,7 +688,9 @@ mseg_off mseg_off_of(mseg *s, const void *p)
 
 void *mseg_at(mseg *s, mseg_off off)
 {
-    if (s && off >= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
+    /* an object may start inside this process's mapping and end in what
+       another process grew since: map that first */
+    if (s && __atomic_load_n(&seg_runtime(s)->size, __ATOMIC_RELAXED) > __atomic_load_n(&s->size, __ATOMIC_RELAXED))
         seg_follow_growth(s);
     if (!s || off == 0 || off >= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
         return fail_null(EINVAL, "offset %#llx is not inside segment %s",
