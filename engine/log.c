@@ -460,6 +460,8 @@ void op_fresh(mseg *s, uint64_t off, uint64_t len)
         s->op.fresh_lo = off;
     if (off + len > s->op.fresh_hi)
         s->op.fresh_hi = off + len;
+    if (s->op.fresh_bytes == UINT64_MAX)
+        return;                           /* already too scattered to list */
     s->op.fresh_bytes += len;
     for (unsigned i = 0; i < s->op.nfresh; i++)
         if (off <= s->op.fresh[i].hi && s->op.fresh[i].lo <= off + len) {
