@@ -24,6 +24,9 @@ static struct timespec in_ms(long ms)
     if (t.tv_nsec >= 1000000000L) {
         t.tv_sec++;
         t.tv_nsec -= 1000000000L;
+    } else if (t.tv_nsec < 0) {       /* a deadline in the past */
+        t.tv_sec--;
+        t.tv_nsec += 1000000000L;
     }
     return t;
 }
