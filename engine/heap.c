@@ -38,17 +38,17 @@ static uint32_t make_head(uint64_t size, bool prev_used, bool used)
            (prev_used ? MSEG_BLOCK_PREV_USED : 0) | (used ? MSEG_BLOCK_USED : 0);
 }
 
-/* The free lists, their heads, the bitmap, footers and free_bytes are a
-   cache: heap_rebuild recomputes all of them from the headers. So they are
-   stored in place (cache_set*, which keeps the old value in memory for a
-   rollback), not through the log; a crash before commit makes recovery
-   rebuild them. Only the headers, the truth, go through the log. */
-static uint64_t link_next(mseg *s, uint64_t p)          { return cache_get64(s, p); }
-static uint64_t link_prev(mseg *s, uint64_t p)          { return cache_get64(s, p + 8); }
-static void set_next(mseg *s, uint64_t p, uint64_t v)   { cache_set64(s, p, v); }
-static void set_prev(mseg *s, uint64_t p, uint64_t v)   { cache_set64(s, p + 8, v); }
-static void set_foot(mseg *s, uint64_t p, uint64_t size){ cache_set32(s, p + size - 8, (uint32_t)(size / MSEG_GRANULE)); }
-static uint64_t foot(mseg *s, uint64_t p)               { return (uint64_t)cache_get32(s, p - 8) * MSEG_GRANULE; }
+/* The free lists, their heads, the bitmap, footers and free_bytes are
+   logged like the headers. (They are also a cache that heap_rebuild
+   recomputes from the headers, which recovery relies on after an operation
+   that never committed; storing them in place instead of logging them was
+   tried and lost blocks under the kill -9 torture, so it is not done.) */
+static uint64_t link_next(mseg *s, uint64_t p)          { return op_get64(s, p); }
+static uint64_t link_prev(mseg *s, uint64_t p)          { return op_get64(s, p + 8); }
+static void set_next(mseg *s, uint64_t p, uint64_t v)   { op_set64(s, p, v); }
+static void set_prev(mseg *s, uint64_t p, uint64_t v)   { op_set64(s, p + 8, v); }
+static void set_foot(mseg *s, uint64_t p, uint64_t size){ op_set32(s, p + size - 8, (uint32_t)(size / MSEG_GRANULE)); }
+static uint64_t foot(mseg *s, uint64_t p)               { return (uint64_t)op_get32(s, p - 8) * MSEG_GRANULE; }
 
 /* Sets or clears PREV_USED in the header of the block at p. */
 static void mark_prev_used(mseg *s, uint64_t p, bool used)
@@ -89,17 +89,17 @@ static uint64_t bitmap_off(unsigned b)   { return CTRL(bin_bitmap) + 8ull * (b /
 
 static void bitmap_set(mseg *s, unsigned b, bool on)
 {
-    uint64_t w = cache_get64(s, bitmap_off(b));
+    uint64_t w = op_get64(s, bitmap_off(b));
     uint64_t nw = on ? (w | (1ull << (b % 64))) : (w & ~(1ull << (b % 64)));
     if (nw != w)
-        cache_set64(s, bitmap_off(b), nw);
+        op_set64(s, bitmap_off(b), nw);
 }
 
 /* First non-empty bin >= b, or MSEG_BINS. */
 static unsigned bin_find(mseg *s, unsigned b)
 {
     for (unsigned w = b / 64; w < MSEG_BIN_WORDS; w++) {
-        uint64_t bits = cache_get64(s, CTRL(bin_bitmap) + 8ull * w);
+        uint64_t bits = op_get64(s, CTRL(bin_bitmap) + 8ull * w);
         if (w == b / 64)
             bits &= ~0ull << (b % 64);
         if (bits)
@@ -110,7 +110,7 @@ static unsigned bin_find(mseg *s, unsigned b)
 
 static void add_free_bytes(mseg *s, int64_t delta)
 {
-    cache_set64(s, CTRL(free_bytes), cache_get64(s, CTRL(free_bytes)) + (uint64_t)delta);
+    op_set64(s, CTRL(free_bytes), op_get64(s, CTRL(free_bytes)) + (uint64_t)delta);
 }
 
 /* Lists and unlists free blocks; free_bytes counts their payload bytes
@@ -119,12 +119,12 @@ static void list_insert(mseg *s, uint64_t p, uint64_t size)
 {
     add_free_bytes(s, (int64_t)size - 4);
     unsigned b = bin_of(size / MSEG_GRANULE);
-    uint64_t first = cache_get64(s, bin_head_off(b));
+    uint64_t first = op_get64(s, bin_head_off(b));
     set_next(s, p, first);
     set_prev(s, p, 0);
     if (first)
         set_prev(s, first, p);
-    cache_set64(s, bin_head_off(b), p);
+    op_set64(s, bin_head_off(b), p);
     bitmap_set(s, b, true);
 }
 
@@ -136,7 +136,7 @@ static void list_remove(mseg *s, uint64_t p, uint64_t size)
     if (prev)
         set_next(s, prev, next);
     else
-        cache_set64(s, bin_head_off(b), next);
+        op_set64(s, bin_head_off(b), next);
     if (next)
         set_prev(s, next, prev);
     if (!prev && !next)
@@ -187,7 +187,7 @@ static void carve_free(mseg *s, uint64_t p, uint64_t end, bool prev_used, bool u
 void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
 {
     op_set64(s, CTRL(heap_start), heap_start);
-    cache_set64(s, CTRL(free_bytes), 0);
+    op_set64(s, CTRL(free_bytes), 0);
     carve_free(s, heap_start + MSEG_GRANULE, heap_end, true, true);
 }
 
@@ -204,9 +204,6 @@ void heap_grow(mseg *s, uint64_t new_end)
     if (!prev_used) {
         uint64_t psize = foot(s, end);
         if (psize >= MSEG_BLOCK_MIN && psize + (new_end - end) <= MSEG_BLOCK_MAX) {
-            /* the old end marker will lie inside the merged block, where an
-               allocation's contents may cover it: keep it for a rollback */
-            cache_save32(s, end - 4);
             p = end - psize;
             prev_used = head_prev_used(head(s, p));
             list_remove(s, p, psize);
@@ -345,17 +342,12 @@ static uint64_t block_size_for(uint64_t n)
     return size < MSEG_BLOCK_MIN ? MSEG_BLOCK_MIN : size;
 }
 
-/* Takes the free block p out of its list for an allocation. Its own links
-   and footer stay in the committed state's lists until commit, but the
-   caller is about to write the block's contents over them: keep them for a
-   rollback. */
+/* Takes the free block p out of its list for an allocation. (The caller
+   writes the block's contents in place over its links and footer, which the
+   committed state still holds: a rollback rebuilds the free lists.) */
 static uint64_t carve(mseg *s, uint64_t p)
 {
-    uint64_t size = head_size(head(s, p));
-    list_remove(s, p, size);
-    cache_save64(s, p);
-    cache_save64(s, p + 8);
-    cache_save32(s, p + size - 8);
+    list_remove(s, p, head_size(head(s, p)));
     return p;
 }
 
@@ -364,13 +356,13 @@ static uint64_t take_block(mseg *s, uint64_t size)
 {
     uint64_t g = size / MSEG_GRANULE;
     unsigned exact = bin_of(g);
-    uint64_t p = cache_get64(s, bin_head_off(exact));
+    uint64_t p = op_get64(s, bin_head_off(exact));
     if (p && head_size(head(s, p)) >= size)         /* good fit, cheap to try */
         return carve(s, p);
     unsigned b = bin_find(s, bin_at_least(g));
     if (b >= MSEG_BINS)
         return 0;
-    return carve(s, cache_get64(s, bin_head_off(b)));
+    return carve(s, op_get64(s, bin_head_off(b)));
 }
 
 /* Splits the free block p (not in any list) so its payload is aligned;
@@ -553,10 +545,8 @@ int heap_free_deferred(mseg *s)
         return 0;
     if ((uint64_t)s->op.count + (uint64_t)n * RECORDS_PER_FREE + 64 <= MSEG_LOG_CAPACITY ||
         op_get64(s, CTRL(garbage)) != 0) {
-        s->op.releasing = true;
         for (uint32_t i = 0; i < n; i++)
             heap_release(s, s->op.deferred[i]);
-        s->op.releasing = false;
         s->op.ndeferred = 0;
         return 0;
     }
@@ -584,20 +574,17 @@ static void drain_batch(mseg *s)
     uint64_t n = op_get64(s, CTRL(garbage_count)), done = op_get64(s, CTRL(garbage_done));
     bool sane = heap_block_is_live(s, g) && n <= (heap_block_size(s, g) - 4) / 8 && done <= n;
     uint64_t end = sane ? (done + GARBAGE_BATCH < n ? done + GARBAGE_BATCH : n) : n;
-    s->op.releasing = true;
     for (uint64_t i = done; sane && i < end; i++) {
         uint64_t p = *(const uint64_t *)(s->base + g + 8 * i);
         if (heap_block_is_live(s, p))   /* a damaged entry is skipped, not followed */
             heap_release(s, p);
     }
     if (sane && end < n) {
-        s->op.releasing = false;
         op_set64(s, CTRL(garbage_done), end);
         return;
     }
     if (sane)
         heap_release(s, g);
-    s->op.releasing = false;
     op_set64(s, CTRL(garbage), 0);
     op_set64(s, CTRL(garbage_count), 0);
     op_set64(s, CTRL(garbage_done), 0);

@@ -26,12 +26,6 @@
 #define MSEG_FRESH_LOGGED 2048   /* fresh bytes a durable commit logs instead of flushing */
 struct fresh_range { uint64_t lo, hi; };
 
-/* The old value of a cache word (heap.c) the operation stored in place. */
-struct cache_undo {
-    uint64_t off, old;
-    unsigned width;
-};
-
 struct op {
     bool     active;
     bool     overflow;          /* ran out of log space: commit refuses */
@@ -42,10 +36,6 @@ struct op {
     uint64_t *deferred;         /* blocks freed by this operation, released at commit */
     uint32_t ndeferred, cap_deferred, save_deferred;
     bool     draining;          /* op_commit is freeing owed blocks (no recursion) */
-    struct cache_undo *vundo;   /* old values of cache words stored in place */
-    uint32_t nvundo, cap_vundo, save_vundo;
-    bool     vundo_lost;        /* out of memory for it: a rollback must rebuild */
-    bool     releasing;         /* heap_free_deferred: cache words are logged */
     uint64_t bloom[4];          /* words with a record (a 256-bit bloom filter) */
     uint64_t fresh_lo, fresh_hi;/* range of fresh in-place writes (0,0 = none) */
     struct fresh_range fresh[MSEG_FRESH_RANGES];   /* ...in detail, when few */
@@ -125,17 +115,6 @@ void     op_set64(mseg *s, uint64_t off, uint64_t v);
 void     op_set32(mseg *s, uint64_t off, uint32_t v);
 void     op_fresh(mseg *s, uint64_t off, uint64_t len);
 void     op_claim(mseg *s, uint64_t off, uint64_t len);
-/* Cache words (free lists, bins, footers, free_bytes: what heap_rebuild
-   recomputes from the headers) are read and stored in place, bounds-checked;
-   a store keeps the old value in process memory so a rollback restores it.
-   cache_save* keeps a word's value without storing (it is about to be
-   covered by a new block's contents). */
-uint64_t cache_get64(mseg *s, uint64_t off);
-uint32_t cache_get32(mseg *s, uint64_t off);
-void     cache_set64(mseg *s, uint64_t off, uint64_t v);
-void     cache_set32(mseg *s, uint64_t off, uint32_t v);
-void     cache_save64(mseg *s, uint64_t off);
-void     cache_save32(mseg *s, uint64_t off);
 /* This thread runs an operation on s. */
 bool     op_owned(const mseg *s);
 /* Logs len bytes from src to be stored at off (any alignment, as 4- and

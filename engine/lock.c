@@ -122,7 +122,6 @@ int seg_write_begin(mseg *s)
         s->op.save = s->op.count;
         s->op.save_allocated = s->op.allocated;
         s->op.save_deferred = s->op.ndeferred;
-        s->op.save_vundo = s->op.nvundo;
         return 0;
     }
     if (lock_acquire(s))
@@ -139,8 +138,7 @@ int seg_write_end(mseg *s, bool commit)
 {
     int e = errno;
     if (tx_owns(s)) {
-        if (!commit && (s->op.count != s->op.save || s->op.allocated != s->op.save_allocated ||
-                        s->op.nvundo != s->op.save_vundo))
+        if (!commit && (s->op.count != s->op.save || s->op.allocated != s->op.save_allocated))
             tx_fail(s);   /* it changed something before failing */
         else if (!commit)
             s->op.ndeferred = s->op.save_deferred;   /* frees it only planned */

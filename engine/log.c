@@ -361,68 +361,11 @@ static inline __attribute__((always_inline)) void op_write(mseg *s, uint64_t off
     append_record(s, off, width, v);
 }
 
-/* ---- cache words, stored in place ---- */
+/* ---- who runs the operation ---- */
 
 bool op_owned(const mseg *s)
 {
     return op_thread == s;
-}
-
-static void vundo_push(mseg *s, uint64_t off, unsigned width)
-{
-    if (s->op.nvundo == s->op.cap_vundo) {
-        uint32_t cap = s->op.cap_vundo ? 2 * s->op.cap_vundo : 64;
-        struct cache_undo *u = realloc(s->op.vundo, cap * sizeof *u);
-        if (!u) {
-            s->op.overflow = true;    /* the commit refuses; the rollback rebuilds */
-            s->op.vundo_lost = true;
-            return;
-        }
-        s->op.vundo = u;
-        s->op.cap_vundo = cap;
-    }
-    s->op.vundo[s->op.nvundo++] = (struct cache_undo){ off, load(s, off, width), width };
-}
-
-/* Reads go through the operation's view: while releasing freed blocks the
-   cache words are logged (see cache_set). */
-uint64_t cache_get64(mseg *s, uint64_t off) { return op_read(s, off, 8); }
-uint32_t cache_get32(mseg *s, uint64_t off) { return (uint32_t)op_read(s, off, 4); }
-
-static void cache_set(mseg *s, uint64_t off, unsigned width, uint64_t v, bool store_it)
-{
-    if (!meta_ok(s, off, width)) {
-        bad_access = true;
-        return;
-    }
-    if (s->op.releasing) {
-        /* releasing a block at commit writes its links and footer into
-           what the committed state still holds as that block's user data:
-           those stores must wait for the commit, so they are logged */
-        if (store_it)
-            op_write(s, off, width, v);
-        return;
-    }
-    vundo_push(s, off, width);
-    if (store_it)
-        store(s, off, width, v);
-}
-
-void cache_set64(mseg *s, uint64_t off, uint64_t v) { cache_set(s, off, 8, v, true); }
-void cache_set32(mseg *s, uint64_t off, uint32_t v) { cache_set(s, off, 4, v, true); }
-void cache_save64(mseg *s, uint64_t off)            { cache_set(s, off, 8, 0, false); }
-void cache_save32(mseg *s, uint64_t off)            { cache_set(s, off, 4, 0, false); }
-
-/* Puts back every cache word stored since the operation began, newest
-   first. False if the list is incomplete (out of process memory). */
-static bool vundo_restore(mseg *s)
-{
-    for (uint32_t i = s->op.nvundo; i-- > 0;)
-        store(s, s->op.vundo[i].off, s->op.vundo[i].width, s->op.vundo[i].old);
-    s->op.nvundo = 0;
-    bool complete = !s->op.vundo_lost;
-    s->op.vundo_lost = false;
-    return complete;
 }
 
 /* ---- the operation API ---- */
@@ -435,9 +378,6 @@ void op_begin(mseg *s)
     s->op.save = 0;
     s->op.allocated = s->op.save_allocated = 0;
     s->op.ndeferred = s->op.save_deferred = 0;
-    s->op.nvundo = s->op.save_vundo = 0;
-    s->op.vundo_lost = false;
-    s->op.releasing = false;
     bloom_clear(s);
     s->op.fresh_lo = s->op.fresh_hi = 0;
     s->op.nfresh = 0;
@@ -554,7 +494,6 @@ void op_discard(mseg *s)
 {
     op_thread = NULL;
     s->op.ndeferred = 0;
-    s->op.nvundo = 0;
     s->op.active = false;
     s->op.count = 0;
     bloom_clear(s);
@@ -603,7 +542,6 @@ int op_commit(mseg *s)
                     "outside the heap; nothing was changed", s->name);
     }
     s->op.active = false;
-    s->op.nvundo = 0;     /* the cache words stay as stored: they are the new state */
     if (n == 0) {
         h->active = 0;
         op_thread = NULL;
@@ -794,14 +732,12 @@ int op_rollback(mseg *s)
     s->op.active = false;
     s->op.count = 0;
     bloom_clear(s);
-    s->op.allocated = 0;
     s->op.ndeferred = 0;
-    /* cache words back from memory; only if that list is incomplete must
-       the free lists be rebuilt from the headers */
-    readers_hold(s);
-    bool complete = vundo_restore(s);
-    readers_release(s);
-    return roll_back(s, !complete);
+    /* blocks it carved may have had their contents written over free-list
+       links the committed state still holds: rebuild those */
+    bool carved = s->op.allocated > 0;
+    s->op.allocated = 0;
+    return roll_back(s, carved);
 }
 
 int log_recover(mseg *s)

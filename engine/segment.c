@@ -519,7 +519,6 @@ static void release(mseg *s)
     if (s->fd >= 0)
         close(s->fd);
     free(s->op.deferred);
-    free(s->op.vundo);
     pthread_mutex_destroy(&s->remap);
     free(s->name);
     free(s);
