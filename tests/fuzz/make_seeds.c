@@ -10,6 +10,11 @@
  *   committed    an allocation killed after its log committed, before it
  *                was applied (recovery replays it)
  *   unclean      objects, then the process died with the segment open
+ *   powerloss-*  what a power loss can leave: a synced image D and the image
+ *                N after more operations, mixed page by page as a kernel's
+ *                write-back could have: N's log pages over D (log-only), N's
+ *                heap pages without its control page (data-only), and N with
+ *                every other changed 512-byte sector still D's (torn)
  *
  * Usage: make_seeds OPEN_DIR OPS_DIR. The ops seeds are the same images
  * behind a script that exercises every operation once.
@@ -136,6 +141,52 @@ static const unsigned char script[] = {
     6, 0, 0,    2, 5, 1,
 };
 
+/* Page p of the image (4 KiB), bounded by its length. */
+static void copy_pages(unsigned char *dst, const unsigned char *src, size_t len,
+                       size_t from, size_t to)
+{
+    if (to > len)
+        to = len;
+    if (from < to)
+        memcpy(dst + from, src + from, to - from);
+}
+
+/* The power-loss seeds: D (synced) and N (after more operations, as the
+   page cache holds it), mixed. */
+static void powerloss_seeds(const char *path, const char *open_dir, const char *ops_dir)
+{
+    mseg *s = create(path);
+    fill_small(s);
+    if (mseg_sync(s))
+        die("sync");
+    size_t len;
+    unsigned char *d = slurp(path, &len);
+    fill_fragmented(s);                    /* more operations, not synced */
+    size_t nlen;
+    unsigned char *n = slurp(path, &nlen);
+    mseg_close(s);
+    unsigned char *img = malloc(len);
+    static const char *kinds[] = { "powerloss-log-only", "powerloss-data-only", "powerloss-torn" };
+    for (int k = 0; k < 3; k++) {
+        memcpy(img, k == 2 ? n : d, len);
+        if (k == 0)
+            copy_pages(img, n, len, MSEG_LOG_OFF, MSEG_LOG_OFF + MSEG_LOG_SIZE);
+        if (k == 1)                       /* the heap without its control page */
+            copy_pages(img, n, len, MSEG_HEAP_OFF, len);
+        if (k == 2)                       /* every other changed sector is old */
+            for (size_t at = MSEG_CONTROL_OFF, flip = 0; at + 512 <= len; at += 512)
+                if (memcmp(d + at, n + at, 512) != 0 && flip++ % 2 == 0)
+                    copy_pages(img, d, len, at, at + 512);
+        char file[64];
+        snprintf(file, sizeof file, "seed-%s", kinds[k]);
+        put(open_dir, file, "", 0, img, len);
+        put(ops_dir, file, script, sizeof script, img, len);
+    }
+    free(img);
+    free(d);
+    free(n);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -165,6 +216,7 @@ int main(int argc, char **argv)
         put(argv[2], file, script, sizeof script, img, len);
         free(img);
     }
+    powerloss_seeds(path, argv[1], argv[2]);
     unlink(path);
     return 0;
 }
