@@ -6,6 +6,9 @@
  * script step is an opcode byte and two argument bytes. Whatever the image
  * holds, every operation must fail cleanly or succeed, and a block handed
  * out must be writable in full (writing it must stay inside the mapping).
+ * Opcodes (mod 18): raw alloc/free, named objects, foreach, verify, reopen,
+ * a u64 map (put, delete, seek and walk), a u32 vector (push, pop), and a
+ * transaction of an allocation and a construct, committed or aborted.
  */
 #include "fuzz_common.h"
 
@@ -60,10 +63,54 @@ static void fz_ops_construct(struct fz_ops_ctx *c, unsigned a, unsigned b, bool 
         memset(p, 0x5a, have * 4);
 }
 
+/* Containers: a u64 -> u64 map and a u32 vector, found or made by name. */
+static void fz_ops_map(struct fz_ops_ctx *c, unsigned what, unsigned a, unsigned b)
+{
+    mseg_map *m = mseg_map_open(c->s, "fzmap", MSEG_KEY_U64, 8, MSEG_CREATE);
+    if (!m)
+        return;
+    uint64_t k = a, v = b;
+    struct mseg_cursor cur;
+    if (what == 0)
+        mseg_map_put(c->s, m, &k, 8, &v, 8);
+    else if (what == 1)
+        mseg_map_del(c->s, m, &k, 8);
+    else if (mseg_map_seek(c->s, m, &cur, &k, 8) == 0)
+        for (int i = 0; i < 300 && mseg_map_next(c->s, &cur) == 0; i++)
+            ;
+}
+
+static void fz_ops_vec(struct fz_ops_ctx *c, unsigned what, unsigned b)
+{
+    mseg_vec *v = mseg_vec_open(c->s, "fzvec", 4, MSEG_CREATE);
+    uint32_t x = b;
+    if (!v)
+        return;
+    if (what == 0)
+        mseg_vec_push(c->s, v, &x);
+    else
+        mseg_vec_pop(c->s, v, NULL);
+}
+
+/* A transaction of an allocation and a construct, aborted when b is odd. */
+static void fz_ops_tx(struct fz_ops_ctx *c, unsigned a, unsigned b)
+{
+    if (mseg_tx_begin(c->s))
+        return;
+    void *p = mseg_alloc(c->s, (size_t)a * 8);
+    if (p)
+        memset(p, 0x3c, (size_t)a * 8);
+    mseg_construct(c->s, fz_ops_name(a), "u32", 4, b, NULL);
+    if (b & 1)
+        mseg_tx_abort(c->s);
+    else
+        mseg_tx_commit(c->s);
+}
+
 static void fz_ops_step(struct fz_ops_ctx *c, unsigned op, unsigned a, unsigned b)
 {
     int stop = 0;
-    switch (op % 12) {
+    switch (op % 18) {
     case 0: fz_ops_alloc(c, a, b, false); break;
     case 1: if (c->live[a % FZ_SLOTS]) mseg_free(c->s, c->live[a % FZ_SLOTS]);
             c->live[a % FZ_SLOTS] = NULL; break;
@@ -76,7 +123,13 @@ static void fz_ops_step(struct fz_ops_ctx *c, unsigned op, unsigned a, unsigned 
     case 8: fz_ops_alloc(c, a, b, true); break;
     case 9: mseg_free(c->s, mseg_at(c->s, MSEG_HEAP_OFF + ((uint64_t)a << 8 | b) * 16)); break;
     case 10: fz_ops_construct(c, a, b, true); break;
-    default: mseg_destroy(c->s, fz_ops_name(a)); fz_ops_construct(c, a + 1, b, false); break;
+    case 11: mseg_destroy(c->s, fz_ops_name(a)); fz_ops_construct(c, a + 1, b, false); break;
+    case 12: fz_ops_map(c, 0, a, b); break;
+    case 13: fz_ops_map(c, 1, a, b); break;
+    case 14: fz_ops_map(c, 2, a, b); break;
+    case 15: fz_ops_vec(c, 0, b); break;
+    case 16: fz_ops_vec(c, 1, b); break;
+    default: fz_ops_tx(c, a, b); break;
     }
 }
 

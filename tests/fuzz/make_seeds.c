@@ -132,13 +132,16 @@ static void put(const char *dir, const char *name, const void *pre, size_t plen,
         die(path);
 }
 
-/* Every operation of fuzz_ops.c once or twice: opcode, two arguments. */
+/* Every operation of fuzz_ops.c once or twice (containers and
+   transactions included): script length, then opcode and two arguments. */
 static const unsigned char script[] = {
-    60,
+    84,
     0, 1, 10,   0, 2, 200,  2, 0, 5,   2, 1, 7,   3, 0, 0,   5, 0, 0,
     8, 6, 30,   1, 1, 0,    6, 0, 0,   4, 1, 0,   10, 2, 3,  9, 0, 3,
     11, 3, 4,   7, 0, 0,    3, 2, 0,   0, 3, 40,  1, 3, 0,   4, 2, 0,
     6, 0, 0,    2, 5, 1,
+    12, 5, 9,   12, 6, 1,   14, 0, 0,  13, 5, 0,  15, 0, 7,  16, 0, 0,
+    17, 4, 2,   17, 3, 3,
 };
 
 /* Page p of the image (4 KiB), bounded by its length. */
