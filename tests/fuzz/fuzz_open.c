@@ -3,12 +3,15 @@
  *
  * The image goes to a memfd; then everything the tool does read-only runs on
  * it: mseg_check, the raw header copies, a read-only open with ls (foreach),
- * find and a dump of every object's bytes, the heap walk and its histogram,
+ * find and a dump of every object's bytes (every entry of vectors and maps),
+ * the heap walk and its histogram,
  * mseg_verify, and the check with progress. None of it may crash, hang,
  * leak or read outside the mapping, whatever the bytes.
  */
 #include "fuzz_common.h"
 #include "inspect.h"
+
+#include <string.h>
 
 struct fz_open_ctx {
     mseg *s;
@@ -27,6 +30,29 @@ static int fz_open_visit(const struct mseg_named *n, void *arg)
     size_t bytes = n->elem_size * count;
     for (size_t i = 0; i < bytes; i++)
         c->sum += p[i];
+    /* what `mseg dump` does for containers: a named container's data is
+       its handle; walk every entry (bounded: the library must stop a
+       damaged structure itself, this only caps a huge valid one) */
+    if (strcmp(n->type, "mseg_map") == 0) {
+        struct mseg_cursor cur;
+        int more = mseg_map_first(c->s, (mseg_map *)(uintptr_t)p, &cur) == 0;
+        for (int i = 0; more && i < 100000; i++) {
+            const uint8_t *k = cur.key, *v = cur.val;
+            for (size_t j = 0; k && j < cur.klen; j++)
+                c->sum += k[j];
+            for (size_t j = 0; v && j < cur.vlen; j++)
+                c->sum += v[j];
+            more = mseg_map_next(c->s, &cur) == 0;
+        }
+    } else if (strcmp(n->type, "mseg_vec") == 0) {
+        mseg_vec *v = (mseg_vec *)(uintptr_t)p;
+        size_t len = mseg_vec_len(c->s, v);
+        for (size_t i = 0; i < len && i < 100000; i++) {
+            const uint8_t *e = mseg_vec_at(c->s, v, i);
+            if (e)
+                c->sum += e[0];
+        }
+    }
     return 0;
 }
 

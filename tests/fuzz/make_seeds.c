@@ -10,6 +10,7 @@
  *   committed    an allocation killed after its log committed, before it
  *                was applied (recovery replays it)
  *   unclean      objects, then the process died with the segment open
+ *   containers   a named u64 map and a named u32 vector
  *   powerloss-*  what a power loss can leave: a synced image D and the image
  *                N after more operations, mixed page by page as a kernel's
  *                write-back could have: N's log pages over D (log-only), N's
@@ -82,6 +83,20 @@ static void fill_named(mseg *s)
     for (int i = 0; i < 150; i += 5) {
         snprintf(name, sizeof name, "n%03d", i);
         mseg_destroy(s, name);
+    }
+}
+
+static void fill_containers(mseg *s)
+{
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    mseg_vec *v = mseg_vec_open(s, "v", 4, MSEG_CREATE);
+    if (!m || !v)
+        die("containers");
+    for (uint64_t i = 0; i < 200; i++) {
+        uint64_t k = i * 7919, val = i;
+        uint32_t e = (uint32_t)i;
+        if (mseg_map_put(s, m, &k, 8, &val, 8) || mseg_vec_push(s, v, &e))
+            die("container put");
     }
 }
 
@@ -199,8 +214,9 @@ int main(int argc, char **argv)
     const char *tmp = getenv("TMPDIR");
     char path[4096];
     snprintf(path, sizeof path, "%s/mseg-seed-%d", tmp && *tmp ? tmp : "/tmp", (int)getpid());
-    static const char *names[] = { "empty", "small", "fragmented", "named", "committed", "unclean" };
-    for (int i = 0; i < 6; i++) {
+    static const char *names[] = { "empty", "small", "fragmented", "named", "committed", "unclean",
+                                   "containers" };
+    for (int i = 0; i < 7; i++) {
         mseg *s = create(path);
         if (i == 1)
             fill_small(s);
@@ -208,8 +224,10 @@ int main(int argc, char **argv)
             fill_fragmented(s);
         if (i == 3)
             fill_named(s);
+        if (i == 6)
+            fill_containers(s);
         mseg_close(s);
-        if (i >= 4)
+        if (i == 4 || i == 5)
             in_dying_child(path, i == 4);
         size_t len;
         void *img = slurp(path, &len);
