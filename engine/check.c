@@ -59,15 +59,6 @@ static void check_headers(struct checker *c)
     c->r->size = c->s->size;
 }
 
-/* Same bin mapping as heap.c (bins are part of the format). */
-static unsigned bin_of(uint64_t g)
-{
-    if (g < 16)
-        return (unsigned)g;
-    unsigned fl = 63u - (unsigned)__builtin_clzll(g);
-    return 16u + (fl - 4u) * 16u + ((unsigned)(g >> (fl - 4)) & 15u);
-}
-
 /* Walks every block; returns false if the walk cannot go on. */
 static bool check_walk(struct checker *c)
 {
@@ -151,9 +142,9 @@ static void check_lists(struct checker *c)
                         (unsigned long long)p);
                 break;
             }
-            if (bin_of(size / MSEG_GRANULE) != b)
+            if (heap_bin_of(size / MSEG_GRANULE) != b)
                 problem(c, "bins: block %#llx of %llu bytes is in bin %u, belongs in %u",
-                        (unsigned long long)p, (unsigned long long)size, b, bin_of(size / MSEG_GRANULE));
+                        (unsigned long long)p, (unsigned long long)size, b, heap_bin_of(size / MSEG_GRANULE));
             if (rd64(c->s, p + 8) != prev)
                 problem(c, "bins: block %#llx's back link is %#llx, expected %#llx",
                         (unsigned long long)p, (unsigned long long)rd64(c->s, p + 8),
@@ -290,7 +281,8 @@ int mseg_verify(mseg *s, struct mseg_report *r)
     return rc;
 }
 
-int mseg_check(const char *name, unsigned flags, struct mseg_report *r)
+int check_named(const char *name, unsigned flags, struct mseg_report *r,
+                void (*before)(mseg *, void *), void *arg)
 {
     struct mseg_report local;
     if (!r)
@@ -304,9 +296,16 @@ int mseg_check(const char *name, unsigned flags, struct mseg_report *r)
         errno = e;
         return -1;
     }
+    if (before)
+        before(s, arg);
     int rc = check_segment(s, r);
     int e = errno;
     mseg_close(s);
     errno = e;
     return rc;
+}
+
+int mseg_check(const char *name, unsigned flags, struct mseg_report *r)
+{
+    return check_named(name, flags, r, NULL, NULL);
 }

@@ -62,8 +62,8 @@ static void mark_prev_used(mseg *s, uint64_t p, bool used)
 /* ---- bins ---- */
 
 /* Bin of a block of g granules (g >= 2): exact below 16, then 16 bins per
-   power of two. */
-static unsigned bin_of(uint64_t g)
+   power of two. Part of the format: check.c verifies lists with it. */
+unsigned heap_bin_of(uint64_t g)
 {
     if (g < 16)
         return (unsigned)g;
@@ -81,7 +81,7 @@ static unsigned bin_at_least(uint64_t g)
     uint64_t rounded = g + (1ull << (fl - 4)) - 1;
     if (rounded > MSEG_BLOCK_MAX_GRANULES)
         return MSEG_BINS;
-    return bin_of(rounded);
+    return heap_bin_of(rounded);
 }
 
 static uint64_t bin_head_off(unsigned b) { return CTRL(bin_head) + 8ull * b; }
@@ -118,7 +118,7 @@ static void add_free_bytes(mseg *s, int64_t delta)
 static void list_insert(mseg *s, uint64_t p, uint64_t size)
 {
     add_free_bytes(s, (int64_t)size - 4);
-    unsigned b = bin_of(size / MSEG_GRANULE);
+    unsigned b = heap_bin_of(size / MSEG_GRANULE);
     uint64_t first = op_get64(s, bin_head_off(b));
     set_next(s, p, first);
     set_prev(s, p, 0);
@@ -131,7 +131,7 @@ static void list_insert(mseg *s, uint64_t p, uint64_t size)
 static void list_remove(mseg *s, uint64_t p, uint64_t size)
 {
     add_free_bytes(s, 4 - (int64_t)size);
-    unsigned b = bin_of(size / MSEG_GRANULE);
+    unsigned b = heap_bin_of(size / MSEG_GRANULE);
     uint64_t next = link_next(s, p), prev = link_prev(s, p);
     if (prev)
         set_next(s, prev, next);
@@ -307,7 +307,7 @@ int heap_rebuild(mseg *s)
             return fail(EUCLEAN, "segment %s: block at %#llx has impossible size %llu",
                         s->name, (unsigned long long)p, (unsigned long long)size);
         if (!head_used(h)) {
-            unsigned b = bin_of(size / MSEG_GRANULE);
+            unsigned b = heap_bin_of(size / MSEG_GRANULE);
             *(uint32_t *)(s->base + p + size - 8) = (uint32_t)(size / MSEG_GRANULE);
             *(uint64_t *)(s->base + p) = 0;
             *(uint64_t *)(s->base + p + 8) = tail[b];
@@ -355,7 +355,7 @@ static uint64_t carve(mseg *s, uint64_t p)
 static uint64_t take_block(mseg *s, uint64_t size)
 {
     uint64_t g = size / MSEG_GRANULE;
-    unsigned exact = bin_of(g);
+    unsigned exact = heap_bin_of(g);
     uint64_t p = op_get64(s, bin_head_off(exact));
     if (p && head_size(head(s, p)) >= size)         /* good fit, cheap to try */
         return carve(s, p);

@@ -167,30 +167,23 @@ bool inspect_recovered(const mseg *s)
 
 /* ---- check with progress ---- */
 
+struct progress_arg {
+    inspect_progress_fn fn;
+    void *arg;
+};
+
+/* A first pass only to show progress; check_segment reports any damage. */
+static void walk_for_progress(mseg *s, void *arg)
+{
+    const struct progress_arg *p = arg;
+    inspect_walk(s, NULL, NULL, p->fn, p->arg);
+}
+
 int inspect_check(const char *name, unsigned flags, struct mseg_report *r,
                   inspect_progress_fn progress, void *parg)
 {
-    struct mseg_report local;
-    if (!r)
-        r = &local;
-    if (!progress)
-        return mseg_check(name, flags, r);
-    memset(r, 0, sizeof *r);
-    mseg *s = mseg_open(name, MSEG_COW | (flags & MSEG_SHM), NULL);
-    if (!s) {
-        int e = errno;
-        r->problems = 1;
-        snprintf(r->first_problem, sizeof r->first_problem, "%s", mseg_errmsg());
-        errno = e;
-        return -1;
-    }
-    /* a first pass only to show progress; check_segment reports any damage */
-    inspect_walk(s, NULL, NULL, progress, parg);
-    int rc = check_segment(s, r);
-    int e = errno;
-    mseg_close(s);
-    errno = e;
-    return rc;
+    struct progress_arg p = { progress, parg };
+    return check_named(name, flags, r, progress ? walk_for_progress : NULL, &p);
 }
 
 /* ---- consistent copy ---- */

@@ -106,6 +106,22 @@ int  seg_write_end(mseg *s, bool commit);
        while (!seg_read_end(s, seq));                                    */
 int  seg_read_begin(mseg *s, uint64_t *seq);
 bool seg_read_end(mseg *s, uint64_t seq);
+/* That loop as a statement: evaluates `open` (0 or -1), then, when it
+   returned 0, the statements that follow, retrying the whole read when it
+   raced with a writer; rc gets open's result (-1 if the read could not
+   start), and errno is the last attempt's. */
+#define SEG_READ(s, rc, open, ...)                                          \
+    do {                                                                    \
+        uint64_t seq_;                                                      \
+        int e_;                                                             \
+        do {                                                                \
+            if (seg_read_begin((s), &seq_)) { rc = -1; e_ = errno; break; } \
+            rc = (open);                                                    \
+            if (!rc) { __VA_ARGS__ }                                        \
+            e_ = errno;                                                     \
+        } while (!seg_read_end((s), seq_));                                 \
+        errno = e_;                                                         \
+    } while (0)
 
 /* ---- log.c: the intent log ---- */
 void     op_begin(mseg *s);
@@ -155,6 +171,7 @@ void     heap_grow(mseg *s, uint64_t new_end);                /* inside an opera
 uint64_t heap_trim(mseg *s, uint64_t min);                    /* new heap end */
 uint64_t heap_tail_free(mseg *s);                             /* free bytes ending the heap */
 int      heap_rebuild(mseg *s);   /* free lists from the headers; see heap.c */
+unsigned heap_bin_of(uint64_t granules);   /* the free list of a block of that size */
 int      heap_control_sane(mseg *s);   /* 0, or -1 with EUCLEAN */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + errno ENOMEM/EUCLEAN */
 int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
@@ -222,5 +239,9 @@ int  sync_record_boot(mseg *s);         /* first writer: store (and flush) the b
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);
+/* mseg_check, running before(s, arg) on the private view first (the tool
+   shows progress with it). */
+int  check_named(const char *name, unsigned flags, struct mseg_report *r,
+                 void (*before)(mseg *, void *), void *arg);
 
 #endif

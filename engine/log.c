@@ -290,19 +290,32 @@ static uint64_t read_merged(mseg *s, uint64_t off, unsigned width)
 
 /* The records' view of [off, off+width): the newest exact record, or a
    merge when records overlap it partially, or memory. */
-static __attribute__((noinline)) uint64_t read_pending(mseg *s, uint64_t off, unsigned width)
+/* Index of the newest record overlapping [off, off+width), or -1. */
+static int64_t newest_overlap(mseg *s, uint64_t off, unsigned width)
 {
     const struct mseg_log_entry *e = log_entries(s);
-    for (uint32_t i = s->op.count; i-- > 0;) {
-        uint64_t eo = entry_off(&e[i]);
-        unsigned ew = entry_width(&e[i]);
-        if (!overlaps(off, width, eo, ew))
-            continue;
-        if (eo == off && ew == width)
-            return width == 8 ? e[i].value : (uint32_t)e[i].value;
-        return read_merged(s, off, width);
-    }
-    return load(s, off, width);
+    for (uint32_t i = s->op.count; i-- > 0;)
+        if (overlaps(off, width, entry_off(&e[i]), entry_width(&e[i])))
+            return i;
+    return -1;
+}
+
+static bool record_is(const struct mseg_log_entry *e, uint64_t off, unsigned width)
+{
+    return entry_off(e) == off && entry_width(e) == width;
+}
+
+/* The records' view of [off, off+width): the newest exact record, or a
+   merge when records overlap it partially, or memory. */
+static __attribute__((noinline)) uint64_t read_pending(mseg *s, uint64_t off, unsigned width)
+{
+    int64_t i = newest_overlap(s, off, width);
+    if (i < 0)
+        return load(s, off, width);
+    const struct mseg_log_entry *e = &log_entries(s)[i];
+    if (record_is(e, off, width))
+        return width == 8 ? e->value : (uint32_t)e->value;
+    return read_merged(s, off, width);
 }
 
 static inline __attribute__((always_inline)) uint64_t op_read(mseg *s, uint64_t off, unsigned width)
@@ -322,19 +335,13 @@ static inline __attribute__((always_inline)) uint64_t op_read(mseg *s, uint64_t 
    belongs to the current call (after the savepoint); false otherwise. */
 static __attribute__((noinline)) bool update_pending(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
-    struct mseg_log_entry *e = log_entries(s);
-    for (uint32_t i = s->op.count; i-- > 0;) {
-        uint64_t eo = entry_off(&e[i]);
-        unsigned ew = entry_width(&e[i]);
-        if (!overlaps(off, width, eo, ew))
-            continue;
-        if (eo == off && ew == width && i >= s->op.save) {
-            e[i].value = v;
-            return true;
-        }
-        return false;     /* partial overlap, or older than the savepoint: append */
-    }
-    return false;
+    int64_t i = newest_overlap(s, off, width);
+    struct mseg_log_entry *e = &log_entries(s)[i < 0 ? 0 : i];
+    /* a partial overlap, or a record older than the savepoint: append */
+    if (i < 0 || (uint32_t)i < s->op.save || !record_is(e, off, width))
+        return false;
+    e->value = v;
+    return true;
 }
 
 static __attribute__((noinline)) void append_record(mseg *s, uint64_t off, unsigned width, uint64_t v)

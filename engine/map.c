@@ -990,20 +990,8 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
 
 /* ---- reading ---- */
 
-/* Runs `body` on a validated map view under seg_read_begin/end, retrying
-   when a read-only handle raced with a writer; rc is its result. */
-#define MAP_READ(s, mp, m, rc, ...)                                            \
-    do {                                                                        \
-        uint64_t seq_;                                                          \
-        int e_;                                                                 \
-        do {                                                                    \
-            if (seg_read_begin((s), &seq_)) { rc = -1; e_ = errno; break; }     \
-            rc = map_open_view((s), (mp), &(m));                                \
-            if (!rc) { __VA_ARGS__ }                                                   \
-            e_ = errno;                                                         \
-        } while (!seg_read_end((s), seq_));                                     \
-        errno = e_;                                                             \
-    } while (0)
+/* Runs the statements on a validated map view (SEG_READ); rc is the result. */
+#define MAP_READ(s, mp, m, rc, ...) SEG_READ(s, rc, map_open_view((s), (mp), &(m)), __VA_ARGS__)
 
 void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *vlen)
 {

@@ -368,20 +368,8 @@ int mseg_vec_resize(mseg *s, mseg_vec *v, size_t len)
 
 /* ---- public API: reading ---- */
 
-/* Runs a read of the vector under seg_read_begin/end, retrying when a
-   read-only handle raced with a writer. */
-#define VEC_READ(s, v, w, rc, ...)                                      \
-    do {                                                                 \
-        uint64_t seq_;                                                   \
-        int e_;                                                          \
-        do {                                                             \
-            if (seg_read_begin((s), &seq_)) { rc = -1; e_ = errno; break; } \
-            rc = vec_open_view((s), (v), &(w));                          \
-            if (!rc) { __VA_ARGS__ }                                            \
-            e_ = errno;                                                  \
-        } while (!seg_read_end((s), seq_));                              \
-        errno = e_;                                                      \
-    } while (0)
+/* Runs the statements on a validated vector view (SEG_READ). */
+#define VEC_READ(s, v, w, rc, ...) SEG_READ(s, rc, vec_open_view((s), (v), &(w)), __VA_ARGS__)
 
 size_t mseg_vec_len(mseg *s, mseg_vec *v)
 {
