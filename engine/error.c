@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-static __thread char errmsg[512];
+static __thread char errmsg[512];   /* not hot: the default TLS model */
 
 static void vset(int err, const char *fmt, va_list ap)
 {

@@ -281,8 +281,8 @@ int heap_control_sane(mseg *s)
 /* ---- rebuilding the free lists ---- */
 
 /*
- * The block headers are the truth; footers, links, bins, bitmap and
- * free_bytes follow from them. An operation that never committed may have
+ * The block headers' sizes and used bits are the truth; PREV_USED bits,
+ * footers, links, bins, bitmap and free_bytes follow from them. An operation that never committed may have
  * written its new blocks in place over the links and footer of the free
  * block it carved them from, so recovery (and the discard of such an
  * operation) rebuilds all of those from a walk of the headers. Direct
@@ -306,6 +306,10 @@ int heap_rebuild(mseg *s)
         if (size < MSEG_BLOCK_MIN || size > end - p)
             return fail(EUCLEAN, "segment %s: block at %#llx has impossible size %llu",
                         s->name, (unsigned long long)p, (unsigned long long)size);
+        if (head_prev_used(h) != last_used) {   /* a direct operation died before fixing it */
+            h ^= MSEG_BLOCK_PREV_USED;
+            *(uint32_t *)(s->base + p - 4) = h;
+        }
         if (!head_used(h)) {
             unsigned b = heap_bin_of(size / MSEG_GRANULE);
             *(uint32_t *)(s->base + p + size - 8) = (uint32_t)(size / MSEG_GRANULE);
@@ -390,6 +394,15 @@ static uint64_t no_room(mseg *s, uint64_t n)
                 (unsigned long long)n), 0;
 }
 
+/*
+ * Allocates a block of n bytes. The order of the stores matters to a direct
+ * operation (log.c: stores in place, no log): every store before the last
+ * one is either derived state (lists, footers, PREV_USED) or a header inside
+ * the free block's payload, which no walk of the headers reaches; the last,
+ * the block's own header, decides (a walk sees the free block, or the used
+ * block and the remainder). Alignment above a granule splits in front of
+ * the block first, so it is never direct (segment.c).
+ */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
 {
     uint64_t need = block_size_for(n);
@@ -397,6 +410,8 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     if (need == 0 || search > MSEG_BLOCK_MAX)
         return no_room(s, n);
     uint64_t p = take_block(s, search);
+    if (!p && s->op.direct)
+        op_direct_off(s);   /* growth is logged; nothing was stored yet */
     if (!p && !op_bad_access() && seg_grow(s, search) == 0)
         p = take_block(s, search);
     if (!p || op_bad_access())
@@ -467,7 +482,9 @@ uint64_t heap_block_size(mseg *s, uint64_t p)
     return head_size(head(s, p));
 }
 
-/* Frees p now: merges it with free neighbours and lists it. */
+/* Frees p now: merges it with free neighbours and lists it. For a direct
+   operation, one header store decides: p's (freed, or merged with the next
+   block) or the previous free block's (grown over p); the rest is derived. */
 static void heap_release(mseg *s, uint64_t p)
 {
     uint32_t h = head(s, p);
@@ -514,6 +531,10 @@ int heap_free(mseg *s, uint64_t p)
     if (!heap_block_is_live(s, p) || is_deferred(s, p))
         return fail(EINVAL, "segment %s: %#llx is not the start of a live block",
                     s->name, (unsigned long long)p);
+    if (s->op.direct) {   /* mseg_free on its own: nothing else can reach p */
+        heap_release(s, p);
+        return 0;
+    }
     if (s->op.ndeferred == s->op.cap_deferred) {
         uint32_t cap = s->op.cap_deferred ? 2 * s->op.cap_deferred : 16;
         uint64_t *d = realloc(s->op.deferred, cap * sizeof *d);

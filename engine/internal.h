@@ -29,6 +29,8 @@ struct fresh_range { uint64_t lo, hi; };
 struct op {
     bool     active;
     bool     overflow;          /* ran out of log space: commit refuses */
+    bool     direct;            /* stores go in place, unlogged (op_direct) */
+    bool     direct_inline;     /* ...and need no crash point: op_set* inline */
     uint32_t count;             /* records in the log area */
     uint32_t save;              /* inside a transaction: count when the current call began */
     uint32_t allocated;         /* blocks allocated so far (fresh writes may follow) */
@@ -61,6 +63,13 @@ struct mseg {
     pthread_mutex_t remap;      /* serializes extending this process's mapping */
     struct op      op;
 };
+
+/* Thread-local state of the engine. Initial-exec: a plain %fs-relative
+   access instead of a __tls_get_addr call per access, which the shared
+   library's default model costs on every metadata read (the few bytes come
+   from the static TLS space glibc keeps for libraries loaded later; the
+   error message buffer, not hot and larger, keeps the default model). */
+#define MSEG_TLS __thread __attribute__((tls_model("initial-exec")))
 
 /* ---- errors (error.c) ---- */
 /* Sets errno and this thread's message; returns -1 for `return fail(...)`. */
@@ -125,10 +134,64 @@ bool seg_read_end(mseg *s, uint64_t seq);
 
 /* ---- log.c: the intent log ---- */
 void     op_begin(mseg *s);
-uint64_t op_get64(mseg *s, uint64_t off);
-uint32_t op_get32(mseg *s, uint64_t off);
-void     op_set64(mseg *s, uint64_t off, uint64_t v);
-void     op_set32(mseg *s, uint64_t off, uint32_t v);
+uint64_t op_get_slow(mseg *s, uint64_t off, unsigned width);
+void     op_set_slow(mseg *s, uint64_t off, unsigned width, uint64_t v);
+
+/* Hostile input: every metadata address an operation follows comes from
+   the segment, so it is checked here, once, for all of them: it must lie in
+   the control page or the heap, aligned. Anything else is never
+   dereferenced: op_get/op_set drop the access and set the thread's
+   bad_access flag, and the operation fails with EUCLEAN (log.c). */
+static inline __attribute__((always_inline)) bool op_meta_ok(const mseg *s, uint64_t off, unsigned width)
+{
+    if (off % width)
+        return false;
+    if (off >= MSEG_CONTROL_OFF && off <= MSEG_CONTROL_OFF + MSEG_PAGE - width)   /* no off + width: it may wrap */
+        return true;
+    return off >= MSEG_HEAP_OFF && off <= s->size - width;
+}
+
+/* A metadata word as the current operation sees it. The inline half: an
+   operation with no records yet (a direct one, or any read path) reads
+   memory; otherwise the log's records may hold a newer value (log.c). */
+static inline __attribute__((always_inline)) uint64_t op_get64(mseg *s, uint64_t off)
+{
+    if (__builtin_expect(s->op.count == 0 && op_meta_ok(s, off, 8), 1))
+        return *(const uint64_t *)(s->base + off);
+    return op_get_slow(s, off, 8);
+}
+
+static inline __attribute__((always_inline)) uint32_t op_get32(mseg *s, uint64_t off)
+{
+    if (__builtin_expect(s->op.count == 0 && op_meta_ok(s, off, 4), 1))
+        return *(const uint32_t *)(s->base + off);
+    return (uint32_t)op_get_slow(s, off, 4);
+}
+
+/* Sets a metadata word: a redo record, or for a direct operation a store
+   in place, in program order (the compiler barriers; see op_direct). */
+static inline __attribute__((always_inline)) void op_set64(mseg *s, uint64_t off, uint64_t v)
+{
+    if (s->op.direct_inline && op_meta_ok(s, off, 8)) {
+        __asm__ __volatile__("" ::: "memory");
+        *(uint64_t *)(s->base + off) = v;
+        __asm__ __volatile__("" ::: "memory");
+        return;
+    }
+    op_set_slow(s, off, 8, v);
+}
+
+static inline __attribute__((always_inline)) void op_set32(mseg *s, uint64_t off, uint32_t v)
+{
+    if (s->op.direct_inline && op_meta_ok(s, off, 4)) {
+        __asm__ __volatile__("" ::: "memory");
+        *(uint32_t *)(s->base + off) = v;
+        __asm__ __volatile__("" ::: "memory");
+        return;
+    }
+    op_set_slow(s, off, 4, v);
+}
+
 void     op_fresh(mseg *s, uint64_t off, uint64_t len);
 void     op_claim(mseg *s, uint64_t off, uint64_t len);
 /* This thread runs an operation on s. */
@@ -137,6 +200,10 @@ bool     op_owned(const mseg *s);
    8-byte records; edge bytes keep their current values). */
 void     op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len);
 int      op_commit(mseg *s);
+/* The current operation (just begun, nothing logged) stores in place: only
+   for the allocator's own single-block calls; see log.c. */
+void     op_direct(mseg *s);
+void     op_direct_off(mseg *s);
 void     op_discard(mseg *s);
 /* The calling thread followed a metadata offset outside the segment since
    its operation began (or since the last clear): the segment is damaged. */

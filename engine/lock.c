@@ -180,7 +180,7 @@ static uint64_t now_ns(void)
    the lock, so a stream of writers cannot starve it. */
 #define RACES_BEFORE_LOCKING 2
 
-static __thread unsigned read_races;
+static MSEG_TLS unsigned read_races;
 
 /* Read-only handles: wait for an even op_seq (a writer between two
    operations); give up if one seems to have died mid-apply. */

@@ -77,12 +77,16 @@ unsigned long mseg_test_crash_points(void)
     return crash_points_reached;
 }
 
+static __attribute__((noinline)) void crash_point_reached(const char *point)
+{
+    crash_points_reached++;
+    crash_hook(point, crash_points_reached, crash_hook_arg);
+}
+
 void crash_point(const char *point)
 {
-    if (crash_hook) {
-        crash_points_reached++;
-        crash_hook(point, crash_points_reached, crash_hook_arg);
-    }
+    if (crash_hook)
+        crash_point_reached(point);
 }
 
 /* ---- flushing ---- */
@@ -223,23 +227,15 @@ static bool overlaps(uint64_t a, unsigned aw, uint64_t b, unsigned bw)
     return a < b + bw && b < a + aw;
 }
 
-/* Hostile input: every metadata address an operation follows comes from
-   the segment, so it is checked here, once, for all of them. An address
-   outside the control page and the heap is never dereferenced: the access
-   is dropped, the thread's bad_access flag is set, and the operation fails
-   with EUCLEAN (heap_alloc, heap_free, op_commit and the readers check it). */
-static __thread bool bad_access;
+/* Hostile input: op_meta_ok (internal.h) checks every metadata address an
+   operation follows; one outside the control page and the heap sets this
+   thread's bad_access flag, and the operation fails with EUCLEAN
+   (heap_alloc, heap_free, op_commit and the readers check it). */
+static MSEG_TLS bool bad_access;
 /* The handle whose operation this thread is running, if any. */
-static __thread mseg *op_thread;
+static MSEG_TLS mseg *op_thread;
 
-static inline __attribute__((always_inline)) bool meta_ok(const mseg *s, uint64_t off, unsigned width)
-{
-    if (off % width)
-        return false;
-    if (off >= MSEG_CONTROL_OFF && off <= MSEG_CONTROL_OFF + MSEG_PAGE - width)   /* no off + width: it may wrap */
-        return true;
-    return off >= MSEG_HEAP_OFF && off <= s->size - width;
-}
+#define meta_ok op_meta_ok
 
 bool op_bad_access(void)
 {
@@ -326,7 +322,7 @@ static inline __attribute__((always_inline)) uint64_t op_read(mseg *s, uint64_t 
     }
     /* only the thread running the operation sees its pending records; a
        lock-free reader on the same handle sees the committed state */
-    if (op_thread != s || !bloom_test(s, off, width))
+    if (s->op.count == 0 || op_thread != s || !bloom_test(s, off, width))
         return load(s, off, width);
     return read_pending(s, off, width);
 }
@@ -357,10 +353,28 @@ static __attribute__((noinline)) void append_record(mseg *s, uint64_t off, unsig
     bloom_add(s, off, width);
 }
 
+/* A store of a direct operation (op_direct): in place, in program order.
+   The compiler barrier keeps the order the allocator relies on (the one
+   header store that decides comes after everything it exposes); the CPU
+   keeps it too as far as a killed process is concerned, since every store
+   it executed reaches the shared page. */
+static inline __attribute__((always_inline)) void direct_store(mseg *s, uint64_t off, unsigned width, uint64_t v)
+{
+    if (__builtin_expect(crash_hook != NULL, 0))
+        crash_point_reached("direct.store");
+    __asm__ __volatile__("" ::: "memory");
+    store(s, off, width, v);
+    __asm__ __volatile__("" ::: "memory");
+}
+
 static inline __attribute__((always_inline)) void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
     if (!meta_ok(s, off, width)) {
         bad_access = true;
+        return;
+    }
+    if (s->op.direct) {
+        direct_store(s, off, width, v);
         return;
     }
     if (bloom_test(s, off, width) && update_pending(s, off, width, v))
@@ -375,12 +389,29 @@ bool op_owned(const mseg *s)
     return op_thread == s;
 }
 
+/* Stores in place outside the commit protocol (recovery, rollback) are
+   bracketed like step 3, so lock-free readers retry across them. */
+static void readers_hold(mseg *s)
+{
+    uint64_t *seq = &seg_runtime(s)->op_seq;
+    if (!(__atomic_load_n(seq, __ATOMIC_RELAXED) & 1))
+        __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
+}
+
+static void readers_release(mseg *s)
+{
+    uint64_t *seq = &seg_runtime(s)->op_seq;
+    if (__atomic_load_n(seq, __ATOMIC_RELAXED) & 1)
+        __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
+}
+
 /* ---- the operation API ---- */
 
 void op_begin(mseg *s)
 {
     s->op.active = true;
     s->op.overflow = false;
+    s->op.direct = s->op.direct_inline = false;
     s->op.count = 0;
     s->op.save = 0;
     s->op.allocated = s->op.save_allocated = 0;
@@ -394,10 +425,50 @@ void op_begin(mseg *s)
     log_head(s)->active = 1;
 }
 
-uint64_t op_get64(mseg *s, uint64_t off) { return op_read(s, off, 8); }
-uint32_t op_get32(mseg *s, uint64_t off) { return (uint32_t)op_read(s, off, 4); }
-void op_set64(mseg *s, uint64_t off, uint64_t v) { op_write(s, off, 8, v); }
-void op_set32(mseg *s, uint64_t off, uint32_t v) { op_write(s, off, 4, v); }
+/*
+ * Direct operations: the allocator's own calls (mseg_alloc, mseg_free
+ * outside a transaction, without MSEG_DURABLE) store in place instead of
+ * logging, because their only durable effect is one 4-byte block header
+ * store, which is atomic: everything else they touch (free-list links,
+ * footers, bins, bitmap, free_bytes, PREV_USED bits) heap_rebuild derives
+ * from the headers. The log head's `active` flag, set by op_begin, stays
+ * set until the last store, so a process that dies in between leaves it
+ * set, and recovery (log_recover: active without a commit) rebuilds those
+ * from a walk of the headers, which show the state before or after the
+ * deciding store. op_seq is odd meanwhile, as during an apply, so lock-free
+ * readers retry. heap.c orders the stores (see heap_alloc, heap_release).
+ */
+void op_direct(mseg *s)
+{
+    readers_hold(s);
+    s->op.direct = true;
+    s->op.direct_inline = crash_hook == NULL;   /* else each store is a crash point */
+}
+
+/* Back to logging, before the direct operation stored anything (an
+   allocation that must grow the segment). */
+void op_direct_off(mseg *s)
+{
+    s->op.direct = s->op.direct_inline = false;
+    readers_release(s);
+}
+
+static int direct_commit(mseg *s)
+{
+    if (bad_access)
+        return op_rollback(s), fail(EUCLEAN, "segment %s: damaged metadata: an operation "
+                                    "followed an offset outside the heap", s->name);
+    s->op.direct = s->op.direct_inline = false;
+    readers_release(s);
+    s->op.active = false;
+    __atomic_store_n(&log_head(s)->active, 0, __ATOMIC_RELEASE);
+    op_thread = NULL;
+    return 0;
+}
+
+/* The out-of-line halves of op_get64/op_set64 and friends (internal.h). */
+uint64_t op_get_slow(mseg *s, uint64_t off, unsigned width) { return op_read(s, off, width); }
+void op_set_slow(mseg *s, uint64_t off, unsigned width, uint64_t v) { op_write(s, off, width, v); }
 
 void op_fresh(mseg *s, uint64_t off, uint64_t len)
 {
@@ -524,6 +595,8 @@ static void apply(mseg *s, uint32_t from, uint32_t to, uint64_t *lo, uint64_t *h
 
 int op_commit(mseg *s)
 {
+    if (s->op.direct)
+        return direct_commit(s);
     struct mseg_log_head *h = log_head(s);
     if (heap_free_deferred(s)) {
         int e = errno;
@@ -699,22 +772,6 @@ static void undo_apply(mseg *s)
 
 /* Ends an uncommitted operation or transaction in memory: user bytes back,
    free lists rebuilt if it carved blocks, log empty. */
-/* Stores in place outside the commit protocol (recovery, rollback) are
-   bracketed like step 3, so lock-free readers retry across them. */
-static void readers_hold(mseg *s)
-{
-    uint64_t *seq = &seg_runtime(s)->op_seq;
-    if (!(__atomic_load_n(seq, __ATOMIC_RELAXED) & 1))
-        __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
-}
-
-static void readers_release(mseg *s)
-{
-    uint64_t *seq = &seg_runtime(s)->op_seq;
-    if (__atomic_load_n(seq, __ATOMIC_RELAXED) & 1)
-        __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
-}
-
 static int roll_back(mseg *s, bool carved)
 {
     struct mseg_log_head *h = log_head(s);
@@ -742,8 +799,9 @@ int op_rollback(mseg *s)
     s->op.ndeferred = 0;
     /* blocks it carved may have had their contents written over free-list
        links the committed state still holds: rebuild those */
-    bool carved = s->op.allocated > 0;
+    bool carved = s->op.allocated > 0 || s->op.direct;   /* direct: stored in place */
     s->op.allocated = 0;
+    s->op.direct = s->op.direct_inline = false;   /* op_seq stays odd until roll_back's rebuild is done */
     return roll_back(s, carved);
 }
 

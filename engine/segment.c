@@ -697,6 +697,15 @@ void *mseg_at(mseg *s, mseg_off off)
     return s->base + off;
 }
 
+/* mseg_alloc and mseg_free store in place (log.c: direct operations)
+   unless they belong to a transaction, which may roll them back, or the
+   segment is durable, whose commits flush the log's record of the pages
+   they change; and not while freed blocks are still owed. */
+static bool direct_ok(mseg *s)
+{
+    return !(s->flags & MSEG_DURABLE) && !tx_owns(s) && !heap_has_garbage(s);
+}
+
 void *mseg_alloc_aligned(mseg *s, size_t n, size_t align)
 {
     if (align < MSEG_GRANULE)
@@ -705,6 +714,8 @@ void *mseg_alloc_aligned(mseg *s, size_t n, size_t align)
         return fail_null(EINVAL, "alignment %zu is not a power of two up to %u", align, MSEG_PAGE);
     if (seg_write_begin(s))
         return NULL;
+    if (direct_ok(s) && align == MSEG_GRANULE)
+        op_direct(s);
     uint64_t p = heap_alloc(s, n, align);
     if (!p) {
         seg_write_end(s, false);   /* keeps errno: ENOMEM, or EUCLEAN if damaged */
@@ -729,6 +740,8 @@ int mseg_free(mseg *s, void *p)
         return fail(EINVAL, "segment %s: %p is not a block of this segment", s->name, p);
     if (seg_write_begin(s))
         return -1;
+    if (direct_ok(s))
+        op_direct(s);
     if (heap_free(s, (uint64_t)(b - s->base))) {
         int e = errno;
         seg_write_end(s, false);

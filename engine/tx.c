@@ -22,7 +22,7 @@
  */
 #include "internal.h"
 
-static __thread struct {
+static MSEG_TLS struct {
     mseg *s;          /* segment of this thread's transaction, or NULL */
     int   depth;      /* nesting of begin/commit pairs */
     bool  aborted;    /* rolled back; later calls fail with ECANCELED */

@@ -233,6 +233,7 @@ static inline const char *th_status_str(int status, char *buf, size_t n)
     return buf;
 }
 
-#define TH_EXITED_OK(st) ((st) != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+/* st is evaluated once (it may be a th_fork_run call). */
+#define TH_EXITED_OK(st) __extension__ ({ int st_ = (st); st_ != -1 && WIFEXITED(st_) && WEXITSTATUS(st_) == 0; })
 
 #endif
