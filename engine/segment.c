@@ -160,6 +160,22 @@ static bool half_made(const uint8_t *first, size_t got, uint64_t file_size)
 
 /* ---- mapping ---- */
 
+/* Maps the header, runtime, control and log pages in one call, rather than
+   a page fault for each on the first touches: a fault is the dearest part
+   of an open (20 to 120 us each on a virtual machine, measured). Advice
+   only: a kernel without MADV_POPULATE_* (before 5.14) faults as before. */
+static void populate_metadata(mseg *s)
+{
+#ifdef MADV_POPULATE_WRITE
+    int advice = s->mode == MODE_RDONLY ? MADV_POPULATE_READ : MADV_POPULATE_WRITE;
+    uint64_t len = MSEG_LOG_OFF + MSEG_PAGE;   /* up to the log head */
+    if (s->mode != MODE_COW)
+        (void)madvise(s->base, len, advice);
+#else
+    (void)s;
+#endif
+}
+
 static int map_segment(mseg *s, uint64_t size, uint64_t max_size)
 {
     uint64_t reserve = max_size > size ? max_size : size;
@@ -179,6 +195,7 @@ static int map_segment(mseg *s, uint64_t size, uint64_t max_size)
     s->size = size;
     s->reserved = reserve;
     s->max_size = max_size;
+    populate_metadata(s);
     return 0;
 }
 
