@@ -31,7 +31,9 @@ struct op {
     bool     overflow;          /* ran out of log space: commit refuses */
     bool     direct;            /* stores go in place, unlogged (op_direct) */
     bool     direct_inline;     /* ...and need no crash point: op_set* inline */
-    uint32_t count;             /* records in the log area */
+    uint32_t base;              /* index of the operation's first record in the log */
+    unsigned slot;              /* commit slot it will commit into (log.c) */
+    uint32_t count;             /* records in the log area, from base */
     uint32_t save;              /* inside a transaction: count when the current call began */
     uint32_t allocated;         /* blocks allocated so far (fresh writes may follow) */
     uint32_t save_allocated;    /* allocated when the current call began */
@@ -218,9 +220,15 @@ int      op_undo(mseg *s, uint64_t off, uint64_t len);
 int      op_rollback(mseg *s);
 /* Replays a committed log, discards a torn or uncommitted one. Returns 1 if
    something was replayed, 0 if nothing was needed, -1 on error. */
-int      log_recover(mseg *s);
-/* 1 when the log holds a committed, valid record set (recovery needed). */
-int      log_needs_recovery(mseg *s);
+int      log_recover(mseg *s, bool after_reboot);
+/* Durable commits leave their log slot committed until the next commit
+   flushes the pages they changed (log.c). This flushes those pages now and
+   empties the slots: before a non-durable operation, mseg_sync, close.
+   0, or -1 with EIO. */
+int      log_settle(mseg *s);
+/* 1 when recovery has something to do (after_reboot: as after a power
+   loss, when committed slots are replayed too). */
+int      log_needs_recovery(mseg *s, bool after_reboot);
 /* msync now (read-write handles), whatever the durability mode. */
 int      flush_now(mseg *s, uint64_t off, uint64_t len);
 /* Every persist point goes through here: crash hook, then (durable) msync. */
@@ -302,6 +310,10 @@ int  sync_mark_unsynced(mseg *s);       /* before a non-durable operation's firs
 bool sync_system_crashed(mseg *s);      /* unsynced changes and another boot id */
 int  sync_verify_after_crash(mseg *s);  /* first attach after that: rebuild, verify */
 bool sync_rebooted_while_open(mseg *s); /* the machine restarted since an unclean close */
+/* Recovery must assume a power loss: the machine restarted while the
+   segment was open, or the boot id cannot be read (log.c replays every
+   committed slot then, not only the operation in flight). */
+bool sync_after_reboot(mseg *s);
 int  sync_record_boot(mseg *s);         /* first writer: store (and flush) the boot id */
 
 /* ---- check.c ---- */

@@ -224,21 +224,28 @@ _Static_assert(offsetof(struct mseg_control, bin_head) == 192, "layout");
  * metadata stores, growing up from the head, and undo records of user bytes
  * declared with mseg_tx_add, growing down from the end of the log area.
  *
- *   head (64 bytes)
- *     0   8  commit     0: nothing to replay; else the operation's sequence
- *                       number. Stored last, with one aligned 8-byte store.
- *     8   4  count      redo records that follow the head
- *    12   4  active     1 while an operation is in progress: if it never
- *                       commits, recovery rebuilds the free lists (an
- *                       operation writes its new blocks in place before
- *                       commit, over links and footers of the free block it
- *                       carved them from)
- *    16   8  checksum   XXH3-64 of (commit, count, redo records)
+ *   head (64 bytes): two commit slots, 0 and 1, each (commit, count,
+ *   checksum); log.c says why there are two
+ *     0   8  commit     slot 0: 0 = empty; else the commit's sequence number
+ *                       (one more than the other slot's). Stored last, with one
+ *                       aligned 8-byte store.
+ *     8   4  count      slot 0: bits 0-15 the number of redo records, bits
+ *                       16-31 the index of the first (records of the two slots
+ *                       never overlap)
+ *    12   4  active     0 when no operation is in progress; else 1 + the slot
+ *                       it will commit into. If it never commits, recovery
+ *                       rebuilds the free lists (an operation writes its new
+ *                       blocks in place before commit, over links and footers
+ *                       of the free block it carved them from)
+ *    16   8  checksum   slot 0: XXH3-64 of (commit, count, its redo records)
  *    24   8  undo_size  bytes of undo records at the end of the log area
  *    32   8  undo_seq   new for every transaction's first undo record, and part
  *                       of each record's checksum: records a power loss left
  *                       from an earlier transaction never verify
- *    40  24  reserved
+ *    40   8  commit_b   slot 1, as slot 0
+ *    48   4  count_b
+ *    52   4  spare      0
+ *    56   8  checksum_b
  *   redo record (16 bytes each, from offset 64 up)
  *     0   8  where      offset of the word; bit 0 set: a 4-byte store
  *                       (the value's low 32 bits), clear: an 8-byte store
@@ -258,7 +265,10 @@ struct mseg_log_head {
     uint64_t checksum;
     uint64_t undo_size;
     uint64_t undo_seq;
-    uint64_t reserved[3];
+    uint64_t commit_b;      /* commit slot 1 (slot 0: commit, count, checksum) */
+    uint32_t count_b;
+    uint32_t spare;
+    uint64_t checksum_b;
 };
 _Static_assert(sizeof(struct mseg_log_head) == 64, "log head is 64 bytes");
 

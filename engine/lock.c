@@ -81,7 +81,7 @@ static int lock_take(mseg *s)
     if (r == EOWNERDEAD) {
         /* The owner died mid-operation: its log says what to redo, and it
            may have grown the segment first, so map the growth before. */
-        int rec = seg_follow_growth(s) ? -1 : log_recover(s);
+        int rec = seg_follow_growth(s) ? -1 : log_recover(s, false);   /* others live: no reboot */
         if (rec >= 0 && heap_drain_garbage(s))
             rec = -1;
         if (rec < 0) {
@@ -126,6 +126,12 @@ int seg_write_begin(mseg *s)
     }
     if (lock_acquire(s))
         return -1;
+    /* a durable handle's last commit may still owe its pages; a
+       non-durable operation settles that first (log.c) */
+    if (!(s->flags & MSEG_DURABLE) && log_settle(s)) {
+        lock_release(s);
+        return -1;
+    }
     if (sync_mark_unsynced(s)) {
         lock_release(s);
         return -1;

@@ -8,48 +8,69 @@
  * it. Bytes written into newly allocated blocks (which nothing committed can
  * reach yet) are stored in place and only noted with op_fresh().
  *
+ * Two commit slots. The log head has two (commit, count, checksum) slots;
+ * an operation's records go after those of the newest committed slot, and
+ * it commits into the other one. A durable commit leaves its slot committed
+ * after it returns: the pages it changed are flushed by the NEXT commit, in
+ * the same msync as that commit's log, so a durable operation costs one
+ * msync, not two (LMDB's count is two). Until then a power loss replays it.
+ * Its records stay untouched meanwhile (the next operation writes after
+ * them), and a full log first flushes what the slots owe (log_settle).
+ *
  * The commit protocol (numbered steps; tests name the crash points):
  *
- *   0. op_begin: head.active := 1.
+ *   0. op_begin: head.active := 1 + the slot it will commit into.
  *   1. durable mode: fresh bytes made safe first, logged as records when
- *      they are few and small, else flushed (an extra msync); then
- *      head.count and head.checksum (XXH3 of commit value, count and
- *      records) stored.
+ *      they are few and small, else flushed (a second msync) together with
+ *      the pages the committed slots owe, and both slots emptied (the
+ *      flushed bytes are in no record, so no older slot may be replayed
+ *      over them; the emptying shares a sector with step 2's store). Then
+ *      the slot's count (records and first index) and checksum (XXH3 of
+ *      sequence number, count and records) stored.
  *                                                      crash point log.written
- *   2. runtime.op_seq becomes odd (lock-free readers hold off), then
- *      head.commit := sequence number (one aligned 8-byte store).
- *      PERSIST 1 (durable mode): msync the log pages.
- *                                                      crash point log.committed
+ *   2. runtime.op_seq becomes odd (lock-free readers hold off), then the
+ *      slot's commit := sequence number, one more than either slot's (one
+ *      aligned 8-byte store).
+ *      PERSIST 1 (durable mode): ONE msync covering the log's records and
+ *      head and the pages the previous commit changed (its slot's records
+ *      say which).                                     crash point log.committed
  *   3. records applied in place, in order.             crash point log.applying (halfway)
- *      runtime.op_seq becomes even again.
- *      PERSIST 2 (durable mode): msync the pages the records changed.
- *                                                      crash point log.applied
- *   4. head.undo_size := 0, head.commit := 0, head.active := 0 (the log is
- *      retired; never flushed on its own: a redo log replayed twice does no
- *      harm).                                          crash point log.retired
+ *      runtime.op_seq becomes even again.              crash point log.applied
+ *   4. head.undo_size := 0 (a committed transaction is never rolled back),
+ *      without MSEG_DURABLE the slot's commit := 0, then head.active := 0.
+ *      Nothing flushed.                                crash point log.retired
  *
- * Recovery (log_recover), by what the head says:
- *   commit != 0, checksum valid   replay the records (steps 3-4 again; idempotent)
- *   otherwise, with active or undo records
- *                                 the operation never committed, and nothing of
- *                                 it was applied in place except fresh blocks and
- *                                 user bytes declared with mseg_tx_add: restore
- *                                 those bytes from the undo records, and rebuild
- *                                 the free lists from the block headers (fresh
- *                                 writes may have covered a free block's links)
- *   otherwise                     nothing to do
- * A bad checksum with commit != 0 is a log torn by a power loss before
- * PERSIST 1 completed: treated as never committed.
-
- * Why this keeps the rule of DESIGN.md: the kernel may write any dirty page
- * back at any time, but no in-place store of an operation exists before
- * PERSIST 1 has put its redo records on disk; and a page written early that
- * holds a later operation's in-place stores is covered by that operation's
- * log, itself on disk before those stores were made.
+ * Recovery (log_recover) sorts the slots: valid (commit != 0 and the
+ * checksum verifies) or not. A commit that does not verify is a slot torn by
+ * a power loss before its PERSIST 1 completed: never committed.
+ *   - after a process crash (the page cache kept every store), only the
+ *     operation in flight matters: if its slot is valid and the newest, it
+ *     committed: replay it (step 3 again; idempotent);
+ *   - after a reboot (a power loss: any subset of unflushed pages may be on
+ *     disk), every valid slot is replayed, the older first: the newest
+ *     durable commit's pages were never flushed, the one before may have
+ *     been flushed only partly when the power went;
+ *   - an operation in flight that did not commit is rolled back: nothing of
+ *     it was applied in place except fresh blocks and user bytes declared
+ *     with mseg_tx_add; those bytes come back from the undo records, and
+ *     the free lists are rebuilt from the block headers (fresh writes may
+ *     have covered a free block's links);
+ *   - last, log_settle flushes what the slots owe and empties them.
+ * Non-durable operations, mseg_sync and close settle the slots first too,
+ * so a slot is never replayed over changes made after it outside the log.
+ *
+ * Why this keeps the rule of DESIGN.md ("the log is flushed before the data
+ * it protects can reach the disk, and the data before the log is retired"):
+ * no in-place store of an operation exists before PERSIST 1 has put its
+ * redo records on disk; its slot is emptied or overwritten only after the
+ * next commit's PERSIST 1 (or log_settle) has flushed its pages; and a page
+ * written early that holds a later operation's stores is covered by that
+ * operation's log, itself on disk before those stores were made.
  *
  * In process-crash terms (no flushes): a process killed before step 2 leaves
- * commit == 0 and no in-place change; killed after, its records are replayed
- * by whoever takes the lock next (EOWNERDEAD) or opens the segment first.
+ * its slot uncommitted and no in-place change; killed after, its records are
+ * replayed by whoever takes the lock next (EOWNERDEAD) or opens the segment
+ * first.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -164,16 +185,12 @@ static struct mseg_log_entry *log_entries(mseg *s)
 /* True when `bytes` more fit between the redo records and the undo records. */
 static bool log_has_room(mseg *s, uint64_t bytes)
 {
-    uint64_t used = sizeof(struct mseg_log_head) + (uint64_t)s->op.count * sizeof(struct mseg_log_entry) +
+    uint64_t used = sizeof(struct mseg_log_head) +
+                    ((uint64_t)s->op.base + s->op.count) * sizeof(struct mseg_log_entry) +
                     log_head(s)->undo_size;
     return used <= MSEG_LOG_SIZE && bytes <= MSEG_LOG_SIZE - used;
 }
 
-static uint64_t log_checksum(uint64_t commit, uint32_t count, const struct mseg_log_entry *e)
-{
-    uint64_t seed = commit * 0x9e3779b97f4a7c15ull + count;
-    return (uint64_t)XXH3_64bits_withSeed(e, (size_t)count * sizeof *e, seed);
-}
 
 static unsigned entry_width(const struct mseg_log_entry *e)
 {
@@ -237,6 +254,96 @@ static MSEG_TLS mseg *op_thread;
 
 #define meta_ok op_meta_ok
 
+/* The records of the current operation: from its base in the log area. */
+static struct mseg_log_entry *op_entries(mseg *s)
+{
+    return log_entries(s) + s->op.base;
+}
+
+/* ---- commit slots ---- */
+
+struct slot {
+    uint64_t *commit;
+    uint32_t *count;       /* bits 0-15 records, 16-31 index of the first */
+    uint64_t *checksum;
+};
+
+static struct slot slot_at(mseg *s, unsigned i)
+{
+    struct mseg_log_head *h = log_head(s);
+    if (i == 0)
+        return (struct slot){ &h->commit, &h->count, &h->checksum };
+    return (struct slot){ &h->commit_b, &h->count_b, &h->checksum_b };
+}
+
+static uint32_t packed_count(uint32_t packed) { return packed & 0xffffu; }
+static uint32_t packed_start(uint32_t packed) { return packed >> 16; }
+
+/* The checksum of a slot covers its sequence number, its packed count and
+   its records. */
+static uint64_t log_checksum(uint64_t commit, uint32_t packed, const struct mseg_log_entry *e)
+{
+    uint64_t seed = commit * 0x9e3779b97f4a7c15ull + packed;
+    return (uint64_t)XXH3_64bits_withSeed(e, (size_t)packed_count(packed) * sizeof *e, seed);
+}
+
+/* A slot holds a committed, intact record set: a sane range and checksum. */
+static bool slot_valid(mseg *s, unsigned i)
+{
+    struct slot sl = slot_at(s, i);
+    uint64_t commit = __atomic_load_n(sl.commit, __ATOMIC_ACQUIRE);
+    uint32_t packed = *sl.count;
+    uint64_t n = packed_count(packed), start = packed_start(packed);
+    if (commit == 0 || n == 0 || start + n > MSEG_LOG_CAPACITY)
+        return false;
+    return log_checksum(commit, packed, log_entries(s) + start) == *sl.checksum;
+}
+
+/* The slot of the newest commit in memory (both are written only under the
+   lock, so this needs no checksum), or -1 when both are empty. */
+static int newest_slot(mseg *s)
+{
+    uint64_t a = log_head(s)->commit, b = log_head(s)->commit_b;
+    if (!a && !b)
+        return -1;
+    return a >= b ? 0 : 1;
+}
+
+/* Empties both slots (in memory; the caller flushes when it matters). */
+static void slots_retire(mseg *s)
+{
+    __atomic_store_n(&log_head(s)->commit, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&log_head(s)->commit_b, 0, __ATOMIC_RELEASE);
+}
+
+/* Widens [*lo, *hi) to the words slot i's records change. */
+static void slot_range(mseg *s, unsigned i, uint64_t *lo, uint64_t *hi)
+{
+    uint32_t packed = *slot_at(s, i).count;
+    if ((uint64_t)packed_start(packed) + packed_count(packed) > MSEG_LOG_CAPACITY)
+        return;     /* damaged: recovery refuses the slot anyway */
+    const struct mseg_log_entry *e = log_entries(s) + packed_start(packed);
+    for (uint32_t k = 0; k < packed_count(packed); k++) {
+        uint64_t off = entry_off(&e[k]);
+        if (!meta_ok(s, off, entry_width(&e[k])))
+            continue;   /* a torn record: recovery refuses the slot anyway */
+        if (off < *lo)
+            *lo = off;
+        if (off + entry_width(&e[k]) > *hi)
+            *hi = off + entry_width(&e[k]);
+    }
+}
+
+/* The pages a committed slot changed, which a durable commit leaves for
+   the next commit to flush: [*lo, *hi), or lo = UINT64_MAX for none. */
+static void owed_range(mseg *s, uint64_t *lo, uint64_t *hi)
+{
+    *lo = UINT64_MAX, *hi = 0;
+    for (unsigned i = 0; i < 2; i++)
+        if (*slot_at(s, i).commit)
+            slot_range(s, i, lo, hi);
+}
+
 bool op_bad_access(void)
 {
     return bad_access;
@@ -269,7 +376,7 @@ static uint64_t read_merged(mseg *s, uint64_t off, unsigned width)
 {
     uint8_t buf[8] = {0};
     memcpy(buf, s->base + off, width);
-    const struct mseg_log_entry *e = log_entries(s);
+    const struct mseg_log_entry *e = op_entries(s);
     for (uint32_t i = 0; i < s->op.count; i++) {
         uint64_t eo = entry_off(&e[i]);
         unsigned ew = entry_width(&e[i]);
@@ -289,7 +396,7 @@ static uint64_t read_merged(mseg *s, uint64_t off, unsigned width)
 /* Index of the newest record overlapping [off, off+width), or -1. */
 static int64_t newest_overlap(mseg *s, uint64_t off, unsigned width)
 {
-    const struct mseg_log_entry *e = log_entries(s);
+    const struct mseg_log_entry *e = op_entries(s);
     for (uint32_t i = s->op.count; i-- > 0;)
         if (overlaps(off, width, entry_off(&e[i]), entry_width(&e[i])))
             return i;
@@ -308,7 +415,7 @@ static __attribute__((noinline)) uint64_t read_pending(mseg *s, uint64_t off, un
     int64_t i = newest_overlap(s, off, width);
     if (i < 0)
         return load(s, off, width);
-    const struct mseg_log_entry *e = &log_entries(s)[i];
+    const struct mseg_log_entry *e = &op_entries(s)[i];
     if (record_is(e, off, width))
         return width == 8 ? e->value : (uint32_t)e->value;
     return read_merged(s, off, width);
@@ -332,7 +439,7 @@ static inline __attribute__((always_inline)) uint64_t op_read(mseg *s, uint64_t 
 static __attribute__((noinline)) bool update_pending(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
     int64_t i = newest_overlap(s, off, width);
-    struct mseg_log_entry *e = &log_entries(s)[i < 0 ? 0 : i];
+    struct mseg_log_entry *e = &op_entries(s)[i < 0 ? 0 : i];
     /* a partial overlap, or a record older than the savepoint: append */
     if (i < 0 || (uint32_t)i < s->op.save || !record_is(e, off, width))
         return false;
@@ -340,13 +447,25 @@ static __attribute__((noinline)) bool update_pending(mseg *s, uint64_t off, unsi
     return true;
 }
 
+/* The log is full but the operation's records start after a committed
+   slot's (a durable commit whose pages are not flushed yet): flush those
+   pages, empty the slots, and move the records to the start of the log. */
+static bool make_room(mseg *s)
+{
+    if (s->op.base == 0 || log_settle(s))
+        return false;
+    memmove(log_entries(s), op_entries(s), (size_t)s->op.count * sizeof(struct mseg_log_entry));
+    s->op.base = 0;
+    return true;
+}
+
 static __attribute__((noinline)) void append_record(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
-    struct mseg_log_entry *e = log_entries(s);
-    if (!log_has_room(s, sizeof *e)) {
+    if (!log_has_room(s, sizeof(struct mseg_log_entry)) && !make_room(s)) {
         s->op.overflow = true;
         return;
     }
+    struct mseg_log_entry *e = op_entries(s);
     e[s->op.count].where = off | (width == 4 ? MSEG_LOG_WIDTH32 : 0);
     e[s->op.count].value = v;
     s->op.count++;
@@ -422,7 +541,16 @@ void op_begin(mseg *s)
     s->op.fresh_bytes = 0;
     bad_access = false;
     op_thread = s;
-    log_head(s)->active = 1;
+    /* durable: after the newest commit's records, into the other slot */
+    int newest = newest_slot(s);
+    s->op.base = 0;
+    s->op.slot = 0;
+    if (newest >= 0) {
+        uint32_t packed = *slot_at(s, (unsigned)newest).count;
+        s->op.base = packed_start(packed) + packed_count(packed);
+        s->op.slot = 1u - (unsigned)newest;
+    }
+    log_head(s)->active = 1 + s->op.slot;
 }
 
 /*
@@ -524,7 +652,19 @@ static int secure_fresh(mseg *s)
             log_as_records(s, s->op.fresh[i].lo, s->op.fresh[i].hi);
         return 0;
     }
-    return persist(s, "log.fresh", s->op.fresh_lo, s->op.fresh_hi - s->op.fresh_lo);
+    /* Flushed, they are in no record: a replay of an older slot could write
+       stale words over them. So the pages the committed slots owe go in the
+       same flush, and the slots are emptied before this commit's (the same
+       sector of the log head: on disk, this commit never appears beside
+       them). */
+    uint64_t lo, hi;
+    owed_range(s, &lo, &hi);
+    lo = lo < s->op.fresh_lo ? lo : s->op.fresh_lo;
+    hi = hi > s->op.fresh_hi ? hi : s->op.fresh_hi;
+    if (persist(s, "log.fresh", lo, hi - lo))
+        return -1;
+    slots_retire(s);
+    return 0;
 }
 
 void op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len)
@@ -556,7 +696,7 @@ void op_write_bytes(mseg *s, uint64_t off, const void *src, uint64_t len)
    caller writes into its fresh block before commit. */
 void op_claim(mseg *s, uint64_t off, uint64_t len)
 {
-    struct mseg_log_entry *e = log_entries(s);
+    struct mseg_log_entry *e = op_entries(s);
     uint32_t kept = 0;
     for (uint32_t i = 0; i < s->op.count; i++) {
         uint64_t eo = entry_off(&e[i]);
@@ -579,9 +719,9 @@ void op_discard(mseg *s)
 }
 
 /* Applies records [from, to) in place; widens [*lo, *hi) to what changed. */
-static void apply(mseg *s, uint32_t from, uint32_t to, uint64_t *lo, uint64_t *hi)
+static void apply(mseg *s, const struct mseg_log_entry *e, uint32_t from, uint32_t to,
+                  uint64_t *lo, uint64_t *hi)
 {
-    const struct mseg_log_entry *e = log_entries(s);
     for (uint32_t i = from; i < to; i++) {
         uint64_t off = entry_off(&e[i]);
         unsigned w = entry_width(&e[i]);
@@ -598,6 +738,8 @@ int op_commit(mseg *s)
     if (s->op.direct)
         return direct_commit(s);
     struct mseg_log_head *h = log_head(s);
+    /* one more than either slot's, taken before secure_fresh may empty them */
+    uint64_t commit = (h->commit > h->commit_b ? h->commit : h->commit_b) + 1;
     if (heap_free_deferred(s)) {
         int e = errno;
         op_rollback(s);
@@ -627,37 +769,45 @@ int op_commit(mseg *s)
         op_thread = NULL;
         return 0;
     }
-    uint64_t commit = ++s->op.seq;
-    if (commit == 0)
-        commit = ++s->op.seq;   /* 0 means "nothing committed" */
+    bool durable = s->flags & MSEG_DURABLE;
+    struct slot sl = slot_at(s, s->op.slot);
     int rc = 0;
 
     /* step 1 */
-    h->count = n;
-    h->checksum = log_checksum(commit, n, log_entries(s));
+    uint32_t packed = s->op.base << 16 | n;
+    *sl.count = packed;
+    *sl.checksum = log_checksum(commit, packed, op_entries(s));
     crash_point("log.written");
+    /* what the previous durable commit left for this one to flush */
+    uint64_t lo = MSEG_LOG_OFF, hi = 0;
+    if (durable && *slot_at(s, 1u - s->op.slot).commit)
+        slot_range(s, 1u - s->op.slot, &lo, &hi);
     /* step 2: readers hold off from here (op_seq odd), so none reads the
        state before a committed operation that a dead writer left unapplied */
     struct mseg_runtime *rt = seg_runtime(s);
     __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&h->commit, commit, __ATOMIC_RELEASE);
-    /* PERSIST 1: the log (fresh bytes were secured before) */
-    uint64_t lo = MSEG_LOG_OFF, hi = MSEG_LOG_OFF + sizeof *h + (uint64_t)n * sizeof(struct mseg_log_entry);
+    __atomic_store_n(sl.commit, commit, __ATOMIC_RELEASE);
+    /* PERSIST 1: the log, and the pages the previous commit changed (fresh
+       bytes were secured before) */
+    uint64_t log_hi = MSEG_LOG_OFF + sizeof *h + ((uint64_t)s->op.base + n) * sizeof(struct mseg_log_entry);
+    hi = hi > log_hi ? hi : log_hi;
     if (persist(s, "log.committed", lo, hi - lo))
         rc = -1;
     /* step 3: apply even if a flush failed, so memory matches the committed
        log that other processes would replay; the caller still gets EIO. */
     lo = UINT64_MAX, hi = 0;
-    apply(s, 0, n / 2, &lo, &hi);
+    apply(s, op_entries(s), 0, n / 2, &lo, &hi);
     crash_point("log.applying");
-    apply(s, n / 2, n, &lo, &hi);
+    apply(s, op_entries(s), n / 2, n, &lo, &hi);
     __atomic_add_fetch(&rt->op_seq, 1, __ATOMIC_RELEASE);
-    if (persist(s, "log.applied", lo, hi - lo))
-        rc = -1;
+    /* durable: these pages are flushed by the next commit (or log_settle);
+       until then this slot stays committed, so a power loss replays it */
+    crash_point("log.applied");
     /* step 4: undo records first, so a committed transaction is never rolled back */
     __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
-    h->active = 0;
+    if (!durable)
+        __atomic_store_n(sl.commit, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
     crash_point("log.retired");
     s->op.count = 0;
     bloom_clear(s);
@@ -676,25 +826,6 @@ int op_commit(mseg *s)
 static bool entry_in_bounds(const mseg *s, const struct mseg_log_entry *e)
 {
     return meta_ok(s, entry_off(e), entry_width(e));
-}
-
-static int log_state(mseg *s)
-{
-    struct mseg_log_head *h = log_head(s);
-    uint64_t commit = __atomic_load_n(&h->commit, __ATOMIC_ACQUIRE);
-    if (commit == 0)
-        return 0;                          /* empty */
-    if (h->count == 0 || h->count > MSEG_LOG_CAPACITY)
-        return -1;                         /* torn */
-    if (log_checksum(commit, h->count, log_entries(s)) != h->checksum)
-        return -1;
-    return 1;                              /* committed, valid */
-}
-
-int log_needs_recovery(mseg *s)
-{
-    struct mseg_log_head *h = log_head(s);
-    return log_state(s) != 0 || h->active || h->undo_size;
 }
 
 /* ---- undo records (user bytes declared with mseg_tx_add) ---- */
@@ -784,9 +915,10 @@ static int roll_back(mseg *s, bool carved)
         return -1;
     if (carved && flush_range(s, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF))
         return -1;
+    /* the commit slots stay: a committed durable operation before this one
+       may still owe its pages */
     __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
-    h->active = 0;
+    __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
     return flush_range(s, MSEG_LOG_OFF, sizeof *h);
 }
 
@@ -805,38 +937,123 @@ int op_rollback(mseg *s)
     return roll_back(s, carved);
 }
 
-int log_recover(mseg *s)
+/* Replays slot i's records in place; widens [*lo, *hi). -1 with EUCLEAN if
+   a record would write outside the control page and the heap. */
+static int replay_slot(mseg *s, unsigned i, uint64_t *lo, uint64_t *hi)
+{
+    uint32_t packed = *slot_at(s, i).count, n = packed_count(packed);
+    const struct mseg_log_entry *e = log_entries(s) + packed_start(packed);
+    for (uint32_t k = 0; k < n; k++)
+        if (!entry_in_bounds(s, &e[k]))
+            return fail(EUCLEAN, "segment %s: log record %u writes outside the heap "
+                        "(offset %#llx, %u bytes)", s->name, k,
+                        (unsigned long long)entry_off(&e[k]), entry_width(&e[k]));
+    readers_hold(s);
+    apply(s, e, 0, n, lo, hi);
+    readers_release(s);
+    return 0;
+}
+
+/* What recovery finds in the log head. */
+struct log_findings {
+    bool valid[2];          /* committed, intact slots */
+    int  newest;            /* the valid one with the larger sequence, or -1 */
+    bool torn;              /* a slot with a commit that does not verify */
+    bool inflight;          /* an operation was in progress (active) */
+    bool inflight_committed;/* ...and its commit is the newest valid slot */
+    unsigned target;        /* the slot it was committing into */
+};
+
+static struct log_findings log_find(mseg *s)
 {
     struct mseg_log_head *h = log_head(s);
-    int state = log_state(s);
-    readers_release(s);   /* a writer that died mid-apply left it odd */
-    if (state <= 0) {
-        /* never committed (or torn before PERSIST 1): nothing was applied */
-        bool pending = h->active || h->undo_size || state < 0;
-        if (!pending)
-            return 0;
-        crash_point("recover.rollback");
-        return roll_back(s, h->active != 0) ? -1 : 1;
+    struct log_findings f = { .newest = -1 };
+    for (unsigned i = 0; i < 2; i++) {
+        f.valid[i] = slot_valid(s, i);
+        f.torn |= !f.valid[i] && *slot_at(s, i).commit != 0;
     }
-    uint32_t n = h->count;
-    const struct mseg_log_entry *e = log_entries(s);
-    for (uint32_t i = 0; i < n; i++)
-        if (!entry_in_bounds(s, &e[i]))
-            return fail(EUCLEAN, "segment %s: log record %u writes outside the heap "
-                        "(offset %#llx, %u bytes)", s->name, i,
-                        (unsigned long long)entry_off(&e[i]), entry_width(&e[i]));
+    if (f.valid[0] && f.valid[1])
+        f.newest = h->commit >= h->commit_b ? 0 : 1;
+    else if (f.valid[0] || f.valid[1])
+        f.newest = f.valid[0] ? 0 : 1;
+    uint32_t active = __atomic_load_n(&h->active, __ATOMIC_ACQUIRE);
+    f.inflight = active != 0;
+    f.target = active == 2 ? 1 : 0;
+    /* its slot was not the newest when it began, so if it is now, the
+       operation committed it */
+    f.inflight_committed = f.inflight && f.newest == (int)f.target;
+    return f;
+}
+
+int log_needs_recovery(mseg *s, bool after_reboot)
+{
+    struct log_findings f = log_find(s);
+    if (f.inflight || log_head(s)->undo_size)
+        return 1;
+    return after_reboot && (f.valid[0] || f.valid[1] || f.torn);
+}
+
+/*
+ * Recovery. A process crash keeps every store in the page cache, so only
+ * the operation that was in flight matters: replayed if it committed, else
+ * rolled back. After a reboot (after_reboot: a power loss may have kept any
+ * subset of unflushed pages), every valid slot is replayed, oldest first:
+ * a durable commit's pages are flushed only by the next commit. Then the
+ * slots are emptied, their pages flushed first. 1 if something was
+ * replayed or rolled back, 0 if nothing was needed, -1 on error.
+ */
+int log_recover(mseg *s, bool after_reboot)
+{
+    struct mseg_log_head *h = log_head(s);
+    struct log_findings f = log_find(s);
+    readers_release(s);   /* a writer that died mid-apply left it odd */
+    int done = 0;
     uint64_t lo = UINT64_MAX, hi = 0;
-    readers_hold(s);
-    apply(s, 0, n, &lo, &hi);
-    readers_release(s);
-    if (persist(s, "recover.replayed", lo, hi - lo))
+    if (after_reboot && f.valid[0] && f.valid[1]) {
+        if (replay_slot(s, 1u - (unsigned)f.newest, &lo, &hi))
+            return -1;
+        done = 1;
+    }
+    if ((after_reboot && f.newest >= 0) || f.inflight_committed) {
+        if (replay_slot(s, (unsigned)f.newest, &lo, &hi))
+            return -1;
+        done = 1;
+    }
+    if (done && persist(s, "recover.replayed", lo, hi - lo))
         return -1;
+    if ((f.inflight && !f.inflight_committed) || (h->undo_size && !f.inflight_committed)) {
+        /* never committed: nothing of it was applied but fresh blocks and
+           user bytes declared with mseg_tx_add */
+        crash_point("recover.rollback");
+        if (roll_back(s, f.inflight))
+            return -1;
+        done = 1;
+    }
     __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&h->commit, 0, __ATOMIC_RELEASE);
-    h->active = 0;
-    if (flush_range(s, MSEG_LOG_OFF, sizeof *h))
+    __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
+    if (after_reboot && f.torn)
+        done = 1;
+    if (log_settle(s))
         return -1;
-    return 1;
+    return done;
+}
+
+/*
+ * Empties the commit slots for good: flushes the pages they owe (a process
+ * that crashed left them in the page cache, or a durable commit left them
+ * to the next commit), then their emptiness. No-op when they are empty.
+ */
+int log_settle(mseg *s)
+{
+    struct mseg_log_head *h = log_head(s);
+    if (!h->commit && !h->commit_b)
+        return 0;
+    uint64_t lo, hi;
+    owed_range(s, &lo, &hi);
+    if (lo < hi && flush_now(s, lo, hi - lo))
+        return -1;
+    slots_retire(s);
+    return flush_now(s, MSEG_LOG_OFF, sizeof *h);
 }
 
 /* Applies the pending records in place without the commit protocol: only
@@ -844,7 +1061,7 @@ int log_recover(mseg *s)
 void op_apply_unlogged(mseg *s)
 {
     uint64_t lo = UINT64_MAX, hi = 0;
-    apply(s, 0, s->op.count, &lo, &hi);
+    apply(s, op_entries(s), 0, s->op.count, &lo, &hi);
     s->op.count = 0;
     bloom_clear(s);
 }

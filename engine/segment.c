@@ -435,7 +435,7 @@ static int recover(mseg *s)
 {
     if (sync_system_crashed(s))
         return sync_verify_after_crash(s) ? -1 : 1;
-    int rec = log_recover(s);
+    int rec = log_recover(s, sync_after_reboot(s));
     if (rec >= 0 && heap_control_sane(s))
         return -1;
     if (rec >= 0 && sync_rebooted_while_open(s)) {
@@ -455,7 +455,7 @@ static int attach_readonly(mseg *s)
     bool writers = ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE);
     if (ofd_lock(s->fd, F_RDLCK, READERS_BYTE, true))
         return fail(errno, "segment %s: cannot register as a reader: %s", s->name, strerror(errno));
-    if (writers || (!log_needs_recovery(s) && !sync_system_crashed(s)))
+    if (writers || (!log_needs_recovery(s, sync_after_reboot(s)) && !sync_system_crashed(s)))
         return 0;
     if (mmap(s->base, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, s->fd, 0) == MAP_FAILED)
         return fail(errno, "segment %s: cannot map privately for recovery: %s", s->name, strerror(errno));
@@ -634,8 +634,15 @@ int mseg_close(mseg *s)
 {
     if (!s)
         return 0;
+    /* a durable handle's last commit owes its pages to the next commit,
+       which may never come from this handle: flush them now */
+    if (s->mode == MODE_RW && (s->flags & MSEG_DURABLE) && !s->failed && lock_acquire(s) == 0) {
+        log_settle(s);
+        lock_release(s);
+    }
     if (s->mode == MODE_RW && ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) == 0 &&
-        ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0 && !log_needs_recovery(s)) {
+        ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0 && !log_needs_recovery(s, false) &&
+        log_settle(s) == 0) {
         /* the last writer leaves. A durable segment's free lists are stored
            in place without flushes (they are rebuilt after a crash): flush
            them before saying "clean", which skips that rebuild */

@@ -118,6 +118,12 @@ bool sync_rebooted_while_open(mseg *s)
     return rt->state != MSEG_STATE_CLEAN && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0;
 }
 
+bool sync_after_reboot(mseg *s)
+{
+    static const uint8_t unknown[16];
+    return sync_rebooted_while_open(s) || memcmp(boot_id(), unknown, sizeof unknown) == 0;
+}
+
 int sync_record_boot(mseg *s)
 {
     struct mseg_runtime *rt = seg_runtime(s);
@@ -130,7 +136,7 @@ int sync_record_boot(mseg *s)
 int sync_verify_after_crash(mseg *s)
 {
     struct mseg_log_head *h = (struct mseg_log_head *)(s->base + MSEG_LOG_OFF);
-    h->commit = 0;
+    h->commit = h->commit_b = 0;   /* the log is not trusted: discarded */
     h->undo_size = 0;
     h->active = 0;
     s->recovered = true;
@@ -167,6 +173,8 @@ int mseg_sync(mseg *s)
         rc = fail(EIO, "segment %s: fsync failed (%s); the handle refuses further writes",
                   s->name, strerror(errno));
     }
+    if (rc == 0)
+        rc = log_settle(s);   /* all flushed: no commit slot need be replayed */
     if (rc == 0) {
         seg_runtime(s)->unsynced = 0;
         rc = flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
