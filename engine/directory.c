@@ -58,6 +58,14 @@ static int check_name(const char *name, const char *type, bool need_type)
     return 0;
 }
 
+/* count elements of elem_size bytes fit in `room` bytes (no division: this
+   runs on every lookup). */
+static bool elements_fit(const struct mseg_dir_record *r, uint64_t room)
+{
+    uint64_t bytes;
+    return !__builtin_mul_overflow(r->elem_size, r->count, &bytes) && bytes <= room;
+}
+
 /* The record at rec if it is sound, else NULL with EUCLEAN. */
 static const struct mseg_dir_record *record_at(mseg *s, uint64_t rec)
 {
@@ -68,8 +76,7 @@ static const struct mseg_dir_record *record_at(mseg *s, uint64_t rec)
     uint64_t room = heap_block_size(s, rec) - 4;
     if (r->magic != MSEG_RECORD_MAGIC || r->name_len == 0 || r->name_len > MSEG_NAME_MAX ||
         r->type_len == 0 || r->data_off != data_offset(r->name_len, r->type_len) ||
-        r->data_off > room || r->elem_size == 0 ||
-        (r->count && r->elem_size > (room - r->data_off) / r->count))
+        r->data_off > room || r->elem_size == 0 || !elements_fit(r, room - r->data_off))
         return fail_null(EUCLEAN, "segment %s: named-object record at %#llx is damaged",
                          s->name, (unsigned long long)rec);
     const char *name = (const char *)(r + 1);
@@ -84,7 +91,18 @@ static const char *record_type(const struct mseg_dir_record *r) { return (const 
 
 /* Looks name up. Returns the record offset (0 if absent, with *slot the
    first reusable slot for an insert) or -1 cast (UINT64_MAX) on damage. */
+static uint64_t dir_lookup_record(mseg *s, const char *name, size_t len, uint64_t hash,
+                                  uint64_t *slot, const struct mseg_dir_record **found);
+
 static uint64_t dir_lookup(mseg *s, const char *name, size_t len, uint64_t hash, uint64_t *slot)
+{
+    const struct mseg_dir_record *r;
+    return dir_lookup_record(s, name, len, hash, slot, &r);
+}
+
+/* dir_lookup, also giving the sound record it found (*found). */
+static uint64_t dir_lookup_record(mseg *s, const char *name, size_t len, uint64_t hash,
+                                  uint64_t *slot, const struct mseg_dir_record **found)
 {
     struct dir_view v = dir_view(s);
     uint64_t reusable = UINT64_MAX;
@@ -116,6 +134,7 @@ static uint64_t dir_lookup(mseg *s, const char *name, size_t len, uint64_t hash,
             return UINT64_MAX;
         if (r->name_len == len && memcmp(record_name(r), name, len) == 0) {
             *slot = i;
+            *found = r;
             return rec;
         }
     }
@@ -233,12 +252,11 @@ static int dir_remove(mseg *s, uint64_t slot)
 }
 
 /* The data of record rec, if type and elem_size match (EINVAL if not). */
-static void *typed_data(mseg *s, uint64_t rec, const char *name, const char *type,
-                        size_t elem_size, size_t *count)
+/* The data of the sound record r at rec, if it has that type and element
+   size (EINVAL otherwise). */
+static void *typed_data(mseg *s, uint64_t rec, const struct mseg_dir_record *r, const char *name,
+                        const char *type, size_t elem_size, size_t *count)
 {
-    const struct mseg_dir_record *r = record_at(s, rec);
-    if (!r)
-        return NULL;
     if (strcmp(record_type(r), type) != 0 || r->elem_size != elem_size)
         return fail_null(EINVAL, "object %s is a %s of %llu-byte elements, not a %s of %zu-byte elements",
                          name, record_type(r), (unsigned long long)r->elem_size, type, elem_size);
@@ -328,13 +346,14 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
-    uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+    const struct mseg_dir_record *r = NULL;
+    uint64_t rec = dir_lookup_record(s, name, nl, hash, &slot, &r);
     void *data = NULL;
     bool made = false;
     if (rec == UINT64_MAX)
         ;
     else if (rec)
-        data = typed_data(s, rec, name, type, elem_size, NULL);
+        data = typed_data(s, rec, r, name, type, elem_size, NULL);
     else
         made = (data = dir_create(s, name, type, elem_size, count, init, hash, MSEG_KIND_RAW)) != NULL;
     int e = errno;
@@ -357,12 +376,13 @@ void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, s
     do {
         if (seg_read_begin(s, &seq))
             return NULL;
-        uint64_t rec = dir_lookup(s, name, nl, hash, &slot);
+        const struct mseg_dir_record *r = NULL;
+        uint64_t rec = dir_lookup_record(s, name, nl, hash, &slot, &r);
         data = NULL;
         if (rec == 0)
             fail(ENOENT, "no object named %s in segment %s", name, s->name);
         else if (rec != UINT64_MAX)
-            data = typed_data(s, rec, name, type, elem_size, count);
+            data = typed_data(s, rec, r, name, type, elem_size, count);
         e = errno;
     } while (!seg_read_end(s, seq));
     errno = e;
