@@ -61,18 +61,28 @@ static inline void fz_seal_header(uint8_t *img, size_t len, size_t at)
     memcpy(img + at + hs - 8, &sum, 8);
 }
 
-/* Same formula as log.c's log_checksum (the log format is frozen). */
+/* Same formula as log.c's log_checksum: a commit slot's checksum covers its
+   sequence number, its packed count (bits 0-15 records, 16-31 first index)
+   and its records. */
+static inline void fz_seal_slot(uint8_t *img, uint64_t commit, uint32_t packed, uint64_t *checksum)
+{
+    uint32_t n = packed & 0xffffu, start = packed >> 16;
+    if (commit == 0 || n == 0 || (uint64_t)start + n > MSEG_LOG_CAPACITY)
+        return;
+    uint64_t seed = commit * 0x9e3779b97f4a7c15ull + packed;
+    *checksum = XXH3_64bits_withSeed(img + MSEG_LOG_OFF + sizeof(struct mseg_log_head) +
+                                     (size_t)start * sizeof(struct mseg_log_entry),
+                                     (size_t)n * sizeof(struct mseg_log_entry), seed);
+}
+
 static inline void fz_seal_log(uint8_t *img, size_t len)
 {
     struct mseg_log_head h;
     if (len < MSEG_LOG_OFF + MSEG_LOG_SIZE)
         return;
     memcpy(&h, img + MSEG_LOG_OFF, sizeof h);
-    if (h.commit == 0 || h.count == 0 || h.count > MSEG_LOG_CAPACITY)
-        return;
-    uint64_t seed = h.commit * 0x9e3779b97f4a7c15ull + h.count;
-    h.checksum = XXH3_64bits_withSeed(img + MSEG_LOG_OFF + sizeof h,
-                                      (size_t)h.count * sizeof(struct mseg_log_entry), seed);
+    fz_seal_slot(img, h.commit, h.count, &h.checksum);
+    fz_seal_slot(img, h.commit_b, h.count_b, &h.checksum_b);
     memcpy(img + MSEG_LOG_OFF, &h, sizeof h);
 }
 
@@ -135,9 +145,15 @@ static inline void fz_make_log(uint8_t *img, size_t len, uint64_t *rs)
         return;
     struct mseg_log_head h;
     memset(&h, 0, sizeof h);
-    h.commit = 1 + fz_rand(rs) % 1000;
-    h.count = 1 + (uint32_t)(fz_rand(rs) % 8);
-    for (uint32_t i = 0; i < h.count; i++) {
+    uint32_t n = 1 + (uint32_t)(fz_rand(rs) % 8), start = (uint32_t)(fz_rand(rs) % 16);
+    if (fz_rand(rs) & 1) {              /* slot 0, or slot 1 after an older slot 0 */
+        h.commit = 1 + fz_rand(rs) % 1000;
+        h.count = start << 16 | n;
+    } else {
+        h.commit_b = 1 + fz_rand(rs) % 1000;
+        h.count_b = start << 16 | n;
+    }
+    for (uint32_t i = start; i < start + n; i++) {
         struct mseg_log_entry e;
         if (fz_rand(rs) & 1)
             e.where = MSEG_CONTROL_OFF + 8 * (fz_rand(rs) % 512);
