@@ -30,6 +30,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -413,6 +414,33 @@ static int vec_push_in_place(mseg *s, mseg_vec *v, const void *elem)
     return 1;
 }
 
+/* After a push grew the buffer: asks the kernel to map the pages of the
+   spare capacity now (MADV_POPULATE_WRITE, Linux 5.14), in one call,
+   rather than one page fault per page as the next pushes reach them, which
+   on the file backend costs more than the pushes (a fault per 4 KiB page).
+   Only a hint: it changes no byte, failure is ignored, and at most
+   VEC_PREFAULT_MAX bytes, so an outsized capacity is not populated whole.
+   Outside the operation (no lock held through it); the range may have been
+   reused meanwhile, which is harmless, as long as it is mapped. */
+#define VEC_PREFAULT_MAX (64u << 20)
+static void vec_prefault(mseg *s, const struct vec_view *w)
+{
+#ifdef MADV_POPULATE_WRITE
+    uint64_t lo = w->buf + w->len * w->elem_size, hi = w->buf + w->cap * w->elem_size;
+    lo = (lo + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
+    hi &= ~(uint64_t)(MSEG_PAGE - 1);
+    if (hi - lo > VEC_PREFAULT_MAX)
+        hi = lo + VEC_PREFAULT_MAX;
+    if (s->mode != MODE_RW || hi <= lo || hi - lo < 16 * MSEG_PAGE || !seg_range_ok(s, lo, hi - lo))
+        return;
+    int e = errno;
+    (void)madvise(s->base + lo, hi - lo, MADV_POPULATE_WRITE);
+    errno = e;
+#else
+    (void)s, (void)w;
+#endif
+}
+
 int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
 {
     if (!elem)
@@ -426,6 +454,7 @@ int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
     int rc = vec_open_view(s, v, &w);
     if (!rc && w.len == UINT64_MAX)
         rc = fail(ENOMEM, "vector is full");
+    uint64_t old_cap = rc ? 0 : w.cap;
     if (!rc)
         rc = vec_grow_for(s, &w, w.len + 1);
     if (!rc && committed_overlap(s, &w, w.len * w.elem_size, w.elem_size) > VEC_LOG_BYTES_MAX)
@@ -434,7 +463,11 @@ int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
         vec_store(s, &w, w.len * w.elem_size, elem, w.elem_size);
         vec_set_len(s, &w, w.len + 1);
     }
-    return vec_end(s, rc);
+    bool grew = !rc && w.cap > old_cap;
+    rc = vec_end(s, rc);
+    if (!rc && grew)
+        vec_prefault(s, &w);
+    return rc;
 }
 
 int mseg_vec_pop(mseg *s, mseg_vec *v, void *out)
