@@ -1072,6 +1072,44 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
 /* Runs the statements on a validated map view (SEG_READ); rc is the result. */
 #define MAP_READ(s, mp, m, rc, ...) SEG_READ(s, rc, map_open_view((s), (mp), &(m)), __VA_ARGS__)
 
+/* mseg_map_get of a map with integer keys and inline values, outside a
+   transaction: the root read and checked in place (as map_load does), the
+   same descend, under one optimistic read of op_seq, as cursor_step_fast.
+   1 found (*out, *vlen), 0 absent (ENOENT), -1 not this case or raced: the
+   general path runs (and reports any damage). */
+static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t klen, const void **out,
+                        size_t *vlen)
+{
+    uintptr_t p = (uintptr_t)mp, b = (uintptr_t)s->base;
+    if (!key || klen != 8 || !mp || p < b || p % 16 || p - b < MSEG_HEAP_OFF ||
+        !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)) || tx_owns(s))
+        return -1;
+    const uint64_t *seqw = &seg_runtime(s)->op_seq;
+    uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
+    const struct mseg_map_root *r = (const void *)mp;
+    struct map_view m = { .off = p - b, .kind = r->key_kind, .flags = r->flags, .val_size = r->val_size,
+                          .count = r->count, .root = r->root, .height = r->height };
+    if ((seq & 1) || r->magic != MSEG_MAP_MAGIC || m.kind == MSEG_KEY_BYTES || !val_inline(&m) ||
+        m.height > MAXH || m.root == 0 || m.height == 0)
+        return -1;
+    struct mkey k;
+    memcpy(&k.u, key, 8);
+    unsigned cnt, pos;
+    uint64_t leaf = descend(s, &m, &k, NULL, &cnt, &pos, false);
+    if (!leaf)
+        return -1;
+    bool found = leaf_has(s, &m, leaf, cnt, pos, &k);
+    const void *v = found ? &node_at(s, leaf)->vals[slot_at(s, leaf, pos)] : NULL;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(seqw, __ATOMIC_RELAXED) != seq)
+        return -1;
+    if (!found)
+        return fail(ENOENT, "map: no such key"), 0;
+    *out = v;
+    *vlen = (size_t)m.val_size;
+    return 1;
+}
+
 void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *vlen)
 {
     struct map_view m;
@@ -1079,6 +1117,14 @@ void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *
     int rc;
     const void *v = NULL;
     size_t len = 0;
+    int fast = s ? map_get_fast(s, mp, key, klen, &v, &len) : -1;
+    if (fast == 0)
+        return NULL;
+    if (fast > 0) {
+        if (vlen)
+            *vlen = len;
+        return (void *)v;
+    }
     MAP_READ(s, mp, m, rc, {
         v = NULL;
         rc = key_make(&m, key, klen, &k);
