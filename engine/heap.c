@@ -435,6 +435,42 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     return p;
 }
 
+static bool is_deferred(const mseg *s, uint64_t p);
+
+/* Grows the used block p in place to hold n bytes by taking the front of
+   the free block right after it, inside the current operation; false, with
+   nothing changed, when that block is used or too small. The bytes gained
+   were a free block's (links, footer): only free-list records reach them,
+   so they count as carved (a rollback rebuilds the lists) and this
+   operation's pending records inside them are dropped, as heap_alloc does. */
+bool heap_expand(mseg *s, uint64_t p, uint64_t n)
+{
+    uint64_t need = block_size_for(n);
+    uint32_t h = head(s, p);
+    uint64_t size = head_size(h);
+    if (need == 0 || !head_used(h) || is_deferred(s, p))
+        return false;
+    if (need <= size)
+        return true;
+    uint64_t q = p + size;
+    uint32_t qh = head(s, q);
+    uint64_t qsize = head_size(qh);
+    if (head_used(qh) || qsize < MSEG_BLOCK_MIN || qsize < need - size || op_bad_access())
+        return false;
+    list_remove(s, q, qsize);
+    s->op.allocated++;
+    uint64_t total = size + qsize;
+    if (total - need >= MSEG_BLOCK_MIN) {
+        make_free(s, p + need, total - need, true);
+        total = need;
+    } else {
+        mark_prev_used(s, p + total, true);
+    }
+    set_head(s, p, make_head(total, head_prev_used(h), true));
+    op_claim(s, q - 4, total - size);
+    return true;
+}
+
 /* ---- freeing ---- */
 
 /* True when p is the payload of a used block, as far as O(1) checks can

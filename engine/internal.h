@@ -250,6 +250,7 @@ unsigned heap_bin_of(uint64_t granules);   /* the free list of a block of that s
 int      heap_control_sane(mseg *s);   /* 0, or -1 with EUCLEAN */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + errno ENOMEM/EUCLEAN */
 int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
+bool     heap_expand(mseg *s, uint64_t p, uint64_t n);      /* grow block p in place to n bytes, if the next block is free */
 int      heap_free_deferred(mseg *s);                       /* op_commit: release them (or owe them) */
 bool     heap_has_garbage(mseg *s);                         /* blocks owed by a big free */
 int      heap_drain_garbage(mseg *s);                       /* frees them, batch by batch (under the lock) */

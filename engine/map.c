@@ -52,7 +52,15 @@
  *
  * Reading: every node offset is range-checked and its magic and level
  * verified before use; every loop is bounded by the fan-out or the height;
- * cells are range-checked. A damaged map is an EUCLEAN error.
+ * cells are range-checked. A damaged map is an EUCLEAN error. Write paths
+ * also check that the nodes they change are live heap blocks (the leaf in
+ * descend, other nodes in node_apply).
+ *
+ * Fast paths (same format, same records): a put into a leaf with a free slot
+ * changes the leaf directly (leaf_put_in_place) instead of rebuilding its
+ * entry list; mseg_map_next steps within a leaf, or to the next one, under
+ * one optimistic read of the sequence lock (cursor_step_fast), for integer
+ * keys with inline values.
  */
 #include <stdio.h>
 #include <string.h>
@@ -187,6 +195,33 @@ static int key_of_word(mseg *s, const struct map_view *m, uint64_t kw, struct mk
     return k->p ? 0 : -1;
 }
 
+/* Integer keys: the first order index in [lo, cnt) whose key is > k
+   (upper) or >= k (lower), without branches on the keys (a binary search's
+   branches on random keys mispredict half the time). The range narrows
+   from [lo, cnt] to one candidate; `mix` flips the sign bit, so signed
+   keys compare as unsigned. */
+static unsigned int_bound(const struct mseg_map_node *nd, const uint8_t *perm, unsigned lo, unsigned cnt,
+                          uint64_t k, uint64_t mix, bool upper)
+{
+    if (lo >= cnt)
+        return lo;
+    unsigned b = lo, len = cnt - lo;
+    k ^= mix;
+    while (len > 1) {
+        unsigned half = len / 2;
+        uint64_t kw = nd->keys[perm[b + half - 1] & (FAN - 1)] ^ mix;
+        b = (upper ? kw <= k : kw < k) ? b + half : b;
+        len -= half;
+    }
+    uint64_t kw = nd->keys[perm[b] & (FAN - 1)] ^ mix;
+    return b + (upper ? kw <= k : kw < k);
+}
+
+static uint64_t int_mix(const struct map_view *m)
+{
+    return m->kind == MSEG_KEY_I64 ? 1ull << 63 : 0;
+}
+
 /* First order index in [lo, cnt) whose key is >= k. */
 static unsigned lower_bound(mseg *s, const struct map_view *m, uint64_t n, unsigned lo, unsigned cnt,
                             const struct mkey *k, bool *bad)
@@ -194,16 +229,8 @@ static unsigned lower_bound(mseg *s, const struct map_view *m, uint64_t n, unsig
     const struct mseg_map_node *nd = node_at(s, n);
     const uint8_t *perm = nd->perm[st_live(node_state(s, n))];
     unsigned hi = cnt;
-    if (m->kind == MSEG_KEY_U64) {
-        while (lo < hi) {
-            unsigned mid = (lo + hi) / 2;
-            if (nd->keys[perm[mid] & (FAN - 1)] < k->u)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        return lo;
-    }
+    if (m->kind != MSEG_KEY_BYTES)
+        return int_bound(nd, perm, lo, cnt, k->u, int_mix(m), false);
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
         if (key_cmp(s, m, nd->keys[perm[mid] & (FAN - 1)], k, bad) < 0)
@@ -304,6 +331,10 @@ static int key_make(const struct map_view *m, const void *key, size_t klen, stru
 static unsigned child_index(mseg *s, const struct map_view *m, uint64_t n, unsigned cnt,
                             const struct mkey *k, bool *bad)
 {
+    if (m->kind != MSEG_KEY_BYTES) {
+        const struct mseg_map_node *nd = node_at(s, n);
+        return int_bound(nd, nd->perm[st_live(node_state(s, n))], 1, cnt, k->u, int_mix(m), true) - 1;
+    }
     unsigned lb = lower_bound(s, m, n, 1, cnt, k, bad);
     if (lb < cnt) {
         const struct mseg_map_node *nd = node_at(s, n);
@@ -326,7 +357,8 @@ static unsigned slot_at(mseg *s, uint64_t n, unsigned i)
 static void node_prefetch(mseg *s, uint64_t n)
 {
     const char *p = (const char *)(s->base + n);
-    for (unsigned i = 0; i < NODE(vals); i += 64)
+#pragma GCC unroll 19
+    for (unsigned i = 0; i < NODE_BYTES; i += 64)
         __builtin_prefetch(p + i);
 }
 
@@ -342,7 +374,7 @@ static uint64_t descend(mseg *s, const struct map_view *m, const struct mkey *k,
         unsigned level = (unsigned)(m->height - 1 - d);
         if (seg_range_ok(s, n, NODE_BYTES))
             node_prefetch(s, n);
-        if ((write ? node_check : node_check_cheap)(s, n, level, cnt))
+        if ((write && level == 0 ? node_check : node_check_cheap)(s, n, level, cnt))
             return 0;
         if (*cnt == 0 && (level > 0 || d > 0))
             return fail(EUCLEAN, "segment %s: map node at %#llx is empty", s->name, (unsigned long long)n), 0;
@@ -514,6 +546,9 @@ static int node_apply(mseg *s, const struct map_view *m, uint64_t n, unsigned le
 {
     r->left = n;
     r->right = r->sep = 0;
+    unsigned cnt;
+    if (level > 0 && node_check(s, n, level, &cnt))   /* descend checked the leaf only */
+        return -1;
     if (len <= FAN && node_store(s, n, e, len))
         return 0;
     if (len <= FAN) {                                   /* copy it whole */
@@ -687,6 +722,41 @@ static void set_count(mseg *s, struct map_view *m, uint64_t count)
     m->count = count;
 }
 
+/* The common put, without building the leaf's entry list: the new entry
+   (or the replaced value, which takes a new slot too) goes into a slot the
+   committed state does not use, the new order into the spare perm array,
+   both in place, and the state word is logged, exactly as node_store does.
+   Only when the leaf's state is as committed (no earlier call of this
+   transaction changed it) and it has a free slot; false otherwise, with
+   nothing changed. */
+static bool leaf_put_in_place(mseg *s, uint64_t n, unsigned pos, uint64_t kw, uint64_t vw, bool replace)
+{
+    struct mseg_map_node *nd = node_at(s, n);
+    uint64_t st = nd->state;
+    unsigned cnt = st_count(st), live = st_live(st);
+    if (node_state(s, n) != st || cnt > FAN || pos > cnt || (replace && pos >= cnt))
+        return false;
+    const uint8_t *perm = nd->perm[live];
+    uint64_t used = 0;
+    for (unsigned i = 0; i < cnt; i++)
+        used |= 1ull << (perm[i] & (FAN - 1));
+    if (used == ~0ull)
+        return false;
+    unsigned slot = (unsigned)__builtin_ctzll(~used);
+    nd->keys[slot] = kw;
+    nd->vals[slot] = vw;
+    op_fresh(s, n + NODE(keys) + 8 * slot, 8);
+    op_fresh(s, n + NODE(vals) + 8 * slot, 8);
+    uint8_t *spare = nd->perm[1 - live];
+    unsigned rest = replace ? cnt - pos - 1 : cnt - pos, len = replace ? cnt : cnt + 1;
+    memmove(spare, perm, pos);
+    spare[pos] = (uint8_t)slot;
+    memmove(spare + pos + 1, perm + (replace ? pos + 1 : pos), rest);
+    op_fresh(s, n + NODE(perm) + FAN * (1 - live), len);
+    op_set64(s, n + NODE(state), make_state(len, 1 - live));
+    return true;
+}
+
 /* Inserts or replaces (k, val). */
 static int map_put_op(mseg *s, struct map_view *m, const struct mkey *k, const void *val, size_t vlen)
 {
@@ -710,16 +780,25 @@ static int map_put_op(mseg *s, struct map_view *m, const struct mkey *k, const v
     uint64_t leaf = descend(s, m, k, &p, &cnt, &pos, true);
     if (!leaf)
         return -1;
+    bool has = leaf_has(s, m, leaf, cnt, pos, k);
+    uint64_t kw = 0;
+    if (!has && key_word(s, m, k, &kw))
+        return -1;
+    if (has) {
+        uint64_t old = node_at(s, leaf)->vals[slot_at(s, leaf, pos)];
+        if (leaf_put_in_place(s, leaf, pos, node_at(s, leaf)->keys[slot_at(s, leaf, pos)], vw, true))
+            return old != vw ? val_free(s, m, old, 0) : 0;
+    } else if (leaf_put_in_place(s, leaf, pos, kw, vw, false)) {
+        set_count(s, m, m->count + 1);
+        return 0;
+    }
     unsigned len = node_read(s, leaf, e);
-    if (leaf_has(s, m, leaf, cnt, pos, k)) {
+    if (has) {
         uint64_t old = e[pos].vw;
         e[pos] = (struct ent){ e[pos].kw, vw, -1 };
         if (old != vw && val_free(s, m, old, 0))
             return -1;
     } else {
-        uint64_t kw;
-        if (key_word(s, m, k, &kw))
-            return -1;
         memmove(e + pos + 1, e + pos, (len - pos) * sizeof *e);
         e[pos] = (struct ent){ kw, vw, -1 };
         len++;
@@ -993,6 +1072,44 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
 /* Runs the statements on a validated map view (SEG_READ); rc is the result. */
 #define MAP_READ(s, mp, m, rc, ...) SEG_READ(s, rc, map_open_view((s), (mp), &(m)), __VA_ARGS__)
 
+/* mseg_map_get of a map with integer keys and inline values, outside a
+   transaction: the root read and checked in place (as map_load does), the
+   same descend, under one optimistic read of op_seq, as cursor_step_fast.
+   1 found (*out, *vlen), 0 absent (ENOENT), -1 not this case or raced: the
+   general path runs (and reports any damage). */
+static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t klen, const void **out,
+                        size_t *vlen)
+{
+    uintptr_t p = (uintptr_t)mp, b = (uintptr_t)s->base;
+    if (!key || klen != 8 || !mp || p < b || p % 16 || p - b < MSEG_HEAP_OFF ||
+        !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)) || tx_owns(s))
+        return -1;
+    const uint64_t *seqw = &seg_runtime(s)->op_seq;
+    uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
+    const struct mseg_map_root *r = (const void *)mp;
+    struct map_view m = { .off = p - b, .kind = r->key_kind, .flags = r->flags, .val_size = r->val_size,
+                          .count = r->count, .root = r->root, .height = r->height };
+    if ((seq & 1) || r->magic != MSEG_MAP_MAGIC || m.kind == MSEG_KEY_BYTES || !val_inline(&m) ||
+        m.height > MAXH || m.root == 0 || m.height == 0)
+        return -1;
+    struct mkey k;
+    memcpy(&k.u, key, 8);
+    unsigned cnt, pos;
+    uint64_t leaf = descend(s, &m, &k, NULL, &cnt, &pos, false);
+    if (!leaf)
+        return -1;
+    bool found = leaf_has(s, &m, leaf, cnt, pos, &k);
+    const void *v = found ? &node_at(s, leaf)->vals[slot_at(s, leaf, pos)] : NULL;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(seqw, __ATOMIC_RELAXED) != seq)
+        return -1;
+    if (!found)
+        return fail(ENOENT, "map: no such key"), 0;
+    *out = v;
+    *vlen = (size_t)m.val_size;
+    return 1;
+}
+
 void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *vlen)
 {
     struct map_view m;
@@ -1000,6 +1117,14 @@ void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *
     int rc;
     const void *v = NULL;
     size_t len = 0;
+    int fast = s ? map_get_fast(s, mp, key, klen, &v, &len) : -1;
+    if (fast == 0)
+        return NULL;
+    if (fast > 0) {
+        if (vlen)
+            *vlen = len;
+        return (void *)v;
+    }
     MAP_READ(s, mp, m, rc, {
         v = NULL;
         rc = key_make(&m, key, klen, &k);
@@ -1104,10 +1229,85 @@ int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key,
     return rc;
 }
 
+/* A cursor step computed before the read it came from is validated. */
+struct step {
+    const void *key, *val;
+    size_t vlen;
+    unsigned pos;
+    uint64_t leaf;
+};
+
+/* The step of mseg_map_next within one leaf of a map with integer keys and
+   inline values: no root validation, no entry copies, the leaf re-checked as
+   cheaply as descend checks it. The root's kind and value size are read
+   again, since the cursor may outlive the map. Reads only; true when it
+   applies (the general path handles everything else). */
+static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step *out)
+{
+    uint64_t r = c->priv[2], n = c->priv[0];
+    unsigned pos = (unsigned)c->priv[1] + 1, cnt;
+    if (r < MSEG_HEAP_OFF || !seg_range_ok(s, r, sizeof(struct mseg_map_root)) || c->priv[1] >= FAN)
+        return false;
+    const struct mseg_map_root *root = (const void *)(s->base + r);
+    if (root->magic != MSEG_MAP_MAGIC || root->key_kind == MSEG_KEY_BYTES || root->val_size == 0 ||
+        root->val_size > MSEG_MAP_INLINE_MAX)
+        return false;
+    for (unsigned hop = 0; hop < 2; hop++) {    /* this leaf, then the next one */
+        if (n % MSEG_GRANULE || n < MSEG_HEAP_OFF || !seg_range_ok(s, n, NODE_BYTES))
+            return false;
+        const struct mseg_map_node *nd = node_at(s, n);
+        uint64_t st = __atomic_load_n(&nd->state, __ATOMIC_RELAXED);
+        cnt = st_count(st);
+        if (nd->magic != MSEG_MAP_NODE_MAGIC || nd->level != 0 || cnt > FAN)
+            return false;
+        if (pos < cnt) {
+            uint64_t after = hop ? __atomic_load_n(&nd->next, __ATOMIC_RELAXED) : 0;
+            if (after && seg_range_ok(s, after, NODE_BYTES))
+                node_prefetch(s, after);        /* a leaf ahead: its lines arrive while this one is walked */
+            unsigned slot = nd->perm[st_live(st)][pos] & (FAN - 1);
+            *out = (struct step){ &nd->keys[slot], &nd->vals[slot], (size_t)root->val_size, pos, n };
+            return true;
+        }
+        n = __atomic_load_n(&nd->next, __ATOMIC_RELAXED);
+        if (!n)
+            return false;                       /* the end: the general path says ENOENT */
+        pos = 0;
+    }
+    return false;
+}
+
+/* cursor_step_inline under the sequence lock's read side, inline: one
+   optimistic attempt between two loads of op_seq (see lock.c), outside a
+   transaction (whose reads must see its own records). False when it does
+   not apply or raced: the general path then runs with seg_read_begin. */
+static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
+{
+    if (tx_owns(s))
+        return false;
+    const uint64_t *seqw = &seg_runtime(s)->op_seq;
+    uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
+    struct step st;
+    if ((seq & 1) || !cursor_step_inline(s, c, &st))
+        return false;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(seqw, __ATOMIC_RELAXED) != seq)
+        return false;
+    c->key = st.key;
+    c->val = st.val;
+    c->klen = 8;
+    c->vlen = st.vlen;
+    c->priv[0] = st.leaf;
+    c->priv[1] = st.pos;
+    c->priv[3] = CURSOR_TAG ^ st.leaf ^ c->priv[2];
+    return true;
+}
+
 int mseg_map_next(mseg *s, struct mseg_cursor *c)
 {
     if (!c || (c->priv[3] ^ c->priv[0] ^ c->priv[2]) != CURSOR_TAG)
         return fail(EINVAL, "map next: the cursor was not set by first or seek");
+    if (s && cursor_step_fast(s, c))
+        return 0;
     struct map_view m;
     int rc;
     const mseg_map *mp = (const mseg_map *)(s ? s->base + c->priv[2] : NULL);

@@ -598,3 +598,51 @@ static void mt_reopen_keeps_entries(unsigned backend)
 
 Test(map, reopen_keeps_entries_file, .fini = th_cleanup) { mt_reopen_keeps_entries(0); }
 Test(map, reopen_keeps_entries_shm, .fini = th_cleanup) { mt_reopen_keeps_entries(MSEG_SHM); }
+
+/* Counts the entries of an i64 map in order, checking keys ascend and the
+   value of each key is f(key). */
+static uint64_t mt_walk_i64(mseg *s, mseg_map *m, int64_t (*f)(int64_t))
+{
+    struct mseg_cursor c;
+    uint64_t n = 0;
+    int64_t prev = INT64_MIN;
+    for (int rc = mseg_map_first(s, m, &c); rc == 0; rc = mseg_map_next(s, &c), n++) {
+        int64_t k = *(const int64_t *)c.key;
+        cr_assert(n == 0 || k > prev, "keys ascend: %lld after %lld", (long long)k, (long long)prev);
+        cr_assert_eq(c.klen, 8);
+        cr_assert_eq(c.vlen, 8);
+        cr_assert_eq(*(const int64_t *)c.val, f(k), "value of %lld", (long long)k);
+        prev = k;
+    }
+    cr_assert_eq(errno, ENOENT, "the end, not %s", mseg_errmsg());
+    return n;
+}
+
+static int64_t mt_same(int64_t k)   { return k; }
+static int64_t mt_triple(int64_t k) { return k % 2 ? 3 * k : k; }
+
+/* Cursor steps inside a transaction see its own puts (they read through its
+   records), and outside it what it committed; replaced values take new
+   slots, which steps follow. */
+Test(map, cursor_steps_see_what_a_transaction_put, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 8 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_I64, 8);
+    for (int64_t i = -2000; i < 2000; i += 2)
+        cr_assert_eq(mseg_map_put(s, m, &i, 8, &i, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mt_walk_i64(s, m, mt_same), 2000);
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    for (int64_t i = -1999; i < 0; i += 2) {
+        int64_t v = 3 * i;
+        cr_assert_eq(mseg_map_put(s, m, &i, 8, &v, 8), 0, "%s", mseg_errmsg());
+    }
+    cr_assert_eq(mt_walk_i64(s, m, mt_triple), 3000, "inside the transaction");
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mt_walk_i64(s, m, mt_triple), 3000, "after it");
+    for (int64_t i = -1999; i < 0; i += 2)
+        cr_assert_eq(mseg_map_put(s, m, &i, 8, &i, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mt_walk_i64(s, m, mt_same), 3000, "values replaced");
+    mt_check_map(s, m);
+    mseg_close(s);
+}

@@ -244,3 +244,60 @@ static void vt_reopen_keeps_contents(unsigned backend)
 
 Test(vector, reopen_keeps_contents_file, .fini = th_cleanup) { vt_reopen_keeps_contents(0); }
 Test(vector, reopen_keeps_contents_shm, .fini = th_cleanup) { vt_reopen_keeps_contents(MSEG_SHM); }
+
+/* Pushes inside a transaction take the logged path: an abort takes back
+   every one of them, including growth of the buffer in place (heap_expand)
+   over the free block that followed it, and leaves the heap sound. */
+Test(vector, aborted_transaction_takes_back_pushes_and_in_place_growth, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *v = mseg_vec_open(s, "v", sizeof(uint64_t), MSEG_CREATE);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < 100; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "%s", mseg_errmsg());
+    const void *data = mseg_vec_data(s, v);
+    size_t free_before = mseg_free_memory(s);
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    for (uint64_t i = 100; i < 1500; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), 100);
+    for (uint64_t i = 0; i < 100; i++)
+        cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, i), i);
+    cr_assert_eq(mseg_free_memory(s), free_before);
+    vt_assert_sound(s);
+    /* committed this time: the buffer grew where it was, nothing copied */
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    for (uint64_t i = 100; i < 1500; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_data(s, v), data, "grown in place");
+    cr_assert_eq(mseg_vec_len(s, v), 1500);
+    for (uint64_t i = 0; i < 1500; i++)
+        cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, i), i);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+/* A resize that grows the buffer in place zeroes the new elements, the
+   ones over the old free block's header included, in a transaction too. */
+Test(vector, resize_growing_in_place_zeroes_over_the_old_block_end, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *v = mseg_vec_open(s, "v", 4, MSEG_CREATE);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    uint32_t x = 0xdeadbeef;
+    for (int i = 0; i < 7; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &x), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_resize(s, v, 1000), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_resize(s, v, 3000), 0, "%s", mseg_errmsg());
+    const uint32_t *d = mseg_vec_data(s, v);
+    for (int i = 0; i < 3000; i++)
+        cr_assert_eq(d[i], i < 7 ? x : 0, "element %d", i);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
