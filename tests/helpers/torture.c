@@ -1,5 +1,6 @@
 /*
- * torture.c - the kill -9 torture run (issue 3, item 4).
+ * torture.c - the kill -9 torture run (issue 3, item 4; containers: issue 4,
+ * point 5).
  *
  *   torture [--rounds N] [--backend file|shm|both] [--seed S] [--size BYTES]
  *           [--max-size BYTES] [--no-probe] [--quiet]
@@ -20,14 +21,34 @@
  * alignment, version) of raw blocks it allocated; a block is filled with a
  * stamp, a hash of (w, slot, version). A block is allocated and recorded in
  * one transaction, and freed and unrecorded in one, so no block exists
- * unrecorded and the oracle finds every one. Nobody else touches a worker's
- * objects or slots: the workers contend only inside the engine (lock, log,
- * heap, directory).
+ * unrecorded and the oracle finds every one. It also owns three containers:
+ *   - the vector "w<w>.vec" of at most VMAX uint64_t elements, element i a
+ *     hash of (w, i, the element's version), or 0 where a resize zeroed it;
+ *     destroyed and created again now and then, so that growth starts over;
+ *   - the map "w<w>.map" (u64 keys, variable-length values): NKEY keys of
+ *     its own (the key number in the low byte, hashed high bits, so key
+ *     order is not number order), values of 0-24 KiB stamped with a hash of
+ *     (w, key number, version), so values live in out-of-line cells;
+ *   - the owning map "w<w>.own" (MSEG_OWNED): NOWN keys whose values are
+ *     anonymous vectors, element i a hash of (w, key number, version) + i;
+ *     replacing or deleting a key frees its vector in the same operation.
+ * Nobody else touches a worker's objects, slots or containers: the workers
+ * contend only inside the engine (lock, log, heap, directory).
  *
  * Operations: construct or destroy an object (one engine operation each);
  * overwrite an object in a transaction (mseg_tx_add, then stores);
- * alloc + record and free + unrecord in a transaction; transactions of 2-5
- * of these together, committed, or aborted on purpose.
+ * alloc + record and free + unrecord in a transaction; vector create and
+ * destroy, push (one element, or several in a transaction; growth moves
+ * the buffer), pop (each popped element checked), pop then push in a
+ * transaction (pushes into slots the committed state still reaches), resize
+ * up or down (zeroed elements; beyond the capacity it moves the buffer),
+ * reserve (moves the buffer, changes nothing visible), overwrite of an
+ * element range in place in a transaction (mseg_tx_add, then stores); map
+ * put (insert or replace) and delete; nested put (a new anonymous vector,
+ * sometimes reserved first, filled and put under the key, one transaction),
+ * nested delete, push onto and pop from a nested vector; transactions of
+ * 2-5 changes of all these kinds together, committed, or aborted on purpose.
+ * Each worker checks an item's state before changing it and right after.
  *
  * The oracle lives outside the segment: a MAP_SHARED anonymous region made
  * before fork, one slot per worker. Protocol for operation number seq:
@@ -47,15 +68,32 @@
  * or the supervisor after recovery) acks it for the dead one by the same
  * steps 3-4, so a settler killed in turn leaves a state of the same kinds.
  *
+ * The table is compact and fixed: per worker an item (live, size, align,
+ * version) for each object, registry slot, map key and nested-vector key,
+ * one for the vector (live, length), and the version of each vector
+ * element. A vector change is not a whole state but a delta from the table:
+ * length before, length after, and the range [lo, hi) of elements that get
+ * one new version (push, pop+push, overwrite); other elements keep their
+ * version below the old length and are zero above it (resize). Its after-
+ * state is computed from the table and the change alone, so copying it
+ * into the table twice (step 4 redone by a reader) does no harm. One
+ * operation changes the vector at most once.
+ *
  * Verification of a round: mseg_check sound; open (recovery) and
  * mseg_verify sound; every acknowledged state exact (objects and their
  * contents, destroyed objects absent, registry entries pointing at blocks
- * with their stamp intact and their alignment); in-flight operations all or
- * nothing; no named object beyond the expected ones; no two blocks
- * overlapping; then, on a copy of the segment, every recorded block freed
- * (mseg_free must accept it: a live block) and every object destroyed, after
- * which free memory must be exactly its value on the empty segment (a leak
- * check of the whole round).
+ * with their stamp intact and their alignment, every live map key with its
+ * exact value and every other key absent, every nested vector exact, the
+ * vector's length and every element); in-flight operations all or nothing;
+ * each map walked with a cursor: ascending keys, none the oracle lacks, as
+ * many as it has live, values exact; mseg_map_len right; seeks land on the
+ * first live key at or above a random one; no named object beyond the
+ * expected ones; no two blocks overlapping (objects, raw blocks, container
+ * roots, vector buffers, map value cells); then, on a copy of the segment,
+ * every recorded block freed (mseg_free must accept it: a live block), every
+ * object and container destroyed (the owning map frees its nested vectors),
+ * after which free memory must be exactly its value on the empty segment (a
+ * leak check of the whole round).
  *
  * Liveness: in a third of the rounds that kill workers one by one, the
  * supervisor then kills all but one survivor, which must go on alone within
