@@ -1168,7 +1168,7 @@ static bool plan_change(struct worker *k, struct intent *in, enum family f)
     static const uint32_t items[] = { [F_OBJ] = NOBJ, [F_REG] = NREG, [F_MAP] = NKEY, [F_VEC] = 1, [F_OWN] = NOWN };
     struct change *c = &in->ch[in->n];
     memset(c, 0, sizeof *c);
-    for (uint32_t tries = 0;; tries++) {
+    for (;;) {
         c->idx = (uint32_t)below(&k->rng, items[f]);
         bool taken = false;
         for (uint32_t j = 0; j < in->n; j++)
