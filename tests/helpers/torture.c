@@ -25,10 +25,12 @@
  *   - the vector "w<w>.vec" of at most VMAX uint64_t elements, element i a
  *     hash of (w, i, the element's version), or 0 where a resize zeroed it;
  *     destroyed and created again now and then, so that growth starts over;
- *   - the map "w<w>.map" (u64 keys, variable-length values): NKEY keys of
- *     its own (the key number in the low byte, hashed high bits, so key
- *     order is not number order), values of 0-24 KiB stamped with a hash of
- *     (w, key number, version), so values live in out-of-line cells;
+ *   - the map "w<w>.map" (variable-length values; u64 keys for even w,
+ *     byte-string keys, the same numbers as 8 big-endian bytes, for odd w):
+ *     NKEY keys of its own (the key number in the low byte, hashed high
+ *     bits, so key order is not number order), values of 0-24 KiB stamped
+ *     with a hash of (w, key number, version), so values (and byte keys)
+ *     live in out-of-line cells;
  *   - the owning map "w<w>.own" (MSEG_OWNED): NOWN keys whose values are
  *     anonymous vectors, element i a hash of (w, key number, version) + i;
  *     replacing or deleting a key frees its vector in the same operation.
@@ -109,6 +111,7 @@
  * worker, operation and item); 2 a usage or setup error.
  */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -340,13 +343,33 @@ static void reg_name(char *buf, size_t n, int w) { snprintf(buf, n, "w%d.reg", w
 static void vec_name(char *buf, size_t n, int w) { snprintf(buf, n, "w%d.vec", w); }
 static void map_name(char *buf, size_t n, int w, bool own) { snprintf(buf, n, own ? "w%d.own" : "w%d.map", w); }
 
+/* Odd workers' maps have byte-string keys (key cells, memcmp order): the
+   8 bytes of the key big-endian, so that their order is the numbers'. */
+static enum mseg_key map_kind(int w, bool own)
+{
+    return !own && (w & 1) ? MSEG_KEY_BYTES : MSEG_KEY_U64;
+}
+
+/* The 8 bytes the map API takes for key number `key`, and back. */
+static uint64_t key_wire(int w, bool own, uint64_t key)
+{
+    return map_kind(w, own) == MSEG_KEY_BYTES ? htobe64(key) : key;
+}
+
+static uint64_t key_unwire(int w, bool own, const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return map_kind(w, own) == MSEG_KEY_BYTES ? be64toh(v) : v;
+}
+
 /* Worker w's map (variable-length values) or owning map (nested vectors). */
 static mseg_map *map_handle(mseg *s, int w, bool own)
 {
     char name[64];
     map_name(name, sizeof name, w, own);
-    return own ? mseg_map_open(s, name, MSEG_KEY_U64, sizeof(mseg_off), MSEG_OWNED)
-               : mseg_map_open(s, name, MSEG_KEY_U64, 0, 0);
+    return own ? mseg_map_open(s, name, map_kind(w, own), sizeof(mseg_off), MSEG_OWNED)
+               : mseg_map_open(s, name, map_kind(w, own), 0, 0);
 }
 
 /* ---- matching the segment against a state ------------------------------------ */
@@ -441,10 +464,10 @@ static int map_matches(mseg *s, int w, uint32_t k, const struct item *st, char *
         describe(why, n, "map w%d.map: open failed with errno %d (%s)", w, errno, mseg_errmsg());
         return 0;
     }
-    uint64_t key = map_key(w, k);
+    uint64_t key = map_key(w, k), wire = key_wire(w, false, key);
     size_t vlen = 0;
     errno = 0;
-    const uint8_t *p = mseg_map_get(s, m, &key, sizeof key, &vlen);
+    const uint8_t *p = mseg_map_get(s, m, &wire, sizeof wire, &vlen);
     if (!st->live) {
         if (!p && errno == ENOENT)
             return 1;
@@ -895,7 +918,7 @@ static void check_before(struct worker *k, const struct change *c)
 static int run_map(struct worker *k, const struct change *c)
 {
     check_before(k, c);
-    uint64_t key = map_key(k->w, c->idx);
+    uint64_t key = key_wire(k->w, false, map_key(k->w, c->idx));
     if (c->op == OP_MDEL)
         return mseg_map_del(k->s, k->map, &key, sizeof key) ? container_failed(k, c, "mseg_map_del") : 0;
     blk_fill((uint8_t *)k->buf, c->after.size, map_seed(k->w, c->idx, c->after.version));
@@ -1696,7 +1719,7 @@ static void walk_map(struct run *r, mseg *s, int w, bool own, struct range *rang
         if (n > nk || c.klen != sizeof key)
             violation(r, w, "map %s: the cursor walk gives a key of %zu bytes, or more than %u keys",
                       name, c.klen, nk);
-        memcpy(&key, c.key, sizeof key);
+        key = key_unwire(w, own, c.key);
         uint32_t k = (uint32_t)(key & 0xff);
         if (n && key <= prev)
             violation(r, w, "map %s: the cursor walk gives key %#" PRIx64 " after %#" PRIx64 " (not ascending)",
@@ -1734,10 +1757,10 @@ static void walk_map(struct run *r, mseg *s, int w, bool own, struct range *rang
         if (i == 0)
             x = 0;
         bool any = table_seek(tab, nk, keyf, w, x, &want);
-        rc = mseg_map_seek(s, m, &c, &x, sizeof x);
-        uint64_t got = 0;
+        uint64_t wire = key_wire(w, own, x), got = 0;
+        rc = mseg_map_seek(s, m, &c, &wire, sizeof wire);
         if (rc == 0)
-            memcpy(&got, c.key, sizeof got);
+            got = key_unwire(w, own, c.key);
         if (any ? rc != 0 || got != want : rc == 0 || errno != ENOENT)
             violation(r, w, "map %s: seek to %#" PRIx64 " gives %s%#" PRIx64 ", expected %s%#" PRIx64,
                       name, x, rc ? "nothing, " : "", got, any ? "" : "nothing, ", want);
@@ -2008,7 +2031,7 @@ static void run_backend(struct run *r, unsigned rounds)
         map_name(on, sizeof on, w, true);
         vec_name(vn, sizeof vn, w);
         if (!mseg_construct(s, rn, REG_TYPE, sizeof(struct reg_entry), NREG, NULL) ||
-            !mseg_map_open(s, mn, MSEG_KEY_U64, 0, MSEG_CREATE) ||
+            !mseg_map_open(s, mn, map_kind(w, false), 0, MSEG_CREATE) ||
             !mseg_map_open(s, on, MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED) ||
             !mseg_vec_open(s, vn, sizeof(uint64_t), MSEG_CREATE)) {
             fprintf(stderr, "torture: creating worker %d's registry and containers: %s\n", w, mseg_errmsg());
