@@ -1,5 +1,6 @@
 /*
- * torture.c - the kill -9 torture run (issue 3, item 4).
+ * torture.c - the kill -9 torture run (issue 3, item 4; containers: issue 4,
+ * point 5).
  *
  *   torture [--rounds N] [--backend file|shm|both] [--seed S] [--size BYTES]
  *           [--max-size BYTES] [--no-probe] [--quiet]
@@ -20,14 +21,36 @@
  * alignment, version) of raw blocks it allocated; a block is filled with a
  * stamp, a hash of (w, slot, version). A block is allocated and recorded in
  * one transaction, and freed and unrecorded in one, so no block exists
- * unrecorded and the oracle finds every one. Nobody else touches a worker's
- * objects or slots: the workers contend only inside the engine (lock, log,
- * heap, directory).
+ * unrecorded and the oracle finds every one. It also owns three containers:
+ *   - the vector "w<w>.vec" of at most VMAX uint64_t elements, element i a
+ *     hash of (w, i, the element's version), or 0 where a resize zeroed it;
+ *     destroyed and created again now and then, so that growth starts over;
+ *   - the map "w<w>.map" (variable-length values; u64 keys for even w,
+ *     byte-string keys, the same numbers as 8 big-endian bytes, for odd w):
+ *     NKEY keys of its own (the key number in the low byte, hashed high
+ *     bits, so key order is not number order), values of 0-24 KiB stamped
+ *     with a hash of (w, key number, version), so values (and byte keys)
+ *     live in out-of-line cells;
+ *   - the owning map "w<w>.own" (MSEG_OWNED): NOWN keys whose values are
+ *     anonymous vectors, element i a hash of (w, key number, version) + i;
+ *     replacing or deleting a key frees its vector in the same operation.
+ * Nobody else touches a worker's objects, slots or containers: the workers
+ * contend only inside the engine (lock, log, heap, directory).
  *
  * Operations: construct or destroy an object (one engine operation each);
  * overwrite an object in a transaction (mseg_tx_add, then stores);
- * alloc + record and free + unrecord in a transaction; transactions of 2-5
- * of these together, committed, or aborted on purpose.
+ * alloc + record and free + unrecord in a transaction; vector create and
+ * destroy, push (one element, or several in a transaction; growth moves
+ * the buffer), pop (each popped element checked), pop then push in a
+ * transaction (pushes into slots the committed state still reaches), resize
+ * up or down (zeroed elements; beyond the capacity it moves the buffer),
+ * reserve (moves the buffer, changes nothing visible), overwrite of an
+ * element range in place in a transaction (mseg_tx_add, then stores); map
+ * put (insert or replace) and delete; nested put (a new anonymous vector,
+ * sometimes reserved first, filled and put under the key, one transaction),
+ * nested delete, push onto and pop from a nested vector; transactions of
+ * 2-5 changes of all these kinds together, committed, or aborted on purpose.
+ * Each worker checks an item's state before changing it and right after.
  *
  * The oracle lives outside the segment: a MAP_SHARED anonymous region made
  * before fork, one slot per worker. Protocol for operation number seq:
@@ -47,15 +70,32 @@
  * or the supervisor after recovery) acks it for the dead one by the same
  * steps 3-4, so a settler killed in turn leaves a state of the same kinds.
  *
+ * The table is compact and fixed: per worker an item (live, size, align,
+ * version) for each object, registry slot, map key and nested-vector key,
+ * one for the vector (live, length), and the version of each vector
+ * element. A vector change is not a whole state but a delta from the table:
+ * length before, length after, and the range [lo, hi) of elements that get
+ * one new version (push, pop+push, overwrite); other elements keep their
+ * version below the old length and are zero above it (resize). Its after-
+ * state is computed from the table and the change alone, so copying it
+ * into the table twice (step 4 redone by a reader) does no harm. One
+ * operation changes the vector at most once.
+ *
  * Verification of a round: mseg_check sound; open (recovery) and
  * mseg_verify sound; every acknowledged state exact (objects and their
  * contents, destroyed objects absent, registry entries pointing at blocks
- * with their stamp intact and their alignment); in-flight operations all or
- * nothing; no named object beyond the expected ones; no two blocks
- * overlapping; then, on a copy of the segment, every recorded block freed
- * (mseg_free must accept it: a live block) and every object destroyed, after
- * which free memory must be exactly its value on the empty segment (a leak
- * check of the whole round).
+ * with their stamp intact and their alignment, every live map key with its
+ * exact value and every other key absent, every nested vector exact, the
+ * vector's length and every element); in-flight operations all or nothing;
+ * each map walked with a cursor: ascending keys, none the oracle lacks, as
+ * many as it has live, values exact; mseg_map_len right; seeks land on the
+ * first live key at or above a random one; no named object beyond the
+ * expected ones; no two blocks overlapping (objects, raw blocks, container
+ * roots, vector buffers, map value cells); then, on a copy of the segment,
+ * every recorded block freed (mseg_free must accept it: a live block), every
+ * object and container destroyed (the owning map frees its nested vectors),
+ * after which free memory must be exactly its value on the empty segment (a
+ * leak check of the whole round).
  *
  * Liveness: in a third of the rounds that kill workers one by one, the
  * supervisor then kills all but one survivor, which must go on alone within
@@ -71,6 +111,7 @@
  * worker, operation and item); 2 a usage or setup error.
  */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -94,6 +135,10 @@
 #define MAX_WORKERS 4
 #define NOBJ        24          /* named objects per worker */
 #define NREG        48          /* registry slots per worker */
+#define NKEY        256         /* keys of a worker's map (values of 0-24 KiB) */
+#define NOWN        32          /* keys of a worker's owning map (nested vectors) */
+#define VMAX        4096        /* longest vector */
+#define NEST_MAX    4096        /* longest nested vector */
 #define MAXCH       5           /* changes in one operation */
 #define SEG_SIZE    (1u << 20)   /* at creation */
 #define SEG_MAX     (32u << 20)  /* grows up to this (--max-size) */
@@ -104,13 +149,32 @@
 
 /* ---- shared state ----------------------------------------------------- */
 
-enum op { OP_CONSTRUCT = 1, OP_DESTROY, OP_OVERWRITE, OP_ALLOC, OP_FREE };
+enum op {
+    OP_CONSTRUCT = 1, OP_DESTROY, OP_OVERWRITE,                 /* named objects */
+    OP_ALLOC, OP_FREE,                                          /* raw blocks */
+    OP_MPUT, OP_MDEL,                                           /* the map */
+    OP_VCREATE, OP_VDESTROY, OP_VPUSH, OP_VPOP, OP_VPOPPUSH,    /* the vector */
+    OP_VRESIZE, OP_VRESERVE, OP_VWRITE,
+    OP_OPUT, OP_ODEL, OP_OPUSH, OP_OPOP,                        /* the owning map */
+    OP_MAX = OP_OPOP
+};
+enum family { F_OBJ, F_REG, F_MAP, F_VEC, F_OWN };
 enum kind { K_SINGLE = 1, K_TX, K_TX_ABORT };
 
 static const char *op_name(uint32_t op)
 {
-    static const char *n[] = { "?", "construct", "destroy", "overwrite", "alloc", "free" };
-    return op <= OP_FREE ? n[op] : "?";
+    static const char *n[] = { "?", "construct", "destroy", "overwrite", "alloc", "free",
+                               "map put", "map delete", "vector create", "vector destroy",
+                               "vector push", "vector pop", "vector pop+push", "vector resize",
+                               "vector reserve", "vector overwrite", "nested put", "nested delete",
+                               "nested push", "nested pop" };
+    return op <= OP_MAX ? n[op] : "?";
+}
+
+static enum family op_family(uint32_t op)
+{
+    return op <= OP_OVERWRITE ? F_OBJ : op <= OP_FREE ? F_REG : op <= OP_MDEL ? F_MAP
+         : op <= OP_VWRITE ? F_VEC : F_OWN;
 }
 
 static const char *kind_name(uint32_t k)
@@ -118,16 +182,23 @@ static const char *kind_name(uint32_t k)
     return k == K_SINGLE ? "single" : k == K_TX ? "transaction" : k == K_TX_ABORT ? "aborted transaction" : "?";
 }
 
-/* The state of one object (size: element count) or registry slot (size:
-   bytes, align: 0 for mseg_alloc). */
+/* The state of one object (size: element count), registry slot (size:
+   bytes, align: 0 for mseg_alloc), map key (size: value bytes), nested
+   vector (size: elements) or the vector (size: length; its elements'
+   versions are in the slot's ver[]). */
 struct item {
     uint32_t live, size, align, pad;
     uint64_t version;
 };
 
+/* A vector change goes from before.size elements to after.size; elements
+   [lo, hi) get version vv, the others keep theirs below before.size and are
+   zero above it (resize). arg: the capacity a reserve asks for. */
 struct change {
-    uint32_t op, idx;           /* idx: object number, or registry slot */
+    uint32_t op, idx;           /* idx: object number, registry slot, map key number */
     struct item before, after;
+    uint32_t lo, hi, arg, pad;
+    uint64_t vv;
 };
 
 struct intent {
@@ -142,10 +213,12 @@ struct slot {
     uint64_t intent_seq, ack_seq, applied_seq;
     uint32_t ack_applied, failed;
     struct intent in;
-    struct item obj[NOBJ], reg[NREG];
+    struct item obj[NOBJ], reg[NREG], map[NKEY], own[NOWN], vec;
+    uint64_t ver[VMAX];         /* version of each vector element, 0: zeroed */
     uint64_t next_version;
     /* statistics, bumped by workers (a kill may lose the last increment) */
     uint64_t acks, txs, aborts, enomem, settled_applied, settled_undone, durable_opens;
+    uint64_t op_acks[OP_MAX + 1];       /* changes of applied operations, by op */
     char err[1024];
 };
 
@@ -158,7 +231,17 @@ struct reg_entry {
     uint64_t off, size, align, version;
 };
 
-static bool is_obj_op(uint32_t op) { return op <= OP_OVERWRITE; }
+/* The oracle's entry for the item a (non-vector) change is about. */
+static struct item *item_of(struct slot *o, const struct change *c)
+{
+    switch (op_family(c->op)) {
+    case F_OBJ: return &o->obj[c->idx];
+    case F_REG: return &o->reg[c->idx];
+    case F_MAP: return &o->map[c->idx];
+    case F_OWN: return &o->own[c->idx];
+    default:    return &o->vec;
+    }
+}
 
 /* ---- patterns ------------------------------------------------------------ */
 
@@ -188,6 +271,34 @@ static uint64_t obj_seed(int w, uint32_t k, uint64_t version)
 static uint64_t blk_seed(int w, uint32_t i, uint64_t version)
 {
     return mix(((uint64_t)w << 48) ^ ((uint64_t)i << 32) ^ 0x726567u) ^ mix(version * 0xff51afd7ed558ccdull);
+}
+
+static uint64_t map_seed(int w, uint32_t k, uint64_t version)
+{
+    return mix(((uint64_t)w << 48) ^ ((uint64_t)k << 32) ^ 0x6d6170u) ^ mix(version * 0xc4ceb9fe1a85ec53ull);
+}
+
+static uint64_t own_seed(int w, uint32_t k, uint64_t version)
+{
+    return mix(((uint64_t)w << 48) ^ ((uint64_t)k << 32) ^ 0x6f776eu) ^ mix(version * 0x9e3779b97f4a7c15ull);
+}
+
+/* Element i of the vector at element version v (0: zeroed by a resize). */
+static uint64_t vec_elem(int w, uint32_t i, uint64_t v)
+{
+    return v ? mix(((uint64_t)w << 56) ^ ((uint64_t)i << 32) ^ 0x766563u) ^ mix(v * 0xd6e8feb86659fd93ull) : 0;
+}
+
+/* Keys: the key number in the low byte, so that they are distinct, and
+   pseudo-random high bits, so that key order is not number order. */
+static uint64_t map_key(int w, uint32_t k)
+{
+    return (mix(((uint64_t)w << 40) ^ 0x6d61706b6579ull ^ k) & ~0xffull) | k;
+}
+
+static uint64_t own_key(int w, uint32_t k)
+{
+    return (mix(((uint64_t)w << 40) ^ 0x6f776e6b6579ull ^ k) & ~0xffull) | k;
 }
 
 static void obj_fill(uint64_t *p, size_t count, uint64_t seed)
@@ -229,6 +340,37 @@ static size_t blk_first_bad(const uint8_t *p, size_t n, uint64_t seed)
 
 static void obj_name(char *buf, size_t n, int w, uint32_t k) { snprintf(buf, n, "w%d.o%u", w, k); }
 static void reg_name(char *buf, size_t n, int w) { snprintf(buf, n, "w%d.reg", w); }
+static void vec_name(char *buf, size_t n, int w) { snprintf(buf, n, "w%d.vec", w); }
+static void map_name(char *buf, size_t n, int w, bool own) { snprintf(buf, n, own ? "w%d.own" : "w%d.map", w); }
+
+/* Odd workers' maps have byte-string keys (key cells, memcmp order): the
+   8 bytes of the key big-endian, so that their order is the numbers'. */
+static enum mseg_key map_kind(int w, bool own)
+{
+    return !own && (w & 1) ? MSEG_KEY_BYTES : MSEG_KEY_U64;
+}
+
+/* The 8 bytes the map API takes for key number `key`, and back. */
+static uint64_t key_wire(int w, bool own, uint64_t key)
+{
+    return map_kind(w, own) == MSEG_KEY_BYTES ? htobe64(key) : key;
+}
+
+static uint64_t key_unwire(int w, bool own, const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return map_kind(w, own) == MSEG_KEY_BYTES ? be64toh(v) : v;
+}
+
+/* Worker w's map (variable-length values) or owning map (nested vectors). */
+static mseg_map *map_handle(mseg *s, int w, bool own)
+{
+    char name[64];
+    map_name(name, sizeof name, w, own);
+    return own ? mseg_map_open(s, name, map_kind(w, own), sizeof(mseg_off), MSEG_OWNED)
+               : mseg_map_open(s, name, map_kind(w, own), 0, 0);
+}
 
 /* ---- matching the segment against a state ------------------------------------ */
 
@@ -313,25 +455,200 @@ static int reg_matches(mseg *s, const struct reg_entry *reg, int w, uint32_t i,
     return 1;
 }
 
-static int change_matches(mseg *s, const struct reg_entry *reg, int w, const struct change *c,
-                          const struct item *st, char *why, size_t n)
+/* 1 when key k of worker w's map is in state st (size: value bytes); else
+   0 with why. */
+static int map_matches(mseg *s, int w, uint32_t k, const struct item *st, char *why, size_t n)
 {
-    return is_obj_op(c->op) ? obj_matches(s, w, c->idx, st, why, n)
-                            : reg_matches(s, reg, w, c->idx, st, why, n);
+    mseg_map *m = map_handle(s, w, false);
+    if (!m) {
+        describe(why, n, "map w%d.map: open failed with errno %d (%s)", w, errno, mseg_errmsg());
+        return 0;
+    }
+    uint64_t key = map_key(w, k), wire = key_wire(w, false, key);
+    size_t vlen = 0;
+    errno = 0;
+    const uint8_t *p = mseg_map_get(s, m, &wire, sizeof wire, &vlen);
+    if (!st->live) {
+        if (!p && errno == ENOENT)
+            return 1;
+        if (p)
+            describe(why, n, "map w%d.map: key #%u (%#" PRIx64 ") is present (%zu-byte value) but should "
+                     "be absent", w, k, key, vlen);
+        else
+            describe(why, n, "map w%d.map: get of key #%u failed with errno %d (%s), expected ENOENT",
+                     w, k, errno, mseg_errmsg());
+        return 0;
+    }
+    if (!p) {
+        describe(why, n, "map w%d.map: key #%u (%#" PRIx64 ", version %" PRIu64 ", %u-byte value) is "
+                 "missing: errno %d (%s)", w, k, key, st->version, st->size, errno, mseg_errmsg());
+        return 0;
+    }
+    if (vlen != st->size) {
+        describe(why, n, "map w%d.map: key #%u has a %zu-byte value, expected %u bytes (version %" PRIu64 ")",
+                 w, k, vlen, st->size, st->version);
+        return 0;
+    }
+    size_t bad = blk_first_bad(p, vlen, map_seed(w, k, st->version));
+    if (bad < vlen) {
+        describe(why, n, "map w%d.map: key #%u: value (%zu bytes, version %" PRIu64 ") damaged at byte %zu",
+                 w, k, vlen, st->version, bad);
+        return 0;
+    }
+    return 1;
 }
 
-/* Decides an in-flight operation: 1 every change happened, 0 none did, -1
-   a mix or a state that is neither (why says which). */
-static int classify(mseg *s, const struct reg_entry *reg, int w, const struct intent *in,
+/* 1 when off is a vector holding nested vector k of worker w in state st;
+   else 0 with why. */
+static int nested_matches(mseg *s, int w, uint32_t k, mseg_off off, const struct item *st,
+                          char *why, size_t n)
+{
+    mseg_vec *v = mseg_at(s, off);
+    errno = 0;
+    size_t len = v ? mseg_vec_len(s, v) : 0;
+    if (!v || (len == 0 && errno)) {
+        describe(why, n, "map w%d.own: key #%u holds %#" PRIx64 ", not a vector: errno %d (%s)",
+                 w, k, off, errno, mseg_errmsg());
+        return 0;
+    }
+    if (len != st->size) {
+        describe(why, n, "map w%d.own: key #%u: the vector at %#" PRIx64 " has %zu elements, expected %u "
+                 "(version %" PRIu64 ")", w, k, off, len, st->size, st->version);
+        return 0;
+    }
+    const uint64_t *d = len ? mseg_vec_data(s, v) : NULL;
+    if (len && !d) {
+        describe(why, n, "map w%d.own: key #%u: the vector at %#" PRIx64 " has no data: errno %d (%s)",
+                 w, k, off, errno, mseg_errmsg());
+        return 0;
+    }
+    size_t bad = obj_first_bad(d, len, own_seed(w, k, st->version));
+    if (bad < len) {
+        describe(why, n, "map w%d.own: key #%u: the vector at %#" PRIx64 ": element %zu of %zu is %#" PRIx64
+                 ", expected %#" PRIx64 " (version %" PRIu64 ")", w, k, off, bad, len, d[bad],
+                 mix(own_seed(w, k, st->version) + bad), st->version);
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when key k of worker w's owning map is in state st (size: elements of
+   the nested vector it holds); else 0 with why. */
+static int own_matches(mseg *s, int w, uint32_t k, const struct item *st, char *why, size_t n)
+{
+    mseg_map *m = map_handle(s, w, true);
+    if (!m) {
+        describe(why, n, "map w%d.own: open failed with errno %d (%s)", w, errno, mseg_errmsg());
+        return 0;
+    }
+    uint64_t key = own_key(w, k);
+    size_t vlen = 0;
+    errno = 0;
+    const void *p = mseg_map_get(s, m, &key, sizeof key, &vlen);
+    if (!st->live) {
+        if (!p && errno == ENOENT)
+            return 1;
+        if (p)
+            describe(why, n, "map w%d.own: key #%u is present but should be absent", w, k);
+        else
+            describe(why, n, "map w%d.own: get of key #%u failed with errno %d (%s), expected ENOENT",
+                     w, k, errno, mseg_errmsg());
+        return 0;
+    }
+    if (!p || vlen != sizeof(mseg_off)) {
+        describe(why, n, "map w%d.own: key #%u (version %" PRIu64 ", %u elements) is missing or has a "
+                 "%zu-byte value: errno %d (%s)", w, k, st->version, st->size, vlen, errno, mseg_errmsg());
+        return 0;
+    }
+    mseg_off off;
+    memcpy(&off, p, sizeof off);
+    return nested_matches(s, w, k, off, st, why, n);
+}
+
+/* Version of vector element i in the table (c NULL, or !after), or after
+   change c. */
+static uint64_t vec_version(const struct slot *o, const struct change *c, bool after, uint32_t i)
+{
+    if (!c || !after)
+        return o->ver[i];
+    if (i >= c->lo && i < c->hi)
+        return c->vv;
+    return c->before.live && i < c->before.size ? o->ver[i] : 0;
+}
+
+/* 1 when worker w's vector is in the table's state (c NULL) or change c's
+   before- or after-state; else 0 with why. */
+static int vec_matches(mseg *s, int w, const struct slot *o, const struct change *c, bool after,
+                       char *why, size_t n)
+{
+    const struct item *st = !c ? &o->vec : after ? &c->after : &c->before;
+    char name[64];
+    vec_name(name, sizeof name, w);
+    errno = 0;
+    mseg_vec *v = mseg_vec_open(s, name, sizeof(uint64_t), 0);
+    if (!st->live) {
+        if (!v && errno == ENOENT)
+            return 1;
+        if (v)
+            describe(why, n, "vector %s exists (%zu elements) but should be absent", name, mseg_vec_len(s, v));
+        else
+            describe(why, n, "vector %s: open failed with errno %d (%s), expected ENOENT",
+                     name, errno, mseg_errmsg());
+        return 0;
+    }
+    if (!v) {
+        describe(why, n, "vector %s (%u elements) is missing: errno %d (%s)", name, st->size, errno,
+                 mseg_errmsg());
+        return 0;
+    }
+    size_t len = mseg_vec_len(s, v);
+    if (len != st->size) {
+        describe(why, n, "vector %s has %zu elements, expected %u", name, len, st->size);
+        return 0;
+    }
+    const uint64_t *d = len ? mseg_vec_data(s, v) : NULL;
+    if (len && !d) {
+        describe(why, n, "vector %s: no data: errno %d (%s)", name, errno, mseg_errmsg());
+        return 0;
+    }
+    for (uint32_t i = 0; i < len; i++) {
+        uint64_t ver = vec_version(o, c, after, i);
+        if (d[i] != vec_elem(w, i, ver)) {
+            describe(why, n, "vector %s: element %u of %zu is %#" PRIx64 ", expected %#" PRIx64
+                     " (element version %" PRIu64 ")", name, i, len, d[i], vec_elem(w, i, ver), ver);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* 1 when change c's item is in its after-state (after) or before-state. */
+static int change_matches(mseg *s, const struct reg_entry *reg, int w, const struct slot *o,
+                          const struct change *c, bool after, char *why, size_t n)
+{
+    const struct item *st = after ? &c->after : &c->before;
+    switch (op_family(c->op)) {
+    case F_OBJ: return obj_matches(s, w, c->idx, st, why, n);
+    case F_REG: return reg_matches(s, reg, w, c->idx, st, why, n);
+    case F_MAP: return map_matches(s, w, c->idx, st, why, n);
+    case F_OWN: return own_matches(s, w, c->idx, st, why, n);
+    default:    return vec_matches(s, w, o, c, after, why, n);
+    }
+}
+
+/* Decides slot o's in-flight operation: 1 every change happened, 0 none
+   did, -1 a mix or a state that is neither (why says which). */
+static int classify(mseg *s, const struct reg_entry *reg, int w, const struct slot *o,
                     char *why, size_t n)
 {
+    const struct intent *in = &o->in;
     int before = 0, after = 0;
     char wb[400], wa[400];
     int first_before = -1, first_after = -1;
     for (uint32_t j = 0; j < in->n; j++) {
         const struct change *c = &in->ch[j];
-        int b = change_matches(s, reg, w, c, &c->before, wb, sizeof wb);
-        int a = change_matches(s, reg, w, c, &c->after, wa, sizeof wa);
+        int b = change_matches(s, reg, w, o, c, false, wb, sizeof wb);
+        int a = change_matches(s, reg, w, o, c, true, wa, sizeof wa);
         if (!a && !b) {
             describe(why, n, "operation %" PRIu64 " (%s), change %u (%s #%u) is in neither its "
                      "before- nor its after-state: as before: %s; as after: %s",
@@ -362,6 +679,19 @@ static int classify(mseg *s, const struct reg_entry *reg, int w, const struct in
 static uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static void store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
+/* A vector change into the table. It reads only the change, never the
+   table's length, so that applying it twice (a reader finishing step 4 for
+   a killed worker) does no harm. */
+static void vec_apply(struct slot *o, const struct change *c)
+{
+    uint32_t from = c->before.live ? c->before.size : 0, to = c->after.live ? c->after.size : 0;
+    for (uint32_t i = from; i < to; i++)
+        o->ver[i] = 0;
+    for (uint32_t i = c->lo; i < c->hi; i++)
+        o->ver[i] = c->vv;
+    o->vec = c->after;
+}
+
 /* Step 4: the acknowledged operation's after-states into the table. */
 static void table_apply(struct slot *o)
 {
@@ -369,10 +699,10 @@ static void table_apply(struct slot *o)
     if (__atomic_load_n(&o->ack_applied, __ATOMIC_ACQUIRE))
         for (uint32_t j = 0; j < o->in.n; j++) {
             const struct change *c = &o->in.ch[j];
-            if (is_obj_op(c->op))
-                o->obj[c->idx] = c->after;
+            if (op_family(c->op) == F_VEC)
+                vec_apply(o, c);
             else
-                o->reg[c->idx] = c->after;
+                *item_of(o, c) = c->after;
         }
     store(&o->applied_seq, seq);
 }
@@ -401,14 +731,14 @@ static int settle(mseg *s, const struct reg_entry *reg, int w, struct slot *o,
     }
     for (uint32_t j = 0; j < o->in.n; j++) {    /* the intent must start from the table */
         const struct change *c = &o->in.ch[j];
-        const struct item *t = is_obj_op(c->op) ? &o->obj[c->idx] : &o->reg[c->idx];
+        const struct item *t = item_of(o, c);
         if (memcmp(t, &c->before, sizeof *t)) {
             describe(why, n, "oracle: intent %" PRIu64 " change %u does not start from the "
                      "acknowledged state (a bug of the torture program)", o->in.seq, j);
             return -1;
         }
     }
-    int r = classify(s, reg, w, &o->in, why, n);
+    int r = classify(s, reg, w, o, why, n);
     if (r < 0)
         return -1;
     *inflight = r;
@@ -424,6 +754,7 @@ struct worker {
     int w;
     struct slot *o;
     struct reg_entry *reg;
+    mseg_map *map, *own;        /* its map and owning map (never destroyed) */
     uint64_t rng;
     uint64_t buf[8192];
 };
@@ -567,6 +898,176 @@ static int run_free(struct worker *k, const struct change *c)
     return 0;
 }
 
+/* A container call's failure: 1 for ENOMEM (the segment or, in a
+   transaction, its log is full: the call changed nothing, or the engine
+   rolled the transaction back), else the worker fails. */
+static int container_failed(struct worker *k, const struct change *c, const char *call)
+{
+    if (errno == ENOMEM)
+        return 1;
+    worker_fail(k, "%s #%u: %s: errno %d: %s", op_name(c->op), c->idx, call, errno, mseg_errmsg());
+}
+
+static void check_before(struct worker *k, const struct change *c)
+{
+    char why[400];
+    if (!change_matches(k->s, k->reg, k->w, k->o, c, false, why, sizeof why))
+        worker_fail(k, "before the %s: %s", op_name(c->op), why);
+}
+
+static int run_map(struct worker *k, const struct change *c)
+{
+    check_before(k, c);
+    uint64_t key = key_wire(k->w, false, map_key(k->w, c->idx));
+    if (c->op == OP_MDEL)
+        return mseg_map_del(k->s, k->map, &key, sizeof key) ? container_failed(k, c, "mseg_map_del") : 0;
+    blk_fill((uint8_t *)k->buf, c->after.size, map_seed(k->w, c->idx, c->after.version));
+    if (mseg_map_put(k->s, k->map, &key, sizeof key, k->buf, c->after.size))
+        return container_failed(k, c, "mseg_map_put");
+    return 0;
+}
+
+/* The worker's vector, which the table says exists. */
+static mseg_vec *vec_checked(struct worker *k, const struct change *c)
+{
+    char name[64];
+    vec_name(name, sizeof name, k->w);
+    mseg_vec *v = mseg_vec_open(k->s, name, sizeof(uint64_t), 0);
+    if (!v)
+        worker_fail(k, "%s: open %s: errno %d: %s", op_name(c->op), name, errno, mseg_errmsg());
+    return v;
+}
+
+/* Pops down to length `to`, checking each popped element against the table. */
+static int vec_pop_to(struct worker *k, const struct change *c, mseg_vec *v, uint32_t to)
+{
+    for (uint32_t i = c->before.size; i-- > to; ) {
+        uint64_t e = ~0ull;
+        if (mseg_vec_pop(k->s, v, &e))
+            return container_failed(k, c, "mseg_vec_pop");
+        if (e != vec_elem(k->w, i, k->o->ver[i]))
+            worker_fail(k, "%s: popped element %u is %#" PRIx64 ", expected %#" PRIx64, op_name(c->op),
+                        i, e, vec_elem(k->w, i, k->o->ver[i]));
+    }
+    return 0;
+}
+
+static int vec_push_range(struct worker *k, const struct change *c, mseg_vec *v)
+{
+    for (uint32_t i = c->lo; i < c->hi; i++) {
+        uint64_t e = vec_elem(k->w, i, c->vv);
+        if (mseg_vec_push(k->s, v, &e))
+            return container_failed(k, c, "mseg_vec_push");
+    }
+    return 0;
+}
+
+/* Elements [lo, hi) rewritten in place, declared with mseg_tx_add (in one
+   or two ranges), then stored word by word: a kill in the middle leaves a
+   torn range that recovery must undo. */
+static int vec_overwrite(struct worker *k, const struct change *c, mseg_vec *v)
+{
+    uint64_t *p = mseg_vec_at(k->s, v, c->lo);
+    if (!p)
+        worker_fail(k, "vector overwrite: element %u: errno %d: %s", c->lo, errno, mseg_errmsg());
+    size_t n = c->hi - c->lo, half = below(&k->rng, 2) ? n / 2 : 0;
+    if (half && declare(k, p, half * sizeof *p, "vector element", c->lo))
+        return 1;
+    for (size_t i = 0; i < half; i++)
+        p[i] = vec_elem(k->w, c->lo + (uint32_t)i, c->vv);
+    if (declare(k, p + half, (n - half) * sizeof *p, "vector element", c->lo + (uint32_t)half))
+        return 1;
+    for (size_t i = half; i < n; i++)
+        p[i] = vec_elem(k->w, c->lo + (uint32_t)i, c->vv);
+    return 0;
+}
+
+static int run_vec(struct worker *k, const struct change *c)
+{
+    char name[64];
+    vec_name(name, sizeof name, k->w);
+    check_before(k, c);
+    if (c->op == OP_VCREATE)
+        return mseg_vec_open(k->s, name, sizeof(uint64_t), MSEG_CREATE) ? 0 : container_failed(k, c, "mseg_vec_open");
+    if (c->op == OP_VDESTROY)
+        return mseg_destroy(k->s, name) ? container_failed(k, c, "mseg_destroy") : 0;
+    mseg_vec *v = vec_checked(k, c);
+    switch (c->op) {
+    case OP_VPUSH:
+        return vec_push_range(k, c, v);
+    case OP_VPOP:
+        return vec_pop_to(k, c, v, c->after.size);
+    case OP_VPOPPUSH:
+        return vec_pop_to(k, c, v, c->lo) || vec_push_range(k, c, v);
+    case OP_VRESIZE:
+        return mseg_vec_resize(k->s, v, c->after.size) ? container_failed(k, c, "mseg_vec_resize") : 0;
+    case OP_VRESERVE:
+        return mseg_vec_reserve(k->s, v, c->arg) ? container_failed(k, c, "mseg_vec_reserve") : 0;
+    default:
+        return vec_overwrite(k, c, v);
+    }
+}
+
+/* The nested vector at key k of the owning map (which the table says exists). */
+static mseg_vec *nested_checked(struct worker *k, const struct change *c)
+{
+    uint64_t key = own_key(k->w, c->idx);
+    const void *p = mseg_map_get(k->s, k->own, &key, sizeof key, NULL);
+    mseg_off off = 0;
+    if (p)
+        memcpy(&off, p, sizeof off);
+    mseg_vec *v = p ? mseg_at(k->s, off) : NULL;
+    if (!v)
+        worker_fail(k, "%s #%u: the nested vector: errno %d: %s", op_name(c->op), c->idx, errno, mseg_errmsg());
+    return v;
+}
+
+/* put: a new anonymous vector, filled, then put under the key (replacing,
+   and so freeing, the one there): one transaction, or the vector could
+   be left unowned. */
+static int run_own_put(struct worker *k, const struct change *c)
+{
+    mseg_vec *v = mseg_vec_new(k->s, sizeof(uint64_t));
+    if (!v)
+        return container_failed(k, c, "mseg_vec_new");
+    if (below(&k->rng, 2) && mseg_vec_reserve(k->s, v, c->after.size))
+        return container_failed(k, c, "mseg_vec_reserve");
+    uint64_t seed = own_seed(k->w, c->idx, c->after.version);
+    for (uint32_t i = 0; i < c->after.size; i++) {
+        uint64_t e = mix(seed + i);
+        if (mseg_vec_push(k->s, v, &e))
+            return container_failed(k, c, "mseg_vec_push");
+    }
+    uint64_t key = own_key(k->w, c->idx);
+    mseg_off off = mseg_off_of(k->s, v);
+    if (mseg_map_put(k->s, k->own, &key, sizeof key, &off, sizeof off))
+        return container_failed(k, c, "mseg_map_put");
+    return 0;
+}
+
+static int run_own(struct worker *k, const struct change *c)
+{
+    check_before(k, c);
+    uint64_t key = own_key(k->w, c->idx);
+    if (c->op == OP_OPUT)
+        return run_own_put(k, c);
+    if (c->op == OP_ODEL)
+        return mseg_map_del(k->s, k->own, &key, sizeof key) ? container_failed(k, c, "mseg_map_del") : 0;
+    mseg_vec *v = nested_checked(k, c);
+    uint64_t seed = own_seed(k->w, c->idx, c->before.version);
+    if (c->op == OP_OPUSH) {
+        uint64_t e = mix(seed + c->before.size);
+        return mseg_vec_push(k->s, v, &e) ? container_failed(k, c, "mseg_vec_push") : 0;
+    }
+    uint64_t e = ~0ull;
+    if (mseg_vec_pop(k->s, v, &e))
+        return container_failed(k, c, "mseg_vec_pop");
+    if (e != mix(seed + c->after.size))
+        worker_fail(k, "nested pop #%u: popped %#" PRIx64 ", expected %#" PRIx64, c->idx, e,
+                    mix(seed + c->after.size));
+    return 0;
+}
+
 static int run_change(struct worker *k, const struct change *c)
 {
     switch (c->op) {
@@ -574,26 +1075,143 @@ static int run_change(struct worker *k, const struct change *c)
     case OP_DESTROY:   return run_destroy(k, c);
     case OP_OVERWRITE: return run_overwrite(k, c);
     case OP_ALLOC:     return run_alloc(k, c);
-    default:           return run_free(k, c);
+    case OP_FREE:      return run_free(k, c);
+    default:
+        switch (op_family(c->op)) {
+        case F_MAP: return run_map(k, c);
+        case F_VEC: return run_vec(k, c);
+        default:    return run_own(k, c);
+        }
     }
 }
 
-/* A change to a random item not yet in the intent. */
-static void plan_change(struct worker *k, struct intent *in, bool obj)
+static uint32_t map_vlen(uint64_t *rng)
 {
+    uint64_t r = below(rng, 100);
+    return r < 8 ? (uint32_t)below(rng, 8) : r < 88 ? 8 + (uint32_t)below(rng, 249)
+         : r < 98 ? 257 + (uint32_t)below(rng, 1792) : 4096 + (uint32_t)below(rng, 20481);
+}
+
+static uint32_t vec_push_count(uint64_t *rng)
+{
+    uint64_t r = below(rng, 100);
+    return r < 60 ? 1 : r < 95 ? 2 + (uint32_t)below(rng, 15) : 32 + (uint32_t)below(rng, 129);
+}
+
+static uint32_t min32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+/* A change of the vector (which no other change of the intent touches). */
+static void plan_vec(struct worker *k, struct change *c)
+{
+    struct slot *o = k->o;
+    uint32_t len = o->vec.size;
+    c->idx = 0;
+    c->after = o->vec;
+    if (!o->vec.live) {
+        c->op = OP_VCREATE;
+        c->after = (struct item){ 1, 0, 0, 0, 0 };
+        return;
+    }
+    uint64_t r = below(&k->rng, 100);
+    if ((r >= 35 && r < 65 && len == 0) || (r >= 82 && len == 0))
+        r = 10;                         /* pop or overwrite of nothing: push */
+    else if (r >= 2 && r < 35 && len == VMAX)
+        r = 40;                         /* push onto a full one: pop */
+    if (r < 2) {
+        c->op = OP_VDESTROY;
+        c->after = (struct item){ 0, 0, 0, 0, 0 };
+    } else if (r < 35) {
+        c->op = OP_VPUSH;
+        c->lo = len;
+        c->hi = len + min32(vec_push_count(&k->rng), VMAX - len);
+        c->vv = o->next_version++;
+        c->after.size = c->hi;
+    } else if (r < 55) {
+        c->op = OP_VPOP;
+        c->after.size = len - (below(&k->rng, 100) < 60 ? 1 : 1 + (uint32_t)below(&k->rng, min32(len, 32)));
+    } else if (r < 65) {
+        c->op = OP_VPOPPUSH;
+        c->lo = len - 1 - (uint32_t)below(&k->rng, min32(len, 16));
+        c->hi = c->lo + min32(1 + (uint32_t)below(&k->rng, 32), VMAX - c->lo);
+        c->vv = o->next_version++;
+        c->after.size = c->hi;
+    } else if (r < 75) {
+        uint64_t r2 = below(&k->rng, 10);
+        uint32_t to = r2 < 5 ? len + 1 + (uint32_t)below(&k->rng, VMAX / 8)
+                    : r2 < 8 ? (uint32_t)below(&k->rng, len + 1) : (uint32_t)below(&k->rng, VMAX + 1);
+        c->op = OP_VRESIZE;
+        c->after.size = min32(to, VMAX);
+    } else if (r < 82) {
+        c->op = OP_VRESERVE;
+        c->arg = len + 1 + (uint32_t)below(&k->rng, VMAX);
+    } else {
+        c->op = OP_VWRITE;
+        c->lo = (uint32_t)below(&k->rng, len);
+        c->hi = c->lo + 1 + (uint32_t)below(&k->rng, min32(len - c->lo, 256));
+        c->vv = o->next_version++;
+    }
+}
+
+static void plan_map(struct worker *k, struct change *c)
+{
+    struct slot *o = k->o;
+    if (!c->before.live || below(&k->rng, 100) < 60) {
+        c->op = OP_MPUT;
+        c->after = (struct item){ 1, map_vlen(&k->rng), 0, 0, o->next_version++ };
+    } else {
+        c->op = OP_MDEL;
+    }
+}
+
+static void plan_own(struct worker *k, struct change *c)
+{
+    struct slot *o = k->o;
+    uint64_t r = below(&k->rng, 100);
+    if (!c->before.live || r < 30) {
+        c->op = OP_OPUT;
+        uint32_t n = below(&k->rng, 10) ? (uint32_t)below(&k->rng, 33) : 64 + (uint32_t)below(&k->rng, 129);
+        c->after = (struct item){ 1, n, 0, 0, o->next_version++ };
+    } else if (r < 55) {
+        c->op = OP_ODEL;
+    } else if ((r < 85 || c->before.size == 0) && c->before.size < NEST_MAX) {
+        c->op = OP_OPUSH;
+        c->after = c->before;
+        c->after.size++;
+    } else {
+        c->op = OP_OPOP;
+        c->after = c->before;
+        c->after.size--;
+    }
+}
+
+/* A change of family f to a random item not yet in the intent; false when
+   f is the vector and the intent already changes it. */
+static bool plan_change(struct worker *k, struct intent *in, enum family f)
+{
+    static const uint32_t items[] = { [F_OBJ] = NOBJ, [F_REG] = NREG, [F_MAP] = NKEY, [F_VEC] = 1, [F_OWN] = NOWN };
     struct change *c = &in->ch[in->n];
+    memset(c, 0, sizeof *c);
     for (;;) {
-        c->idx = (uint32_t)below(&k->rng, obj ? NOBJ : NREG);
+        c->idx = (uint32_t)below(&k->rng, items[f]);
         bool taken = false;
         for (uint32_t j = 0; j < in->n; j++)
-            taken |= is_obj_op(in->ch[j].op) == obj && in->ch[j].idx == c->idx;
+            taken |= op_family(in->ch[j].op) == f && in->ch[j].idx == c->idx;
         if (!taken)
             break;
+        if (f == F_VEC)
+            return false;
     }
     struct slot *o = k->o;
-    c->before = obj ? o->obj[c->idx] : o->reg[c->idx];
-    memset(&c->after, 0, sizeof c->after);
-    if (obj && !c->before.live) {
+    bool obj = f == F_OBJ;
+    c->op = f == F_OBJ ? OP_CONSTRUCT : f == F_REG ? OP_ALLOC : f == F_MAP ? OP_MPUT : f == F_VEC ? OP_VCREATE : OP_OPUT;
+    c->before = *item_of(o, c);
+    if (f == F_MAP)
+        plan_map(k, c);
+    else if (f == F_VEC)
+        plan_vec(k, c);
+    else if (f == F_OWN)
+        plan_own(k, c);
+    else if (obj && !c->before.live) {
         c->op = OP_CONSTRUCT;
         c->after = (struct item){ 1, obj_count(&k->rng), 0, 0, o->next_version++ };
     } else if (obj) {
@@ -607,6 +1225,20 @@ static void plan_change(struct worker *k, struct intent *in, bool obj)
         c->op = OP_FREE;
     }
     in->n++;
+    return true;
+}
+
+/* A family for the next change: weights per cent for single operations and
+   for the changes of transactions. */
+static enum family pick_family(struct worker *k, bool tx)
+{
+    static const uint32_t single[] = { 18, 22, 30, 18, 12 }, multi[] = { 20, 20, 25, 15, 20 };
+    const uint32_t *wt = tx ? multi : single;
+    uint64_t r = below(&k->rng, 100);
+    uint32_t f = 0;
+    for (uint32_t acc = wt[0]; r >= acc; acc += wt[++f])
+        ;
+    return (enum family)f;
 }
 
 /* Writes the next intent into the oracle (step 1). */
@@ -618,19 +1250,33 @@ static void plan(struct worker *k, uint64_t seq)
     in->n = 0;
     if (r < 80) {
         in->kind = K_SINGLE;
-        plan_change(k, in, below(&k->rng, 100) < 45);
+        plan_change(k, in, pick_family(k, false));
     } else {
         in->kind = r < 94 ? K_TX : K_TX_ABORT;
         uint32_t n = 2 + (uint32_t)below(&k->rng, MAXCH - 1);
         while (in->n < n)
-            plan_change(k, in, below(&k->rng, 2));
+            plan_change(k, in, pick_family(k, true));
     }
     store(&k->o->intent_seq, seq);
 }
 
+/* A single change that is more than one engine call (or user stores)
+   needs a transaction to be atomic. */
 static bool needs_tx(const struct intent *in)
 {
-    return in->kind != K_SINGLE || in->ch[0].op >= OP_OVERWRITE;
+    if (in->kind != K_SINGLE)
+        return true;
+    const struct change *c = &in->ch[0];
+    switch (c->op) {
+    case OP_OVERWRITE: case OP_ALLOC: case OP_FREE: case OP_OPUT: case OP_VPOPPUSH: case OP_VWRITE:
+        return true;
+    case OP_VPUSH:
+        return c->hi - c->lo > 1;
+    case OP_VPOP:
+        return c->before.size - c->after.size > 1;
+    default:
+        return false;
+    }
 }
 
 /* Runs the planned operation; true when it happened. */
@@ -672,7 +1318,7 @@ static void check_outcome(struct worker *k, bool applied)
     char why[400];
     for (uint32_t j = 0; j < in->n; j++) {
         const struct change *c = &in->ch[j];
-        if (!change_matches(k->s, k->reg, k->w, c, applied ? &c->after : &c->before, why, sizeof why))
+        if (!change_matches(k->s, k->reg, k->w, k->o, c, applied, why, sizeof why))
             worker_fail(k, "right after the %s %s: %s", kind_name(in->kind),
                         applied ? "returned" : "failed or was aborted", why);
     }
@@ -714,6 +1360,10 @@ static void worker_main(const char *name, unsigned flags, int w, struct slot *o,
     k.reg = mseg_find(k.s, rn, REG_TYPE, sizeof(struct reg_entry), &n);
     if (!k.reg || n != NREG)
         worker_fail(&k, "registry %s: errno %d: %s", rn, errno, mseg_errmsg());
+    k.map = map_handle(k.s, w, false);
+    k.own = map_handle(k.s, w, true);
+    if (!k.map || !k.own)
+        worker_fail(&k, "maps of worker %d: errno %d: %s", w, errno, mseg_errmsg());
     worker_settle(&k);
     for (;;) {
         uint64_t seq = load(&o->intent_seq) + 1;
@@ -722,6 +1372,8 @@ static void worker_main(const char *name, unsigned flags, int w, struct slot *o,
         check_outcome(&k, applied);
         ack(o, seq, applied);
         __atomic_fetch_add(&o->acks, 1, __ATOMIC_RELAXED);
+        for (uint32_t j = 0; applied && j < o->in.n; j++)
+            __atomic_fetch_add(&o->op_acks[o->in.ch[j].op], 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -731,6 +1383,7 @@ struct stats {
     uint64_t rounds, kills, restarts, acks, txs, aborts, enomem, durable_opens;
     uint64_t inflight_applied, inflight_undone, recoveries, replayed, consistent, lost;
     uint64_t leak_checks, probes, grown, shrunk, max_bytes;
+    uint64_t op_acks[OP_MAX + 1];
 };
 
 struct run {
@@ -801,9 +1454,12 @@ static void dump_intent(const struct slot *o)
     for (uint32_t j = 0; j < in->n && j < MAXCH; j++) {
         const struct change *c = &in->ch[j];
         fprintf(stderr, "    change %u: %s #%u: {live %u, size %u, align %u, version %" PRIu64
-                "} -> {live %u, size %u, align %u, version %" PRIu64 "}\n", j, op_name(c->op), c->idx,
+                "} -> {live %u, size %u, align %u, version %" PRIu64 "}", j, op_name(c->op), c->idx,
                 c->before.live, c->before.size, c->before.align, c->before.version,
                 c->after.live, c->after.size, c->after.align, c->after.version);
+        if (op_family(c->op) == F_VEC)
+            fprintf(stderr, ", elements [%u, %u) to version %" PRIu64 ", reserve %u", c->lo, c->hi, c->vv, c->arg);
+        fprintf(stderr, "\n");
     }
 }
 
@@ -1000,10 +1656,121 @@ static int range_cmp(const void *a, const void *b)
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
+#define MAX_RANGES (MAX_WORKERS * (NOBJ + NREG + NKEY + 2 * NOWN + 8))
+
+static struct range *add_range(struct range *ranges, size_t *nr, uint64_t lo, uint64_t len,
+                               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static struct range *add_range(struct range *ranges, size_t *nr, uint64_t lo, uint64_t len,
+                               const char *fmt, ...)
+{
+    struct range *g = &ranges[(*nr)++];
+    g->lo = lo;
+    g->hi = lo + len;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->what, sizeof g->what, fmt, ap);
+    va_end(ap);
+    return g;
+}
+
+/* The smallest live key >= x of a map, per the table; false when none. */
+static bool table_seek(const struct item *tab, uint32_t nk, uint64_t (*keyf)(int, uint32_t), int w,
+                       uint64_t x, uint64_t *found)
+{
+    bool any = false;
+    for (uint32_t k = 0; k < nk; k++) {
+        uint64_t key = keyf(w, k);
+        if (tab[k].live && key >= x && (!any || key < *found)) {
+            *found = key;
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* Walks worker w's map (own: the owning map) with a cursor: ascending keys,
+   each in the oracle with its exact value, as many as the oracle has live;
+   then seeks to random keys. Records the values' ranges. */
+static void walk_map(struct run *r, mseg *s, int w, bool own, struct range *ranges, size_t *nr)
+{
+    const struct slot *o = &r->orc->w[w];
+    const struct item *tab = own ? o->own : o->map;
+    uint32_t nk = own ? NOWN : NKEY;
+    uint64_t (*keyf)(int, uint32_t) = own ? own_key : map_key;
+    char name[64], why[800];
+    map_name(name, sizeof name, w, own);
+    phase(r, "round %u: walking map %s", r->round, name);
+    mseg_map *m = map_handle(s, w, own);
+    if (!m)
+        violation(r, w, "map %s: open: errno %d: %s", name, errno, mseg_errmsg());
+    add_range(ranges, nr, mseg_off_of(s, m), sizeof(struct mseg_map_root), "root of map %s", name);
+    size_t live = 0;
+    for (uint32_t k = 0; k < nk; k++)
+        live += tab[k].live;
+    size_t len = mseg_map_len(s, m);
+    if (len != live)
+        violation(r, w, "map %s: mseg_map_len says %zu entries, the oracle expects %zu", name, len, live);
+    struct mseg_cursor c;
+    size_t n = 0;
+    uint64_t prev = 0;
+    int rc;
+    for (rc = mseg_map_first(s, m, &c); rc == 0; rc = mseg_map_next(s, &c), n++) {
+        uint64_t key;
+        if (n > nk || c.klen != sizeof key)
+            violation(r, w, "map %s: the cursor walk gives a key of %zu bytes, or more than %u keys",
+                      name, c.klen, nk);
+        key = key_unwire(w, own, c.key);
+        uint32_t k = (uint32_t)(key & 0xff);
+        if (n && key <= prev)
+            violation(r, w, "map %s: the cursor walk gives key %#" PRIx64 " after %#" PRIx64 " (not ascending)",
+                      name, key, prev);
+        if (k >= nk || key != keyf(w, k) || !tab[k].live)
+            violation(r, w, "map %s: the cursor walk gives key %#" PRIx64 ", which the oracle does not have",
+                      name, key);
+        prev = key;
+        if (own) {
+            mseg_off off;
+            if (c.vlen != sizeof off)
+                violation(r, w, "map %s: key #%u has a %zu-byte value in the walk", name, k, c.vlen);
+            memcpy(&off, c.val, sizeof off);
+            if (!nested_matches(s, w, k, off, &tab[k], why, sizeof why))
+                violation(r, w, "in the cursor walk: %s", why);
+            add_range(ranges, nr, off, sizeof(struct mseg_vec_root), "root of %s[#%u]", name, k);
+            if (tab[k].size)
+                add_range(ranges, nr, mseg_off_of(s, mseg_vec_data(s, mseg_at(s, off))),
+                          tab[k].size * sizeof(uint64_t), "elements of %s[#%u]", name, k);
+            continue;
+        }
+        if (c.vlen != tab[k].size || blk_first_bad(c.val, c.vlen, map_seed(w, k, tab[k].version)) < c.vlen)
+            violation(r, w, "map %s: in the cursor walk key #%u has a %zu-byte value, expected %u bytes "
+                      "of version %" PRIu64 " (or it is damaged)", name, k, c.vlen, tab[k].size, tab[k].version);
+        if (c.vlen)
+            add_range(ranges, nr, mseg_off_of(s, c.val), c.vlen, "value of %s[#%u]", name, k);
+    }
+    if (errno != ENOENT)
+        violation(r, w, "map %s: the cursor walk ended after %zu keys with errno %d: %s", name, n, errno,
+                  mseg_errmsg());
+    if (n != live)
+        violation(r, w, "map %s: the cursor walk gives %zu keys, the oracle expects %zu", name, n, live);
+    for (int i = 0; i < 4; i++) {
+        uint64_t x = rnd(&r->rng), want = 0;
+        if (i == 0)
+            x = 0;
+        bool any = table_seek(tab, nk, keyf, w, x, &want);
+        uint64_t wire = key_wire(w, own, x), got = 0;
+        rc = mseg_map_seek(s, m, &c, &wire, sizeof wire);
+        if (rc == 0)
+            got = key_unwire(w, own, c.key);
+        if (any ? rc != 0 || got != want : rc == 0 || errno != ENOENT)
+            violation(r, w, "map %s: seek to %#" PRIx64 " gives %s%#" PRIx64 ", expected %s%#" PRIx64,
+                      name, x, rc ? "nothing, " : "", got, any ? "" : "nothing, ", want);
+    }
+}
+
 /* Compares the recovered segment with the oracle. */
 static void verify_state(struct run *r, mseg *s)
 {
-    static struct range ranges[MAX_WORKERS * (NOBJ + NREG + 1)];
+    static struct range ranges[MAX_RANGES];
     size_t nr = 0, expected_named = 0;
     char why[800];
     for (int w = 0; w < MAX_WORKERS; w++) {
@@ -1050,6 +1817,33 @@ static void verify_state(struct run *r, mseg *s)
         g->hi = g->lo + sizeof *reg * NREG;
         snprintf(g->what, sizeof g->what, "registry %s", rn);
         expected_named++;
+        for (uint32_t k = 0; k < NKEY; k++)
+            if (!map_matches(s, w, k, &o->map[k], why, sizeof why)) {
+                r->st.lost++;
+                violation(r, w, "worker %d: acknowledged state lost: %s", w, why);
+            }
+        for (uint32_t k = 0; k < NOWN; k++)
+            if (!own_matches(s, w, k, &o->own[k], why, sizeof why)) {
+                r->st.lost++;
+                violation(r, w, "worker %d: acknowledged state lost: %s", w, why);
+            }
+        walk_map(r, s, w, false, ranges, &nr);
+        walk_map(r, s, w, true, ranges, &nr);
+        expected_named += 2;
+        if (!vec_matches(s, w, o, NULL, false, why, sizeof why)) {
+            r->st.lost++;
+            violation(r, w, "worker %d: acknowledged state lost: %s", w, why);
+        }
+        if (o->vec.live) {
+            char vn[64];
+            vec_name(vn, sizeof vn, w);
+            mseg_vec *v = mseg_vec_open(s, vn, sizeof(uint64_t), 0);
+            add_range(ranges, &nr, mseg_off_of(s, v), sizeof(struct mseg_vec_root), "root of vector %s", vn);
+            if (o->vec.size)
+                add_range(ranges, &nr, mseg_off_of(s, mseg_vec_data(s, v)), o->vec.size * sizeof(uint64_t),
+                          "elements of vector %s", vn);
+            expected_named++;
+        }
     }
     size_t named = mseg_named_count(s);
     if (named != expected_named)
@@ -1104,6 +1898,16 @@ static void leak_check(struct run *r)
             if (o->obj[k].live && mseg_destroy(s, name))
                 violation(r, w, "leak check: destroy %s: %s", name, mseg_errmsg());
         }
+        /* containers: destroy frees their buffers, nodes, value cells and
+           the nested vectors the owning map holds */
+        for (int own = 0; own < 2; own++) {
+            map_name(name, sizeof name, w, own);
+            if (mseg_destroy(s, name))
+                violation(r, w, "leak check: destroy %s: %s", name, mseg_errmsg());
+        }
+        vec_name(name, sizeof name, w);
+        if (o->vec.live && mseg_destroy(s, name))
+            violation(r, w, "leak check: destroy %s: %s", name, mseg_errmsg());
     }
     if (r->max_size && mseg_shrink(s))
         violation(r, -1, "leak check: mseg_shrink of the emptied copy: %s", mseg_errmsg());
@@ -1170,6 +1974,8 @@ static void collect(struct run *r)
         r->st.durable_opens += o->durable_opens;
         r->st.inflight_applied += o->settled_applied;
         r->st.inflight_undone += o->settled_undone;
+        for (int op = 1; op <= OP_MAX; op++)
+            r->st.op_acks[op] += o->op_acks[op];
     }
 }
 
@@ -1185,6 +1991,10 @@ static void print_stats(const char *what, const struct stats *s)
            s->inflight_applied + s->inflight_undone, s->inflight_applied, s->inflight_undone,
            s->consistent, s->recoveries, s->replayed, s->lost, s->leak_checks, s->probes, s->durable_opens,
            s->grown, s->max_bytes / 1024, s->shrunk);
+    printf("torture %s: changes of acknowledged applied operations by kind:", what);
+    for (int op = 1; op <= OP_MAX; op++)
+        printf("%s %s %" PRIu64, op > 1 ? "," : "", op_name((uint32_t)op), s->op_acks[op]);
+    printf("\n");
 }
 
 static void run_backend(struct run *r, unsigned rounds)
@@ -1216,16 +2026,25 @@ static void run_backend(struct run *r, unsigned rounds)
     for (int w = 0; w < MAX_WORKERS; w++) {
         char rn[64];
         reg_name(rn, sizeof rn, w);
-        if (!mseg_construct(s, rn, REG_TYPE, sizeof(struct reg_entry), NREG, NULL)) {
-            fprintf(stderr, "torture: creating %s: %s\n", rn, mseg_errmsg());
+        char mn[64], on[64], vn[64];
+        map_name(mn, sizeof mn, w, false);
+        map_name(on, sizeof on, w, true);
+        vec_name(vn, sizeof vn, w);
+        if (!mseg_construct(s, rn, REG_TYPE, sizeof(struct reg_entry), NREG, NULL) ||
+            !mseg_map_open(s, mn, map_kind(w, false), 0, MSEG_CREATE) ||
+            !mseg_map_open(s, on, MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED) ||
+            !mseg_vec_open(s, vn, sizeof(uint64_t), MSEG_CREATE)) {
+            fprintf(stderr, "torture: creating worker %d's registry and containers: %s\n", w, mseg_errmsg());
             exit(2);
         }
     }
     r->size_before = mseg_size(s);
     mseg_close(s);
     memset(r->orc, 0, sizeof *r->orc);
-    for (int w = 0; w < MAX_WORKERS; w++)
+    for (int w = 0; w < MAX_WORKERS; w++) {
         r->orc->w[w].next_version = 1;
+        r->orc->w[w].vec.live = 1;
+    }
     current = r;
     double t0 = now();
     for (r->round = 1; r->round <= rounds; r->round++) {
