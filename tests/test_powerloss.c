@@ -64,6 +64,10 @@
                        gave it, or torn; counted by whether all of them are
                        zeros in the image (all are at the growth's flush
                        point), some, or none
+   A recovered segment whose header grew but whose heap did not (the
+   growing operation rolled back) then takes an allocation larger than
+   every free block: it must use that space without growing the file
+   again and stay sound (resume_growth).
    The fsync also writes dirty pages back on Linux; the model does not
    count on that (DESIGN.md: only what msync flushed is on disk), which
    allows more images than a disk could hold, never fewer. The header pages
@@ -599,6 +603,8 @@ struct verdict {
     int matched;            /* oracle index the state equals, -1 none */
     uint64_t digest;        /* of the recovered state */
     char why[400];
+    int resumed;            /* resume_growth: 1 passed, -1 failed, 0 not run */
+    char resume_why[300];
 };
 
 /* Images by what they hold of a growth (classify()). */
@@ -612,6 +618,7 @@ struct figures {
     unsigned long recovery_points, recrash_process, recrash_power;
     unsigned long ops;
     unsigned long growths, growth_doublings_max;   /* growths the simulator saw */
+    unsigned long resumed_growths;                 /* resume_growth() passed */
     unsigned long growth_images[G_KINDS], growth_recovered[G_KINDS], growth_refused[G_KINDS];
     double seconds;
     char fail[MAXFAIL][1000];
@@ -863,6 +870,32 @@ static void recovery_hook(const char *point, unsigned long n, void *arg)
         _exit(CRASH_EXIT);
 }
 
+/* A recovered segment whose header grew but whose heap did not (a crash
+   between a growth's header flush and its commit, rolled back): an
+   allocation larger than every free block must take the space already
+   there (seg_grow's first branch) without growing the file again, and
+   leave the segment sound. Only where that space alone is enough. */
+static void resume_growth(mseg *s, const struct mseg_report *rep, struct verdict *v)
+{
+    uint64_t heap_end = MSEG_HEAP_OFF + rep->heap_bytes;
+    uint64_t n = rep->largest_free + PAGE;
+    if (rep->size < heap_end || rep->size - heap_end < n + 2 * PAGE)
+        return;
+    size_t before = mseg_size(s);
+    struct mseg_report again;
+    memset(&again, 0, sizeof again);
+    if (!mseg_alloc(s, n))
+        snprintf(v->resume_why, sizeof v->resume_why, "mseg_alloc(%llu): %s",
+                 (unsigned long long)n, mseg_errmsg());
+    else if (mseg_size(s) != before)
+        snprintf(v->resume_why, sizeof v->resume_why, "the segment grew from %zu to %zu bytes "
+                 "with %llu bytes past its heap", before, mseg_size(s),
+                 (unsigned long long)(rep->size - heap_end));
+    else if (mseg_verify(s, &again) != 0 || again.problems)
+        snprintf(v->resume_why, sizeof v->resume_why, "mseg_verify: %s", mseg_errmsg());
+    v->resumed = v->resume_why[0] ? -1 : 1;
+}
+
 /* Child: the first opener of the image after a reboot. Fills sh->v. */
 static void recover_child(const uint8_t *boot, enum recrash recrash, int lo, int hi)
 {
@@ -903,6 +936,7 @@ static void recover_child(const uint8_t *boot, enum recrash recrash, int lo, int
         state_diff(&st, &sh->oracle[lo], why, sizeof why);
         snprintf(v->why, sizeof v->why, "state after op %d expected: %s", lo, why);
     }
+    resume_growth(s, &rep, v);
     mseg_close(s);
     _exit(0);
 }
@@ -1114,6 +1148,12 @@ static int judge_image(enum expect e, int lo, int hi)
         failure("%s", v.why);
         return 0;
     }
+    if (v.resumed < 0) {
+        failure("after recovery, resuming the interrupted growth: %s", v.resume_why);
+        return 0;
+    }
+    if (v.resumed > 0)
+        f->resumed_growths++;
     if (e == EXPECT_SOUND) {
         f->recovered++;
         if (v.matched < lo)
@@ -1573,15 +1613,19 @@ static void simulate(unsigned flags)
     cr_log_info("powerloss (%s): %lu growths of the segment (%u KiB to %llu KiB, at most %lu doublings "
                 "in one); old-size images (a crash before a growth's fsync): %lu, recovered %lu, "
                 "refused %lu; grown-tail images: %lu (tail all zeros %lu, partly written %lu, "
-                "written %lu), recovered %lu, refused %lu",
+                "written %lu), recovered %lu, refused %lu; %lu recovered segments with a header "
+                "grown past the heap took an allocation into that space",
                 mode, f->growths, SEG_SIZE >> 10, (unsigned long long)sh->size_after[nsteps] >> 10,
                 f->growth_doublings_max, gi[G_OLD_SIZE], gr[G_OLD_SIZE], gx[G_OLD_SIZE], tail,
-                gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused);
+                gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused,
+                f->resumed_growths);
     fprintf(stderr, "POWERLOSS-GROWTH mode=%s growths=%lu max_doublings=%lu old_size_images=%lu "
             "old_size_recovered=%lu old_size_refused=%lu grown_tail_images=%lu tail_zeros=%lu "
-            "tail_partly_written=%lu tail_written=%lu grown_tail_recovered=%lu grown_tail_refused=%lu\n",
+            "tail_partly_written=%lu tail_written=%lu grown_tail_recovered=%lu grown_tail_refused=%lu "
+            "resumed_growths=%lu\n",
             mode, f->growths, f->growth_doublings_max, gi[G_OLD_SIZE], gr[G_OLD_SIZE], gx[G_OLD_SIZE],
-            tail, gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused);
+            tail, gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused,
+            f->resumed_growths);
     for (unsigned long i = 0; i < f->nfail; i++)
         cr_log_error("powerloss (%s) failure %lu: %s", mode, i + 1, f->fail[i]);
     for (int i = 0; i < 8 && f->fail_point[i][0]; i++)
@@ -1598,6 +1642,7 @@ static void simulate(unsigned flags)
     cr_expect_gt(gi[G_TAIL_ZERO], 0ul);
     cr_expect_gt(gi[G_TAIL_PART], 0ul);
     cr_expect_gt(gi[G_TAIL_WRITTEN], 0ul);
+    cr_expect_gt(f->resumed_growths, 0ul, "no recovered image had a header grown past its heap");
     if (flags & MSEG_DURABLE) {
         /* a durable crash leaves a log to replay or roll back */
         cr_expect_gt(f->recrash_process, 0ul);
