@@ -657,7 +657,7 @@ static struct {
     bool changed;             /* the disk or the versions changed since the last images */
     int cur;                  /* script step in flight */
     int last_sync;            /* last step whose state is durable (lazy mode) */
-    mseg *seg;
+    mseg *seg;                /* the segment under test */
     const uint8_t *base;
     uint64_t size;            /* the file's size now (it only grows) */
     uint8_t *disk;            /* the last durable image (SEG_MAX bytes, zeros past size) */
@@ -1098,6 +1098,8 @@ static void recrash_recovery(enum recrash how, const struct verdict *first, int 
         failure("recovery is not idempotent: after a %s in recovery: %s (matched op %d, first %d)",
                 how == RECRASH_POWER ? "power loss" : "crash",
                 sh->v.why[0] ? sh->v.why : "another state", sh->v.matched, first->matched);
+    else if (sh->v.resumed < 0)
+        failure("after a second recovery, resuming the interrupted growth: %s", sh->v.resume_why);
     if (how == RECRASH_POWER)
         sh->fig.recrash_power++;
     else
