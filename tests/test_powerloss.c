@@ -48,14 +48,16 @@
    one plain alloc that grows it over more than one doubling, to max_size.
    seg_grow reserves the new blocks (posix_fallocate), fsyncs the file,
    then writes a new header generation and flushes it; the heap takes the
-   space inside the operation, through the log. So at the first flush
-   after a growth (the header's), before the model takes the new size:
+   space inside the operation, through the log. The simulator sees the
+   engine's fsync (this file defines fsync for the test binary: a hook,
+   then the system call), so at a growth's fsync, before the model takes
+   the new size:
      old-size images   a crash before the fsync: the file at its old size,
-                       the header pages as on disk, every other dirty page
-                       in any version (the families above); a file whose
-                       fallocated size reached the disk without the fsync
-                       reads as the same bytes and a zero tail: images of
-                       the header's flush point (header old, tail zero)
+                       every dirty page in any version (the families
+                       above); a file whose fallocated size reached the
+                       disk without the fsync reads as the same bytes and a
+                       zero tail: images of the header's flush point
+                       (header old, tail zero)
    and from then on the file has the new size and the disk zeros for the
    grown tail until a flush covers a page:
      grown-tail images while the growing step is in flight or a grown page
@@ -64,16 +66,20 @@
                        gave it, or torn; counted by whether all of them are
                        zeros in the image (all are at the growth's flush
                        point), some, or none
+   Every growth must be seen first at its fsync: a growth whose new header
+   was flushed before the fsync would be seen at that flush instead (and
+   fail the test), one whose header was only stored would put the new
+   header into old-size images, which recovery must refuse (a lost op).
    A recovered segment whose header grew but whose heap did not (the
    growing operation rolled back) then takes an allocation larger than
    every free block: it must use that space without growing the file
    again and stay sound (resume_growth).
    The fsync also writes dirty pages back on Linux; the model does not
    count on that (DESIGN.md: only what msync flushed is on disk), which
-   allows more images than a disk could hold, never fewer. The header pages
-   change only there, each write flushed at once, so the header categories
-   yield the disk's header at every other point (they are still built, and
-   deduplicated).
+   allows more images than a disk could hold, never fewer. The header
+   pages change only at a growth, each write flushed at once, so the header
+   categories yield the disk's header at every other point (they are still
+   built, and deduplicated).
 
    Cost: a recovery is a fork, so images are recovered by children of a
    small server process forked early (forking the writer would copy its
@@ -91,6 +97,7 @@
 #include <criterion/logging.h>
 #include <limits.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include "helpers.h"
 #include "layout.h"
@@ -206,7 +213,7 @@ static void build_script_durable(void)
     add(MPUT, NULL, 0, 1, 10);              /* creates the map */
     add(MPUT, NULL, 0, 100, 70);            /* splits the leaf */
     add(MDEL, NULL, 0, 100, 30);
-    add(NEWI, "wide", 0, 15 * PAGE, 1);     /* 15 fresh pages: the sampled path; grows the segment */
+    add(NEWI, "wide", 0, 15 * PAGE, 1);     /* 15 fresh pages (sampled); grows the segment */
     add(TXSPREAD, "wide", 0, 14, 0);        /* 14 dirty pages under one commit */
     add(DEL, "beta", 0, 0, 0);
     add(PFREE, NULL, 1, 0, 0);
@@ -251,7 +258,7 @@ static void build_script_lazy(void)
     add(SYNC, NULL, 0, 0, 0);
     add(VPUSH, NULL, 0, 20, 0);
     add(DEL, "beta", 0, 0, 0);
-    add(NEWI, "wide", 0, 16 * PAGE, 1);     /* more changed pages than every subset allows; grows the segment */
+    add(NEWI, "wide", 0, 16 * PAGE, 1);     /* too many pages for every subset; grows the segment */
     add(SYNC, NULL, 0, 0, 0);
     add(VRESERVE, NULL, 0, 24000, 0);       /* moves the vector: grows the segment */
     add(SYNC, NULL, 0, 0, 0);
@@ -618,6 +625,7 @@ struct figures {
     unsigned long recovery_points, recrash_process, recrash_power;
     unsigned long ops;
     unsigned long growths, growth_doublings_max;   /* growths the simulator saw */
+    unsigned long growths_at_fsync;                /* ...at their fsync (on_fsync) */
     unsigned long resumed_growths;                 /* resume_growth() passed */
     unsigned long growth_images[G_KINDS], growth_recovered[G_KINDS], growth_refused[G_KINDS];
     double seconds;
@@ -664,7 +672,10 @@ static struct {
     struct page_versions pv[NPAGES];
     bool tail_zero[NPAGES];   /* grown, and not flushed since: the disk has fallocate's zeros */
     int grow_step;            /* the last step that grew the segment */
-    bool pin_header;          /* images of a crash before a growth's fsync: the disk's header */
+    bool old_size;            /* building images of a crash before a growth's fsync */
+    bool pin_header;          /* ...with the disk's header pages (note_size) */
+    ino_t ino;                /* the segment's file */
+    dev_t dev;
     uint8_t *img;             /* the image being tried (SEG_MAX bytes) */
     uint64_t img_len;         /* its file size */
     char path[300];           /* the segment */
@@ -1113,7 +1124,7 @@ static void recrash_recovery(enum recrash how, const struct verdict *first, int 
    fallocate left them), some written, or all written. */
 static enum growth_kind classify(void)
 {
-    if (sim.pin_header)
+    if (sim.old_size)
         return G_OLD_SIZE;
     unsigned pending = 0, written = 0;
     for (unsigned i = 0; i < ndirty; i++) {
@@ -1344,25 +1355,29 @@ static void expectation(enum expect *e, int *lo, int *hi)
     }
 }
 
-/* The segment is size bytes now. Growing, the engine (seg_grow) reserved
-   the new blocks (posix_fallocate), fsynced the file, and then wrote a new
-   header generation, flushed: the first flush after a growth is that of
-   the header, and nothing but the header changed between the fsync and
-   it. So a crash before the fsync is modelled here: the file at its old
-   size, every page as it may be on disk now but the header pages, which
-   hold the disk's (older) header. (A file grown by fallocate whose new
-   size had not reached the disk reads as the same bytes plus a zero tail:
-   that image is among those of the header's flush, with the old header.)
-   From the fsync on, the file has the new size and the grown tail is
-   zeros on disk until a flush covers it; the fsync's write-back of dirty
+/* The file is size bytes now. A growth (seg_grow) reserves the new blocks
+   (posix_fallocate), fsyncs the file, and then writes a new header
+   generation, flushed. The simulator sees the fsync (on_fsync) before it
+   runs: a crash before it completes leaves the file at its old size with
+   every page as it may be on disk now (old-size images; a file whose
+   fallocated size reached the disk without the fsync reads as the same
+   bytes plus a zero tail: images of the header's flush, with the old
+   header). From the fsync on, the file has the new size and the grown tail
+   is zeros on disk until a flush covers it; the fsync's write-back of dirty
    pages is not counted on (DESIGN.md: only what msync flushed is on disk),
-   so the model allows more images than a real disk, never fewer. */
-static void note_size(uint64_t size)
+   so the model allows more images than a real disk, never fewer.
+   If a growth is seen first at a flush or crash point (no fsync seen:
+   late), the header pages may have changed since the fsync: the old-size
+   images then take the disk's header pages (only the header is written
+   between the fsync and its flush). */
+static void note_size(uint64_t size, bool late)
 {
     if (size <= sim.size)
         return;
     struct figures *f = &sh->fig;
     f->growths++;
+    if (!late)
+        f->growths_at_fsync++;
     unsigned long doublings = 0;
     for (uint64_t x = sim.size; x < size; x *= 2)
         doublings++;
@@ -1372,14 +1387,37 @@ static void note_size(uint64_t size)
     enum expect e;
     int lo, hi;
     expectation(&e, &lo, &hi);
-    sim.pin_header = true;
+    sim.old_size = true;
+    sim.pin_header = late;
     build_images("growth, old size", e, lo, hi);
-    sim.pin_header = false;
+    sim.old_size = sim.pin_header = false;
     for (unsigned p = (unsigned)(sim.size / PAGE); p < size / PAGE; p++)
         sim.tail_zero[p] = true;
     sim.size = sim.img_len = size;
     sim.grow_step = sim.cur;
     sim.changed = true;
+}
+
+/* The engine's fsync calls: this definition in the test binary takes the
+   place of libc's for the statically linked engine; it only calls
+   fsync_hook first (set in the simulated run, NULL everywhere else). */
+static void (*fsync_hook)(int fd);
+
+int fsync(int fd)
+{
+    if (fsync_hook)
+        fsync_hook(fd);
+    return (int)syscall(SYS_fsync, fd);
+}
+
+/* An fsync of the segment's file with more bytes than the model knows: a
+   growth, about to be made durable. */
+static void on_fsync(int fd)
+{
+    struct stat st;
+    if (!sim.armed || fstat(fd, &st) || st.st_ino != sim.ino || st.st_dev != sim.dev)
+        return;
+    note_size((uint64_t)st.st_size, false);
 }
 
 static void on_crash_point(const char *point, unsigned long n, void *arg)
@@ -1389,7 +1427,7 @@ static void on_crash_point(const char *point, unsigned long n, void *arg)
     if (!sim.armed || strncmp(point, "log.", 4) != 0)
         return;
     sh->fig.crash_points++;
-    note_size(mseg_size(sim.seg));
+    note_size(mseg_size(sim.seg), true);
     record_versions();
     if (!sim.changed)
         return;
@@ -1404,7 +1442,7 @@ static void on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t 
     (void)arg;
     if (!sim.armed || base != sim.base)
         return;
-    note_size(size);
+    note_size(size, true);
     record_versions();
     if (sim.changed) {
         /* a crash just before this msync */
@@ -1492,9 +1530,14 @@ static void simulated_run(const char *path, const char *img_path, unsigned flags
     CHILD_CHECK(memcmp(&st, &sh->oracle[0], sizeof st) == 0);
     /* the server's children then find the library's symbols resolved */
     CHILD_CHECK(mseg_check(path, 0, NULL) == 0);
+    struct stat fst;
+    CHILD_CHECK(stat(path, &fst) == 0);
+    sim.ino = fst.st_ino;
+    sim.dev = fst.st_dev;
     start_server();
     mseg_test_set_crash_hook(on_crash_point, NULL);
     mseg_test_set_flush_hook(on_flush, NULL);
+    fsync_hook = on_fsync;
     for (int i = 1; i <= nsteps; i++) {
         sim.cur = i;
         sim.armed = true;
@@ -1527,6 +1570,7 @@ static void simulated_run(const char *path, const char *img_path, unsigned flags
     }
     mseg_test_set_crash_hook(NULL, NULL);
     mseg_test_set_flush_hook(NULL, NULL);
+    fsync_hook = NULL;
     CHILD_CHECK(mseg_close(s) == 0);
     stop_server();
     sh->fig.seconds = th_now() - t0;
@@ -1621,11 +1665,11 @@ static void simulate(unsigned flags)
                 f->growth_doublings_max, gi[G_OLD_SIZE], gr[G_OLD_SIZE], gx[G_OLD_SIZE], tail,
                 gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused,
                 f->resumed_growths);
-    fprintf(stderr, "POWERLOSS-GROWTH mode=%s growths=%lu max_doublings=%lu old_size_images=%lu "
+    fprintf(stderr, "POWERLOSS-GROWTH mode=%s growths=%lu at_fsync=%lu max_doublings=%lu old_size_images=%lu "
             "old_size_recovered=%lu old_size_refused=%lu grown_tail_images=%lu tail_zeros=%lu "
             "tail_partly_written=%lu tail_written=%lu grown_tail_recovered=%lu grown_tail_refused=%lu "
             "resumed_growths=%lu\n",
-            mode, f->growths, f->growth_doublings_max, gi[G_OLD_SIZE], gr[G_OLD_SIZE], gx[G_OLD_SIZE],
+            mode, f->growths, f->growths_at_fsync, f->growth_doublings_max, gi[G_OLD_SIZE], gr[G_OLD_SIZE], gx[G_OLD_SIZE],
             tail, gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused,
             f->resumed_growths);
     for (unsigned long i = 0; i < f->nfail; i++)
@@ -1639,6 +1683,7 @@ static void simulate(unsigned flags)
     cr_expect_gt(f->sampled_points, 0ul, "no point had more than %d changed pages", EXH_MAX);
     /* the scripts grow the segment three times, once by more than one doubling */
     cr_expect_eq(f->growths, 3ul);
+    cr_expect_eq(f->growths_at_fsync, f->growths, "growths seen before their fsync");
     cr_expect_gt(f->growth_doublings_max, 1ul);
     cr_expect_gt(gi[G_OLD_SIZE], 0ul);
     cr_expect_gt(gi[G_TAIL_ZERO], 0ul);
