@@ -5,9 +5,10 @@
    write a dirty page back at any moment), and a page being written may be
    torn at 512-byte sectors. The simulator keeps that model of the disk:
 
-     disk       the last durable image of the file: read right after the
-                segment's first mseg_sync; a page is copied in from the
-                mapping whenever the flush hook reports it flushed
+     disk       the last durable image of the file and the file's size:
+                read right after the segment's first mseg_sync; a page is
+                copied in from the mapping whenever the flush hook reports
+                it flushed; a growth adds a tail of zeros (below)
      versions   for every page, each content it has held since it was last
                 flushed (a diff of the mapping against the newest recorded
                 version, page by page, at every crash point and every flush)
@@ -41,9 +42,44 @@
    segment that checks sound or are refused (EUCLEAN) by the verification
    after a system crash; no child ever dies by a signal.
 
-   The engine does not grow segments yet, so no image has a grown tail; the
-   header pages never change after creation, so the header categories yield
-   the disk's header (they are still built, and deduplicated).
+   Growth. The segment is created at MSEG_MIN_SIZE with a max_size of
+   SEG_MAX, and each script grows it three times: a construct whose fresh
+   pages land in the new space, a vector's move (mseg_vec_reserve), and
+   one plain alloc that grows it over more than one doubling, to max_size.
+   seg_grow reserves the new blocks (posix_fallocate), fsyncs the file,
+   then writes a new header generation and flushes it; the heap takes the
+   space inside the operation, through the log. The simulator sees the
+   engine's fsync (this file defines fsync for the test binary: a hook,
+   then the system call), so at a growth's fsync, before the model takes
+   the new size:
+     old-size images   a crash before the fsync: the file at its old size,
+                       every dirty page in any version (the families
+                       above); a file whose fallocated size reached the
+                       disk without the fsync reads as the same bytes and a
+                       zero tail: images of the header's flush point
+                       (header old, tail zero)
+   and from then on the file has the new size and the disk zeros for the
+   grown tail until a flush covers a page:
+     grown-tail images while the growing step is in flight or a grown page
+                       the mapping wrote is not flushed: each such page is
+                       zeros (as fallocate left it), any version the mapping
+                       gave it, or torn; counted by whether all of them are
+                       zeros in the image (all are at the growth's flush
+                       point), some, or none
+   Every growth must be seen first at its fsync: a growth whose new header
+   was flushed before the fsync would be seen at that flush instead (and
+   fail the test), one whose header was only stored would put the new
+   header into old-size images, which recovery must refuse (a lost op).
+   A recovered segment whose header grew but whose heap did not (the
+   growing operation rolled back) then takes an allocation larger than
+   every free block: it must use that space without growing the file
+   again and stay sound (resume_growth).
+   The fsync also writes dirty pages back on Linux; the model does not
+   count on that (DESIGN.md: only what msync flushed is on disk), which
+   allows more images than a disk could hold, never fewer. The header
+   pages change only at a growth, each write flushed at once, so the header
+   categories yield the disk's header at every other point (they are still
+   built, and deduplicated).
 
    Cost: a recovery is a fork, so images are recovered by children of a
    small server process forked early (forking the writer would copy its
@@ -61,6 +97,7 @@
 #include <criterion/logging.h>
 #include <limits.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include "helpers.h"
 #include "layout.h"
@@ -77,9 +114,10 @@
 #define PL_SAN 0
 #endif
 
-#define SEG_SIZE    (1u << 20)
+#define SEG_SIZE    MSEG_MIN_SIZE  /* created small (144 KiB): the scripts grow it */
+#define SEG_MAX     (2u << 20)     /* its max_size */
 #define PAGE        MSEG_PAGE
-#define NPAGES      (SEG_SIZE / PAGE)
+#define NPAGES      (SEG_MAX / PAGE)
 #define SECTOR      512u
 #define SECTORS     (PAGE / SECTOR)
 #define MAXVER      6          /* versions kept per page: the first, the newest, some between */
@@ -122,6 +160,7 @@ enum kind {
                   raw[b], update "beta" */
     TXABORT,   /* transaction: update, alloc, construct, then abort */
     VPUSH,     /* push a elements onto the named vector "v" */
+    VRESERVE,  /* reserve room for a elements in "v" (moves its buffer) */
     MPUT,      /* put keys a..a+b-1 into the named map "m" */
     MDEL,      /* delete keys a..a+b-1 from "m" */
     SYNC,      /* mseg_sync */
@@ -174,7 +213,7 @@ static void build_script_durable(void)
     add(MPUT, NULL, 0, 1, 10);              /* creates the map */
     add(MPUT, NULL, 0, 100, 70);            /* splits the leaf */
     add(MDEL, NULL, 0, 100, 30);
-    add(NEWI, "wide", 0, 15 * PAGE, 1);     /* 15 fresh pages: the sampled path */
+    add(NEWI, "wide", 0, 15 * PAGE, 1);     /* 15 fresh pages (sampled); grows the segment */
     add(TXSPREAD, "wide", 0, 14, 0);        /* 14 dirty pages under one commit */
     add(DEL, "beta", 0, 0, 0);
     add(PFREE, NULL, 1, 0, 0);
@@ -191,6 +230,8 @@ static void build_script_durable(void)
     }
     add(DEL, "n2", 0, 0, 0);
     add(TXSWAP, NULL, 0, 4, 0);
+    add(VRESERVE, NULL, 0, 40000, 0);       /* moves the vector: grows the segment */
+    add(PALLOC, NULL, 2, 1200000, 0);       /* one growth over two doublings, to max_size */
 }
 
 /* Without MSEG_DURABLE: short stretches of operations between syncs. */
@@ -217,7 +258,11 @@ static void build_script_lazy(void)
     add(SYNC, NULL, 0, 0, 0);
     add(VPUSH, NULL, 0, 20, 0);
     add(DEL, "beta", 0, 0, 0);
-    add(NEWI, "wide", 0, 13 * PAGE, 1);     /* more changed pages than every subset allows */
+    add(NEWI, "wide", 0, 16 * PAGE, 1);     /* too many pages for every subset; grows the segment */
+    add(SYNC, NULL, 0, 0, 0);
+    add(VRESERVE, NULL, 0, 24000, 0);       /* moves the vector: grows the segment */
+    add(SYNC, NULL, 0, 0, 0);
+    add(PALLOC, NULL, 1, 1200000, 0);       /* one growth over two doublings, to max_size */
     add(SYNC, NULL, 0, 0, 0);
 }
 
@@ -533,6 +578,10 @@ static int run_step(mseg *s, int i)
         }
         return v ? mseg_tx_commit(s) : -1;
     }
+    case VRESERVE: {
+        mseg_vec *v = mseg_vec_open(s, "v", sizeof(uint64_t), 0);
+        return v ? mseg_vec_reserve(s, v, st->a) : -1;
+    }
     case MPUT:
     case MDEL: {
         if (mseg_tx_begin(s))
@@ -561,7 +610,12 @@ struct verdict {
     int matched;            /* oracle index the state equals, -1 none */
     uint64_t digest;        /* of the recovered state */
     char why[400];
+    int resumed;            /* resume_growth: 1 passed, -1 failed, 0 not run */
+    char resume_why[300];
 };
+
+/* Images by what they hold of a growth (classify()). */
+enum growth_kind { G_NONE, G_OLD_SIZE, G_TAIL_ZERO, G_TAIL_PART, G_TAIL_WRITTEN, G_KINDS };
 
 struct figures {
     unsigned long crash_points, flush_points, images, duplicates;
@@ -570,6 +624,10 @@ struct figures {
     unsigned long in_flight_done, rolled_back, mixed;
     unsigned long recovery_points, recrash_process, recrash_power;
     unsigned long ops;
+    unsigned long growths, growth_doublings_max;   /* growths the simulator saw */
+    unsigned long growths_at_fsync;                /* ...at their fsync (on_fsync) */
+    unsigned long resumed_growths;                 /* resume_growth() passed */
+    unsigned long growth_images[G_KINDS], growth_recovered[G_KINDS], growth_refused[G_KINDS];
     double seconds;
     char fail[MAXFAIL][1000];
     unsigned long nfail;
@@ -581,6 +639,7 @@ struct shared {
     struct figures fig;
     struct verdict v;
     struct state oracle[MAXSTEPS + 1];
+    uint64_t size_after[MAXSTEPS + 1];   /* the segment's size after each step */
 };
 
 static struct shared *sh;
@@ -606,11 +665,19 @@ static struct {
     bool changed;             /* the disk or the versions changed since the last images */
     int cur;                  /* script step in flight */
     int last_sync;            /* last step whose state is durable (lazy mode) */
+    mseg *seg;                /* the segment under test */
     const uint8_t *base;
-    uint64_t size;
-    uint8_t *disk;            /* the last durable image */
+    uint64_t size;            /* the file's size now (it only grows) */
+    uint8_t *disk;            /* the last durable image (SEG_MAX bytes, zeros past size) */
     struct page_versions pv[NPAGES];
-    uint8_t *img;             /* the image being tried */
+    bool tail_zero[NPAGES];   /* grown, and not flushed since: the disk has fallocate's zeros */
+    int grow_step;            /* the last step that grew the segment */
+    bool old_size;            /* building images of a crash before a growth's fsync */
+    bool pin_header;          /* ...with the disk's header pages (note_size) */
+    ino_t ino;                /* the segment's file */
+    dev_t dev;
+    uint8_t *img;             /* the image being tried (SEG_MAX bytes) */
+    uint64_t img_len;         /* its file size */
     char path[300];           /* the segment */
     char img_path[300];       /* where images are recovered */
     uint64_t rng;
@@ -659,6 +726,7 @@ static void make_durable(unsigned first, unsigned last)
         for (int i = 0; i < sim.pv[p].n; i++)
             free(sim.pv[p].v[i]);
         sim.pv[p].n = 0;
+        sim.tail_zero[p] = false;
     }
     sim.changed = true;
 }
@@ -675,11 +743,13 @@ static unsigned dirty[NPAGES], ndirty;    /* pages with versions, by address */
 static unsigned changed_pages[NPAGES], nchanged;  /* ...whose newest differs from the disk */
 static struct pick picks[NPAGES];
 
+/* The dirty pages of an image of sim.img_len bytes; with sim.pin_header,
+   the header pages are not among them (they keep the disk's version). */
 static void find_dirty(void)
 {
     ndirty = nchanged = 0;
-    for (unsigned p = 0; p < sim.size / PAGE; p++) {
-        if (sim.pv[p].n == 0)
+    for (unsigned p = 0; p < sim.img_len / PAGE; p++) {
+        if (sim.pv[p].n == 0 || (sim.pin_header && p * PAGE < MSEG_RUNTIME_OFF))
             continue;
         dirty[ndirty++] = p;
         if (memcmp(newest(p), version(p, -1), PAGE) != 0)
@@ -708,7 +778,7 @@ static void pick_torn(unsigned p, int a, int b, uint8_t mask)
 
 static void compose(void)
 {
-    memcpy(sim.img, sim.disk, sim.size);
+    memcpy(sim.img, sim.disk, sim.img_len);
     for (unsigned i = 0; i < ndirty; i++) {
         unsigned p = dirty[i];
         struct pick k = picks[p];
@@ -770,6 +840,7 @@ enum recrash { RECRASH_NONE, RECRASH_PROCESS, RECRASH_POWER };
 
 static enum recrash child_recrash;
 static uint64_t child_rng;
+static uint64_t child_len;     /* the image's file size */
 
 /* Power loss inside recovery: the file keeps the image plus a random part
    of what recovery had stored in the mapping (whole pages or torn). */
@@ -777,7 +848,7 @@ static void lose_power_in_recovery(void)
 {
     size_t len = 0;
     uint8_t *now = th_read_file(sim.img_path, &len);
-    if (!now || len != sim.size)
+    if (!now || len != child_len)
         _exit(98);
     for (size_t p = 0; p < len / PAGE; p++) {
         uint8_t *d = now + p * PAGE;
@@ -808,6 +879,32 @@ static void recovery_hook(const char *point, unsigned long n, void *arg)
         lose_power_in_recovery();
     if (child_recrash != RECRASH_NONE)
         _exit(CRASH_EXIT);
+}
+
+/* A recovered segment whose header grew but whose heap did not (a crash
+   between a growth's header flush and its commit, rolled back): an
+   allocation larger than every free block must take the space already
+   there (seg_grow's first branch) without growing the file again, and
+   leave the segment sound. Only where that space alone is enough. */
+static void resume_growth(mseg *s, const struct mseg_report *rep, struct verdict *v)
+{
+    uint64_t heap_end = MSEG_HEAP_OFF + rep->heap_bytes;
+    uint64_t n = rep->largest_free + PAGE;
+    if (rep->size < heap_end || rep->size - heap_end < n + 2 * PAGE)
+        return;
+    size_t before = mseg_size(s);
+    struct mseg_report again;
+    memset(&again, 0, sizeof again);
+    if (!mseg_alloc(s, n))
+        snprintf(v->resume_why, sizeof v->resume_why, "mseg_alloc(%llu): %s",
+                 (unsigned long long)n, mseg_errmsg());
+    else if (mseg_size(s) != before)
+        snprintf(v->resume_why, sizeof v->resume_why, "the segment grew from %zu to %zu bytes "
+                 "with %llu bytes past its heap", before, mseg_size(s),
+                 (unsigned long long)(rep->size - heap_end));
+    else if (mseg_verify(s, &again) != 0 || again.problems)
+        snprintf(v->resume_why, sizeof v->resume_why, "mseg_verify: %s", mseg_errmsg());
+    v->resumed = v->resume_why[0] ? -1 : 1;
 }
 
 /* Child: the first opener of the image after a reboot. Fills sh->v. */
@@ -850,6 +947,7 @@ static void recover_child(const uint8_t *boot, enum recrash recrash, int lo, int
         state_diff(&st, &sh->oracle[lo], why, sizeof why);
         snprintf(v->why, sizeof v->why, "state after op %d expected: %s", lo, why);
     }
+    resume_growth(s, &rep, v);
     mseg_close(s);
     _exit(0);
 }
@@ -860,6 +958,7 @@ static void recover_child(const uint8_t *boot, enum recrash recrash, int lo, int
    costs more than the recovery. */
 struct request {
     int fresh;            /* write sim.img to the file first */
+    uint64_t len;         /* ...as a file of len bytes */
     int lo, hi;
     enum recrash recrash;
     const uint8_t *boot;
@@ -869,11 +968,15 @@ struct request {
 static int req_fd = -1, rep_fd = -1;
 static pid_t server_pid;
 
-/* Makes the image file hold sim.img, through a mapping of the file kept
-   for the server's life: only the pages that differ are copied. */
-static void server_put_image(uint8_t *file)
+/* Makes the image file hold the len bytes of sim.img, through a mapping
+   of the file (SEG_MAX bytes) kept for the server's life: the file gets
+   the image's size, and only the pages that differ are copied. */
+static void server_put_image(int fd, uint8_t *file, uint64_t len)
 {
-    for (size_t off = 0; off < sim.size; off += PAGE)
+    struct stat st;
+    if (fstat(fd, &st) || ((uint64_t)st.st_size != len && ftruncate(fd, (off_t)len)))
+        _exit(98);
+    for (size_t off = 0; off < len; off += PAGE)
         if (memcmp(file + off, sim.img + off, PAGE) != 0)
             memcpy(file + off, sim.img + off, PAGE);
 }
@@ -881,21 +984,22 @@ static void server_put_image(uint8_t *file)
 static void server_loop(int in, int out)
 {
     int fd = open(sim.img_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0 || ftruncate(fd, (off_t)sim.size))
+    if (fd < 0)
         _exit(98);
-    uint8_t *file = mmap(NULL, sim.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    uint8_t *file = mmap(NULL, SEG_MAX, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (file == MAP_FAILED)
         _exit(98);
-    close(fd);
     struct request rq;
     while (read(in, &rq, sizeof rq) == (ssize_t)sizeof rq) {
         if (rq.fresh)
-            server_put_image(file);
+            server_put_image(fd, file, rq.len);
         pid_t pid = fork();
         if (pid == 0) {
             close(in);
             close(out);
+            close(fd);
             child_rng = rq.seed;
+            child_len = rq.len;
             recover_child(rq.boot, rq.recrash, rq.lo, rq.hi);
         }
         int status = -1;
@@ -940,7 +1044,7 @@ static void stop_server(void)
    the child's wait status. */
 static int run_recovery(int fresh, const uint8_t *boot, enum recrash recrash, int lo, int hi)
 {
-    struct request rq = { fresh, lo, hi, recrash, boot, th_rand(&sim.rng) };
+    struct request rq = { fresh, sim.img_len, lo, hi, recrash, boot, th_rand(&sim.rng) };
     int status = -1;
     if (write(req_fd, &rq, sizeof rq) != (ssize_t)sizeof rq ||
         read(rep_fd, &status, sizeof status) != (ssize_t)sizeof status)
@@ -965,7 +1069,7 @@ static void failure(const char *fmt, ...)
         char kept[300];
         snprintf(kept, sizeof kept, "%.200s/mseg-powerloss-fail-%d-%lu.img", th_tmpdir(), (int)getpid(),
                  f->nfail);
-        if (write_image(kept, sim.img, sim.size))
+        if (write_image(kept, sim.img, sim.img_len))
             snprintf(kept, sizeof kept, "(not kept)");
         char msg[500];
         va_list ap;
@@ -1005,40 +1109,64 @@ static void recrash_recovery(enum recrash how, const struct verdict *first, int 
         failure("recovery is not idempotent: after a %s in recovery: %s (matched op %d, first %d)",
                 how == RECRASH_POWER ? "power loss" : "crash",
                 sh->v.why[0] ? sh->v.why : "another state", sh->v.matched, first->matched);
+    else if (sh->v.resumed < 0)
+        failure("after a second recovery, resuming the interrupted growth: %s", sh->v.resume_why);
     if (how == RECRASH_POWER)
         sh->fig.recrash_power++;
     else
         sh->fig.recrash_process++;
 }
 
-/* Composes the current picks into an image and, unless it was tried
-   already with the same expectation, recovers and judges it. */
-static void try_image(enum expect e, int lo, int hi)
+/* What an image holds of a growth: the file at its size before one
+   (a crash before the growth's fsync), or a grown tail not all on disk
+   yet (the growing step in flight, or pages of the tail written in the
+   mapping and not flushed since) with those pages all zeros (as
+   fallocate left them), some written, or all written. */
+static enum growth_kind classify(void)
+{
+    if (sim.old_size)
+        return G_OLD_SIZE;
+    unsigned pending = 0, written = 0;
+    for (unsigned i = 0; i < ndirty; i++) {
+        unsigned p = dirty[i];
+        if (!sim.tail_zero[p])
+            continue;
+        pending++;
+        if (picks[p].a >= 0 || (picks[p].mask && picks[p].b >= 0))
+            written++;
+    }
+    if (!pending && sim.cur != sim.grow_step)
+        return G_NONE;
+    return written == 0 ? G_TAIL_ZERO : written < pending ? G_TAIL_PART : G_TAIL_WRITTEN;
+}
+
+/* Recovers the composed image and judges it: 1 recovered, 2 refused as
+   allowed, 0 a failure (recorded). */
+static int judge_image(enum expect e, int lo, int hi)
 {
     struct figures *f = &sh->fig;
-    compose();
-    uint64_t key = th_hash(sim.img, sim.size) ^ ((uint64_t)e << 56) ^ ((uint64_t)lo << 40) ^ ((uint64_t)hi << 24);
-    if (!first_time(key)) {
-        f->duplicates++;
-        return;
-    }
-    f->images++;
     int st = run_recovery(1, BOOT_AFTER, RECRASH_NONE, lo, hi);
     if (!exited_ok(st, "recovery"))
-        return;
+        return 0;
     struct verdict v = sh->v;
     if (!v.opened) {
         if (e == EXPECT_SOUND && v.err == EUCLEAN) {
             f->refused++;
-            return;
+            return 2;
         }
         failure("refused (%s): %s", strerror(v.err), v.why);
-        return;
+        return 0;
     }
     if (!v.sound) {
         failure("%s", v.why);
-        return;
+        return 0;
     }
+    if (v.resumed < 0) {
+        failure("after recovery, resuming the interrupted growth: %s", v.resume_why);
+        return 0;
+    }
+    if (v.resumed > 0)
+        f->resumed_growths++;
     if (e == EXPECT_SOUND) {
         f->recovered++;
         if (v.matched < lo)
@@ -1055,11 +1183,34 @@ static void try_image(enum expect e, int lo, int hi)
         if (v.matched >= 0)
             f->lost_ops += (unsigned long)(lo - v.matched);
         failure("%s (it equals the state after op %d)", v.why, v.matched);
-        return;
+        return 0;
     }
     if (v.points > 0 && ++f->recovery_points % RECRASH_EVERY == 0)
         recrash_recovery(f->recovery_points % (RECRASH_EVERY * POWER_EVERY) ? RECRASH_PROCESS : RECRASH_POWER,
                          &v, lo, hi);
+    return 1;
+}
+
+/* Composes the current picks into an image and, unless it was tried
+   already with the same expectation, recovers and judges it. */
+static void try_image(enum expect e, int lo, int hi)
+{
+    struct figures *f = &sh->fig;
+    compose();
+    uint64_t key = th_hash(sim.img, sim.img_len) ^ sim.img_len ^ ((uint64_t)e << 56) ^
+                   ((uint64_t)lo << 40) ^ ((uint64_t)hi << 24);
+    if (!first_time(key)) {
+        f->duplicates++;
+        return;
+    }
+    f->images++;
+    enum growth_kind g = classify();
+    int verdict = judge_image(e, lo, hi);
+    f->growth_images[g]++;
+    if (verdict == 1)
+        f->growth_recovered[g]++;
+    else if (verdict == 2)
+        f->growth_refused[g]++;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1204,6 +1355,71 @@ static void expectation(enum expect *e, int *lo, int *hi)
     }
 }
 
+/* The file is size bytes now. A growth (seg_grow) reserves the new blocks
+   (posix_fallocate), fsyncs the file, and then writes a new header
+   generation, flushed. The simulator sees the fsync (on_fsync) before it
+   runs: a crash before it completes leaves the file at its old size with
+   every page as it may be on disk now (old-size images; a file whose
+   fallocated size reached the disk without the fsync reads as the same
+   bytes plus a zero tail: images of the header's flush, with the old
+   header). From the fsync on, the file has the new size and the grown tail
+   is zeros on disk until a flush covers it; the fsync's write-back of dirty
+   pages is not counted on (DESIGN.md: only what msync flushed is on disk),
+   so the model allows more images than a real disk, never fewer.
+   If a growth is seen first at a flush or crash point (no fsync seen:
+   late), the header pages may have changed since the fsync: the old-size
+   images then take the disk's header pages (only the header is written
+   between the fsync and its flush). */
+static void note_size(uint64_t size, bool late)
+{
+    if (size <= sim.size)
+        return;
+    struct figures *f = &sh->fig;
+    f->growths++;
+    if (!late)
+        f->growths_at_fsync++;
+    unsigned long doublings = 0;
+    for (uint64_t x = sim.size; x < size; x *= 2)
+        doublings++;
+    if (doublings > f->growth_doublings_max)
+        f->growth_doublings_max = doublings;
+    record_versions();
+    enum expect e;
+    int lo, hi;
+    expectation(&e, &lo, &hi);
+    sim.old_size = true;
+    sim.pin_header = late;
+    build_images("growth, old size", e, lo, hi);
+    sim.old_size = sim.pin_header = false;
+    for (unsigned p = (unsigned)(sim.size / PAGE); p < size / PAGE; p++)
+        sim.tail_zero[p] = true;
+    sim.size = sim.img_len = size;
+    sim.grow_step = sim.cur;
+    sim.changed = true;
+}
+
+/* The engine's fsync calls: this definition in the test binary takes the
+   place of libc's for the statically linked engine; it only calls
+   fsync_hook first (set in the simulated run, NULL everywhere else). */
+static void (*fsync_hook)(int fd);
+
+int fsync(int fd)
+{
+    if (fsync_hook)
+        fsync_hook(fd);
+    return (int)syscall(SYS_fsync, fd);
+}
+
+/* An fsync of the segment's file with more bytes than the model knows: a
+   growth, about to be made durable. */
+static void on_fsync(int fd)
+{
+    struct stat st;
+    if (!sim.armed || fstat(fd, &st) || st.st_ino != sim.ino || st.st_dev != sim.dev)
+        return;
+    note_size((uint64_t)st.st_size, false);
+}
+
 static void on_crash_point(const char *point, unsigned long n, void *arg)
 {
     (void)n;
@@ -1211,6 +1427,7 @@ static void on_crash_point(const char *point, unsigned long n, void *arg)
     if (!sim.armed || strncmp(point, "log.", 4) != 0)
         return;
     sh->fig.crash_points++;
+    note_size(mseg_size(sim.seg), true);
     record_versions();
     if (!sim.changed)
         return;
@@ -1223,8 +1440,9 @@ static void on_crash_point(const char *point, unsigned long n, void *arg)
 static void on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
 {
     (void)arg;
-    if (!sim.armed || base != sim.base || size != sim.size)
+    if (!sim.armed || base != sim.base)
         return;
+    note_size(size, true);
     record_versions();
     if (sim.changed) {
         /* a crash just before this msync */
@@ -1242,7 +1460,7 @@ static void on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t 
 /* The runs                                                            */
 /* ------------------------------------------------------------------ */
 
-static struct mseg_config seg_config = { .size = SEG_SIZE };
+static struct mseg_config seg_config = { .size = SEG_SIZE, .max_size = SEG_MAX };
 
 /* Child: the script on a fresh segment, without hooks: the oracle. */
 static void reference_run(const char *path, unsigned flags)
@@ -1266,6 +1484,11 @@ static void reference_run(const char *path, unsigned flags)
             fprintf(stderr, "reference: after step %d: %s\n", i, why);
             _exit(94);
         }
+        sh->size_after[i] = mseg_size(s);
+        if (getenv("PL_VERBOSE"))
+            fprintf(stderr, "reference: step %d (kind %d, %s %zu): size %llu, free %llu\n", i,
+                    script[i].k, script[i].name, script[i].a, (unsigned long long)sh->size_after[i],
+                    (unsigned long long)sh->oracle[i].free_mem);
     }
     CHILD_CHECK(mseg_close(s) == 0);
     _exit(0);
@@ -1282,18 +1505,24 @@ static void simulated_run(const char *path, const char *img_path, unsigned flags
     sim.rng = 0x5eed0000u + flags;
     snprintf(sim.path, sizeof sim.path, "%s", path);
     snprintf(sim.img_path, sizeof sim.img_path, "%s", img_path);
-    sim.size = SEG_SIZE;
+    sim.size = sim.img_len = SEG_SIZE;
+    sim.grow_step = -1;
     /* shared with the recovery server, which writes it to the image file */
-    sim.img = mmap(NULL, sim.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    sim.img = mmap(NULL, SEG_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHILD_CHECK(sim.img != MAP_FAILED);
     mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL | flags, &seg_config);
     CHILD_CHECK(s != NULL);
     CHILD_CHECK(mseg_sync(s) == 0);
+    sim.seg = s;
     sim.base = (const uint8_t *)mseg_at(s, PAGE) - PAGE;
     CHILD_CHECK(mseg_size(s) == SEG_SIZE);
     size_t len = 0;
-    sim.disk = th_read_file(path, &len);
-    CHILD_CHECK(sim.disk && len == sim.size && memcmp(sim.disk, sim.base, len) == 0);
+    uint8_t *file = th_read_file(path, &len);
+    CHILD_CHECK(file && len == sim.size && memcmp(file, sim.base, len) == 0);
+    sim.disk = calloc(1, SEG_MAX);
+    CHILD_CHECK(sim.disk != NULL);
+    memcpy(sim.disk, file, len);
+    free(file);
 
     struct state st;
     char why[300];
@@ -1301,9 +1530,14 @@ static void simulated_run(const char *path, const char *img_path, unsigned flags
     CHILD_CHECK(memcmp(&st, &sh->oracle[0], sizeof st) == 0);
     /* the server's children then find the library's symbols resolved */
     CHILD_CHECK(mseg_check(path, 0, NULL) == 0);
+    struct stat fst;
+    CHILD_CHECK(stat(path, &fst) == 0);
+    sim.ino = fst.st_ino;
+    sim.dev = fst.st_dev;
     start_server();
     mseg_test_set_crash_hook(on_crash_point, NULL);
     mseg_test_set_flush_hook(on_flush, NULL);
+    fsync_hook = on_fsync;
     for (int i = 1; i <= nsteps; i++) {
         sim.cur = i;
         sim.armed = true;
@@ -1326,10 +1560,17 @@ static void simulated_run(const char *path, const char *img_path, unsigned flags
                     i, why);
             _exit(94);
         }
+        if (mseg_size(s) != sh->size_after[i] || sim.size != sh->size_after[i]) {
+            fprintf(stderr, "simulated: after step %d the segment has %zu bytes (the model %llu), "
+                    "the reference run had %llu\n", i, mseg_size(s), (unsigned long long)sim.size,
+                    (unsigned long long)sh->size_after[i]);
+            _exit(94);
+        }
         sh->fig.ops++;
     }
     mseg_test_set_crash_hook(NULL, NULL);
     mseg_test_set_flush_hook(NULL, NULL);
+    fsync_hook = NULL;
     CHILD_CHECK(mseg_close(s) == 0);
     stop_server();
     sh->fig.seconds = th_now() - t0;
@@ -1411,6 +1652,26 @@ static void simulate(unsigned flags)
             mode, f->ops, f->exhaustive_points + f->sampled_points, f->images, f->recovered, f->refused,
             f->recrash_process + f->recrash_power, f->lost_ops, f->failures, f->seconds,
             PL_SAN ? " (sanitizer build, scaled down)" : "");
+    const unsigned long *gi = f->growth_images, *gr = f->growth_recovered, *gx = f->growth_refused;
+    unsigned long tail = gi[G_TAIL_ZERO] + gi[G_TAIL_PART] + gi[G_TAIL_WRITTEN];
+    unsigned long tail_ok = gr[G_TAIL_ZERO] + gr[G_TAIL_PART] + gr[G_TAIL_WRITTEN];
+    unsigned long tail_refused = gx[G_TAIL_ZERO] + gx[G_TAIL_PART] + gx[G_TAIL_WRITTEN];
+    cr_log_info("powerloss (%s): %lu growths of the segment (%u KiB to %llu KiB, at most %lu doublings "
+                "in one); old-size images (a crash before a growth's fsync): %lu, recovered %lu, "
+                "refused %lu; grown-tail images: %lu (tail all zeros %lu, partly written %lu, "
+                "written %lu), recovered %lu, refused %lu; %lu recovered segments with a header "
+                "grown past the heap took an allocation into that space",
+                mode, f->growths, SEG_SIZE >> 10, (unsigned long long)sh->size_after[nsteps] >> 10,
+                f->growth_doublings_max, gi[G_OLD_SIZE], gr[G_OLD_SIZE], gx[G_OLD_SIZE], tail,
+                gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused,
+                f->resumed_growths);
+    fprintf(stderr, "POWERLOSS-GROWTH mode=%s growths=%lu at_fsync=%lu max_doublings=%lu old_size_images=%lu "
+            "old_size_recovered=%lu old_size_refused=%lu grown_tail_images=%lu tail_zeros=%lu "
+            "tail_partly_written=%lu tail_written=%lu grown_tail_recovered=%lu grown_tail_refused=%lu "
+            "resumed_growths=%lu\n",
+            mode, f->growths, f->growths_at_fsync, f->growth_doublings_max, gi[G_OLD_SIZE], gr[G_OLD_SIZE], gx[G_OLD_SIZE],
+            tail, gi[G_TAIL_ZERO], gi[G_TAIL_PART], gi[G_TAIL_WRITTEN], tail_ok, tail_refused,
+            f->resumed_growths);
     for (unsigned long i = 0; i < f->nfail; i++)
         cr_log_error("powerloss (%s) failure %lu: %s", mode, i + 1, f->fail[i]);
     for (int i = 0; i < 8 && f->fail_point[i][0]; i++)
@@ -1420,6 +1681,15 @@ static void simulate(unsigned flags)
     cr_expect_eq(f->ops, (unsigned long)nsteps);
     cr_expect_gt(f->images, 1000ul);
     cr_expect_gt(f->sampled_points, 0ul, "no point had more than %d changed pages", EXH_MAX);
+    /* the scripts grow the segment three times, once by more than one doubling */
+    cr_expect_eq(f->growths, 3ul);
+    cr_expect_eq(f->growths_at_fsync, f->growths, "growths seen before their fsync");
+    cr_expect_gt(f->growth_doublings_max, 1ul);
+    cr_expect_gt(gi[G_OLD_SIZE], 0ul);
+    cr_expect_gt(gi[G_TAIL_ZERO], 0ul);
+    cr_expect_gt(gi[G_TAIL_PART], 0ul);
+    cr_expect_gt(gi[G_TAIL_WRITTEN], 0ul);
+    cr_expect_gt(f->resumed_growths, 0ul, "no recovered image had a header grown past its heap");
     if (flags & MSEG_DURABLE) {
         /* a durable crash leaves a log to replay or roll back */
         cr_expect_gt(f->recrash_process, 0ul);
