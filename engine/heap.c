@@ -445,6 +445,8 @@ static bool is_deferred(const mseg *s, uint64_t p);
    operation's pending records inside them are dropped, as heap_alloc does. */
 bool heap_expand(mseg *s, uint64_t p, uint64_t n)
 {
+    if (s->op.direct)
+        return false;   /* logged operations only: its stores are not ordered for direct ones */
     uint64_t need = block_size_for(n);
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);

@@ -421,7 +421,9 @@ static int vec_push_in_place(mseg *s, mseg_vec *v, const void *elem)
         return 0;
     if (lock_acquire(s))
         return -1;
-    if (!seg_range_ok(s, p - b, sizeof(struct mseg_vec_root)) || sync_mark_unsynced(s)) {
+    /* log_settle: a durable handle's commit slots go first (log.c), as in
+       seg_write_begin */
+    if (!seg_range_ok(s, p - b, sizeof(struct mseg_vec_root)) || log_settle(s) || sync_mark_unsynced(s)) {
         lock_release(s);
         return 0;
     }
