@@ -8,12 +8,17 @@
  * install it in a forked child.
  *
  * Points, in the order one engine operation reaches them:
+ *   "log.fresh"      durable: large fresh bytes (and the slots' pages) flushed
  *   "log.written"    redo records written, commit word not yet stored
- *   "log.committed"  commit word stored (persist 1: the log is flushed)
+ *   "log.committed"  commit word stored (durable: the one flush, of the log
+ *                    and the previous commit's pages)
  *   "log.applying"   half of the records applied in place
- *   "log.applied"    all records applied (persist 2: data pages flushed)
- *   "log.retired"    commit word cleared
- * Recovery reaches "recover.replayed" after replaying a committed log.
+ *   "log.applied"    all records applied (nothing flushed)
+ *   "log.retired"    operation over (non-durable: its slot emptied)
+ *   "direct.store"   before each in-place store of mseg_alloc / mseg_free
+ *   "vec.stored", "vec.pushed"   an in-place push: element, then length
+ * Recovery reaches "recover.replayed" after replaying a committed slot and
+ * "recover.rollback" before rolling an operation back.
  */
 #ifndef MSEG_TESTING_H
 #define MSEG_TESTING_H
