@@ -948,9 +948,7 @@ static int replay_slot(mseg *s, unsigned i, uint64_t *lo, uint64_t *hi)
             return fail(EUCLEAN, "segment %s: log record %u writes outside the heap "
                         "(offset %#llx, %u bytes)", s->name, k,
                         (unsigned long long)entry_off(&e[k]), entry_width(&e[k]));
-    readers_hold(s);
-    apply(s, e, 0, n, lo, hi);
-    readers_release(s);
+    apply(s, e, 0, n, lo, hi);   /* log_recover holds readers off */
     return 0;
 }
 
@@ -1006,29 +1004,35 @@ int log_recover(mseg *s, bool after_reboot)
 {
     struct mseg_log_head *h = log_head(s);
     struct log_findings f = log_find(s);
-    readers_release(s);   /* a writer that died mid-apply left it odd */
+    /* odd from here to the end (a writer that died mid-apply or mid-direct
+       operation may have left it odd already): lock-free readers must not
+       validate a read of the half-done state before it is repaired */
+    readers_hold(s);
     int done = 0;
     uint64_t lo = UINT64_MAX, hi = 0;
     if (after_reboot && f.valid[0] && f.valid[1]) {
         if (replay_slot(s, 1u - (unsigned)f.newest, &lo, &hi))
-            return -1;
+            return readers_release(s), -1;
         done = 1;
     }
     if ((after_reboot && f.newest >= 0) || f.inflight_committed) {
         if (replay_slot(s, (unsigned)f.newest, &lo, &hi))
-            return -1;
+            return readers_release(s), -1;
         done = 1;
     }
-    if (done && persist(s, "recover.replayed", lo, hi - lo))
+    if (done && persist(s, "recover.replayed", lo, hi - lo)) {
+        readers_release(s);
         return -1;
+    }
     if ((f.inflight && !f.inflight_committed) || (h->undo_size && !f.inflight_committed)) {
         /* never committed: nothing of it was applied but fresh blocks and
            user bytes declared with mseg_tx_add */
         crash_point("recover.rollback");
-        if (roll_back(s, f.inflight))
+        if (roll_back(s, f.inflight))   /* releases the readers */
             return -1;
         done = 1;
     }
+    readers_release(s);
     __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
     if (after_reboot && f.torn)
