@@ -104,6 +104,10 @@ bool seg_writers_attached(mseg *s);
 int  lock_init(mseg *s);             /* (re)initialize the segment mutex */
 int  lock_acquire(mseg *s);          /* runs recovery when the owner died */
 void lock_release(mseg *s);
+/* lock_acquire for a writer that stores in place: first settles what
+   durable commits owe (non-durable handles) and marks the segment
+   unsynced. 0, or -1 with errno and the lock not held. */
+int  lock_for_write(mseg *s);
 /* Begins a writing engine operation: checks the handle may write, takes
    the lock, starts the op. 0 or -1 with errno (EROFS, EIO, EUCLEAN). */
 int  seg_write_begin(mseg *s);
@@ -156,43 +160,39 @@ static inline __attribute__((always_inline)) bool op_meta_ok(const mseg *s, uint
 /* A metadata word as the current operation sees it. The inline half: an
    operation with no records yet (a direct one, or any read path) reads
    memory; otherwise the log's records may hold a newer value (log.c). */
-static inline __attribute__((always_inline)) uint64_t op_get64(mseg *s, uint64_t off)
+static inline __attribute__((always_inline)) uint64_t op_get(mseg *s, uint64_t off, unsigned width)
 {
-    if (__builtin_expect(s->op.count == 0 && op_meta_ok(s, off, 8), 1))
-        return *(const uint64_t *)(s->base + off);
-    return op_get_slow(s, off, 8);
+    if (__builtin_expect(s->op.count == 0 && op_meta_ok(s, off, width), 1))
+        return width == 8 ? *(const uint64_t *)(s->base + off) : *(const uint32_t *)(s->base + off);
+    return op_get_slow(s, off, width);
 }
 
-static inline __attribute__((always_inline)) uint32_t op_get32(mseg *s, uint64_t off)
+/* A store in place that the compiler keeps in program order (a direct
+   operation's; see op_direct in log.c). */
+static inline __attribute__((always_inline)) void op_store_ordered(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
-    if (__builtin_expect(s->op.count == 0 && op_meta_ok(s, off, 4), 1))
-        return *(const uint32_t *)(s->base + off);
-    return (uint32_t)op_get_slow(s, off, 4);
+    __asm__ __volatile__("" ::: "memory");
+    if (width == 8)
+        *(uint64_t *)(s->base + off) = v;
+    else
+        *(uint32_t *)(s->base + off) = (uint32_t)v;
+    __asm__ __volatile__("" ::: "memory");
 }
 
 /* Sets a metadata word: a redo record, or for a direct operation a store
-   in place, in program order (the compiler barriers; see op_direct). */
-static inline __attribute__((always_inline)) void op_set64(mseg *s, uint64_t off, uint64_t v)
+   in place. */
+static inline __attribute__((always_inline)) void op_set(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
-    if (s->op.direct_inline && op_meta_ok(s, off, 8)) {
-        __asm__ __volatile__("" ::: "memory");
-        *(uint64_t *)(s->base + off) = v;
-        __asm__ __volatile__("" ::: "memory");
-        return;
-    }
-    op_set_slow(s, off, 8, v);
+    if (s->op.direct_inline && op_meta_ok(s, off, width))
+        op_store_ordered(s, off, width, v);
+    else
+        op_set_slow(s, off, width, v);
 }
 
-static inline __attribute__((always_inline)) void op_set32(mseg *s, uint64_t off, uint32_t v)
-{
-    if (s->op.direct_inline && op_meta_ok(s, off, 4)) {
-        __asm__ __volatile__("" ::: "memory");
-        *(uint32_t *)(s->base + off) = v;
-        __asm__ __volatile__("" ::: "memory");
-        return;
-    }
-    op_set_slow(s, off, 4, v);
-}
+static inline uint64_t op_get64(mseg *s, uint64_t off) { return op_get(s, off, 8); }
+static inline uint32_t op_get32(mseg *s, uint64_t off) { return (uint32_t)op_get(s, off, 4); }
+static inline void op_set64(mseg *s, uint64_t off, uint64_t v) { op_set(s, off, 8, v); }
+static inline void op_set32(mseg *s, uint64_t off, uint32_t v) { op_set(s, off, 4, v); }
 
 void     op_fresh(mseg *s, uint64_t off, uint64_t len);
 void     op_claim(mseg *s, uint64_t off, uint64_t len);

@@ -131,6 +131,20 @@ void lock_release(mseg *s)
     pthread_mutex_unlock(seg_mutex(s));
 }
 
+int lock_for_write(mseg *s)
+{
+    if (lock_acquire(s))
+        return -1;
+    /* a durable handle's last commit may still owe its pages; a
+       non-durable writer settles that first (log.c), then marks the
+       segment unsynced (sync.c) */
+    if ((!(s->flags & MSEG_DURABLE) && log_settle(s)) || sync_mark_unsynced(s)) {
+        lock_release(s);
+        return -1;
+    }
+    return 0;
+}
+
 int seg_write_begin(mseg *s)
 {
     if (!s)
@@ -148,18 +162,8 @@ int seg_write_begin(mseg *s)
         s->op.save_deferred = s->op.ndeferred;
         return 0;
     }
-    if (lock_acquire(s))
+    if (lock_for_write(s))
         return -1;
-    /* a durable handle's last commit may still owe its pages; a
-       non-durable operation settles that first (log.c) */
-    if (!(s->flags & MSEG_DURABLE) && log_settle(s)) {
-        lock_release(s);
-        return -1;
-    }
-    if (sync_mark_unsynced(s)) {
-        lock_release(s);
-        return -1;
-    }
     op_begin(s);
     return 0;
 }

@@ -361,14 +361,6 @@ static uint64_t load(const mseg *s, uint64_t off, unsigned width)
     return *(const uint32_t *)(s->base + off);
 }
 
-static void store(mseg *s, uint64_t off, unsigned width, uint64_t v)
-{
-    if (width == 8)
-        *(uint64_t *)(s->base + off) = v;
-    else
-        *(uint32_t *)(s->base + off) = (uint32_t)v;
-}
-
 /* The value as the operation sees it when records overlap partially: memory,
    then every overlapping record's bytes in log order. Rare (a transaction
    reusing bytes at another width); correctness over speed. */
@@ -472,18 +464,17 @@ static __attribute__((noinline)) void append_record(mseg *s, uint64_t off, unsig
     bloom_add(s, off, width);
 }
 
-/* A store of a direct operation (op_direct): in place, in program order.
-   The compiler barrier keeps the order the allocator relies on (the one
-   header store that decides comes after everything it exposes); the CPU
+/* A store of a direct operation (op_direct) with a crash hook armed: a
+   crash point before each store. (Without a hook, op_set stores inline.)
+   The order the allocator relies on (the one header store that decides
+   comes after everything it exposes) is kept by op_store_ordered; the CPU
    keeps it too as far as a killed process is concerned, since every store
    it executed reaches the shared page. */
-static inline __attribute__((always_inline)) void direct_store(mseg *s, uint64_t off, unsigned width, uint64_t v)
+static void direct_store(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
-    if (__builtin_expect(crash_hook != NULL, 0))
+    if (crash_hook)
         crash_point_reached("direct.store");
-    __asm__ __volatile__("" ::: "memory");
-    store(s, off, width, v);
-    __asm__ __volatile__("" ::: "memory");
+    op_store_ordered(s, off, width, v);
 }
 
 static inline __attribute__((always_inline)) void op_write(mseg *s, uint64_t off, unsigned width, uint64_t v)
@@ -725,7 +716,7 @@ static void apply(mseg *s, const struct mseg_log_entry *e, uint32_t from, uint32
     for (uint32_t i = from; i < to; i++) {
         uint64_t off = entry_off(&e[i]);
         unsigned w = entry_width(&e[i]);
-        store(s, off, w, e[i].value);
+        op_store_ordered(s, off, w, e[i].value);
         if (off < *lo)
             *lo = off;
         if (off + w > *hi)

@@ -419,11 +419,9 @@ static int vec_push_in_place(mseg *s, mseg_vec *v, const void *elem)
     uintptr_t p = (uintptr_t)v, b = (uintptr_t)s->base;
     if (!v || p < b || p % 16 || p - b < MSEG_HEAP_OFF)
         return 0;
-    if (lock_acquire(s))
+    if (lock_for_write(s))
         return -1;
-    /* log_settle: a durable handle's commit slots go first (log.c), as in
-       seg_write_begin */
-    if (!seg_range_ok(s, p - b, sizeof(struct mseg_vec_root)) || log_settle(s) || sync_mark_unsynced(s)) {
+    if (!seg_range_ok(s, p - b, sizeof(struct mseg_vec_root))) {
         lock_release(s);
         return 0;
     }
