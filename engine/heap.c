@@ -483,7 +483,8 @@ bool heap_block_is_live(mseg *s, uint64_t p)
 {
     uint64_t start = op_get64(s, CTRL(heap_start));
     uint64_t end = op_get64(s, CTRL(heap_end));
-    if (p % MSEG_GRANULE || p < start + MSEG_GRANULE || p >= end)
+    /* end past this process's mapping: a growth it was never told of */
+    if (p % MSEG_GRANULE || p < start + MSEG_GRANULE || p >= end || end > s->size)
         return false;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);

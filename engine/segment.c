@@ -253,7 +253,12 @@ int seg_grow(mseg *s, uint64_t need)
     if (s->mode == MODE_RW && heap_end + MSEG_BLOCK_MIN <= old &&
         old - heap_end + heap_tail_free(s) >= need + 2 * MSEG_GRANULE) {
         /* an earlier growth was interrupted after the file and header grew:
-           the heap only has to take the space that is already there */
+           the heap only has to take the space that is already there. This
+           handle mapped it from the header at open, but processes attached
+           before then still map the old size: tell them (step 4), or every
+           block past their mapping is out of their reach */
+        if (__atomic_load_n(&seg_runtime(s)->size, __ATOMIC_ACQUIRE) < old)
+            __atomic_store_n(&seg_runtime(s)->size, old, __ATOMIC_RELEASE);
         heap_grow(s, old);
         return 0;
     }

@@ -642,6 +642,81 @@ Test(growth, a_growing_allocation_is_atomic_at_every_crash_point, .timeout = 120
             crash_during_growth(flags[f], how);
 }
 
+/* A grower killed after it wrote the new size into the header, before it
+   told the attached processes (runtime.size): recovery rolls its heap back,
+   but the header keeps the larger size, so a process that opens afterwards
+   maps more than the others and its next growth only has to take the space
+   that is already there. The others must still follow: the torture once
+   saw a process that did not, and whose every lookup then failed. */
+static void on_flush_die_at_header(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    (void)base; (void)size; (void)arg;
+    if (off < 2 * 4096 && len == 4096)   /* a header copy: the size is written */
+        _exit(42);
+}
+
+static void grow_and_die_at_header(void *arg)
+{
+    struct crash_arg *c = arg;
+    mseg *s = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_test_set_flush_hook(on_flush_die_at_header, NULL);
+    mseg_alloc(s, 2 * MiB);
+    _exit(0);   /* the hook did not fire */
+}
+
+static void construct_in_the_header_growth(void *arg)
+{
+    struct crash_arg *c = arg;
+    mseg *s = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    CHILD_CHECK(mseg_size(s) > 1 * MiB);   /* the dead grower's header */
+    unsigned char *big = mseg_construct(s, "big", "stamp", 1, 1536 * KiB, NULL);
+    CHILD_CHECK(big != NULL);
+    stamp_fill(big, 1536 * KiB, 2, 2);
+    mseg_close(s);
+    _exit(0);
+}
+
+static void growth_after_a_grower_died_at_its_header(unsigned backend)
+{
+    char name[256], why[200];
+    struct mseg_report r;
+    size_t free_mem;
+    th_name(name, backend);
+    fresh_crash_segment(name, backend, &r, &free_mem);
+    mseg *s = mseg_open(name, backend, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    struct crash_arg c = { name, backend, 0 };
+    int st = th_fork_run(grow_and_die_at_header, &c);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42, "%s: the grower %s, expected to "
+              "die at its header flush", backend_name(backend), th_status_str(st, why, sizeof why));
+    void *small = mseg_alloc(s, 64);   /* takes the lock: rolls the dead grower back */
+    cr_assert_not_null(small, "%s: %s", backend_name(backend), mseg_errmsg());
+    st = th_fork_run(construct_in_the_header_growth, &c);
+    cr_assert(TH_EXITED_OK(st), "%s: the second opener %s", backend_name(backend),
+              th_status_str(st, why, sizeof why));
+    size_t n = 0;
+    cr_assert(stamp_ok(mseg_find(s, "big", "stamp", 1, &n), 1536 * KiB, 2, 2),
+              "%s: the object built in the grown space: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    cr_assert(stamp_ok(mseg_find(s, "keep", "stamp", 1, NULL), 100 * KiB, 1, 1),
+              "%s: a lookup inside a transaction: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_not_null(mseg_alloc(s, 64), "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, small), 0, "%s", mseg_errmsg());
+    cr_assert(sound(s, &r), "%s: %s", backend_name(backend), mseg_errmsg());
+    mseg_close(s);
+    mseg_remove(name, backend);
+}
+
+Test(growth, a_process_attached_while_a_grower_died_at_its_header_follows_later_growth,
+     .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        growth_after_a_grower_died_at_its_header(backends[b]);
+}
+
 /* ---- (f) a full file system: ENOSPC, never SIGBUS ---- */
 
 static void fill_small_tmpfs(void *arg)
