@@ -10,7 +10,12 @@
  * random operations, then kills them with SIGKILL at random moments (0-20 ms
  * apart): sometimes all at once, sometimes one while the others go on (the
  * victim is often restarted, and finds out itself what became of the
- * operation it was killed in). When every worker of the round is dead, the
+ * operation it was killed in). Half the workers also kill themselves at a
+ * random crash point or flush of the engine (the test hooks of testing.h):
+ * the windows between two stores of one step, which a kill from outside
+ * only rarely hits (one such window, between a growth's header and its
+ * notice to the other processes, once took 10,000 rounds to show up).
+ * When every worker of the round is dead, the
  * supervisor checks the segment (mseg_check, then open: recovery, then
  * mseg_verify) and compares it with the oracle; the next round's workers
  * continue from the verified state.
@@ -131,6 +136,7 @@
 
 #include "layout.h"   /* MSEG_RUNTIME_OFF: where the segment mutex is, for hang reports */
 #include "mseg.h"
+#include "testing.h"  /* crash and flush hooks: workers that kill themselves inside a step */
 
 #define MAX_WORKERS 4
 #define NOBJ        24          /* named objects per worker */
@@ -218,6 +224,9 @@ struct slot {
     uint64_t next_version;
     /* statistics, bumped by workers (a kill may lose the last increment) */
     uint64_t acks, txs, aborts, enomem, settled_applied, settled_undone, durable_opens;
+    uint64_t self_kills;                /* at a crash point or flush of the engine */
+    uint32_t self_kill_armed;           /* 0: the supervisor needs this worker alive */
+    int32_t self_killed_pid;            /* the last worker that killed itself */
     uint64_t op_acks[OP_MAX + 1];       /* changes of applied operations, by op */
     char err[1024];
 };
@@ -1337,6 +1346,57 @@ static void worker_settle(struct worker *k)
         worker_fail(k, "empty tx_commit: errno %d: %s", errno, mseg_errmsg());
 }
 
+/* Self-kill: the worker dies of SIGKILL at the n-th crash point or flush
+   the engine reaches in it, unless the supervisor has disarmed it. */
+#define SELF_KILL_SPAN 1500     /* n is uniform in 1..SELF_KILL_SPAN */
+static unsigned long self_kill_at, self_kill_events;
+static struct slot *self_kill_slot;
+static uint64_t self_kill_rng;
+
+static void self_kill_now(void)
+{
+    if (!__atomic_load_n(&self_kill_slot->self_kill_armed, __ATOMIC_ACQUIRE))
+        return;
+    __atomic_fetch_add(&self_kill_slot->self_kills, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&self_kill_slot->self_killed_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    raise(SIGKILL);
+}
+
+static void self_kill_event(void)
+{
+    if (++self_kill_events == self_kill_at)
+        self_kill_now();
+}
+
+static void on_crash_point(const char *point, unsigned long n, void *arg)
+{
+    (void)point; (void)n; (void)arg;
+    self_kill_event();
+}
+
+static void on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    (void)base; (void)size; (void)len; (void)arg;
+    /* a header rewrite (growth, shrink) is a rare step with several stores
+       to the segment and to the runtime page: die there far more often */
+    if (off < MSEG_RUNTIME_OFF && below(&self_kill_rng, 4) == 0)
+        self_kill_now();
+    self_kill_event();
+}
+
+/* Half the workers (the others keep the engine's fast paths, which a crash
+   hook turns off) kill themselves at a random event. */
+static void maybe_arm_self_kill(struct worker *k)
+{
+    if (below(&k->rng, 2))
+        return;
+    self_kill_slot = k->o;
+    self_kill_at = 1 + below(&k->rng, SELF_KILL_SPAN);
+    self_kill_rng = rnd(&k->rng);
+    mseg_test_set_crash_hook(on_crash_point, NULL);
+    mseg_test_set_flush_hook(on_flush, NULL);
+}
+
 static void worker_main(const char *name, unsigned flags, int w, struct slot *o, uint64_t seed,
                         pid_t parent)
 {
@@ -1351,6 +1411,7 @@ static void worker_main(const char *name, unsigned flags, int w, struct slot *o,
         flags |= MSEG_DURABLE;
         __atomic_fetch_add(&o->durable_opens, 1, __ATOMIC_RELAXED);
     }
+    maybe_arm_self_kill(&k);
     k.s = mseg_open(name, flags, NULL);
     if (!k.s)
         worker_fail(&k, "open %s: errno %d: %s", name, errno, mseg_errmsg());
@@ -1380,7 +1441,7 @@ static void worker_main(const char *name, unsigned flags, int w, struct slot *o,
 /* ---- the supervisor -------------------------------------------------------------- */
 
 struct stats {
-    uint64_t rounds, kills, restarts, acks, txs, aborts, enomem, durable_opens;
+    uint64_t rounds, kills, restarts, acks, txs, aborts, enomem, durable_opens, self_kills;
     uint64_t inflight_applied, inflight_undone, recoveries, replayed, consistent, lost;
     uint64_t leak_checks, probes, grown, shrunk, max_bytes;
     uint64_t op_acks[OP_MAX + 1];
@@ -1499,10 +1560,12 @@ static void violation(struct run *r, int w, const char *fmt, ...)
     exit(1);
 }
 
-static pid_t spawn(struct run *r, int w)
+/* Starts worker w; armed: it may kill itself (self_kill_event). */
+static pid_t spawn(struct run *r, int w, uint32_t armed)
 {
     uint64_t seed = mix(r->seed ^ ((uint64_t)r->round << 20) ^ ((uint64_t)w << 8) ^ rnd(&r->rng));
     pid_t parent = getpid();
+    __atomic_store_n(&r->orc->w[w].self_kill_armed, armed, __ATOMIC_RELEASE);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
@@ -1585,19 +1648,33 @@ static void probe(struct run *r)
     if (nl < 2)
         return;
     int keep = live[below(&r->rng, (uint64_t)nl)];
+    /* the survivor must not kill itself: disarm it. One already past the
+       check may still die of its own kill (it leaves its pid): that death
+       is allowed, and it starts again unarmed */
+    const struct slot *o = &r->orc->w[keep];
+    __atomic_store_n(&r->orc->w[keep].self_kill_armed, 0, __ATOMIC_RELEASE);
     for (int i = 0; i < nl; i++)
         if (live[i] != keep)
             kill_worker(r, live[i]);
     phase(r, "round %u: progress probe of worker %d alone", r->round, keep);
-    const struct slot *o = &r->orc->w[keep];
     uint64_t base = __atomic_load_n(&o->acks, __ATOMIC_ACQUIRE);
     double t0 = now();
     while (__atomic_load_n(&o->acks, __ATOMIC_ACQUIRE) < base + 5) {
         int status;
         if (waitpid(r->pid[keep], &status, WNOHANG) == r->pid[keep]) {
+            bool raced = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
+                         __atomic_load_n(&o->self_killed_pid, __ATOMIC_ACQUIRE) == (int32_t)r->pid[keep];
             r->pid[keep] = 0;
-            violation(r, keep, "worker %d ended during a progress probe: %s", keep,
-                      o->failed ? o->err : "(no message; see its stderr)");
+            r->st.kills++;
+            if (!raced)
+                violation(r, keep, "worker %d ended during a progress probe (%s %d): %s", keep,
+                          WIFSIGNALED(status) ? "signal" : "exit status",
+                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                          o->failed ? o->err : "(no message; see its stderr)");
+            spawn(r, keep, 0);
+            r->st.restarts++;
+            base = __atomic_load_n(&o->acks, __ATOMIC_ACQUIRE);
+            t0 = now();
         }
         if (now() - t0 > PROBE_SECONDS) {
             show_stacks(r);
@@ -1616,7 +1693,7 @@ static void run_workers(struct run *r)
     r->nworkers = 3 + (int)below(&r->rng, MAX_WORKERS - 2);
     phase(r, "round %u: running %d workers", r->round, r->nworkers);
     for (int w = 0; w < r->nworkers; w++)
-        spawn(r, w);
+        spawn(r, w, 1);
     if (below(&r->rng, 100) < 40) {
         sleep_us(below(&r->rng, 20001));
     } else {
@@ -1632,7 +1709,7 @@ static void run_workers(struct run *r)
             int v = live[below(&r->rng, (uint64_t)nl)];
             kill_worker(r, v);
             if (below(&r->rng, 100) < 70) {
-                spawn(r, v);
+                spawn(r, v, 1);
                 r->st.restarts++;
             }
         }
@@ -1972,6 +2049,7 @@ static void collect(struct run *r)
         r->st.aborts += o->aborts;
         r->st.enomem += o->enomem;
         r->st.durable_opens += o->durable_opens;
+        r->st.self_kills += o->self_kills;
         r->st.inflight_applied += o->settled_applied;
         r->st.inflight_undone += o->settled_undone;
         for (int op = 1; op <= OP_MAX; op++)
@@ -1981,13 +2059,14 @@ static void collect(struct run *r)
 
 static void print_stats(const char *what, const struct stats *s)
 {
-    printf("torture %s: rounds %" PRIu64 ", kills %" PRIu64 " (restarted %" PRIu64 "), operations acknowledged %"
+    printf("torture %s: rounds %" PRIu64 ", kills %" PRIu64 " (restarted %" PRIu64 "; %" PRIu64
+           " self-kills at a crash point or flush), operations acknowledged %"
            PRIu64 " (%" PRIu64 " transactions committed, %" PRIu64 " aborted on purpose, %" PRIu64 " ENOMEM), "
            "in flight at a kill %" PRIu64 " (%" PRIu64 " applied, %" PRIu64 " rolled back), recoveries consistent %"
            PRIu64 "/%" PRIu64 " (%" PRIu64 " replayed a log), acknowledged operations lost %" PRIu64
            ", leak checks passed %" PRIu64 ", progress probes %" PRIu64 ", durable worker opens %" PRIu64
            ", rounds that grew the segment %" PRIu64 " (largest %" PRIu64 " KiB), shrinks %" PRIu64 "\n",
-           what, s->rounds, s->kills, s->restarts, s->acks, s->txs, s->aborts, s->enomem,
+           what, s->rounds, s->kills, s->restarts, s->self_kills, s->acks, s->txs, s->aborts, s->enomem,
            s->inflight_applied + s->inflight_undone, s->inflight_applied, s->inflight_undone,
            s->consistent, s->recoveries, s->replayed, s->lost, s->leak_checks, s->probes, s->durable_opens,
            s->grown, s->max_bytes / 1024, s->shrunk);
