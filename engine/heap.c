@@ -346,27 +346,42 @@ static uint64_t block_size_for(uint64_t n)
     return size < MSEG_BLOCK_MIN ? MSEG_BLOCK_MIN : size;
 }
 
-/* Takes the free block p out of its list for an allocation. (The caller
-   writes the block's contents in place over its links and footer, which the
-   committed state still holds: a rollback rebuilds the free lists.) */
-static uint64_t carve(mseg *s, uint64_t p)
-{
-    list_remove(s, p, head_size(head(s, p)));
-    return p;
-}
-
-/* A free block of at least `size` bytes, removed from its list; 0 if none. */
-static uint64_t take_block(mseg *s, uint64_t size)
+/* A free block of at least `size` bytes, still in its list; 0 if none. */
+static uint64_t find_block(mseg *s, uint64_t size)
 {
     uint64_t g = size / MSEG_GRANULE;
     unsigned exact = heap_bin_of(g);
     uint64_t p = op_get64(s, bin_head_off(exact));
     if (p && head_size(head(s, p)) >= size)         /* good fit, cheap to try */
-        return carve(s, p);
+        return p;
     unsigned b = bin_find(s, bin_at_least(g));
     if (b >= MSEG_BINS)
         return 0;
-    return carve(s, op_get64(s, bin_head_off(b)));
+    return op_get64(s, bin_head_off(b));
+}
+
+/* The free block p (size bytes, in bin b) gives its first `need` bytes to
+   an allocation and keeps the rest, which falls in the same bin: the rest
+   takes p's place in its list, so no bitmap bit and no other list changes
+   (carving from a large block, the common case, costs a few stores instead
+   of an unlink and a link). Stores derived state (links, footer,
+   free_bytes) and a header inside p's payload, which no walk of the
+   headers reaches: heap_alloc's store of p's header still decides. */
+static void split_in_place(mseg *s, uint64_t p, uint64_t size, uint64_t need, unsigned b)
+{
+    uint64_t rest = p + need, rest_size = size - need;
+    uint64_t next = link_next(s, p), prev = link_prev(s, p);
+    set_head(s, rest, make_head(rest_size, true, false));
+    set_foot(s, rest, rest_size);
+    set_next(s, rest, next);
+    set_prev(s, rest, prev);
+    if (prev)
+        set_next(s, prev, rest);
+    else
+        op_set64(s, bin_head_off(b), rest);
+    if (next)
+        set_prev(s, next, rest);
+    add_free_bytes(s, -(int64_t)need);
 }
 
 /* Splits the free block p (not in any list) so its payload is aligned;
@@ -409,24 +424,35 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     uint64_t search = align > MSEG_GRANULE ? need + align + MSEG_BLOCK_MIN : need;
     if (need == 0 || search > MSEG_BLOCK_MAX)
         return no_room(s, n);
-    uint64_t p = take_block(s, search);
+    uint64_t p = find_block(s, search);
     if (!p && s->op.direct)
         op_direct_off(s);   /* growth is logged; nothing was stored yet */
     if (!p && !op_bad_access() && seg_grow(s, search) == 0)
-        p = take_block(s, search);
+        p = find_block(s, search);
     if (!p || op_bad_access())
         return no_room(s, n);
     s->op.allocated++;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
     bool prev_used = head_prev_used(h);
-    if (align > MSEG_GRANULE)
-        p = split_front(s, p, &size, align, &prev_used);
-    if (size - need >= MSEG_BLOCK_MIN) {
-        make_free(s, p + need, size - need, true);
+    /* (The block's contents get written in place over its links and
+       footer, which the committed state still holds: a rollback rebuilds
+       the free lists.) */
+    unsigned bin = heap_bin_of(size / MSEG_GRANULE);   /* its list's, as list_remove finds it */
+    if (align <= MSEG_GRANULE && size - need >= MSEG_BLOCK_MIN &&
+        heap_bin_of((size - need) / MSEG_GRANULE) == bin) {
+        split_in_place(s, p, size, need, bin);
         size = need;
     } else {
-        mark_prev_used(s, p + size, true);
+        list_remove(s, p, size);
+        if (align > MSEG_GRANULE)
+            p = split_front(s, p, &size, align, &prev_used);
+        if (size - need >= MSEG_BLOCK_MIN) {
+            make_free(s, p + need, size - need, true);
+            size = need;
+        } else {
+            mark_prev_used(s, p + size, true);
+        }
     }
     set_head(s, p, make_head(size, prev_used, true));
     if (op_bad_access() || p + size > s->size)
