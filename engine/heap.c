@@ -128,17 +128,25 @@ static void list_insert(mseg *s, uint64_t p, uint64_t size)
     bitmap_set(s, b, true);
 }
 
+/* Points the list neighbours prev and next of a block of bin b (prev 0:
+   the bin head) at what follows and precedes them now. */
+static void relink_neighbours(mseg *s, unsigned b, uint64_t prev, uint64_t next,
+                              uint64_t prev_gets, uint64_t next_gets)
+{
+    if (prev)
+        set_next(s, prev, prev_gets);
+    else
+        op_set64(s, bin_head_off(b), prev_gets);
+    if (next)
+        set_prev(s, next, next_gets);
+}
+
 static void list_remove(mseg *s, uint64_t p, uint64_t size)
 {
     add_free_bytes(s, 4 - (int64_t)size);
     unsigned b = heap_bin_of(size / MSEG_GRANULE);
     uint64_t next = link_next(s, p), prev = link_prev(s, p);
-    if (prev)
-        set_next(s, prev, next);
-    else
-        op_set64(s, bin_head_off(b), next);
-    if (next)
-        set_prev(s, next, prev);
+    relink_neighbours(s, b, prev, next, next, prev);
     if (!prev && !next)
         bitmap_set(s, b, false);
 }
@@ -375,12 +383,7 @@ static void split_in_place(mseg *s, uint64_t p, uint64_t size, uint64_t need, un
     set_foot(s, rest, rest_size);
     set_next(s, rest, next);
     set_prev(s, rest, prev);
-    if (prev)
-        set_next(s, prev, rest);
-    else
-        op_set64(s, bin_head_off(b), rest);
-    if (next)
-        set_prev(s, next, rest);
+    relink_neighbours(s, b, prev, next, rest, rest);
     add_free_bytes(s, -(int64_t)need);
 }
 
