@@ -246,6 +246,12 @@ static uint64_t round_page(uint64_t n)
  * A crash before 3 leaves a longer file and the old size; between 3 and the
  * commit, a segment whose heap ends before its size (the next growth uses
  * the gap first). Either opens consistent.
+ *
+ * What keeps every process able to reach the heap: heap_end <= runtime.size
+ * <= the header's size <= the file's size, and each process maps
+ * runtime.size before it reads the heap (lock_acquire, seg_read_begin). So
+ * whoever moves heap_end past runtime.size, including a growth into a gap
+ * a dead grower left, publishes runtime.size first.
  */
 int seg_grow(mseg *s, uint64_t need)
 {
