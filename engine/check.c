@@ -25,6 +25,7 @@ struct checker {
     mseg *s;
     struct mseg_report *r;
     uint64_t heap_start, heap_end;
+    uint64_t header_size;       /* the newest valid header copy's; 0 if none */
     uint64_t free_blocks, free_sum;
 };
 
@@ -47,13 +48,18 @@ static void check_headers(struct checker *c)
 {
     char why[200];
     int err;
-    c->r->header_a_ok = header_validate(seg_header(c->s, 0), c->s->size, why, sizeof why, &err) == 0;
+    uint64_t limit = seg_header_limit(c->s);
+    c->r->header_a_ok = header_validate(seg_header(c->s, 0), limit, why, sizeof why, &err) == 0;
     if (!c->r->header_a_ok)
         problem(c, "header A (offset 0): %s", why);
-    c->r->header_b_ok = header_validate(seg_header(c->s, 1), c->s->size, why, sizeof why, &err) == 0;
+    c->r->header_b_ok = header_validate(seg_header(c->s, 1), limit, why, sizeof why, &err) == 0;
     if (!c->r->header_b_ok)
         problem(c, "header B (offset %#x): %s", MSEG_HEADER_B_OFF, why);
-    const struct mseg_header *h = seg_header(c->s, c->r->header_a_ok ? 0 : 1);
+    const struct mseg_header *a = seg_header(c->s, 0), *b = seg_header(c->s, 1);
+    const struct mseg_header *h = !c->r->header_a_ok ||
+                                  (c->r->header_b_ok && b->generation > a->generation) ? b : a;
+    if (c->r->header_a_ok || c->r->header_b_ok)
+        c->header_size = h->size;
     c->r->format_version = h->format_version;
     c->r->generation = h->generation;
     c->r->size = c->s->size;
@@ -241,6 +247,10 @@ int check_segment(mseg *s, struct mseg_report *r)
         problem(&c, "control: heap [%#llx, %#llx) does not fit the segment of %llu bytes",
                 (unsigned long long)c.heap_start, (unsigned long long)c.heap_end,
                 (unsigned long long)s->size);
+    } else if (c.header_size && c.heap_end > c.header_size) {
+        /* the next open maps the header's size: this heap would not fit */
+        problem(&c, "control: heap ends at %#llx, past the %llu bytes the header records",
+                (unsigned long long)c.heap_end, (unsigned long long)c.header_size);
     } else if (check_walk(&c)) {
         check_lists(&c);
         check_directory(&c);

@@ -129,8 +129,9 @@ int header_write_size(mseg *s, uint64_t size)
     const struct mseg_header *a = seg_header(s, 0), *b = seg_header(s, 1);
     char why[200];
     int err;
-    bool a_ok = header_validate(a, s->size, why, sizeof why, &err) == 0;
-    bool b_ok = header_validate(b, s->size, why, sizeof why, &err) == 0;
+    uint64_t limit = seg_header_limit(s);
+    bool a_ok = header_validate(a, limit, why, sizeof why, &err) == 0;
+    bool b_ok = header_validate(b, limit, why, sizeof why, &err) == 0;
     if (!a_ok && !b_ok)
         return fail(EUCLEAN, "segment %s: both header copies are damaged", s->name);
     const struct mseg_header *newer = (!a_ok || (b_ok && b->generation > a->generation)) ? b : a;

@@ -99,6 +99,10 @@ int  seg_grow(mseg *s, uint64_t need);
 int  seg_follow_growth(mseg *s);
 /* Some other handle has the segment open read-write. */
 bool seg_writers_attached(mseg *s);
+/* What header copies are judged against: the file's size, or the mapping's
+   if larger. A copy may record more than this process maps (a grower that
+   died before it told the others). */
+uint64_t seg_header_limit(mseg *s);
 
 /* ---- lock.c ---- */
 int  lock_init(mseg *s);             /* (re)initialize the segment mutex */

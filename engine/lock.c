@@ -244,17 +244,22 @@ int seg_read_begin(mseg *s, uint64_t *seq)
         return fail(EINVAL, "NULL segment handle");
     if (tx_owns(s))
         return 0;   /* reads see the transaction's own changes (op_get) */
-    if (seg_follow_growth(s))
-        return -1;
-    if (s->mode == MODE_RDONLY)
-        return read_optimistic(s, seq);
-    /* read-write: optimistic too, unless a writer is applying right now
-       (it may be dead: the lock runs recovery) or reads keep racing */
-    *seq = __atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_ACQUIRE);
-    if (!(*seq & 1) && read_races < RACES_BEFORE_LOCKING)
-        return 0;
-    *seq = READ_LOCKED;
-    return lock_acquire(s);
+    if (s->mode == MODE_RDONLY) {
+        if (read_optimistic(s, seq))
+            return -1;
+    } else {
+        /* read-write: optimistic too, unless a writer is applying right
+           now (it may be dead: the lock runs recovery) or reads keep racing */
+        *seq = __atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_ACQUIRE);
+        if ((*seq & 1) || read_races >= RACES_BEFORE_LOCKING) {
+            *seq = READ_LOCKED;
+            return lock_acquire(s);   /* follows growth under the lock */
+        }
+    }
+    /* growth after the sequence: a growth that commits later changes it
+       (the read retries); one that committed before published its size
+       before its commit, so this sees it */
+    return seg_follow_growth(s);
 }
 
 bool seg_read_end(mseg *s, uint64_t seq)

@@ -253,8 +253,15 @@ static uint64_t round_page(uint64_t n)
  * whoever moves heap_end past runtime.size, including a growth into a gap
  * a dead grower left, publishes runtime.size first.
  */
+static int refresh_size(mseg *s);
+
 int seg_grow(mseg *s, uint64_t need)
 {
+    /* the header may already record more than runtime.size (a grower that
+       died between steps 3 and 4): start from there, never below it, or
+       this growth would write a smaller size over it */
+    if (s->mode == MODE_RW && refresh_size(s))
+        return -1;
     uint64_t old = s->size, heap_end = seg_control(s)->heap_end;
     if (s->mode == MODE_RW && heap_end + MSEG_BLOCK_MIN <= old &&
         old - heap_end + heap_tail_free(s) >= need + 2 * MSEG_GRANULE) {
@@ -307,6 +314,12 @@ int seg_grow(mseg *s, uint64_t need)
     return 0;
 }
 
+uint64_t seg_header_limit(mseg *s)
+{
+    struct stat st;
+    return fstat(s->fd, &st) == 0 && (uint64_t)st.st_size > s->size ? (uint64_t)st.st_size : s->size;
+}
+
 bool seg_writers_attached(mseg *s)
 {
     return ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE);
@@ -341,6 +354,11 @@ int mseg_shrink(mseg *s)
         return seg_write_end(s, false), 0;
     }
     int rc = op_commit(s);
+    /* a durable handle's committed slots may hold records for the tail
+       about to go: replayed after a reboot, they would write past the file.
+       Flush what they owe and empty them first */
+    if (rc == 0)
+        rc = log_settle(s);
     /* both copies, before the file shrinks: a copy still holding the old
        size would no longer fit the file */
     if (rc == 0)
@@ -459,8 +477,11 @@ static int recover(mseg *s)
     return rec;
 }
 
-/* Read-only handles cannot write; when recovery is due and no writer is
-   attached, they recover into a private copy of the mapping instead. */
+/* Read-only handles cannot write, so they cannot recover. When recovery is
+   due and no writer is attached to do it, the open fails with EAGAIN. (A
+   private view repaired by the reader was tried: its repaired pages stay
+   private while the others follow the file, so once a writer attached, the
+   reader mixed two states and missed the writer's sequence counter.) */
 static int attach_readonly(mseg *s)
 {
     bool writers = ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE);
@@ -468,20 +489,17 @@ static int attach_readonly(mseg *s)
         return fail(errno, "segment %s: cannot register as a reader: %s", s->name, strerror(errno));
     if (writers || (!log_needs_recovery(s, sync_after_reboot(s)) && !sync_system_crashed(s)))
         return 0;
-    if (mmap(s->base, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, s->fd, 0) == MAP_FAILED)
-        return fail(errno, "segment %s: cannot map privately for recovery: %s", s->name, strerror(errno));
-    s->mode = MODE_COW;            /* the private view is ours to repair */
-    int rec = recover(s);
-    s->mode = MODE_RDONLY;
-    mprotect(s->base, s->size, PROT_READ);
-    if (rec < 0)
-        return -1;
-    s->recovered = rec > 0;
-    return 0;
+    return fail(EAGAIN, "segment %s needs recovery (a process died in the middle of an operation, "
+                "or the machine stopped with unsynced changes) and no read-write handle is attached "
+                "to do it: open it read-write once, or run `mseg recover`, then retry", s->name);
 }
 
 static int attach_private(mseg *s)
 {
+    /* registered as a reader: its private view still follows the file's
+       unwritten pages, so mseg_shrink must not cut the file under it */
+    if (ofd_lock(s->fd, F_RDLCK, READERS_BYTE, true))
+        return fail(errno, "segment %s: cannot register as a reader: %s", s->name, strerror(errno));
     seg_runtime(s)->size = s->size;   /* private: growth of the file is not followed */
     seg_runtime(s)->epoch++;          /* mutexes in the private view start afresh */
     if (lock_init(s))

@@ -15,6 +15,7 @@
  *     EINVAL bad argument or wrong type/size on find, EUCLEAN corrupt
  *     segment, EPROTO unsupported format version, EROFS write through a
  *     read-only handle, EIO a failed flush made the handle unusable,
+ *     EAGAIN a read-only handle cannot proceed until a writer recovers,
  *     EACCES/EPERM/ENOSPC from the operating system;
  *   - every function taking an mseg * may be called from several threads and
  *     several processes at once on the same segment, unless it says otherwise.

@@ -70,7 +70,7 @@ static int gather(const struct opts *o, struct info *in)
     memset(in, 0, sizeof *in);
     if (inspect_headers(o->args[0], o->flags, in->hdr))
         return report_error(o, errno, mseg_errmsg());
-    mseg *s = mseg_open(o->args[0], o->flags | MSEG_RDONLY, NULL);
+    mseg *s = open_for_reading(o);
     if (!s)
         return -1;
     int rc = inspect_heap_stats(s, &in->st, NULL, NULL);
@@ -194,7 +194,7 @@ static void stats_json(const struct opts *o, const struct inspect_stats *st)
 
 int cmd_stats(const struct opts *o)
 {
-    mseg *s = mseg_open(o->args[0], o->flags | MSEG_RDONLY, NULL);
+    mseg *s = open_for_reading(o);
     if (!s)
         return report_error(o, errno, mseg_errmsg());
     struct inspect_stats st;

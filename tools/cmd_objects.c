@@ -64,7 +64,7 @@ static int by_name(const void *a, const void *b)
 static int load(const struct opts *o, mseg **sp, struct list *l)
 {
     memset(l, 0, sizeof *l);
-    mseg *s = mseg_open(o->args[0], o->flags | MSEG_RDONLY, NULL);
+    mseg *s = open_for_reading(o);
     if (!s)
         return report_error(o, errno, mseg_errmsg());
     int rc = mseg_named_foreach(s, collect, l);

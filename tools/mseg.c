@@ -144,6 +144,14 @@ int exit_for_errno(int err)
     return err == EUCLEAN ? EXIT_CORRUPT : EXIT_CANNOT;
 }
 
+mseg *open_for_reading(const struct opts *o)
+{
+    mseg *s = mseg_open(o->args[0], o->flags | MSEG_RDONLY, NULL);
+    if (!s && errno == EAGAIN)
+        s = mseg_open(o->args[0], o->flags | MSEG_COW, NULL);
+    return s;
+}
+
 int report_error(const struct opts *o, int err, const char *what)
 {
     int code = exit_for_errno(err);

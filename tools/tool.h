@@ -50,6 +50,10 @@ int exit_for_errno(int err);
 /* Prints "mseg CMD: message" to stderr (or a JSON error object to stdout)
    and returns the exit code for err. */
 int report_error(const struct opts *o, int err, const char *what);
+/* Opens the segment to read it: read-only, or, when that is EAGAIN because
+   recovery is due and no writer is attached, a private copy-on-write view
+   with the recovery applied to it (never written back). NULL with errno. */
+mseg *open_for_reading(const struct opts *o);
 
 /* JSON output: a string with escapes. */
 void json_str(FILE *f, const char *s);

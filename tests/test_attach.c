@@ -1,0 +1,246 @@
+/* test_attach.c - handles of several processes stay consistent with each
+   other: sizes, who recovers, shrink against other handles.
+
+   Found by a review of the size protocol after the kill -9 torture's one
+   failure (a grower killed between its header and its notice to the
+   others; test_growth.c has that case): each test here failed before its
+   fix, as noted. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+#include "testing.h"
+
+#define KiB (1024ull)
+#define MiB (1024ull * 1024ull)
+
+static const unsigned backends[] = { 0, MSEG_SHM };
+static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
+
+struct child_arg { const char *name; unsigned flags; };
+
+static mseg *fresh(const char *name, unsigned flags)
+{
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
+    return s;
+}
+
+static int sound(mseg *s)
+{
+    struct mseg_report r;
+    return mseg_verify(s, &r) == 0 && r.problems == 0;
+}
+
+/* ---- two growers that disagree ---- */
+
+static void on_flush_die_at_header(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    (void)base; (void)size; (void)arg;
+    if (off < 2 * 4096 && len == 4096)   /* a header copy: the new size is written */
+        _exit(42);
+}
+
+static void grow_to_8mib_and_die_at_header(void *arg)
+{
+    struct child_arg *c = arg;
+    mseg *s = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_test_set_flush_hook(on_flush_die_at_header, NULL);
+    mseg_alloc(s, 6 * MiB);
+    _exit(0);   /* the hook did not fire */
+}
+
+/* A grower dies after its header says 8 MiB, before it tells the others.
+   P (mapping 1 MiB) then grows a little, Q (opened after, mapping 8 MiB)
+   grows into its gap. Before the fix, P's growth wrote 2 MiB over the 8 MiB
+   header copy (judged against P's mapping, it looked invalid), Q's heap
+   reached 8 MiB, and the segment no longer opened: "heap does not fit a
+   segment of 2097152 bytes". */
+static void growers_that_disagree(unsigned backend)
+{
+    char name[256], why[200];
+    th_name(name, backend);
+    mseg *p = fresh(name, backend);
+    struct child_arg c = { name, backend };
+    int st = th_fork_run(grow_to_8mib_and_die_at_header, &c);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42, "%s: the grower %s",
+              backend_name(backend), th_status_str(st, why, sizeof why));
+    cr_assert_not_null(mseg_alloc(p, 64), "%s", mseg_errmsg());   /* rolls the grower back */
+    cr_assert(sound(p), "%s: P, mapping less than the header records: %s", backend_name(backend),
+              mseg_errmsg());
+    mseg *q = mseg_open(name, backend, NULL);
+    cr_assert_not_null(q, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_size(q), 8 * MiB, "%s: Q maps the dead grower's header", backend_name(backend));
+    cr_assert_not_null(mseg_alloc(p, 1536 * KiB), "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(mseg_size(p), 8 * MiB, "%s: P's growth took the 8 MiB the header records, got %zu",
+                 backend_name(backend), mseg_size(p));
+    cr_assert_not_null(mseg_alloc(q, 3 * MiB), "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert(sound(p) && sound(q), "%s: %s", backend_name(backend), mseg_errmsg());
+    mseg_close(q);
+    mseg_close(p);
+    mseg *again = mseg_open(name, backend, NULL);
+    cr_assert_not_null(again, "%s: reopen: %s", backend_name(backend), mseg_errmsg());
+    cr_assert(sound(again), "%s: %s", backend_name(backend), mseg_errmsg());
+    mseg_close(again);
+    mseg_remove(name, backend);
+}
+
+Test(attach, a_growth_never_writes_a_header_size_below_another_processes, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        growers_that_disagree(backends[b]);
+}
+
+/* ---- a durable shrink, then a power loss ---- */
+
+static void durable_free_then_shrink(void *arg)
+{
+    struct child_arg *c = arg;
+    mseg *s = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    void *big = mseg_alloc(s, 3 * MiB);   /* grows to 4 MiB */
+    CHILD_CHECK(big != NULL);
+    CHILD_CHECK(mseg_free(s, big) == 0);   /* its commit slot: records near the old end */
+    CHILD_CHECK(mseg_shrink(s) == 0);
+    CHILD_CHECK(mseg_size(s) < 2 * MiB);
+    _exit(0);   /* no close: the power goes */
+}
+
+/* Before the fix, the shrink left the free's committed slot in place; the
+   replay after a reboot then wrote past the shrunk file: "log record 4
+   writes outside the heap". */
+Test(attach, a_durable_shrink_then_a_reboot_reopens_sound, .timeout = 30, .fini = th_cleanup)
+{
+    char name[256], why[200];
+    th_name(name, 0);
+    mseg *p = fresh(name, MSEG_DURABLE);
+    mseg_close(p);
+    struct child_arg c = { name, MSEG_DURABLE };
+    int st = th_fork_run(durable_free_then_shrink, &c);
+    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+    static const uint8_t other_boot[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+    mseg_test_set_boot_id(other_boot);
+    mseg *s = mseg_open(name, MSEG_DURABLE, NULL);
+    mseg_test_set_boot_id(NULL);
+    cr_assert_not_null(s, "reopen after a reboot: %s", mseg_errmsg());
+    cr_assert(sound(s), "%s", mseg_errmsg());
+    cr_assert_lt(mseg_size(s), 2 * MiB);
+    cr_assert_not_null(mseg_find(s, "keep", "stamp", 1, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    mseg_remove(name, 0);
+}
+
+/* ---- shrink against a copy-on-write handle ---- */
+
+static volatile unsigned char *cow_view;
+
+static void read_cow_view(void *arg)
+{
+    (void)arg;
+    unsigned sum = 0;
+    for (size_t i = 0; i < 2 * MiB; i += 4096)
+        sum += cow_view[i];
+    _exit(sum == 0x5a * (2 * MiB / 4096) ? 0 : 1);
+}
+
+/* Before the fix, shrink did not see copy-on-write handles and truncated
+   the file under them: reading their view of the old tail was SIGBUS. */
+static void cow_against_shrink(unsigned backend)
+{
+    char name[256], why[200];
+    th_name(name, backend);
+    mseg *w = fresh(name, backend);
+    unsigned char *big = mseg_construct(w, "big", "stamp", 1, 2 * MiB, NULL);   /* grows */
+    cr_assert_not_null(big, "%s", mseg_errmsg());
+    memset(big, 0x5a, 2 * MiB);
+    mseg *c = mseg_open(name, backend | MSEG_COW, NULL);
+    cr_assert_not_null(c, "%s", mseg_errmsg());
+    cow_view = mseg_find(c, "big", "stamp", 1, NULL);
+    cr_assert_not_null(cow_view, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_destroy(w, "big"), 0, "%s", mseg_errmsg());
+    errno = 0;
+    cr_assert_eq(mseg_shrink(w), -1, "%s: shrink with a copy-on-write handle attached", backend_name(backend));
+    cr_assert_eq(errno, EBUSY);
+    int st = th_fork_run(read_cow_view, NULL);
+    cr_assert(TH_EXITED_OK(st), "%s: the copy-on-write view: %s", backend_name(backend),
+              th_status_str(st, why, sizeof why));
+    mseg_close(c);
+    cr_assert_eq(mseg_shrink(w), 0, "%s: alone again: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_lt(mseg_size(w), 2 * MiB);
+    cr_assert(sound(w), "%s", mseg_errmsg());
+    mseg_close(w);
+    mseg_remove(name, backend);
+}
+
+Test(attach, shrink_is_ebusy_while_a_copy_on_write_handle_is_attached, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        cow_against_shrink(backends[b]);
+}
+
+/* ---- a read-only open when recovery is due ---- */
+
+static void die_at_log_written(const char *point, unsigned long n, void *arg)
+{
+    (void)n; (void)arg;
+    if (strcmp(point, "log.written") == 0)
+        _exit(42);
+}
+
+static void construct_and_die(void *arg)
+{
+    struct child_arg *c = arg;
+    mseg *s = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_test_set_crash_hook(die_at_log_written, NULL);
+    mseg_construct(s, "lost", "stamp", 1, 1000, NULL);
+    _exit(0);
+}
+
+/* Before the fix, the reader recovered into a private view, which kept its
+   repaired pages while the others followed the file: after a writer
+   attached and grew the segment, the reader saw neither the growth nor the
+   writer's objects (EUCLEAN). Now the open is EAGAIN until a writer has
+   recovered, and then the reader follows the writer. */
+static void read_only_when_recovery_is_due(unsigned backend)
+{
+    char name[256], why[200];
+    th_name(name, backend);
+    mseg *p = fresh(name, backend);
+    mseg_close(p);
+    struct child_arg c = { name, backend };
+    int st = th_fork_run(construct_and_die, &c);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42, "%s: the writer %s",
+              backend_name(backend), th_status_str(st, why, sizeof why));
+    errno = 0;
+    cr_assert_null(mseg_open(name, backend | MSEG_RDONLY, NULL), "%s: read-only open with recovery due",
+                   backend_name(backend));
+    cr_assert_eq(errno, EAGAIN, "%s: %s", backend_name(backend), mseg_errmsg());
+    mseg *w = mseg_open(name, backend, NULL);   /* the first writer recovers */
+    cr_assert_not_null(w, "%s", mseg_errmsg());
+    mseg *r = mseg_open(name, backend | MSEG_RDONLY, NULL);
+    cr_assert_not_null(r, "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_null(mseg_find(r, "lost", "stamp", 1, NULL), "%s: the dead writer's construct is gone",
+                   backend_name(backend));
+    unsigned char *b = mseg_construct(w, "b", "stamp", 1, 3 * MiB, NULL);   /* grows */
+    cr_assert_not_null(b, "%s", mseg_errmsg());
+    memset(b, 0x5a, 3 * MiB);
+    size_t n = 0;
+    unsigned char *rb = mseg_find(r, "b", "stamp", 1, &n);
+    cr_assert_not_null(rb, "%s: the reader finds the writer's object: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(n, 3 * MiB);
+    cr_assert_eq(rb[3 * MiB - 1], 0x5a);
+    cr_assert_eq(mseg_size(r), mseg_size(w), "%s: the reader follows growth", backend_name(backend));
+    mseg_close(r);
+    mseg_close(w);
+    mseg_remove(name, backend);
+}
+
+Test(attach, a_read_only_open_is_eagain_until_a_writer_has_recovered, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        read_only_when_recovery_is_due(backends[b]);
+}
