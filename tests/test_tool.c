@@ -143,7 +143,7 @@ static void killed_construct(void *arg)
     _exit(2);
 }
 
-Test(tool, check_after_a_killed_operation_exits_1_and_recover_applies_it, .fini = th_cleanup)
+Test(tool, check_and_ls_after_a_killed_operation_and_recover_applies_it, .fini = th_cleanup)
 {
     char path[256];
     sample(path);
@@ -155,6 +155,12 @@ Test(tool, check_after_a_killed_operation_exits_1_and_recover_applies_it, .fini 
     cr_assert(strstr(r->out, "recovery"), "%s", r->out);
     long long size1;
     cr_assert_eq(th_hash_file(path, &size1), h0, "check wrote the segment");
+    /* ls cannot open read-only (recovery is due, no writer attached): it
+       reads a private view with the recovery applied, and writes nothing */
+    r = run_tool("ls", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "killed"), "ls shows the committed construct: %s", r->out);
+    cr_assert_eq(th_hash_file(path, &size1), h0, "ls wrote the segment");
     r = run_tool("recover", "--json", path, NULL);
     ASSERT_EXIT(r, 0);
     cr_assert(strstr(r->out, "\"recovered\":true"), "%s", r->out);
