@@ -26,6 +26,7 @@ struct checker {
     struct mseg_report *r;
     uint64_t heap_start, heap_end;
     uint64_t header_size;       /* the newest valid header copy's; 0 if none */
+    uint64_t *marks;            /* used blocks the walk found (heap_set_walk_marks); may be NULL */
     uint64_t free_blocks, free_sum;
 };
 
@@ -84,6 +85,10 @@ static bool check_walk(struct checker *c)
             problem(c, "heap: block at %#llx says the previous block is %s, it is %s",
                     (unsigned long long)p, prev_used ? "free" : "used", prev_used ? "used" : "free");
         if (used) {
+            if (c->marks) {
+                uint64_t g = (p - c->heap_start) / MSEG_GRANULE;
+                c->marks[g / 64] |= 1ull << (g % 64);
+            }
             c->r->blocks_used++;
             c->r->bytes_used += size;
         } else {
@@ -251,9 +256,19 @@ int check_segment(mseg *s, struct mseg_report *r)
         /* the next open maps the header's size: this heap would not fit */
         problem(&c, "control: heap ends at %#llx, past the %llu bytes the header records",
                 (unsigned long long)c.heap_end, (unsigned long long)c.header_size);
-    } else if (check_walk(&c)) {
-        check_lists(&c);
-        check_directory(&c);
+    } else {
+        /* one bit per granule: 1/128 of the heap; without it (no memory),
+           references are checked by their neighbouring words only */
+        uint64_t granules = (c.heap_end - c.heap_start) / MSEG_GRANULE;
+        c.marks = calloc(granules / 64 + 1, sizeof *c.marks);
+        if (check_walk(&c)) {
+            if (c.marks)
+                heap_set_walk_marks(c.marks, c.heap_start, c.heap_end);
+            check_lists(&c);
+            check_directory(&c);
+            heap_set_walk_marks(NULL, 0, 0);
+        }
+        free(c.marks);
     }
     if (r->problems)
         return fail(EUCLEAN, "segment %s: %s (%llu problems)", s->name, r->first_problem,

@@ -504,6 +504,28 @@ bool heap_expand(mseg *s, uint64_t p, uint64_t n)
 
 /* ---- freeing ---- */
 
+static MSEG_TLS const uint64_t *walk_marks;
+static MSEG_TLS uint64_t walk_start, walk_end;
+
+void heap_set_walk_marks(const uint64_t *marks, uint64_t heap_start, uint64_t heap_end)
+{
+    walk_marks = marks;
+    walk_start = heap_start;
+    walk_end = heap_end;
+}
+
+/* p (16-aligned, inside the heap) is a block the checker's walk found used,
+   or no check is running. */
+static bool walk_found(uint64_t p)
+{
+    if (__builtin_expect(walk_marks == NULL, 1))
+        return true;
+    if (p < walk_start || p >= walk_end)
+        return false;
+    uint64_t g = (p - walk_start) / MSEG_GRANULE;
+    return walk_marks[g / 64] >> (g % 64) & 1;
+}
+
 /* True when p is the payload of a used block, as far as O(1) checks can
    tell: aligned, inside the heap, a used header whose size stays inside the
    heap, a next block that records this one as used, and (if the previous
@@ -517,7 +539,7 @@ bool heap_block_is_live(mseg *s, uint64_t p)
         return false;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
-    if (!head_used(h) || size < MSEG_BLOCK_MIN || size > end - p)
+    if (!head_used(h) || size < MSEG_BLOCK_MIN || size > end - p || !walk_found(p))
         return false;
     if (!head_prev_used(head(s, p + size)))
         return false;
@@ -542,7 +564,7 @@ bool heap_block_in_heap(mseg *s, uint64_t p)
         return false;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
-    return head_used(h) && size >= MSEG_BLOCK_MIN && size <= end - p;
+    return head_used(h) && size >= MSEG_BLOCK_MIN && size <= end - p && walk_found(p);
 }
 
 uint64_t heap_block_size(mseg *s, uint64_t p)

@@ -260,6 +260,12 @@ bool     heap_has_garbage(mseg *s);                         /* blocks owed by a 
 int      heap_drain_garbage(mseg *s);                       /* frees them, batch by batch (under the lock) */
 bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */
 bool     heap_block_in_heap(mseg *s, uint64_t p);           /* cheaper: used, inside the heap */
+/* While mseg_check runs on this thread: the used blocks its heap walk found,
+   one bit per granule from heap_start (NULL otherwise). heap_block_is_live
+   and heap_block_in_heap then also require p to be one of them, so that a
+   container pointing at a header the walk never reached (inside a free
+   block, after a power loss kept some pages and not others) is damage. */
+void     heap_set_walk_marks(const uint64_t *marks, uint64_t heap_start, uint64_t heap_end);
 uint64_t heap_block_size(mseg *s, uint64_t p);              /* in the op's view */
 
 /* ---- directory.c ---- */
