@@ -429,7 +429,10 @@ _Static_assert(offsetof(struct mseg_vec_root, buf) == 32, "layout");
  *    16     8  count      entries
  *    24     8  root       payload offset of the root node, 0 when empty
  *    32     8  height     levels of nodes: 0 when empty, 1 = the root is a leaf
- *    40    24  reserved   zero
+ *    40     8  changes    bumped by every put and delete that changes the map;
+ *                         starts at a random value; a cursor keeps it and a
+ *                         step that finds another value fails (ESTALE)
+ *    48    16  reserved   zero
  */
 #define MSEG_MAP_MAGIC    0x50414d53u   /* "SMAP" */
 #define MSEG_MAP_ANON     1u
@@ -445,9 +448,11 @@ struct mseg_map_root {
     uint64_t count;
     uint64_t root;
     uint64_t height;
-    uint64_t reserved[3];
+    uint64_t changes;
+    uint64_t reserved[2];
 };
 _Static_assert(sizeof(struct mseg_map_root) == 64, "map root is 64 bytes");
+_Static_assert(offsetof(struct mseg_map_root, changes) == 40, "layout");
 _Static_assert(offsetof(struct mseg_map_root, count) == 16, "layout");
 _Static_assert(offsetof(struct mseg_map_root, height) == 32, "layout");
 

@@ -64,6 +64,8 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -86,6 +88,7 @@ struct map_view {
     unsigned kind;               /* enum mseg_key */
     unsigned flags;              /* MSEG_MAP_* */
     uint64_t val_size, count, root, height;
+    uint64_t changes;            /* see layout.h: what cursors check */
 };
 
 /* A key being looked for. */
@@ -292,6 +295,7 @@ static int map_load(mseg *s, uint64_t off, struct map_view *m)
     m->count = op_peek64(s, off + MROOT(count));
     m->root = op_peek64(s, off + MROOT(root));
     m->height = op_peek64(s, off + MROOT(height));
+    m->changes = op_peek64(s, off + MROOT(changes));
     if (m->kind > MSEG_KEY_BYTES || m->height > MAXH || (m->root == 0) != (m->height == 0) ||
         (m->root == 0 && m->count != 0) || m->val_size > MSEG_BLOCK_MAX)
         return fail(EUCLEAN, "segment %s: map at %#llx is damaged (kind %u, height %llu, root %#llx, %llu entries)",
@@ -921,10 +925,24 @@ static int map_params_ok(enum mseg_key kind, size_t val_size, unsigned flags)
     return 0;
 }
 
+/* A map's first `changes` value: random, so that a cursor on a map that
+   was deleted does not match a new map built at the same address. */
+static uint64_t first_changes(uint64_t off)
+{
+    static MSEG_TLS uint64_t counter;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    uint64_t z = off ^ ((uint64_t)t.tv_sec << 32) ^ (uint64_t)t.tv_nsec ^ (++counter << 48) ^ (uint64_t)getpid() << 16;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 static void map_init_root(mseg *s, uint64_t off, enum mseg_key kind, size_t val_size, unsigned flags)
 {
     struct mseg_map_root r = { .magic = MSEG_MAP_MAGIC, .key_kind = (uint8_t)kind,
-                               .flags = (uint8_t)flags, .val_size = val_size };
+                               .flags = (uint8_t)flags, .val_size = val_size,
+                               .changes = first_changes(off) };
     memcpy(s->base + off, &r, sizeof r);
     op_fresh(s, off, sizeof r);
 }
@@ -1025,6 +1043,14 @@ int mseg_map_delete(mseg *s, mseg_map *mp)
     return map_end(s, rc);
 }
 
+/* Every put and delete: cursors positioned before it are stale (their
+   leaf and slots may be gone or reused), and a lock-free step must be able
+   to tell, so the root's word changes with the operation's commit. */
+static void map_changed(mseg *s, const struct map_view *m)
+{
+    op_set64(s, m->off + MROOT(changes), m->changes + 1);
+}
+
 int mseg_map_put(mseg *s, mseg_map *mp, const void *key, size_t klen, const void *val, size_t vlen)
 {
     if (!val && vlen)
@@ -1050,6 +1076,8 @@ int mseg_map_put(mseg *s, mseg_map *mp, const void *key, size_t klen, const void
     }
     if (!rc)
         rc = map_put_op(s, &m, &k, val, vlen);
+    if (!rc)
+        map_changed(s, &m);
     return map_end(s, rc);
 }
 
@@ -1064,6 +1092,8 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
         rc = key_make(&m, key, klen, &k);
     if (!rc)
         rc = map_del_op(s, &m, &k);
+    if (!rc)
+        map_changed(s, &m);
     return map_end(s, rc);
 }
 
@@ -1155,8 +1185,12 @@ size_t mseg_map_len(mseg *s, mseg_map *mp)
 
 /* ---- cursors ---- */
 
-/* priv[0] leaf, priv[1] order index, priv[2] map root, priv[3] check word */
+/* priv[0] leaf, priv[1] order index (low 8 bits) and the map's `changes`
+   (its low 56 bits, above), priv[2] map root, priv[3] check word */
 #define CURSOR_TAG 0x6d7365672d637572ull
+#define CURSOR_POS(c)     ((unsigned)((c)->priv[1] & 0xff))
+#define CURSOR_CHANGES(c) ((c)->priv[1] >> 8)
+static uint64_t cursor_word(unsigned pos, uint64_t changes) { return (uint64_t)pos | changes << 8; }
 
 /* Fills the public fields of c from entry pos of leaf n. */
 static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
@@ -1169,7 +1203,7 @@ static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c,
     c->key = k;
     c->val = v;
     c->priv[0] = n;
-    c->priv[1] = pos;
+    c->priv[1] = cursor_word(pos, m->changes);
     c->priv[2] = m->off;
     c->priv[3] = CURSOR_TAG ^ n ^ m->off;
     return 0;
@@ -1245,13 +1279,13 @@ struct step {
 static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step *out)
 {
     uint64_t r = c->priv[2], n = c->priv[0];
-    unsigned pos = (unsigned)c->priv[1] + 1, cnt;
-    if (r < MSEG_HEAP_OFF || !seg_range_ok(s, r, sizeof(struct mseg_map_root)) || c->priv[1] >= FAN)
+    unsigned pos = CURSOR_POS(c) + 1, cnt;
+    if (r < MSEG_HEAP_OFF || !seg_range_ok(s, r, sizeof(struct mseg_map_root)) || CURSOR_POS(c) >= FAN)
         return false;
     const struct mseg_map_root *root = (const void *)(s->base + r);
     if (root->magic != MSEG_MAP_MAGIC || root->key_kind == MSEG_KEY_BYTES || root->val_size == 0 ||
-        root->val_size > MSEG_MAP_INLINE_MAX)
-        return false;
+        root->val_size > MSEG_MAP_INLINE_MAX || cursor_word(0, root->changes) != cursor_word(0, CURSOR_CHANGES(c)))
+        return false;   /* stale, among others: the general path says which */
     for (unsigned hop = 0; hop < 2; hop++) {    /* this leaf, then the next one */
         if (n % MSEG_GRANULE || n < MSEG_HEAP_OFF || !seg_range_ok(s, n, NODE_BYTES))
             return false;
@@ -1297,7 +1331,7 @@ static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
     c->klen = 8;
     c->vlen = st.vlen;
     c->priv[0] = st.leaf;
-    c->priv[1] = st.pos;
+    c->priv[1] = cursor_word(st.pos, CURSOR_CHANGES(c));
     c->priv[3] = CURSOR_TAG ^ st.leaf ^ c->priv[2];
     return true;
 }
@@ -1312,7 +1346,11 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c)
     int rc;
     const mseg_map *mp = (const mseg_map *)(s ? s->base + c->priv[2] : NULL);
     MAP_READ(s, mp, m, rc, {
-        rc = cursor_settle(s, &m, c, c->priv[0], (unsigned)c->priv[1] + 1);
+        if (cursor_word(0, m.changes) != cursor_word(0, CURSOR_CHANGES(c)))
+            rc = fail(ESTALE, "map next: the map changed since the cursor was positioned "
+                      "(here or in another process); seek again");
+        else
+            rc = cursor_settle(s, &m, c, c->priv[0], CURSOR_POS(c) + 1);
     });
     return rc;
 }

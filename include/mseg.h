@@ -16,6 +16,7 @@
  *     segment, EPROTO unsupported format version, EROFS write through a
  *     read-only handle, EIO a failed flush made the handle unusable,
  *     EAGAIN a read-only handle cannot proceed until a writer recovers,
+ *     ESTALE a map cursor used after the map changed,
  *     EACCES/EPERM/ENOSPC from the operating system;
  *   - every function taking an mseg * may be called from several threads and
  *     several processes at once on the same segment, unless it says otherwise.
@@ -222,7 +223,12 @@ void  *mseg_map_get(mseg *s, mseg_map *m, const void *key, size_t klen, size_t *
 int    mseg_map_del(mseg *s, mseg_map *m, const void *key, size_t klen);
 size_t mseg_map_len(mseg *s, mseg_map *m);
 
-/* A cursor is valid until the map is next modified. */
+/* A cursor is valid until the map is next modified, here or in another
+   process: then mseg_map_next fails with ESTALE, and a seek positions it
+   again. The pointers mseg_map_get and cursors return point into the map's
+   nodes: they stay valid until the map is next modified. With writers in
+   other processes, copy the value out before relying on it, or read inside
+   a transaction (which holds the segment lock). */
 struct mseg_cursor {
     const void *key, *val;
     size_t klen, vlen;

@@ -646,3 +646,101 @@ Test(map, cursor_steps_see_what_a_transaction_put, .fini = th_cleanup)
     mt_check_map(s, m);
     mseg_close(s);
 }
+
+/* ---- stale cursors ---- */
+
+Test(map, a_cursor_after_a_change_is_estale_and_a_seek_starts_it_again, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    for (uint64_t k = 0; k < 100; k++)
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    cr_assert_eq(mseg_map_next(s, &c), 0);
+    uint64_t k = 500;
+    cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+    errno = 0;
+    cr_assert_eq(mseg_map_next(s, &c), -1, "a step after a put");
+    cr_assert_eq(errno, ESTALE, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_seek(s, m, &c, &k, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(*(const uint64_t *)c.key, 500);
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    k = 7;
+    cr_assert_eq(mseg_map_del(s, m, &k, 8), 0);
+    errno = 0;
+    cr_assert_eq(mseg_map_next(s, &c), -1, "a step after a delete");
+    cr_assert_eq(errno, ESTALE);
+    k = 12345;
+    cr_assert_eq(mseg_map_del(s, m, &k, 8), -1, "deleting a missing key changes nothing");
+    cr_assert_eq(mseg_map_first(s, m, &c), 0);
+    cr_assert_eq(mseg_map_del(s, m, &k, 8), -1);
+    cr_assert_eq(mseg_map_next(s, &c), 0, "%s", mseg_errmsg());
+    mseg_close(s);
+}
+
+static void wait_byte(int fd)
+{
+    char b;
+    while (read(fd, &b, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/* A reader's cursor sits on map a's only leaf. Another process empties a
+   (the leaf is freed) and, in a transaction it has not committed, splits
+   map b's full leaf into memory that may be that old leaf. Before cursors
+   kept the map's change word, the reader's lock-free step read b's
+   uncommitted entry as a's next (found by a review; a helper session). */
+Test(map, a_readers_cursor_never_steps_into_another_processes_uncommitted_node, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 1 * MiB);
+    mseg_map *b = mseg_map_open(s, "b", MSEG_KEY_U64, 8, MSEG_CREATE);
+    for (uint64_t k = 1000; k < 1064; k++) {
+        uint64_t v = k * 10;
+        cr_assert_eq(mseg_map_put(s, b, &k, 8, &v, 8), 0);
+    }
+    mseg_map *a = mseg_map_open(s, "a", MSEG_KEY_U64, 8, MSEG_CREATE);
+    uint64_t k1 = 1, k2 = 2, v = 7;
+    cr_assert_eq(mseg_map_put(s, a, &k1, 8, &v, 8), 0);
+    cr_assert_eq(mseg_map_put(s, a, &k2, 8, &v, 8), 0);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, a, &c), 0);
+    cr_assert_eq(*(const uint64_t *)c.key, 1);
+    int go[2], done[2];
+    cr_assert_eq(pipe(go), 0);
+    cr_assert_eq(pipe(done), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        mseg *w = mseg_open(name, 0, NULL);
+        CHILD_CHECK(w != NULL);
+        mseg_map *wa = mseg_map_open(w, "a", MSEG_KEY_U64, 8, 0), *wb = mseg_map_open(w, "b", MSEG_KEY_U64, 8, 0);
+        CHILD_CHECK(wa && wb);
+        CHILD_CHECK(mseg_map_del(w, wa, &k1, 8) == 0 && mseg_map_del(w, wa, &k2, 8) == 0);
+        CHILD_CHECK(mseg_tx_begin(w) == 0);
+        uint64_t k = 2000;
+        CHILD_CHECK(mseg_map_put(w, wb, &k, 8, &v, 8) == 0);   /* splits b's leaf, uncommitted */
+        CHILD_CHECK(write(done[1], "x", 1) == 1);
+        wait_byte(go[0]);
+        mseg_tx_abort(w);
+        mseg_close(w);
+        _exit(0);
+    }
+    wait_byte(done[0]);
+    errno = 0;
+    int rc = mseg_map_next(s, &c);
+    int e = errno;
+    const uint64_t key = rc == 0 ? *(const uint64_t *)c.key : 0;
+    cr_assert_eq(write(go[1], "x", 1), 1);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(TH_EXITED_OK(st));
+    cr_assert_eq(rc, -1, "the step returned key %llu, from another map's uncommitted node",
+                 (unsigned long long)key);
+    cr_assert_eq(e, ESTALE, "errno %d: %s", e, mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, a), 0);
+    mseg_close(s);
+}
