@@ -189,7 +189,10 @@ _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");
  *                             recovery, if a crash came first)
  *    64     8  garbage_count  entries in that array
  *    72     8  garbage_done   entries already freed
- *    80    48  reserved
+ *    80     8  map_serial     maps created so far: seeds each new map's
+ *                             `changes` word, so a cursor on a deleted map
+ *                             never matches a map built at its address
+ *    88    40  reserved
  *   128    56  bin_bitmap     bit b of word b/64 set <=> bin b is non-empty
  *   184     8  reserved
  *   192  3456  bin_head       payload offset of each bin's first free block
@@ -205,7 +208,8 @@ struct mseg_control {
     uint64_t garbage;
     uint64_t garbage_count;
     uint64_t garbage_done;
-    uint64_t reserved[6];
+    uint64_t map_serial;
+    uint64_t reserved[5];
     uint64_t bin_bitmap[MSEG_BIN_WORDS];
     uint64_t reserved2;
     uint64_t bin_head[MSEG_BINS];
@@ -430,8 +434,8 @@ _Static_assert(offsetof(struct mseg_vec_root, buf) == 32, "layout");
  *    24     8  root       payload offset of the root node, 0 when empty
  *    32     8  height     levels of nodes: 0 when empty, 1 = the root is a leaf
  *    40     8  changes    bumped by every put and delete that changes the map;
- *                         starts at a random value; a cursor keeps it and a
- *                         step that finds another value fails (ESTALE)
+ *                         starts at control.map_serial << 32; a cursor keeps
+ *                         it and a step that finds another value fails (ESTALE)
  *    48    16  reserved   zero
  */
 #define MSEG_MAP_MAGIC    0x50414d53u   /* "SMAP" */

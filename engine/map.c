@@ -64,8 +64,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -925,24 +923,23 @@ static int map_params_ok(enum mseg_key kind, size_t val_size, unsigned flags)
     return 0;
 }
 
-/* A map's first `changes` value: random, so that a cursor on a map that
-   was deleted does not match a new map built at the same address. */
-static uint64_t first_changes(uint64_t off)
+/* A new map's first `changes` value: the segment's count of maps created
+   so far, high, so that a cursor on a map that was deleted does not match
+   a map built at the same address (and the segment stays a function of
+   its operations: no randomness). */
+static uint64_t first_changes(mseg *s)
 {
-    static MSEG_TLS uint64_t counter;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    uint64_t z = off ^ ((uint64_t)t.tv_sec << 32) ^ (uint64_t)t.tv_nsec ^ (++counter << 48) ^ (uint64_t)getpid() << 16;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    uint64_t at = MSEG_CONTROL_OFF + offsetof(struct mseg_control, map_serial);
+    uint64_t serial = op_get64(s, at) + 1;
+    op_set64(s, at, serial);
+    return serial << 32;
 }
 
 static void map_init_root(mseg *s, uint64_t off, enum mseg_key kind, size_t val_size, unsigned flags)
 {
     struct mseg_map_root r = { .magic = MSEG_MAP_MAGIC, .key_kind = (uint8_t)kind,
                                .flags = (uint8_t)flags, .val_size = val_size,
-                               .changes = first_changes(off) };
+                               .changes = first_changes(s) };
     memcpy(s->base + off, &r, sizeof r);
     op_fresh(s, off, sizeof r);
 }
