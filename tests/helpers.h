@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "mseg.h"
+#include "testing.h"
 
 #define TH_MAX_TRACKED 64
 
@@ -231,6 +232,28 @@ static inline const char *th_status_str(int status, char *buf, size_t n)
     else
         snprintf(buf, n, "status %#x", status);
     return buf;
+}
+
+/* A flush hook that _exit(42)s at the flush of a header copy: growth's
+   step 3, the new size written, before the attached processes are told. */
+static inline void th_die_at_header_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len,
+                                          void *arg)
+{
+    (void)base; (void)size; (void)arg;
+    if (off < 2 * 4096 && len == 4096)
+        _exit(42);
+}
+
+/* In a child: opens name, allocates `bytes` (which must grow the segment)
+   and dies with status 42 at the header flush of that growth; status 0 if
+   the growth never flushed a header. */
+static inline void th_grow_and_die_at_header(const char *name, unsigned flags, size_t bytes)
+{
+    mseg *s = mseg_open(name, flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_test_set_flush_hook(th_die_at_header_flush, NULL);
+    mseg_alloc(s, bytes);
+    _exit(0);
 }
 
 /* st is evaluated once (it may be a th_fork_run call). */

@@ -36,21 +36,10 @@ static int sound(mseg *s)
 
 /* ---- two growers that disagree ---- */
 
-static void on_flush_die_at_header(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
-{
-    (void)base; (void)size; (void)arg;
-    if (off < 2 * 4096 && len == 4096)   /* a header copy: the new size is written */
-        _exit(42);
-}
-
 static void grow_to_8mib_and_die_at_header(void *arg)
 {
     struct child_arg *c = arg;
-    mseg *s = mseg_open(c->name, c->flags, NULL);
-    CHILD_CHECK(s != NULL);
-    mseg_test_set_flush_hook(on_flush_die_at_header, NULL);
-    mseg_alloc(s, 6 * MiB);
-    _exit(0);   /* the hook did not fire */
+    th_grow_and_die_at_header(c->name, c->flags, 6 * MiB);
 }
 
 /* A grower dies after its header says 8 MiB, before it tells the others.

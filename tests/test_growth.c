@@ -648,21 +648,10 @@ Test(growth, a_growing_allocation_is_atomic_at_every_crash_point, .timeout = 120
    maps more than the others and its next growth only has to take the space
    that is already there. The others must still follow: the torture once
    saw a process that did not, and whose every lookup then failed. */
-static void on_flush_die_at_header(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
-{
-    (void)base; (void)size; (void)arg;
-    if (off < 2 * 4096 && len == 4096)   /* a header copy: the size is written */
-        _exit(42);
-}
-
 static void grow_and_die_at_header(void *arg)
 {
     struct crash_arg *c = arg;
-    mseg *s = mseg_open(c->name, c->flags, NULL);
-    CHILD_CHECK(s != NULL);
-    mseg_test_set_flush_hook(on_flush_die_at_header, NULL);
-    mseg_alloc(s, 2 * MiB);
-    _exit(0);   /* the hook did not fire */
+    th_grow_and_die_at_header(c->name, c->flags, 2 * MiB);
 }
 
 static void construct_in_the_header_growth(void *arg)
