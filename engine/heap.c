@@ -654,8 +654,10 @@ int heap_free_deferred(mseg *s)
     uint32_t n = s->op.ndeferred;
     if (n == 0)
         return 0;
-    if ((uint64_t)s->op.count + (uint64_t)n * RECORDS_PER_FREE + 64 <= MSEG_LOG_CAPACITY ||
-        op_get64(s, CTRL(garbage)) != 0) {
+    /* the room that is really left: a transaction's undo records (mseg_tx_add)
+       and a durable commit's slot share the log (without them, a transaction
+       with 48 KiB of undo and 250 frees overflowed it: ENOMEM, rolled back) */
+    if ((uint64_t)n * RECORDS_PER_FREE + 64 <= op_records_left(s) || op_get64(s, CTRL(garbage)) != 0) {
         for (uint32_t i = 0; i < n; i++)
             heap_release(s, s->op.deferred[i]);
         s->op.ndeferred = 0;

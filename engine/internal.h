@@ -199,6 +199,10 @@ static inline void op_set64(mseg *s, uint64_t off, uint64_t v) { op_set(s, off, 
 static inline void op_set32(mseg *s, uint64_t off, uint32_t v) { op_set(s, off, 4, v); }
 
 void     op_fresh(mseg *s, uint64_t off, uint64_t len);
+/* Redo records the current operation can still append: the log, minus a
+   committed slot's records it starts after, minus the undo records of
+   mseg_tx_add, which share the log area. */
+uint64_t op_records_left(mseg *s);
 void     op_claim(mseg *s, uint64_t off, uint64_t len);
 /* This thread runs an operation on s. */
 bool     op_owned(const mseg *s);

@@ -451,6 +451,14 @@ static bool make_room(mseg *s)
     return true;
 }
 
+uint64_t op_records_left(mseg *s)
+{
+    uint64_t used = sizeof(struct mseg_log_head) +
+                    ((uint64_t)s->op.base + s->op.count) * sizeof(struct mseg_log_entry) +
+                    log_head(s)->undo_size;
+    return used >= MSEG_LOG_SIZE ? 0 : (MSEG_LOG_SIZE - used) / sizeof(struct mseg_log_entry);
+}
+
 static __attribute__((noinline)) void append_record(mseg *s, uint64_t off, unsigned width, uint64_t v)
 {
     if (!log_has_room(s, sizeof(struct mseg_log_entry)) && !make_room(s)) {

@@ -78,8 +78,11 @@ int mseg_tx_begin(mseg *s)
     if (!s)
         return fail(EINVAL, "NULL segment handle");
     if (tx.s == s) {
+        /* a failed begin is not a level: its caller pairs it with nothing */
+        if (tx.aborted)
+            return fail(ECANCELED, "segment %s: the transaction was aborted", s->name);
         tx.depth++;
-        return tx.aborted ? fail(ECANCELED, "segment %s: the transaction was aborted", s->name) : 0;
+        return 0;
     }
     if (tx.s)
         return fail(EBUSY, "this thread is already in a transaction on segment %s", tx.s->name);

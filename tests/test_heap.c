@@ -505,3 +505,59 @@ Test(heap, random_alloc_free_matches_a_model, .timeout = 120, .fini = th_cleanup
     assert_sound(s, "end");
     mseg_close(s);
 }
+
+/* A transaction's undo records (mseg_tx_add) share the log with its redo
+   records. A commit that freed its deferred blocks in place counted only
+   the redo records, so 48 KiB of undo and 250 frees overflowed the log:
+   ENOMEM, the whole transaction rolled back (found by a review; a helper
+   session). Such a commit now moves the frees to the garbage array. */
+Test(heap, a_transaction_with_large_undo_and_many_frees_commits, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 8u << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    enum { NB = 500, BIG = 48 * 1024 };
+    void *b[NB];
+    for (int i = 0; i < NB; i++)
+        cr_assert_not_null(b[i] = mseg_alloc(s, 48));
+    uint8_t *big = mseg_alloc(s, BIG);
+    cr_assert_not_null(big);
+    size_t free_before = mseg_free_memory(s);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_tx_add(s, big, BIG), 0, "%s", mseg_errmsg());
+    memset(big, 7, BIG);
+    for (int i = 0; i < NB; i += 2)
+        cr_assert_eq(mseg_free(s, b[i]), 0, "free %d: %s", i, mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "commit: %s", mseg_errmsg());
+    cr_assert_eq(big[0], 7, "the transaction's bytes were rolled back");
+    cr_assert_gt(mseg_free_memory(s), free_before, "the frees took effect");
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), 0, "%s", mseg_errmsg());
+    mseg_close(s);
+}
+
+/* A nested begin inside an aborted transaction fails, and is not a level
+   to pair: the outer commit then ends the transaction (found by the same
+   review: the failed begin counted, and the thread stayed cancelled). */
+Test(heap, a_failed_nested_begin_does_not_leave_the_thread_in_a_transaction, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1u << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_tx_abort(s), 0);
+    errno = 0;
+    cr_assert_eq(mseg_tx_begin(s), -1);
+    cr_assert_eq(errno, ECANCELED);
+    cr_assert_eq(mseg_tx_commit(s), -1, "the outer commit of an aborted transaction");
+    cr_assert_eq(errno, ECANCELED);
+    void *p = mseg_alloc(s, 64);
+    cr_assert_not_null(p, "after the transaction ended: %s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, p), 0);
+    mseg_close(s);
+}
