@@ -529,7 +529,21 @@ static int refresh_size(mseg *s)
     return extend_mapping(s, h.size);
 }
 
-static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
+/* The first writer repairs a damaged header copy from the good one, as the
+   copies are now: the ones read before it became the first writer may be
+   stale. (Repairing from those once wrote a growth's new header, torn when
+   read, valid by then, back over with the old one: the kill -9 torture
+   found a heap larger than both copies said.) */
+static void repair_damaged_copy(mseg *s)
+{
+    struct stat st;
+    struct mseg_header h;
+    int bad = -1;
+    if (fstat(s->fd, &st) == 0 && read_header(s, (uint64_t)st.st_size, &h, &bad) == 0 && bad >= 0)
+        repair_header(s, bad, &h);
+}
+
+static int attach_writer(mseg *s)
 {
     struct mseg_runtime *rt = seg_runtime(s);
     if (ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0) {
@@ -542,8 +556,7 @@ static int attach_writer(mseg *s, int bad_copy, const struct mseg_header *good)
         if (rec < 0 || (s->mode == MODE_RW && heap_drain_garbage(s)))
             return -1;
         s->recovered = rec > 0;
-        if (bad_copy >= 0)
-            repair_header(s, bad_copy, good);
+        repair_damaged_copy(s);
         rt->state = MSEG_STATE_OPEN;
         rt->size = s->size;
         rt->epoch++;
@@ -585,7 +598,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
             break;
         if (s->flags & MSEG_CREATE) {
             if (format_segment(s, p, created) == 0)
-                return attach_writer(s, -1, NULL);
+                return attach_writer(s);
             int e = errno;
             if (created)   /* nobody can be attached to what never got a header */
                 backend_of(s->flags)->unlink(s->name);
@@ -612,7 +625,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
         return attach_readonly(s);
     if (s->mode == MODE_COW)
         return attach_private(s);
-    return attach_writer(s, bad_copy, &h);
+    return attach_writer(s);
 }
 
 mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
