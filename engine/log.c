@@ -182,12 +182,19 @@ static struct mseg_log_entry *log_entries(mseg *s)
     return (struct mseg_log_entry *)(s->base + MSEG_LOG_OFF + sizeof(struct mseg_log_head));
 }
 
+/* Bytes of the log area in use: the head, a committed slot's records the
+   operation's start after, its own records, and the undo records. */
+static uint64_t log_bytes_used(mseg *s)
+{
+    return sizeof(struct mseg_log_head) +
+           ((uint64_t)s->op.base + s->op.count) * sizeof(struct mseg_log_entry) +
+           log_head(s)->undo_size;
+}
+
 /* True when `bytes` more fit between the redo records and the undo records. */
 static bool log_has_room(mseg *s, uint64_t bytes)
 {
-    uint64_t used = sizeof(struct mseg_log_head) +
-                    ((uint64_t)s->op.base + s->op.count) * sizeof(struct mseg_log_entry) +
-                    log_head(s)->undo_size;
+    uint64_t used = log_bytes_used(s);
     return used <= MSEG_LOG_SIZE && bytes <= MSEG_LOG_SIZE - used;
 }
 
@@ -453,9 +460,7 @@ static bool make_room(mseg *s)
 
 uint64_t op_records_left(mseg *s)
 {
-    uint64_t used = sizeof(struct mseg_log_head) +
-                    ((uint64_t)s->op.base + s->op.count) * sizeof(struct mseg_log_entry) +
-                    log_head(s)->undo_size;
+    uint64_t used = log_bytes_used(s);
     return used >= MSEG_LOG_SIZE ? 0 : (MSEG_LOG_SIZE - used) / sizeof(struct mseg_log_entry);
 }
 

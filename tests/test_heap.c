@@ -513,11 +513,7 @@ Test(heap, random_alloc_free_matches_a_model, .timeout = 120, .fini = th_cleanup
    session). Such a commit now moves the frees to the garbage array. */
 Test(heap, a_transaction_with_large_undo_and_many_frees_commits, .fini = th_cleanup)
 {
-    char name[256];
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 8u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = new_seg(8u << 20);
     enum { NB = 500, BIG = 48 * 1024 };
     void *b[NB];
     for (int i = 0; i < NB; i++)
@@ -543,11 +539,7 @@ Test(heap, a_transaction_with_large_undo_and_many_frees_commits, .fini = th_clea
    review: the failed begin counted, and the thread stayed cancelled). */
 Test(heap, a_failed_nested_begin_does_not_leave_the_thread_in_a_transaction, .fini = th_cleanup)
 {
-    char name[256];
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = new_seg(1u << 20);
     cr_assert_eq(mseg_tx_begin(s), 0);
     cr_assert_eq(mseg_tx_begin(s), 0);
     cr_assert_eq(mseg_tx_abort(s), 0);

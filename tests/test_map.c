@@ -655,12 +655,12 @@ Test(map, a_cursor_after_a_change_is_estale_and_a_seek_starts_it_again, .fini = 
     mseg *s = mt_open(name, 0, 4 * MiB);
     mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
     for (uint64_t k = 0; k < 100; k++)
-        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+        cr_assert_eq(u64_put(s, m, k, k), 0);
     struct mseg_cursor c;
     cr_assert_eq(mseg_map_first(s, m, &c), 0);
     cr_assert_eq(mseg_map_next(s, &c), 0);
     uint64_t k = 500;
-    cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+    cr_assert_eq(u64_put(s, m, k, k), 0);
     errno = 0;
     cr_assert_eq(mseg_map_next(s, &c), -1, "a step after a put");
     cr_assert_eq(errno, ESTALE, "%s", mseg_errmsg());
@@ -697,10 +697,8 @@ Test(map, a_readers_cursor_never_steps_into_another_processes_uncommitted_node, 
     char name[256];
     mseg *s = mt_open(name, 0, 1 * MiB);
     mseg_map *b = mseg_map_open(s, "b", MSEG_KEY_U64, 8, MSEG_CREATE);
-    for (uint64_t k = 1000; k < 1064; k++) {
-        uint64_t v = k * 10;
-        cr_assert_eq(mseg_map_put(s, b, &k, 8, &v, 8), 0);
-    }
+    for (uint64_t k = 1000; k < 1064; k++)
+        cr_assert_eq(u64_put(s, b, k, k * 10), 0);
     mseg_map *a = mseg_map_open(s, "a", MSEG_KEY_U64, 8, MSEG_CREATE);
     uint64_t k1 = 1, k2 = 2, v = 7;
     cr_assert_eq(mseg_map_put(s, a, &k1, 8, &v, 8), 0);
