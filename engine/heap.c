@@ -412,6 +412,22 @@ static uint64_t no_room(mseg *s, uint64_t n)
                 (unsigned long long)n), 0;
 }
 
+/* Called before the lock: starts loading the block an allocation of n
+   bytes most likely takes (find_block's first try, the head of the exact
+   bin), so that cache miss overlaps with taking the lock. A racy read of
+   shared memory, hence atomic; the value is only prefetched (which never
+   faults), never followed, and find_block reads it again under the lock. */
+void heap_alloc_prefetch(mseg *s, uint64_t n)
+{
+    uint64_t need = block_size_for(n);
+    if (need == 0 || need > MSEG_BLOCK_MAX)
+        return;
+    const uint64_t *first = (const uint64_t *)(s->base + bin_head_off(heap_bin_of(need / MSEG_GRANULE)));
+    uint64_t p = __atomic_load_n(first, __ATOMIC_RELAXED);
+    if (p)
+        __builtin_prefetch(s->base + p - 4, 1);
+}
+
 /*
  * Allocates a block of n bytes. The order of the stores matters to a direct
  * operation (log.c: stores in place, no log): every store before the last

@@ -256,6 +256,7 @@ uint64_t heap_tail_free(mseg *s);                             /* free bytes endi
 int      heap_rebuild(mseg *s);   /* free lists from the headers; see heap.c */
 unsigned heap_bin_of(uint64_t granules);   /* the free list of a block of that size */
 int      heap_control_sane(mseg *s);   /* 0, or -1 with EUCLEAN */
+void     heap_alloc_prefetch(mseg *s, uint64_t n);               /* before the lock: a hint */
 uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + errno ENOMEM/EUCLEAN */
 int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
 bool     heap_expand(mseg *s, uint64_t p, uint64_t n);      /* grow block p in place to n bytes, if the next block is free */
