@@ -425,7 +425,7 @@ void heap_alloc_prefetch(mseg *s, uint64_t n)
     const uint64_t *first = (const uint64_t *)(s->base + bin_head_off(heap_bin_of(need / MSEG_GRANULE)));
     uint64_t p = __atomic_load_n(first, __ATOMIC_RELAXED);
     if (p)
-        __builtin_prefetch(s->base + p - 4, 1);
+        __builtin_prefetch(s->base + p - 4, 0);
 }
 
 /*

@@ -809,7 +809,7 @@ int mseg_free(mseg *s, void *p)
     /* p's header is most likely not in the cache, and the lock's atomic
        instruction keeps later loads from starting early: start it now, so
        the miss overlaps with taking the lock (a prefetch never faults) */
-    __builtin_prefetch(b - 4, 1);
+    __builtin_prefetch(b - 4, 0);
     if (seg_write_begin(s))
         return -1;
     if (direct_ok(s))
