@@ -9,10 +9,8 @@
  * was initialized in (runtime.epoch, incremented by the first process to
  * attach); an object from another epoch is stale and is re-initialized on
  * first use. No process of the current epoch can be using a stale object,
- * so the only race is between processes re-initializing it at once: the
- * epoch word doubles as a tiny lock for that (INIT_BIT set while one process
- * initializes; the others wait, and take over if it takes implausibly long,
- * which means it died in those few instructions).
+ * so the only race is between processes re-initializing it at once, and
+ * the segment lock settles it (make_current).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -25,16 +23,6 @@
 _Static_assert(sizeof(mseg_mutex) == 64 && sizeof(mseg_cond) == 64, "64-byte objects");
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(((mseg_mutex *)0)->opaque), "pthread_mutex_t fits");
 _Static_assert(sizeof(pthread_cond_t) <= sizeof(((mseg_cond *)0)->opaque), "pthread_cond_t fits");
-
-#define INIT_BIT (1ull << 63)
-#define TAKEOVER_NS (100 * 1000 * 1000ull)
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* The object at p (64 bytes, 8-aligned) lies in the segment and may be written. */
 static int check_object(mseg *s, const void *p, const char *what)
@@ -71,40 +59,44 @@ static void init_cond(void *opaque)
     pthread_condattr_destroy(&a);
 }
 
-/* Makes sure the object is of the current epoch, initializing it if not. */
-static void make_current(mseg *s, uint64_t *epoch, void *opaque, void (*init)(void *))
+/*
+ * Makes sure the object is of the current epoch, initializing it if not.
+ * The re-initialization runs under the segment lock, and the epoch is
+ * checked again there: a process that stalls in the middle (descheduled,
+ * stopped) only delays the others, and one that dies there hands the lock
+ * on (EOWNERDEAD). So nobody ever initializes bytes that another process
+ * has already re-initialized and locked. (A claim bit in the epoch word,
+ * with a takeover after 100 ms, did allow that: a claimer stalled for
+ * longer wiped a mutex that its successor held, and both owned it.)
+ * Inside this thread's transaction the lock is already held. 0, or -1 with
+ * errno when the segment lock cannot be taken.
+ */
+static int make_current(mseg *s, uint64_t *epoch, void *opaque, void (*init)(void *))
 {
-    uint64_t cur = __atomic_load_n(&seg_runtime(s)->epoch, __ATOMIC_ACQUIRE) & ~INIT_BIT;
-    uint64_t e = __atomic_load_n(epoch, __ATOMIC_ACQUIRE);
-    uint64_t waited_since = 0;
-    while (e != cur) {
-        bool busy_now = e == (cur | INIT_BIT);
-        if (busy_now && (!waited_since || now_ns() - waited_since < TAKEOVER_NS)) {
-            if (!waited_since)
-                waited_since = now_ns();
-            sched_yield();
-            e = __atomic_load_n(epoch, __ATOMIC_ACQUIRE);
-            continue;
-        }
-        if (__atomic_compare_exchange_n(epoch, &e, cur | INIT_BIT, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            init(opaque);
-            __atomic_store_n(epoch, cur, __ATOMIC_RELEASE);
-            return;
-        }
+    uint64_t cur = __atomic_load_n(&seg_runtime(s)->epoch, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(epoch, __ATOMIC_ACQUIRE) == cur)
+        return 0;
+    bool lock = s->mode == MODE_RW && !tx_owns(s);   /* a private view races with nobody */
+    if (lock && lock_acquire(s))
+        return -1;
+    if (__atomic_load_n(epoch, __ATOMIC_ACQUIRE) != cur) {
+        crash_point("mutex.reinit");
+        init(opaque);
+        __atomic_store_n(epoch, cur, __ATOMIC_RELEASE);
     }
+    if (lock)
+        lock_release(s);
+    return 0;
 }
 
 static pthread_mutex_t *current_mutex(mseg *s, mseg_mutex *m)
 {
-    make_current(s, &m->epoch, m->opaque, init_mutex);
-    return (pthread_mutex_t *)m->opaque;
+    return make_current(s, &m->epoch, m->opaque, init_mutex) ? NULL : (pthread_mutex_t *)m->opaque;
 }
 
 static pthread_cond_t *current_cond(mseg *s, mseg_cond *c)
 {
-    make_current(s, &c->epoch, c->opaque, init_cond);
-    return (pthread_cond_t *)c->opaque;
+    return make_current(s, &c->epoch, c->opaque, init_cond) ? NULL : (pthread_cond_t *)c->opaque;
 }
 
 /* pthread's return code as -1/errno (0 stays 0). */
@@ -125,18 +117,28 @@ int mseg_mutex_init(mseg *s, mseg_mutex *m)
     return 0;
 }
 
+/* The pthread object behind m or c, checked and of the current epoch;
+   NULL with errno if not. */
+static pthread_mutex_t *usable_mutex(mseg *s, mseg_mutex *m)
+{
+    return check_object(s, m, "mutex") ? NULL : current_mutex(s, m);
+}
+
+static pthread_cond_t *usable_cond(mseg *s, mseg_cond *c)
+{
+    return check_object(s, c, "condition variable") ? NULL : current_cond(s, c);
+}
+
 int mseg_mutex_lock(mseg *s, mseg_mutex *m)
 {
-    if (check_object(s, m, "mutex"))
-        return -1;
-    return result(pthread_mutex_lock(current_mutex(s, m)));
+    pthread_mutex_t *pm = usable_mutex(s, m);
+    return pm ? result(pthread_mutex_lock(pm)) : -1;
 }
 
 int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
 {
-    if (check_object(s, m, "mutex"))
-        return -1;
-    return result(pthread_mutex_trylock(current_mutex(s, m)));
+    pthread_mutex_t *pm = usable_mutex(s, m);
+    return pm ? result(pthread_mutex_trylock(pm)) : -1;
 }
 
 int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
@@ -145,21 +147,20 @@ int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
         return -1;
     if (!abstime)
         return fail(EINVAL, "NULL timeout");
-    return result(pthread_mutex_clocklock(current_mutex(s, m), CLOCK_MONOTONIC, abstime));
+    pthread_mutex_t *pm = current_mutex(s, m);
+    return pm ? result(pthread_mutex_clocklock(pm, CLOCK_MONOTONIC, abstime)) : -1;
 }
 
 int mseg_mutex_unlock(mseg *s, mseg_mutex *m)
 {
-    if (check_object(s, m, "mutex"))
-        return -1;
-    return result(pthread_mutex_unlock(current_mutex(s, m)));
+    pthread_mutex_t *pm = usable_mutex(s, m);
+    return pm ? result(pthread_mutex_unlock(pm)) : -1;
 }
 
 int mseg_mutex_consistent(mseg *s, mseg_mutex *m)
 {
-    if (check_object(s, m, "mutex"))
-        return -1;
-    return result(pthread_mutex_consistent(current_mutex(s, m)));
+    pthread_mutex_t *pm = usable_mutex(s, m);
+    return pm ? result(pthread_mutex_consistent(pm)) : -1;
 }
 
 int mseg_cond_init(mseg *s, mseg_cond *c)
@@ -173,9 +174,9 @@ int mseg_cond_init(mseg *s, mseg_cond *c)
 
 int mseg_cond_wait(mseg *s, mseg_cond *c, mseg_mutex *m)
 {
-    if (check_object(s, c, "condition variable") || check_object(s, m, "mutex"))
-        return -1;
-    return result(pthread_cond_wait(current_cond(s, c), current_mutex(s, m)));
+    pthread_cond_t *pc = usable_cond(s, c);
+    pthread_mutex_t *pm = pc ? usable_mutex(s, m) : NULL;
+    return pm ? result(pthread_cond_wait(pc, pm)) : -1;
 }
 
 int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct timespec *abstime)
@@ -184,19 +185,19 @@ int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct times
         return -1;
     if (!abstime)
         return fail(EINVAL, "NULL timeout");
-    return result(pthread_cond_timedwait(current_cond(s, c), current_mutex(s, m), abstime));
+    pthread_cond_t *pc = current_cond(s, c);
+    pthread_mutex_t *pm = pc ? current_mutex(s, m) : NULL;
+    return pm ? result(pthread_cond_timedwait(pc, pm, abstime)) : -1;
 }
 
 int mseg_cond_signal(mseg *s, mseg_cond *c)
 {
-    if (check_object(s, c, "condition variable"))
-        return -1;
-    return result(pthread_cond_signal(current_cond(s, c)));
+    pthread_cond_t *pc = usable_cond(s, c);
+    return pc ? result(pthread_cond_signal(pc)) : -1;
 }
 
 int mseg_cond_broadcast(mseg *s, mseg_cond *c)
 {
-    if (check_object(s, c, "condition variable"))
-        return -1;
-    return result(pthread_cond_broadcast(current_cond(s, c)));
+    pthread_cond_t *pc = usable_cond(s, c);
+    return pc ? result(pthread_cond_broadcast(pc)) : -1;
 }

@@ -517,3 +517,75 @@ Test(mutex, broadcast_wakes_every_waiting_process, .timeout = 30, .fini = th_cle
         mseg_close(s);
     }
 }
+
+/* ---- re-initialization of a stale mutex, with a slow re-initializer ---- */
+
+/* The parent re-initializes the stale mutex and stalls there (its test
+   hook sleeps), as a process descheduled on a loaded machine would. */
+#define STALL_MS 600
+#define CHILD_HOLDS_MS 1500
+
+static void stall_at_reinit(const char *point, unsigned long n, void *arg)
+{
+    (void)n, (void)arg;
+    if (strcmp(point, "mutex.reinit") == 0)
+        usleep(STALL_MS * 1000);
+}
+
+struct holder_arg { const char *name; unsigned backend; int fd; };
+
+/* Locks the mutex while the parent stalls, reports "L", holds it, reports
+   "U" just before it unlocks. */
+static void lock_during_the_stall(void *arg)
+{
+    struct holder_arg *a = arg;
+    mseg *s = mseg_open(a->name, a->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
+    CHILD_CHECK(m != NULL);
+    usleep(100 * 1000);   /* the parent is in its stall by now */
+    CHILD_CHECK(mseg_mutex_lock(s, m) == 0);
+    CHILD_CHECK(write(a->fd, "L", 1) == 1);
+    usleep(CHILD_HOLDS_MS * 1000);
+    CHILD_CHECK(write(a->fd, "U", 1) == 1);
+    CHILD_CHECK(mseg_mutex_unlock(s, m) == 0);
+    mseg_close(s);
+}
+
+Test(mutex, a_slow_reinitializer_never_gives_the_mutex_two_owners, .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        unsigned backend = backends[b];
+        char name[256], why[128];
+        mseg *s = create(name, backend);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        cr_assert_not_null(m);
+        m->epoch = 0x7fffffffffffull;   /* stale: initialized in another attach */
+
+        int fds[2];
+        cr_assert_eq(pipe(fds), 0);
+        struct holder_arg a = { name, backend, fds[1] };
+        pid_t pid = spawn(lock_during_the_stall, &a);
+        cr_assert_gt(pid, 0);
+        mseg_test_set_crash_hook(stall_at_reinit, NULL);
+        int rc = mseg_mutex_lock(s, m);
+        mseg_test_set_crash_hook(NULL, NULL);
+        cr_assert_eq(rc, 0, "%s: errno %d", backend_name(backend), errno);
+
+        /* the parent owns the mutex now: the child must not, so it has
+           either not locked yet or already unlocked */
+        char got[4] = { 0 };
+        int fl = fcntl(fds[0], F_GETFL);
+        cr_assert_eq(fcntl(fds[0], F_SETFL, fl | O_NONBLOCK), 0);
+        ssize_t k = read(fds[0], got, sizeof got - 1);
+        cr_assert(k <= 0 || strcmp(got, "LU") == 0,
+                  "%s: the parent locked the mutex while the child held it (child said \"%s\")",
+                  backend_name(backend), got);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        int st = wait_child(pid);
+        cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(backend), th_status_str(st, why, sizeof why));
+        close(fds[0]);
+        close(fds[1]);
+        mseg_close(s);
+    }
+}
