@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
+#include <sys/prctl.h>
+
 #include "helpers.h"
 #include "layout.h"
 #include "testing.h"
@@ -323,4 +325,77 @@ Test(tool, dump_prints_vectors_and_maps_one_entry_a_line, .fini = th_cleanup)
     cr_assert(strstr(r->out, "a\\x0ab = 78"), "%s", r->out);
     r = run_tool("dump", "--json", path, "ids", NULL);
     cr_assert(strstr(r->out, "{\"key\":-5,\"value\":\"0700000000000000\"}"), "%s", r->out);
+}
+
+/* Puts and deletes odd keys of map "m" until killed (also when the test
+   fails and its process exits). */
+static void churn_odd_keys(void *arg)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    mseg *s = mseg_open(arg, 0, NULL);
+    if (!s)
+        _exit(1);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, 0);
+    if (!m)
+        _exit(1);
+    for (uint64_t r = 1;; r = r * 6364136223846793005ull + 1442695040888963407ull) {
+        uint64_t k = 2 * ((r >> 33) % 800) + 1;
+        if ((r >> 20) & 1)
+            mseg_map_put(s, m, &k, 8, &k, 8);
+        else
+            mseg_map_del(s, m, &k, 8);
+    }
+}
+
+/* The value column of a u64 -> u64 dump line for key k. */
+static void value_hex(uint64_t k, char *out)
+{
+    for (int i = 0; i < 8; i++)
+        sprintf(out + 2 * i, "%02x", (unsigned)(k >> (8 * i)) & 0xff);
+}
+
+Test(tool, dump_of_a_map_another_process_changes_lists_every_stable_entry_once_in_order,
+     .timeout = 60, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 4 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    for (uint64_t k = 0; k < 1600; k += 2)   /* the stable entries */
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+    cr_assert_eq(mseg_close(s), 0);
+
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        churn_odd_keys(path);
+    usleep(50000);
+    for (int round = 0; round < 3; round++) {
+        struct run *r = run_tool("dump", path, "m", NULL);
+        ASSERT_EXIT(r, 0);
+        char *line = strchr(r->out, '\n');   /* after "m: map of N entries" */
+        cr_assert_not_null(line, "%s", r->out);
+        uint64_t stable = 0, prev = 0;
+        bool first = true;
+        for (line++; *line; line = strchr(line, '\n') + 1) {
+            unsigned long long k;
+            char hexv[17], want[17];
+            cr_assert_eq(sscanf(line, "%llu = %16s", &k, hexv), 2, "bad line: %.40s", line);
+            cr_assert(first || k > prev, "round %d: key %llu after %llu", round, k, (unsigned long long)prev);
+            value_hex(k, want);
+            cr_assert_str_eq(hexv, want, "round %d: key %llu", round, k);
+            stable += k % 2 == 0;
+            prev = k;
+            first = false;
+            if (!strchr(line, '\n'))
+                break;
+        }
+        cr_assert_eq(stable, 800, "round %d: %llu of the 800 stable keys listed", round,
+                     (unsigned long long)stable);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }

@@ -213,6 +213,47 @@ static void print_key(const struct opts *o, enum mseg_key kind, const struct mse
         escaped(c->key, c->klen);
 }
 
+/*
+ * A map that another process changes during the dump makes the cursor
+ * ESTALE (mseg_map_next). The dump then goes on after the last key it
+ * printed: each line is an entry the map held at that moment, keys still
+ * ascend and none repeats, but the whole is not one snapshot (mseg copy
+ * takes one). A map that changes faster than the dump can step gives up
+ * after DUMP_RESUMES_MAX resumes in a row with no entry printed.
+ */
+#define DUMP_RESUMES_MAX 1000
+
+struct last_key {
+    void *p;
+    size_t len, cap;
+};
+
+static int last_key_set(struct last_key *k, const struct mseg_cursor *c)
+{
+    if (c->klen > k->cap) {
+        void *p = realloc(k->p, c->klen);
+        if (!p)
+            return -1;
+        k->p = p;
+        k->cap = c->klen;
+    }
+    memcpy(k->p, c->key, c->klen);
+    k->len = c->klen;
+    return 0;
+}
+
+/* Positions c on the first key after k (the first key when k is empty
+   because nothing was printed yet). */
+static int resume_after(mseg *s, mseg_map *m, struct mseg_cursor *c, const struct last_key *k)
+{
+    if (!k->p)
+        return mseg_map_first(s, m, c);
+    int rc = mseg_map_seek(s, m, c, k->p, k->len);
+    if (rc == 0 && c->klen == k->len && memcmp(c->key, k->p, k->len) == 0)
+        rc = mseg_map_next(s, c);
+    return rc;
+}
+
 /* One line per entry: key (numbers as numbers, bytes escaped), value hex. */
 static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const struct mseg_map_root *root)
 {
@@ -229,18 +270,35 @@ static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const 
         printf("%s: map of %zu entries\n", e->name, mseg_map_len(s, m));
     }
     struct mseg_cursor c;
+    struct last_key last = { 0 };
+    unsigned resumes = 0;
     int rc = mseg_map_first(s, m, &c);
-    for (size_t i = 0; rc == 0; i++, rc = mseg_map_next(s, &c)) {
+    for (size_t i = 0;; i++) {
+        while (rc != 0 && errno == ESTALE && resumes++ < DUMP_RESUMES_MAX)
+            rc = resume_after(s, m, &c, &last);
+        if (rc != 0)
+            break;
+        resumes = 0;
         printf(o->json ? "%s{\"key\":" : "%s", o->json && i ? "," : "");
         print_key(o, kind, &c);
         printf(o->json ? ",\"value\":\"" : " = ");
         hex(c.val, c.vlen);
         printf(o->json ? "\"}" : "\n");
+        if (last_key_set(&last, &c)) {
+            rc = -1;
+            errno = ENOMEM;
+            break;
+        }
+        rc = mseg_map_next(s, &c);
     }
+    int err = errno;
+    free(last.p);
     if (o->json)
         printf("]}\n");
-    if (errno != ENOENT)
-        return report_error(o, errno, mseg_errmsg());
+    if (err == ENOMEM)
+        return report_error(o, err, "out of memory");
+    if (err != ENOENT)
+        return report_error(o, err, mseg_errmsg());
     return EXIT_SOUND;
 }
 
