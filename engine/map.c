@@ -1229,6 +1229,7 @@ int mseg_map_first(mseg *s, mseg_map *mp, struct mseg_cursor *c)
     if (!c)
         return fail(EINVAL, "map first: NULL cursor");
     struct map_view m;
+    struct mseg_cursor out;
     int rc;
     MAP_READ(s, mp, m, rc, {
         unsigned cnt, pos;
@@ -1236,8 +1237,10 @@ int mseg_map_first(mseg *s, mseg_map *mp, struct mseg_cursor *c)
         if (!m.root)
             rc = fail(ENOENT, "map first: the map is empty");
         else
-            rc = leaf ? cursor_settle(s, &m, c, leaf, 0) : -1;
+            rc = leaf ? cursor_settle(s, &m, &out, leaf, 0) : -1;
     });
+    if (rc == 0)
+        *c = out;
     return rc;
 }
 
@@ -1247,6 +1250,7 @@ int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key,
         return fail(EINVAL, "map seek: NULL cursor");
     struct map_view m;
     struct mkey k;
+    struct mseg_cursor out;
     int rc;
     MAP_READ(s, mp, m, rc, {
         unsigned cnt, pos;
@@ -1255,8 +1259,10 @@ int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key,
         if (!rc && !m.root)
             rc = fail(ENOENT, "map seek: the map is empty");
         else if (!rc)
-            rc = leaf ? cursor_settle(s, &m, c, leaf, pos) : -1;
+            rc = leaf ? cursor_settle(s, &m, &out, leaf, pos) : -1;
     });
+    if (rc == 0)
+        *c = out;
     return rc;
 }
 
@@ -1333,6 +1339,12 @@ static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
     return true;
 }
 
+/* mseg_map_first, _seek and _next read optimistically and retry when a
+   writer raced them (MAP_READ), so each attempt fills a copy of the
+   cursor, and c takes the copy only once a read validated: an attempt
+   that raced must neither reach the caller nor be the next attempt's
+   starting point (one that stepped from a cursor an earlier raced attempt
+   had already moved skipped an entry). */
 int mseg_map_next(mseg *s, struct mseg_cursor *c)
 {
     if (!c || (c->priv[3] ^ c->priv[0] ^ c->priv[2]) != CURSOR_TAG)
@@ -1340,15 +1352,19 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c)
     if (s && cursor_step_fast(s, c))
         return 0;
     struct map_view m;
+    struct mseg_cursor out;
     int rc;
     const mseg_map *mp = (const mseg_map *)(s ? s->base + c->priv[2] : NULL);
     MAP_READ(s, mp, m, rc, {
+        out = *c;
         if (cursor_word(0, m.changes) != cursor_word(0, CURSOR_CHANGES(c)))
             rc = fail(ESTALE, "map next: the map changed since the cursor was positioned "
                       "(here or in another process); seek again");
         else
-            rc = cursor_settle(s, &m, c, c->priv[0], CURSOR_POS(c) + 1);
+            rc = cursor_settle(s, &m, &out, c->priv[0], CURSOR_POS(c) + 1);
     });
+    if (rc == 0)
+        *c = out;
     return rc;
 }
 

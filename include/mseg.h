@@ -277,11 +277,8 @@ int mseg_tx_abort(mseg *s);
    memory is a valid unlocked mutex / condition variable of no epoch: it is
    initialized on first use, as are the ones left by processes of an earlier
    attach (after every process closed the segment, or a reboot), so a stale
-   lock never blocks anyone. That first use in an attach initializes it
-   under the segment lock, as a call that changes the segment would: it
-   waits while another thread's transaction is open (even a trylock).
-   Their bytes belong to the C library: processes sharing them must use
-   the same one. */
+   lock never blocks anyone. Their bytes belong to the C library: processes
+   sharing them must use the same one. */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_mutex;   /* 64 bytes */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_cond;    /* 64 bytes */
 

@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
+#include <sys/prctl.h>
+
 #include "helpers.h"
 #include "layout.h"
 
@@ -740,5 +742,114 @@ Test(map, a_readers_cursor_never_steps_into_another_processes_uncommitted_node, 
                  (unsigned long long)key);
     cr_assert_eq(e, ESTALE, "errno %d: %s", e, mseg_errmsg());
     cr_assert_eq(mseg_map_len(s, a), 0);
+    mseg_close(s);
+}
+
+/* ---- cursors while another process writes ---- */
+
+/* Byte keys: 8 bytes big-endian, so that memcmp order is numeric order. */
+static void be_key(uint64_t k, unsigned char out[8])
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(k >> (56 - 8 * i));
+}
+
+static uint64_t be_value(const unsigned char *p)
+{
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++)
+        k = k << 8 | p[i];
+    return k;
+}
+
+/* Puts and deletes the odd keys of map "m" until killed. */
+static void churn_odd_byte_keys(const char *name)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    mseg *w = mseg_open(name, 0, NULL);
+    CHILD_CHECK(w != NULL);
+    mseg_map *m = mseg_map_open(w, "m", MSEG_KEY_BYTES, 0, 0);
+    CHILD_CHECK(m != NULL);
+    for (uint64_t r = 1;; r = r * 6364136223846793005ull + 1442695040888963407ull) {
+        unsigned char k[8];
+        be_key(2 * ((r >> 33) % 1000) + 1, k);
+        if ((r >> 20) & 1)
+            mseg_map_put(w, m, k, 8, k, 8);
+        else
+            mseg_map_del(w, m, k, 8);
+    }
+}
+
+/* Walks the map to its end: after ESTALE, seeks to the last key that a
+   successful step confirmed and goes on after it (as mseg dump does).
+   Every even key must appear, once, in order, each with its own value. */
+static void walk_confirming_each_step(mseg *s, mseg_map *m, int round)
+{
+    struct mseg_cursor c;
+    unsigned char last[8];
+    bool have_last = false;
+    uint64_t want_even = 0, prev = 0;
+    int rc = mseg_map_first(s, m, &c);
+    for (unsigned resumes = 0;;) {
+        while (rc != 0 && errno == ESTALE && resumes++ < 100000) {
+            rc = have_last ? mseg_map_seek(s, m, &c, last, 8) : mseg_map_first(s, m, &c);
+            if (rc == 0 && have_last && c.klen == 8 && memcmp(c.key, last, 8) == 0)
+                rc = mseg_map_next(s, &c);
+        }
+        if (rc != 0)
+            break;
+        unsigned char k[8], v[8];
+        cr_assert(c.klen == 8 && c.vlen == 8, "round %d: lengths %zu %zu", round, c.klen, c.vlen);
+        memcpy(k, c.key, 8);
+        memcpy(v, c.val, 8);
+        rc = mseg_map_next(s, &c);
+        if (rc != 0 && errno == ESTALE)
+            continue;   /* the copy may be torn: read it again */
+        uint64_t key = be_value(k);
+        cr_assert(!have_last || key > prev, "round %d: key %llu after %llu", round,
+                  (unsigned long long)key, (unsigned long long)prev);
+        cr_assert_eq(be_value(v), key, "round %d: key %llu has value %llu", round,
+                     (unsigned long long)key, (unsigned long long)be_value(v));
+        if (key % 2 == 0) {
+            cr_assert_eq(key, want_even, "round %d: key %llu missing (the next even key was %llu)",
+                         round, (unsigned long long)want_even, (unsigned long long)key);
+            want_even += 2;
+        }
+        memcpy(last, k, 8);
+        have_last = true;
+        prev = key;
+        resumes = 0;
+    }
+    cr_assert_eq(errno, ENOENT, "round %d: the walk ended with errno %d: %s", round, errno, mseg_errmsg());
+    cr_assert_eq(want_even, 2000, "round %d: the walk ended before key %llu", round,
+                 (unsigned long long)want_even);
+}
+
+Test(map, a_cursor_never_skips_an_entry_while_another_process_writes, .timeout = 120, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    cr_assert_not_null(m);
+    for (uint64_t i = 0; i < 2000; i += 2) {
+        unsigned char k[8];
+        be_key(i, k);
+        cr_assert_eq(mseg_map_put(s, m, k, 8, k, 8), 0);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        churn_odd_byte_keys(name);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int round = 0;
+    do {
+        walk_confirming_each_step(s, m, round++);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < 3);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_log_info("%d walks", round);
     mseg_close(s);
 }
