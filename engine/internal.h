@@ -105,7 +105,9 @@ bool seg_writers_attached(mseg *s);
 uint64_t seg_header_limit(mseg *s);
 
 /* ---- lock.c ---- */
-int  lock_init(mseg *s);             /* (re)initialize the segment mutex */
+int  lock_init(mseg *s);             /* (re)initialize the runtime page's mutexes */
+int  robust_mutex_init(void *m);     /* a pthread_mutex_t, robust and process-shared: 0 or an errno */
+int  mutex_lock_patient(pthread_mutex_t *m);   /* pthread_mutex_lock that survives lost wakeups */
 int  lock_acquire(mseg *s);          /* runs recovery when the owner died */
 void lock_release(mseg *s);
 /* lock_acquire for a writer that stores in place: first settles what

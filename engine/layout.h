@@ -146,7 +146,10 @@ _Static_assert(offsetof(struct mseg_header, checksum) == 248, "checksum last");
  *   120     8  epoch         +1 at every first attach: mseg_mutex and mseg_cond
  *                            objects from an older epoch are stale (their
  *                            owners are gone) and are re-initialized on use
- *   128  3968  reserved
+ *   128    64  objects_lock  pthread_mutex_t (robust, process-shared), held
+ *                            only while one such object is re-initialized;
+ *                            re-initialized with `lock` at the first attach
+ *   192  3904  reserved
  */
 struct mseg_runtime {
     uint8_t  lock[64];
@@ -157,10 +160,12 @@ struct mseg_runtime {
     uint64_t unsynced;
     uint64_t size;
     uint64_t epoch;
-    uint8_t  reserved[MSEG_PAGE - 128];
+    uint8_t  objects_lock[64];
+    uint8_t  reserved[MSEG_PAGE - 192];
 };
 _Static_assert(sizeof(struct mseg_runtime) == MSEG_PAGE, "runtime is one page");
 _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");
+_Static_assert(offsetof(struct mseg_runtime, objects_lock) == 128, "layout");
 
 /* ------------------------------------------------------------------ */
 /* Control page (page 3): allocator and directory roots                */

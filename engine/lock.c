@@ -27,17 +27,28 @@ static pthread_mutex_t *seg_mutex(mseg *s)
 
 static int lock_take(mseg *s);
 
-int lock_init(mseg *s)
+int robust_mutex_init(void *m)
 {
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
     pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    memset(seg_mutex(s), 0, sizeof(pthread_mutex_t));
-    int r = pthread_mutex_init(seg_mutex(s), &a);
+    memset(m, 0, sizeof(pthread_mutex_t));
+    int r = pthread_mutex_init(m, &a);
     pthread_mutexattr_destroy(&a);
+    return r;
+}
+
+/* The segment mutex and the runtime page's other lock (mutex.c). */
+int lock_init(mseg *s)
+{
+    _Static_assert(sizeof(pthread_mutex_t) <= sizeof(((struct mseg_runtime *)0)->objects_lock),
+                   "pthread_mutex_t fits the runtime page's objects_lock field");
+    int r = robust_mutex_init(seg_mutex(s));
+    if (!r)
+        r = robust_mutex_init(seg_runtime(s)->objects_lock);
     if (r)
-        return fail(r, "segment %s: cannot initialize its lock: %s", s->name, strerror(r));
+        return fail(r, "segment %s: cannot initialize its locks: %s", s->name, strerror(r));
     return 0;
 }
 
@@ -72,7 +83,7 @@ static void cpu_relax(void)
    segment ran at 0.09x one process's rate without this). */
 #define SPINS_BEFORE_SLEEP 256
 
-static int mutex_lock_patient(pthread_mutex_t *m)
+int mutex_lock_patient(pthread_mutex_t *m)
 {
     int r = pthread_mutex_trylock(m);
     for (int i = 0; r == EBUSY && i < SPINS_BEFORE_SLEEP; i++) {

@@ -9,12 +9,11 @@
  * was initialized in (runtime.epoch, incremented by the first process to
  * attach); an object from another epoch is stale and is re-initialized on
  * first use. No process of the current epoch can be using a stale object,
- * so the only race is between processes re-initializing it at once, and
- * the segment lock settles it (make_current).
+ * so the only race is between processes re-initializing it at once, and a
+ * lock of the runtime page settles it (make_current).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -39,13 +38,7 @@ static int check_object(mseg *s, const void *p, const char *what)
 
 static void init_mutex(void *opaque)
 {
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    memset(opaque, 0, sizeof(pthread_mutex_t));
-    pthread_mutex_init(opaque, &a);
-    pthread_mutexattr_destroy(&a);
+    robust_mutex_init(opaque);
 }
 
 static void init_cond(void *opaque)
@@ -61,31 +54,35 @@ static void init_cond(void *opaque)
 
 /*
  * Makes sure the object is of the current epoch, initializing it if not.
- * The re-initialization runs under the segment lock, and the epoch is
- * checked again there: a process that stalls in the middle (descheduled,
- * stopped) only delays the others, and one that dies there hands the lock
- * on (EOWNERDEAD). So nobody ever initializes bytes that another process
- * has already re-initialized and locked. (A claim bit in the epoch word,
- * with a takeover after 100 ms, did allow that: a claimer stalled for
- * longer wiped a mutex that its successor held, and both owned it.)
- * Inside this thread's transaction the lock is already held. 0, or -1 with
- * errno when the segment lock cannot be taken.
+ * Re-initializing runs under the runtime page's objects_lock, and the
+ * epoch is checked again there: a process that stalls in the middle
+ * (descheduled, stopped) only delays the others, and one that dies there
+ * hands the lock on (EOWNERDEAD; the object's epoch is still old, so the
+ * next one initializes it again). So nobody ever initializes bytes that
+ * another process has already re-initialized and locked. (A claim bit in
+ * the epoch word, with a takeover after 100 ms, did allow that: a claimer
+ * stalled for longer wiped a mutex that its successor held, and both owned
+ * it.) objects_lock is a leaf: held for a pthread_*_init, never while
+ * waiting for anything else, so it adds no lock order. 0, or -1 with errno.
  */
 static int make_current(mseg *s, uint64_t *epoch, void *opaque, void (*init)(void *))
 {
     uint64_t cur = __atomic_load_n(&seg_runtime(s)->epoch, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(epoch, __ATOMIC_ACQUIRE) == cur)
         return 0;
-    bool lock = s->mode == MODE_RW && !tx_owns(s);   /* a private view races with nobody */
-    if (lock && lock_acquire(s))
-        return -1;
+    pthread_mutex_t *lock = (pthread_mutex_t *)seg_runtime(s)->objects_lock;
+    int r = mutex_lock_patient(lock);
+    if (r == EOWNERDEAD)
+        r = pthread_mutex_consistent(lock);
+    if (r)
+        return fail(r, "segment %s: cannot take the lock that guards mutex initialization: %s",
+                    s->name, strerror(r));
     if (__atomic_load_n(epoch, __ATOMIC_ACQUIRE) != cur) {
         crash_point("mutex.reinit");
         init(opaque);
         __atomic_store_n(epoch, cur, __ATOMIC_RELEASE);
     }
-    if (lock)
-        lock_release(s);
+    pthread_mutex_unlock(lock);
     return 0;
 }
 

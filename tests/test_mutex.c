@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sys/prctl.h>
 
 #include "helpers.h"
@@ -586,6 +587,103 @@ Test(mutex, a_slow_reinitializer_never_gives_the_mutex_two_owners, .timeout = 60
         cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(backend), th_status_str(st, why, sizeof why));
         close(fds[0]);
         close(fds[1]);
+        mseg_close(s);
+    }
+}
+
+/* A transaction holds the segment lock; re-initializing a stale mutex must
+   not wait for it, or a thread that holds one of your mutexes and waits
+   on a stale condition variable would deadlock with a transaction that
+   wants that mutex. */
+struct tx_arg { mseg *s; int in_tx[2], done[2]; bool waited_out; };
+
+static void *hold_a_transaction(void *p)
+{
+    struct tx_arg *a = p;
+    char c = 0;
+    if (mseg_tx_begin(a->s) != 0)
+        return NULL;
+    (void)!write(a->in_tx[1], "T", 1);
+    struct pollfd pfd = { .fd = a->done[0], .events = POLLIN };
+    a->waited_out = poll(&pfd, 1, 5000) == 0;   /* the main thread never got through */
+    if (!a->waited_out)
+        (void)!read(a->done[0], &c, 1);
+    mseg_tx_commit(a->s);
+    return NULL;
+}
+
+Test(mutex, a_stale_mutex_is_reinitialized_while_another_thread_holds_a_transaction, .timeout = 30,
+     .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = create(name, 0);
+    mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+    mseg_cond *c = MSEG_NEW(s, "c", mseg_cond, 1);
+    cr_assert(m && c);
+    m->epoch = c->epoch = 0x7fffffffffffull;   /* stale */
+    struct tx_arg a = { .s = s };
+    cr_assert_eq(pipe(a.in_tx), 0);
+    cr_assert_eq(pipe(a.done), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, hold_a_transaction, &a), 0);
+    char ch;
+    cr_assert_eq(read(a.in_tx[0], &ch, 1), 1);
+    int rc = mseg_mutex_trylock(s, m);
+    int e = errno;
+    struct timespec soon = in_ms(10);
+    int wrc = rc == 0 ? mseg_cond_timedwait(s, c, m, &soon) : 0;
+    int we = errno;
+    cr_assert_eq(write(a.done[1], "D", 1), 1);
+    pthread_join(t, NULL);
+    cr_assert_not(a.waited_out, "the trylock and the wait waited for the other thread's transaction");
+    cr_assert_eq(rc, 0, "trylock: errno %d", e);
+    cr_assert(wrc == -1 && we == ETIMEDOUT, "timedwait: %d, errno %d", wrc, we);
+    cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+    for (int i = 0; i < 2; i++)
+        close(a.in_tx[i]), close(a.done[i]);
+    mseg_close(s);
+}
+
+/* A process killed in the middle of re-initializing leaves the lock that
+   guards it to the next one, which initializes the mutex again. */
+static void die_at_reinit(const char *point, unsigned long n, void *arg)
+{
+    (void)n, (void)arg;
+    if (strcmp(point, "mutex.reinit") == 0)
+        raise(SIGKILL);
+}
+
+static void reinit_and_die(void *arg)
+{
+    struct holder_arg *a = arg;
+    mseg *s = mseg_open(a->name, a->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
+    CHILD_CHECK(m != NULL);
+    mseg_test_set_crash_hook(die_at_reinit, NULL);
+    mseg_mutex_lock(s, m);
+    _exit(0);   /* not reached: killed at the re-initialization */
+}
+
+Test(mutex, a_process_killed_while_reinitializing_a_mutex_blocks_nobody, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        unsigned backend = backends[b];
+        char name[256], why[128];
+        mseg *s = create(name, backend);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        cr_assert_not_null(m);
+        m->epoch = 0x7fffffffffffull;   /* stale */
+        struct holder_arg a = { name, backend, -1 };
+        int st = wait_child(spawn(reinit_and_die, &a));
+        cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s: child %s", backend_name(backend),
+                  th_status_str(st, why, sizeof why));
+        struct timespec deadline = in_ms(5000);
+        cr_assert_eq(mseg_mutex_timedlock(s, m, &deadline), 0, "%s: errno %d", backend_name(backend), errno);
+        cr_assert_eq(mseg_mutex_trylock(s, m), -1);
+        cr_assert_eq(errno, EBUSY, "%s: a second lock: errno %d", backend_name(backend), errno);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
         mseg_close(s);
     }
 }
