@@ -227,8 +227,11 @@ size_t mseg_map_len(mseg *s, mseg_map *m);
    process: then mseg_map_next fails with ESTALE, and a seek positions it
    again. The pointers mseg_map_get and cursors return point into the map's
    nodes: they stay valid until the map is next modified. With writers in
-   other processes, copy the value out before relying on it, or read inside
-   a transaction (which holds the segment lock). */
+   other processes, the bytes may change even while you copy them: read
+   inside a transaction (it holds the segment lock) or under a mutex of
+   yours that the writers take too; or, with a cursor, copy the entry out
+   and trust the copy once the next step succeeds (or ends with ENOENT):
+   ESTALE means it may be torn, so seek to it again. */
 struct mseg_cursor {
     const void *key, *val;
     size_t klen, vlen;

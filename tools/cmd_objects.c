@@ -198,60 +198,80 @@ static int dump_vector(const struct opts *o, mseg *s, const struct entry *e, con
     return EXIT_SOUND;
 }
 
-static void print_key(const struct opts *o, enum mseg_key kind, const struct mseg_cursor *c)
-{
-    uint64_t u = 0;
-    if (kind != MSEG_KEY_BYTES && c->klen == 8)
-        memcpy(&u, c->key, 8);
-    if (kind == MSEG_KEY_U64)
-        printf("%llu", (unsigned long long)u);
-    else if (kind == MSEG_KEY_I64)
-        printf("%lld", (long long)(int64_t)u);
-    else if (o->json)
-        printf("\""), hex(c->key, c->klen), printf("\"");
-    else
-        escaped(c->key, c->klen);
-}
-
 /*
  * A map that another process changes during the dump makes the cursor
  * ESTALE (mseg_map_next). The dump then goes on after the last key it
  * printed: each line is an entry the map held at that moment, keys still
  * ascend and none repeats, but the whole is not one snapshot (mseg copy
- * takes one). A map that changes faster than the dump can step gives up
- * after DUMP_RESUMES_MAX resumes in a row with no entry printed.
+ * takes one). The cursor's key and value point into the map's nodes, which
+ * a writer may reuse as soon as the map changes, so an entry is copied out
+ * and printed only once the next step succeeds (or ends the map), which
+ * shows the map did not change in between; after ESTALE the copy may be
+ * torn, and the resume reads that entry again. A map that changes faster
+ * than the dump can step gives up after DUMP_RESUMES_MAX resumes in a row
+ * with nothing printed.
  */
 #define DUMP_RESUMES_MAX 1000
 
-struct last_key {
-    void *p;
-    size_t len, cap;
+struct entry_copy {
+    void *key, *val;
+    size_t klen, vlen, kcap, vcap;
 };
 
-static int last_key_set(struct last_key *k, const struct mseg_cursor *c)
+static int grow_copy(void **p, size_t *cap, const void *src, size_t n)
 {
-    if (c->klen > k->cap) {
-        void *p = realloc(k->p, c->klen);
-        if (!p)
+    if (n > *cap) {
+        void *q = realloc(*p, n);
+        if (!q)
             return -1;
-        k->p = p;
-        k->cap = c->klen;
+        *p = q;
+        *cap = n;
     }
-    memcpy(k->p, c->key, c->klen);
-    k->len = c->klen;
+    if (n)
+        memcpy(*p, src, n);
     return 0;
 }
 
-/* Positions c on the first key after k (the first key when k is empty
-   because nothing was printed yet). */
-static int resume_after(mseg *s, mseg_map *m, struct mseg_cursor *c, const struct last_key *k)
+static int entry_copy_set(struct entry_copy *e, const struct mseg_cursor *c)
 {
-    if (!k->p)
+    if (grow_copy(&e->key, &e->kcap, c->key, c->klen) || grow_copy(&e->val, &e->vcap, c->val, c->vlen))
+        return -1;
+    e->klen = c->klen;
+    e->vlen = c->vlen;
+    return 0;
+}
+
+static void entry_copy_free(struct entry_copy *e)
+{
+    free(e->key);
+    free(e->val);
+}
+
+/* Positions c on the first key after last's (the first key when nothing
+   was printed yet: last->key NULL). */
+static int resume_after(mseg *s, mseg_map *m, struct mseg_cursor *c, const struct entry_copy *last)
+{
+    if (!last->key)
         return mseg_map_first(s, m, c);
-    int rc = mseg_map_seek(s, m, c, k->p, k->len);
-    if (rc == 0 && c->klen == k->len && memcmp(c->key, k->p, k->len) == 0)
+    int rc = mseg_map_seek(s, m, c, last->key, last->klen);
+    if (rc == 0 && c->klen == last->klen && memcmp(c->key, last->key, last->klen) == 0)
         rc = mseg_map_next(s, c);
     return rc;
+}
+
+static void print_key(const struct opts *o, enum mseg_key kind, const struct entry_copy *e)
+{
+    uint64_t u = 0;
+    if (kind != MSEG_KEY_BYTES && e->klen == 8)
+        memcpy(&u, e->key, 8);
+    if (kind == MSEG_KEY_U64)
+        printf("%llu", (unsigned long long)u);
+    else if (kind == MSEG_KEY_I64)
+        printf("%lld", (long long)(int64_t)u);
+    else if (o->json)
+        printf("\""), hex(e->key, e->klen), printf("\"");
+    else
+        escaped(e->key, e->klen);
 }
 
 /* One line per entry: key (numbers as numbers, bytes escaped), value hex. */
@@ -270,29 +290,33 @@ static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const 
         printf("%s: map of %zu entries\n", e->name, mseg_map_len(s, m));
     }
     struct mseg_cursor c;
-    struct last_key last = { 0 };
+    struct entry_copy cur = { 0 }, last = { 0 };
     unsigned resumes = 0;
-    int rc = mseg_map_first(s, m, &c);
-    for (size_t i = 0;; i++) {
-        while (rc != 0 && errno == ESTALE && resumes++ < DUMP_RESUMES_MAX)
-            rc = resume_after(s, m, &c, &last);
-        if (rc != 0)
+    int err = mseg_map_first(s, m, &c) ? errno : 0;   /* printing below may change errno */
+    for (size_t i = 0;;) {
+        while (err == ESTALE && resumes++ < DUMP_RESUMES_MAX)
+            err = resume_after(s, m, &c, &last) ? errno : 0;
+        if (err)
             break;
-        resumes = 0;
-        printf(o->json ? "%s{\"key\":" : "%s", o->json && i ? "," : "");
-        print_key(o, kind, &c);
-        printf(o->json ? ",\"value\":\"" : " = ");
-        hex(c.val, c.vlen);
-        printf(o->json ? "\"}" : "\n");
-        if (last_key_set(&last, &c)) {
-            rc = -1;
-            errno = ENOMEM;
+        if (entry_copy_set(&cur, &c)) {
+            err = ENOMEM;
             break;
         }
-        rc = mseg_map_next(s, &c);
+        err = mseg_map_next(s, &c) ? errno : 0;
+        if (err == ESTALE)
+            continue;   /* cur may be torn: the resume reads it again */
+        resumes = 0;
+        printf(o->json ? "%s{\"key\":" : "%s", o->json && i++ ? "," : "");
+        print_key(o, kind, &cur);
+        printf(o->json ? ",\"value\":\"" : " = ");
+        hex(cur.val, cur.vlen);
+        printf(o->json ? "\"}" : "\n");
+        struct entry_copy t = last;   /* cur becomes last; last's buffers are reused */
+        last = cur;
+        cur = t;
     }
-    int err = errno;
-    free(last.p);
+    entry_copy_free(&cur);
+    entry_copy_free(&last);
     if (o->json)
         printf("]}\n");
     if (err == ENOMEM)
