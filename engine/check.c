@@ -14,9 +14,11 @@
  *      a sound record whose name hashes to the slot and is found by a lookup.
  * Every problem is counted; the first is described with its offset.
  */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "hash.h"
 #include "internal.h"
@@ -276,6 +278,8 @@ int check_segment(mseg *s, struct mseg_report *r)
     return 0;
 }
 
+#define QUIET_WAIT_NS (5000 * 1000 * 1000ull)
+
 int mseg_verify(mseg *s, struct mseg_report *r)
 {
     struct mseg_report local;
@@ -286,7 +290,7 @@ int mseg_verify(mseg *s, struct mseg_report *r)
     /* read-write handles verify under the lock: it also recovers from a
        writer that died before committing (its fresh blocks may cover free
        lists that only recovery rebuilds) */
-    if (s->mode != MODE_RDONLY && !tx_owns(s)) {
+    if (s->mode == MODE_RW && !tx_owns(s)) {
         if (lock_acquire(s))
             return -1;
         int rc = check_segment(s, r), e = errno;
@@ -294,16 +298,33 @@ int mseg_verify(mseg *s, struct mseg_report *r)
         errno = e;
         return rc;
     }
-    uint64_t seq;
-    int rc, e;
-    do {
+    /* Without the lock (read-only and copy-on-write handles): between two
+       reads of op_seq, and with no operation in progress at either end. An
+       operation writes its fresh blocks in place before it commits, over
+       what the committed free lists still show as a free block's links and
+       footer: harmless to every other reader, false damage to this one. */
+    uint64_t seq, start = 0;
+    for (;;) {
         if (seg_read_begin(s, &seq))
             return -1;
-        rc = check_segment(s, r);
-        e = errno;
-    } while (!seg_read_end(s, seq));
-    errno = e;
-    return rc;
+        bool quiet = !log_op_in_progress(s);
+        int rc = quiet ? check_segment(s, r) : 0, e = errno;
+        if (quiet && !log_op_in_progress(s) && seg_read_end(s, seq)) {
+            errno = e;
+            return rc;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        if (!start)
+            start = now;
+        else if (now - start > QUIET_WAIT_NS)
+            return fail(EAGAIN, "segment %s: writers kept it busy for %llu ms; a check without the "
+                        "lock needs a moment with no operation in progress; retry, or verify from a "
+                        "read-write handle (mseg_verify)", s->name,
+                        (unsigned long long)(QUIET_WAIT_NS / 1000000));
+        sched_yield();
+    }
 }
 
 int check_named(const char *name, unsigned flags, struct mseg_report *r,
@@ -323,7 +344,7 @@ int check_named(const char *name, unsigned flags, struct mseg_report *r,
     }
     if (before)
         before(s, arg);
-    int rc = check_segment(s, r);
+    int rc = mseg_verify(s, r);   /* between two reads of the writers' op_seq */
     int e = errno;
     mseg_close(s);
     errno = e;

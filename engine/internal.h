@@ -63,6 +63,13 @@ struct mseg {
     unsigned long  flushes;     /* msync calls (tests count them per operation) */
     uint64_t       max_size;    /* growth limit from the header; 0 = never grows */
     pthread_mutex_t remap;      /* serializes extending this process's mapping */
+    /* op_seq as other processes write it (seg_seq_word): a copy-on-write
+       handle's own runtime page is private, so it reads the word through
+       seq_page, a shared read-only mapping of that page; with seq_stale, an
+       odd value that a dead writer left at open, recovered privately */
+    void          *seq_page;
+    const uint64_t *seq_word;
+    uint64_t       seq_stale;
     struct op      op;
 };
 
@@ -83,6 +90,8 @@ static inline struct mseg_header  *seg_header(mseg *s, int copy)
 { return (struct mseg_header *)(s->base + (copy ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF)); }
 static inline struct mseg_runtime *seg_runtime(mseg *s)
 { return (struct mseg_runtime *)(s->base + MSEG_RUNTIME_OFF); }
+static inline const uint64_t *seg_seq_word(mseg *s)
+{ return s->seq_word ? s->seq_word : &seg_runtime(s)->op_seq; }
 static inline struct mseg_control *seg_control(mseg *s)
 { return (struct mseg_control *)(s->base + MSEG_CONTROL_OFF); }
 
@@ -146,6 +155,7 @@ bool seg_read_end(mseg *s, uint64_t seq);
 
 /* ---- log.c: the intent log ---- */
 void     op_begin(mseg *s);
+bool     log_op_in_progress(mseg *s);   /* an operation (of any process) has begun and not ended */
 uint64_t op_get_slow(mseg *s, uint64_t off, unsigned width);
 void     op_set_slow(mseg *s, uint64_t off, unsigned width, uint64_t v);
 
@@ -248,6 +258,7 @@ void     crash_point(const char *point);
 /* ---- tx.c ---- */
 bool     tx_owns(const mseg *s);   /* this thread runs a transaction on s */
 bool     tx_cancelled(const mseg *s);  /* ...which was aborted and not yet ended */
+uint64_t tx_serial(const mseg *s);      /* 1, 2, ... for this thread's transaction on s, 0 outside one */
 void     tx_fail(mseg *s);         /* a call failed after changing state: abort the transaction */
 
 /* ---- heap.c ---- */

@@ -227,24 +227,26 @@ static uint64_t now_ns(void)
 
 static MSEG_TLS unsigned read_races;
 
-/* Read-only handles: wait for an even op_seq (a writer between two
-   operations); give up if one seems to have died mid-apply. */
+/* Read-only and copy-on-write handles: wait for an even op_seq (a writer
+   between two operations); give up if one seems to have died mid-apply.
+   Never read while it is odd: the operation may be half applied, and only
+   a read-write process can recover it (a copy-on-write handle that
+   recovered it privately at open goes on while it stays that value). */
 static int read_optimistic(mseg *s, uint64_t *seq)
 {
-    const uint64_t *word = &seg_runtime(s)->op_seq;
+    const uint64_t *word = seg_seq_word(s);
     uint64_t start = 0;
     for (;;) {
         *seq = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (!(*seq & 1))
+        if (!(*seq & 1) || *seq == s->seq_stale)
             return 0;
+        uint64_t now = now_ns();
         if (!start)
-            start = now_ns();
-        else if (now_ns() - start > READ_WAIT_NS && !seg_writers_attached(s))
-            return 0;   /* left odd by a writer long gone: nobody is writing */
-        else if (now_ns() - start > READ_WAIT_NS)
+            start = now;
+        else if (now - start > READ_WAIT_NS)
             return fail(EAGAIN, "segment %s: a writer has been in the middle of an operation "
-                        "for too long (it may have died); retry, or open read-write to recover",
-                        s->name);
+                        "for too long (it may have died); retry, or open read-write to recover%s",
+                        s->name, seg_writers_attached(s) ? "" : " (no read-write process is attached)");
         sched_yield();
     }
 }
@@ -255,7 +257,7 @@ int seg_read_begin(mseg *s, uint64_t *seq)
         return fail(EINVAL, "NULL segment handle");
     if (tx_owns(s))
         return 0;   /* reads see the transaction's own changes (op_get) */
-    if (s->mode == MODE_RDONLY) {
+    if (s->mode != MODE_RW) {
         if (read_optimistic(s, seq))
             return -1;
     } else {
@@ -283,7 +285,7 @@ bool seg_read_end(mseg *s, uint64_t seq)
         return true;
     }
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_RELAXED) == seq) {
+    if (__atomic_load_n(seg_seq_word(s), __ATOMIC_RELAXED) == seq) {
         read_races = 0;
         return true;
     }

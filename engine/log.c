@@ -177,6 +177,11 @@ static struct mseg_log_head *log_head(mseg *s)
     return (struct mseg_log_head *)(s->base + MSEG_LOG_OFF);
 }
 
+bool log_op_in_progress(mseg *s)
+{
+    return __atomic_load_n(&log_head(s)->active, __ATOMIC_ACQUIRE) != 0;
+}
+
 static struct mseg_log_entry *log_entries(mseg *s)
 {
     return (struct mseg_log_entry *)(s->base + MSEG_LOG_OFF + sizeof(struct mseg_log_head));
@@ -555,6 +560,9 @@ void op_begin(mseg *s)
         s->op.slot = 1u - (unsigned)newest;
     }
     log_head(s)->active = 1 + s->op.slot;
+    /* before any store in place: a lock-free check that saw active 0 at
+       its start sees it set at its end (log_op_in_progress, check.c) */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 /*

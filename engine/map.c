@@ -1111,7 +1111,7 @@ static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t kle
     if (!key || klen != 8 || !mp || p < b || p % 16 || p - b < MSEG_HEAP_OFF ||
         !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)) || tx_owns(s))
         return -1;
-    const uint64_t *seqw = &seg_runtime(s)->op_seq;
+    const uint64_t *seqw = seg_seq_word(s);
     uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
     const struct mseg_map_root *r = (const void *)mp;
     struct map_view m = { .off = p - b, .kind = r->key_kind, .flags = r->flags, .val_size = r->val_size,
@@ -1182,12 +1182,23 @@ size_t mseg_map_len(mseg *s, mseg_map *mp)
 
 /* ---- cursors ---- */
 
-/* priv[0] leaf, priv[1] order index (low 8 bits) and the map's `changes`
-   (its low 56 bits, above), priv[2] map root, priv[3] check word */
+/* priv[0] leaf, priv[1] order index and stamp (below), priv[2] map root,
+   priv[3] check word */
 #define CURSOR_TAG 0x6d7365672d637572ull
+/* priv[1]: the position in the leaf (8 bits) and a stamp (56 bits): the
+   map's changes word (low 40 bits) and the transaction the cursor was
+   positioned in (16 bits, 0 outside one). A step needs the stamp it would
+   take now: an abort puts the changes word back, so later commits can
+   bring it to the value a cursor positioned inside the aborted
+   transaction holds; the transaction part makes that cursor stale. */
 #define CURSOR_POS(c)     ((unsigned)((c)->priv[1] & 0xff))
-#define CURSOR_CHANGES(c) ((c)->priv[1] >> 8)
-static uint64_t cursor_word(unsigned pos, uint64_t changes) { return (uint64_t)pos | changes << 8; }
+#define CURSOR_STAMP(c)   ((c)->priv[1] >> 8)
+static uint64_t cursor_word(unsigned pos, uint64_t stamp) { return (uint64_t)pos | stamp << 8; }
+static uint64_t cursor_stamp(mseg *s, uint64_t changes)
+{
+    uint64_t t = tx_serial(s);
+    return (t ? t % 0xffff + 1 : 0) << 40 | (changes & ((1ull << 40) - 1));
+}
 
 /* Fills the public fields of c from entry pos of leaf n. */
 static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
@@ -1200,7 +1211,7 @@ static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c,
     c->key = k;
     c->val = v;
     c->priv[0] = n;
-    c->priv[1] = cursor_word(pos, m->changes);
+    c->priv[1] = cursor_word(pos, cursor_stamp(s, m->changes));
     c->priv[2] = m->off;
     c->priv[3] = CURSOR_TAG ^ n ^ m->off;
     return 0;
@@ -1287,7 +1298,7 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
         return false;
     const struct mseg_map_root *root = (const void *)(s->base + r);
     if (root->magic != MSEG_MAP_MAGIC || root->key_kind == MSEG_KEY_BYTES || root->val_size == 0 ||
-        root->val_size > MSEG_MAP_INLINE_MAX || cursor_word(0, root->changes) != cursor_word(0, CURSOR_CHANGES(c)))
+        root->val_size > MSEG_MAP_INLINE_MAX || cursor_stamp(s, root->changes) != CURSOR_STAMP(c))
         return false;   /* stale, among others: the general path says which */
     for (unsigned hop = 0; hop < 2; hop++) {    /* this leaf, then the next one */
         if (n % MSEG_GRANULE || n < MSEG_HEAP_OFF || !seg_range_ok(s, n, NODE_BYTES))
@@ -1321,7 +1332,7 @@ static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
 {
     if (tx_owns(s))
         return false;
-    const uint64_t *seqw = &seg_runtime(s)->op_seq;
+    const uint64_t *seqw = seg_seq_word(s);
     uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
     struct step st;
     if ((seq & 1) || !cursor_step_inline(s, c, &st))
@@ -1334,7 +1345,7 @@ static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
     c->klen = 8;
     c->vlen = st.vlen;
     c->priv[0] = st.leaf;
-    c->priv[1] = cursor_word(st.pos, CURSOR_CHANGES(c));
+    c->priv[1] = cursor_word(st.pos, CURSOR_STAMP(c));
     c->priv[3] = CURSOR_TAG ^ st.leaf ^ c->priv[2];
     return true;
 }
@@ -1357,7 +1368,7 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c)
     const mseg_map *mp = (const mseg_map *)(s ? s->base + c->priv[2] : NULL);
     MAP_READ(s, mp, m, rc, {
         out = *c;
-        if (cursor_word(0, m.changes) != cursor_word(0, CURSOR_CHANGES(c)))
+        if (cursor_stamp(s, m.changes) != CURSOR_STAMP(c))
             rc = fail(ESTALE, "map next: the map changed since the cursor was positioned "
                       "(here or in another process); seek again");
         else

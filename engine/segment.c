@@ -500,11 +500,25 @@ static int attach_private(mseg *s)
        unwritten pages, so mseg_shrink must not cut the file under it */
     if (ofd_lock(s->fd, F_RDLCK, READERS_BYTE, true))
         return fail(errno, "segment %s: cannot register as a reader: %s", s->name, strerror(errno));
+    /* lock-free reads follow the writers' op_seq, which the private runtime
+       page below stops showing once this handle writes it */
+    void *page = mmap(NULL, MSEG_PAGE, PROT_READ, MAP_SHARED, s->fd, MSEG_RUNTIME_OFF);
+    if (page == MAP_FAILED)
+        return fail(errno, "segment %s: cannot map its runtime page: %s", s->name, strerror(errno));
+    s->seq_page = page;
+    s->seq_word = (const uint64_t *)((const uint8_t *)page + offsetof(struct mseg_runtime, op_seq));
+    uint64_t seq = __atomic_load_n(s->seq_word, __ATOMIC_ACQUIRE);
+    s->seq_stale = (seq & 1) && !seg_writers_attached(s) ? seq : 0;
     seg_runtime(s)->size = s->size;   /* private: growth of the file is not followed */
     seg_runtime(s)->epoch++;          /* mutexes in the private view start afresh */
     if (lock_init(s))
         return -1;
-    int rec = recover(s);
+    /* Recover privately only what no live writer will: with writers
+       attached, an unfinished operation in the log is most likely theirs,
+       in progress, and replaying or undoing it into private pages would
+       freeze them while the rest of the view follows the file. Reads wait
+       for op_seq instead (read_optimistic). */
+    int rec = seg_writers_attached(s) ? 0 : recover(s);
     if (rec < 0)
         return -1;
     s->recovered = rec > 0;
@@ -557,6 +571,11 @@ static int attach_writer(mseg *s)
             return -1;
         s->recovered = rec > 0;
         repair_damaged_copy(s);
+        /* a crash can leave op_seq odd with nothing for recovery to
+           replay, and lock-free readers (read-only and copy-on-write
+           handles) wait for it to be even: the state is whole now */
+        if (rt->op_seq & 1)
+            __atomic_store_n(&rt->op_seq, rt->op_seq + 1, __ATOMIC_RELEASE);
         rt->state = MSEG_STATE_OPEN;
         rt->size = s->size;
         rt->epoch++;
@@ -575,6 +594,8 @@ static void release(mseg *s)
 {
     if (s->base)
         munmap(s->base, s->reserved);
+    if (s->seq_page)
+        munmap(s->seq_page, MSEG_PAGE);
     if (s->fd >= 0)
         close(s->fd);
     free(s->op.deferred);

@@ -26,7 +26,15 @@ static MSEG_TLS struct {
     mseg *s;          /* segment of this thread's transaction, or NULL */
     int   depth;      /* nesting of begin/commit pairs */
     bool  aborted;    /* rolled back; later calls fail with ECANCELED */
+    uint64_t serial;  /* which transaction (tx_serial) */
 } tx;
+
+static uint64_t tx_serial_next;   /* transactions begun in this process */
+
+uint64_t tx_serial(const mseg *s)
+{
+    return tx_owns(s) ? tx.serial : 0;
+}
 
 bool tx_owns(const mseg *s)
 {
@@ -91,6 +99,7 @@ int mseg_tx_begin(mseg *s)
     tx.s = s;
     tx.depth = 1;
     tx.aborted = false;
+    tx.serial = __atomic_add_fetch(&tx_serial_next, 1, __ATOMIC_RELAXED);
     return 0;
 }
 

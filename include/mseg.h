@@ -322,15 +322,18 @@ struct mseg_report {
 };
 
 /* Reopens the segment privately (copy-on-write: it never writes the
-   segment), applies recovery to the private view and verifies every
-   structure: both header copies, the whole heap (boundary tags, sizes,
-   overlaps, free lists against the heap walk, free-memory accounting) and
-   the directory. 0 when sound; -1 with EUCLEAN and the first problem in
-   mseg_errmsg() (and r->first_problem) when not; -1 with another errno when
-   the segment could not be opened at all. r may be NULL. */
+   segment), applies recovery to the private view when no writer is
+   attached, and verifies every structure: both header copies, the whole
+   heap (boundary tags, sizes, overlaps, free lists against the heap walk,
+   free-memory accounting) and the directory. 0 when sound; -1 with EUCLEAN
+   and the first problem in mseg_errmsg() (and r->first_problem) when not;
+   -1 with EAGAIN when writers left no moment without an operation in
+   progress for 5 seconds (it reads without the lock); -1 with another
+   errno when the segment could not be opened at all. r may be NULL. */
 int mseg_check(const char *name, unsigned flags, struct mseg_report *r);
 
-/* The same verification on an open handle, under the segment lock. */
+/* The same verification on an open handle: under the segment lock on a
+   read-write handle, as mseg_check reads otherwise. */
 int mseg_verify(mseg *s, struct mseg_report *r);
 
 #ifdef __cplusplus

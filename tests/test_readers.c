@@ -1,0 +1,241 @@
+/* test_readers.c - lock-free readers (read-only and copy-on-write handles, cursors)
+   while other processes write: they see committed states only. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "testing.h"
+
+#define MiB (1024u * 1024u)
+#define NEVEN 4000u          /* even keys 0, 2, ..., 2*(NEVEN-1) are always present, value == key */
+
+static mseg *lf_create(char *name)
+{
+    th_name(name, 0);
+    struct mseg_config c = { .size = 8 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "create %s: %s", name, mseg_errmsg());
+    return s;
+}
+
+static void lf_fill_even(mseg *s, mseg_map *m)
+{
+    for (uint64_t k = 0; k < 2 * NEVEN; k += 2)
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0, "%s", mseg_errmsg());
+}
+
+/* Puts and deletes odd keys of u64 map "m" until killed (splits, new roots,
+   emptied leaves freed). */
+static void churn_odd_u64(const char *name)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    mseg *w = mseg_open(name, 0, NULL);
+    CHILD_CHECK(w != NULL);
+    mseg_map *m = mseg_map_open(w, "m", MSEG_KEY_U64, 8, 0);
+    CHILD_CHECK(m != NULL);
+    for (uint64_t r = 1;; r = r * 6364136223846793005ull + 1442695040888963407ull) {
+        uint64_t k = 2 * ((r >> 33) % NEVEN) + 1;
+        if ((r >> 20) & 1)
+            mseg_map_put(w, m, &k, 8, &k, 8);
+        else
+            mseg_map_del(w, m, &k, 8);
+    }
+}
+
+/* ---- 1. copy-on-write handle while another process writes ---- */
+
+Test(readers, a_cow_handle_reads_only_committed_states_while_another_process_writes, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = lf_create(name);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    lf_fill_even(s, m);
+    mseg_close(s);
+    mseg *c = mseg_open(name, MSEG_COW, NULL);
+    cr_assert_not_null(c, "%s", mseg_errmsg());
+    mseg_map *cm = mseg_map_open(c, "m", MSEG_KEY_U64, 8, 0);
+    cr_assert_not_null(cm, "%s", mseg_errmsg());
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        churn_odd_u64(name);
+    unsigned long gets = 0, bad = 0, first_errno = 0;
+    uint64_t first_key = 0;
+    char first_msg[256] = "";
+    double t0 = th_now();
+    for (uint64_t r = 7; th_now() - t0 < 3 && bad == 0; r = r * 6364136223846793005ull + 1) {
+        uint64_t k = 2 * ((r >> 33) % NEVEN);
+        size_t vlen = 0;
+        uint64_t *v = mseg_map_get(c, cm, &k, 8, &vlen);
+        gets++;
+        if (!v || vlen != 8 || *v != k) {
+            bad++;
+            first_key = k;
+            first_errno = (unsigned long)errno;
+            snprintf(first_msg, sizeof first_msg, "%s", v ? "wrong value" : mseg_errmsg());
+        }
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    mseg_close(c);
+    cr_assert_eq(bad, 0, "after %lu gets through the copy-on-write handle: key %llu (always present, "
+                 "value == key) failed: errno %lu: %s", gets, (unsigned long long)first_key, first_errno,
+                 first_msg);
+}
+
+/* ---- 2. mseg_check while another process writes ---- */
+
+/* mseg_check reads a copy-on-write view without the lock. While a writer
+   works it must never call the sound segment damaged: it checks between
+   two reads of op_seq with no operation in progress, and when the writer
+   never pauses long enough it says so (EAGAIN) instead. */
+Test(readers, mseg_check_of_a_sound_segment_in_use_reports_no_damage, .timeout = 60, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = lf_create(name);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    lf_fill_even(s, m);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        churn_odd_u64(name);
+    int checks = 0, sound = 0, busy = 0, failed = 0;
+    char first[512] = "";
+    double t0 = th_now();
+    while (th_now() - t0 < 5 && !failed) {
+        struct mseg_report r;
+        if (mseg_check(name, 0, &r) == 0)
+            sound++;
+        else if (errno == EAGAIN)
+            busy++;
+        else {
+            failed = 1;
+            snprintf(first, sizeof first, "errno %d: %s", errno, r.first_problem);
+        }
+        checks++;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    struct mseg_report r, quiet;
+    int after = mseg_verify(s, &r);   /* the segment itself is sound */
+    cr_assert_eq(mseg_check(name, 0, &quiet), 0, "with the writer gone: %s", quiet.first_problem);
+    mseg_close(s);
+    cr_log_info("%d checks while writing: %d sound, %d busy", checks, sound, busy);
+    cr_assert_eq(after, 0, "the segment is damaged: %s", r.first_problem);
+    cr_assert_eq(failed, 0, "check %d of a sound segment in use reported damage: %s", checks, first);
+}
+
+/* ---- 3. a read-only handle after a writer died halfway through applying ---- */
+
+static void die_halfway_applying(const char *point, unsigned long n, void *arg)
+{
+    (void)n; (void)arg;
+    if (strcmp(point, "log.applying") == 0)
+        _exit(42);
+}
+
+static void put_and_die_halfway(void *arg)
+{
+    const char *name = arg;
+    mseg *w = mseg_open(name, 0, NULL);
+    CHILD_CHECK(w != NULL);
+    mseg_map *m = mseg_map_open(w, "m", MSEG_KEY_U64, 8, 0);
+    CHILD_CHECK(m != NULL);
+    mseg_test_set_crash_hook(die_halfway_applying, NULL);
+    uint64_t k = 1001, v = 1001;
+    mseg_map_put(w, m, &k, 8, &v, 8);   /* records: leaf state, count, changes */
+    _exit(0);
+}
+
+Test(readers, a_read_only_handle_never_reads_a_half_applied_operation, .timeout = 30, .fini = th_cleanup)
+{
+    char name[256], why[200];
+    mseg *s = lf_create(name);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    for (uint64_t k = 0; k < 10; k++)
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+    mseg_close(s);
+    mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    mseg_map *rm = mseg_map_open(r, "m", MSEG_KEY_U64, 8, 0);
+    cr_assert_not_null(rm, "%s", mseg_errmsg());
+    int st = th_fork_run(put_and_die_halfway, name);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42, "the writer %s",
+              th_status_str(st, why, sizeof why));
+    /* committed states: 10 entries (count 10) or 11 (count 11); or EAGAIN
+       (README: "give up with EAGAIN after 200 ms if a writer died
+       mid-operation and no read-write process is attached") */
+    errno = 0;
+    size_t len = mseg_map_len(r, rm);
+    int len_errno = errno;
+    uint64_t k = 1001;
+    errno = 0;
+    void *v = mseg_map_get(r, rm, &k, 8, NULL);
+    int get_errno = errno;
+    size_t walked = 0;
+    struct mseg_cursor cur;
+    int rc = mseg_map_first(r, rm, &cur);
+    while (rc == 0) {
+        walked++;
+        rc = mseg_map_next(r, &cur);
+    }
+    int walk_errno = errno;
+    mseg_close(r);
+    cr_log_info("len %zu (errno %d), get 1001 %s (errno %d), walk %zu entries (ended errno %d)", len, len_errno,
+                v ? "found" : "absent", get_errno, walked, walk_errno);
+    if (len_errno == EAGAIN || get_errno == EAGAIN)
+        return;
+    cr_assert(len == walked && (len == 11) == (v != NULL),
+              "a state no commit made: mseg_map_len %zu, key 1001 %s, a walk finds %zu entries (ended with errno %d)",
+              len, v ? "present" : "absent", walked, walk_errno);
+}
+
+/* ---- 4. a cursor positioned inside a transaction that aborted ---- */
+
+Test(readers, a_cursor_from_an_aborted_transaction_is_stale_after_later_changes, .timeout = 30,
+     .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = lf_create(name);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    for (uint64_t k = 0; k < 20; k += 2)
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    uint64_t k0 = 0, k2 = 2, k4 = 4;
+    cr_assert_eq(mseg_map_del(s, m, &k0, 8), 0);
+    cr_assert_eq(mseg_map_del(s, m, &k2, 8), 0);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_seek(s, m, &c, &k4, 8), 0, "%s", mseg_errmsg());
+    uint64_t at;
+    memcpy(&at, c.key, 8);
+    cr_assert_eq(at, 4);
+    cr_assert_eq(mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    /* two committed changes: the map's `changes` word reaches the value the
+       aborted transaction had given it */
+    uint64_t k1 = 1, k3 = 3;
+    cr_assert_eq(mseg_map_put(s, m, &k1, 8, &k1, 8), 0);
+    cr_assert_eq(mseg_map_put(s, m, &k3, 8, &k3, 8), 0);
+    errno = 0;
+    int rc = mseg_map_next(s, &c);
+    uint64_t next = 0;
+    if (rc == 0)
+        memcpy(&next, c.key, 8);
+    mseg_close(s);
+    cr_assert(rc == -1 && errno == ESTALE,
+              "the map changed (an abort, two puts) since the cursor was positioned at key 4, "
+              "yet next returned %d (errno %d) with key %llu", rc, errno, (unsigned long long)next);
+}
+
