@@ -1194,10 +1194,11 @@ size_t mseg_map_len(mseg *s, mseg_map *mp)
 #define CURSOR_POS(c)     ((unsigned)((c)->priv[1] & 0xff))
 #define CURSOR_STAMP(c)   ((c)->priv[1] >> 8)
 static uint64_t cursor_word(unsigned pos, uint64_t stamp) { return (uint64_t)pos | stamp << 8; }
+static uint64_t cursor_stamp_outside_tx(uint64_t changes) { return changes & ((1ull << 40) - 1); }
 static uint64_t cursor_stamp(mseg *s, uint64_t changes)
 {
     uint64_t t = tx_serial(s);
-    return (t ? t % 0xffff + 1 : 0) << 40 | (changes & ((1ull << 40) - 1));
+    return (t ? t % 0xffff + 1 : 0) << 40 | cursor_stamp_outside_tx(changes);
 }
 
 /* Fills the public fields of c from entry pos of leaf n. */
@@ -1298,8 +1299,8 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
         return false;
     const struct mseg_map_root *root = (const void *)(s->base + r);
     if (root->magic != MSEG_MAP_MAGIC || root->key_kind == MSEG_KEY_BYTES || root->val_size == 0 ||
-        root->val_size > MSEG_MAP_INLINE_MAX || cursor_stamp(s, root->changes) != CURSOR_STAMP(c))
-        return false;   /* stale, among others: the general path says which */
+        root->val_size > MSEG_MAP_INLINE_MAX || cursor_stamp_outside_tx(root->changes) != CURSOR_STAMP(c))
+        return false;   /* stale (outside a transaction, as cursor_step_fast runs), among others */
     for (unsigned hop = 0; hop < 2; hop++) {    /* this leaf, then the next one */
         if (n % MSEG_GRANULE || n < MSEG_HEAP_OFF || !seg_range_ok(s, n, NODE_BYTES))
             return false;
