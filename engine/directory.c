@@ -372,6 +372,7 @@ void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, s
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot, seq;
     void *data;
+    size_t n = 0;   /* *count only from the attempt that validated, and only on success */
     int e;
     do {
         if (seg_read_begin(s, &seq))
@@ -382,9 +383,11 @@ void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, s
         if (rec == 0)
             fail(ENOENT, "no object named %s in segment %s", name, s->name);
         else if (rec != UINT64_MAX)
-            data = typed_data(s, rec, r, name, type, elem_size, count);
+            data = typed_data(s, rec, r, name, type, elem_size, &n);
         e = errno;
     } while (!seg_read_end(s, seq));
+    if (data && count)
+        *count = n;
     errno = e;
     return data;
 }
