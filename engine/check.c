@@ -18,7 +18,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "hash.h"
 #include "internal.h"
@@ -313,9 +312,7 @@ int mseg_verify(mseg *s, struct mseg_report *r)
             errno = e;
             return rc;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        uint64_t now = mono_now_ns();
         if (!start)
             start = now;
         else if (now - start > QUIET_WAIT_NS)

@@ -212,7 +212,7 @@ int seg_write_end(mseg *s, bool commit)
  */
 #define READ_WAIT_NS   (200 * 1000 * 1000)   /* a writer died mid-apply: give up */
 
-static uint64_t now_ns(void)
+uint64_t mono_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -240,7 +240,7 @@ static int read_optimistic(mseg *s, uint64_t *seq)
         *seq = __atomic_load_n(word, __ATOMIC_ACQUIRE);
         if (!(*seq & 1) || *seq == s->seq_stale)
             return 0;
-        uint64_t now = now_ns();
+        uint64_t now = mono_now_ns();
         if (!start)
             start = now;
         else if (now - start > READ_WAIT_NS)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -200,6 +201,36 @@ static inline uint64_t th_rand(uint64_t *state)
             _exit(99);                                                         \
         }                                                                      \
     } while (0)
+
+/* An 8-byte big-endian byte key: memcmp order is numeric order. */
+static inline void th_be_key(uint64_t k, unsigned char out[8])
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(k >> (56 - 8 * i));
+}
+
+/* Child: puts and deletes the odd keys 1, 3, ..., 2 * pairs - 1 of map "m"
+   (u64 keys, or th_be_key byte keys), each with itself as value, in a
+   fixed pseudo-random order, until killed; also when the test's process
+   exits, so a failed assertion leaves no writer behind. */
+static inline void th_churn_odd_keys(const char *name, enum mseg_key kind, uint64_t pairs)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    mseg *w = mseg_open(name, 0, NULL);
+    CHILD_CHECK(w != NULL);
+    mseg_map *m = mseg_map_open(w, "m", kind, kind == MSEG_KEY_BYTES ? 0 : 8, 0);
+    CHILD_CHECK(m != NULL);
+    for (uint64_t r = 1;; r = r * 6364136223846793005ull + 1442695040888963407ull) {
+        uint64_t k = 2 * ((r >> 33) % pairs) + 1;
+        unsigned char b[8];
+        th_be_key(k, b);
+        const void *key = kind == MSEG_KEY_BYTES ? (const void *)b : (const void *)&k;
+        if ((r >> 20) & 1)
+            mseg_map_put(w, m, key, 8, key, 8);
+        else
+            mseg_map_del(w, m, key, 8);
+    }
+}
 
 /* Runs fn(arg) in a forked child that then _exit(0)s; returns the raw wait
    status (fn may _exit itself or die by a signal). */

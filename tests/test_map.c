@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
-#include <sys/prctl.h>
 
 #include "helpers.h"
 #include "layout.h"
@@ -747,37 +746,12 @@ Test(map, a_readers_cursor_never_steps_into_another_processes_uncommitted_node, 
 
 /* ---- cursors while another process writes ---- */
 
-/* Byte keys: 8 bytes big-endian, so that memcmp order is numeric order. */
-static void be_key(uint64_t k, unsigned char out[8])
-{
-    for (int i = 0; i < 8; i++)
-        out[i] = (unsigned char)(k >> (56 - 8 * i));
-}
-
 static uint64_t be_value(const unsigned char *p)
 {
     uint64_t k = 0;
     for (int i = 0; i < 8; i++)
         k = k << 8 | p[i];
     return k;
-}
-
-/* Puts and deletes the odd keys of map "m" until killed. */
-static void churn_odd_byte_keys(const char *name)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    mseg *w = mseg_open(name, 0, NULL);
-    CHILD_CHECK(w != NULL);
-    mseg_map *m = mseg_map_open(w, "m", MSEG_KEY_BYTES, 0, 0);
-    CHILD_CHECK(m != NULL);
-    for (uint64_t r = 1;; r = r * 6364136223846793005ull + 1442695040888963407ull) {
-        unsigned char k[8];
-        be_key(2 * ((r >> 33) % 1000) + 1, k);
-        if ((r >> 20) & 1)
-            mseg_map_put(w, m, k, 8, k, 8);
-        else
-            mseg_map_del(w, m, k, 8);
-    }
 }
 
 /* Walks the map to its end: after ESTALE, seeks to the last key that a
@@ -833,14 +807,14 @@ Test(map, a_cursor_never_skips_an_entry_while_another_process_writes, .timeout =
     cr_assert_not_null(m);
     for (uint64_t i = 0; i < 2000; i += 2) {
         unsigned char k[8];
-        be_key(i, k);
+        th_be_key(i, k);
         cr_assert_eq(mseg_map_put(s, m, k, 8, k, 8), 0);
     }
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0)
-        churn_odd_byte_keys(name);
+        th_churn_odd_keys(name, MSEG_KEY_BYTES, 1000);
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int round = 0;

@@ -4,7 +4,6 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,24 +29,6 @@ static void lf_fill_even(mseg *s, mseg_map *m)
         cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0, "%s", mseg_errmsg());
 }
 
-/* Puts and deletes odd keys of u64 map "m" until killed (splits, new roots,
-   emptied leaves freed). */
-static void churn_odd_u64(const char *name)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    mseg *w = mseg_open(name, 0, NULL);
-    CHILD_CHECK(w != NULL);
-    mseg_map *m = mseg_map_open(w, "m", MSEG_KEY_U64, 8, 0);
-    CHILD_CHECK(m != NULL);
-    for (uint64_t r = 1;; r = r * 6364136223846793005ull + 1442695040888963407ull) {
-        uint64_t k = 2 * ((r >> 33) % NEVEN) + 1;
-        if ((r >> 20) & 1)
-            mseg_map_put(w, m, &k, 8, &k, 8);
-        else
-            mseg_map_del(w, m, &k, 8);
-    }
-}
-
 /* ---- 1. copy-on-write handle while another process writes ---- */
 
 Test(readers, a_cow_handle_reads_only_committed_states_while_another_process_writes, .timeout = 60,
@@ -67,7 +48,7 @@ Test(readers, a_cow_handle_reads_only_committed_states_while_another_process_wri
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0)
-        churn_odd_u64(name);
+        th_churn_odd_keys(name, MSEG_KEY_U64, NEVEN);
     unsigned long gets = 0, bad = 0, first_errno = 0;
     uint64_t first_key = 0;
     char first_msg[256] = "";
@@ -109,7 +90,7 @@ Test(readers, mseg_check_of_a_sound_segment_in_use_reports_no_damage, .timeout =
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0)
-        churn_odd_u64(name);
+        th_churn_odd_keys(name, MSEG_KEY_U64, NEVEN);
     int checks = 0, sound = 0, busy = 0, failed = 0;
     char first[512] = "";
     double t0 = th_now();

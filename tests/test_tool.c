@@ -2,7 +2,6 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
-#include <sys/prctl.h>
 
 #include "helpers.h"
 #include "layout.h"
@@ -327,26 +326,6 @@ Test(tool, dump_prints_vectors_and_maps_one_entry_a_line, .fini = th_cleanup)
     cr_assert(strstr(r->out, "{\"key\":-5,\"value\":\"0700000000000000\"}"), "%s", r->out);
 }
 
-/* Puts and deletes odd keys of map "m" until killed (also when the test
-   fails and its process exits). */
-static void churn_odd_keys(void *arg)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    mseg *s = mseg_open(arg, 0, NULL);
-    if (!s)
-        _exit(1);
-    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, 0);
-    if (!m)
-        _exit(1);
-    for (uint64_t r = 1;; r = r * 6364136223846793005ull + 1442695040888963407ull) {
-        uint64_t k = 2 * ((r >> 33) % 800) + 1;
-        if ((r >> 20) & 1)
-            mseg_map_put(s, m, &k, 8, &k, 8);
-        else
-            mseg_map_del(s, m, &k, 8);
-    }
-}
-
 /* The value column of a u64 -> u64 dump line for key k. */
 static void value_hex(uint64_t k, char *out)
 {
@@ -371,7 +350,7 @@ Test(tool, dump_of_a_map_another_process_changes_lists_every_stable_entry_once_i
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0)
-        churn_odd_keys(path);
+        th_churn_odd_keys(path, MSEG_KEY_U64, 800);
     usleep(50000);
     for (int round = 0; round < 3; round++) {
         struct run *r = run_tool("dump", path, "m", NULL);
