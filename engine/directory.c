@@ -46,16 +46,25 @@ static uint32_t data_offset(size_t name_len, size_t type_len)
     return (uint32_t)((n + 15) & ~(size_t)15);
 }
 
-/* type may be NULL only where no type is involved (destroy). */
-static int check_name(const char *name, const char *type, bool need_type)
+/* Checks the name and type (type may be NULL only where no type is
+   involved: destroy) and gives their lengths, measured once. */
+static int measure_name(const char *name, const char *type, bool need_type, size_t *nl, size_t *tl)
 {
-    if (!name || !*name || strnlen(name, MSEG_NAME_MAX + 1) > MSEG_NAME_MAX)
+    *nl = name ? strnlen(name, MSEG_NAME_MAX + 1) : 0;
+    *tl = type ? strnlen(type, MSEG_TYPE_MAX + 1) : 0;
+    if (*nl == 0 || *nl > MSEG_NAME_MAX)
         return fail(EINVAL, "object name must be 1..%d bytes", MSEG_NAME_MAX);
     if (need_type && !type)
         return fail(EINVAL, "object %s: NULL type name", name);
-    if (type && (!*type || strnlen(type, MSEG_TYPE_MAX + 1) > MSEG_TYPE_MAX))
+    if (type && (*tl == 0 || *tl > MSEG_TYPE_MAX))
         return fail(EINVAL, "type name must be 1..%d bytes", MSEG_TYPE_MAX);
     return 0;
+}
+
+static int check_name(const char *name, const char *type, bool need_type)
+{
+    size_t nl, tl;
+    return measure_name(name, type, need_type, &nl, &tl);
 }
 
 /* count elements of elem_size bytes fit in `room` bytes (no division: this
@@ -69,11 +78,11 @@ static bool elements_fit(const struct mseg_dir_record *r, uint64_t room)
 /* The record at rec if it is sound, else NULL with EUCLEAN. */
 static const struct mseg_dir_record *record_at(mseg *s, uint64_t rec)
 {
-    if (!heap_block_in_heap(s, rec))
+    uint64_t room = heap_block_room(s, rec);
+    if (!room)
         return fail_null(EUCLEAN, "segment %s: directory points at %#llx, which is not a live block",
                          s->name, (unsigned long long)rec);
     const struct mseg_dir_record *r = (const void *)(s->base + rec);
-    uint64_t room = heap_block_size(s, rec) - 4;
     if (r->magic != MSEG_RECORD_MAGIC || r->name_len == 0 || r->name_len > MSEG_NAME_MAX ||
         r->type_len == 0 || r->data_off != data_offset(r->name_len, r->type_len) ||
         r->data_off > room || r->elem_size == 0 || !elements_fit(r, room - r->data_off))
@@ -365,14 +374,71 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
     return data;
 }
 
+/*
+ * The common find, shaped so that little has to wait for the record's cache
+ * miss. Before the record arrives, the name and type already say what its
+ * first bytes must hold (magic, lengths, data_off) and where its strings
+ * lie, so the record is compared with those values instead of being
+ * validated field by field; equal values are valid ones. The processor can
+ * then start the caller's next lookup while this one waits for memory.
+ *
+ * It answers only a hit it is sure of: a live record in the current table,
+ * in a read the sequence word confirms. Anything else (an absent name, a
+ * long probe, a collision, a wrong type, damage, a writer at work, a
+ * transaction, growth) returns NULL, and mseg_find's general path gives
+ * the answer or the error.
+ */
+#define FIND_FAST_PROBES 8
+
+static void *find_fast(mseg *s, const char *name, size_t nl, const char *type, size_t tl,
+                       uint64_t hash, size_t elem_size, size_t *count)
+{
+    uint64_t seq = __atomic_load_n(seg_seq_word(s), __ATOMIC_ACQUIRE);
+    if ((seq & 1) || tx_owns(s) || op_owned(s) || seg_follow_growth(s) || elem_size == 0)
+        return NULL;
+    const struct mseg_control *c = seg_control(s);
+    uint64_t table = c->dir_table, cap = c->dir_capacity;
+    if (table < MSEG_HEAP_OFF || table % 16 || cap == 0 || (cap & (cap - 1)) || cap > s->size / 16 ||
+        !seg_range_ok(s, table, cap * 16))
+        return NULL;
+    uint64_t data_off = data_offset(nl, tl);
+    for (uint64_t n = 0, i = hash & (cap - 1); n < FIND_FAST_PROBES; n++, i = (i + 1) & (cap - 1)) {
+        const struct mseg_dir_slot *slot = (const void *)(s->base + table + 16 * i);
+        uint64_t rec = slot->rec;
+        if (rec == MSEG_DIR_EMPTY)
+            return NULL;
+        if (slot->hash != hash || rec == MSEG_DIR_DELETED)
+            continue;
+        uint64_t room = heap_block_room(s, rec), bytes;
+        const struct mseg_dir_record *r = (const void *)(s->base + rec);
+        const char *strings = (const char *)(r + 1);
+        if (room < data_off || r->magic != MSEG_RECORD_MAGIC || r->name_len != nl ||
+            r->type_len != tl || r->data_off != data_off || r->elem_size != elem_size ||
+            __builtin_mul_overflow(r->elem_size, r->count, &bytes) || bytes > room - data_off ||
+            memcmp(strings, name, nl + 1) || memcmp(strings + nl + 1, type, tl + 1))
+            return NULL;
+        size_t n_elems = (size_t)r->count;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(seg_seq_word(s), __ATOMIC_RELAXED) != seq)
+            return NULL;
+        *count = n_elems;
+        return s->base + rec + data_off;
+    }
+    return NULL;
+}
+
 void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, size_t *count)
 {
-    if (check_name(name, type, true))
+    size_t nl, tl, n = 0;   /* *count only from a validated success */
+    if (measure_name(name, type, true, &nl, &tl))
         return NULL;
-    size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot, seq;
-    void *data;
-    size_t n = 0;   /* *count only from the attempt that validated, and only on success */
+    void *data = s ? find_fast(s, name, nl, type, tl, hash, elem_size, &n) : NULL;
+    if (data) {
+        if (count)
+            *count = n;
+        return data;
+    }
     int e;
     do {
         if (seg_read_begin(s, &seq))

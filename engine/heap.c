@@ -571,16 +571,18 @@ bool heap_block_is_live(mseg *s, uint64_t p)
 }
 
 /* The cheap half of heap_block_is_live, for lookups that only need to know
-   p's block lies inside the heap: aligned, a used header, a sane size. */
-bool heap_block_in_heap(mseg *s, uint64_t p)
+   p's block lies inside the heap (aligned, a used header, a sane size):
+   the block's payload bytes if so, else 0. */
+uint64_t heap_block_room(mseg *s, uint64_t p)
 {
     uint64_t start = op_get64(s, CTRL(heap_start));
     uint64_t end = op_get64(s, CTRL(heap_end));
     if (p % MSEG_GRANULE || p < start + MSEG_GRANULE || p >= end || end > s->size)
-        return false;
+        return 0;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
-    return head_used(h) && size >= MSEG_BLOCK_MIN && size <= end - p && walk_found(p);
+    bool sound = head_used(h) && size >= MSEG_BLOCK_MIN && size <= end - p && walk_found(p);
+    return sound ? size - 4 : 0;
 }
 
 uint64_t heap_block_size(mseg *s, uint64_t p)

@@ -278,10 +278,10 @@ int      heap_free_deferred(mseg *s);                       /* op_commit: releas
 bool     heap_has_garbage(mseg *s);                         /* blocks owed by a big free */
 int      heap_drain_garbage(mseg *s);                       /* frees them, batch by batch (under the lock) */
 bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */
-bool     heap_block_in_heap(mseg *s, uint64_t p);           /* cheaper: used, inside the heap */
+uint64_t heap_block_room(mseg *s, uint64_t p);             /* cheaper: payload bytes if used and inside the heap, else 0 */
 /* While mseg_check runs on this thread: the used blocks its heap walk found,
    one bit per granule from heap_start (NULL otherwise). heap_block_is_live
-   and heap_block_in_heap then also require p to be one of them, so that a
+   and heap_block_room then also require p to be one of them, so that a
    container pointing at a header the walk never reached (inside a free
    block, after a power loss kept some pages and not others) is damage. */
 void     heap_set_walk_marks(const uint64_t *marks, uint64_t heap_start, uint64_t heap_end);

@@ -498,21 +498,25 @@ Test(badinput, a_torn_log_is_discarded_and_the_segment_opens, .timeout = 60, .fi
     free(buf);
 }
 
+/* Offset of the record of the object `name` in a segment's bytes, found by
+   its name after a record header (0 if absent). */
+static size_t record_offset(const unsigned char *buf, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = MSEG_HEAP_OFF; i + sizeof(struct mseg_dir_record) + nl + 1 < len; i += 16) {
+        const struct mseg_dir_record *r = (const struct mseg_dir_record *)(const void *)(buf + i);
+        if (r->magic == MSEG_RECORD_MAGIC && r->name_len == nl && memcmp(buf + i + sizeof *r, name, nl + 1) == 0)
+            return i;
+    }
+    return 0;
+}
+
 Test(badinput, a_named_record_with_lengths_past_its_block_is_reported, .timeout = 60, .fini = th_cleanup)
 {
     size_t len;
     unsigned char *orig = original(&len);
     unsigned char *buf = malloc(len);
-    /* find the record of "two" by its name bytes after a record header */
-    size_t at = 0;
-    for (size_t i = MSEG_HEAP_OFF; i + sizeof(struct mseg_dir_record) + 4 < len; i += 16) {
-        struct mseg_dir_record *r = (struct mseg_dir_record *)(void *)(orig + i);
-        if (r->magic == MSEG_RECORD_MAGIC && r->name_len == 3 &&
-            memcmp(orig + i + sizeof *r, "two", 4) == 0) {
-            at = i;
-            break;
-        }
-    }
+    size_t at = record_offset(orig, len, "two");
     cr_assert_neq(at, 0, "record of \"two\" not found where layout.h says");
     struct { const char *what; size_t off; uint64_t v; int width; } cases[] = {
         { "name_len 0", offsetof(struct mseg_dir_record, name_len), 0, 2 },
@@ -525,6 +529,63 @@ Test(badinput, a_named_record_with_lengths_past_its_block_is_reported, .timeout 
         memcpy(buf, orig, len);
         memcpy(buf + at + cases[i].off, &cases[i].v, (size_t)cases[i].width);
         expect_survived(buf, len, cases[i].what);
+    }
+    free(buf);
+    free(orig);
+}
+
+/* Every field of a record that find relies on, damaged one at a time: the
+   find of that object is an EUCLEAN error, never its data, and the other
+   objects are still found whole. */
+Test(badinput, a_find_of_a_damaged_record_is_euclean_and_the_others_are_found, .timeout = 60, .fini = th_cleanup)
+{
+    size_t len;
+    unsigned char *orig = original(&len);
+    unsigned char *buf = malloc(len);
+    cr_assert_not_null(buf);
+    size_t at = record_offset(orig, len, "two");
+    cr_assert_neq(at, 0, "record of \"two\" not found where layout.h says");
+    const struct mseg_dir_record *r = (const struct mseg_dir_record *)(const void *)(orig + at);
+    size_t name_nul = at + sizeof *r + r->name_len, type_nul = name_nul + 1 + r->type_len;
+    uint32_t head;
+    memcpy(&head, orig + at - 4, 4);
+    struct { const char *what; size_t off; uint64_t v; int width; } cases[] = {
+        { "magic", at + offsetof(struct mseg_dir_record, magic), 0x4a424f4f, 4 },
+        { "name_len 0", at + offsetof(struct mseg_dir_record, name_len), 0, 2 },
+        { "name_len 4", at + offsetof(struct mseg_dir_record, name_len), 4, 2 },
+        { "type_len 0", at + offsetof(struct mseg_dir_record, type_len), 0, 1 },
+        { "type_len 200", at + offsetof(struct mseg_dir_record, type_len), 200, 1 },
+        { "data_off 16 short", at + offsetof(struct mseg_dir_record, data_off), r->data_off - 16, 4 },
+        { "data_off huge", at + offsetof(struct mseg_dir_record, data_off), 0xfffffff0u, 4 },
+        { "elem_size 0", at + offsetof(struct mseg_dir_record, elem_size), 0, 8 },
+        { "count past the block", at + offsetof(struct mseg_dir_record, count), 1u << 20, 8 },
+        { "count overflowing", at + offsetof(struct mseg_dir_record, count), 1ull << 63, 8 },
+        { "name without its NUL", name_nul, 'X', 1 },
+        { "type without its NUL", type_nul, 'X', 1 },
+        { "block marked free", at - 4, head & ~1u, 4 },
+    };
+    char path[256];
+    th_name(path, 1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(buf, orig, len);
+        memcpy(buf + cases[i].off, &cases[i].v, (size_t)cases[i].width);
+        cr_assert_eq(th_write_file(path, buf, len), 0);
+        mseg *s = mseg_open(path, 0, NULL);
+        cr_assert_not_null(s, "%s: open: %s", cases[i].what, mseg_errmsg());
+        size_t n = 12345;
+        errno = 0;
+        char *two = MSEG_FIND(s, "two", char, &n);
+        cr_assert_null(two, "%s: find returned the damaged object", cases[i].what);
+        cr_assert_eq(errno, EUCLEAN, "%s: errno %d (%s)", cases[i].what, errno, mseg_errmsg());
+        cr_assert_eq(n, 12345, "%s: count written on failure", cases[i].what);
+        size_t n1 = 0, n3 = 0;
+        int *one = MSEG_FIND(s, "one", int, &n1);
+        double *three = MSEG_FIND(s, "three", double, &n3);
+        cr_assert(one && n1 == 10 && memcmp(one, one_init, sizeof one_init) == 0,
+                  "%s: \"one\" lost: %s", cases[i].what, mseg_errmsg());
+        cr_assert(three && n3 == 5 && three[4] == 4.5, "%s: \"three\" lost", cases[i].what);
+        cr_assert_eq(mseg_close(s), 0);
+        mseg_remove(path, 0);
     }
     free(buf);
     free(orig);

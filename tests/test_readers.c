@@ -220,3 +220,73 @@ Test(readers, a_cursor_from_an_aborted_transaction_is_stale_after_later_changes,
               "yet next returned %d (errno %d) with key %llu", rc, errno, (unsigned long long)next);
 }
 
+
+/* ---- 5. named finds while another process rebuilds the directory ---- */
+
+#define NKEEP 2000u          /* "keep-<i>" always exists, holding i */
+
+static void keep_name(char *nm, size_t n, uint64_t i) { snprintf(nm, n, "keep-%llu", (unsigned long long)i); }
+
+/* Constructs and destroys 3,000 other names, again and again, until killed:
+   the directory's table fills with tombstones and is rebuilt, and freed
+   tables are reused for new records. */
+static void churn_names(const char *name)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    mseg *w = mseg_open(name, 0, NULL);
+    CHILD_CHECK(w != NULL);
+    char nm[32];
+    for (;;) {
+        for (uint64_t i = 0; i < 3000; i++) {
+            uint64_t v = ~i;
+            snprintf(nm, sizeof nm, "tmp-%llu", (unsigned long long)i);
+            CHILD_CHECK(mseg_construct(w, nm, "uint64_t", 8, 1, &v) != NULL);
+        }
+        for (uint64_t i = 0; i < 3000; i++) {
+            snprintf(nm, sizeof nm, "tmp-%llu", (unsigned long long)i);
+            CHILD_CHECK(mseg_destroy(w, nm) == 0);
+        }
+    }
+}
+
+Test(readers, a_find_while_another_process_rebuilds_the_directory_finds_every_stable_object, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char name[256], nm[32];
+    mseg *s = lf_create(name);
+    for (uint64_t i = 0; i < NKEEP; i++) {
+        keep_name(nm, sizeof nm, i);
+        cr_assert_not_null(mseg_construct(s, nm, "uint64_t", 8, 1, &i), "%s", mseg_errmsg());
+    }
+    mseg *ro = mseg_open(name, MSEG_RDONLY, NULL);
+    cr_assert_not_null(ro, "%s", mseg_errmsg());
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        churn_names(name);
+    unsigned long finds = 0, bad = 0;
+    char first[300] = "";
+    double t0 = th_now();
+    for (uint64_t r = 7; th_now() - t0 < 3 && bad == 0; r = r * 6364136223846793005ull + 1) {
+        uint64_t i = (r >> 33) % NKEEP;
+        mseg *h = (r >> 20) & 1 ? s : ro;   /* the read-write and the read-only handle */
+        keep_name(nm, sizeof nm, i);
+        size_t n = 0;
+        uint64_t *v = mseg_find(h, nm, "uint64_t", 8, &n);
+        finds++;
+        if (!v || n != 1 || *v != i) {
+            bad++;
+            snprintf(first, sizeof first, "%s through the %s handle: %s", nm, h == s ? "read-write" : "read-only",
+                     !v ? mseg_errmsg() : n != 1 ? "count not 1" : "wrong value");
+        }
+    }
+    int st = 0;
+    pid_t dead = waitpid(pid, &st, WNOHANG);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    mseg_close(ro);
+    mseg_close(s);
+    cr_assert_eq(dead, 0, "the churning writer stopped early (status %#x)", st);
+    cr_assert_eq(bad, 0, "after %lu finds, one failed: %s", finds, first);
+}
