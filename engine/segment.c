@@ -366,7 +366,11 @@ int mseg_shrink(mseg *s)
     if (rc == 0) {
         __atomic_store_n(&seg_runtime(s)->size, new_size, __ATOMIC_RELEASE);
         __atomic_store_n(&s->size, new_size, __ATOMIC_RELEASE);
-        mmap(s->base + new_size, old - new_size, PROT_NONE,
+        /* the cut tail reads as zeros, not a fault: another thread of this
+           handle may be in a lock-free read that checked an address against
+           the old size; it reads zeros, its sequence check fails (this
+           shrink committed), and it retries against the new size */
+        mmap(s->base + new_size, old - new_size, PROT_READ,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
         if (ftruncate(s->fd, (off_t)new_size))
             rc = fail(errno, "segment %s: ftruncate: %s", s->name, strerror(errno));

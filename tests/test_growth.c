@@ -864,3 +864,50 @@ Test(growth, shrink_gives_back_the_free_tail_and_fails_with_ebusy_while_others_a
     for (size_t b = 0; b < 2; b++)
         shrink(backends[b]);
 }
+
+/* ---- (h) the cut tail after mseg_shrink ---- */
+
+/* A lock-free reader thread of the same handle may check an address against
+   the old size, stall, and load it after another thread's shrink. What it
+   loads then must be zeros (its sequence check fails and it retries), not a
+   SIGSEGV or SIGBUS. This reads such an address in a child: an address the
+   segment covered before the shrink and no longer does. */
+struct stale_read {
+    const volatile unsigned char *at;
+};
+
+static void read_stale(void *arg)
+{
+    const struct stale_read *r = arg;
+    _exit(r->at[0] == 0 && r->at[4095] == 0 ? 0 : 3);
+}
+
+static void tail_after_shrink(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    unsigned char *big = mseg_alloc(s, 10 * MiB);
+    cr_assert_not_null(big, "%s", mseg_errmsg());
+    memset(big, 0x5a, 10 * MiB);
+    struct stale_read r = { big + 6 * MiB };
+    size_t off = (size_t)mseg_off_of(s, big + 6 * MiB);
+    cr_assert_neq(off, 0);
+    cr_assert_eq(mseg_free(s, big), 0);
+    cr_assert_eq(mseg_shrink(s), 0, "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_lt(mseg_size(s), off, "%s: the shrink kept offset %zu", backend_name(backend), off);
+    char why[128];
+    int st = th_fork_run(read_stale, &r);
+    cr_assert(TH_EXITED_OK(st), "%s: reading the cut tail: %s", backend_name(backend),
+              th_status_str(st, why, sizeof why));
+    mseg_close(s);
+}
+
+Test(growth, after_a_shrink_the_cut_tail_of_the_mapping_reads_as_zeros_not_a_fault, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        tail_after_shrink(backends[b]);
+}
