@@ -92,6 +92,11 @@ static inline struct mseg_runtime *seg_runtime(mseg *s)
 { return (struct mseg_runtime *)(s->base + MSEG_RUNTIME_OFF); }
 static inline const uint64_t *seg_seq_word(mseg *s)
 { return s->seq_word ? s->seq_word : &seg_runtime(s)->op_seq; }
+/* runtime.size as growers publish it: through seq_page for a copy-on-write
+   handle, whose view follows the file's unwritten pages, heap_end among
+   them, and so must map what the file grows to. */
+static inline const uint64_t *seg_size_word(mseg *s)
+{ return s->seq_page ? &((const struct mseg_runtime *)s->seq_page)->size : &seg_runtime(s)->size; }
 static inline struct mseg_control *seg_control(mseg *s)
 { return (struct mseg_control *)(s->base + MSEG_CONTROL_OFF); }
 

@@ -220,7 +220,7 @@ static int extend_mapping(mseg *s, uint64_t new_size)
 
 int seg_follow_growth(mseg *s)
 {
-    uint64_t cur = __atomic_load_n(&seg_runtime(s)->size, __ATOMIC_ACQUIRE);
+    uint64_t cur = __atomic_load_n(seg_size_word(s), __ATOMIC_ACQUIRE);
     if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
         return 0;
     struct stat st;
@@ -513,7 +513,7 @@ static int attach_private(mseg *s)
     s->seq_word = (const uint64_t *)((const uint8_t *)page + offsetof(struct mseg_runtime, op_seq));
     uint64_t seq = __atomic_load_n(s->seq_word, __ATOMIC_ACQUIRE);
     s->seq_stale = (seq & 1) && !seg_writers_attached(s) ? seq : 0;
-    seg_runtime(s)->size = s->size;   /* private: growth of the file is not followed */
+    seg_runtime(s)->size = s->size;   /* private; growth is followed through seq_page */
     seg_runtime(s)->epoch++;          /* mutexes in the private view start afresh */
     if (lock_init(s))
         return -1;

@@ -122,6 +122,43 @@ Test(attach, a_durable_shrink_then_a_reboot_reopens_sound, .timeout = 30, .fini 
     mseg_remove(name, 0);
 }
 
+/* ---- growth by another handle, seen through a copy-on-write handle ---- */
+
+/* A copy-on-write view follows the file's unwritten pages, heap_end among
+   them; before the fix it never mapped the growth that another handle
+   published, so an object placed there was "not a live block" (EUCLEAN). */
+static void cow_after_growth(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    mseg *w = fresh(name, backend);
+    mseg *c = mseg_open(name, backend | MSEG_COW, NULL);
+    cr_assert_not_null(c, "%s", mseg_errmsg());
+    size_t before = mseg_size(c);
+    unsigned char *big = mseg_construct(w, "big", "stamp", 1, 3 * MiB, NULL);   /* grows */
+    cr_assert_not_null(big, "%s", mseg_errmsg());
+    memset(big, 0x5a, 3 * MiB);
+    cr_assert_gt(mseg_size(w), before);
+    size_t n = 0;
+    const unsigned char *seen = mseg_find(c, "big", "stamp", 1, &n);
+    cr_assert_not_null(seen, "%s: find through the copy-on-write handle after growth: %s",
+                       backend_name(backend), mseg_errmsg());
+    cr_assert_eq(n, 3 * MiB);
+    cr_assert(seen[0] == 0x5a && seen[3 * MiB - 1] == 0x5a, "%s: the grown object's bytes",
+              backend_name(backend));
+    cr_assert_eq(mseg_size(c), mseg_size(w));
+    cr_assert_not_null(mseg_find(c, "keep", "stamp", 1, NULL), "%s", mseg_errmsg());
+    mseg_close(c);
+    mseg_close(w);
+    mseg_remove(name, backend);
+}
+
+Test(attach, a_copy_on_write_handle_follows_growth_by_another_handle, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        cow_after_growth(backends[b]);
+}
+
 /* ---- shrink against a copy-on-write handle ---- */
 
 static volatile unsigned char *cow_view;
