@@ -385,8 +385,9 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
  * It answers only a hit it is sure of: a live record in the current table,
  * in a read the sequence word confirms. Anything else (an absent name, a
  * long probe, a collision, a wrong type, damage, a writer at work, a
- * transaction, growth) returns NULL, and mseg_find's general path gives
- * the answer or the error.
+ * transaction, growth, a copy-on-write handle, whose reads also check its
+ * private writes) returns NULL, and mseg_find's general path gives the
+ * answer or the error.
  */
 #define FIND_FAST_PROBES 8
 
@@ -394,7 +395,8 @@ static void *find_fast(mseg *s, const char *name, size_t nl, const char *type, s
                        uint64_t hash, size_t elem_size, size_t *count)
 {
     uint64_t seq = __atomic_load_n(seg_seq_word(s), __ATOMIC_ACQUIRE);
-    if ((seq & 1) || tx_owns(s) || op_owned(s) || seg_follow_growth(s) || elem_size == 0)
+    if ((seq & 1) || s->mode == MODE_COW || tx_owns(s) || op_owned(s) || seg_follow_growth(s) ||
+        elem_size == 0)
         return NULL;
     const struct mseg_control *c = seg_control(s);
     uint64_t table = c->dir_table, cap = c->dir_capacity;

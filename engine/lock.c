@@ -227,6 +227,24 @@ uint64_t mono_now_ns(void)
 
 static MSEG_TLS unsigned read_races;
 
+/* A copy-on-write handle's own writes are private: they move the op_seq of
+   its private runtime page, not the shared word that other processes move
+   (seg_seq_word). Its reads check both; this is the private word at the
+   start of this thread's current read. */
+static MSEG_TLS uint64_t private_seq;
+
+/* This handle's private op_seq once even: odd, another thread of this
+   process is applying a private write, which takes microseconds (it cannot
+   have died without this thread). */
+static uint64_t private_seq_even(mseg *s)
+{
+    const uint64_t *word = &seg_runtime(s)->op_seq;
+    uint64_t v;
+    while ((v = __atomic_load_n(word, __ATOMIC_ACQUIRE)) & 1)
+        sched_yield();
+    return v;
+}
+
 /* Read-only and copy-on-write handles: wait for an even op_seq (a writer
    between two operations); give up if one seems to have died mid-apply.
    Never read while it is odd: the operation may be half applied, and only
@@ -258,6 +276,8 @@ int seg_read_begin(mseg *s, uint64_t *seq)
     if (tx_owns(s))
         return 0;   /* reads see the transaction's own changes (op_get) */
     if (s->mode != MODE_RW) {
+        if (s->mode == MODE_COW)
+            private_seq = private_seq_even(s);
         if (read_optimistic(s, seq))
             return -1;
     } else {
@@ -285,7 +305,8 @@ bool seg_read_end(mseg *s, uint64_t seq)
         return true;
     }
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(seg_seq_word(s), __ATOMIC_RELAXED) == seq) {
+    if (__atomic_load_n(seg_seq_word(s), __ATOMIC_RELAXED) == seq &&
+        (s->mode != MODE_COW || __atomic_load_n(&seg_runtime(s)->op_seq, __ATOMIC_RELAXED) == private_seq)) {
         read_races = 0;
         return true;
     }

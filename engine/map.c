@@ -1100,7 +1100,7 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
 #define MAP_READ(s, mp, m, rc, ...) SEG_READ(s, rc, map_open_view((s), (mp), &(m)), __VA_ARGS__)
 
 /* mseg_map_get of a map with integer keys and inline values, outside a
-   transaction: the root read and checked in place (as map_load does), the
+   transaction and not through a copy-on-write handle: the root read and checked in place (as map_load does), the
    same descend, under one optimistic read of op_seq, as cursor_step_fast.
    1 found (*out, *vlen), 0 absent (ENOENT), -1 not this case or raced: the
    general path runs (and reports any damage). */
@@ -1109,7 +1109,7 @@ static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t kle
 {
     uintptr_t p = (uintptr_t)mp, b = (uintptr_t)s->base;
     if (!key || klen != 8 || !mp || p < b || p % 16 || p - b < MSEG_HEAP_OFF ||
-        !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)) || tx_owns(s))
+        !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)) || tx_owns(s) || s->mode == MODE_COW)
         return -1;
     const uint64_t *seqw = seg_seq_word(s);
     uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
@@ -1331,7 +1331,7 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
    not apply or raced: the general path then runs with seg_read_begin. */
 static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
 {
-    if (tx_owns(s))
+    if (tx_owns(s) || s->mode == MODE_COW)   /* a copy-on-write handle's reads check two words */
         return false;
     const uint64_t *seqw = seg_seq_word(s);
     uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);

@@ -526,6 +526,9 @@ static int attach_private(mseg *s)
     if (rec < 0)
         return -1;
     s->recovered = rec > 0;
+    /* from here the private op_seq counts only this handle's private
+       writes (lock.c): start it even, whatever the file's was at open */
+    seg_runtime(s)->op_seq &= ~(uint64_t)1;
     return 0;
 }
 

@@ -2,6 +2,7 @@
    while other processes write: they see committed states only. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -289,4 +290,66 @@ Test(readers, a_find_while_another_process_rebuilds_the_directory_finds_every_st
     mseg_close(s);
     cr_assert_eq(dead, 0, "the churning writer stopped early (status %#x)", st);
     cr_assert_eq(bad, 0, "after %lu finds, one failed: %s", finds, first);
+}
+
+/* ---- 6. a copy-on-write handle's own private writes, read by its other threads ---- */
+
+struct private_writer {
+    mseg *c;
+    mseg_map *m;
+    volatile int stop;
+    unsigned long ops, failed;
+};
+
+/* Puts and deletes odd keys through the copy-on-write handle: private
+   writes, which other processes never see, until told to stop. */
+static void *write_privately(void *arg)
+{
+    struct private_writer *w = arg;
+    for (uint64_t r = 1; !w->stop; r = r * 6364136223846793005ull + 1442695040888963407ull) {
+        uint64_t k = 2 * ((r >> 33) % NEVEN) + 1;
+        int rc = (r >> 20) & 1 ? mseg_map_put(w->c, w->m, &k, 8, &k, 8) : mseg_map_del(w->c, w->m, &k, 8);
+        w->ops++;
+        if (rc && errno != ENOENT)
+            w->failed++;
+    }
+    return NULL;
+}
+
+Test(readers, threads_of_a_cow_handle_read_only_committed_states_of_its_private_writes, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = lf_create(name);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    lf_fill_even(s, m);
+    mseg_close(s);
+    mseg *c = mseg_open(name, MSEG_COW, NULL);
+    cr_assert_not_null(c, "%s", mseg_errmsg());
+    mseg_map *cm = mseg_map_open(c, "m", MSEG_KEY_U64, 8, 0);
+    cr_assert_not_null(cm, "%s", mseg_errmsg());
+    struct private_writer w = { .c = c, .m = cm };
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, write_privately, &w), 0);
+    unsigned long gets = 0, bad = 0;
+    char first[300] = "";
+    double t0 = th_now();
+    for (uint64_t r = 7; th_now() - t0 < 3 && bad == 0; r = r * 6364136223846793005ull + 1) {
+        uint64_t k = 2 * ((r >> 33) % NEVEN);
+        size_t vlen = 0;
+        uint64_t *v = mseg_map_get(c, cm, &k, 8, &vlen);
+        gets++;
+        if (!v || vlen != 8 || *v != k) {
+            bad++;
+            snprintf(first, sizeof first, "key %llu: %s", (unsigned long long)k,
+                     v ? "wrong value" : mseg_errmsg());
+        }
+    }
+    w.stop = 1;
+    pthread_join(t, NULL);
+    mseg_close(c);
+    cr_assert_gt(w.ops, 0);
+    cr_assert_eq(w.failed, 0, "%lu of %lu private writes failed", w.failed, w.ops);
+    cr_assert_eq(bad, 0, "after %lu gets beside %lu private writes, one failed: %s", gets, w.ops, first);
 }
