@@ -416,7 +416,10 @@ static uint64_t no_room(mseg *s, uint64_t n)
    bytes most likely takes (find_block's first try, the head of the exact
    bin), so that cache miss overlaps with taking the lock. A racy read of
    shared memory, hence atomic; the value is only prefetched (which never
-   faults), never followed, and find_block reads it again under the lock. */
+   faults), never followed, and find_block reads it again under the lock.
+   A damaged or torn head may hold anything: the address is formed only
+   when it lies inside the mapping (pointer arithmetic past it is undefined;
+   the fuzzer found it). */
 void heap_alloc_prefetch(mseg *s, uint64_t n)
 {
     uint64_t need = block_size_for(n);
@@ -424,7 +427,7 @@ void heap_alloc_prefetch(mseg *s, uint64_t n)
         return;
     const uint64_t *first = (const uint64_t *)(s->base + bin_head_off(heap_bin_of(need / MSEG_GRANULE)));
     uint64_t p = __atomic_load_n(first, __ATOMIC_RELAXED);
-    if (p)
+    if (p >= MSEG_HEAP_OFF && p < s->size)
         __builtin_prefetch(s->base + p - 4, 0);
 }
 
