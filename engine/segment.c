@@ -783,7 +783,7 @@ void *mseg_at(mseg *s, mseg_off off)
 {
     /* an object may start inside this process's mapping and end in what
        another process grew since: map that first */
-    if (s && __atomic_load_n(&seg_runtime(s)->size, __ATOMIC_RELAXED) > __atomic_load_n(&s->size, __ATOMIC_RELAXED))
+    if (s && __atomic_load_n(seg_size_word(s), __ATOMIC_RELAXED) > __atomic_load_n(&s->size, __ATOMIC_RELAXED))
         seg_follow_growth(s);
     if (!s || off == 0 || off >= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
         return fail_null(EINVAL, "offset %#llx is not inside segment %s",

@@ -139,6 +139,11 @@ static void cow_after_growth(unsigned backend)
     cr_assert_not_null(big, "%s", mseg_errmsg());
     memset(big, 0x5a, 3 * MiB);
     cr_assert_gt(mseg_size(w), before);
+    /* mseg_at first, before any read maps the growth */
+    const unsigned char *last = mseg_at(c, mseg_off_of(w, big + 3 * MiB - 1));
+    cr_assert_not_null(last, "%s: mseg_at through the copy-on-write handle after growth: %s",
+                       backend_name(backend), mseg_errmsg());
+    cr_assert_eq(*last, 0x5a);
     size_t n = 0;
     const unsigned char *seen = mseg_find(c, "big", "stamp", 1, &n);
     cr_assert_not_null(seen, "%s: find through the copy-on-write handle after growth: %s",
