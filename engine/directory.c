@@ -412,9 +412,11 @@ static void *find_fast(mseg *s, const char *name, size_t nl, const char *type, s
         if (slot->hash != hash || rec == MSEG_DIR_DELETED)
             continue;
         uint64_t room = heap_block_room(s, rec), bytes;
+        if (room < data_off)
+            return NULL;   /* and rec may be anything: no address is formed from it */
         const struct mseg_dir_record *r = (const void *)(s->base + rec);
         const char *strings = (const char *)(r + 1);
-        if (room < data_off || r->magic != MSEG_RECORD_MAGIC || r->name_len != nl ||
+        if (r->magic != MSEG_RECORD_MAGIC || r->name_len != nl ||
             r->type_len != tl || r->data_off != data_off || r->elem_size != elem_size ||
             __builtin_mul_overflow(r->elem_size, r->count, &bytes) || bytes > room - data_off ||
             memcmp(strings, name, nl + 1) || memcmp(strings + nl + 1, type, tl + 1))

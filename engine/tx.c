@@ -107,13 +107,15 @@ int mseg_tx_add(mseg *s, void *p, size_t n)
 {
     if (tx_check(s, "mseg_tx_add"))
         return -1;
-    const uint8_t *b = p;
+    /* offsets, not pointers: heap_start and heap_end come from the segment
+       and may be damaged, and a pointer formed past the mapping is undefined */
     const struct mseg_control *c = seg_control(s);
-    if (!p || n == 0 || b < s->base + c->heap_start || b >= s->base + c->heap_end ||
-        n > (uint64_t)(s->base + c->heap_end - b))
+    uintptr_t at = (uintptr_t)p, base = (uintptr_t)s->base;
+    uint64_t start = c->heap_start, end = c->heap_end, off = at - base;
+    if (!p || n == 0 || at < base || end > s->size || off < start || off >= end || n > end - off)
         return fail(EINVAL, "segment %s: mseg_tx_add range %p+%zu is not inside the heap",
                     s->name, p, n);
-    if (op_undo(s, (uint64_t)(b - s->base), n)) {
+    if (op_undo(s, off, n)) {
         int e = errno;
         tx_roll_back(s);
         errno = e;

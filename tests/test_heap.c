@@ -553,3 +553,41 @@ Test(heap, a_failed_nested_begin_does_not_leave_the_thread_in_a_transaction, .fi
     cr_assert_eq(mseg_free(s, p), 0);
     mseg_close(s);
 }
+
+/* mseg_tx_add of a range that is not inside the heap: EINVAL, the
+   transaction goes on, and a valid range after it is still rolled back or
+   committed as declared. */
+Test(heap, tx_add_outside_the_heap_is_einval_and_the_transaction_goes_on, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1u << 20);
+    uint8_t *p = mseg_alloc(s, 100);
+    cr_assert_not_null(p);
+    memset(p, 1, 100);
+    uint8_t *header = mseg_at(s, 64);   /* the header page: not heap */
+    cr_assert_not_null(header, "%s", mseg_errmsg());
+    uint64_t local = 0;
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    struct { const char *what; void *at; size_t n; } bad[] = {
+        { "NULL", NULL, 8 },
+        { "zero bytes", p, 0 },
+        { "a stack variable", &local, 8 },
+        { "the header page", header, 8 },
+        { "a range past the heap's end", p, (size_t)1 << 40 },
+        { "a range of SIZE_MAX bytes", p, SIZE_MAX },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        cr_assert_eq(mseg_tx_add(s, bad[i].at, bad[i].n), -1, "%s accepted", bad[i].what);
+        cr_assert_eq(errno, EINVAL, "%s: errno %d (%s)", bad[i].what, errno, mseg_errmsg());
+    }
+    cr_assert_eq(mseg_tx_add(s, p, 100), 0, "%s", mseg_errmsg());
+    memset(p, 2, 100);
+    cr_assert_eq(mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    cr_assert(p[0] == 1 && p[99] == 1, "the declared range was not rolled back");
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_tx_add(s, p, 100), 0, "%s", mseg_errmsg());
+    memset(p, 3, 100);
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert(p[0] == 3 && p[99] == 3);
+    mseg_close(s);
+}
