@@ -70,6 +70,9 @@ struct mseg {
     void          *seq_page;
     const uint64_t *seq_word;
     uint64_t       seq_stale;
+    /* a runtime.size a read-only or copy-on-write handle found beyond the
+       file and so left alone (seg_follow_growth); atomic, any thread */
+    uint64_t       size_ignored;
     struct op      op;
 };
 

@@ -221,12 +221,24 @@ static int extend_mapping(mseg *s, uint64_t new_size)
 int seg_follow_growth(mseg *s)
 {
     uint64_t cur = __atomic_load_n(seg_size_word(s), __ATOMIC_ACQUIRE);
-    if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
+    if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE) ||
+        cur == __atomic_load_n(&s->size_ignored, __ATOMIC_RELAXED))
         return 0;
     struct stat st;
-    if (cur > s->reserved || cur % MSEG_PAGE || fstat(s->fd, &st) || (uint64_t)st.st_size < cur)
+    if (cur > s->reserved || cur % MSEG_PAGE || fstat(s->fd, &st) || (uint64_t)st.st_size < cur) {
+        /* A handle that never writes may be reading the runtime page as a
+           crash or a reboot left it, before any writer has reset it (it is
+           never trusted from disk: layout.h); a shrink, say, then a power
+           loss. Its mapping already covers the heap the header records, so
+           it keeps that. A writer resets the page when it attaches, so for
+           a read-write handle this is damage. */
+        if (s->mode != MODE_RW) {
+            __atomic_store_n(&s->size_ignored, cur, __ATOMIC_RELAXED);
+            return 0;
+        }
         return fail(EUCLEAN, "segment %s: runtime page says the segment grew to %llu bytes, "
                     "beyond its max_size or its file", s->name, (unsigned long long)cur);
+    }
     return extend_mapping(s, cur);
 }
 
