@@ -71,8 +71,10 @@ struct mseg {
     const uint64_t *seq_word;
     uint64_t       seq_stale;
     /* a runtime.size a read-only or copy-on-write handle found beyond the
-       file and so left alone (seg_follow_growth); atomic, any thread */
-    uint64_t       size_ignored;
+       file and so left alone (seg_follow_growth), and the runtime page's
+       epoch then (a writer's attach resets the page and moves the epoch);
+       atomic, any thread */
+    uint64_t       size_ignored, size_ignored_epoch;
     struct op      op;
 };
 
@@ -100,6 +102,8 @@ static inline const uint64_t *seg_seq_word(mseg *s)
    them, and so must map what the file grows to. */
 static inline const uint64_t *seg_size_word(mseg *s)
 { return s->seq_page ? &((const struct mseg_runtime *)s->seq_page)->size : &seg_runtime(s)->size; }
+static inline const uint64_t *seg_epoch_word(mseg *s)
+{ return s->seq_page ? &((const struct mseg_runtime *)s->seq_page)->epoch : &seg_runtime(s)->epoch; }
 static inline struct mseg_control *seg_control(mseg *s)
 { return (struct mseg_control *)(s->base + MSEG_CONTROL_OFF); }
 

@@ -221,8 +221,11 @@ static int extend_mapping(mseg *s, uint64_t new_size)
 int seg_follow_growth(mseg *s)
 {
     uint64_t cur = __atomic_load_n(seg_size_word(s), __ATOMIC_ACQUIRE);
-    if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE) ||
-        cur == __atomic_load_n(&s->size_ignored, __ATOMIC_RELAXED))
+    if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
+        return 0;
+    uint64_t epoch = __atomic_load_n(seg_epoch_word(s), __ATOMIC_ACQUIRE);
+    if (cur == __atomic_load_n(&s->size_ignored, __ATOMIC_RELAXED) &&
+        epoch == __atomic_load_n(&s->size_ignored_epoch, __ATOMIC_RELAXED))
         return 0;
     struct stat st;
     if (cur > s->reserved || cur % MSEG_PAGE || fstat(s->fd, &st) || (uint64_t)st.st_size < cur) {
@@ -233,6 +236,7 @@ int seg_follow_growth(mseg *s)
            it keeps that. A writer resets the page when it attaches, so for
            a read-write handle this is damage. */
         if (s->mode != MODE_RW) {
+            __atomic_store_n(&s->size_ignored_epoch, epoch, __ATOMIC_RELAXED);
             __atomic_store_n(&s->size_ignored, cur, __ATOMIC_RELAXED);
             return 0;
         }

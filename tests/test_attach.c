@@ -184,8 +184,9 @@ static void keep_runtime_page(const uint8_t *base, uint64_t size, uint64_t off, 
    page's new size is not flushed); then the power goes. */
 static void grow_sync_free_shrink(void *arg)
 {
-    const char *name = arg;
-    mseg *s = mseg_open(name, 0, NULL);
+    const struct child_arg *a = arg;
+    const char *name = a->name;
+    mseg *s = mseg_open(name, a->flags, NULL);
     CHILD_CHECK(s != NULL);
     mseg_test_set_flush_hook(keep_runtime_page, NULL);
     void *big = mseg_alloc(s, 10 * MiB);
@@ -195,6 +196,9 @@ static void grow_sync_free_shrink(void *arg)
     CHILD_CHECK(mseg_shrink(s) == 0);
     CHILD_CHECK(mseg_size(s) < 2 * MiB);
     mseg_test_set_flush_hook(NULL, NULL);
+    uint64_t on_disk;
+    memcpy(&on_disk, runtime_on_disk + offsetof(struct mseg_runtime, size), 8);
+    CHILD_CHECK(on_disk == 16 * MiB);   /* the stale size this case is about */
     int fd = open(name, O_RDWR);   /* the disk after the power loss */
     CHILD_CHECK(fd >= 0 && pwrite(fd, runtime_on_disk, MSEG_PAGE, MSEG_RUNTIME_OFF) == MSEG_PAGE);
     _exit(0);
@@ -210,13 +214,14 @@ Test(attach, a_stale_runtime_size_after_a_shrink_and_a_power_loss_is_not_damage,
 {
     char name[256], why[200];
     th_name(name, 0);
-    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
     mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
     cr_assert_not_null(s, "%s", mseg_errmsg());
     cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
     cr_assert_eq(mseg_sync(s), 0);
     mseg_close(s);
-    int st = th_fork_run(grow_sync_free_shrink, name);
+    struct child_arg ca = { name, 0 };
+    int st = th_fork_run(grow_sync_free_shrink, &ca);
     cr_assert(TH_EXITED_OK(st), "the growing child: %s", th_status_str(st, why, sizeof why));
 
     static const uint8_t other_boot[16] = { 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6 };
@@ -354,4 +359,48 @@ Test(attach, a_read_only_open_is_eagain_until_a_writer_has_recovered, .timeout =
 {
     for (size_t b = 0; b < 2; b++)
         read_only_when_recovery_is_due(backends[b]);
+}
+
+/* The durable variant, read through a read-only handle: nothing is left to
+   recover, so the read-only handle opens, reads the stale size, and must
+   keep its mapping; and when a writer then grows the segment to that very
+   size (max_size 16 MiB: growth to fit 14 MiB ends there), it must follow:
+   the runtime page's epoch tells the two 16 MiB apart. */
+Test(attach, a_read_only_handle_ignores_a_stale_runtime_size_then_follows_real_growth, .timeout = 30,
+     .fini = th_cleanup)
+{
+    char name[256], why[200];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    struct child_arg ca = { name, MSEG_DURABLE };
+    int st = th_fork_run(grow_sync_free_shrink, &ca);
+    cr_assert(TH_EXITED_OK(st), "the growing child: %s", th_status_str(st, why, sizeof why));
+
+    static const uint8_t other_boot[16] = { 7, 7, 7, 7, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6 };
+    mseg_test_set_boot_id(other_boot);
+    mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
+    cr_assert_not_null(r, "read-only open after the power loss: %s", mseg_errmsg());
+    const void *keep = mseg_find(r, "keep", "stamp", 1, NULL);
+    char keep_msg[300];
+    snprintf(keep_msg, sizeof keep_msg, "%s", keep ? "" : mseg_errmsg());
+    mseg *w = mseg_open(name, MSEG_DURABLE, NULL);
+    cr_assert_not_null(w, "%s", mseg_errmsg());
+    unsigned char *grown = mseg_construct(w, "grown", "stamp", 1, 14 * MiB, NULL);
+    cr_assert_not_null(grown, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_size(w), 16 * MiB, "the writer grew to %zu bytes", mseg_size(w));
+    memset(grown, 0x3c, 14 * MiB);
+    const unsigned char *seen = mseg_find(r, "grown", "stamp", 1, NULL);
+    char grown_msg[300];
+    snprintf(grown_msg, sizeof grown_msg, "%s", seen ? "" : mseg_errmsg());
+    int grown_ok = seen && seen[14 * MiB - 1] == 0x3c;
+    mseg_close(r);
+    mseg_close(w);
+    mseg_test_set_boot_id(NULL);
+    cr_assert_not_null(keep, "find through the read-only handle: %s", keep_msg);
+    cr_assert(grown_ok, "after a writer grew the segment to the stale 16 MiB: find through the "
+              "read-only handle: %s", seen ? "wrong bytes" : grown_msg);
 }
