@@ -220,10 +220,13 @@ static int extend_mapping(mseg *s, uint64_t new_size)
 
 int seg_follow_growth(mseg *s)
 {
+    /* the epoch first: a first writer resets the size and then moves the
+       epoch (attach_writer), so a stale size is never paired with the new
+       epoch, which would hide a real growth to that size for the epoch */
+    uint64_t epoch = __atomic_load_n(seg_epoch_word(s), __ATOMIC_ACQUIRE);
     uint64_t cur = __atomic_load_n(seg_size_word(s), __ATOMIC_ACQUIRE);
     if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE))
         return 0;
-    uint64_t epoch = __atomic_load_n(seg_epoch_word(s), __ATOMIC_ACQUIRE);
     if (cur == __atomic_load_n(&s->size_ignored, __ATOMIC_RELAXED) &&
         epoch == __atomic_load_n(&s->size_ignored_epoch, __ATOMIC_RELAXED))
         return 0;
@@ -601,7 +604,10 @@ static int attach_writer(mseg *s)
             __atomic_store_n(&rt->op_seq, rt->op_seq + 1, __ATOMIC_RELEASE);
         rt->state = MSEG_STATE_OPEN;
         rt->size = s->size;
-        rt->epoch++;
+        /* release, after the size: a reader that sees the new epoch sees
+           this size or a later one (seg_follow_growth reads them in the
+           other order) */
+        __atomic_add_fetch(&rt->epoch, 1, __ATOMIC_RELEASE);
         if (sync_record_boot(s))
             return -1;
     }

@@ -7,6 +7,9 @@
    fix, as noted. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 
 #include "helpers.h"
 #include "layout.h"
@@ -404,3 +407,119 @@ Test(attach, a_read_only_handle_ignores_a_stale_runtime_size_then_follows_real_g
     cr_assert(grown_ok, "after a writer grew the segment to the stale 16 MiB: find through the "
               "read-only handle: %s", seen ? "wrong bytes" : grown_msg);
 }
+
+/* ---- a reader paused between its two loads of the runtime page ---- */
+
+#if defined(__x86_64__)
+/* seg_follow_growth loads runtime.epoch and runtime.size; the first writer
+   resets the size and moves the epoch in between. Loaded size first, a
+   reader could pair the stale size with the new epoch and skip the writer's
+   real growth to that size for the whole epoch (found by a helper, with
+   this test). The pause is forced: the reader's runtime page is made
+   PROT_NONE, the SIGSEGV at its first load restores it and single-steps
+   (the trap flag) over that one load, and the SIGTRAP that follows lets a
+   real writer attach, in another thread, before the reader's next load. */
+static uint8_t *rt_page;            /* the reader's mapping of the runtime page */
+static volatile int armed, stepping, faults, traps;
+static volatile int go, done;
+static const char *seg_name;
+static mseg *writer;
+
+static void on_segv(int sig, siginfo_t *si, void *ctx)
+{
+    ucontext_t *uc = ctx;
+    if (!armed || (uint8_t *)si->si_addr < rt_page || (uint8_t *)si->si_addr >= rt_page + MSEG_PAGE) {
+        signal(sig, SIG_DFL);
+        return;
+    }
+    armed = 0;
+    faults++;
+    mprotect(rt_page, MSEG_PAGE, PROT_READ);
+    uc->uc_mcontext.gregs[REG_EFL] |= 0x100;   /* TF: trap after the load */
+    stepping = 1;
+}
+
+static void on_trap(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)si;
+    ucontext_t *uc = ctx;
+    if (!stepping)
+        return;
+    stepping = 0;
+    traps++;
+    uc->uc_mcontext.gregs[REG_EFL] &= ~0x100;
+    /* the reader has loaded one word of the runtime page: now the first writer attaches */
+    __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE))
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+}
+
+static void *writer_thread(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&go, __ATOMIC_ACQUIRE))
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+    writer = mseg_open(seg_name, MSEG_DURABLE, NULL);
+    __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+Test(attach, a_reader_paused_while_the_first_writer_attaches_still_follows_its_growth, .timeout = 30,
+     .fini = th_cleanup)
+{
+    char name[256], why[200];
+    th_name(name, 0);
+    seg_name = name;
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    struct child_arg ca = { name, MSEG_DURABLE };
+    int st = th_fork_run(grow_sync_free_shrink, &ca);
+    cr_assert(TH_EXITED_OK(st), "the growing child: %s", th_status_str(st, why, sizeof why));
+
+    static const uint8_t other_boot[16] = { 7, 7, 7, 7, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 9 };
+    mseg_test_set_boot_id(other_boot);
+    mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
+    cr_assert_not_null(r, "read-only open after the power loss: %s", mseg_errmsg());
+    cr_assert_not_null(mseg_find(r, "keep", "stamp", 1, NULL), "%s", mseg_errmsg());
+
+    rt_page = mseg_at(r, MSEG_RUNTIME_OFF);
+    cr_assert_not_null(rt_page);
+    struct sigaction sa = { .sa_flags = SA_SIGINFO };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_sigaction = on_segv;
+    sigaction(SIGSEGV, &sa, NULL);
+    sa.sa_sigaction = on_trap;
+    sigaction(SIGTRAP, &sa, NULL);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, writer_thread, NULL), 0);
+
+    armed = 1;
+    cr_assert_eq(mprotect(rt_page, MSEG_PAGE, PROT_NONE), 0);
+    size_t rsize = mseg_size(r);   /* seg_follow_growth, paused after its first load of the page */
+    armed = 0;
+    pthread_join(t, NULL);
+    cr_assert_eq(faults, 1);
+    cr_assert_eq(traps, 1);
+    cr_assert_not_null(writer, "%s", mseg_errmsg());
+    cr_assert(rsize < 2 * MiB, "reader maps %zu bytes", rsize);
+
+    unsigned char *grown = mseg_construct(writer, "grown", "stamp", 1, 14 * MiB, NULL);
+    cr_assert_not_null(grown, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_size(writer), 16 * MiB, "the writer grew to %zu bytes", mseg_size(writer));
+    memset(grown, 0x3c, 14 * MiB);
+    const unsigned char *seen = mseg_find(r, "grown", "stamp", 1, NULL);
+    char grown_msg[300];
+    snprintf(grown_msg, sizeof grown_msg, "%s", seen ? "" : mseg_errmsg());
+    size_t reader_size = mseg_size(r);
+    int grown_ok = seen && seen[14 * MiB - 1] == 0x3c;
+    mseg_close(r);
+    mseg_close(writer);
+    mseg_test_set_boot_id(NULL);
+    cr_assert(grown_ok, "after the writer grew the segment to 16 MiB, the read-only handle maps "
+              "%zu bytes; find: %s", reader_size, seen ? "wrong bytes" : grown_msg);
+}
+#endif
