@@ -207,6 +207,43 @@ static void grow_sync_free_shrink(void *arg)
     _exit(0);
 }
 
+static const uint8_t other_boot[16] = { 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6 };
+
+/* A segment (flags: 0 or MSEG_DURABLE; max_size 16 MiB) holding "keep",
+   after grow_sync_free_shrink and a reboot: its runtime page on disk says
+   16 MiB, its file and headers less than 2 MiB. The caller ends the
+   pretended boot with mseg_test_set_boot_id(NULL). */
+static void stale_runtime_after_reboot(char *name, unsigned flags)
+{
+    char why[200];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_sync(s), 0);
+    mseg_close(s);
+    struct child_arg ca = { name, flags };
+    int st = th_fork_run(grow_sync_free_shrink, &ca);
+    cr_assert(TH_EXITED_OK(st), "the growing child: %s", th_status_str(st, why, sizeof why));
+    mseg_test_set_boot_id(other_boot);
+}
+
+/* The writer w grows the segment to exactly the stale 16 MiB (max_size:
+   growth to fit 14 MiB ends there) with a 14 MiB object; true if the reader
+   handle r then finds it whole, else false with the reason in msg. */
+static bool reader_follows_growth_to_16_mib(mseg *w, mseg *r, char *msg, size_t n)
+{
+    unsigned char *grown = mseg_construct(w, "grown", "stamp", 1, 14 * MiB, NULL);
+    cr_assert_not_null(grown, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_size(w), 16 * MiB, "the writer grew to %zu bytes", mseg_size(w));
+    memset(grown, 0x3c, 14 * MiB);
+    const unsigned char *seen = mseg_find(r, "grown", "stamp", 1, NULL);
+    snprintf(msg, n, "the reader maps %zu bytes; find: %s", mseg_size(r),
+             !seen ? mseg_errmsg() : seen[14 * MiB - 1] != 0x3c ? "wrong bytes" : "found");
+    return seen && seen[14 * MiB - 1] == 0x3c;
+}
+
 /* After the reboot the runtime page says 16 MiB for a 1 MiB file. It is
    never trusted from disk, and the first writer resets it; before that,
    mseg check (a copy-on-write view) and a copy-on-write handle followed it
@@ -215,20 +252,8 @@ static void grow_sync_free_shrink(void *arg)
 Test(attach, a_stale_runtime_size_after_a_shrink_and_a_power_loss_is_not_damage, .timeout = 30,
      .fini = th_cleanup)
 {
-    char name[256], why[200];
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
-    cr_assert_eq(mseg_sync(s), 0);
-    mseg_close(s);
-    struct child_arg ca = { name, 0 };
-    int st = th_fork_run(grow_sync_free_shrink, &ca);
-    cr_assert(TH_EXITED_OK(st), "the growing child: %s", th_status_str(st, why, sizeof why));
-
-    static const uint8_t other_boot[16] = { 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6 };
-    mseg_test_set_boot_id(other_boot);
+    char name[256];
+    stale_runtime_after_reboot(name, 0);
     struct mseg_report r;
     memset(&r, 0, sizeof r);
     int rc = mseg_check(name, 0, &r);
@@ -372,19 +397,8 @@ Test(attach, a_read_only_open_is_eagain_until_a_writer_has_recovered, .timeout =
 Test(attach, a_read_only_handle_ignores_a_stale_runtime_size_then_follows_real_growth, .timeout = 30,
      .fini = th_cleanup)
 {
-    char name[256], why[200];
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
-    mseg_close(s);
-    struct child_arg ca = { name, MSEG_DURABLE };
-    int st = th_fork_run(grow_sync_free_shrink, &ca);
-    cr_assert(TH_EXITED_OK(st), "the growing child: %s", th_status_str(st, why, sizeof why));
-
-    static const uint8_t other_boot[16] = { 7, 7, 7, 7, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6 };
-    mseg_test_set_boot_id(other_boot);
+    char name[256], msg[300];
+    stale_runtime_after_reboot(name, MSEG_DURABLE);
     mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
     cr_assert_not_null(r, "read-only open after the power loss: %s", mseg_errmsg());
     const void *keep = mseg_find(r, "keep", "stamp", 1, NULL);
@@ -392,20 +406,12 @@ Test(attach, a_read_only_handle_ignores_a_stale_runtime_size_then_follows_real_g
     snprintf(keep_msg, sizeof keep_msg, "%s", keep ? "" : mseg_errmsg());
     mseg *w = mseg_open(name, MSEG_DURABLE, NULL);
     cr_assert_not_null(w, "%s", mseg_errmsg());
-    unsigned char *grown = mseg_construct(w, "grown", "stamp", 1, 14 * MiB, NULL);
-    cr_assert_not_null(grown, "%s", mseg_errmsg());
-    cr_assert_eq(mseg_size(w), 16 * MiB, "the writer grew to %zu bytes", mseg_size(w));
-    memset(grown, 0x3c, 14 * MiB);
-    const unsigned char *seen = mseg_find(r, "grown", "stamp", 1, NULL);
-    char grown_msg[300];
-    snprintf(grown_msg, sizeof grown_msg, "%s", seen ? "" : mseg_errmsg());
-    int grown_ok = seen && seen[14 * MiB - 1] == 0x3c;
+    bool followed = reader_follows_growth_to_16_mib(w, r, msg, sizeof msg);
     mseg_close(r);
     mseg_close(w);
     mseg_test_set_boot_id(NULL);
     cr_assert_not_null(keep, "find through the read-only handle: %s", keep_msg);
-    cr_assert(grown_ok, "after a writer grew the segment to the stale 16 MiB: find through the "
-              "read-only handle: %s", seen ? "wrong bytes" : grown_msg);
+    cr_assert(followed, "after a writer grew the segment to the stale 16 MiB: %s", msg);
 }
 
 /* ---- a reader paused between its two loads of the runtime page ---- */
@@ -468,20 +474,9 @@ static void *writer_thread(void *arg)
 Test(attach, a_reader_paused_while_the_first_writer_attaches_still_follows_its_growth, .timeout = 30,
      .fini = th_cleanup)
 {
-    char name[256], why[200];
-    th_name(name, 0);
+    char name[256], msg[300];
+    stale_runtime_after_reboot(name, MSEG_DURABLE);
     seg_name = name;
-    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    cr_assert_not_null(mseg_construct(s, "keep", "stamp", 1, 100 * KiB, NULL), "%s", mseg_errmsg());
-    mseg_close(s);
-    struct child_arg ca = { name, MSEG_DURABLE };
-    int st = th_fork_run(grow_sync_free_shrink, &ca);
-    cr_assert(TH_EXITED_OK(st), "the growing child: %s", th_status_str(st, why, sizeof why));
-
-    static const uint8_t other_boot[16] = { 7, 7, 7, 7, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 9 };
-    mseg_test_set_boot_id(other_boot);
     mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
     cr_assert_not_null(r, "read-only open after the power loss: %s", mseg_errmsg());
     cr_assert_not_null(mseg_find(r, "keep", "stamp", 1, NULL), "%s", mseg_errmsg());
@@ -507,19 +502,10 @@ Test(attach, a_reader_paused_while_the_first_writer_attaches_still_follows_its_g
     cr_assert_not_null(writer, "%s", mseg_errmsg());
     cr_assert(rsize < 2 * MiB, "reader maps %zu bytes", rsize);
 
-    unsigned char *grown = mseg_construct(writer, "grown", "stamp", 1, 14 * MiB, NULL);
-    cr_assert_not_null(grown, "%s", mseg_errmsg());
-    cr_assert_eq(mseg_size(writer), 16 * MiB, "the writer grew to %zu bytes", mseg_size(writer));
-    memset(grown, 0x3c, 14 * MiB);
-    const unsigned char *seen = mseg_find(r, "grown", "stamp", 1, NULL);
-    char grown_msg[300];
-    snprintf(grown_msg, sizeof grown_msg, "%s", seen ? "" : mseg_errmsg());
-    size_t reader_size = mseg_size(r);
-    int grown_ok = seen && seen[14 * MiB - 1] == 0x3c;
+    bool followed = reader_follows_growth_to_16_mib(writer, r, msg, sizeof msg);
     mseg_close(r);
     mseg_close(writer);
     mseg_test_set_boot_id(NULL);
-    cr_assert(grown_ok, "after the writer grew the segment to 16 MiB, the read-only handle maps "
-              "%zu bytes; find: %s", reader_size, seen ? "wrong bytes" : grown_msg);
+    cr_assert(followed, "after the writer grew the segment to 16 MiB: %s", msg);
 }
 #endif
