@@ -383,20 +383,19 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
  * then start the caller's next lookup while this one waits for memory.
  *
  * It answers only a hit it is sure of: a live record in the current table,
- * in a read the sequence word confirms. Anything else (an absent name, a
- * long probe, a collision, a wrong type, damage, a writer at work, a
- * transaction, growth, a copy-on-write handle, whose reads also check its
- * private writes) returns NULL, and mseg_find's general path gives the
- * answer or the error.
+ * in a read the sequence word confirms (seg_fast_read_begin). Anything else
+ * (an absent name, a long probe, a collision, a wrong type, damage, a
+ * writer at work, a range past this mapping, which growth may explain)
+ * returns NULL, and mseg_find's general path gives the answer or the
+ * error, following growth first.
  */
 #define FIND_FAST_PROBES 8
 
 static void *find_fast(mseg *s, const char *name, size_t nl, const char *type, size_t tl,
                        uint64_t hash, size_t elem_size, size_t *count)
 {
-    uint64_t seq = __atomic_load_n(seg_seq_word(s), __ATOMIC_ACQUIRE);
-    if ((seq & 1) || s->mode == MODE_COW || tx_owns(s) || op_owned(s) || seg_follow_growth(s) ||
-        elem_size == 0)
+    uint64_t seq;
+    if (elem_size == 0 || !seg_fast_read_begin(s, &seq))
         return NULL;
     const struct mseg_control *c = seg_control(s);
     uint64_t table = c->dir_table, cap = c->dir_capacity;
@@ -422,8 +421,7 @@ static void *find_fast(mseg *s, const char *name, size_t nl, const char *type, s
             memcmp(strings, name, nl + 1) || memcmp(strings + nl + 1, type, tl + 1))
             return NULL;
         size_t n_elems = (size_t)r->count;
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(seg_seq_word(s), __ATOMIC_RELAXED) != seq)
+        if (!seg_fast_read_end(s, seq))
             return NULL;
         *count = n_elems;
         return s->base + rec + data_off;

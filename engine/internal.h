@@ -274,6 +274,25 @@ bool     tx_cancelled(const mseg *s);  /* ...which was aborted and not yet ended
 uint64_t tx_serial(const mseg *s);      /* 1, 2, ... for this thread's transaction on s, 0 outside one */
 void     tx_fail(mseg *s);         /* a call failed after changing state: abort the transaction */
 
+/* The inline fast paths' read (mseg_find, mseg_map_get, a cursor step):
+   one optimistic attempt between two loads of the sequence word, where
+   seg_read_begin/_end retry, wait or lock. It does not apply inside this
+   thread's transaction (reads must see its records) nor through a
+   copy-on-write handle (its reads also check its private writes: lock.c).
+   False from either: take the general path. */
+static inline bool seg_fast_read_begin(mseg *s, uint64_t *seq)
+{
+    if (s->mode == MODE_COW || tx_owns(s))
+        return false;
+    *seq = __atomic_load_n(seg_seq_word(s), __ATOMIC_ACQUIRE);
+    return !(*seq & 1);
+}
+static inline bool seg_fast_read_end(mseg *s, uint64_t seq)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(seg_seq_word(s), __ATOMIC_RELAXED) == seq;
+}
+
 /* ---- heap.c ---- */
 void     heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end);
 void     heap_grow(mseg *s, uint64_t new_end);                /* inside an operation */

@@ -1099,9 +1099,10 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
 /* Runs the statements on a validated map view (SEG_READ); rc is the result. */
 #define MAP_READ(s, mp, m, rc, ...) SEG_READ(s, rc, map_open_view((s), (mp), &(m)), __VA_ARGS__)
 
-/* mseg_map_get of a map with integer keys and inline values, outside a
-   transaction and not through a copy-on-write handle: the root read and checked in place (as map_load does), the
-   same descend, under one optimistic read of op_seq, as cursor_step_fast.
+/* mseg_map_get of a map with integer keys and inline values, where
+   seg_fast_read_begin applies: the root read and checked in place (as
+   map_load does), the same descend, in one optimistic read, as
+   cursor_step_fast.
    1 found (*out, *vlen), 0 absent (ENOENT), -1 not this case or raced: the
    general path runs (and reports any damage). */
 static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t klen, const void **out,
@@ -1109,14 +1110,15 @@ static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t kle
 {
     uintptr_t p = (uintptr_t)mp, b = (uintptr_t)s->base;
     if (!key || klen != 8 || !mp || p < b || p % 16 || p - b < MSEG_HEAP_OFF ||
-        !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)) || tx_owns(s) || s->mode == MODE_COW)
+        !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)))
         return -1;
-    const uint64_t *seqw = seg_seq_word(s);
-    uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
+    uint64_t seq;
+    if (!seg_fast_read_begin(s, &seq))
+        return -1;
     const struct mseg_map_root *r = (const void *)mp;
     struct map_view m = { .off = p - b, .kind = r->key_kind, .flags = r->flags, .val_size = r->val_size,
                           .count = r->count, .root = r->root, .height = r->height };
-    if ((seq & 1) || r->magic != MSEG_MAP_MAGIC || m.kind == MSEG_KEY_BYTES || !val_inline(&m) ||
+    if (r->magic != MSEG_MAP_MAGIC || m.kind == MSEG_KEY_BYTES || !val_inline(&m) ||
         m.height > MAXH || m.root == 0 || m.height == 0)
         return -1;
     struct mkey k;
@@ -1127,8 +1129,7 @@ static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t kle
         return -1;
     bool found = leaf_has(s, &m, leaf, cnt, pos, &k);
     const void *v = found ? &node_at(s, leaf)->vals[slot_at(s, leaf, pos)] : NULL;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(seqw, __ATOMIC_RELAXED) != seq)
+    if (!seg_fast_read_end(s, seq))
         return -1;
     if (!found)
         return fail(ENOENT, "map: no such key"), 0;
@@ -1325,21 +1326,14 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
     return false;
 }
 
-/* cursor_step_inline under the sequence lock's read side, inline: one
-   optimistic attempt between two loads of op_seq (see lock.c), outside a
-   transaction (whose reads must see its own records). False when it does
-   not apply or raced: the general path then runs with seg_read_begin. */
+/* cursor_step_inline in one optimistic read (seg_fast_read_begin). False
+   when it does not apply or raced: the general path then runs with
+   seg_read_begin. */
 static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
 {
-    if (tx_owns(s) || s->mode == MODE_COW)   /* a copy-on-write handle's reads check two words */
-        return false;
-    const uint64_t *seqw = seg_seq_word(s);
-    uint64_t seq = __atomic_load_n(seqw, __ATOMIC_ACQUIRE);
+    uint64_t seq;
     struct step st;
-    if ((seq & 1) || !cursor_step_inline(s, c, &st))
-        return false;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(seqw, __ATOMIC_RELAXED) != seq)
+    if (!seg_fast_read_begin(s, &seq) || !cursor_step_inline(s, c, &st) || !seg_fast_read_end(s, seq))
         return false;
     c->key = st.key;
     c->val = st.val;

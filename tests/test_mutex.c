@@ -133,6 +133,20 @@ Test(mutex, a_queue_between_two_processes_delivers_every_item_once_in_order, .ti
     }
 }
 
+/* What a forked child is told: the segment, and a pipe end (or -1). */
+struct child_arg { const char *name; unsigned backend; int fd; };
+
+/* In a child: opens the segment and finds its mutex "m" (the child exits
+   if either fails). */
+static mseg_mutex *child_find_mutex(const char *name, unsigned backend, mseg **s)
+{
+    *s = mseg_open(name, backend, NULL);
+    CHILD_CHECK(*s != NULL);
+    mseg_mutex *m = MSEG_FIND(*s, "m", mseg_mutex, NULL);
+    CHILD_CHECK(m != NULL);
+    return m;
+}
+
 /* ---- a dead owner ---- */
 
 struct holder { const char *name; unsigned backend; int ready_fd; int then; };
@@ -143,10 +157,8 @@ enum { HOLD_FOREVER, HOLD_BRIEFLY };
 static void lock_and_hold(void *arg)
 {
     struct holder *h = arg;
-    mseg *s = mseg_open(h->name, h->backend, NULL);
-    CHILD_CHECK(s != NULL);
-    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
-    CHILD_CHECK(m != NULL);
+    mseg *s;
+    mseg_mutex *m = child_find_mutex(h->name, h->backend, &s);
     CHILD_CHECK(mseg_mutex_lock(s, m) == 0);
     CHILD_CHECK(write(h->ready_fd, "x", 1) == 1);
     if (h->then == HOLD_FOREVER)
@@ -375,19 +387,15 @@ Test(mutex, mutexes_outside_the_heap_or_misaligned_are_einval, .fini = th_cleanu
 
 /* ---- stale lock state from an earlier attach ---- */
 
-struct snap_arg { const char *name; unsigned backend; int fd; };
-
 /* Locks "m", sends the bytes of the locked mutex to the parent, and
    unlocks: the copy says "locked by a thread" without the owner-died mark
    the kernel's robust-list cleanup would add if this process died holding
    it. Once this process is gone, the copy is a lock no one will release. */
 static void send_locked_bytes(void *arg)
 {
-    struct snap_arg *a = arg;
-    mseg *s = mseg_open(a->name, a->backend, NULL);
-    CHILD_CHECK(s != NULL);
-    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
-    CHILD_CHECK(m != NULL);
+    struct child_arg *a = arg;
+    mseg *s;
+    mseg_mutex *m = child_find_mutex(a->name, a->backend, &s);
     CHILD_CHECK(mseg_mutex_lock(s, m) == 0);
     mseg_mutex copy;
     memcpy(&copy, m, sizeof copy);
@@ -414,7 +422,7 @@ Test(mutex, a_stale_locked_mutex_from_an_earlier_attach_never_blocks, .timeout =
            that no robust-list cleanup will ever mark as dead */
         int fds[2];
         cr_assert_eq(pipe(fds), 0);
-        struct snap_arg a = { name, backend, fds[1] };
+        struct child_arg a = { name, backend, fds[1] };
         int st = th_fork_run(send_locked_bytes, &a);
         cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(backend), th_status_str(st, why, sizeof why));
         mseg_mutex locked;
@@ -533,17 +541,13 @@ static void stall_at_reinit(const char *point, unsigned long n, void *arg)
         usleep(STALL_MS * 1000);
 }
 
-struct holder_arg { const char *name; unsigned backend; int fd; };
-
 /* Locks the mutex while the parent stalls, reports "L", holds it, reports
    "U" just before it unlocks. */
 static void lock_during_the_stall(void *arg)
 {
-    struct holder_arg *a = arg;
-    mseg *s = mseg_open(a->name, a->backend, NULL);
-    CHILD_CHECK(s != NULL);
-    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
-    CHILD_CHECK(m != NULL);
+    struct child_arg *a = arg;
+    mseg *s;
+    mseg_mutex *m = child_find_mutex(a->name, a->backend, &s);
     usleep(100 * 1000);   /* the parent is in its stall by now */
     CHILD_CHECK(mseg_mutex_lock(s, m) == 0);
     CHILD_CHECK(write(a->fd, "L", 1) == 1);
@@ -565,7 +569,7 @@ Test(mutex, a_slow_reinitializer_never_gives_the_mutex_two_owners, .timeout = 60
 
         int fds[2];
         cr_assert_eq(pipe(fds), 0);
-        struct holder_arg a = { name, backend, fds[1] };
+        struct child_arg a = { name, backend, fds[1] };
         pid_t pid = spawn(lock_during_the_stall, &a);
         cr_assert_gt(pid, 0);
         mseg_test_set_crash_hook(stall_at_reinit, NULL);
@@ -655,11 +659,9 @@ static void die_at_reinit(const char *point, unsigned long n, void *arg)
 
 static void reinit_and_die(void *arg)
 {
-    struct holder_arg *a = arg;
-    mseg *s = mseg_open(a->name, a->backend, NULL);
-    CHILD_CHECK(s != NULL);
-    mseg_mutex *m = MSEG_FIND(s, "m", mseg_mutex, NULL);
-    CHILD_CHECK(m != NULL);
+    struct child_arg *a = arg;
+    mseg *s;
+    mseg_mutex *m = child_find_mutex(a->name, a->backend, &s);
     mseg_test_set_crash_hook(die_at_reinit, NULL);
     mseg_mutex_lock(s, m);
     _exit(0);   /* not reached: killed at the re-initialization */
@@ -675,7 +677,7 @@ Test(mutex, a_process_killed_while_reinitializing_a_mutex_blocks_nobody, .timeou
         mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
         cr_assert_not_null(m);
         m->epoch = 0x7fffffffffffull;   /* stale */
-        struct holder_arg a = { name, backend, -1 };
+        struct child_arg a = { name, backend, -1 };
         int st = wait_child(spawn(reinit_and_die, &a));
         cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s: child %s", backend_name(backend),
                   th_status_str(st, why, sizeof why));
