@@ -5,6 +5,14 @@
 # implementation) so that drift hits them all alike; then the 1-vs-2-process
 # scaling workload; then prints the table of medians and ratios.
 #
+# The implementations take turns going first: repetition r starts with the
+# r-th (rotate_impls). Order matters on a virtual machine: a run that fills
+# fresh memory pays the host's first touch of it (measured: the kernel's
+# zeroing of page-cache pages took 0.21 s of a 0.41 s alloc phase), while
+# the next run reuses the pages its predecessor freed and zeroes them at a
+# fraction of that cost. A fixed order gave the first runner that cost in
+# every repetition.
+#
 # Environment: BENCH_DIR (build/bench), REPS (3), QUICK (0; 1 = N/10),
 # BACKENDS ("file"), SCALE (1), TMPDIR (/tmp).
 # Output: $BENCH_DIR/results.csv (the runners' rows, with the header),
@@ -47,6 +55,18 @@ find_impls() {
         [ -x "$BENCH_DIR/$name" ] && impls="$impls $name"
     done
     echo $impls
+}
+
+# rotate_impls R IMPL...: the implementations, starting with the
+# ((R - 1) mod count)-th, so that each goes first in turn.
+rotate_impls() {
+    local r=$1
+    shift
+    local k=$(( (r - 1) % $# )) i
+    for i in $(seq 0 $(( $# - 1 ))); do
+        local j=$(( (i + k) % $# + 1 ))
+        printf '%s ' "${!j}"
+    done
 }
 
 progress() {
@@ -95,7 +115,7 @@ main() {
     for rep in $(seq 1 "$REPS"); do
         for w in $WORKLOADS; do
             for b in $BACKENDS; do
-                for bin in $impls; do
+                for bin in $(rotate_impls "$rep" $impls); do
                     step=$((step + 1))
                     progress "$step" "$total" "rep $rep/$REPS  $w  $bin  $b"
                     run "$rep" "$bin" --workload "$w" --backend "$b" $(n_args "$w")
