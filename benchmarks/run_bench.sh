@@ -6,12 +6,12 @@
 # scaling workload; then prints the table of medians and ratios.
 #
 # The implementations take turns going first: repetition r starts with the
-# r-th (rotate_impls). Order matters on a virtual machine: a run that fills
-# fresh memory pays the host's first touch of it (measured: the kernel's
-# zeroing of page-cache pages took 0.21 s of a 0.41 s alloc phase), while
-# the next run reuses the pages its predecessor freed and zeroes them at a
-# fraction of that cost. A fixed order gave the first runner that cost in
-# every repetition.
+# r-th (rotate_impls). On a virtual machine a run's figures can depend on
+# what ran just before it: mseg's alloc phase took 0.17 s right after a
+# Boost run and 0.34-0.44 s right before one (3 alternating pairs each way;
+# the kernel's zeroing of new page-cache pages was half the slow phase).
+# Rotating changes who goes first, not the neighbours (the cycle stays), so
+# phases that fill new pages still vary from run to run: read medians.
 #
 # Environment: BENCH_DIR (build/bench), REPS (3), QUICK (0; 1 = N/10),
 # BACKENDS ("file"), SCALE (1), TMPDIR (/tmp).
