@@ -291,9 +291,10 @@ static int wl_named(const struct args *a)
     double t1 = now_sec();
 
     shuffle_u64(&r, order, n);
+    char *probe = names_in_order(names, order, n);
     double t2 = now_sec();
     for (uint64_t i = 0; i < n; i++) {
-        const char *nm = names + order[i] * NAME_LEN;
+        const char *nm = probe + i * NAME_LEN;
         struct entry *e = hash_find(rt, name_hash(nm), nm);
         if (!e || e->value != order[i])
             die("find(%s) failed", nm);
@@ -301,13 +302,16 @@ static int wl_named(const struct args *a)
     double t3 = now_sec();
 
     shuffle_u64(&r, order, n);
+    free(probe);
+    probe = names_in_order(names, order, n);
     double t4 = now_sec();
     for (uint64_t i = 0; i < n; i++) {
-        const char *nm = names + order[i] * NAME_LEN;
+        const char *nm = probe + i * NAME_LEN;
         if (hash_remove(&p, rt, name_hash(nm), nm) != 0)
             die("destroy(%s): absent", nm);
     }
     double t5 = now_sec();
+    free(probe);
     CHECK(hash_count(rt) == 0, "named: %llu objects left", (unsigned long long)hash_count(rt));
 
     emit(a, IMPL, "construct", n, t1 - t0, "pmem_force=1;tx_per_op=1");
