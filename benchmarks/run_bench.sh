@@ -8,8 +8,9 @@
 # The implementations take turns going first: repetition r starts with the
 # r-th (rotate_impls). On a virtual machine a run's figures can depend on
 # what ran just before it: mseg's alloc phase took 0.17 s right after a
-# Boost run and 0.34-0.44 s right before one (3 alternating pairs each way;
-# the kernel's zeroing of new page-cache pages was half the slow phase).
+# Boost alloc run and 0.34-0.44 s right after an LMDB map run (3 runs
+# each; the kernel's zeroing of new page-cache pages was half the slow
+# phase).
 # Rotating changes who goes first, not the neighbours (the cycle stays), so
 # phases that fill new pages still vary from run to run: read medians.
 #
