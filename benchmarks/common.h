@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,7 +81,11 @@ static inline double now_sec(void)
 
 /* ---- failure ---------------------------------------------------------------- */
 
-/* A wrong result is not a figure: report and exit non-zero. */
+static inline void remove_own_segments(void);
+
+/* A wrong result is not a figure: report, remove this process's segment
+   (a runner started by hand has no driver to clean up after it), and exit
+   non-zero. */
 static inline void die(const char *fmt, ...)
 {
     va_list ap;
@@ -89,6 +94,7 @@ static inline void die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    remove_own_segments();
     exit(1);
 }
 
@@ -184,6 +190,25 @@ static inline void seg_path(char *buf, size_t len, const char *impl, int in_dev_
 static inline void shm_name(char *buf, size_t len, const char *impl)
 {
     snprintf(buf, len, "/mseg-bench-%s-%ld", impl, (long)getpid());
+}
+
+/* Removes every file and shm object that seg_path and shm_name name for this
+   process, whichever runner it is (the names run_bench.sh removes after a
+   failed run). Absent names are not an error. */
+static inline void remove_own_segments(void)
+{
+    static const char *const impls[] = { "mseg", "boost", "pmemobj", "lmdb" };
+    char path[480], lock[500];
+    for (size_t i = 0; i < sizeof impls / sizeof *impls; i++) {
+        for (int in_dev_shm = 0; in_dev_shm <= 1; in_dev_shm++) {
+            seg_path(path, sizeof path, impls[i], in_dev_shm);
+            snprintf(lock, sizeof lock, "%s-lock", path);
+            unlink(path);
+            unlink(lock);
+        }
+        shm_name(path, sizeof path, impls[i]);
+        shm_unlink(path);
+    }
 }
 
 /* ---- names of the named workload ---------------------------------------------------- */
