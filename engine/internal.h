@@ -76,6 +76,10 @@ struct mseg {
        atomic, any thread */
     uint64_t       size_ignored, size_ignored_epoch;
     struct op      op;
+    /* the process's list of open handles (fork.c), and whether this handle,
+       in a child of fork(), still shares its parent's registration */
+    struct mseg   *reg_next, *reg_prev;
+    bool           fork_shared;
 };
 
 /* Thread-local state of the engine. Initial-exec: a plain %fs-relative
@@ -124,6 +128,16 @@ bool seg_writers_attached(mseg *s);
    if larger. A copy may record more than this process maps (a grower that
    died before it told the others). */
 uint64_t seg_header_limit(mseg *s);
+/* Registers fd as an attached opener of s's kind (a read lock on its
+   byte of the attach protocol), waiting for a closer or a first writer
+   to finish: 0 or -1 with errno. Async-signal-safe. */
+int  seg_register_fd(mseg *s, int fd);
+
+/* ---- fork.c ---- */
+/* Lists an open handle, so that a child of fork() gets a registration of
+   its own for it; unlists it. */
+void registry_add(mseg *s);
+void registry_remove(mseg *s);
 
 /* ---- lock.c ---- */
 int  lock_init(mseg *s);             /* (re)initialize the runtime page's mutexes */

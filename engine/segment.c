@@ -14,6 +14,10 @@
  *           writer: it re-initializes the mutex and runs recovery.
  *   byte 2  "readers": every read-only handle holds a read lock on it.
  *
+ * A child of fork() shares its parent's descriptors, and so their locks;
+ * fork.c gives each of its handles a description and a registration of its
+ * own before fork() returns there.
+ *
  * Creation protocol, so that a creator killed at any point leaves something
  * no opener mistakes for a segment:
  *   1. the file gets its size and "MSEGINIT" as header A's magic;
@@ -339,6 +343,11 @@ uint64_t seg_header_limit(mseg *s)
     return fstat(s->fd, &st) == 0 && (uint64_t)st.st_size > s->size ? (uint64_t)st.st_size : s->size;
 }
 
+int seg_register_fd(mseg *s, int fd)
+{
+    return ofd_lock(fd, F_RDLCK, s->mode == MODE_RW ? WRITERS_BYTE : READERS_BYTE, true);
+}
+
 bool seg_writers_attached(mseg *s)
 {
     return ofd_conflict(s->fd, F_WRLCK, WRITERS_BYTE);
@@ -357,6 +366,11 @@ int mseg_shrink(mseg *s)
     if (tx_owns(s)) {
         seg_write_end(s, false);
         return fail(EBUSY, "segment %s: mseg_shrink inside a transaction", s->name);
+    }
+    if (s->fork_shared) {
+        seg_write_end(s, false);
+        return fail(EBUSY, "segment %s: this handle was inherited through fork() and could not "
+                    "register apart from its parent, so it cannot tell who else is attached", s->name);
     }
     /* the door keeps openers out until the file has its new size */
     if (ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) || others_attached(s)) {
@@ -714,6 +728,7 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
     if (open_locked(s, &p, created))
         goto fail;
     ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
+    registry_add(s);
     return s;
 fail:;
     int e = errno;
@@ -726,13 +741,16 @@ int mseg_close(mseg *s)
 {
     if (!s)
         return 0;
+    registry_remove(s);
     /* a durable handle's last commit owes its pages to the next commit,
        which may never come from this handle: flush them now */
     if (s->mode == MODE_RW && (s->flags & MSEG_DURABLE) && !s->failed && lock_acquire(s) == 0) {
         log_settle(s);
         lock_release(s);
     }
-    if (s->mode == MODE_RW && ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) == 0 &&
+    /* a handle sharing its parent's registration (fork.c) must not take
+       the writers' byte: the lock it would convert is the parent's */
+    if (s->mode == MODE_RW && !s->fork_shared && ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) == 0 &&
         ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0 && !log_needs_recovery(s, false) &&
         log_settle(s) == 0) {
         /* the last writer leaves. A durable segment's free lists are stored

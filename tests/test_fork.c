@@ -1,0 +1,209 @@
+/* test_fork.c - a handle inherited through fork() acts for the child alone.
+
+   A handle registers its process with locks that belong to its open file
+   description, which fork() shares between parent and child (fork.c).
+   Before fork.c, a child closing its inherited handle took the parent's
+   registration with it: the segment was marked clean under a live writer,
+   and every later open waited until the parent closed (the first test hung
+   in the third process's open); a child's shrink cut the file under its
+   parent (the second test's shrink succeeded). */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include "helpers.h"
+#include "layout.h"
+
+#define KiB (1024ull)
+#define MiB (1024ull * 1024ull)
+
+static const unsigned backends[] = { 0, MSEG_SHM };
+static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
+
+struct child_arg { const char *name; unsigned flags; mseg *s; };
+
+static mseg *fresh(const char *name, unsigned flags)
+{
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    uint64_t one = 1;
+    cr_assert_not_null(mseg_construct(s, "keep", "u64", 8, 1, &one), "%s", mseg_errmsg());
+    return s;
+}
+
+static uint64_t runtime_state(mseg *s)
+{
+    const struct mseg_runtime *rt = mseg_at(s, MSEG_RUNTIME_OFF);
+    cr_assert_not_null(rt, "%s", mseg_errmsg());
+    return __atomic_load_n(&rt->state, __ATOMIC_ACQUIRE);
+}
+
+/* Child: writes through the inherited handle, then closes it. */
+static void write_then_close_inherited(void *arg)
+{
+    struct child_arg *c = arg;
+    uint64_t seven = 7;
+    CHILD_CHECK(mseg_construct(c->s, "from-child", "u64", 8, 1, &seven) != NULL);
+    CHILD_CHECK(mseg_close(c->s) == 0);
+}
+
+/* Child: opens the segment by name, as an unrelated process would, within
+   10 s (an open that waits on a lock nobody will release dies of SIGALRM),
+   and finds what the first child wrote. */
+static void open_by_name_in_time(void *arg)
+{
+    struct child_arg *c = arg;
+    alarm(10);
+    mseg *t = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(t != NULL);
+    size_t n = 0;
+    uint64_t *v = mseg_find(t, "from-child", "u64", 8, &n);
+    CHILD_CHECK(v && n == 1 && *v == 7);
+    CHILD_CHECK(mseg_close(t) == 0);
+}
+
+/* The parent is still attached after its child closed the inherited handle:
+   the segment is not marked clean, others can open it, and the parent goes
+   on reading and writing. */
+static void parent_survives_child_close(mseg *s, const char *name, unsigned backend)
+{
+    char why[200];
+    struct child_arg c = { name, backend, s };
+    int st = th_fork_run(write_then_close_inherited, &c);
+    cr_assert(TH_EXITED_OK(st), "%s: writing child: %s", backend_name(backend),
+              th_status_str(st, why, sizeof why));
+    cr_assert_eq(runtime_state(s), MSEG_STATE_OPEN,
+                 "%s: a child's close marked the segment clean while its parent writes",
+                 backend_name(backend));
+    st = th_fork_run(open_by_name_in_time, &c);
+    cr_assert(TH_EXITED_OK(st), "%s: another process's open after the child closed: %s",
+              backend_name(backend), th_status_str(st, why, sizeof why));
+    size_t n = 0;
+    uint64_t *v = mseg_find(s, "from-child", "u64", 8, &n);
+    cr_assert(v && n == 1 && *v == 7, "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_not_null(mseg_alloc(s, 64 * KiB), "%s: %s", backend_name(backend), mseg_errmsg());
+}
+
+Test(fork, a_child_that_closes_an_inherited_handle_leaves_its_parent_attached)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        th_name(name, backends[b]);
+        mseg *s = fresh(name, backends[b]);
+        parent_survives_child_close(s, name, backends[b]);
+        cr_assert_eq(mseg_close(s), 0);
+        /* the parent was the last writer: its close says so */
+        mseg *r = mseg_open(name, backends[b] | MSEG_RDONLY, NULL);
+        cr_assert_not_null(r, "%s", mseg_errmsg());
+        cr_assert_eq(runtime_state(r), MSEG_STATE_CLEAN, "%s", backend_name(backends[b]));
+        mseg_close(r);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* Child: the parent maps the segment, so a shrink must be refused. */
+static void shrink_must_be_refused(void *arg)
+{
+    struct child_arg *c = arg;
+    errno = 0;
+    CHILD_CHECK(mseg_shrink(c->s) == -1 && errno == EBUSY);
+}
+
+/* Grows the segment past 4 MiB and frees the growth, so a shrink has a
+   tail to cut. */
+static size_t grow_and_free(mseg *s)
+{
+    void *big = mseg_alloc(s, 4 * MiB);
+    cr_assert_not_null(big, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, big), 0, "%s", mseg_errmsg());
+    size_t size = mseg_size(s);
+    cr_assert_gt(size, 4 * MiB);
+    return size;
+}
+
+Test(fork, a_child_cannot_shrink_a_segment_its_parent_maps)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        th_name(name, backends[b]);
+        mseg *s = fresh(name, backends[b]);
+        size_t size = grow_and_free(s);
+        struct child_arg c = { name, backends[b], s };
+        int st = th_fork_run(shrink_must_be_refused, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        cr_assert_eq(mseg_size(s), size, "%s", backend_name(backends[b]));
+        cr_assert_not_null(mseg_alloc(s, 3 * MiB), "%s: %s", backend_name(backends[b]), mseg_errmsg());
+        /* alone again, the parent may shrink */
+        cr_assert_eq(mseg_close(s), 0);
+        s = mseg_open(name, backends[b], NULL);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_shrink(s), 0, "%s", mseg_errmsg());
+        mseg_close(s);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* Uses every free descriptor number below a lowered limit, so that the
+   child's handler cannot open the segment again; undo_fill gives them back. */
+struct fd_fill { struct rlimit old; int fds[1024]; int n; };
+
+static void fill_descriptors(struct fd_fill *f)
+{
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &f->old), 0);
+    int highest = 0;
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (atoi(e->d_name) > highest)
+            highest = atoi(e->d_name);
+    closedir(d);
+    struct rlimit low = { (rlim_t)highest + 1, f->old.rlim_max };
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    f->n = 0;
+    for (int fd; f->n < 1024 && (fd = open("/dev/null", O_RDONLY)) >= 0;)
+        f->fds[f->n++] = fd;
+    cr_assert_eq(errno, EMFILE);
+}
+
+static void undo_fill(struct fd_fill *f)
+{
+    while (f->n)
+        close(f->fds[--f->n]);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &f->old), 0);
+}
+
+/* Child without a descriptor to spare: its handle still works, its shrink
+   is refused, and its close leaves the parent's registration alone. */
+static void shares_registration_safely(void *arg)
+{
+    struct child_arg *c = arg;
+    errno = 0;
+    CHILD_CHECK(mseg_shrink(c->s) == -1 && errno == EBUSY);
+    CHILD_CHECK(strstr(mseg_errmsg(), "fork") != NULL);
+    write_then_close_inherited(arg);
+}
+
+Test(fork, a_child_that_cannot_reopen_the_segment_shares_its_parents_registration_safely)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        th_name(name, backends[b]);
+        mseg *s = fresh(name, backends[b]);
+        grow_and_free(s);
+        struct child_arg c = { name, backends[b], s };
+        struct fd_fill f;
+        fill_descriptors(&f);
+        int st = th_fork_run(shares_registration_safely, &c);
+        undo_fill(&f);
+        cr_assert(TH_EXITED_OK(st), "%s: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        cr_assert_eq(runtime_state(s), MSEG_STATE_OPEN, "%s", backend_name(backends[b]));
+        st = th_fork_run(open_by_name_in_time, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: another process's open: %s", backend_name(backends[b]),
+                  th_status_str(st, why, sizeof why));
+        cr_assert_eq(mseg_close(s), 0);
+        mseg_remove(name, backends[b]);
+    }
+}
