@@ -15,24 +15,43 @@
  *   - the child's mseg_shrink saw no other handle and could cut the file
  *     under the parent's mapping.
  *
+ * Two more facts shape the remedy (both found by a review of its first
+ * version): a child's copies of the parent's mappings also refer to the
+ * parent's description, so closing the descriptor alone does not drop its
+ * locks while a child lives (release, segment.c, now unlocks explicitly);
+ * and a child registered only after fork() returns leaves a window in which
+ * its parent can close, take itself for the last writer and mark the
+ * segment clean under the child.
+ *
  * So every open handle is listed here (registry_add at the end of a
  * successful mseg_open, registry_remove at the start of mseg_close), and
- * in the child of a fork() each listed handle gets a description of its own
- * before fork() returns: the same file reopened through /proc/self/fd
- * (which finds it even if it was renamed or removed meanwhile), registered
- * again with a read lock as a separate opener (seg_register_fd), and put at
- * the handle's descriptor number with dup3. The handler runs in the child
- * before anything else and uses only async-signal-safe calls (open, fcntl,
- * dup3, close, getrandom), as POSIX asks of a child of a threaded process.
+ * the registration for the child is made before the fork, in the parent:
+ *   prepare  for each listed handle, a new description of the same file
+ *            (reopened through /proc/self/fd, which finds it even if it was
+ *            renamed or removed meanwhile) with the read lock of a separate
+ *            opener (seg_register_fd);
+ *   parent   closes its descriptor of each (without unlocking: the lock is
+ *            the child's now);
+ *   child    puts each at its handle's descriptor number (dup3), forgets a
+ *            transaction or operation its thread had open (it belongs to
+ *            the parent: the child's later calls in it fail with ECANCELED),
+ *            and reseeds the handle's undo identity counter.
+ * The child's part runs before fork() returns there and makes only
+ * async-signal-safe calls (dup3, close, getrandom, a plain system call).
  *
- * A handle that cannot get a description of its own (no /proc, no
- * descriptor left) keeps working but is marked fork_shared: mseg_close then
- * leaves the shared registration alone and mseg_shrink refuses (EBUSY).
+ * When a handle's new description cannot be made (no /proc, no descriptor
+ * to spare, permissions changed since the open, a closer or a first writer
+ * holding the writers' byte at that instant), parent and child go on
+ * sharing one description, and both handles are marked fork_shared: each
+ * still works, but neither can tell whether the other is attached, so
+ * mseg_close leaves the registration as it is (no "clean" mark, no unlock)
+ * and mseg_shrink refuses (EBUSY), on both sides, for the rest of their
+ * lives.
  *
  * Not covered: a fork() while another thread of the parent is inside an
- * mseg call. As with any library, that thread does not exist in the child,
- * and whatever it held (this handle's mapping mutex, a copy-on-write
- * handle's private writes half done) stays held there; README says so.
+ * mseg call (what that thread held stays held in the child, as with any
+ * library; README says so), and a fork() from a signal handler that
+ * interrupted mseg_open or mseg_close (the registry's mutex).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -64,42 +83,54 @@ static void proc_fd_path(char *buf, int fd)
     buf[i] = '\0';
 }
 
-/* Gives s, in a child just forked, a description of its own: 0, or -1 when
-   it must keep sharing its parent's. */
-static int own_description(mseg *s)
+/* A new description of s's file, registered as a separate opener, for a
+   child about to be forked: its descriptor, or -1. */
+static int description_for_child(mseg *s)
 {
     int fl = fcntl(s->fd, F_GETFL);
-    int fdfl = fcntl(s->fd, F_GETFD);
-    if (fl < 0 || fdfl < 0)
+    if (fl < 0)
         return -1;
     char path[32];
     proc_fd_path(path, s->fd);
     int fd = open(path, (fl & O_ACCMODE) | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    if (seg_register_fd(s, fd) || dup3(fd, s->fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
+    if (fd >= 0 && seg_register_fd(s, fd)) {
         close(fd);
         return -1;
     }
-    close(fd);   /* s->fd refers to the new description now, with its lock */
-    return 0;
+    return fd;
 }
 
 static void before_fork(void)
 {
     pthread_mutex_lock(&registry_lock);
+    for (mseg *s = registry; s; s = s->reg_next)
+        s->fork_fd = s->fork_shared ? -1 : description_for_child(s);
 }
 
 static void in_parent(void)
 {
+    for (mseg *s = registry; s; s = s->reg_next) {
+        if (s->fork_fd >= 0)
+            close(s->fork_fd);   /* no unlock: the child's descriptor holds it */
+        else
+            s->fork_shared = true;
+        s->fork_fd = -1;
+    }
     pthread_mutex_unlock(&registry_lock);
 }
 
 static void in_child(void)
 {
     for (mseg *s = registry; s; s = s->reg_next) {
-        if (!s->fork_shared && own_description(s))
+        if (s->fork_fd < 0) {
             s->fork_shared = true;
+        } else {
+            int fdfl = fcntl(s->fd, F_GETFD);
+            if (fdfl < 0 || dup3(s->fork_fd, s->fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+                s->fork_shared = true;
+            close(s->fork_fd);
+        }
+        s->fork_fd = -1;
         /* undo records are told apart by this counter (log.c): the child's
            must not repeat the parent's */
         uint64_t r;
@@ -107,6 +138,8 @@ static void in_child(void)
             r = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
         s->op.seq ^= r;
     }
+    tx_forget_after_fork();
+    op_forget_after_fork();
     pthread_mutex_unlock(&registry_lock);
 }
 

@@ -76,9 +76,11 @@ struct mseg {
        atomic, any thread */
     uint64_t       size_ignored, size_ignored_epoch;
     struct op      op;
-    /* the process's list of open handles (fork.c), and whether this handle,
-       in a child of fork(), still shares its parent's registration */
+    /* the process's list of open handles (fork.c); the descriptor made for
+       a child while a fork() is under way; and whether this handle shares
+       its registration with a parent or child it was forked from or to */
     struct mseg   *reg_next, *reg_prev;
+    int            fork_fd;
     bool           fork_shared;
 };
 
@@ -129,8 +131,8 @@ bool seg_writers_attached(mseg *s);
    died before it told the others). */
 uint64_t seg_header_limit(mseg *s);
 /* Registers fd as an attached opener of s's kind (a read lock on its
-   byte of the attach protocol), waiting for a closer or a first writer
-   to finish: 0 or -1 with errno. Async-signal-safe. */
+   byte of the attach protocol) without waiting: 0, or -1 with errno when
+   a closer or a first writer holds that byte at the moment. */
 int  seg_register_fd(mseg *s, int fd);
 
 /* ---- fork.c ---- */
@@ -138,6 +140,11 @@ int  seg_register_fd(mseg *s, int fd);
    its own for it; unlists it. */
 void registry_add(mseg *s);
 void registry_remove(mseg *s);
+/* In a child of fork(): a transaction or operation the forking thread had
+   open belongs to the parent; the child's thread lets go of it without
+   touching the segment (tx.c, log.c). */
+void tx_forget_after_fork(void);
+void op_forget_after_fork(void);
 
 /* ---- lock.c ---- */
 int  lock_init(mseg *s);             /* (re)initialize the runtime page's mutexes */

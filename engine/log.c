@@ -517,6 +517,11 @@ bool op_owned(const mseg *s)
     return op_thread == s;
 }
 
+void op_forget_after_fork(void)
+{
+    op_thread = NULL;
+}
+
 /* Stores in place outside the commit protocol (recovery, rollback) are
    bracketed like step 3, so lock-free readers retry across them. */
 static void readers_hold(mseg *s)

@@ -345,7 +345,7 @@ uint64_t seg_header_limit(mseg *s)
 
 int seg_register_fd(mseg *s, int fd)
 {
-    return ofd_lock(fd, F_RDLCK, s->mode == MODE_RW ? WRITERS_BYTE : READERS_BYTE, true);
+    return ofd_lock(fd, F_RDLCK, s->mode == MODE_RW ? WRITERS_BYTE : READERS_BYTE, false);
 }
 
 bool seg_writers_attached(mseg *s)
@@ -639,8 +639,17 @@ static void release(mseg *s)
         munmap(s->base, s->reserved);
     if (s->seq_page)
         munmap(s->seq_page, MSEG_PAGE);
-    if (s->fd >= 0)
+    if (s->fd >= 0) {
+        /* Unlocked explicitly: closing the descriptor would not drop the
+           locks while a forked child's copies of the mappings still refer
+           to this description (fork.c). A description shared with a parent
+           or child (fork_shared) keeps them: they are the other's too. */
+        struct flock all = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = DOOR_BYTE,
+                             .l_len = READERS_BYTE - DOOR_BYTE + 1 };
+        if (!s->fork_shared)
+            fcntl(s->fd, F_OFD_SETLK, &all);
         close(s->fd);
+    }
     free(s->op.deferred);
     pthread_mutex_destroy(&s->remap);
     free(s->name);
@@ -703,6 +712,7 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
         return fail_null(ENOMEM, "out of process memory");
     }
     pthread_mutex_init(&s->remap, NULL);
+    s->fork_fd = -1;
     s->flags = flags;
     s->mode = (flags & MSEG_RDONLY) ? MODE_RDONLY : (flags & MSEG_COW) ? MODE_COW : MODE_RW;
     /* sequence numbers identify log contents: random, so no stale record

@@ -46,6 +46,12 @@ bool tx_cancelled(const mseg *s)
     return s && tx.s == s && tx.aborted;
 }
 
+void tx_forget_after_fork(void)
+{
+    if (tx.s)
+        tx.aborted = true;   /* later calls: ECANCELED; commit or abort just pops */
+}
+
 /* Rolls the whole transaction back and releases the lock. */
 static void tx_roll_back(mseg *s)
 {

@@ -6,7 +6,15 @@
    registration with it: the segment was marked clean under a live writer,
    and every later open waited until the parent closed (the first test hung
    in the third process's open); a child's shrink cut the file under its
-   parent (the second test's shrink succeeded). */
+   parent (the second test's shrink succeeded).
+
+   A review of the first fix found the rest, each now a test below that
+   failed with that fix: a parent that closed first left its locks alive in
+   the child's copies of its mappings, so the child's close hung; a parent
+   that closed right after fork() marked the segment clean and the child's
+   fork() hung registering; with the fallback, the parent could shrink
+   under its child; and a child forked inside a transaction wrote without
+   the lock. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -24,8 +32,11 @@ static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "fil
 
 struct child_arg { const char *name; unsigned flags; mseg *s; };
 
-static mseg *fresh(const char *name, unsigned flags)
+/* A new segment under a fresh name (written to name, 256 bytes), holding
+   one object. */
+static mseg *fresh(char *name, unsigned flags)
 {
+    th_name(name, flags);
     struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
     mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &cfg);
     cr_assert_not_null(s, "%s", mseg_errmsg());
@@ -87,11 +98,10 @@ static void parent_survives_child_close(mseg *s, const char *name, unsigned back
     cr_assert_not_null(mseg_alloc(s, 64 * KiB), "%s: %s", backend_name(backend), mseg_errmsg());
 }
 
-Test(fork, a_child_that_closes_an_inherited_handle_leaves_its_parent_attached)
+Test(fork, a_child_that_closes_an_inherited_handle_leaves_its_parent_attached, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
         char name[256];
-        th_name(name, backends[b]);
         mseg *s = fresh(name, backends[b]);
         parent_survives_child_close(s, name, backends[b]);
         cr_assert_eq(mseg_close(s), 0);
@@ -124,11 +134,10 @@ static size_t grow_and_free(mseg *s)
     return size;
 }
 
-Test(fork, a_child_cannot_shrink_a_segment_its_parent_maps)
+Test(fork, a_child_cannot_shrink_a_segment_its_parent_maps, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
         char name[256], why[200];
-        th_name(name, backends[b]);
         mseg *s = fresh(name, backends[b]);
         size_t size = grow_and_free(s);
         struct child_arg c = { name, backends[b], s };
@@ -186,11 +195,10 @@ static void shares_registration_safely(void *arg)
     write_then_close_inherited(arg);
 }
 
-Test(fork, a_child_that_cannot_reopen_the_segment_shares_its_parents_registration_safely)
+Test(fork, a_child_that_cannot_reopen_the_segment_shares_its_parents_registration_safely, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
         char name[256], why[200];
-        th_name(name, backends[b]);
         mseg *s = fresh(name, backends[b]);
         grow_and_free(s);
         struct child_arg c = { name, backends[b], s };
@@ -204,6 +212,164 @@ Test(fork, a_child_that_cannot_reopen_the_segment_shares_its_parents_registratio
         cr_assert(TH_EXITED_OK(st), "%s: another process's open: %s", backend_name(backends[b]),
                   th_status_str(st, why, sizeof why));
         cr_assert_eq(mseg_close(s), 0);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* ---- the parent acts while its child still holds the handle ---- */
+
+/* A child forked with a pipe: it runs fn(arg) once the parent writes a
+   byte (or closes the pipe). */
+struct held_child { pid_t pid; int go; };
+
+static struct held_child fork_held_on(int p[2], void (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(p[1]);
+        char c;
+        alarm(20);   /* a hang in the child ends as SIGALRM, not a stuck suite */
+        CHILD_CHECK(read(p[0], &c, 1) >= 0);
+        fn(arg);
+        _exit(0);
+    }
+    close(p[0]);
+    return (struct held_child){ pid, p[1] };
+}
+
+static struct held_child fork_held(void (*fn)(void *), void *arg)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    return fork_held_on(p, fn, arg);
+}
+
+static int release_held(struct held_child h)
+{
+    close(h.go);
+    int st;
+    while (waitpid(h.pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return st;
+}
+
+/* Child: goes on writing after its parent closed, then closes: the last
+   writer, it marks the segment clean. */
+static void write_after_parent_closed(void *arg)
+{
+    struct child_arg *c = arg;
+    CHILD_CHECK(mseg_alloc(c->s, 4 * KiB) != NULL);
+    write_then_close_inherited(arg);
+}
+
+static void parent_closes_first(unsigned backend, bool at_once)
+{
+    char name[256], why[200];
+    mseg *s = fresh(name, backend);
+    struct child_arg c = { name, backend, s };
+    struct held_child h = fork_held(write_after_parent_closed, &c);
+    if (!at_once)
+        usleep(100 * 1000);
+    cr_assert_eq(mseg_close(s), 0);
+    /* the child is still attached: the parent was not the last writer */
+    mseg *r = mseg_open(name, backend | MSEG_RDONLY, NULL);
+    cr_assert_not_null(r, "%s: %s", backend_name(backend), mseg_errmsg());
+    cr_assert_eq(runtime_state(r), MSEG_STATE_OPEN,
+                 "%s: the parent's close marked the segment clean under its child", backend_name(backend));
+    int st = release_held(h);
+    cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backend), th_status_str(st, why, sizeof why));
+    cr_assert_eq(runtime_state(r), MSEG_STATE_CLEAN, "%s: the child closed last", backend_name(backend));
+    mseg_close(r);
+    st = th_fork_run(open_by_name_in_time, &c);
+    cr_assert(TH_EXITED_OK(st), "%s: another process's open: %s", backend_name(backend),
+              th_status_str(st, why, sizeof why));
+    mseg_remove(name, backend);
+}
+
+Test(fork, a_child_goes_on_after_its_parent_closes, .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        parent_closes_first(backends[b], false);
+        parent_closes_first(backends[b], true);   /* before the child's fork() has returned */
+    }
+}
+
+/* Child sharing its parent's registration: it reads the end of the
+   segment, which its parent must not have cut, then closes. */
+static void read_tail_then_close(void *arg)
+{
+    struct child_arg *c = arg;
+    size_t size = mseg_size(c->s);
+    volatile const uint8_t *tail = mseg_at(c->s, size - 1);
+    CHILD_CHECK(tail != NULL);
+    (void)*tail;
+    write_then_close_inherited(arg);
+}
+
+Test(fork, with_a_shared_registration_the_parent_cannot_shrink_under_its_child, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        mseg *s = fresh(name, backends[b]);
+        size_t size = grow_and_free(s);
+        struct child_arg c = { name, backends[b], s };
+        int p[2];
+        cr_assert_eq(pipe(p), 0);   /* before every descriptor is taken */
+        struct fd_fill f;
+        fill_descriptors(&f);
+        struct held_child h = fork_held_on(p, read_tail_then_close, &c);
+        undo_fill(&f);
+        errno = 0;
+        cr_assert_eq(mseg_shrink(s), -1, "%s: the parent shrank under its child", backend_name(backends[b]));
+        cr_assert_eq(errno, EBUSY);
+        cr_assert_eq(mseg_size(s), size);
+        cr_assert_eq(mseg_close(s), 0);
+        int st = release_held(h);
+        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        /* neither side could tell it was the last: the segment is not
+           marked clean, which only costs the next open a check */
+        mseg *r = mseg_open(name, backends[b], NULL);
+        cr_assert_not_null(r, "%s", mseg_errmsg());
+        size_t n = 0;
+        uint64_t *v = mseg_find(r, "from-child", "u64", 8, &n);
+        cr_assert(v && n == 1 && *v == 7, "%s: %s", backend_name(backends[b]), mseg_errmsg());
+        mseg_close(r);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* Child of a thread inside a transaction: the transaction is its parent's;
+   the child's calls in it fail with ECANCELED and change nothing. */
+static void calls_in_parents_transaction_are_cancelled(void *arg)
+{
+    struct child_arg *c = arg;
+    errno = 0;
+    CHILD_CHECK(mseg_alloc(c->s, 64) == NULL && errno == ECANCELED);
+    CHILD_CHECK(mseg_tx_commit(c->s) == -1 && errno == ECANCELED);
+}
+
+Test(fork, a_child_forked_inside_a_transaction_does_not_write_in_it, .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        mseg *s = fresh(name, backends[b]);
+        cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+        for (int i = 0; i < 50; i++)
+            cr_assert_not_null(mseg_alloc(s, 48), "%s", mseg_errmsg());
+        struct child_arg c = { name, backends[b], s };
+        int st = th_fork_run(calls_in_parents_transaction_are_cancelled, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        for (int i = 0; i < 50; i++)
+            cr_assert_not_null(mseg_alloc(s, 48), "%s", mseg_errmsg());
+        cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+        struct mseg_report r;
+        cr_assert_eq(mseg_verify(s, &r), 0, "%s: %s", backend_name(backends[b]), mseg_errmsg());
+        cr_assert_eq(r.problems, 0, "%s", backend_name(backends[b]));
+        mseg_close(s);
         mseg_remove(name, backends[b]);
     }
 }
