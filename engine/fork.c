@@ -39,9 +39,19 @@
  * The child's part runs before fork() returns there and makes only
  * async-signal-safe calls (dup3, close, getrandom, a plain system call).
  *
+ * The child's copies of the parent's shared mappings are made again from
+ * its own descriptor (seg_remap_after_fork), or they would keep the
+ * parent's description, and its locks, alive after the parent exits or is
+ * killed without closing. A copy-on-write handle's private view cannot be
+ * remapped without losing its own pages: it keeps the parent's description
+ * alive, which costs only a read lock on the readers' byte (others' shrinks
+ * wait for the child). A copy-on-write handle forked inside its
+ * transaction cannot lock again in the child (its private lock is held by
+ * the parent's thread there): its calls that need the lock fail with
+ * EDEADLK instead of waiting forever.
+ *
  * When a handle's new description cannot be made (no /proc, no descriptor
- * to spare, permissions changed since the open, a closer or a first writer
- * holding the writers' byte at that instant), parent and child go on
+ * to spare, permissions changed since the open), parent and child go on
  * sharing one description, and both handles are marked fork_shared: each
  * still works, but neither can tell whether the other is attached, so
  * mseg_close leaves the registration as it is (no "clean" mark, no unlock)
@@ -128,6 +138,8 @@ static void in_child(void)
             int fdfl = fcntl(s->fd, F_GETFD);
             if (fdfl < 0 || dup3(s->fork_fd, s->fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
                 s->fork_shared = true;
+            else
+                seg_remap_after_fork(s);
             close(s->fork_fd);
         }
         s->fork_fd = -1;
@@ -138,7 +150,9 @@ static void in_child(void)
             r = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
         s->op.seq ^= r;
     }
-    tx_forget_after_fork();
+    mseg *t = tx_forget_after_fork();
+    if (t && t->mode == MODE_COW)
+        t->fork_lost_lock = true;
     op_forget_after_fork();
     pthread_mutex_unlock(&registry_lock);
 }
@@ -147,6 +161,9 @@ static void install_handlers(void)
 {
     pthread_atfork(before_fork, in_parent, in_child);
 }
+
+/* (The child's handler above: mmap in seg_remap_after_fork is a plain
+   system call too.) */
 
 void registry_add(mseg *s)
 {

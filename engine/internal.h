@@ -82,6 +82,9 @@ struct mseg {
     struct mseg   *reg_next, *reg_prev;
     int            fork_fd;
     bool           fork_shared;
+    /* a copy-on-write handle forked inside its transaction: its private
+       lock is held by the parent's thread in the child's copy (EDEADLK) */
+    bool           fork_lost_lock;
 };
 
 /* Thread-local state of the engine. Initial-exec: a plain %fs-relative
@@ -131,9 +134,14 @@ bool seg_writers_attached(mseg *s);
    died before it told the others). */
 uint64_t seg_header_limit(mseg *s);
 /* Registers fd as an attached opener of s's kind (a read lock on its
-   byte of the attach protocol) without waiting: 0, or -1 with errno when
-   a closer or a first writer holds that byte at the moment. */
+   byte of the attach protocol) without waiting (s's own read lock on that
+   byte keeps any other description from holding it exclusively): 0 or -1
+   with errno. */
 int  seg_register_fd(mseg *s, int fd);
+/* In a child of fork(), after s->fd was replaced: maps s's shared
+   mappings again from it, so that none refers to the parent's description
+   (whose locks would otherwise live as long as the child's mappings). */
+void seg_remap_after_fork(mseg *s);
 
 /* ---- fork.c ---- */
 /* Lists an open handle, so that a child of fork() gets a registration of
@@ -143,7 +151,7 @@ void registry_remove(mseg *s);
 /* In a child of fork(): a transaction or operation the forking thread had
    open belongs to the parent; the child's thread lets go of it without
    touching the segment (tx.c, log.c). */
-void tx_forget_after_fork(void);
+mseg *tx_forget_after_fork(void);   /* the transaction's handle, or NULL */
 void op_forget_after_fork(void);
 
 /* ---- lock.c ---- */

@@ -55,6 +55,10 @@ int lock_init(mseg *s)
 /* Takes the mutex, then maps whatever another process grew meanwhile. */
 int lock_acquire(mseg *s)
 {
+    if (s->fork_lost_lock)
+        return fail(EDEADLK, "segment %s: this copy-on-write handle was forked inside a "
+                    "transaction, whose private lock stayed with the parent's thread: close it "
+                    "and open the segment again in this process", s->name);
     int r = lock_take(s);
     if (r == 0 && seg_follow_growth(s)) {
         lock_release(s);

@@ -46,10 +46,11 @@ bool tx_cancelled(const mseg *s)
     return s && tx.s == s && tx.aborted;
 }
 
-void tx_forget_after_fork(void)
+mseg *tx_forget_after_fork(void)
 {
     if (tx.s)
         tx.aborted = true;   /* later calls: ECANCELED; commit or abort just pops */
+    return tx.s;
 }
 
 /* Rolls the whole transaction back and releases the lock. */

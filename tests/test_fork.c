@@ -14,11 +14,18 @@
    that closed right after fork() marked the segment clean and the child's
    fork() hung registering; with the fallback, the parent could shrink
    under its child; and a child forked inside a transaction wrote without
-   the lock. */
+   the lock.
+
+   A second review found more, also each a test below: a child's inherited
+   mappings kept the parent's locks alive after the parent exited without
+   closing; the shared registration's close and the child's reads inside
+   the parent's transaction were untested; a copy-on-write handle forked
+   inside its transaction hung the child's next write. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include "helpers.h"
@@ -370,6 +377,168 @@ Test(fork, a_child_forked_inside_a_transaction_does_not_write_in_it, .timeout = 
         cr_assert_eq(mseg_verify(s, &r), 0, "%s: %s", backend_name(backends[b]), mseg_errmsg());
         cr_assert_eq(r.problems, 0, "%s", backend_name(backends[b]));
         mseg_close(s);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* ---- found by the second review ---- */
+
+/* With a shared registration, the parent closes first, then an unrelated
+   process opens and closes: the child is still attached, so nobody may mark
+   the segment clean. (If the parent's close unlocked the shared
+   description, the unrelated process would take itself for the last.) */
+static void wait_then_close(void *arg)
+{
+    struct child_arg *c = arg;
+    CHILD_CHECK(mseg_alloc(c->s, 64) != NULL);
+    CHILD_CHECK(mseg_close(c->s) == 0);
+}
+
+static void open_then_close(void *arg)
+{
+    struct child_arg *c = arg;
+    alarm(10);
+    mseg *t = mseg_open(c->name, c->flags, NULL);
+    CHILD_CHECK(t != NULL);
+    CHILD_CHECK(mseg_close(t) == 0);
+}
+
+Test(fork, with_a_shared_registration_a_strangers_close_is_not_the_last, .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        mseg *s = fresh(name, backends[b]);
+        struct child_arg c = { name, backends[b], s };
+        int p[2];
+        cr_assert_eq(pipe(p), 0);
+        struct fd_fill f;
+        fill_descriptors(&f);
+        struct held_child h = fork_held_on(p, wait_then_close, &c);
+        undo_fill(&f);
+        cr_assert_eq(mseg_close(s), 0);
+        int st = th_fork_run(open_then_close, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: stranger: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        mseg *r = mseg_open(name, backends[b] | MSEG_RDONLY, NULL);
+        cr_assert_not_null(r, "%s", mseg_errmsg());
+        cr_assert_eq(runtime_state(r), MSEG_STATE_OPEN,
+                     "%s: marked clean while the child is attached", backend_name(backends[b]));
+        mseg_close(r);
+        st = release_held(h);
+        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* The child of a thread inside a transaction reads the committed state,
+   not the parent's uncommitted changes. */
+static void reads_committed_state(void *arg)
+{
+    struct child_arg *c = arg;
+    size_t n = 0;
+    CHILD_CHECK(mseg_find(c->s, "keep", "u64", 8, &n) != NULL && n == 1);
+    CHILD_CHECK(mseg_find(c->s, "pending", "u64", 8, &n) == NULL);
+}
+
+Test(fork, a_child_forked_inside_a_transaction_reads_only_committed_objects, .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        mseg *s = fresh(name, backends[b]);
+        uint64_t two = 2;
+        cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+        cr_assert_not_null(mseg_construct(s, "pending", "u64", 8, 1, &two), "%s", mseg_errmsg());
+        struct child_arg c = { name, backends[b], s };
+        int st = th_fork_run(reads_committed_state, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+        mseg_close(s);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* A parent that exits without closing leaves its child alone: the child
+   may shrink, and its close is the last writer's. (The child's inherited
+   mappings kept the parent's locks alive before seg_remap_after_fork.) */
+static void parent_then_orphan(void *arg)
+{
+    struct child_arg *c = arg;
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 16 * MiB };
+    mseg *s = mseg_open(c->name, MSEG_CREATE | MSEG_EXCL | c->flags, &cfg);
+    CHILD_CHECK(s != NULL);
+    void *big = mseg_alloc(s, 4 * MiB);
+    CHILD_CHECK(big && mseg_free(s, big) == 0);
+    int p[2];
+    CHILD_CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    CHILD_CHECK(pid >= 0);
+    if (pid == 0) {
+        char ch;
+        close(p[1]);
+        alarm(20);
+        CHILD_CHECK(read(p[0], &ch, 1) == 0);   /* end of file: the parent is exiting */
+        /* the kernel drops an exiting process's locks a moment after its
+           pipe's end, not before: allow it 5 s (the sanitized build saw it) */
+        int rc;
+        for (int i = 0; (rc = mseg_shrink(s)) != 0 && errno == EBUSY && i < 500; i++)
+            usleep(10 * 1000);
+        CHILD_CHECK(rc == 0);
+        CHILD_CHECK(mseg_close(s) == 0);
+        _exit(0);
+    }
+    _exit(0);   /* without mseg_close, as a killed process would */
+}
+
+Test(fork, a_parent_that_exits_without_closing_leaves_its_child_alone, .timeout = 60, .fini = th_cleanup)
+{
+    cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);   /* the orphan comes back to us */
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        th_name(name, backends[b]);
+        struct child_arg c = { name, backends[b], NULL };
+        int st = th_fork_run(parent_then_orphan, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: parent: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        while (waitpid(-1, &st, 0) < 0)
+            cr_assert_eq(errno, EINTR);
+        cr_assert(TH_EXITED_OK(st), "%s: orphaned child: %s", backend_name(backends[b]),
+                  th_status_str(st, why, sizeof why));
+        mseg *r = mseg_open(name, backends[b] | MSEG_RDONLY, NULL);
+        cr_assert_not_null(r, "%s", mseg_errmsg());
+        cr_assert_eq(runtime_state(r), MSEG_STATE_CLEAN, "%s", backend_name(backends[b]));
+        cr_assert_lt(mseg_size(r), 4 * MiB, "%s", backend_name(backends[b]));
+        mseg_close(r);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* A copy-on-write handle forked inside its transaction: the child's next
+   call that needs the handle's private lock fails at once. */
+static void cow_write_fails_fast(void *arg)
+{
+    struct child_arg *c = arg;
+    alarm(10);
+    CHILD_CHECK(mseg_tx_abort(c->s) == 0);
+    errno = 0;
+    CHILD_CHECK(mseg_alloc(c->s, 64) == NULL && errno == EDEADLK);
+    CHILD_CHECK(mseg_close(c->s) == 0);
+}
+
+Test(fork, a_copy_on_write_handle_forked_in_its_transaction_fails_fast_in_the_child, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        mseg *s = fresh(name, backends[b]);
+        cr_assert_eq(mseg_close(s), 0);
+        mseg *w = mseg_open(name, backends[b] | MSEG_COW, NULL);
+        cr_assert_not_null(w, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_tx_begin(w), 0, "%s", mseg_errmsg());
+        cr_assert_not_null(mseg_alloc(w, 64), "%s", mseg_errmsg());
+        struct child_arg c = { name, backends[b], w };
+        int st = th_fork_run(cow_write_fails_fast, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        cr_assert_eq(mseg_tx_commit(w), 0, "%s", mseg_errmsg());
+        cr_assert_not_null(mseg_alloc(w, 64), "%s", mseg_errmsg());
+        mseg_close(w);
         mseg_remove(name, backends[b]);
     }
 }
