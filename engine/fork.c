@@ -138,11 +138,15 @@ static void in_child(void)
             int fdfl = fcntl(s->fd, F_GETFD);
             if (fdfl < 0 || dup3(s->fork_fd, s->fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
                 s->fork_shared = true;
-            else
-                seg_remap_after_fork(s);
+            else if (seg_remap_after_fork(s))
+                s->fork_shared = true;   /* the parent's locks may outlive it: be cautious */
             close(s->fork_fd);
         }
         s->fork_fd = -1;
+        /* a transaction of any thread of the parent held a copy-on-write
+           handle's private lock: in the child's copy it stays held */
+        if (s->mode == MODE_COW && __atomic_load_n(&s->tx_holds_lock, __ATOMIC_RELAXED))
+            s->fork_lost_lock = true;
         /* undo records are told apart by this counter (log.c): the child's
            must not repeat the parent's */
         uint64_t r;
@@ -150,9 +154,7 @@ static void in_child(void)
             r = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
         s->op.seq ^= r;
     }
-    mseg *t = tx_forget_after_fork();
-    if (t && t->mode == MODE_COW)
-        t->fork_lost_lock = true;
+    tx_forget_after_fork();
     op_forget_after_fork();
     pthread_mutex_unlock(&registry_lock);
 }

@@ -82,8 +82,10 @@ struct mseg {
     struct mseg   *reg_next, *reg_prev;
     int            fork_fd;
     bool           fork_shared;
-    /* a copy-on-write handle forked inside its transaction: its private
-       lock is held by the parent's thread in the child's copy (EDEADLK) */
+    /* a transaction on this handle holds its lock (tx.c), and, in a child
+       of fork(), a copy-on-write handle whose private lock a transaction
+       of the parent held at the fork: held there for ever (EDEADLK) */
+    bool           tx_holds_lock;
     bool           fork_lost_lock;
 };
 
@@ -140,8 +142,9 @@ uint64_t seg_header_limit(mseg *s);
 int  seg_register_fd(mseg *s, int fd);
 /* In a child of fork(), after s->fd was replaced: maps s's shared
    mappings again from it, so that none refers to the parent's description
-   (whose locks would otherwise live as long as the child's mappings). */
-void seg_remap_after_fork(mseg *s);
+   (whose locks would otherwise live as long as the child's mappings).
+   0, or -1 if a mapping could not be made again. */
+int  seg_remap_after_fork(mseg *s);
 
 /* ---- fork.c ---- */
 /* Lists an open handle, so that a child of fork() gets a registration of
@@ -151,7 +154,7 @@ void registry_remove(mseg *s);
 /* In a child of fork(): a transaction or operation the forking thread had
    open belongs to the parent; the child's thread lets go of it without
    touching the segment (tx.c, log.c). */
-mseg *tx_forget_after_fork(void);   /* the transaction's handle, or NULL */
+void tx_forget_after_fork(void);
 void op_forget_after_fork(void);
 
 /* ---- lock.c ---- */

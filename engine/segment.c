@@ -348,16 +348,19 @@ int seg_register_fd(mseg *s, int fd)
     return ofd_lock(fd, F_RDLCK, s->mode == MODE_RW ? WRITERS_BYTE : READERS_BYTE, false);
 }
 
-void seg_remap_after_fork(mseg *s)
+int seg_remap_after_fork(mseg *s)
 {
     int prot = s->mode == MODE_RDONLY ? PROT_READ : PROT_READ | PROT_WRITE;
     /* a copy-on-write handle's view is private: remapping would drop its
        own pages, so it keeps the parent's description alive (only a read
        lock on the readers' byte: a shrink elsewhere waits for this child) */
-    if (s->mode != MODE_COW && s->base && s->size)
-        mmap(s->base, s->size, prot, MAP_SHARED | MAP_FIXED, s->fd, 0);
-    if (s->seq_page)
-        mmap(s->seq_page, MSEG_PAGE, PROT_READ, MAP_SHARED | MAP_FIXED, s->fd, MSEG_RUNTIME_OFF);
+    if (s->mode != MODE_COW && s->base && s->size &&
+        mmap(s->base, s->size, prot, MAP_SHARED | MAP_FIXED, s->fd, 0) == MAP_FAILED)
+        return -1;
+    if (s->seq_page &&
+        mmap(s->seq_page, MSEG_PAGE, PROT_READ, MAP_SHARED | MAP_FIXED, s->fd, MSEG_RUNTIME_OFF) == MAP_FAILED)
+        return -1;
+    return 0;
 }
 
 bool seg_writers_attached(mseg *s)

@@ -46,17 +46,23 @@ bool tx_cancelled(const mseg *s)
     return s && tx.s == s && tx.aborted;
 }
 
-mseg *tx_forget_after_fork(void)
+void tx_forget_after_fork(void)
 {
     if (tx.s)
         tx.aborted = true;   /* later calls: ECANCELED; commit or abort just pops */
-    return tx.s;
+}
+
+/* Whether a transaction on s holds s's lock, for fork.c: any thread's. */
+static void set_holds_lock(mseg *s, bool held)
+{
+    __atomic_store_n(&s->tx_holds_lock, held, __ATOMIC_RELAXED);
 }
 
 /* Rolls the whole transaction back and releases the lock. */
 static void tx_roll_back(mseg *s)
 {
     op_rollback(s);
+    set_holds_lock(s, false);
     lock_release(s);
     tx.aborted = true;
 }
@@ -103,6 +109,7 @@ int mseg_tx_begin(mseg *s)
         return fail(EBUSY, "this thread is already in a transaction on segment %s", tx.s->name);
     if (seg_write_begin(s))
         return -1;
+    set_holds_lock(s, true);
     tx.s = s;
     tx.depth = 1;
     tx.aborted = false;
@@ -148,6 +155,7 @@ int mseg_tx_commit(mseg *s)
     }
     tx_pop();
     int rc = op_commit(s);
+    set_holds_lock(s, false);
     lock_release(s);
     return rc;
 }

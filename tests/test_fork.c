@@ -20,10 +20,12 @@
    mappings kept the parent's locks alive after the parent exited without
    closing; the shared registration's close and the child's reads inside
    the parent's transaction were untested; a copy-on-write handle forked
-   inside its transaction hung the child's next write. */
+   inside its transaction hung the child's next write. A third review found
+   that one again when the transaction was another thread's. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -512,14 +514,29 @@ Test(fork, a_parent_that_exits_without_closing_leaves_its_child_alone, .timeout 
 
 /* A copy-on-write handle forked inside its transaction: the child's next
    call that needs the handle's private lock fails at once. */
-static void cow_write_fails_fast(void *arg)
+static void cow_alloc_fails_fast(void *arg)
 {
     struct child_arg *c = arg;
     alarm(10);
-    CHILD_CHECK(mseg_tx_abort(c->s) == 0);
     errno = 0;
     CHILD_CHECK(mseg_alloc(c->s, 64) == NULL && errno == EDEADLK);
     CHILD_CHECK(mseg_close(c->s) == 0);
+}
+
+static void cow_write_fails_fast(void *arg)
+{
+    struct child_arg *c = arg;
+    CHILD_CHECK(mseg_tx_abort(c->s) == 0);
+    cow_alloc_fails_fast(arg);
+}
+
+/* A copy-on-write handle on a fresh segment (its name written to name). */
+static mseg *fresh_cow(char *name, unsigned backend)
+{
+    cr_assert_eq(mseg_close(fresh(name, backend)), 0);
+    mseg *w = mseg_open(name, backend | MSEG_COW, NULL);
+    cr_assert_not_null(w, "%s", mseg_errmsg());
+    return w;
 }
 
 Test(fork, a_copy_on_write_handle_forked_in_its_transaction_fails_fast_in_the_child, .timeout = 60,
@@ -527,10 +544,7 @@ Test(fork, a_copy_on_write_handle_forked_in_its_transaction_fails_fast_in_the_ch
 {
     for (size_t b = 0; b < 2; b++) {
         char name[256], why[200];
-        mseg *s = fresh(name, backends[b]);
-        cr_assert_eq(mseg_close(s), 0);
-        mseg *w = mseg_open(name, backends[b] | MSEG_COW, NULL);
-        cr_assert_not_null(w, "%s", mseg_errmsg());
+        mseg *w = fresh_cow(name, backends[b]);
         cr_assert_eq(mseg_tx_begin(w), 0, "%s", mseg_errmsg());
         cr_assert_not_null(mseg_alloc(w, 64), "%s", mseg_errmsg());
         struct child_arg c = { name, backends[b], w };
@@ -539,6 +553,53 @@ Test(fork, a_copy_on_write_handle_forked_in_its_transaction_fails_fast_in_the_ch
         cr_assert_eq(mseg_tx_commit(w), 0, "%s", mseg_errmsg());
         cr_assert_not_null(mseg_alloc(w, 64), "%s", mseg_errmsg());
         mseg_close(w);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* ---- found by the third review ---- */
+
+/* Another thread's transaction holds a copy-on-write handle's private lock
+   at the fork: the child's calls that need it fail at once, as when the
+   forking thread's own transaction held it. */
+struct tx_thread { mseg *w; int began[2]; int finish[2]; };
+
+static void *transaction_in_a_thread(void *arg)
+{
+    struct tx_thread *t = arg;
+    char c = 0;
+    int ok = mseg_tx_begin(t->w) == 0 && mseg_alloc(t->w, 64) != NULL;
+    if (write(t->began[1], &c, 1) != 1 || read(t->finish[0], &c, 1) != 1)
+        ok = 0;
+    ok = ok && mseg_tx_commit(t->w) == 0;
+    return ok ? t : NULL;
+}
+
+
+Test(fork, a_copy_on_write_handle_forked_in_another_threads_transaction_fails_fast, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        struct tx_thread t;
+        t.w = fresh_cow(name, backends[b]);
+        cr_assert(pipe(t.began) == 0 && pipe(t.finish) == 0);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, transaction_in_a_thread, &t), 0);
+        char c;
+        cr_assert_eq(read(t.began[0], &c, 1), 1);
+        struct child_arg ca = { name, backends[b], t.w };
+        int st = th_fork_run(cow_alloc_fails_fast, &ca);
+        cr_assert_eq(write(t.finish[1], &c, 1), 1);
+        void *ok;
+        cr_assert_eq(pthread_join(th, &ok), 0);
+        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        cr_assert_not_null(ok, "%s: the thread's transaction failed", backend_name(backends[b]));
+        for (int i = 0; i < 2; i++) {
+            close(t.began[i]);
+            close(t.finish[i]);
+        }
+        mseg_close(t.w);
         mseg_remove(name, backends[b]);
     }
 }
