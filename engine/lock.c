@@ -118,6 +118,8 @@ static int lock_take(mseg *s)
     if (r == 0)
         return 0;
     if (r == EOWNERDEAD) {
+        /* a transaction of the dead owner no longer holds it (fork.c) */
+        __atomic_store_n(&s->tx_holds_lock, false, __ATOMIC_RELAXED);
         /* The owner died mid-operation: its log says what to redo, and it
            may have grown the segment first, so map the growth before. */
         int rec = seg_follow_growth(s) ? -1 : log_recover(s, false);   /* others live: no reboot */

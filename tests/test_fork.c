@@ -21,7 +21,8 @@
    closing; the shared registration's close and the child's reads inside
    the parent's transaction were untested; a copy-on-write handle forked
    inside its transaction hung the child's next write. A third review found
-   that one again when the transaction was another thread's. */
+   that one again when the transaction was another thread's, and a fourth
+   a false EDEADLK after a thread died inside its transaction. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -600,6 +601,47 @@ Test(fork, a_copy_on_write_handle_forked_in_another_threads_transaction_fails_fa
             close(t.finish[i]);
         }
         mseg_close(t.w);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* ---- found by the fourth review ---- */
+
+/* A thread that died inside its transaction on a copy-on-write handle no
+   longer holds its lock once the handle recovered it: a child forked after
+   that can lock (no false EDEADLK). */
+static void *transaction_then_thread_exit(void *arg)
+{
+    mseg *w = arg;
+    if (mseg_tx_begin(w) == 0 && mseg_alloc(w, 64))
+        pthread_exit(w);   /* inside the transaction */
+    return NULL;
+}
+
+static void cow_alloc_works(void *arg)
+{
+    struct child_arg *c = arg;
+    alarm(10);
+    CHILD_CHECK(mseg_alloc(c->s, 64) != NULL);
+    CHILD_CHECK(mseg_close(c->s) == 0);
+}
+
+Test(fork, a_copy_on_write_transaction_whose_thread_died_does_not_block_a_later_child, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[200];
+        mseg *w = fresh_cow(name, backends[b]);
+        pthread_t th;
+        void *ok;
+        cr_assert_eq(pthread_create(&th, NULL, transaction_then_thread_exit, w), 0);
+        cr_assert_eq(pthread_join(th, &ok), 0);
+        cr_assert_eq(ok, w, "%s: the thread's transaction did not begin", backend_name(backends[b]));
+        cr_assert_not_null(mseg_alloc(w, 64), "%s: %s", backend_name(backends[b]), mseg_errmsg());
+        struct child_arg c = { name, backends[b], w };
+        int st = th_fork_run(cow_alloc_works, &c);
+        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        mseg_close(w);
         mseg_remove(name, backends[b]);
     }
 }
