@@ -37,7 +37,8 @@
  *            the parent: the child's later calls in it fail with ECANCELED),
  *            and reseeds the handle's undo identity counter.
  * The child's part runs before fork() returns there and makes only
- * async-signal-safe calls (dup3, close, getrandom, a plain system call).
+ * async-signal-safe calls, or plain system calls (fcntl, dup3, mmap, close,
+ * getrandom).
  *
  * The child's copies of the parent's shared mappings are made again from
  * its own descriptor (seg_remap_after_fork), or they would keep the
@@ -129,20 +130,26 @@ static void in_parent(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
+/* In the child: puts the description made for it at s's descriptor and
+   maps s from it. False when s must go on as fork_shared (no description,
+   or a step failed: the parent's locks may then outlive it). */
+static bool take_own_description(mseg *s)
+{
+    if (s->fork_fd < 0)
+        return false;
+    int fdfl = fcntl(s->fd, F_GETFD);
+    bool ok = fdfl >= 0 && dup3(s->fork_fd, s->fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) >= 0 &&
+              seg_remap_after_fork(s) == 0;
+    close(s->fork_fd);
+    s->fork_fd = -1;
+    return ok;
+}
+
 static void in_child(void)
 {
     for (mseg *s = registry; s; s = s->reg_next) {
-        if (s->fork_fd < 0) {
+        if (!take_own_description(s))
             s->fork_shared = true;
-        } else {
-            int fdfl = fcntl(s->fd, F_GETFD);
-            if (fdfl < 0 || dup3(s->fork_fd, s->fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
-                s->fork_shared = true;
-            else if (seg_remap_after_fork(s))
-                s->fork_shared = true;   /* the parent's locks may outlive it: be cautious */
-            close(s->fork_fd);
-        }
-        s->fork_fd = -1;
         /* a transaction of any thread of the parent held a copy-on-write
            handle's private lock: in the child's copy it stays held */
         if (s->mode == MODE_COW && __atomic_load_n(&s->tx_holds_lock, __ATOMIC_RELAXED))
@@ -163,9 +170,6 @@ static void install_handlers(void)
 {
     pthread_atfork(before_fork, in_parent, in_child);
 }
-
-/* (The child's handler above: mmap in seg_remap_after_fork is a plain
-   system call too.) */
 
 void registry_add(mseg *s)
 {

@@ -659,10 +659,9 @@ static void release(mseg *s)
            locks while a forked child's copies of the mappings still refer
            to this description (fork.c). A description shared with a parent
            or child (fork_shared) keeps them: they are the other's too. */
-        struct flock all = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = DOOR_BYTE,
-                             .l_len = READERS_BYTE - DOOR_BYTE + 1 };
         if (!s->fork_shared)
-            fcntl(s->fd, F_OFD_SETLK, &all);
+            for (off_t byte = DOOR_BYTE; byte <= READERS_BYTE; byte++)
+                ofd_lock(s->fd, F_UNLCK, byte, false);
         close(s->fd);
     }
     free(s->op.deferred);

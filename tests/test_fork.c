@@ -40,6 +40,14 @@
 static const unsigned backends[] = { 0, MSEG_SHM };
 static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
 
+/* The process whose wait status is st exited with 0; who names it. */
+#define ASSERT_EXITED_OK(st, backend, who)                                             \
+    do {                                                                               \
+        char why_[200];                                                                \
+        cr_assert(TH_EXITED_OK(st), "%s: %s: %s", backend_name(backend), who,         \
+                  th_status_str(st, why_, sizeof why_));                                \
+    } while (0)
+
 struct child_arg { const char *name; unsigned flags; mseg *s; };
 
 /* A new segment under a fresh name (written to name, 256 bytes), holding
@@ -91,17 +99,14 @@ static void open_by_name_in_time(void *arg)
    on reading and writing. */
 static void parent_survives_child_close(mseg *s, const char *name, unsigned backend)
 {
-    char why[200];
     struct child_arg c = { name, backend, s };
     int st = th_fork_run(write_then_close_inherited, &c);
-    cr_assert(TH_EXITED_OK(st), "%s: writing child: %s", backend_name(backend),
-              th_status_str(st, why, sizeof why));
+    ASSERT_EXITED_OK(st, backend, "writing child");
     cr_assert_eq(runtime_state(s), MSEG_STATE_OPEN,
                  "%s: a child's close marked the segment clean while its parent writes",
                  backend_name(backend));
     st = th_fork_run(open_by_name_in_time, &c);
-    cr_assert(TH_EXITED_OK(st), "%s: another process's open after the child closed: %s",
-              backend_name(backend), th_status_str(st, why, sizeof why));
+    ASSERT_EXITED_OK(st, backend, "another process's open after the child closed");
     size_t n = 0;
     uint64_t *v = mseg_find(s, "from-child", "u64", 8, &n);
     cr_assert(v && n == 1 && *v == 7, "%s: %s", backend_name(backend), mseg_errmsg());
@@ -147,12 +152,12 @@ static size_t grow_and_free(mseg *s)
 Test(fork, a_child_cannot_shrink_a_segment_its_parent_maps, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *s = fresh(name, backends[b]);
         size_t size = grow_and_free(s);
         struct child_arg c = { name, backends[b], s };
         int st = th_fork_run(shrink_must_be_refused, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         cr_assert_eq(mseg_size(s), size, "%s", backend_name(backends[b]));
         cr_assert_not_null(mseg_alloc(s, 3 * MiB), "%s: %s", backend_name(backends[b]), mseg_errmsg());
         /* alone again, the parent may shrink */
@@ -208,7 +213,7 @@ static void shares_registration_safely(void *arg)
 Test(fork, a_child_that_cannot_reopen_the_segment_shares_its_parents_registration_safely, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *s = fresh(name, backends[b]);
         grow_and_free(s);
         struct child_arg c = { name, backends[b], s };
@@ -216,11 +221,10 @@ Test(fork, a_child_that_cannot_reopen_the_segment_shares_its_parents_registratio
         fill_descriptors(&f);
         int st = th_fork_run(shares_registration_safely, &c);
         undo_fill(&f);
-        cr_assert(TH_EXITED_OK(st), "%s: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         cr_assert_eq(runtime_state(s), MSEG_STATE_OPEN, "%s", backend_name(backends[b]));
         st = th_fork_run(open_by_name_in_time, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: another process's open: %s", backend_name(backends[b]),
-                  th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "another process's open");
         cr_assert_eq(mseg_close(s), 0);
         mseg_remove(name, backends[b]);
     }
@@ -277,7 +281,7 @@ static void write_after_parent_closed(void *arg)
 
 static void parent_closes_first(unsigned backend, bool at_once)
 {
-    char name[256], why[200];
+    char name[256];
     mseg *s = fresh(name, backend);
     struct child_arg c = { name, backend, s };
     struct held_child h = fork_held(write_after_parent_closed, &c);
@@ -290,12 +294,11 @@ static void parent_closes_first(unsigned backend, bool at_once)
     cr_assert_eq(runtime_state(r), MSEG_STATE_OPEN,
                  "%s: the parent's close marked the segment clean under its child", backend_name(backend));
     int st = release_held(h);
-    cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backend), th_status_str(st, why, sizeof why));
+    ASSERT_EXITED_OK(st, backend, "child");
     cr_assert_eq(runtime_state(r), MSEG_STATE_CLEAN, "%s: the child closed last", backend_name(backend));
     mseg_close(r);
     st = th_fork_run(open_by_name_in_time, &c);
-    cr_assert(TH_EXITED_OK(st), "%s: another process's open: %s", backend_name(backend),
-              th_status_str(st, why, sizeof why));
+    ASSERT_EXITED_OK(st, backend, "another process's open");
     mseg_remove(name, backend);
 }
 
@@ -323,7 +326,7 @@ Test(fork, with_a_shared_registration_the_parent_cannot_shrink_under_its_child, 
      .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *s = fresh(name, backends[b]);
         size_t size = grow_and_free(s);
         struct child_arg c = { name, backends[b], s };
@@ -339,7 +342,7 @@ Test(fork, with_a_shared_registration_the_parent_cannot_shrink_under_its_child, 
         cr_assert_eq(mseg_size(s), size);
         cr_assert_eq(mseg_close(s), 0);
         int st = release_held(h);
-        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         /* neither side could tell it was the last: the segment is not
            marked clean, which only costs the next open a check */
         mseg *r = mseg_open(name, backends[b], NULL);
@@ -365,14 +368,14 @@ static void calls_in_parents_transaction_are_cancelled(void *arg)
 Test(fork, a_child_forked_inside_a_transaction_does_not_write_in_it, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *s = fresh(name, backends[b]);
         cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
         for (int i = 0; i < 50; i++)
             cr_assert_not_null(mseg_alloc(s, 48), "%s", mseg_errmsg());
         struct child_arg c = { name, backends[b], s };
         int st = th_fork_run(calls_in_parents_transaction_are_cancelled, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         for (int i = 0; i < 50; i++)
             cr_assert_not_null(mseg_alloc(s, 48), "%s", mseg_errmsg());
         cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
@@ -409,7 +412,7 @@ static void open_then_close(void *arg)
 Test(fork, with_a_shared_registration_a_strangers_close_is_not_the_last, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *s = fresh(name, backends[b]);
         struct child_arg c = { name, backends[b], s };
         int p[2];
@@ -420,14 +423,14 @@ Test(fork, with_a_shared_registration_a_strangers_close_is_not_the_last, .timeou
         undo_fill(&f);
         cr_assert_eq(mseg_close(s), 0);
         int st = th_fork_run(open_then_close, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: stranger: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "stranger");
         mseg *r = mseg_open(name, backends[b] | MSEG_RDONLY, NULL);
         cr_assert_not_null(r, "%s", mseg_errmsg());
         cr_assert_eq(runtime_state(r), MSEG_STATE_OPEN,
                      "%s: marked clean while the child is attached", backend_name(backends[b]));
         mseg_close(r);
         st = release_held(h);
-        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         mseg_remove(name, backends[b]);
     }
 }
@@ -445,14 +448,14 @@ static void reads_committed_state(void *arg)
 Test(fork, a_child_forked_inside_a_transaction_reads_only_committed_objects, .timeout = 60, .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *s = fresh(name, backends[b]);
         uint64_t two = 2;
         cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
         cr_assert_not_null(mseg_construct(s, "pending", "u64", 8, 1, &two), "%s", mseg_errmsg());
         struct child_arg c = { name, backends[b], s };
         int st = th_fork_run(reads_committed_state, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
         mseg_close(s);
         mseg_remove(name, backends[b]);
@@ -495,15 +498,14 @@ Test(fork, a_parent_that_exits_without_closing_leaves_its_child_alone, .timeout 
 {
     cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);   /* the orphan comes back to us */
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         th_name(name, backends[b]);
         struct child_arg c = { name, backends[b], NULL };
         int st = th_fork_run(parent_then_orphan, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: parent: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "parent");
         while (waitpid(-1, &st, 0) < 0)
             cr_assert_eq(errno, EINTR);
-        cr_assert(TH_EXITED_OK(st), "%s: orphaned child: %s", backend_name(backends[b]),
-                  th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "orphaned child");
         mseg *r = mseg_open(name, backends[b] | MSEG_RDONLY, NULL);
         cr_assert_not_null(r, "%s", mseg_errmsg());
         cr_assert_eq(runtime_state(r), MSEG_STATE_CLEAN, "%s", backend_name(backends[b]));
@@ -544,13 +546,13 @@ Test(fork, a_copy_on_write_handle_forked_in_its_transaction_fails_fast_in_the_ch
      .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *w = fresh_cow(name, backends[b]);
         cr_assert_eq(mseg_tx_begin(w), 0, "%s", mseg_errmsg());
         cr_assert_not_null(mseg_alloc(w, 64), "%s", mseg_errmsg());
         struct child_arg c = { name, backends[b], w };
         int st = th_fork_run(cow_write_fails_fast, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         cr_assert_eq(mseg_tx_commit(w), 0, "%s", mseg_errmsg());
         cr_assert_not_null(mseg_alloc(w, 64), "%s", mseg_errmsg());
         mseg_close(w);
@@ -581,7 +583,7 @@ Test(fork, a_copy_on_write_handle_forked_in_another_threads_transaction_fails_fa
      .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         struct tx_thread t;
         t.w = fresh_cow(name, backends[b]);
         cr_assert(pipe(t.began) == 0 && pipe(t.finish) == 0);
@@ -594,7 +596,7 @@ Test(fork, a_copy_on_write_handle_forked_in_another_threads_transaction_fails_fa
         cr_assert_eq(write(t.finish[1], &c, 1), 1);
         void *ok;
         cr_assert_eq(pthread_join(th, &ok), 0);
-        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         cr_assert_not_null(ok, "%s: the thread's transaction failed", backend_name(backends[b]));
         for (int i = 0; i < 2; i++) {
             close(t.began[i]);
@@ -630,7 +632,7 @@ Test(fork, a_copy_on_write_transaction_whose_thread_died_does_not_block_a_later_
      .fini = th_cleanup)
 {
     for (size_t b = 0; b < 2; b++) {
-        char name[256], why[200];
+        char name[256];
         mseg *w = fresh_cow(name, backends[b]);
         pthread_t th;
         void *ok;
@@ -640,7 +642,7 @@ Test(fork, a_copy_on_write_transaction_whose_thread_died_does_not_block_a_later_
         cr_assert_not_null(mseg_alloc(w, 64), "%s: %s", backend_name(backends[b]), mseg_errmsg());
         struct child_arg c = { name, backends[b], w };
         int st = th_fork_run(cow_alloc_works, &c);
-        cr_assert(TH_EXITED_OK(st), "%s: child: %s", backend_name(backends[b]), th_status_str(st, why, sizeof why));
+        ASSERT_EXITED_OK(st, backends[b], "child");
         mseg_close(w);
         mseg_remove(name, backends[b]);
     }
