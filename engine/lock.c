@@ -67,11 +67,6 @@ int lock_acquire(mseg *s)
     return r;
 }
 
-/* pthread_mutex_lock, but never asleep for more than 50 ms at a time. A
-   robust mutex can lose a wakeup: the waiter an unlock wakes may be killed
-   before it takes the lock, and nobody re-arms the "waiters" bit for the
-   others (the kill -9 torture found this). Each retry re-arms it, so a lost
-   wakeup costs at most one period. */
 static void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -81,24 +76,71 @@ static void cpu_relax(void)
 #endif
 }
 
-/* Tries this many times, pausing in between, before sleeping on the futex:
-   engine operations hold the lock for well under a microsecond, while a
-   sleep and wakeup costs several (two processes allocating at once on one
-   segment ran at 0.09x one process's rate without this). */
-#define SPINS_BEFORE_SLEEP 256
-
-int mutex_lock_patient(pthread_mutex_t *m)
+static uint64_t monotonic_ns(void)
 {
-    int r = pthread_mutex_trylock(m);
-    for (int i = 0; r == EBUSY && i < SPINS_BEFORE_SLEEP; i++) {
-        cpu_relax();
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * How a waiter spins before it sleeps on the futex. Engine operations hold
+ * the lock for well under a microsecond, while a sleep and a wakeup cost
+ * several, so a waiter first spins, for at most SPIN_NS.
+ *
+ * Between two looks at the lock word it pauses 1, 2, 4, ... up to
+ * SPIN_MAX_PAUSES times. Each look pulls the owner's cache line to the
+ * waiter's core, and the owner's next lock or unlock has to pull it back:
+ * a waiter that looks all the time makes every operation of the owner pay
+ * two transfers between cores. On the project's machine one transfer takes
+ * about 270 ns (a ping-pong of one line between 2 threads: 540 ns a round
+ * trip) and a whole allocation about 65 ns. Two processes allocating and
+ * freeing at once on one segment ran at 2.2M-3.0M operations a second
+ * with a look after every pause, and at 6.0M-6.7M with this backoff (one
+ * process alone: 15M-16.5M); 3 and 4 processes, more than the machine's 2
+ * cores, finished 1.7x sooner. This is the test-and-test-and-set lock with
+ * exponential backoff of the spin-lock literature (T. E. Anderson, "The
+ * performance of spin lock alternatives for shared-memory multiprocessors",
+ * IEEE TPDS, 1990).
+ *
+ * The limit is a time, not a count of pauses, because a pause lasts 3 to
+ * 140 cycles depending on the processor (19.5 ns here).
+ */
+#define SPIN_NS         50000u
+#define SPIN_MAX_PAUSES 256u
+
+/* Spins until m is taken (0, or EOWNERDEAD: see lock_take) or SPIN_NS have
+   passed (EBUSY). */
+static int spin_for(pthread_mutex_t *m)
+{
+    uint64_t deadline = monotonic_ns() + SPIN_NS;
+    for (unsigned pauses = 1;; pauses = pauses < SPIN_MAX_PAUSES ? 2 * pauses : pauses) {
+        for (unsigned i = 0; i < pauses; i++)
+            cpu_relax();
         /* read before trying: a failed trylock is a write that takes the
            cache line from the owner. glibc's lock word comes first in
            pthread_mutex_t (0 = free); where it does not, the read is never
            0, the spin only waits, and the timed lock below does the work */
-        if (__atomic_load_n((const int *)m, __ATOMIC_RELAXED) == 0)
-            r = pthread_mutex_trylock(m);
+        if (__atomic_load_n((const int *)m, __ATOMIC_RELAXED) == 0) {
+            int r = pthread_mutex_trylock(m);
+            if (r != EBUSY)
+                return r;
+        }
+        if (monotonic_ns() > deadline)
+            return EBUSY;
     }
+}
+
+/* pthread_mutex_lock, but never asleep for more than 50 ms at a time. A
+   robust mutex can lose a wakeup: the waiter an unlock wakes may be killed
+   before it takes the lock, and nobody re-arms the "waiters" bit for the
+   others (the kill -9 torture found this). Each retry re-arms it, so a lost
+   wakeup costs at most one period. */
+int mutex_lock_patient(pthread_mutex_t *m)
+{
+    int r = pthread_mutex_trylock(m);
+    if (r == EBUSY)
+        r = spin_for(m);
     while (r == EBUSY || r == ETIMEDOUT) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
