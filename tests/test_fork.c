@@ -22,7 +22,9 @@
    the parent's transaction were untested; a copy-on-write handle forked
    inside its transaction hung the child's next write. A third review found
    that one again when the transaction was another thread's, and a fourth
-   a false EDEADLK after a thread died inside its transaction. */
+   a false EDEADLK after a thread died inside its transaction. The child's
+   reseed of its undo identities had no test until the last of the
+   transaction tests. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -382,6 +384,54 @@ Test(fork, a_child_forked_inside_a_transaction_does_not_write_in_it, .timeout = 
         struct mseg_report r;
         cr_assert_eq(mseg_verify(s, &r), 0, "%s: %s", backend_name(backends[b]), mseg_errmsg());
         cr_assert_eq(r.problems, 0, "%s", backend_name(backends[b]));
+        mseg_close(s);
+        mseg_remove(name, backends[b]);
+    }
+}
+
+/* The identity the last transaction with undo records gave them (log.c:
+   their checksums are seeded with it, so that a stale record left in the
+   log by an earlier transaction is never taken for one of the current). */
+static uint64_t undo_identity_of_a_transaction(mseg *s)
+{
+    uint64_t *keep = mseg_find(s, "keep", "u64", 8, NULL);
+    const struct mseg_log_head *h = mseg_at(s, MSEG_LOG_OFF);
+    if (!keep || !h || mseg_tx_begin(s) || mseg_tx_add(s, keep, 8))
+        return 0;
+    (*keep)++;
+    uint64_t id = __atomic_load_n(&h->undo_seq, __ATOMIC_ACQUIRE);
+    return mseg_tx_commit(s) ? 0 : id;
+}
+
+/* Child: its first transaction's undo identity, as a named object. */
+static void record_undo_identity(void *arg)
+{
+    struct child_arg *c = arg;
+    uint64_t id = undo_identity_of_a_transaction(c->s);
+    CHILD_CHECK(id != 0);
+    CHILD_CHECK(mseg_construct(c->s, "child-undo-id", "u64", 8, 1, &id) != NULL);
+}
+
+/* Parent and child count undo identities on from the same value: without
+   the child's reseed (fork.c) their next transactions would share one, and
+   a power loss could then make recovery take the parent's stale undo
+   records for the child's. */
+Test(fork, a_childs_transactions_do_not_reuse_its_parents_undo_identities, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        mseg *s = fresh(name, backends[b]);
+        struct child_arg c = { name, backends[b], s };
+        int st = th_fork_run(record_undo_identity, &c);
+        ASSERT_EXITED_OK(st, backends[b], "child");
+        uint64_t *child_id = mseg_find(s, "child-undo-id", "u64", 8, NULL);
+        cr_assert_not_null(child_id, "%s: %s", backend_name(backends[b]), mseg_errmsg());
+        uint64_t parent_id = undo_identity_of_a_transaction(s);
+        cr_assert_neq(parent_id, 0, "%s: %s", backend_name(backends[b]), mseg_errmsg());
+        cr_assert_neq(parent_id, *child_id, "%s: parent and child both gave their next "
+                      "transaction the undo identity %#llx", backend_name(backends[b]),
+                      (unsigned long long)parent_id);
         mseg_close(s);
         mseg_remove(name, backends[b]);
     }
