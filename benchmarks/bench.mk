@@ -9,7 +9,7 @@
 #   make bench-build         only build the runners
 #
 # Variables: REPS (3), QUICK (0), BACKENDS ("file"; "file shm" for both),
-# SCALE (1: run the 1-vs-2-process scaling workload).
+# SCALE (1: run the 1-vs-2-process scaling workload, on mseg and Boost).
 #
 # Peer runners are built only when their headers are present. mseg-bench's
 # vector and map workloads are compiled only when engine/vector.c and
@@ -53,7 +53,7 @@ $(BENCH_STAMP):
 	rm -f $(BENCH_DIR)/.features*
 	touch $@
 
-$(BENCH_DIR)/mseg-bench: benchmarks/mseg_bench.c benchmarks/common.h include/mseg.h $(STATIC_LIB) $(BENCH_STAMP)
+$(BENCH_DIR)/mseg-bench: benchmarks/mseg_bench.c benchmarks/common.h benchmarks/scale.h include/mseg.h $(STATIC_LIB) $(BENCH_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) $(BENCH_DEFINES) -o $@ $< $(STATIC_LIB) $(LDLIBS)
 
@@ -61,7 +61,7 @@ $(BENCH_DIR)/peer-malloc: benchmarks/peer_malloc.cc benchmarks/common.h
 	@mkdir -p $(@D)
 	$(CXX) $(BENCH_CXXFLAGS) -o $@ $<
 
-$(BENCH_DIR)/peer-boost: benchmarks/peer_boost.cc benchmarks/common.h
+$(BENCH_DIR)/peer-boost: benchmarks/peer_boost.cc benchmarks/common.h benchmarks/scale.h
 	@mkdir -p $(@D)
 	$(CXX) $(BENCH_CXXFLAGS) -o $@ $< -lrt
 

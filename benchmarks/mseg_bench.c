@@ -14,11 +14,10 @@
  * stderr, no row, and exits 0.
  */
 #include <errno.h>
-#include <signal.h>
-#include <sys/wait.h>
 
 #include "common.h"
 #include "mseg.h"
+#include "scale.h"
 
 #define IMPL "mseg"
 
@@ -479,84 +478,46 @@ static int wl_durable(const struct args *a)
     return 0;
 }
 
-/* ---- scale: P processes at once on one segment, each N free+alloc steps;
-   reports all processes' operations (2 per step) per second ---- */
+/* ---- scale: P processes at once on one shm segment (scale.h) ---- */
 
-#define SCALE_LIVE 10000
+struct scale_seg { const char *name; unsigned flags; };
 
-/* One process's share: SCALE_LIVE live blocks, n steps of free + alloc
-   (2 operations each); exits 0 if every block kept its tag. */
-static int scale_child(const char *name, unsigned flags, uint64_t n, unsigned id, int go_fd)
+static void *scale_open(void *ctx)
 {
-    struct rng r = rng_seeded(42 + id);
-    void **p = xcalloc(SCALE_LIVE, sizeof *p);
-    uint64_t *tag = xcalloc(SCALE_LIVE, sizeof *tag);
-    char c;
-    mseg *s = mseg_open(name, flags, NULL);
-    CHECK(s, "scale: child %u: mseg_open: %s", id, mseg_errmsg());
-    for (size_t i = 0; i < SCALE_LIVE; i++) {
-        p[i] = mseg_alloc(s, (size_t)rand_range(&r, 16, 256));
-        CHECK(p[i], "scale: child %u: mseg_alloc: %s", id, mseg_errmsg());
-        *(uint64_t *)p[i] = tag[i] = i;
-    }
-    CHECK(read(go_fd, &c, 1) == 0, "scale: child %u: barrier", id);
-    for (uint64_t step = 0; step < n; step++) {
-        size_t k = (size_t)rand_range(&r, 0, SCALE_LIVE - 1);
-        CHECK(mseg_free(s, p[k]) == 0, "scale: child %u: mseg_free: %s", id, mseg_errmsg());
-        p[k] = mseg_alloc(s, (size_t)rand_range(&r, 16, 256));
-        CHECK(p[k], "scale: child %u: mseg_alloc: %s", id, mseg_errmsg());
-        *(uint64_t *)p[k] = tag[k] = SCALE_LIVE + step;
-    }
-    for (size_t i = 0; i < SCALE_LIVE; i++)
-        CHECK(*(uint64_t *)p[i] == tag[i], "scale: child %u: block %zu overwritten", id, i);
-    mseg_close(s);
-    return 0;
+    const struct scale_seg *g = ctx;
+    mseg *s = mseg_open(g->name, g->flags, NULL);
+    CHECK(s, "scale: mseg_open: %s", mseg_errmsg());
+    return s;
 }
 
-/* Forks procs children that each prepare, then wait on go[0] until the
-   parent closes go[1]; the timed span runs from that close to the last exit. */
-static double scale_run(struct seg *g, const struct args *a, uint64_t n)
+static void *scale_alloc(void *s, size_t bytes)
 {
-    int go[2];
-    CHECK(pipe(go) == 0, "pipe: %s", strerror(errno));
-    pid_t *pids = xcalloc(a->procs, sizeof *pids);
-    for (unsigned i = 0; i < a->procs; i++) {
-        pids[i] = fork();
-        CHECK(pids[i] >= 0, "fork: %s", strerror(errno));
-        if (pids[i] == 0) {
-            close(go[1]);
-            _exit(scale_child(g->name, g->flags, n, i, go[0]));
-        }
-    }
-    close(go[0]);
-    usleep(200000); /* let the children map and fill (not timed) */
-    double t0 = now_sec();
-    close(go[1]);
-    int bad = 0;
-    for (unsigned i = 0; i < a->procs; i++) {
-        int st;
-        CHECK(waitpid(pids[i], &st, 0) == pids[i], "waitpid: %s", strerror(errno));
-        bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-    }
-    double t1 = now_sec();
-    CHECK(!bad, "scale: a child failed");
-    free(pids);
-    return t1 - t0;
+    void *p = mseg_alloc(s, bytes);
+    CHECK(p, "scale: mseg_alloc(%zu): %s", bytes, mseg_errmsg());
+    return p;
+}
+
+static void scale_release(void *s, void *p)
+{
+    CHECK(mseg_free(s, p) == 0, "scale: mseg_free: %s", mseg_errmsg());
+}
+
+static void scale_close(void *s)
+{
+    CHECK(mseg_close(s) == 0, "scale: mseg_close: %s", mseg_errmsg());
 }
 
 static int wl_scale(const struct args *a)
 {
     uint64_t n = workload_n(a);
     struct seg g;
-    char phase[32], extra[64];
 
     seg_create(&g, a, 0);
     seg_close(&g); /* the children open it themselves */
-    double secs = scale_run(&g, a, n);
-    snprintf(phase, sizeof phase, "procs%u", a->procs);
-    snprintf(extra, sizeof extra, "procs=%u;steps_per_proc=%llu;ops=free+alloc",
-             a->procs, (unsigned long long)n);
-    emit(a, IMPL, phase, 2 * n * a->procs, secs, extra);
+    struct scale_seg where = { g.name, g.flags };
+    struct scale_ops ops = { scale_open, scale_alloc, scale_release, scale_close, &where };
+    double secs = scale_run(&ops, a->procs, n);
+    scale_emit(a, IMPL, n, secs);
     seg_destroy(&g);
     return 0;
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common.h"
+#include "scale.h"
 
 namespace bip = boost::interprocess;
 
@@ -355,6 +356,40 @@ static int wl_durable(const args &a, const where &w)
     return 0;
 }
 
+// ---- scale: P processes allocating and freeing at once (scale.h) ----
+//
+// Every process opens the segment itself (offset pointers: any address
+// works); its segment manager serializes allocate and deallocate with its
+// own process-shared mutex.
+
+template <class Seg> static void *scale_open(void *ctx)
+{
+    return open_seg<Seg>(*static_cast<const where *>(ctx));
+}
+
+template <class Seg> static void *scale_alloc(void *s, size_t bytes)
+{
+    void *p = static_cast<Seg *>(s)->allocate(bytes, std::nothrow);
+    CHECK(p, "scale: boost allocate(%zu) failed", bytes);
+    return p;
+}
+
+template <class Seg> static void scale_release(void *s, void *p) { static_cast<Seg *>(s)->deallocate(p); }
+
+template <class Seg> static void scale_close(void *s) { delete static_cast<Seg *>(s); }
+
+template <class Seg> static int wl_scale(const args &a, const where &w)
+{
+    uint64_t n = workload_n(&a);
+    delete create_seg<Seg>(w); // the children open it themselves
+    scale_ops ops = { scale_open<Seg>, scale_alloc<Seg>, scale_release<Seg>, scale_close<Seg>,
+                      const_cast<where *>(&w) };
+    double secs = scale_run(&ops, a.procs, n);
+    scale_emit(&a, IMPL, n, secs);
+    remove_seg((Seg *)nullptr, w);
+    return 0;
+}
+
 // ---- main ----
 
 template <class Seg> static int run(const args &a, const where &w)
@@ -372,6 +407,8 @@ template <class Seg> static int run(const args &a, const where &w)
         return wl_map<Seg>(a, w);
     if (wl == "reopen")
         return wl_reopen<Seg>(a, w);
+    if (wl == "scale")
+        return wl_scale<Seg>(a, w);
     return skip(IMPL, a.workload, "not a workload of this runner");
 }
 

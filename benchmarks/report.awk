@@ -142,15 +142,28 @@ function print_extras(    i, b, j, p) {
     print ""
 }
 
-function print_scale(    k1, k2, m1, m2) {
+# One line per implementation that ran the scale workload (mseg first),
+# then mseg's rate with 2 processes over each other's.
+function print_scale(    k1, k2, m1, m2, impls, n, i, im, two) {
     k1 = "scale" SUBSEP "shm" SUBSEP "procs1"
     k2 = "scale" SUBSEP "shm" SUBSEP "procs2"
     if (!((k1 SUBSEP "mseg") in opslist))
         return
-    m1 = medof(opslist, k1 SUBSEP "mseg"); m2 = medof(opslist, k2 SUBSEP "mseg")
+    impls[n = 1] = "mseg"
+    for (i = 1; i <= npeers; i++)
+        if ((k1 SUBSEP peers[i]) in opslist)
+            impls[++n] = peers[i]
     print "scaling (shm, free+alloc operations/s of all processes, medians):"
-    printf "  1 process %s   2 processes %s   2/1 = %s\n", human(m1), human(m2),
-           (m1 > 0 && m2 != "") ? sprintf("%.2fx", m2 / m1) : "-"
+    for (i = 1; i <= n; i++) {
+        im = impls[i]
+        m1 = medof(opslist, k1 SUBSEP im); m2 = medof(opslist, k2 SUBSEP im)
+        two[im] = m2
+        printf "  %-8s 1 process %-9s 2 processes %-9s 2/1 = %s\n", im, human(m1), human(m2),
+               (m1 > 0 && m2 != "") ? sprintf("%.2fx", m2 / m1) : "-"
+    }
+    for (i = 2; i <= n; i++)
+        if (two["mseg"] != "" && two[impls[i]] > 0)
+            printf "  2 processes: mseg %.2fx %s\n", two["mseg"] / two[impls[i]], impls[i]
     print ""
 }
 

@@ -3,7 +3,8 @@
 # first). Runs every workload of WORKLOADS.md for every runner found in
 # $BENCH_DIR, interleaved (for each repetition, for each workload, for each
 # implementation) so that drift hits them all alike; then the 1-vs-2-process
-# scaling workload; then prints the table of medians and ratios.
+# scaling workload, on mseg and on Boost when its runner is built; then
+# prints the table of medians and ratios.
 #
 # The implementations take turns going first: repetition r starts with the
 # r-th (rotate_impls). On a virtual machine a run's figures can depend on
@@ -58,6 +59,14 @@ find_impls() {
     echo $impls
 }
 
+# The runners that have the scale workload, among those found.
+scale_impls() {
+    local name
+    for name in "$@"; do
+        case $name in mseg-bench|peer-boost) echo "$name" ;; esac
+    done
+}
+
 # rotate_impls R IMPL...: the implementations, starting with the
 # ((R - 1) mod count)-th, so that each goes first in turn.
 rotate_impls() {
@@ -109,9 +118,10 @@ main() {
     : > "$LOG"
     echo "$HEADER" > "$RESULTS"
     echo "rep,$HEADER" > "$RUNS"
-    local impls total step=0 rep w b bin p
+    local impls scalers total step=0 rep w b bin p
     impls=$(find_impls)
-    total=$(( REPS * ( $(echo $WORKLOADS | wc -w) * $(echo $BACKENDS | wc -w) * $(echo $impls | wc -w) + (SCALE ? 2 : 0) ) ))
+    scalers=$(scale_impls $impls)
+    total=$(( REPS * ( $(echo $WORKLOADS | wc -w) * $(echo $BACKENDS | wc -w) * $(echo $impls | wc -w) + (SCALE ? 2 * $(echo $scalers | wc -w) : 0) ) ))
     echo "bench: implementations: $impls; backends: $BACKENDS; $REPS repetition(s)$([ "$QUICK" = 1 ] && echo ', QUICK (N/10)')" >&2
     for rep in $(seq 1 "$REPS"); do
         for w in $WORKLOADS; do
@@ -125,9 +135,11 @@ main() {
         done
         [ "$SCALE" = 1 ] || continue
         for p in 1 2; do
-            step=$((step + 1))
-            progress "$step" "$total" "rep $rep/$REPS  scale  procs=$p  shm"
-            run "$rep" mseg-bench --workload scale --backend shm --procs "$p" $(n_args scale)
+            for bin in $(rotate_impls "$rep" $scalers); do
+                step=$((step + 1))
+                progress "$step" "$total" "rep $rep/$REPS  scale  $bin  procs=$p  shm"
+                run "$rep" "$bin" --workload scale --backend shm --procs "$p" $(n_args scale)
+            done
         done
     done
     [ -t 2 ] && printf '\r\033[K' >&2
