@@ -143,8 +143,9 @@ function print_extras(    i, b, j, p) {
 }
 
 # One line per implementation that ran the scale workload (mseg first),
-# then mseg's rate with 2 processes over each other's.
-function print_scale(    k1, k2, m1, m2, impls, n, i, im, two) {
+# then mseg's rate with 2 processes over each other's (the median of the
+# per-repetition ratios, as in the tables).
+function print_scale(    k1, k2, m1, m2, impls, n, i, im, r) {
     k1 = "scale" SUBSEP "shm" SUBSEP "procs1"
     k2 = "scale" SUBSEP "shm" SUBSEP "procs2"
     if (!((k1 SUBSEP "mseg") in opslist))
@@ -157,13 +158,12 @@ function print_scale(    k1, k2, m1, m2, impls, n, i, im, two) {
     for (i = 1; i <= n; i++) {
         im = impls[i]
         m1 = medof(opslist, k1 SUBSEP im); m2 = medof(opslist, k2 SUBSEP im)
-        two[im] = m2
         printf "  %-8s 1 process %-9s 2 processes %-9s 2/1 = %s\n", im, human(m1), human(m2),
                (m1 > 0 && m2 != "") ? sprintf("%.2fx", m2 / m1) : "-"
     }
     for (i = 2; i <= n; i++)
-        if (two["mseg"] != "" && two[impls[i]] > 0)
-            printf "  2 processes: mseg %.2fx %s\n", two["mseg"] / two[impls[i]], impls[i]
+        if ((r = ratio(k2, impls[i])) != "")
+            printf "  2 processes: mseg %.2fx %s\n", r, impls[i]
     print ""
 }
 

@@ -4,7 +4,8 @@
  *
  * The parent creates the segment, closes it and forks P children. Each
  * opens the segment itself, allocates SCALE_LIVE blocks of 16..256 bytes
- * (not timed), waits for the start, then runs N steps: free the block at a
+ * (not timed), says it is ready and waits for the start, which the parent
+ * gives once all are ready; then each runs N steps: free the block at a
  * random index, allocate a new one there, write its tag. At the end it
  * checks that every block still holds its tag (a block handed out twice
  * would have been overwritten). The timed span runs from the start to the
@@ -33,8 +34,10 @@ struct scale_ops {
     void *ctx;                                 /* what open needs: the segment's name */
 };
 
-/* One child: the blocks, the start, n steps, the check. Exits the process. */
-static inline void scale_child(const struct scale_ops *o, uint64_t n, unsigned id, int go_fd)
+/* One child: the blocks, a byte on ready_fd, the start (end of file on
+   go_fd), n steps, the check. Exits the process. */
+static inline void scale_child(const struct scale_ops *o, uint64_t n, unsigned id, int ready_fd,
+                               int go_fd)
 {
     struct rng r = rng_seeded(42 + id);
     void **p = (void **)xcalloc(SCALE_LIVE, sizeof *p);
@@ -45,6 +48,8 @@ static inline void scale_child(const struct scale_ops *o, uint64_t n, unsigned i
         p[i] = o->alloc(s, (size_t)rand_range(&r, 16, 256));
         *(uint64_t *)p[i] = tag[i] = i;
     }
+    CHECK(write(ready_fd, "r", 1) == 1, "scale: child %u: ready: %s", id, strerror(errno));
+    close(ready_fd);   /* so a sibling that dies unready ends the parent's wait */
     CHECK(read(go_fd, &c, 1) == 0, "scale: child %u: barrier", id);
     for (uint64_t step = 0; step < n; step++) {
         size_t k = (size_t)rand_range(&r, 0, SCALE_LIVE - 1);
@@ -58,12 +63,13 @@ static inline void scale_child(const struct scale_ops *o, uint64_t n, unsigned i
     _exit(0);
 }
 
-/* Forks procs children that each prepare, then wait on go[0] until the
-   parent closes go[1]; seconds from that close to the last exit. */
+/* Forks procs children that each prepare, say so on ready, then wait on
+   go[0] until the parent closes go[1]; seconds from that close to the
+   last exit. */
 static inline double scale_run(const struct scale_ops *o, unsigned procs, uint64_t n)
 {
-    int go[2];
-    CHECK(pipe(go) == 0, "pipe: %s", strerror(errno));
+    int go[2], ready[2];
+    CHECK(pipe(go) == 0 && pipe(ready) == 0, "pipe: %s", strerror(errno));
     pid_t *pids = (pid_t *)xcalloc(procs, sizeof *pids);
     fflush(NULL);
     for (unsigned i = 0; i < procs; i++) {
@@ -71,11 +77,20 @@ static inline double scale_run(const struct scale_ops *o, unsigned procs, uint64
         CHECK(pids[i] >= 0, "fork: %s", strerror(errno));
         if (pids[i] == 0) {
             close(go[1]);
-            scale_child(o, n, i, go[0]);
+            close(ready[0]);
+            scale_child(o, n, i, ready[1], go[0]);
         }
     }
     close(go[0]);
-    usleep(200000); /* let the children map and fill (not timed) */
+    close(ready[1]);
+    /* every child has opened and filled (not timed). Each closes its end
+       once it has written, so if one dies before, the others' ends are
+       closed too and read() sees the end of file instead of waiting for
+       ever; that child's status then fails the run below */
+    char c;
+    for (unsigned i = 0; i < procs && read(ready[0], &c, 1) == 1; i++)
+        ;
+    close(ready[0]);
     double t0 = now_sec();
     close(go[1]);
     int bad = 0;
