@@ -9,7 +9,8 @@
 #   make bench-build         only build the runners
 #
 # Variables: REPS (3), QUICK (0), BACKENDS ("file"; "file shm" for both),
-# SCALE (1: run the 1-vs-2-process scaling workload, on mseg and Boost).
+# SCALE (1: run the 1-vs-2-process scaling workload, on mseg and Boost),
+# PIN (the CPU every other runner runs on: the last one; none: unpinned).
 #
 # Peer runners are built only when their headers are present. mseg-bench's
 # vector and map workloads are compiled only when engine/vector.c and
@@ -43,7 +44,7 @@ BENCH_PACKAGES := libboost-dev libpmemobj-dev liblmdb-dev gnuplot-nox
 
 bench: bench-build
 	@BENCH_DIR=$(BENCH_DIR) REPS=$(or $(REPS),$(if $(filter 1,$(QUICK)),1,3)) QUICK=$(or $(QUICK),0) \
-	    BACKENDS="$(or $(BACKENDS),file)" SCALE=$(or $(SCALE),1) \
+	    BACKENDS="$(or $(BACKENDS),file)" SCALE=$(or $(SCALE),1) PIN=$(PIN) \
 	    bash benchmarks/run_bench.sh
 
 bench-build: $(BENCH_BINS)

@@ -15,8 +15,16 @@
 # Rotating changes who goes first, not the neighbours (the cycle stays), so
 # phases that fill new pages still vary from run to run: read medians.
 #
+# Every runner but the scale workload's runs on one CPU, the same for all
+# implementations (PIN, default the last CPU; PIN=none: wherever the
+# scheduler puts it). On the project's virtual machine the two CPUs differ:
+# a pointer chase over 4 MiB took 129-141 ns a step on CPU 0 and 25-53 ns
+# on CPU 1 (its share of the L3 cache is larger), and a loop of mseg_alloc
+# and mseg_free over 10,000 blocks 108-124 ns against 57-61 ns an
+# operation. Unpinned, a runner's figures depended on where it landed.
+#
 # Environment: BENCH_DIR (build/bench), REPS (3), QUICK (0; 1 = N/10),
-# BACKENDS ("file"), SCALE (1), TMPDIR (/tmp).
+# BACKENDS ("file"), SCALE (1), PIN (the last CPU, or none), TMPDIR (/tmp).
 # Output: $BENCH_DIR/results.csv (the runners' rows, with the header),
 # $BENCH_DIR/runs.csv (the same rows with the repetition first),
 # $BENCH_DIR/log.txt (the runners' stderr), $BENCH_DIR/ratios.svg (gnuplot).
@@ -27,6 +35,7 @@ REPS=${REPS:-3}
 QUICK=${QUICK:-0}
 BACKENDS=${BACKENDS:-file}
 SCALE=${SCALE:-1}
+PIN=${PIN:-$(( $(nproc) - 1 ))}
 export TMPDIR=${TMPDIR:-/tmp}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -92,13 +101,21 @@ cleanup_after() {
 
 FAILURES=0
 
+# The command that runs a runner on the PIN CPU (taskset execs it, so its
+# pid stays the runner's); nothing when PIN=none or taskset is missing.
+pinned() {
+    [ "$PIN" != none ] && command -v taskset > /dev/null 2>&1 && echo "taskset -c $PIN"
+}
+
 # run REP BIN ARGS...: one runner invocation; its rows go to both CSVs.
+# The scale workload is not pinned: its processes need every CPU.
 run() {
-    local rep=$1 bin=$2 out rc pid
+    local rep=$1 bin=$2 out rc pid pin=
     shift 2
+    [ "$2" = scale ] || pin=$(pinned)
     out=$BENCH_DIR/.out
-    echo "== rep $rep: $bin $*" >> "$LOG"
-    "$BENCH_DIR/$bin" "$@" > "$out" 2>> "$LOG" &
+    echo "== rep $rep: $pin $bin $*" >> "$LOG"
+    $pin "$BENCH_DIR/$bin" "$@" > "$out" 2>> "$LOG" &
     pid=$!
     wait "$pid"
     rc=$?
@@ -122,7 +139,7 @@ main() {
     impls=$(find_impls)
     scalers=$(scale_impls $impls)
     total=$(( REPS * ( $(echo $WORKLOADS | wc -w) * $(echo $BACKENDS | wc -w) * $(echo $impls | wc -w) + (SCALE ? 2 * $(echo $scalers | wc -w) : 0) ) ))
-    echo "bench: implementations: $impls; backends: $BACKENDS; $REPS repetition(s)$([ "$QUICK" = 1 ] && echo ', QUICK (N/10)')" >&2
+    echo "bench: implementations: $impls; backends: $BACKENDS; $REPS repetition(s)$([ "$QUICK" = 1 ] && echo ', QUICK (N/10)'); $([ -n "$(pinned)" ] && echo "pinned to CPU $PIN" || echo 'not pinned')" >&2
     for rep in $(seq 1 "$REPS"); do
         for w in $WORKLOADS; do
             for b in $BACKENDS; do
