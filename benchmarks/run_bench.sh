@@ -102,9 +102,11 @@ cleanup_after() {
 FAILURES=0
 
 # The command that runs a runner on the PIN CPU (taskset execs it, so its
-# pid stays the runner's); nothing when PIN=none or taskset is missing.
+# pid stays the runner's); nothing when PIN=none, taskset is missing or it
+# cannot use that CPU (a warning says so once, in main).
 pinned() {
-    [ "$PIN" != none ] && command -v taskset > /dev/null 2>&1 && echo "taskset -c $PIN"
+    [ "$PIN" != none ] && command -v taskset > /dev/null 2>&1 &&
+        taskset -c "$PIN" true 2> /dev/null && echo "taskset -c $PIN"
 }
 
 # run REP BIN ARGS...: one runner invocation; its rows go to both CSVs.
@@ -139,6 +141,8 @@ main() {
     impls=$(find_impls)
     scalers=$(scale_impls $impls)
     total=$(( REPS * ( $(echo $WORKLOADS | wc -w) * $(echo $BACKENDS | wc -w) * $(echo $impls | wc -w) + (SCALE ? 2 * $(echo $scalers | wc -w) : 0) ) ))
+    [ "$PIN" != none ] && [ -z "$(pinned)" ] &&
+        echo "bench: cannot run the runners on CPU $PIN (taskset missing or refused); not pinned" >&2
     echo "bench: implementations: $impls; backends: $BACKENDS; $REPS repetition(s)$([ "$QUICK" = 1 ] && echo ', QUICK (N/10)'); $([ -n "$(pinned)" ] && echo "pinned to CPU $PIN" || echo 'not pinned')" >&2
     for rep in $(seq 1 "$REPS"); do
         for w in $WORKLOADS; do
