@@ -76,13 +76,6 @@ static void cpu_relax(void)
 #endif
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /*
  * How a waiter spins before it sleeps on the futex. Engine operations hold
  * the lock for well under a microsecond, while a sleep and a wakeup cost
@@ -117,7 +110,7 @@ static uint64_t monotonic_ns(void)
    processes on 2 cores still ran faster than with the old spin. */
 static int spin_for(pthread_mutex_t *m)
 {
-    uint64_t deadline = monotonic_ns() + SPIN_NS;
+    uint64_t deadline = mono_now_ns() + SPIN_NS;
     for (unsigned pauses = 1;; pauses = pauses < SPIN_MAX_PAUSES ? 2 * pauses : pauses) {
         for (unsigned i = 0; i < pauses; i++)
             cpu_relax();
@@ -130,7 +123,7 @@ static int spin_for(pthread_mutex_t *m)
             if (r != EBUSY)
                 return r;
         }
-        if (monotonic_ns() > deadline)
+        if (mono_now_ns() > deadline)
             return EBUSY;
     }
 }
