@@ -1524,6 +1524,26 @@ static void dump_intent(const struct slot *o)
     }
 }
 
+/* What the oracle believes of every worker: its last intent and the
+   registry blocks it counts as live. A violation of the whole round (the
+   leak check, w < 0) prints this, so that a block left over can be matched
+   with the operation that was in flight at a kill. */
+static void dump_oracle(const struct oracle *orc)
+{
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        const struct slot *o = &orc->w[w];
+        if (o->intent_seq == 0 && o->ack_seq == 0)
+            continue;
+        fprintf(stderr, "  worker %d:\n", w);
+        dump_intent(o);
+        fprintf(stderr, "  oracle: live registry blocks (slot:size):");
+        for (uint32_t i = 0; i < NREG; i++)
+            if (o->reg[i].live)
+                fprintf(stderr, " %u:%u", i, o->reg[i].size);
+        fprintf(stderr, "\n");
+    }
+}
+
 /* Keeps the segment for inspection and exits 1. */
 static void violation(struct run *r, int w, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
 static void violation(struct run *r, int w, const char *fmt, ...)
@@ -1538,6 +1558,8 @@ static void violation(struct run *r, int w, const char *fmt, ...)
     fprintf(stderr, "\n");
     if (w >= 0)
         dump_intent(&r->orc->w[w]);
+    else
+        dump_oracle(r->orc);
     for (int i = 0; i < MAX_WORKERS; i++)
         if (r->pid[i] > 0)
             kill(r->pid[i], SIGKILL);
@@ -1993,14 +2015,22 @@ static void leak_check(struct run *r)
     if (mseg_verify(s, &rep))
         violation(r, -1, "leak check: after freeing everything the copy is unsound: %s", rep.first_problem);
     mseg_close(s);
-    unlink(r->clone);
+    bool leaked = named || fm != r->empty_free || size != r->empty_size;
+    /* on a failure, the emptied copy shows what is left: mseg ls, mseg stats */
+    char emptied[420];
+    snprintf(emptied, sizeof emptied, "%s.emptied", r->clone);
+    if (!leaked || rename(r->clone, emptied))
+        unlink(r->clone);
+    else
+        fprintf(stderr, "torture: the copy after the leak check's frees is kept in %s\n", emptied);
     if (named)
         violation(r, -1, "leak check: %zu named objects remain after destroying every known one", named);
     if (fm != r->empty_free || size != r->empty_size)
         violation(r, -1, "leak check: free memory is %zu (segment %zu bytes) after freeing everything%s, "
-                  "%zu (%zu bytes) on the empty segment: %zd bytes leaked", fm, size,
-                  r->max_size ? " and shrinking" : "", r->empty_free, r->empty_size,
-                  (ssize_t)(r->empty_free - fm));
+                  "%zu (%zu bytes) on the empty segment: %zd bytes leaked (%zd used beyond the empty "
+                  "segment's)", fm, size, r->max_size ? " and shrinking" : "", r->empty_free,
+                  r->empty_size, (ssize_t)(r->empty_free - fm),
+                  (ssize_t)((size - fm) - (r->empty_size - r->empty_free)));
     r->st.leak_checks++;
 }
 
