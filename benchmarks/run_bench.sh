@@ -102,9 +102,10 @@ cleanup_after() {
 FAILURES=0
 
 # The command that runs a runner on the PIN CPU (taskset execs it, so its
-# pid stays the runner's); nothing when PIN=none, taskset is missing or it
-# cannot use that CPU (a warning says so once, in main).
-pinned() {
+# pid stays the runner's); empty when PIN=none, taskset is missing or it
+# cannot use that CPU. Set once, in main.
+PINNED=
+pin_command() {
     [ "$PIN" != none ] && command -v taskset > /dev/null 2>&1 &&
         taskset -c "$PIN" true 2> /dev/null && echo "taskset -c $PIN"
 }
@@ -114,7 +115,7 @@ pinned() {
 run() {
     local rep=$1 bin=$2 out rc pid pin=
     shift 2
-    [ "$2" = scale ] || pin=$(pinned)
+    [ "$2" = scale ] || pin=$PINNED
     out=$BENCH_DIR/.out
     echo "== rep $rep: $pin $bin $*" >> "$LOG"
     $pin "$BENCH_DIR/$bin" "$@" > "$out" 2>> "$LOG" &
@@ -141,9 +142,10 @@ main() {
     impls=$(find_impls)
     scalers=$(scale_impls $impls)
     total=$(( REPS * ( $(echo $WORKLOADS | wc -w) * $(echo $BACKENDS | wc -w) * $(echo $impls | wc -w) + (SCALE ? 2 * $(echo $scalers | wc -w) : 0) ) ))
-    [ "$PIN" != none ] && [ -z "$(pinned)" ] &&
+    PINNED=$(pin_command)
+    [ "$PIN" != none ] && [ -z "$PINNED" ] &&
         echo "bench: cannot run the runners on CPU $PIN (taskset missing or refused); not pinned" >&2
-    echo "bench: implementations: $impls; backends: $BACKENDS; $REPS repetition(s)$([ "$QUICK" = 1 ] && echo ', QUICK (N/10)'); $([ -n "$(pinned)" ] && echo "pinned to CPU $PIN" || echo 'not pinned')" >&2
+    echo "bench: implementations: $impls; backends: $BACKENDS; $REPS repetition(s)$([ "$QUICK" = 1 ] && echo ', QUICK (N/10)'); $([ -n "$PINNED" ] && echo "pinned to CPU $PIN" || echo 'not pinned')" >&2
     for rep in $(seq 1 "$REPS"); do
         for w in $WORKLOADS; do
             for b in $BACKENDS; do

@@ -90,9 +90,8 @@ static void cpu_relax(void)
  * trip) and a whole allocation about 65 ns. Two processes allocating and
  * freeing at once on one segment ran at 2.2M-3.0M operations a second
  * with a look after every pause, and at 6.0M-6.7M with this backoff (6
- * runs of mseg-bench --workload scale; one
- * process alone: 15M-16.5M); 3 and 4 processes, more than the machine's 2
- * cores, finished 1.7x sooner. This is the test-and-test-and-set lock with
+ * runs of mseg-bench --workload scale; one process alone: 15M-16.5M); 3
+ * and 4 processes, more than the machine's 2 cores, finished 1.7x sooner. This is the test-and-test-and-set lock with
  * exponential backoff of the spin-lock literature (T. E. Anderson, "The
  * performance of spin lock alternatives for shared-memory multiprocessors",
  * IEEE TPDS, 1990).

@@ -2015,7 +2015,7 @@ static void leak_check(struct run *r)
     if (mseg_verify(s, &rep))
         violation(r, -1, "leak check: after freeing everything the copy is unsound: %s", rep.first_problem);
     mseg_close(s);
-    bool leaked = named || fm != r->empty_free || size != r->empty_size;
+    bool bytes_differ = fm != r->empty_free || size != r->empty_size, leaked = named || bytes_differ;
     /* on a failure, the emptied copy shows what is left: mseg ls, mseg stats */
     char emptied[420];
     snprintf(emptied, sizeof emptied, "%s.emptied", r->clone);
@@ -2025,7 +2025,7 @@ static void leak_check(struct run *r)
         fprintf(stderr, "torture: the copy after the leak check's frees is kept in %s\n", emptied);
     if (named)
         violation(r, -1, "leak check: %zu named objects remain after destroying every known one", named);
-    if (fm != r->empty_free || size != r->empty_size)
+    if (bytes_differ)
         violation(r, -1, "leak check: free memory is %zu (segment %zu bytes) after freeing everything%s, "
                   "%zu (%zu bytes) on the empty segment: %zd bytes leaked (%zd used beyond the empty "
                   "segment's)", fm, size, r->max_size ? " and shrinking" : "", r->empty_free,
