@@ -2025,12 +2025,17 @@ static void leak_check(struct run *r)
         fprintf(stderr, "torture: the copy after the leak check's frees is kept in %s\n", emptied);
     if (named)
         violation(r, -1, "leak check: %zu named objects remain after destroying every known one", named);
+    /* blocks still used tell a leaked block from a segment that did not
+       shrink back to the empty one's size (once a heap ending short of the
+       segment, which mseg_shrink failed to cut: 0 blocks used) */
     if (bytes_differ)
         violation(r, -1, "leak check: free memory is %zu (segment %zu bytes) after freeing everything%s, "
                   "%zu (%zu bytes) on the empty segment: %zd bytes leaked (%zd used beyond the empty "
-                  "segment's)", fm, size, r->max_size ? " and shrinking" : "", r->empty_free,
+                  "segment's); the emptied heap: %" PRIu64 " bytes, %" PRIu64 " blocks used (%" PRIu64
+                  " bytes), %" PRIu64 " free", fm, size, r->max_size ? " and shrinking" : "", r->empty_free,
                   r->empty_size, (ssize_t)(r->empty_free - fm),
-                  (ssize_t)((size - fm) - (r->empty_size - r->empty_free)));
+                  (ssize_t)((size - fm) - (r->empty_size - r->empty_free)), rep.heap_bytes,
+                  rep.blocks_used, rep.bytes_used, rep.blocks_free);
     r->st.leak_checks++;
 }
 
