@@ -910,6 +910,84 @@ Test(growth, a_shrink_after_a_shrink_gives_back_the_last_page_even_if_it_cuts_le
         shrink_twice(backends[b]);
 }
 
+/* The property behind the test above, over random histories: every
+   shrink leaves the segment no larger than the page holding the highest
+   live byte (plus a block header and the end marker) or the empty
+   segment, and a segment emptied and shrunk is the empty segment again,
+   in size, free memory and file size. Fixed seeds, so a failure repeats;
+   sizes are not multiples of anything, so heap ends land anywhere within
+   a page. */
+static uint64_t shrink_rng(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void shrink_history(unsigned backend, uint64_t seed)
+{
+    char name[256];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 32 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_shrink(s), 0, "%s", mseg_errmsg());
+    size_t empty_free = mseg_free_memory(s), empty_size = mseg_size(s);
+    enum { LIVE = 24 };
+    void *live[LIVE] = { 0 };
+    size_t len[LIVE] = { 0 };
+    uint64_t x = seed;
+    for (unsigned step = 0; step < 400; step++) {
+        unsigned i = (unsigned)(shrink_rng(&x) % LIVE);
+        if (live[i]) {
+            cr_assert_eq(mseg_free(s, live[i]), 0, "%s", mseg_errmsg());
+            live[i] = NULL;
+        } else {
+            size_t n = 16 + (size_t)(shrink_rng(&x) % (shrink_rng(&x) % 2 ? 8192 : 96 * 1024));
+            live[i] = mseg_alloc(s, n);
+            len[i] = n;
+            cr_assert_not_null(live[i], "seed %#llx step %u: alloc %zu: %s",
+                               (unsigned long long)seed, step, n, mseg_errmsg());
+        }
+        if (shrink_rng(&x) % 4)
+            continue;
+        cr_assert_eq(mseg_shrink(s), 0, "%s", mseg_errmsg());
+        uint64_t high = 0;
+        for (unsigned j = 0; j < LIVE; j++)
+            if (live[j] && mseg_off_of(s, live[j]) + len[j] > high)
+                high = mseg_off_of(s, live[j]) + len[j];
+        size_t most = (size_t)((high + 64 + 4095) & ~4095ull);
+        if (most < empty_size)
+            most = empty_size;
+        cr_assert_leq(mseg_size(s), most, "%s, seed %#llx, step %u: a shrink left %zu bytes, the highest "
+                      "live byte is at %#llx", backend_name(backend), (unsigned long long)seed, step,
+                      mseg_size(s), (unsigned long long)high);
+    }
+    for (unsigned i = 0; i < LIVE; i++)
+        if (live[i])
+            cr_assert_eq(mseg_free(s, live[i]), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_shrink(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_size(s), empty_size, "%s, seed %#llx: emptied and shrunk: %zu bytes, the empty "
+                 "segment %zu", backend_name(backend), (unsigned long long)seed, mseg_size(s), empty_size);
+    cr_assert_eq(mseg_free_memory(s), empty_free, "%s, seed %#llx: emptied and shrunk: %zu bytes free, "
+                 "the empty segment %zu", backend_name(backend), (unsigned long long)seed,
+                 mseg_free_memory(s), empty_free);
+    cr_assert_eq(file_size(name, backend), (long long)empty_size);
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
+    mseg_remove(name, backend);
+}
+
+Test(growth, any_history_of_allocs_frees_and_shrinks_emptied_and_shrunk_is_the_empty_segment,
+     .timeout = 120, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        for (uint64_t seed = 1; seed <= 30; seed++)   /* 60 names: th_track keeps 64 */
+            shrink_history(backends[b], seed * 0x9e3779b97f4a7c15ull);
+}
+
 /* ---- (h) the cut tail after mseg_shrink ---- */
 
 /* A lock-free reader thread of the same handle may check an address against
