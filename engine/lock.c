@@ -228,6 +228,19 @@ int seg_write_end(mseg *s, bool commit)
 {
     int e = errno;
     if (tx_owns(s)) {
+        /* a call that ran out of log records, or followed a damaged offset,
+           dropped some of its stores: what it returns would be wrong (an
+           allocation handing out the same block again, a push that does not
+           grow the vector). It fails, and so does the transaction, as op_commit
+           would have failed it outside one */
+        if (commit && (s->op.overflow || op_bad_access())) {
+            bool full = s->op.overflow;
+            tx_fail(s);
+            return full ? fail(ENOMEM, "segment %s: the transaction needs more than %zu log records; "
+                               "it was aborted", s->name, (size_t)MSEG_LOG_CAPACITY)
+                        : fail(EUCLEAN, "segment %s: damaged metadata: an operation followed an offset "
+                               "outside the heap; the transaction was aborted", s->name);
+        }
         if (!commit && (s->op.count != s->op.save || s->op.allocated != s->op.save_allocated))
             tx_fail(s);   /* it changed something before failing */
         else if (!commit)

@@ -285,7 +285,10 @@ int seg_grow(mseg *s, uint64_t need)
        this growth would write a smaller size over it */
     if (s->mode == MODE_RW && refresh_size(s))
         return -1;
-    uint64_t old = s->size, heap_end = seg_control(s)->heap_end;
+    /* through the log: inside a transaction an earlier growth of the same
+       transaction has moved the heap's end only in its records */
+    uint64_t old = s->size,
+             heap_end = op_get64(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, heap_end));
     if (s->mode == MODE_RW && heap_end + MSEG_BLOCK_MIN <= old &&
         old - heap_end + heap_tail_free(s) >= need + 2 * MSEG_GRANULE) {
         /* an earlier growth was interrupted after the file and header grew:

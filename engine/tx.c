@@ -125,7 +125,10 @@ int mseg_tx_add(mseg *s, void *p, size_t n)
        and may be damaged, and a pointer formed past the mapping is undefined */
     const struct mseg_control *c = seg_control(s);
     uintptr_t at = (uintptr_t)p, base = (uintptr_t)s->base;
-    uint64_t start = c->heap_start, end = c->heap_end, off = at - base;
+    /* the end through the log: a growth earlier in this transaction has
+       moved it only in its records */
+    uint64_t start = c->heap_start, off = at - base,
+             end = op_get64(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, heap_end));
     if (!p || n == 0 || at < base || end > s->size || off < start || off >= end || n > end - off)
         return fail(EINVAL, "segment %s: mseg_tx_add range %p+%zu is not inside the heap",
                     s->name, p, n);

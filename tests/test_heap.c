@@ -591,3 +591,85 @@ Test(heap, tx_add_outside_the_heap_is_einval_and_the_transaction_goes_on, .fini 
     cr_assert(p[0] == 3 && p[99] == 3);
     mseg_close(s);
 }
+
+/* A transaction that outgrows the log: the call that runs out of records
+   fails with ENOMEM and aborts the transaction (README, Limits); later
+   calls are ECANCELED. Before, every call past the limit returned success
+   with its stores dropped: mseg_alloc handed out the same block again and
+   again, mseg_vec_push left the length as it was, and only the commit
+   failed. */
+Test(heap, a_transaction_past_the_log_capacity_fails_the_call_that_overflows, .fini = th_cleanup)
+{
+    mseg *s = new_seg(8 * MiB);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    void *prev = NULL;
+    int i;
+    for (i = 0; i < 5000; i++) {
+        errno = 0;
+        void *p = mseg_alloc(s, 64);
+        if (!p)
+            break;
+        cr_assert_neq(p, prev, "alloc %d returned the block alloc %d returned", i, i - 1);
+        prev = p;
+    }
+    cr_assert_lt(i, 5000, "5000 allocations fit one transaction's log");
+    cr_assert_eq(errno, ENOMEM, "alloc %d: errno %d (%s)", i, errno, mseg_errmsg());
+    errno = 0;
+    cr_assert_null(mseg_alloc(s, 64), "a call after the abort");
+    cr_assert_eq(errno, ECANCELED);
+    cr_assert_eq(mseg_tx_commit(s), -1);
+    cr_assert_eq(errno, ECANCELED);
+
+    size_t free_before = mseg_free_memory(s);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    size_t len = 0;
+    int rc = 0;
+    for (i = 0; i < 8000 && rc == 0; i++) {
+        uint64_t x = (uint64_t)i;
+        rc = mseg_vec_push(s, v, &x);
+        if (rc == 0) {
+            cr_assert_eq(mseg_vec_len(s, v), len + 1, "push %d succeeded but the length stayed %zu", i, len);
+            len++;
+        }
+    }
+    cr_assert_eq(rc, -1, "8000 pushes fit one transaction's log");
+    cr_assert_eq(errno, ENOMEM, "errno %d (%s)", errno, mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), -1);
+    cr_assert_eq(mseg_vec_len(s, v), 0, "the aborted pushes were rolled back");
+    cr_assert_eq(mseg_free_memory(s), free_before);
+    assert_sound(s, "after the aborted transactions");
+    mseg_close(s);
+}
+
+/* Growth inside a transaction: the second growth of the same transaction
+   must see the heap's end the first one logged. It read the end in place
+   (the state before the transaction), took the space as a leftover of an
+   interrupted growth, and failed with ENOMEM well below max_size; and
+   mseg_tx_add refused a block in the grown space as "not inside the heap". */
+Test(heap, a_transaction_can_grow_the_segment_more_than_once, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    uint8_t *b[4];
+    for (int i = 0; i < 4; i++) {
+        b[i] = mseg_alloc(s, 1 * MiB);
+        cr_assert_not_null(b[i], "alloc %d of 1 MiB (segment %zu bytes, max 64 MiB): %s", i, mseg_size(s),
+                           mseg_errmsg());
+    }
+    cr_assert_gt(mseg_size(s), 4 * MiB);
+    cr_assert_eq(mseg_tx_add(s, b[3], 4096), 0, "a block in grown space: %s", mseg_errmsg());
+    memset(b[3], 9, 4096);
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(b[3][4095], 9);
+    assert_sound(s, "after growing twice in one transaction");
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(mseg_free(s, b[i]), 0, "%s", mseg_errmsg());
+    assert_sound(s, "after freeing");
+    mseg_close(s);
+}
