@@ -21,6 +21,10 @@ struct backend {
     int (*sync_name)(const char *name);
 };
 
+/* Why be->open failed with errno e, for a message: strerror(e), or for a
+   file that exists but is not a regular file (EINVAL), that. */
+const char *backend_open_error(unsigned flags, const char *name, int e);
+
 extern const struct backend backend_file;
 extern const struct backend backend_shm;
 

@@ -1,5 +1,6 @@
 /* backend_file.c - segments in regular files. */
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,31 @@ static int file_check_name(const char *name)
     return 0;
 }
 
+/* Only regular files are segments. O_NONBLOCK so that a FIFO named by
+   mistake does not block the open (a read-only open of a FIFO waits for a
+   writer, forever); anything that is not a regular file (a FIFO, a
+   directory, a device) is refused with EINVAL (file_open_error says why). */
 static int file_open(const char *name, int oflag, mode_t mode)
 {
-    return open(name, oflag | O_CLOEXEC, mode);
+    int fd = open(name, oflag | O_CLOEXEC | O_NONBLOCK, mode);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
 }
 
 /* fsync of the directory holding name, so a crash cannot lose the new entry. */
@@ -42,6 +65,14 @@ static int file_sync_name(const char *name)
     close(fd);
     errno = e;
     return rc;
+}
+
+const char *backend_open_error(unsigned flags, const char *name, int e)
+{
+    struct stat st;
+    if (e == EINVAL && !(flags & MSEG_SHM) && stat(name, &st) == 0 && !S_ISREG(st.st_mode))
+        return S_ISDIR(st.st_mode) ? "a directory, not a regular file" : "not a regular file";
+    return strerror(e);
 }
 
 const struct backend backend_file = {

@@ -46,7 +46,7 @@ int inspect_headers(const char *name, unsigned flags, struct inspect_header hdr[
         return name && *name ? -1 : fail(EINVAL, "segment name is empty");
     int fd = be->open(name, O_RDONLY, 0);
     if (fd < 0)
-        return fail(errno, "segment %s: cannot open: %s", name, strerror(errno));
+        return fail(errno, "segment %s: cannot open: %s", name, backend_open_error(flags, name, errno));
     struct stat st;
     if (fstat(fd, &st)) {
         int e = errno;

@@ -740,7 +740,7 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
     s->fd = open_fd(s, &p, &created);
     if (s->fd < 0) {
         int e = errno;
-        fail(e, "segment %s: cannot open: %s", name, strerror(e));
+        fail(e, "segment %s: cannot open: %s", name, backend_open_error(flags, name, e));
         free(s->name);
         free(s);
         return NULL;

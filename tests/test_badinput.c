@@ -590,3 +590,53 @@ Test(badinput, a_find_of_a_damaged_record_is_euclean_and_the_others_are_found, .
     free(buf);
     free(orig);
 }
+
+/* A name that is not a regular file: a FIFO, a directory, a device. The
+   read-only opens (mseg_check, MSEG_RDONLY, and `mseg info`, `ls`, `check`,
+   `stats`) waited forever on a FIFO (open(2) of a FIFO for reading waits for
+   a writer), and a directory was described as a segment file of 4096 bytes,
+   truncated. Now every open mode fails at once with EINVAL and says why. */
+Test(badinput, a_fifo_a_directory_or_a_device_is_refused_at_once_not_waited_on, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char fifo[256], dir[256];
+    th_name(fifo, 0);
+    th_name(dir, 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+    cr_assert_eq(mkdir(dir, 0700), 0, "mkdir: %s", strerror(errno));
+    const char *names[] = { fifo, dir, "/dev/null" };
+    const unsigned modes[] = { MSEG_RDONLY, MSEG_COW, 0, MSEG_CREATE };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            if (names[i] == dir && (modes[m] == 0 || modes[m] == MSEG_CREATE))
+                continue;   /* a read-write open of a directory is EISDIR already */
+            pid_t pid = fork();
+            cr_assert_neq(pid, -1);
+            if (pid == 0) {
+                alarm(5);
+                errno = 0;
+                mseg *s = mseg_open(names[i], modes[m], NULL);
+                _exit(s ? 1 : errno == EINVAL && strstr(mseg_errmsg(), "not a regular file") ? 0 : 2);
+            }
+            int st;
+            cr_assert_eq(waitpid(pid, &st, 0), pid);
+            char buf[64];
+            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mseg_open(%s, %#x): %s", names[i], modes[m],
+                      th_status_str(st, buf, sizeof buf));
+        }
+        pid_t pid = fork();
+        cr_assert_neq(pid, -1);
+        if (pid == 0) {
+            alarm(5);
+            errno = 0;
+            struct mseg_report r;
+            _exit(mseg_check(names[i], 0, &r) == 0 ? 1 : errno == EINVAL ? 0 : 2);
+        }
+        int st;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        char buf[64];
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mseg_check(%s): %s", names[i],
+                  th_status_str(st, buf, sizeof buf));
+    }
+    rmdir(dir);
+}
