@@ -96,8 +96,15 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
     if (backend_of(flags)->check_name(name))
         return -1;
     p->size = cfg && cfg->size ? cfg->size : MSEG_DEFAULT_SIZE;
-    p->size = (p->size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     p->max_size = cfg ? cfg->max_size : 0;
+    /* before rounding up to a page: near SIZE_MAX that wraps to 0, and the
+       message said "size 0" (or "max_size 0 is below size") */
+    if (p->size > MSEG_MAX_SIZE || p->max_size > MSEG_MAX_SIZE)
+        return fail(EINVAL, "segment %s %llu is above the largest segment, %llu bytes",
+                    p->size > MSEG_MAX_SIZE ? "size" : "max_size",
+                    (unsigned long long)(p->size > MSEG_MAX_SIZE ? p->size : p->max_size),
+                    (unsigned long long)MSEG_MAX_SIZE);
+    p->size = (p->size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     p->mode = cfg && cfg->mode ? (mode_t)(cfg->mode & 07777) : 0600;
     if (p->size < MSEG_MIN_SIZE || p->size > MSEG_MAX_SIZE)
         return fail(EINVAL, "segment size %llu is outside [%u, %llu]",

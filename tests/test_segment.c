@@ -388,6 +388,26 @@ static void too_small_a_size_fails_with_einval(unsigned be)
 }
 BOTH_BACKENDS(too_small_a_size_fails_with_einval)
 
+/* Sizes near SIZE_MAX: rounded up to a page they wrapped to 0, so the
+   message named a size of 0 ("segment size 0 is outside ...", "max_size 0
+   is below size ..."). The message names the size asked for. */
+static void sizes_near_size_max_fail_with_einval_naming_the_size_asked_for(unsigned be)
+{
+    char name[256], want[64];
+    th_name(name, be);
+    struct mseg_config cs[] = { { .size = SIZE_MAX }, { .size = SIZE_MAX - 4000 },
+                                { .size = 1 * MiB, .max_size = SIZE_MAX } };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        errno = 0;
+        cr_assert_null(mseg_open(name, be | MSEG_CREATE, &cs[i]));
+        cr_assert_eq(errno, EINVAL, "errno %d (%s)", errno, mseg_errmsg());
+        snprintf(want, sizeof want, "%zu", cs[i].max_size ? cs[i].max_size : cs[i].size);
+        cr_assert(strstr(mseg_errmsg(), want), "case %zu: the message does not name %s: \"%s\"", i, want,
+                  mseg_errmsg());
+    }
+}
+BOTH_BACKENDS(sizes_near_size_max_fail_with_einval_naming_the_size_asked_for)
+
 static mode_t created_mode(unsigned be, mode_t umask_value, unsigned ask)
 {
     char name[256], path[300];
