@@ -305,6 +305,7 @@ bool     tx_owns(const mseg *s);   /* this thread runs a transaction on s */
 bool     tx_cancelled(const mseg *s);  /* ...which was aborted and not yet ended */
 uint64_t tx_serial(const mseg *s);      /* 1, 2, ... for this thread's transaction on s, 0 outside one */
 void     tx_fail(mseg *s);         /* a call failed after changing state: abort the transaction */
+void     tx_end_on_close(mseg *s);  /* mseg_close: this thread's transaction on s is aborted and ended */
 
 /* The inline fast paths' read (mseg_find, mseg_map_get, a cursor step):
    one optimistic attempt between two loads of the sequence word, where

@@ -775,6 +775,7 @@ int mseg_close(mseg *s)
 {
     if (!s)
         return 0;
+    tx_end_on_close(s);
     registry_remove(s);
     /* a durable handle's last commit owes its pages to the next commit,
        which may never come from this handle: flush them now */

@@ -73,6 +73,21 @@ void tx_fail(mseg *s)
         tx_roll_back(s);
 }
 
+/* A handle closed inside this thread's transaction on it: the transaction
+   is aborted (as a crash would leave it: rolled back) and the thread is out
+   of it. Before, the thread kept pointing at the freed handle: its next
+   mseg_tx_begin on any segment read it (a use after free, a crash). */
+void tx_end_on_close(mseg *s)
+{
+    if (tx.s != s)
+        return;
+    if (!tx.aborted)
+        tx_roll_back(s);
+    tx.s = NULL;
+    tx.depth = 0;
+    tx.aborted = false;
+}
+
 /* Common checks: the thread's transaction is on s and still alive. */
 static int tx_check(mseg *s, const char *what)
 {

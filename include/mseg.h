@@ -75,7 +75,9 @@ struct mseg_config {             /* NULL, or zero fields, mean defaults */
  */
 mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg);
 
-/* Closes the handle; pointers into the segment become invalid. NULL is a no-op. */
+/* Closes the handle; pointers into the segment become invalid. NULL is a no-op.
+   Inside the calling thread's transaction on s, the transaction is aborted
+   (nothing of it stays) and the thread is out of it. */
 int    mseg_close(mseg *s);
 
 /* Removes a segment's file or shm object (flags: 0 or MSEG_SHM).

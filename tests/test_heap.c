@@ -673,3 +673,41 @@ Test(heap, a_transaction_can_grow_the_segment_more_than_once, .fini = th_cleanup
     assert_sound(s, "after freeing");
     mseg_close(s);
 }
+
+/* mseg_close inside the thread's transaction on that handle: the
+   transaction is aborted and the thread is out of it. Before, the thread
+   kept pointing at the freed handle, and its next mseg_tx_begin, on any
+   segment, read it: a use after free (SIGSEGV without the sanitizer). */
+Test(heap, closing_a_handle_inside_its_transaction_aborts_it_and_ends_it, .fini = th_cleanup)
+{
+    char name[256], other[256];
+    th_name(name, 0);
+    th_name(other, 0);
+    struct mseg_config cfg = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    size_t free_before = mseg_free_memory(s);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_tx_begin(s), 0, "nested");
+    cr_assert_not_null(mseg_alloc(s, 1000));
+    cr_assert_not_null(mseg_construct(s, "in-tx", "int", 4, 10, NULL));
+    cr_assert_eq(mseg_close(s), 0);
+
+    mseg *o = mseg_open(other, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(o, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(o), 0, "a transaction on another handle after the close: %s", mseg_errmsg());
+    cr_assert_not_null(mseg_alloc(o, 10));
+    cr_assert_eq(mseg_tx_commit(o), 0, "%s", mseg_errmsg());
+    mseg_close(o);
+
+    s = mseg_open(name, 0, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    errno = 0;
+    cr_assert_null(mseg_find(s, "in-tx", "int", 4, NULL), "the closed transaction's object is there");
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_eq(mseg_free_memory(s), free_before, "the closed transaction's allocations stayed");
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    assert_sound(s, "after the reopen");
+    mseg_close(s);
+}
