@@ -716,6 +716,20 @@ static int open_locked(mseg *s, const struct params *p, bool created)
     int bad_copy = -1;
     if (read_header(s, (uint64_t)st.st_size, &h, &bad_copy))
         return -1;
+    /* A file with holes (copied or restored sparse: cp --sparse=always,
+       tar -S, rsync -S) lost the space its creation reserved: the first
+       store into a hole on a full file system would be a SIGBUS, in the
+       middle of an operation. Reserve it again now, as creation does:
+       ENOSPC here, not SIGBUS later. Only when the file has fewer blocks
+       than bytes, so the usual open pays nothing. fallocate(2), not
+       posix_fallocate: where the file system cannot, glibc's emulation
+       writes zero bytes into blocks it reads as zero, which would race
+       with the processes attached; there the file stays as it is. */
+    if (s->mode == MODE_RW && (uint64_t)st.st_blocks * 512 < h.size &&
+        fallocate(s->fd, 0, 0, (off_t)h.size) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+        return fail(errno, "segment %s has holes (%llu of %llu bytes allocated) and they cannot be "
+                    "filled: %s", s->name, (unsigned long long)st.st_blocks * 512,
+                    (unsigned long long)h.size, strerror(errno));
     if (map_segment(s, h.size, h.max_size))
         return -1;
     if (s->mode == MODE_RDONLY)

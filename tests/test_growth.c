@@ -768,6 +768,82 @@ Test(growth, growth_on_a_full_file_system_fails_with_enospc_not_sigbus, .timeout
     }
 }
 
+/* A segment file with holes (copied or restored sparse: cp --sparse=always,
+   tar -S, rsync -S) on a full file system. mseg_open succeeded and the
+   first allocation, storing into a hole, died of SIGBUS; now the open
+   reserves the holes as creation does, and fails with ENOSPC when it
+   cannot. On a file system with room, the open fills them and works. */
+static void open_sparse_on_small_tmpfs(void *arg)
+{
+    const char *dir = arg;
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        _exit(SKIP_CODE);
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
+        _exit(SKIP_CODE);
+    char name[300], fill[300];
+    snprintf(name, sizeof name, "%s/seg", dir);
+    snprintf(fill, sizeof fill, "%s/fill", dir);
+    struct mseg_config cfg = { .size = 2 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    CHILD_CHECK(s != NULL);
+    CHILD_CHECK(mseg_construct(s, "x", "int", 4, 10, NULL) != NULL);
+    mseg_close(s);
+    /* make it sparse: punch out every page after the metadata (the heap's
+       pages are zero but for its first block and the end marker) */
+    int fd = open(name, O_RDWR);
+    CHILD_CHECK(fd >= 0);
+    CHILD_CHECK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 256 * KiB, 1536 * KiB) == 0);
+    close(fd);
+    /* a full file system: ENOSPC at the open, not SIGBUS at the first store */
+    fd = open(fill, O_WRONLY | O_CREAT, 0600);
+    CHILD_CHECK(fd >= 0);
+    char buf[65536];
+    memset(buf, 1, sizeof buf);
+    while (write(fd, buf, sizeof buf) > 0)
+        ;
+    close(fd);
+    errno = 0;
+    s = mseg_open(name, 0, NULL);
+    if (s) {   /* before the fix: the allocation dies of SIGBUS */
+        void *p = mseg_alloc(s, 1 * MiB);
+        if (p)
+            memset(p, 1, 1 * MiB);
+        _exit(3);
+    }
+    CHILD_CHECK(errno == ENOSPC);
+    /* read-only and copy-on-write opens need no room */
+    s = mseg_open(name, MSEG_RDONLY, NULL);
+    CHILD_CHECK(s != NULL);
+    CHILD_CHECK(mseg_find(s, "x", "int", 4, NULL) != NULL);
+    mseg_close(s);
+    /* a file system with room: the open fills the holes */
+    CHILD_CHECK(unlink(fill) == 0);
+    s = mseg_open(name, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    struct stat st;
+    CHILD_CHECK(stat(name, &st) == 0 && (uint64_t)st.st_blocks * 512 >= 2 * MiB);
+    void *p = mseg_alloc(s, 1 * MiB);
+    CHILD_CHECK(p != NULL);
+    memset(p, 1, 1 * MiB);
+    struct mseg_report r;
+    CHILD_CHECK(mseg_verify(s, &r) == 0);
+    mseg_close(s);
+    _exit(0);
+}
+
+Test(growth, a_sparse_segment_file_on_a_full_file_system_fails_to_open_with_enospc_not_sigbus, .timeout = 30,
+     .fini = th_cleanup)
+{
+    char dir[256], why[128];
+    th_name(dir, 0);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    th_track(dir, TH_DIR);
+    int st = th_fork_run(open_sparse_on_small_tmpfs, dir);
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
+        cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
+    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+}
+
 /* ---- (g) mseg_shrink ---- */
 
 static void shrink(unsigned backend)
