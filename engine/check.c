@@ -289,7 +289,14 @@ int mseg_verify(mseg *s, struct mseg_report *r)
     /* read-write handles verify under the lock: it also recovers from a
        writer that died before committing (its fresh blocks may cover free
        lists that only recovery rebuilds) */
-    if (s->mode == MODE_RW && !tx_owns(s)) {
+    /* inside this thread's transaction the lock is ours and the operation
+       in progress is its own: the lock-free path below would wait 5 s for
+       it to end and then blame "writers" (EAGAIN). Its changes are not in
+       place until the commit, so there is nothing to verify yet */
+    if (tx_owns(s))
+        return fail(EBUSY, "segment %s: mseg_verify inside a transaction; verify after its commit",
+                    s->name);
+    if (s->mode == MODE_RW) {
         if (lock_acquire(s))
             return -1;
         int rc = check_segment(s, r), e = errno;

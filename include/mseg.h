@@ -335,7 +335,8 @@ struct mseg_report {
 int mseg_check(const char *name, unsigned flags, struct mseg_report *r);
 
 /* The same verification on an open handle: under the segment lock on a
-   read-write handle, as mseg_check reads otherwise. */
+   read-write handle, as mseg_check reads otherwise. EBUSY inside the
+   calling thread's transaction on s (verify after its commit). */
 int mseg_verify(mseg *s, struct mseg_report *r);
 
 #ifdef __cplusplus

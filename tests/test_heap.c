@@ -711,3 +711,22 @@ Test(heap, closing_a_handle_inside_its_transaction_aborts_it_and_ends_it, .fini 
     assert_sound(s, "after the reopen");
     mseg_close(s);
 }
+
+/* mseg_verify inside the thread's own transaction: EBUSY at once. It took
+   the lock-free path, waited 5 s for "no operation in progress" (its own
+   transaction), then failed with EAGAIN blaming writers. */
+Test(heap, verify_inside_the_threads_transaction_is_ebusy_at_once, .fini = th_cleanup, .timeout = 30)
+{
+    mseg *s = new_seg(1 * MiB);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_not_null(mseg_alloc(s, 100));
+    struct mseg_report r;
+    double t0 = th_now();
+    errno = 0;
+    cr_assert_eq(mseg_verify(s, &r), -1);
+    cr_assert_eq(errno, EBUSY, "errno %d (%s)", errno, mseg_errmsg());
+    cr_assert_lt(th_now() - t0, 1.0, "it waited %.1f s", th_now() - t0);
+    cr_assert_eq(mseg_tx_commit(s), 0, "the transaction goes on: %s", mseg_errmsg());
+    assert_sound(s, "after the commit");
+    mseg_close(s);
+}
