@@ -165,13 +165,52 @@ int report_error(const struct opts *o, int err, const char *what)
     return code;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
+   no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* A JSON string of the bytes of s: well-formed UTF-8 as it is (a name
+   "caf\xc3\xa9" is "café", not "cafÃ©" as when every byte >= 0x7f was
+   escaped as the code point of that value); other bytes >= 0x7f, which no
+   JSON string can hold, escaped as \u00XX; control characters escaped. */
 void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        size_t n;
         if (*p == '"' || *p == '\\')
             fprintf(f, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f)   /* keeps the output valid JSON whatever the bytes */
+        else if (*p >= 0x80 && (n = utf8_len(p)) > 0) {
+            fwrite(p, 1, n, f);
+            p += n - 1;
+        } else if (*p < 0x20 || *p >= 0x7f)   /* keeps the output valid JSON whatever the bytes */
             fprintf(f, "\\u%04x", *p);
         else
             fputc(*p, f);
