@@ -29,7 +29,7 @@ static int check_object(mseg *s, const void *p, const char *what)
     if (!s)
         return fail(EINVAL, "NULL segment handle");
     if (s->mode == MODE_RDONLY)
-        return fail(EROFS, "segment %s is open read-only: its %ss cannot be used", s->name, what);
+        return fail(EROFS, "segment %s is open read-only: a %s in it cannot be used", s->name, what);
     const uint8_t *b = p;
     if (!p || (uintptr_t)p % 8 || b < s->base + MSEG_HEAP_OFF || b + 64 > s->base + s->size)
         return fail(EINVAL, "segment %s: %p is not a %s inside its heap", s->name, p, what);

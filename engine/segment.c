@@ -386,6 +386,12 @@ static bool others_attached(mseg *s)
 
 int mseg_shrink(mseg *s)
 {
+    /* a private view cannot cut the file (its descriptor is read-only: the
+       door's write lock failed, and the EBUSY said "other handles are
+       attached" with none attached) */
+    if (s && s->mode == MODE_COW)
+        return fail(EROFS, "segment %s is open copy-on-write: its view is private and cannot "
+                    "shrink the segment", s->name);
     if (seg_write_begin(s))
         return -1;
     if (tx_owns(s)) {

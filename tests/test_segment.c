@@ -273,6 +273,26 @@ static void cow_changes_are_visible_in_the_handle_only(unsigned be)
 }
 BOTH_BACKENDS(cow_changes_are_visible_in_the_handle_only)
 
+/* mseg_shrink on a copy-on-write handle alone: EROFS, as mseg_sync. It
+   failed with EBUSY "other handles are attached" with none attached (the
+   door's write lock cannot be taken on its read-only descriptor). */
+static void shrink_of_a_cow_handle_is_erofs_not_ebusy(unsigned be)
+{
+    char name[256];
+    th_name(name, be);
+    struct mseg_config c = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, be | MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_close(s);
+    s = mseg_open(name, be | MSEG_COW, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    errno = 0;
+    cr_assert_eq(mseg_shrink(s), -1);
+    cr_assert_eq(errno, EROFS, "errno %d (%s)", errno, mseg_errmsg());
+    mseg_close(s);
+}
+BOTH_BACKENDS(shrink_of_a_cow_handle_is_erofs_not_ebusy)
+
 static void cow_open_and_close_leave_the_file_bytes_unchanged(unsigned be)
 {
     char name[256], path[300];
