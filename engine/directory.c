@@ -67,6 +67,18 @@ static int check_name(const char *name, const char *type, bool need_type)
     return measure_name(name, type, need_type, &nl, &tl);
 }
 
+/* mseg_construct and mseg_find_or_construct: the type names of the
+   containers are theirs. A raw object typed "mseg_vec" was listed as a
+   vector, mseg_vec_open of it said "object x is a mseg_vec, not a
+   mseg_vec", and `mseg dump` took its bytes for a vector's root. */
+static int check_raw_type(const char *name, const char *type)
+{
+    if (strcmp(type, "mseg_vec") == 0 || strcmp(type, "mseg_map") == 0)
+        return fail(EINVAL, "object %s: type name %s is reserved for %s (made with %s)", name, type,
+                    type[5] == 'v' ? "vectors" : "maps", type[5] == 'v' ? "mseg_vec_open" : "mseg_map_open");
+    return 0;
+}
+
 /* count elements of elem_size bytes fit in `room` bytes (no division: this
    runs on every lookup). */
 static bool elements_fit(const struct mseg_dir_record *r, uint64_t room)
@@ -327,7 +339,7 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
 void *mseg_construct(mseg *s, const char *name, const char *type,
                      size_t elem_size, size_t count, const void *init)
 {
-    if (check_name(name, type, true) || seg_write_begin(s))
+    if (check_name(name, type, true) || check_raw_type(name, type) || seg_write_begin(s))
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -351,7 +363,7 @@ void *mseg_construct(mseg *s, const char *name, const char *type,
 void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
                              size_t elem_size, size_t count, const void *init)
 {
-    if (check_name(name, type, true) || seg_write_begin(s))
+    if (check_name(name, type, true) || check_raw_type(name, type) || seg_write_begin(s))
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;

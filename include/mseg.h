@@ -136,7 +136,8 @@ void    *mseg_at(mseg *s, mseg_off off);
 /* Creates an array of count elements of elem_size bytes named name, typed
    type. init: NULL for zeroed memory, or count elements to copy. The object
    appears whole or not at all. EEXIST if the name is taken, ENOMEM if full,
-   EINVAL for a bad name, type, zero elem_size or an overflowing size. */
+   EINVAL for a bad name, type (also "mseg_vec" and "mseg_map", the
+   containers' own), zero elem_size or an overflowing size. */
 void *mseg_construct(mseg *s, const char *name, const char *type,
                      size_t elem_size, size_t count, const void *init);
 

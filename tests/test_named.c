@@ -691,3 +691,30 @@ Test(named, a_million_objects_are_found_in_constant_time, .timeout = 300, .fini 
     mseg_close(small);
     mseg_close(s);
 }
+
+/* The containers' type names are reserved: a raw object typed "mseg_vec"
+   or "mseg_map" was accepted, listed as a container, and mseg_vec_open of
+   it failed with "object x is a mseg_vec, not a mseg_vec". */
+Test(named, construct_refuses_the_type_names_of_containers, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    const char *types[] = { "mseg_vec", "mseg_map" };
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        cr_assert_null(mseg_construct(s, "raw", types[i], 64, 1, NULL), "%s accepted", types[i]);
+        cr_assert_eq(errno, EINVAL, "%s: errno %d (%s)", types[i], errno, mseg_errmsg());
+        errno = 0;
+        cr_assert_null(mseg_find_or_construct(s, "raw", types[i], 64, 1, NULL), "%s accepted", types[i]);
+        cr_assert_eq(errno, EINVAL);
+    }
+    cr_assert_eq(mseg_named_count(s), 0);
+    /* the containers themselves are still found by their type name */
+    cr_assert_not_null(mseg_vec_open(s, "v", 4, MSEG_CREATE), "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_find(s, "v", "mseg_vec", 64, NULL), "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(s, "other", "mseg_vector", 4, 1, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+}
