@@ -2,10 +2,13 @@
  * helpers.h - small utilities shared by the Criterion tests.
  *
  * Every test runs in its own forked process, so the state below (the list
- * of segments to remove) belongs to one test. Names are unique per process:
- * files "${TMPDIR:-/tmp}/mseg-t-<pid>-<n>", shm objects "/mseg-t-<pid>-<n>".
- * A test passes `.fini = th_cleanup` so what it created is removed even when
- * an assertion fails. Forked children report failure with CHILD_CHECK (an
+ * of segments to remove) belongs to one test. Names are unique per process
+ * and carry the test run's id (the runner's pid, MSEG_TEST_RUN, set by
+ * test_leftovers.c): files "${TMPDIR:-/tmp}/mseg-t-<run>-<pid>-<n>", shm
+ * objects "/mseg-t-<run>-<pid>-<n>". A test passes `.fini = th_cleanup` so
+ * what it created is removed even when an assertion fails; what a test that
+ * crashed or timed out left behind, the runner removes at the end of the
+ * run (test_leftovers.c). Forked children report failure with CHILD_CHECK (an
  * exit status), never with cr_assert.
  */
 #ifndef MSEG_TEST_HELPERS_H
@@ -59,6 +62,15 @@ static inline void th_track(const char *name, unsigned flags)
 
 #define TH_DIR 0x80000000u
 
+/* The test run's id: the runner's pid, which test_leftovers.c puts in the
+   environment before any test starts (the process's own pid outside a
+   Criterion run). */
+static inline int th_run_id(void)
+{
+    const char *r = getenv("MSEG_TEST_RUN");
+    return r && *r ? atoi(r) : (int)getpid();
+}
+
 /* A fresh unique segment name for backend (0 = file, MSEG_SHM = shm),
    registered for cleanup. buf must hold 256 bytes. */
 static inline char *th_name(char *buf, unsigned backend)
@@ -70,10 +82,10 @@ static inline char *th_name(char *buf, unsigned backend)
     do {
         unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
         if (backend & MSEG_SHM) {
-            snprintf(buf, 256, "/mseg-t-%d-%u", (int)getpid(), n);
+            snprintf(buf, 256, "/mseg-t-%d-%d-%u", th_run_id(), (int)getpid(), n);
             snprintf(path, sizeof path, "/dev/shm%s", buf);
         } else {
-            snprintf(buf, 256, "%s/mseg-t-%d-%u", th_tmpdir(), (int)getpid(), n);
+            snprintf(buf, 256, "%s/mseg-t-%d-%d-%u", th_tmpdir(), th_run_id(), (int)getpid(), n);
             snprintf(path, sizeof path, "%s", buf);
         }
     } while (lstat(path, &st) == 0);

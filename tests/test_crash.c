@@ -417,7 +417,7 @@ static void crash_everywhere(unsigned flags, int recrash_recovery)
     if ((flags & MSEG_DURABLE) && !(flags & MSEG_SHM) && stat("/dev/shm", &dst) == 0 && S_ISDIR(dst.st_mode)) {
         /* a file on tmpfs: the durable path with every flush, minus the disk
            latency (process crashes lose nothing a flush would keep) */
-        snprintf(name, sizeof name, "/dev/shm/mseg-t-%d-durable", (int)getpid());
+        snprintf(name, sizeof name, "/dev/shm/mseg-t-%d-%d-durable", th_run_id(), (int)getpid());
         th_track(name, 0);
     }
     unsigned be = flags & MSEG_SHM;

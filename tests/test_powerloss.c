@@ -1607,9 +1607,9 @@ static void image_path(char *buf)   /* 256 bytes */
 {
     struct stat st;
     if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0)
-        snprintf(buf, 256, "/dev/shm/mseg-t-%d-powerloss.img", (int)getpid());
+        snprintf(buf, 256, "/dev/shm/mseg-t-%d-%d-powerloss.img", th_run_id(), (int)getpid());
     else
-        snprintf(buf, 256, "%.200s/mseg-t-%d-powerloss.img", th_tmpdir(), (int)getpid());
+        snprintf(buf, 256, "%.200s/mseg-t-%d-%d-powerloss.img", th_tmpdir(), th_run_id(), (int)getpid());
     th_track(buf, 0);
 }
 
