@@ -941,6 +941,43 @@ Test(growth, shrink_gives_back_the_free_tail_and_fails_with_ebusy_while_others_a
         shrink(backends[b]);
 }
 
+/* A segment that may grow, shrunk at once: what an empty one holds. */
+struct shrunk {
+    char name[256];
+    unsigned backend;
+    mseg *s;
+    size_t empty_free, empty_size;
+};
+
+static void open_shrunk(struct shrunk *e, unsigned backend)
+{
+    th_name(e->name, backend);
+    e->backend = backend;
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 32 * MiB };
+    e->s = mseg_open(e->name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(e->s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_shrink(e->s), 0, "%s: %s", backend_name(backend), mseg_errmsg());
+    e->empty_free = mseg_free_memory(e->s);
+    e->empty_size = mseg_size(e->s);
+}
+
+/* Every block is free again: one more shrink must give back the empty
+   segment (size, free memory, file), sound; then closes it. `what` names
+   the case in the messages. */
+static void assert_shrinks_to_empty(struct shrunk *e, const char *what)
+{
+    mseg *s = e->s;
+    cr_assert_eq(mseg_shrink(s), 0, "%s: %s", what, mseg_errmsg());
+    cr_assert_eq(mseg_size(s), e->empty_size, "%s: emptied and shrunk: %zu bytes, the empty segment "
+                 "%zu", what, mseg_size(s), e->empty_size);
+    cr_assert_eq(mseg_free_memory(s), e->empty_free, "%s: emptied and shrunk: %zu bytes free, the empty "
+                 "segment %zu", what, mseg_free_memory(s), e->empty_free);
+    cr_assert_eq(file_size(e->name, e->backend), (long long)e->empty_size);
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    cr_assert_eq(mseg_check(e->name, e->backend, NULL), 0, "%s", mseg_errmsg());
+}
+
 /* A shrink leaves the size at the heap end rounded up to a page, so the
    heap may end up to a page short of the segment. A later shrink whose cut
    is less than a page but crosses that page boundary must still give the
@@ -949,34 +986,22 @@ Test(growth, shrink_gives_back_the_free_tail_and_fails_with_ebusy_while_others_a
    gap past the heap end) counted as used. */
 static void shrink_twice(unsigned backend)
 {
-    char name[256];
-    th_name(name, backend);
-    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 32 * MiB };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    cr_assert_eq(mseg_shrink(s), 0, "%s: %s", backend_name(backend), mseg_errmsg());
-    size_t empty_free = mseg_free_memory(s), empty_size = mseg_size(s);
+    struct shrunk e;
+    open_shrunk(&e, backend);
+    mseg *s = e.s;
     /* the whole heap, then a block that grows the segment and ends 160
        bytes short of the next page boundary */
-    void *a = mseg_alloc(s, empty_free);
+    void *a = mseg_alloc(s, e.empty_free);
     cr_assert_not_null(a, "%s", mseg_errmsg());
     void *b = mseg_alloc(s, 3932);
     cr_assert_not_null(b, "%s", mseg_errmsg());
-    cr_assert_gt(mseg_size(s), empty_size);
+    cr_assert_gt(mseg_size(s), e.empty_size);
     cr_assert_eq(mseg_shrink(s), 0, "%s: %s", backend_name(backend), mseg_errmsg());
-    cr_assert_eq(mseg_size(s), empty_size + 4096,
+    cr_assert_eq(mseg_size(s), e.empty_size + 4096,
                  "%s: the first shrink left %zu bytes", backend_name(backend), mseg_size(s));
     cr_assert_eq(mseg_free(s, a), 0);
     cr_assert_eq(mseg_free(s, b), 0);
-    cr_assert_eq(mseg_shrink(s), 0, "%s: %s", backend_name(backend), mseg_errmsg());
-    cr_assert_eq(mseg_size(s), empty_size, "%s: emptied and shrunk: %zu bytes, the empty segment "
-                 "%zu", backend_name(backend), mseg_size(s), empty_size);
-    cr_assert_eq(mseg_free_memory(s), empty_free, "%s: emptied and shrunk: %zu bytes free, the empty "
-                 "segment %zu", backend_name(backend), mseg_free_memory(s), empty_free);
-    cr_assert_eq(file_size(name, backend), (long long)empty_size);
-    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
-    mseg_close(s);
-    cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
+    assert_shrinks_to_empty(&e, backend_name(backend));
 }
 
 Test(growth, a_shrink_after_a_shrink_gives_back_the_last_page_even_if_it_cuts_less_than_a_page,
@@ -1003,13 +1028,9 @@ static uint64_t shrink_rng(uint64_t *x)
 
 static void shrink_history(unsigned backend, uint64_t seed)
 {
-    char name[256];
-    th_name(name, backend);
-    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 32 * MiB };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    cr_assert_eq(mseg_shrink(s), 0, "%s", mseg_errmsg());
-    size_t empty_free = mseg_free_memory(s), empty_size = mseg_size(s);
+    struct shrunk e;
+    open_shrunk(&e, backend);
+    mseg *s = e.s;
     enum { LIVE = 24 };
     void *live[LIVE] = { 0 };
     size_t len[LIVE] = { 0 };
@@ -1034,8 +1055,8 @@ static void shrink_history(unsigned backend, uint64_t seed)
             if (live[j] && mseg_off_of(s, live[j]) + len[j] > high)
                 high = mseg_off_of(s, live[j]) + len[j];
         size_t most = (size_t)((high + 64 + 4095) & ~4095ull);
-        if (most < empty_size)
-            most = empty_size;
+        if (most < e.empty_size)
+            most = e.empty_size;
         cr_assert_leq(mseg_size(s), most, "%s, seed %#llx, step %u: a shrink left %zu bytes, the highest "
                       "live byte is at %#llx", backend_name(backend), (unsigned long long)seed, step,
                       mseg_size(s), (unsigned long long)high);
@@ -1043,17 +1064,10 @@ static void shrink_history(unsigned backend, uint64_t seed)
     for (unsigned i = 0; i < LIVE; i++)
         if (live[i])
             cr_assert_eq(mseg_free(s, live[i]), 0, "%s", mseg_errmsg());
-    cr_assert_eq(mseg_shrink(s), 0, "%s", mseg_errmsg());
-    cr_assert_eq(mseg_size(s), empty_size, "%s, seed %#llx: emptied and shrunk: %zu bytes, the empty "
-                 "segment %zu", backend_name(backend), (unsigned long long)seed, mseg_size(s), empty_size);
-    cr_assert_eq(mseg_free_memory(s), empty_free, "%s, seed %#llx: emptied and shrunk: %zu bytes free, "
-                 "the empty segment %zu", backend_name(backend), (unsigned long long)seed,
-                 mseg_free_memory(s), empty_free);
-    cr_assert_eq(file_size(name, backend), (long long)empty_size);
-    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
-    mseg_close(s);
-    cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
-    mseg_remove(name, backend);
+    char what[64];
+    snprintf(what, sizeof what, "%s, seed %#llx", backend_name(backend), (unsigned long long)seed);
+    assert_shrinks_to_empty(&e, what);
+    mseg_remove(e.name, backend);
 }
 
 Test(growth, any_history_of_allocs_frees_and_shrinks_emptied_and_shrunk_is_the_empty_segment,

@@ -697,11 +697,7 @@ Test(named, a_million_objects_are_found_in_constant_time, .timeout = 300, .fini 
    it failed with "object x is a mseg_vec, not a mseg_vec". */
 Test(named, construct_refuses_the_type_names_of_containers, .fini = th_cleanup)
 {
-    char name[256];
-    th_name(name, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = new_seg(1 << 20);
     const char *types[] = { "mseg_vec", "mseg_map" };
     for (int i = 0; i < 2; i++) {
         errno = 0;

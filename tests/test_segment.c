@@ -279,10 +279,7 @@ BOTH_BACKENDS(cow_changes_are_visible_in_the_handle_only)
 static void shrink_of_a_cow_handle_is_erofs_not_ebusy(unsigned be)
 {
     char name[256];
-    th_name(name, be);
-    struct mseg_config c = { .size = 1 * MiB };
-    mseg *s = mseg_open(name, be | MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = create_new(name, be);
     mseg_close(s);
     s = mseg_open(name, be | MSEG_COW, NULL);
     cr_assert_not_null(s, "%s", mseg_errmsg());
