@@ -18,16 +18,18 @@
  * fork.c gives each of its handles a description and a registration of its
  * own before fork() returns there.
  *
- * Creation protocol, so that a creator killed at any point leaves something
- * no opener mistakes for a segment:
- *   1. the file gets its size and "MSEGINIT" as header A's magic;
- *   2. its blocks are reserved (posix_fallocate: ENOSPC now, not SIGBUS later);
+ * Creation protocol, so that a creator killed, or the power lost, at any
+ * point leaves something no opener mistakes for a segment:
+ *   1. the file is emptied and gets "MSEGINIT" as header A's magic, fsynced;
+ *   2. it gets its size; its blocks are reserved (posix_fallocate: ENOSPC
+ *      now, not SIGBUS later);
  *   3. runtime, control, log and heap are written; the file is fsynced;
  *   4. header B, then header A (replacing "MSEGINIT") are written and synced;
  *      for a new file, its directory is fsynced.
- * A file of size 0, one whose header pages are all zero, or one whose header
- * A says "MSEGINIT" is a leftover of an interrupted creation: MSEG_CREATE
- * initializes it, open-only refuses it with ENOENT.
+ * A file of size 0, one that is all zeros, or one whose header A says
+ * "MSEGINIT" is a leftover of an interrupted creation: MSEG_CREATE
+ * initializes it, open-only refuses it with ENOENT. Any other file that is
+ * not a valid segment is refused, and left as it is, even by MSEG_CREATE.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -157,16 +159,44 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-static bool half_made(const uint8_t *first, size_t got, uint64_t file_size)
+/* True when the file holds only zero bytes. Reads only its data: holes
+   (SEEK_DATA) cost nothing, and the scan stops at the first nonzero byte,
+   which a file that is not a leftover has near its start. */
+static bool file_all_zero(int fd, uint64_t size)
+{
+    uint8_t buf[16384];
+    uint64_t at = 0;
+    while (at < size) {
+        off_t data = lseek(fd, (off_t)at, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            return true;            /* a hole to the end */
+        if (data < 0)
+            data = (off_t)at;       /* no SEEK_DATA here: read everything */
+        uint64_t want = size - (uint64_t)data < sizeof buf ? size - (uint64_t)data : sizeof buf;
+        ssize_t got = pread(fd, buf, want, data);
+        if (got <= 0)
+            return got == 0;        /* a read error: do not take it for zeros */
+        if (!all_zero(buf, (size_t)got))
+            return false;
+        at = (uint64_t)data + (uint64_t)got;
+    }
+    return true;
+}
+
+/* A leftover of an interrupted creation, which MSEG_CREATE may format:
+   an empty file, one whose header A says "MSEGINIT", or one that holds
+   nothing but zeros. Creation makes "MSEGINIT" durable before the file
+   has any other byte or its size (format_segment), so no creation, cut
+   short by a kill or a power loss, leaves anything else; and a file with
+   any nonzero byte that is not ours is never formatted, whatever its
+   header areas hold (an ISO image starts with 32 KiB of zeros). */
+static bool half_made(int fd, const uint8_t *first, size_t got, uint64_t file_size)
 {
     if (file_size == 0)
         return true;
     if (got >= 8 && memcmp(first, MSEG_MAGIC_INIT, 8) == 0)
         return true;
-    if (got < MSEG_HEADER_B_OFF + sizeof(struct mseg_header))
-        return all_zero(first, got);
-    return all_zero(first, sizeof(struct mseg_header)) &&
-           all_zero(first + MSEG_HEADER_B_OFF, sizeof(struct mseg_header));
+    return all_zero(first, got) && file_all_zero(fd, file_size);
 }
 
 /* ---- mapping ---- */
@@ -461,8 +491,12 @@ static int write_headers(mseg *s, uint64_t size, uint64_t max_size)
 static int format_segment(mseg *s, const struct params *p, bool created)
 {
     const struct backend *be = backend_of(s->flags);
-    if (ftruncate(s->fd, 0) || ftruncate(s->fd, (off_t)p->size) ||
-        pwrite(s->fd, MSEG_MAGIC_INIT, 8, 0) != 8)
+    /* "MSEGINIT" reaches the disk before any other byte and before the
+       size: a power loss at any later point leaves a file that half_made
+       recognizes. With the size first, the disk could keep the size and
+       pages written back from the mapping without the marker. */
+    if (ftruncate(s->fd, 0) || pwrite(s->fd, MSEG_MAGIC_INIT, 8, 0) != 8 || fsync(s->fd) ||
+        ftruncate(s->fd, (off_t)p->size))
         return fail(errno, "segment %s: cannot size the new segment: %s", s->name, strerror(errno));
     int r = posix_fallocate(s->fd, 0, (off_t)p->size);
     if (r)
@@ -697,7 +731,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
         ssize_t got = pread(s->fd, first, sizeof first, 0);
         if (got < 0)
             return fail(errno, "segment %s: read: %s", s->name, strerror(errno));
-        if (!half_made(first, (size_t)got, (uint64_t)st.st_size))
+        if (!half_made(s->fd, first, (size_t)got, (uint64_t)st.st_size))
             break;
         if (s->flags & MSEG_CREATE) {
             if (format_segment(s, p, created) == 0)

@@ -99,6 +99,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include "fsync_hook.h"
 #include "helpers.h"
 #include "layout.h"
 #include "testing.h"
@@ -1400,13 +1401,14 @@ static void note_size(uint64_t size, bool late)
 
 /* The engine's fsync calls: this definition in the test binary takes the
    place of libc's for the statically linked engine; it only calls
-   fsync_hook first (set in the simulated run, NULL everywhere else). */
-static void (*fsync_hook)(int fd);
+   th_fsync_hook first (fsync_hook.h; set in the simulated run here and in
+   test_creation.c, NULL everywhere else). */
+void (*th_fsync_hook)(int fd);
 
 int fsync(int fd)
 {
-    if (fsync_hook)
-        fsync_hook(fd);
+    if (th_fsync_hook)
+        th_fsync_hook(fd);
     return (int)syscall(SYS_fsync, fd);
 }
 
@@ -1537,7 +1539,7 @@ static void simulated_run(const char *path, const char *img_path, unsigned flags
     start_server();
     mseg_test_set_crash_hook(on_crash_point, NULL);
     mseg_test_set_flush_hook(on_flush, NULL);
-    fsync_hook = on_fsync;
+    th_fsync_hook = on_fsync;
     for (int i = 1; i <= nsteps; i++) {
         sim.cur = i;
         sim.armed = true;
@@ -1570,7 +1572,7 @@ static void simulated_run(const char *path, const char *img_path, unsigned flags
     }
     mseg_test_set_crash_hook(NULL, NULL);
     mseg_test_set_flush_hook(NULL, NULL);
-    fsync_hook = NULL;
+    th_fsync_hook = NULL;
     CHILD_CHECK(mseg_close(s) == 0);
     stop_server();
     sh->fig.seconds = th_now() - t0;

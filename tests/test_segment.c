@@ -545,6 +545,58 @@ static void leftover_init_magic_reads_as_interrupted_creation(unsigned be)
 { interrupted_creation(be, LEFT_INIT_MAGIC); }
 BOTH_BACKENDS(leftover_init_magic_reads_as_interrupted_creation)
 
+/* A file that is not a segment but whose two header areas are zeros (an
+   ISO image has 32 KiB of them; a sparse file may have a hole there) is
+   not a leftover: MSEG_CREATE must refuse it and leave every byte. */
+enum foreign { FOREIGN_DENSE, FOREIGN_SPARSE };
+
+static void make_foreign(const char *name, unsigned be, enum foreign kind)
+{
+    int fd = (be & MSEG_SHM) ? shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600)
+                             : open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0, "cannot create %s: %s", name, strerror(errno));
+    static const char data[] = "user data, not a segment";
+    if (kind == FOREIGN_DENSE) {    /* zeros written out, then data at 64 KiB */
+        static uint8_t zeros[64 * 1024];
+        cr_assert_eq(pwrite(fd, zeros, sizeof zeros, 0), (ssize_t)sizeof zeros);
+        cr_assert_eq(pwrite(fd, data, sizeof data, sizeof zeros), (ssize_t)sizeof data);
+    } else {                        /* holes, and one data block at 5 MiB of 8 */
+        cr_assert_eq(ftruncate(fd, 8 * MiB), 0);
+        cr_assert_eq(pwrite(fd, data, sizeof data, 5 * MiB), (ssize_t)sizeof data);
+    }
+    close(fd);
+}
+
+static void create_over_a_foreign_file_with_zero_header_areas(unsigned be, enum foreign kind)
+{
+    char name[256], path[300];
+    th_name(name, be);
+    th_path(path, name, be);
+    make_foreign(name, be, kind);
+    long long size0, size1;
+    uint64_t hash0 = th_hash_file(path, &size0);
+
+    errno = 0;
+    cr_assert_null(mseg_open(name, be | MSEG_CREATE, &small), "MSEG_CREATE formatted a foreign file");
+    cr_assert_eq(errno, EUCLEAN, "errno %d (%s)", errno, mseg_errmsg());
+    cr_assert(strstr(mseg_errmsg(), "not an mseg segment"), "message: \"%s\"", mseg_errmsg());
+    errno = 0;
+    cr_assert_null(mseg_open(name, be, NULL));
+    cr_assert_eq(errno, EUCLEAN, "open-only: errno %d (%s)", errno, mseg_errmsg());
+
+    uint64_t hash1 = th_hash_file(path, &size1);
+    cr_assert_eq(size1, size0, "size changed: %lld -> %lld", size0, size1);
+    cr_assert_eq(hash1, hash0, "the file's bytes changed");
+}
+
+static void create_refuses_a_foreign_file_whose_header_areas_are_zeros(unsigned be)
+{ create_over_a_foreign_file_with_zero_header_areas(be, FOREIGN_DENSE); }
+BOTH_BACKENDS(create_refuses_a_foreign_file_whose_header_areas_are_zeros)
+
+static void create_refuses_a_sparse_foreign_file_whose_only_data_is_far_in(unsigned be)
+{ create_over_a_foreign_file_with_zero_header_areas(be, FOREIGN_SPARSE); }
+BOTH_BACKENDS(create_refuses_a_sparse_foreign_file_whose_only_data_is_far_in)
+
 /* ---- full disk ---- */
 
 #define SKIP_CODE 77
