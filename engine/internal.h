@@ -392,6 +392,9 @@ int  map_release(mseg *s, uint64_t root);
 /* Frees the anonymous vector or map whose root is at off (0: nothing),
    with everything it owns; depth bounds nested ownership. Inside the op. */
 int  container_free_anon(mseg *s, uint64_t off, unsigned depth);
+/* mseg_vec_delete, mseg_map_delete: container_free_anon, unless an owning
+   map's entry owns the container (EBUSY). Inside the op. */
+int  container_delete_anon(mseg *s, uint64_t off);
 /* 0 if off is 0 or the root of a live anonymous vector or map; else -1 + EINVAL. */
 int  container_check_anon(mseg *s, uint64_t off);
 /* Verifies a vector or map root and everything it reaches (bounded). 0 when

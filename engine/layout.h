@@ -403,7 +403,13 @@ _Static_assert(sizeof(struct mseg_dir_record) == 40, "record is 40 bytes");
  *    16     8  len        elements in use (<= cap)
  *    24     8  cap        elements buf holds (0: no buffer)
  *    32     8  buf        payload offset of the element block, 0 if none
- *    40    24  reserved   zero
+ *    40     8  reserved   zero
+ *    48     8  owner      anonymous vectors: the root of the map (MSEG_MAP_OWNED)
+ *                         whose entry owns it; 0 = owned by no map. Same
+ *                         offset as in a map root (MSEG_CONTAINER_OWNER_OFF).
+ *                         Segments written before this word existed hold 0
+ *                         here: "no owner recorded", so they stay readable
+ *    56     8  reserved   zero
  */
 #define MSEG_VEC_MAGIC    0x43455653u   /* "SVEC" */
 #define MSEG_VEC_ANON     1u
@@ -415,11 +421,14 @@ struct mseg_vec_root {
     uint64_t len;
     uint64_t cap;
     uint64_t buf;
-    uint64_t reserved[3];
+    uint64_t reserved0;
+    uint64_t owner;
+    uint64_t reserved;
 };
 _Static_assert(sizeof(struct mseg_vec_root) == 64, "vector root is 64 bytes");
 _Static_assert(offsetof(struct mseg_vec_root, len) == 16, "layout");
 _Static_assert(offsetof(struct mseg_vec_root, buf) == 32, "layout");
+_Static_assert(offsetof(struct mseg_vec_root, owner) == 48, "layout");
 
 /* ------------------------------------------------------------------ */
 /* Maps                                                                */
@@ -441,7 +450,13 @@ _Static_assert(offsetof(struct mseg_vec_root, buf) == 32, "layout");
  *    40     8  changes    bumped by every put and delete that changes the map;
  *                         starts at control.map_serial << 32; a cursor keeps
  *                         it and a step that finds another value fails (ESTALE)
- *    48    16  reserved   zero
+ *    48     8  owner      anonymous maps: the root of the map (MSEG_MAP_OWNED)
+ *                         whose entry owns it; 0 = owned by no map (and in
+ *                         segments written before this word existed). Set by
+ *                         a logged store of the put that makes the entry; the
+ *                         replace or delete that ends the entry frees the
+ *                         container in the same operation, so the two agree
+ *    56     8  reserved   zero
  */
 #define MSEG_MAP_MAGIC    0x50414d53u   /* "SMAP" */
 #define MSEG_MAP_ANON     1u
@@ -458,12 +473,19 @@ struct mseg_map_root {
     uint64_t root;
     uint64_t height;
     uint64_t changes;
-    uint64_t reserved[2];
+    uint64_t owner;
+    uint64_t reserved;
 };
 _Static_assert(sizeof(struct mseg_map_root) == 64, "map root is 64 bytes");
 _Static_assert(offsetof(struct mseg_map_root, changes) == 40, "layout");
 _Static_assert(offsetof(struct mseg_map_root, count) == 16, "layout");
 _Static_assert(offsetof(struct mseg_map_root, height) == 32, "layout");
+_Static_assert(offsetof(struct mseg_map_root, owner) == 48, "layout");
+
+/* Both kinds of container root keep their owner at this offset, so code that
+   does not care which kind it holds reads and writes it alike. */
+#define MSEG_CONTAINER_OWNER_OFF 48u
+_Static_assert(offsetof(struct mseg_vec_root, owner) == MSEG_CONTAINER_OWNER_OFF, "shared owner word");
 
 /*
  * A B+tree node, one heap block; leaves and internal nodes share the format.

@@ -898,6 +898,146 @@ int container_free_anon(mseg *s, uint64_t off, unsigned depth)
     return rc ? -1 : heap_free(s, off);
 }
 
+/*
+ * Who owns an anonymous container. Its root records the owning map's root
+ * (MSEG_CONTAINER_OWNER_OFF; 0: no map owns it), stored with a logged
+ * store in the operation of the put that makes the entry, so a crash
+ * leaves entry and record agreeing; the replace or delete that ends the
+ * entry frees the container in the same operation. A put into an owning
+ * map refuses, before it changes anything:
+ *   - a container some entry already owns (EBUSY): two entries would free
+ *     it twice, the second time as whatever the heap gave its block to;
+ *   - the map itself or a map that owns it, directly or not (ELOOP): a
+ *     cycle no delete could ever free;
+ *   - nesting deeper than NEST_MAX (ELOOP), which no delete could free
+ *     either (container_free_anon stops there).
+ * Segments written before the record existed hold 0 there: their entries
+ * count as unowned, as they were.
+ */
+#define OWNER_OFF MSEG_CONTAINER_OWNER_OFF
+
+static uint64_t owner_of(mseg *s, uint64_t off) { return op_peek64(s, off + OWNER_OFF); }
+
+/* The root at off is an owning map's (a sane value for an owner word). */
+static bool is_owning_map(mseg *s, uint64_t off)
+{
+    if (off % MSEG_GRANULE || off < MSEG_HEAP_OFF || !seg_range_ok(s, off, sizeof(struct mseg_map_root)))
+        return false;
+    const struct mseg_map_root *r = (const void *)(s->base + off);
+    return op_peek32(s, off + MROOT(magic)) == MSEG_MAP_MAGIC && (r->flags & MSEG_MAP_OWNED);
+}
+
+/* How many maps own map m, one inside the other (0: no map owns it), into
+   *depth; ELOOP when container o is m or one of them (putting o into m
+   would close a cycle) or when there are more than NEST_MAX. */
+static int owners_above(mseg *s, uint64_t m, uint64_t o, unsigned *depth)
+{
+    uint64_t at = m;
+    for (unsigned d = 0; d <= NEST_MAX; d++) {
+        if (at == o)
+            return fail(ELOOP, "segment %s: map put: %#llx is the map at %#llx or owns it: "
+                        "a map cannot own itself, directly or through others", s->name,
+                        (unsigned long long)o, (unsigned long long)m);
+        uint64_t up = owner_of(s, at);
+        if (!up) {
+            *depth = d;
+            return 0;
+        }
+        if (!is_owning_map(s, up))
+            return fail(EUCLEAN, "segment %s: container %#llx records owner %#llx, which is not an owning map",
+                        s->name, (unsigned long long)at, (unsigned long long)up);
+        at = up;
+    }
+    return fail(ELOOP, "segment %s: map put: the map at %#llx is already nested more than %u deep",
+                s->name, (unsigned long long)m, NEST_MAX);
+}
+
+static int nest_below(mseg *s, uint64_t off, unsigned room, unsigned *below);
+
+/* nest_below for the entries under node n (at level) of owning map m. */
+static int subtree_nest(mseg *s, const struct map_view *m, uint64_t n, unsigned level, unsigned room,
+                        unsigned *below)
+{
+    unsigned cnt;
+    if (node_check_cheap(s, n, level, &cnt))
+        return -1;
+    for (unsigned i = 0; i < cnt; i++) {
+        uint64_t v = node_at(s, n)->vals[slot_at(s, n, i)], b;
+        unsigned sub;
+        if (level > 0) {
+            if (subtree_nest(s, m, v, level - 1, room, below))
+                return -1;
+            continue;
+        }
+        if (!v)
+            continue;
+        if (room == 0)
+            return fail(ELOOP, "segment %s: map put: owned containers would nest more than %u deep",
+                        s->name, NEST_MAX);
+        if (nest_below(s, v, room - 1, &sub))
+            return -1;
+        b = (uint64_t)sub + 1;
+        if (b > *below)
+            *below = (unsigned)b;
+    }
+    return 0;
+}
+
+/* How many levels of owned containers hang below container off (0: it owns
+   none; a vector owns none), looking at most `room` levels down: ELOOP if
+   they go deeper. Reads every entry of every owning map below off. */
+static int nest_below(mseg *s, uint64_t off, unsigned room, unsigned *below)
+{
+    *below = 0;
+    int kind = anon_kind(s, off);
+    if (kind < 0)
+        return fail(EUCLEAN, "segment %s: owned value %#llx is not an anonymous container", s->name,
+                    (unsigned long long)off);
+    struct map_view m;
+    if (kind != MSEG_KIND_MAP || map_load(s, off, &m))
+        return kind == MSEG_KIND_MAP ? -1 : 0;
+    if (!(m.flags & MSEG_MAP_OWNED) || !m.root)
+        return 0;
+    return subtree_nest(s, &m, m.root, (unsigned)m.height - 1, room, below);
+}
+
+/* Entry k of map m holds value word vw now. */
+static bool entry_holds(mseg *s, const struct map_view *m, const struct mkey *k, uint64_t vw)
+{
+    unsigned cnt, pos;
+    uint64_t leaf = m->root ? descend(s, m, k, NULL, &cnt, &pos, false) : 0;
+    return leaf && leaf_has(s, m, leaf, cnt, pos, k) && node_at(s, leaf)->vals[slot_at(s, leaf, pos)] == vw;
+}
+
+/* May owning map m take container o (0: nothing) under key k? See above. */
+static int owned_put_check(mseg *s, const struct map_view *m, const struct mkey *k, uint64_t o)
+{
+    if (container_check_anon(s, o) || o == 0)
+        return o ? -1 : 0;
+    uint64_t owner = owner_of(s, o);
+    if (owner && !(owner == m->off && entry_holds(s, m, k, o)))
+        return fail(EBUSY, "segment %s: map put: container %#llx is already owned by an entry of the map "
+                    "at %#llx; an owning map's entries each need a container of their own",
+                    s->name, (unsigned long long)o, (unsigned long long)owner);
+    unsigned depth = 0, below;
+    if (owners_above(s, m->off, o, &depth))
+        return -1;
+    if (depth + 1 > NEST_MAX)
+        return fail(ELOOP, "segment %s: map put: the map at %#llx is nested %u deep; a container in it "
+                    "would be deeper than %u", s->name, (unsigned long long)m->off, depth, NEST_MAX);
+    return nest_below(s, o, NEST_MAX - depth - 1, &below);
+}
+
+int container_delete_anon(mseg *s, uint64_t off)
+{
+    uint64_t owner = owner_of(s, off);
+    if (owner)
+        return fail(EBUSY, "segment %s: the container at %#llx is owned by an entry of the map at %#llx; "
+                    "delete or replace that entry instead", s->name, (unsigned long long)off,
+                    (unsigned long long)owner);
+    return container_free_anon(s, off, 0);
+}
+
 /* ---- public API ---- */
 
 /* Ends a writing call: commits on rc == 0, keeps the first error's errno. */
@@ -1036,7 +1176,7 @@ int mseg_map_delete(mseg *s, mseg_map *mp)
         fail(EINVAL, "segment %s: the map at %#llx is named; destroy it with mseg_destroy",
              s->name, (unsigned long long)off);
     else if (off)
-        rc = container_free_anon(s, off, 0);
+        rc = container_delete_anon(s, off);
     return map_end(s, rc);
 }
 
@@ -1064,15 +1204,15 @@ int mseg_map_put(mseg *s, mseg_map *mp, const void *key, size_t klen, const void
                   (unsigned long long)m.val_size);
     if (!rc && vlen > MSEG_BLOCK_MAX - CELL_HEAD - 4)
         rc = fail(ENOMEM, "map put: a %zu-byte value is larger than the largest block", vlen);
+    mseg_off o = 0;
     if (!rc && (m.flags & MSEG_MAP_OWNED)) {
-        mseg_off o;
         memcpy(&o, val, sizeof o);
-        rc = container_check_anon(s, o);
-        if (!rc && o == m.off)
-            rc = fail(EINVAL, "map put: a map cannot own itself");
+        rc = owned_put_check(s, &m, &k, o);
     }
     if (!rc)
         rc = map_put_op(s, &m, &k, val, vlen);
+    if (!rc && o)
+        op_set64(s, o + OWNER_OFF, m.off);    /* in the put's operation: both or neither */
     if (!rc)
         map_changed(s, &m);
     return map_end(s, rc);
@@ -1427,11 +1567,34 @@ static int chk_perm(struct chk *c, uint64_t n, unsigned cnt)
     return 0;
 }
 
+/* An owning map's value v (0: none) is an anonymous container whose owner
+   record names this map, or names none (written before the record existed).
+   A container two entries hold cannot name both, so when both maps are
+   checked, one of them reports it. */
+static int chk_owned(struct chk *c, uint64_t n, uint64_t v)
+{
+    if (!v)
+        return 0;
+    if (anon_kind(c->s, v) < 0)
+        return chk_fail(c, "an owned value is not an anonymous container", n);
+    uint64_t owner = owner_of(c->s, v);
+    if (owner && owner != c->m->off) {
+        snprintf(c->why, c->whylen, "map at %#llx: node %#llx: owned container %#llx records the map at %#llx "
+                 "as its owner", (unsigned long long)c->m->off, (unsigned long long)n, (unsigned long long)v,
+                 (unsigned long long)owner);
+        errno = EUCLEAN;
+        return -1;
+    }
+    return 0;
+}
+
 /* Checks a leaf's values and its place in the leaf chain. */
 static int chk_leaf(struct chk *c, uint64_t n, const struct ent *e, unsigned cnt)
 {
     for (unsigned i = 0; i < cnt; i++) {
         size_t vlen;
+        if ((c->m->flags & MSEG_MAP_OWNED) && chk_owned(c, n, e[i].vw))
+            return -1;
         if (!val_inline(c->m) && !(c->m->flags & MSEG_MAP_OWNED)) {
             if (!heap_block_is_live(c->s, e[i].vw) || !val_get(c->s, c->m, n, (unsigned)e[i].slot, &vlen))
                 return chk_fail(c, "a value cell is damaged", n);

@@ -346,7 +346,7 @@ int mseg_vec_delete(mseg *s, mseg_vec *v)
         fail(EINVAL, "segment %s: the vector at %#llx is named; destroy it with mseg_destroy",
              s->name, (unsigned long long)off);
     else if (off)
-        rc = container_free_anon(s, off, 0);
+        rc = container_delete_anon(s, off);
     return vec_end(s, rc);
 }
 
