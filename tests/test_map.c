@@ -543,6 +543,178 @@ Test(map, map_of_vectors_is_destroyed_with_everything_it_owns, .fini = th_cleanu
     mseg_close(s);
 }
 
+/* ---- owning maps: one owner per container, no cycles, 16 levels ---- */
+
+static int own_put(mseg *s, mseg_map *m, uint64_t k, const void *container)
+{
+    mseg_off o = container ? mseg_off_of(s, container) : 0;
+    return mseg_map_put(s, m, &k, 8, &o, 8);
+}
+
+/* The owning map a container's root records (0: none). */
+static uint64_t mt_owner(const void *container)
+{
+    return ((const struct mseg_vec_root *)container)->owner;
+}
+
+static void mt_one_owner_per_container(unsigned backend)
+{
+    char name[256];
+    mseg *s = mt_open(name, backend, 4 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_map *m = mseg_map_new_owned(s, MSEG_KEY_U64), *other = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert_eq(own_put(s, m, 1, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, m, 2, v), -1, "a second key of the same map");
+    cr_assert_eq(errno, EBUSY, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, other, 1, v), -1, "another owning map");
+    cr_assert_eq(errno, EBUSY, "%s", mseg_errmsg());
+    cr_assert_eq(mt_owner(v), mseg_off_of(s, m), "the put records its map as the owner");
+    cr_assert_eq(own_put(s, m, 1, v), 0, "putting it again under its own key changes nothing: %s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_delete(s, v), -1, "an owned container goes with its entry");
+    cr_assert_eq(errno, EBUSY, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 1);
+    cr_assert_eq(mseg_map_len(s, other), 0);
+    mt_check_map(s, m);
+    /* the reproducer's sequel: the block of v, freed with key 1, goes to
+       the program's next vector, which nothing may free behind its back */
+    cr_assert_eq(mseg_map_del(s, m, (uint64_t[]){ 1 }, 8), 0);
+    mseg_vec *w = mseg_vec_new(s, 8);
+    cr_assert_eq(mseg_vec_push(s, w, (uint64_t[]){ 7 }), 0);
+    cr_assert_eq(mseg_map_del(s, m, (uint64_t[]){ 2 }, 8), -1);
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_eq(mseg_vec_len(s, w), 1, "the program's own vector is intact");
+    cr_assert_eq(mt_owner(w), 0, "a new container is owned by no map");
+    cr_assert_eq(mseg_vec_delete(s, w), 0, "an unowned container is deleted as before: %s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, m), 0);
+    cr_assert_eq(mseg_map_delete(s, other), 0);
+    cr_assert_eq(mseg_free_memory(s), before, "everything is free again");
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, an_owned_container_is_refused_a_second_owner_file, .fini = th_cleanup) { mt_one_owner_per_container(0); }
+Test(map, an_owned_container_is_refused_a_second_owner_shm, .fini = th_cleanup)
+{
+    mt_one_owner_per_container(MSEG_SHM);
+}
+
+Test(map, an_aborted_put_leaves_the_container_unowned, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *a = mseg_map_new_owned(s, MSEG_KEY_U64), *b = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_map *inner = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(own_put(s, a, 1, inner), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, b, 1, inner), -1, "a transaction's own put counts");
+    cr_assert_eq(errno, EBUSY);
+    cr_assert_eq(mseg_tx_abort(s), 0);
+    cr_assert_eq(mt_owner(inner), 0, "the abort takes the owner record back with the entry");
+    cr_assert_eq(own_put(s, b, 1, inner), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, a), 0);
+    mt_check_map(s, a);
+    mt_check_map(s, b);
+    mseg_close(s);
+}
+
+Test(map, a_map_cannot_own_itself_directly_or_through_the_maps_it_owns, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_map *a = mseg_map_new_owned(s, MSEG_KEY_U64), *b = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_map *c = mseg_map_new_owned(s, MSEG_KEY_U64);
+    cr_assert_eq(own_put(s, a, 1, a), -1, "a map in itself");
+    cr_assert_eq(errno, ELOOP, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, a, 1, b), 0);
+    cr_assert_eq(own_put(s, b, 1, a), -1, "two maps owning each other");
+    cr_assert_eq(errno, ELOOP, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, b, 2, c), 0);
+    cr_assert_eq(own_put(s, c, 1, a), -1, "a cycle through three maps");
+    cr_assert_eq(errno, ELOOP, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, b), 1);
+    cr_assert_eq(mseg_map_len(s, c), 0);
+    cr_assert_eq(mseg_map_delete(s, a), 0, "the outer map frees all three: %s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), before);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+#define MT_NEST 16   /* the documented limit: maps below the outermost one */
+
+Test(map, owned_containers_nest_16_levels_deep_and_no_deeper, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    size_t before = mseg_free_memory(s);
+    mseg_map *m[MT_NEST + 2];
+    for (int i = 0; i < MT_NEST + 2; i++)
+        m[i] = mseg_map_new_owned(s, MSEG_KEY_U64);
+    /* top down: each put goes into the deepest map so far */
+    for (int i = 0; i < MT_NEST; i++)
+        cr_assert_eq(own_put(s, m[i], 1, m[i + 1]), 0, "level %d: %s", i + 1, mseg_errmsg());
+    cr_assert_eq(own_put(s, m[MT_NEST], 1, m[MT_NEST + 1]), -1, "level 17");
+    cr_assert_eq(errno, ELOOP, "%s", mseg_errmsg());
+    /* bottom up: a container that already owns a level is one level too many */
+    cr_assert_eq(mseg_map_del(s, m[MT_NEST - 2], (uint64_t[]){ 1 }, 8), 0);
+    mseg_map *pair = mseg_map_new_owned(s, MSEG_KEY_U64), *leaf = mseg_map_new_owned(s, MSEG_KEY_U64);
+    cr_assert_eq(own_put(s, pair, 1, leaf), 0);
+    cr_assert_eq(own_put(s, m[MT_NEST - 1], 1, pair), -1, "levels 16 and 17");
+    cr_assert_eq(errno, ELOOP, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, m[MT_NEST - 2], 1, pair), 0, "levels 15 and 16: %s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, m[0]), 0, "the outermost map frees every level: %s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, m[MT_NEST + 1]), 0);
+    cr_assert_eq(mseg_free_memory(s), before);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, a_named_container_cannot_be_owned_by_a_map, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *own = mseg_map_open(s, "own", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_vec *nv = mseg_vec_open(s, "nv", 8, MSEG_CREATE);
+    mseg_map *nm = mseg_map_open(s, "nm", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    cr_assert(own && nv && nm, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, own, 1, nv), -1, "the directory owns a named vector");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, own, 1, nm), -1, "the directory owns a named map");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, own, 1, own), -1, "a named map in itself");
+    cr_assert_eq(mseg_map_len(s, own), 0);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert_eq(own_put(s, nm, 1, v), 0, "a named owning map owns anonymous containers: %s", mseg_errmsg());
+    cr_assert_eq(mt_owner(v), mseg_off_of(s, nm));
+    cr_assert_eq(own_put(s, own, 1, v), -1);
+    cr_assert_eq(errno, EBUSY);
+    cr_assert_eq(mseg_destroy(s, "nm"), 0);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, check_reports_an_owned_container_whose_record_names_another_map, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *own = mseg_map_open(s, "own", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_map *other = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert_eq(own_put(s, own, 1, v), 0);
+    mt_check_map(s, own);
+    ((struct mseg_vec_root *)v)->owner = mseg_off_of(s, other);    /* damage */
+    char why[256] = "";
+    cr_assert_eq(map_check(s, mseg_off_of(s, own), why, sizeof why), -1, "the record names another map");
+    cr_assert(strstr(why, "records the map at"), "%s", why);
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), -1);
+    cr_assert_eq(errno, EUCLEAN);
+    ((struct mseg_vec_root *)v)->owner = 0;   /* as a segment from before the record */
+    mt_check_map(s, own);
+    mseg_close(s);
+}
+
 Test(map, map_open_is_type_checked, .fini = th_cleanup)
 {
     char name[256];
