@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 
 #include "helpers.h"
+#include "layout.h"
 #include "testing.h"
 
 int vec_check(mseg *s, uint64_t root, char *why, size_t whylen);
@@ -283,4 +284,171 @@ Test(crash_containers, vector_and_map_ops_are_atomic_at_every_crash_point_shm,
      .fini = th_cleanup, .timeout = 600)
 {
     cc_every_point(MSEG_SHM);
+}
+
+/* ---- an owning map's entries and its containers' owner records ---- */
+
+/* The script: containers c[0..2] are made first (an anonymous vector, an
+   anonymous owning map, a vector), then each step changes one entry of the
+   named owning map "own"; a replace and a delete free what they drop. */
+enum { OW_V, OW_INNER, OW_V2, OW_CONTAINERS };
+#define OW_STEPS 4
+
+struct ow_step {
+    uint64_t key;
+    int put;                       /* container index, or -1: delete the key */
+};
+
+static const struct ow_step ow_script[OW_STEPS + 1] = {
+    { 0, 0 }, { 1, OW_V }, { 2, OW_INNER }, { 1, OW_V2 }, { 2, -1 },
+};
+
+/* After steps 1..n: the container under key k (-1: none), and whether
+   container i is still alive (not freed by a replace or delete). */
+static int ow_held(int n, uint64_t key)
+{
+    int held = -1;
+    for (int i = 1; i <= n; i++)
+        if (ow_script[i].key == key)
+            held = ow_script[i].put;
+    return held;
+}
+
+static bool ow_alive(int n, int c)
+{
+    for (int i = 1; i <= n; i++)
+        if (ow_held(i - 1, ow_script[i].key) == c && ow_script[i].put != c)
+            return false;
+    return true;
+}
+
+static void ow_child(const char *name, unsigned backend, int fd)
+{
+    struct mseg_config cfg = { .size = CC_SEG_SIZE };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    CHILD_CHECK(s);
+    mseg_map *own = mseg_map_open(s, "own", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    void *c[OW_CONTAINERS] = { mseg_vec_new(s, 8), mseg_map_new_owned(s, MSEG_KEY_U64), mseg_vec_new(s, 8) };
+    CHILD_CHECK(own && c[0] && c[1] && c[2] && mseg_vec_push(s, c[0], (uint64_t[]){ 5 }) == 0);
+    mseg_off off[OW_CONTAINERS];
+    for (int i = 0; i < OW_CONTAINERS; i++)
+        off[i] = mseg_off_of(s, c[i]);
+    CHILD_CHECK(write(fd, off, sizeof off) == sizeof off);
+    mseg_test_set_crash_hook(cc_hook, NULL);
+    for (uint32_t i = 1; i <= OW_STEPS; i++) {
+        const struct ow_step *st = &ow_script[i];
+        int rc = st->put >= 0 ? mseg_map_put(s, own, &st->key, 8, &off[st->put], 8)
+                              : mseg_map_del(s, own, &st->key, 8);
+        CHILD_CHECK(rc == 0);
+        CHILD_CHECK(write(fd, &i, sizeof i) == sizeof i);
+    }
+    mseg_test_set_crash_hook(NULL, NULL);
+    mseg_close(s);
+    _exit(0);
+}
+
+/* Compares "own" and the owner records with the state after n steps; the
+   first difference in why, or "" when they agree. */
+static void ow_compare(mseg *s, mseg_map *own, const mseg_off *off, int n, char *why, size_t len)
+{
+    *why = 0;
+    size_t entries = 0;
+    for (uint64_t k = 1; k <= 2; k++) {
+        int held = ow_held(n, k);
+        const mseg_off *v = mseg_map_get(s, own, &k, 8, NULL);
+        entries += held >= 0;
+        if ((v != NULL) != (held >= 0) || (v && *v != off[held])) {
+            snprintf(why, len, "key %llu: %s", (unsigned long long)k,
+                     !v ? "missing" : held < 0 ? "present, expected absent" : "another container");
+            return;
+        }
+    }
+    if (mseg_map_len(s, own) != entries) {
+        snprintf(why, len, "%zu entries, expected %zu", mseg_map_len(s, own), entries);
+        return;
+    }
+    for (int c = 0; c < OW_CONTAINERS; c++) {
+        if (!ow_alive(n, c))
+            continue;
+        bool held = ow_held(n, 1) == c || ow_held(n, 2) == c;
+        uint64_t owner = ((const struct mseg_vec_root *)mseg_at(s, off[c]))->owner;
+        if (owner != (held ? mseg_off_of(s, own) : 0)) {
+            snprintf(why, len, "container %d (%s) records owner %#llx", c, held ? "held" : "not held",
+                     (unsigned long long)owner);
+            return;
+        }
+    }
+}
+
+/* One crash at point k (as cc_crash_at): the completed steps, or -1 when
+   the script ran to the end first. */
+static int ow_crash_at(const char *name, unsigned long k, unsigned backend)
+{
+    char why[256], why2[256];
+    mseg_remove(name, backend);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    cc_target = k;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        ow_child(name, backend, fds[1]);
+    }
+    close(fds[1]);
+    mseg_off off[OW_CONTAINERS];
+    cr_assert_eq(read(fds[0], off, sizeof off), (ssize_t)sizeof off, "crash point %lu: the offsets", k);
+    uint32_t acked = 0, i;
+    while (read(fds[0], &i, sizeof i) == sizeof i)
+        acked = i;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && (WEXITSTATUS(status) == CC_EXIT || WEXITSTATUS(status) == 0),
+              "crash point %lu: child %s", k, th_status_str(status, why, sizeof why));
+    bool completed = WEXITSTATUS(status) == 0;
+    struct mseg_report r;
+    cr_assert_eq(mseg_check(name, backend, &r), 0, "crash point %lu after step %u: %s", k, acked, mseg_errmsg());
+    mseg *s = mseg_open(name, backend, NULL);
+    cr_assert_not_null(s, "crash point %lu: reopen: %s", k, mseg_errmsg());
+    mseg_map *own = mseg_map_open(s, "own", MSEG_KEY_U64, sizeof(mseg_off), MSEG_OWNED);
+    cr_assert_not_null(own, "crash point %lu: %s", k, mseg_errmsg());
+    cr_assert_eq(map_check(s, mseg_off_of(s, own), why, sizeof why), 0, "crash point %lu: %s", k, why);
+    ow_compare(s, own, off, (int)acked, why, sizeof why);
+    if (*why && !completed && acked < OW_STEPS) {
+        ow_compare(s, own, off, (int)acked + 1, why2, sizeof why2);
+        cr_assert_eq(*why2, 0, "crash point %lu in step %u: neither before (%s) nor after (%s)", k, acked + 1,
+                     why, why2);
+    } else {
+        cr_assert_eq(*why, 0, "crash point %lu after step %u: %s", k, acked, why);
+    }
+    mseg_close(s);
+    mseg_remove(name, backend);
+    return completed ? -1 : (int)acked;
+}
+
+static void ow_every_point(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    unsigned long k = 1;
+    for (; k < 10000; k++)
+        if (ow_crash_at(name, k, backend) < 0)
+            break;
+    cr_assert_gt(k, 2 * OW_STEPS, "the script reaches several crash points per step");
+    cr_log_info("owning-map crash test (%s): %lu crash points exercised over %d steps",
+                backend ? "shm" : "file", k - 1, OW_STEPS);
+}
+
+Test(crash_containers, an_owning_maps_entries_and_owner_records_agree_at_every_crash_point_file,
+     .fini = th_cleanup, .timeout = 120)
+{
+    ow_every_point(0);
+}
+
+Test(crash_containers, an_owning_maps_entries_and_owner_records_agree_at_every_crash_point_shm,
+     .fini = th_cleanup, .timeout = 120)
+{
+    ow_every_point(MSEG_SHM);
 }
