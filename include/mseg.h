@@ -253,9 +253,20 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c);                              
    anonymous vector or map (from mseg_vec_new / mseg_map_new), or 0.
    Replacing or deleting an entry, mseg_map_delete and mseg_destroy free the
    containers it held, with everything they own, in the same atomic
-   operation. put fails with EINVAL for a value that is not such a handle;
-   ownership nests up to 16 levels (ELOOP beyond). Without MSEG_OWNED a map
-   or vector never frees what its values point at. */
+   operation. Each container has at most one owner, which its root records
+   (in the put's atomic operation). put fails with:
+     EINVAL  a value that is not such a handle (a named container belongs
+             to the directory: mseg_destroy it);
+     EBUSY   a container an entry already owns, in this map or another
+             (putting it again under its own key changes nothing);
+     ELOOP   the map itself or a map that owns it, directly or through
+             others (a cycle); or nesting deeper than 16 levels of owned
+             containers below the outermost map.
+   A put of a container that itself owns maps reads all their entries, to
+   measure how deep they nest. mseg_vec_delete and mseg_map_delete of an
+   owned container fail with EBUSY: delete or replace its entry instead.
+   Without MSEG_OWNED a map or vector never frees what its values point at,
+   and a container in one is owned by no map. */
 #define MSEG_OWNED 0x100u
 mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind);
 
