@@ -205,9 +205,15 @@ static void cc_compare(mseg *s, struct cc_handles *h, const struct cc_state *st,
     }
 }
 
-/* One crash at point k: returns the number of completed operations, or -1
-   when the script ran to the end without reaching point k. */
-static int cc_crash_at(const char *name, unsigned long k, unsigned backend)
+typedef void (*cc_child_fn)(const char *name, unsigned backend, int fd);
+
+/* Runs child in a forked process that _exit()s at its k-th crash point. The
+   child writes head_len bytes first (read into head), then the number of
+   each step it completes. Checks the segment (sound after recovery) and
+   reopens it as its first opener. Returns the last step acknowledged;
+   *completed when the child ran to the end without reaching point k. */
+static uint32_t cc_crash_child(const char *name, unsigned backend, unsigned long k, cc_child_fn child,
+                               void *head, size_t head_len, bool *completed, mseg **sp)
 {
     char why[256];
     mseg_remove(name, backend);
@@ -219,9 +225,12 @@ static int cc_crash_at(const char *name, unsigned long k, unsigned backend)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(fds[0]);
-        cc_child(name, backend, fds[1]);
+        child(name, backend, fds[1]);
     }
     close(fds[1]);
+    if (head_len)
+        cr_assert_eq(read(fds[0], head, head_len), (ssize_t)head_len, "crash point %lu: the child's first bytes",
+                     k);
     uint32_t acked = 0, i;
     while (read(fds[0], &i, sizeof i) == sizeof i)
         acked = i;
@@ -230,13 +239,23 @@ static int cc_crash_at(const char *name, unsigned long k, unsigned backend)
     waitpid(pid, &status, 0);
     cr_assert(WIFEXITED(status) && (WEXITSTATUS(status) == CC_EXIT || WEXITSTATUS(status) == 0),
               "crash point %lu: child %s", k, th_status_str(status, why, sizeof why));
-    bool completed = WEXITSTATUS(status) == 0;
-
+    *completed = WEXITSTATUS(status) == 0;
     struct mseg_report r;
-    cr_assert_eq(mseg_check(name, backend, &r), 0, "crash point %lu after op %u: check: %s", k, acked,
+    cr_assert_eq(mseg_check(name, backend, &r), 0, "crash point %lu after step %u: check: %s", k, acked,
                  mseg_errmsg());
-    mseg *s = mseg_open(name, backend, NULL);
-    cr_assert_not_null(s, "crash point %lu: reopen: %s", k, mseg_errmsg());
+    *sp = mseg_open(name, backend, NULL);
+    cr_assert_not_null(*sp, "crash point %lu: reopen: %s", k, mseg_errmsg());
+    return acked;
+}
+
+/* One crash at point k: returns the number of completed operations, or -1
+   when the script ran to the end without reaching point k. */
+static int cc_crash_at(const char *name, unsigned long k, unsigned backend)
+{
+    char why[256];
+    bool completed;
+    mseg *s;
+    uint32_t acked = cc_crash_child(name, backend, k, cc_child, NULL, 0, &completed, &s);
     struct cc_handles h;
     cr_assert_eq(cc_open_all(s, &h, 0), 0, "crash point %lu: containers: %s", k, mseg_errmsg());
     cr_assert_eq(map_check(s, mseg_off_of(s, h.m), why, sizeof why), 0, "crash point %lu: %s", k, why);
@@ -385,33 +404,10 @@ static void ow_compare(mseg *s, mseg_map *own, const mseg_off *off, int n, char 
 static int ow_crash_at(const char *name, unsigned long k, unsigned backend)
 {
     char why[256], why2[256];
-    mseg_remove(name, backend);
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    cc_target = k;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        ow_child(name, backend, fds[1]);
-    }
-    close(fds[1]);
+    bool completed;
+    mseg *s;
     mseg_off off[OW_CONTAINERS];
-    cr_assert_eq(read(fds[0], off, sizeof off), (ssize_t)sizeof off, "crash point %lu: the offsets", k);
-    uint32_t acked = 0, i;
-    while (read(fds[0], &i, sizeof i) == sizeof i)
-        acked = i;
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    cr_assert(WIFEXITED(status) && (WEXITSTATUS(status) == CC_EXIT || WEXITSTATUS(status) == 0),
-              "crash point %lu: child %s", k, th_status_str(status, why, sizeof why));
-    bool completed = WEXITSTATUS(status) == 0;
-    struct mseg_report r;
-    cr_assert_eq(mseg_check(name, backend, &r), 0, "crash point %lu after step %u: %s", k, acked, mseg_errmsg());
-    mseg *s = mseg_open(name, backend, NULL);
-    cr_assert_not_null(s, "crash point %lu: reopen: %s", k, mseg_errmsg());
+    uint32_t acked = cc_crash_child(name, backend, k, ow_child, off, sizeof off, &completed, &s);
     mseg_map *own = mseg_map_open(s, "own", MSEG_KEY_U64, sizeof(mseg_off), MSEG_OWNED);
     cr_assert_not_null(own, "crash point %lu: %s", k, mseg_errmsg());
     cr_assert_eq(map_check(s, mseg_off_of(s, own), why, sizeof why), 0, "crash point %lu: %s", k, why);
