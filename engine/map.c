@@ -962,7 +962,7 @@ static int subtree_nest(mseg *s, const struct map_view *m, uint64_t n, unsigned 
     if (node_check_cheap(s, n, level, &cnt))
         return -1;
     for (unsigned i = 0; i < cnt; i++) {
-        uint64_t v = node_at(s, n)->vals[slot_at(s, n, i)], b;
+        uint64_t v = node_at(s, n)->vals[slot_at(s, n, i)];
         unsigned sub;
         if (level > 0) {
             if (subtree_nest(s, m, v, level - 1, room, below))
@@ -976,9 +976,8 @@ static int subtree_nest(mseg *s, const struct map_view *m, uint64_t n, unsigned 
                         s->name, NEST_MAX);
         if (nest_below(s, v, room - 1, &sub))
             return -1;
-        b = (uint64_t)sub + 1;
-        if (b > *below)
-            *below = (unsigned)b;
+        if (sub + 1 > *below)
+            *below = sub + 1;
     }
     return 0;
 }
@@ -993,9 +992,11 @@ static int nest_below(mseg *s, uint64_t off, unsigned room, unsigned *below)
     if (kind < 0)
         return fail(EUCLEAN, "segment %s: owned value %#llx is not an anonymous container", s->name,
                     (unsigned long long)off);
+    if (kind == MSEG_KIND_VEC)
+        return 0;
     struct map_view m;
-    if (kind != MSEG_KIND_MAP || map_load(s, off, &m))
-        return kind == MSEG_KIND_MAP ? -1 : 0;
+    if (map_load(s, off, &m))
+        return -1;
     if (!(m.flags & MSEG_MAP_OWNED) || !m.root)
         return 0;
     return subtree_nest(s, &m, m.root, (unsigned)m.height - 1, room, below);
@@ -1012,8 +1013,10 @@ static bool entry_holds(mseg *s, const struct map_view *m, const struct mkey *k,
 /* May owning map m take container o (0: nothing) under key k? See above. */
 static int owned_put_check(mseg *s, const struct map_view *m, const struct mkey *k, uint64_t o)
 {
-    if (container_check_anon(s, o) || o == 0)
-        return o ? -1 : 0;
+    if (o == 0)
+        return 0;
+    if (container_check_anon(s, o))
+        return -1;
     uint64_t owner = owner_of(s, o);
     if (owner && !(owner == m->off && entry_holds(s, m, k, o)))
         return fail(EBUSY, "segment %s: map put: container %#llx is already owned by an entry of the map "
