@@ -63,6 +63,7 @@
  * keys with inline values.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -1525,6 +1526,8 @@ struct chk {
     char *why;
     size_t whylen;
     uint64_t entries, leaves, last_leaf;
+    uint64_t *owned;             /* owning maps: the containers met so far (NULL: no memory for them) */
+    uint64_t owned_n, owned_cap;
 };
 
 static int chk_fail(struct chk *c, const char *msg, uint64_t n)
@@ -1572,8 +1575,9 @@ static int chk_perm(struct chk *c, uint64_t n, unsigned cnt)
 
 /* An owning map's value v (0: none) is an anonymous container whose owner
    record names this map, or names none (written before the record existed).
-   A container two entries hold cannot name both, so when both maps are
-   checked, one of them reports it. */
+   A container held by entries of two maps cannot name both, so when both
+   maps are checked, one of them reports it; two entries of one map:
+   chk_owned_once. */
 static int chk_owned(struct chk *c, uint64_t n, uint64_t v)
 {
     if (!v)
@@ -1585,6 +1589,31 @@ static int chk_owned(struct chk *c, uint64_t n, uint64_t v)
         snprintf(c->why, c->whylen, "map at %#llx: node %#llx: owned container %#llx records the map at %#llx "
                  "as its owner", (unsigned long long)c->m->off, (unsigned long long)n, (unsigned long long)v,
                  (unsigned long long)owner);
+        errno = EUCLEAN;
+        return -1;
+    }
+    if (c->owned && c->owned_n < c->owned_cap)
+        c->owned[c->owned_n++] = v;
+    return 0;
+}
+
+static int off_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* No container is held by two entries of the map: each would free it. */
+static int chk_owned_once(struct chk *c)
+{
+    if (!c->owned)
+        return 0;
+    qsort(c->owned, c->owned_n, sizeof *c->owned, off_cmp);
+    for (uint64_t i = 1; i < c->owned_n; i++) {
+        if (c->owned[i] != c->owned[i - 1])
+            continue;
+        snprintf(c->why, c->whylen, "map at %#llx: owned container %#llx is held by two entries",
+                 (unsigned long long)c->m->off, (unsigned long long)c->owned[i]);
         errno = EUCLEAN;
         return -1;
     }
@@ -1640,6 +1669,23 @@ static int chk_node(struct chk *c, uint64_t n, unsigned level, const uint64_t *l
     return 0;
 }
 
+/* map_check's walk of the tree, its counts and its owned containers. */
+static int map_check_walk(struct chk *c)
+{
+    const struct map_view *m = c->m;
+    if (m->root && chk_node(c, m->root, (unsigned)m->height - 1, NULL, NULL))
+        return -1;
+    if (c->last_leaf && node_next(c->s, c->last_leaf) != 0)
+        return chk_fail(c, "the last leaf links past the end", c->last_leaf);
+    if (c->entries != m->count) {
+        snprintf(c->why, c->whylen, "map at %#llx: counts %llu entries, its leaves hold %llu",
+                 (unsigned long long)m->off, (unsigned long long)m->count, (unsigned long long)c->entries);
+        errno = EUCLEAN;
+        return -1;
+    }
+    return chk_owned_once(c);
+}
+
 int map_check(mseg *s, uint64_t root, char *why, size_t whylen)
 {
     struct map_view m;
@@ -1649,16 +1695,14 @@ int map_check(mseg *s, uint64_t root, char *why, size_t whylen)
         errno = EUCLEAN;
         return -1;
     }
-    struct chk c = { s, &m, why, whylen, 0, 0, 0 };
-    if (m.root && chk_node(&c, m.root, (unsigned)m.height - 1, NULL, NULL))
-        return -1;
-    if (c.last_leaf && node_next(s, c.last_leaf) != 0)
-        return chk_fail(&c, "the last leaf links past the end", c.last_leaf);
-    if (c.entries != m.count) {
-        snprintf(why, whylen, "map at %#llx: counts %llu entries, its leaves hold %llu",
-                 (unsigned long long)root, (unsigned long long)m.count, (unsigned long long)c.entries);
-        errno = EUCLEAN;
-        return -1;
+    struct chk c = { s, &m, why, whylen, 0, 0, 0, NULL, 0, 0 };
+    /* every entry takes 16 bytes of a node: a larger count is damage, which
+       the walk reports */
+    if ((m.flags & MSEG_MAP_OWNED) && m.count && m.count <= s->size / 16) {
+        c.owned = malloc(m.count * sizeof *c.owned);
+        c.owned_cap = c.owned ? m.count : 0;
     }
-    return 0;
+    int rc = map_check_walk(&c);
+    free(c.owned);
+    return rc;
 }

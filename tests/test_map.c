@@ -694,7 +694,7 @@ Test(map, a_named_container_cannot_be_owned_by_a_map, .fini = th_cleanup)
     mseg_close(s);
 }
 
-Test(map, check_reports_an_owned_container_whose_record_names_another_map, .fini = th_cleanup)
+Test(map, check_reports_an_owned_container_held_twice_or_recording_another_owner, .fini = th_cleanup)
 {
     char name[256];
     mseg *s = mt_open(name, 0, 4 * MiB);
@@ -711,6 +711,16 @@ Test(map, check_reports_an_owned_container_whose_record_names_another_map, .fini
     cr_assert_eq(mseg_verify(s, &r), -1);
     cr_assert_eq(errno, EUCLEAN);
     ((struct mseg_vec_root *)v)->owner = 0;   /* as a segment from before the record */
+    mt_check_map(s, own);
+    /* two entries of one map holding one container, as the put allowed
+       before owners were recorded */
+    mseg_vec *w = mseg_vec_new(s, 8);
+    cr_assert_eq(own_put(s, own, 2, w), 0);
+    mseg_off *second = mseg_map_get(s, own, (uint64_t[]){ 2 }, 8, NULL);
+    *second = mseg_off_of(s, v);                                     /* damage */
+    cr_assert_eq(map_check(s, mseg_off_of(s, own), why, sizeof why), -1, "one container under two keys");
+    cr_assert(strstr(why, "held by two entries"), "%s", why);
+    *second = mseg_off_of(s, w);
     mt_check_map(s, own);
     mseg_close(s);
 }
