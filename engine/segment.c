@@ -199,6 +199,17 @@ static bool half_made(int fd, const uint8_t *first, size_t got, uint64_t file_si
     return all_zero(first, got) && file_all_zero(fd, file_size);
 }
 
+/* Whether an open-only opener that found a leftover should wait and look
+   again: only while the file is empty or marked. A creator leaves nothing
+   else between its open(O_CREAT) and taking the door, and formats under
+   the door. A file of zeros is no creation in progress (a dead creator's,
+   or not ours), and each look at it reads all of it again: 21 looks at a
+   1 GiB file of zeros took 24 s. */
+static bool creation_may_be_running(const uint8_t *first, size_t got, uint64_t file_size)
+{
+    return file_size == 0 || (got >= 8 && memcmp(first, MSEG_MAGIC_INIT, 8) == 0);
+}
+
 /* ---- mapping ---- */
 
 /* Maps the header, runtime, control and log pages in one call, rather than
@@ -742,7 +753,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
             errno = e;
             return -1;
         }
-        if (tries == 20)
+        if (tries == 20 || !creation_may_be_running(first, (size_t)got, (uint64_t)st.st_size))
             return fail(ENOENT, "segment %s: no valid header: its creation was interrupted "
                         "or is still running; open with MSEG_CREATE to initialize it", s->name);
         /* a creator may be between open(O_CREAT) and taking the door */
