@@ -953,11 +953,11 @@ static int owners_above(mseg *s, uint64_t m, uint64_t o, unsigned *depth)
                 s->name, (unsigned long long)m, NEST_MAX);
 }
 
-static int nest_below(mseg *s, uint64_t off, unsigned room, unsigned *below);
+static int nest_below(mseg *s, uint64_t off, unsigned room, uint64_t *left, unsigned *below);
 
 /* nest_below for the entries under node n (at level) of owning map m. */
 static int subtree_nest(mseg *s, const struct map_view *m, uint64_t n, unsigned level, unsigned room,
-                        unsigned *below)
+                        uint64_t *left, unsigned *below)
 {
     unsigned cnt;
     if (node_check_cheap(s, n, level, &cnt))
@@ -966,7 +966,7 @@ static int subtree_nest(mseg *s, const struct map_view *m, uint64_t n, unsigned 
         uint64_t v = node_at(s, n)->vals[slot_at(s, n, i)];
         unsigned sub;
         if (level > 0) {
-            if (subtree_nest(s, m, v, level - 1, room, below))
+            if (subtree_nest(s, m, v, level - 1, room, left, below))
                 return -1;
             continue;
         }
@@ -975,7 +975,7 @@ static int subtree_nest(mseg *s, const struct map_view *m, uint64_t n, unsigned 
         if (room == 0)
             return fail(ELOOP, "segment %s: map put: owned containers would nest more than %u deep",
                         s->name, NEST_MAX);
-        if (nest_below(s, v, room - 1, &sub))
+        if (nest_below(s, v, room - 1, left, &sub))
             return -1;
         if (sub + 1 > *below)
             *below = sub + 1;
@@ -983,12 +983,32 @@ static int subtree_nest(mseg *s, const struct map_view *m, uint64_t n, unsigned 
     return 0;
 }
 
+/* Most containers the heap's used blocks can hold: each is a live block of
+   at least 4 + 64 bytes. */
+static uint64_t containers_at_most(mseg *s)
+{
+    uint64_t start = op_peek64(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, heap_start));
+    uint64_t end = op_peek64(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, heap_end));
+    uint64_t free = op_peek64(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, free_bytes));
+    return end > start && end - start > free ? (end - start - free) / (4 + sizeof(struct mseg_map_root)) + 1 : 1;
+}
+
 /* How many levels of owned containers hang below container off (0: it owns
    none; a vector owns none), looking at most `room` levels down: ELOOP if
-   they go deeper. Reads every entry of every owning map below off. */
-static int nest_below(mseg *s, uint64_t off, unsigned room, unsigned *below)
+   they go deeper. Reads every entry of every owning map below off.
+   *left counts down the containers the walk may still meet: more than the
+   heap can hold means it met one twice, held by two entries (a segment
+   written before owners were recorded, or damage). Walked once per path
+   to it, such a container made a put take exponential time (8 entries
+   per map, 10 maps deep: 4 s; 16 deep: years), all under the lock. */
+static int nest_below(mseg *s, uint64_t off, unsigned room, uint64_t *left, unsigned *below)
 {
     *below = 0;
+    if (*left == 0)
+        return fail(EUCLEAN, "segment %s: map put: the owned containers below the put's reach more "
+                    "containers than the heap holds (near %#llx): one is held by two entries",
+                    s->name, (unsigned long long)off);
+    --*left;
     int kind = anon_kind(s, off);
     if (kind < 0)
         return fail(EUCLEAN, "segment %s: owned value %#llx is not an anonymous container", s->name,
@@ -1000,7 +1020,7 @@ static int nest_below(mseg *s, uint64_t off, unsigned room, unsigned *below)
         return -1;
     if (!(m.flags & MSEG_MAP_OWNED) || !m.root)
         return 0;
-    return subtree_nest(s, &m, m.root, (unsigned)m.height - 1, room, below);
+    return subtree_nest(s, &m, m.root, (unsigned)m.height - 1, room, left, below);
 }
 
 /* Entry k of map m holds value word vw now. */
@@ -1024,12 +1044,13 @@ static int owned_put_check(mseg *s, const struct map_view *m, const struct mkey 
                     "at %#llx; an owning map's entries each need a container of their own",
                     s->name, (unsigned long long)o, (unsigned long long)owner);
     unsigned depth = 0, below;
+    uint64_t left = containers_at_most(s);
     if (owners_above(s, m->off, o, &depth))
         return -1;
     if (depth + 1 > NEST_MAX)
         return fail(ELOOP, "segment %s: map put: the map at %#llx is nested %u deep; a container in it "
                     "would be deeper than %u", s->name, (unsigned long long)m->off, depth, NEST_MAX);
-    return nest_below(s, o, NEST_MAX - depth - 1, &below);
+    return nest_below(s, o, NEST_MAX - depth - 1, &left, &below);
 }
 
 int container_delete_anon(mseg *s, uint64_t off)

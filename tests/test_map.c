@@ -670,6 +670,47 @@ Test(map, owned_containers_nest_16_levels_deep_and_no_deeper, .fini = th_cleanup
     mseg_close(s);
 }
 
+/* Clears a container's owner word, as a segment written before owners
+   were recorded holds it. */
+static void mt_forget_owner(void *container)
+{
+    ((struct mseg_vec_root *)container)->owner = 0;
+}
+
+/* Such a segment may hold one container under several entries. A put of
+   its tree into an owning map measured the tree's depth once per path to
+   each container: 8 entries per map, 10 maps deep took 4 s (16 deep:
+   years), all under the segment lock. The put meets more containers than
+   the heap holds and refuses the tree as damage, at once; a large sound
+   tree still goes in. */
+Test(map, a_put_of_a_tree_that_reaches_a_container_twice_is_euclean_at_once, .timeout = 10, .fini = th_cleanup)
+{
+    enum { FANOUT = 8, LEVELS = 10, SOUND = 3000 };
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *lv[LEVELS];
+    for (int i = 0; i < LEVELS; i++)
+        lv[i] = mseg_map_new_owned(s, MSEG_KEY_U64);
+    for (int i = 0; i + 1 < LEVELS; i++)
+        for (uint64_t k = 0; k < FANOUT; k++) {
+            mt_forget_owner(lv[i + 1]);
+            cr_assert_eq(own_put(s, lv[i], k, lv[i + 1]), 0, "level %d key %llu: %s", i, (unsigned long long)k,
+                         mseg_errmsg());
+        }
+    mseg_map *top = mseg_map_new_owned(s, MSEG_KEY_U64);
+    errno = 0;
+    cr_assert_eq(own_put(s, top, 1, lv[0]), -1, "a tree that reaches its deepest map 8^9 ways went in");
+    cr_assert_eq(errno, EUCLEAN, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, top), 0);
+
+    mseg_map *sound = mseg_map_new_owned(s, MSEG_KEY_U64);
+    for (uint64_t k = 0; k < SOUND; k++)
+        cr_assert_eq(own_put(s, sound, k, mseg_vec_new(s, 8)), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, top, 2, sound), 0, "%d containers in one sound tree: %s", SOUND, mseg_errmsg());
+    mt_check_map(s, top);
+    mseg_close(s);
+}
+
 Test(map, a_named_container_cannot_be_owned_by_a_map, .fini = th_cleanup)
 {
     char name[256];
