@@ -928,6 +928,18 @@ static bool is_owning_map(mseg *s, uint64_t off)
     return op_peek32(s, off + MROOT(magic)) == MSEG_MAP_MAGIC && (r->flags & MSEG_MAP_OWNED);
 }
 
+/* Container off's owner word names something that is no owning map: damage
+   (EUCLEAN), not a container some entry owns (EBUSY), which would send the
+   program looking for an entry that does not exist. */
+static bool owner_damaged(mseg *s, uint64_t off, uint64_t owner)
+{
+    if (!owner || is_owning_map(s, owner))
+        return false;
+    fail(EUCLEAN, "segment %s: container %#llx records owner %#llx, which is not an owning map",
+         s->name, (unsigned long long)off, (unsigned long long)owner);
+    return true;
+}
+
 /* How many maps own map m, one inside the other (0: no map owns it), into
    *depth; ELOOP when container o is m or one of them (putting o into m
    would close a cycle) or when there are more than NEST_MAX. */
@@ -944,9 +956,8 @@ static int owners_above(mseg *s, uint64_t m, uint64_t o, unsigned *depth)
             *depth = d;
             return 0;
         }
-        if (!is_owning_map(s, up))
-            return fail(EUCLEAN, "segment %s: container %#llx records owner %#llx, which is not an owning map",
-                        s->name, (unsigned long long)at, (unsigned long long)up);
+        if (owner_damaged(s, at, up))
+            return -1;
         at = up;
     }
     return fail(ELOOP, "segment %s: map put: the map at %#llx is already nested more than %u deep",
@@ -1039,6 +1050,8 @@ static int owned_put_check(mseg *s, const struct map_view *m, const struct mkey 
     if (container_check_anon(s, o))
         return -1;
     uint64_t owner = owner_of(s, o);
+    if (owner_damaged(s, o, owner))
+        return -1;
     if (owner && !(owner == m->off && entry_holds(s, m, k, o)))
         return fail(EBUSY, "segment %s: map put: container %#llx is already owned by an entry of the map "
                     "at %#llx; an owning map's entries each need a container of their own",
@@ -1056,6 +1069,8 @@ static int owned_put_check(mseg *s, const struct map_view *m, const struct mkey 
 int container_delete_anon(mseg *s, uint64_t off)
 {
     uint64_t owner = owner_of(s, off);
+    if (owner_damaged(s, off, owner))
+        return -1;
     if (owner)
         return fail(EBUSY, "segment %s: the container at %#llx is owned by an entry of the map at %#llx; "
                     "delete or replace that entry instead", s->name, (unsigned long long)off,

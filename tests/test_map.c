@@ -711,6 +711,31 @@ Test(map, a_put_of_a_tree_that_reaches_a_container_twice_is_euclean_at_once, .ti
     mseg_close(s);
 }
 
+/* An owner word that names no owning map is damage: put and delete say
+   EUCLEAN, not EBUSY "owned by an entry of the map at <garbage>", which
+   sends the program after an entry that does not exist. */
+Test(map, a_container_whose_owner_word_is_garbage_is_euclean_at_put_and_delete, .fini = th_cleanup)
+{
+    static const uint64_t garbage[] = { 0x12345678, ~0ull, 16 };
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    for (size_t i = 0; i < sizeof garbage / sizeof *garbage; i++) {
+        ((struct mseg_vec_root *)v)->owner = garbage[i];
+        errno = 0;
+        cr_assert_eq(own_put(s, m, 1, v), -1, "owner %#llx", (unsigned long long)garbage[i]);
+        cr_assert_eq(errno, EUCLEAN, "put, owner %#llx: %s", (unsigned long long)garbage[i], mseg_errmsg());
+        errno = 0;
+        cr_assert_eq(mseg_vec_delete(s, v), -1);
+        cr_assert_eq(errno, EUCLEAN, "delete, owner %#llx: %s", (unsigned long long)garbage[i], mseg_errmsg());
+    }
+    mt_forget_owner(v);
+    cr_assert_eq(own_put(s, m, 1, v), 0, "%s", mseg_errmsg());
+    mt_check_map(s, m);
+    mseg_close(s);
+}
+
 Test(map, a_named_container_cannot_be_owned_by_a_map, .fini = th_cleanup)
 {
     char name[256];
