@@ -942,7 +942,7 @@ static bool owner_damaged(mseg *s, uint64_t off, uint64_t owner)
 
 /* How many maps own map m, one inside the other (0: no map owns it), into
    *depth; ELOOP when container o is m or one of them (putting o into m
-   would close a cycle) or when there are more than NEST_MAX. */
+   would close a cycle); EUCLEAN when there are more than NEST_MAX. */
 static int owners_above(mseg *s, uint64_t m, uint64_t o, unsigned *depth)
 {
     uint64_t at = m;
@@ -960,8 +960,10 @@ static int owners_above(mseg *s, uint64_t m, uint64_t o, unsigned *depth)
             return -1;
         at = up;
     }
-    return fail(ELOOP, "segment %s: map put: the map at %#llx is already nested more than %u deep",
-                s->name, (unsigned long long)m, NEST_MAX);
+    /* puts never nest a map deeper than NEST_MAX: a longer chain of owner
+       records (one that loops back on itself) is damage */
+    return fail(EUCLEAN, "segment %s: the owner records above the map at %#llx go on for more than %u maps "
+                "(a cycle?)", s->name, (unsigned long long)m, NEST_MAX);
 }
 
 static int nest_below(mseg *s, uint64_t off, unsigned room, uint64_t *left, unsigned *below);

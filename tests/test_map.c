@@ -736,6 +736,23 @@ Test(map, a_container_whose_owner_word_is_garbage_is_euclean_at_put_and_delete, 
     mseg_close(s);
 }
 
+/* Puts never nest a map more than 16 deep, so owner records that loop
+   (a map recorded as its own owner) are damage too: EUCLEAN, not ELOOP
+   "already nested more than 16 deep", which blames the program. */
+Test(map, owner_records_that_loop_are_euclean_at_put, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    ((struct mseg_map_root *)m)->owner = mseg_off_of(s, m);
+    errno = 0;
+    cr_assert_eq(own_put(s, m, 1, v), -1);
+    cr_assert_eq(errno, EUCLEAN, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 0);
+    mseg_close(s);
+}
+
 Test(map, a_named_container_cannot_be_owned_by_a_map, .fini = th_cleanup)
 {
     char name[256];
