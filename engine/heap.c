@@ -490,8 +490,6 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     return p;
 }
 
-static bool is_deferred(const mseg *s, uint64_t p);
-
 /* Grows the used block p in place to hold n bytes by taking the front of
    the free block right after it, inside the current operation; false, with
    nothing changed, when that block is used or too small. The bytes gained
@@ -505,7 +503,7 @@ bool heap_expand(mseg *s, uint64_t p, uint64_t n)
     uint64_t need = block_size_for(n);
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
-    if (need == 0 || !head_used(h) || is_deferred(s, p))
+    if (need == 0 || !head_used(h) || (s->op.ndeferred && deferred_has(s, p)))
         return false;
     if (need <= size)
         return true;
@@ -629,14 +627,6 @@ static void heap_release(mseg *s, uint64_t p)
     mark_prev_used(s, p + size, false);
 }
 
-static bool is_deferred(const mseg *s, uint64_t p)
-{
-    for (uint32_t i = 0; i < s->op.ndeferred; i++)
-        if (s->op.deferred[i] == p)
-            return true;
-    return false;
-}
-
 /*
  * Frees p when the operation commits, as libpmemobj defers frees to the end
  * of a transaction: until then p's bytes may still be reachable from the
@@ -646,23 +636,14 @@ static bool is_deferred(const mseg *s, uint64_t p)
  */
 int heap_free(mseg *s, uint64_t p)
 {
-    if (!heap_block_is_live(s, p) || is_deferred(s, p))
+    if (!heap_block_is_live(s, p) || (s->op.ndeferred && deferred_has(s, p)))
         return fail(EINVAL, "segment %s: %#llx is not the start of a live block",
                     s->name, (unsigned long long)p);
     if (s->op.direct) {   /* mseg_free on its own: nothing else can reach p */
         heap_release(s, p);
         return 0;
     }
-    if (s->op.ndeferred == s->op.cap_deferred) {
-        uint32_t cap = s->op.cap_deferred ? 2 * s->op.cap_deferred : 16;
-        uint64_t *d = realloc(s->op.deferred, cap * sizeof *d);
-        if (!d)
-            return fail(ENOMEM, "out of process memory");
-        s->op.deferred = d;
-        s->op.cap_deferred = cap;
-    }
-    s->op.deferred[s->op.ndeferred++] = p;
-    return 0;
+    return deferred_add(s, p);
 }
 
 /* Log records one release can need (list moves, headers, footer, counter). */

@@ -39,8 +39,10 @@ struct op {
     uint32_t save_allocated;    /* allocated when the current call began */
     uint64_t *deferred;         /* blocks freed by this operation, released at commit */
     uint32_t ndeferred, cap_deferred, save_deferred;
+    struct deferred_index *deferred_index;   /* deferred.c: finds a block among them */
     bool     draining;          /* op_commit is freeing owed blocks (no recursion) */
     uint64_t bloom[4];          /* words with a record (a 256-bit bloom filter) */
+    struct record_index *record_index;   /* log.c: a large operation's records by word */
     uint64_t fresh_lo, fresh_hi;/* range of fresh in-place writes (0,0 = none) */
     struct fresh_range fresh[MSEG_FRESH_RANGES];   /* ...in detail, when few */
     unsigned nfresh;
@@ -339,6 +341,11 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align);  /* payload off; 0 + e
 int      heap_free(mseg *s, uint64_t p);                    /* at commit; -1 + EINVAL if not live */
 bool     heap_expand(mseg *s, uint64_t p, uint64_t n);      /* grow block p in place to n bytes, if the next block is free */
 int      heap_free_deferred(mseg *s);                       /* op_commit: release them (or owe them) */
+/* deferred.c: the list of blocks the operation freed */
+bool     deferred_has(mseg *s, uint64_t p);                 /* p is on the list */
+int      deferred_add(mseg *s, uint64_t p);                 /* appends p; -1 + ENOMEM */
+void     deferred_release_memory(mseg *s);                  /* at close */
+void     op_index_release(mseg *s);                         /* log.c: at close */
 bool     heap_has_garbage(mseg *s);                         /* blocks owed by a big free */
 int      heap_drain_garbage(mseg *s);                       /* frees them, batch by batch (under the lock) */
 bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */

@@ -725,7 +725,8 @@ static void release(mseg *s)
                 ofd_lock(s->fd, F_UNLCK, byte, false);
         close(s->fd);
     }
-    free(s->op.deferred);
+    deferred_release_memory(s);
+    op_index_release(s);
     pthread_mutex_destroy(&s->remap);
     free(s->name);
     free(s);

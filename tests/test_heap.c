@@ -534,6 +534,48 @@ Test(heap, a_transaction_with_large_undo_and_many_frees_commits, .fini = th_clea
     mseg_close(s);
 }
 
+/* Inside a transaction frees are deferred to the commit, and a block freed
+   twice must be caught among thousands of them (deferred.c indexes the
+   list past 32 entries). The index outlives the transaction: the next one,
+   freeing the same offsets (allocated again in between) in another order,
+   must neither take them for freed already nor miss a double free among
+   its first entries. */
+static void free_all_in_one_transaction(mseg *s, void **b, int n, bool reverse, int twice_at)
+{
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    for (int i = 0; i < n; i++) {
+        void *p = b[reverse ? n - 1 - i : i];
+        cr_assert_eq(mseg_free(s, p), 0, "free %d of %d: %s", i, n, mseg_errmsg());
+        if (i == twice_at) {
+            void *again = b[reverse ? n - 1 - i / 2 : i / 2];
+            errno = 0;
+            cr_assert_eq(mseg_free(s, again), -1, "the block freed %d frees before, freed again", i - i / 2);
+            cr_assert_eq(errno, EINVAL, "errno %d (%s)", errno, mseg_errmsg());
+        }
+    }
+    void *first = b[reverse ? n - 1 : 0];
+    cr_assert_eq(mseg_free(s, first), -1, "the transaction's first free, freed again at its end");
+    cr_assert_eq(mseg_tx_commit(s), 0, "commit: %s", mseg_errmsg());
+}
+
+Test(heap, a_transaction_of_many_frees_catches_each_double_free_and_only_those, .fini = th_cleanup)
+{
+    mseg *s = new_seg(8u << 20);
+    enum { NB = 3000 };
+    static void *b[NB];
+    size_t empty = mseg_free_memory(s);
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < NB; i++)
+            cr_assert_not_null(b[i] = mseg_alloc(s, 48), "round %d, alloc %d", round, i);
+        /* a failed double free only unplans itself: the transaction goes on */
+        int twice_at = round == 0 ? 40 : round == 1 ? 1000 : round == 2 ? 20 : NB - 2;
+        free_all_in_one_transaction(s, b, NB, round % 2, twice_at);
+        cr_assert_eq(mseg_free_memory(s), empty, "round %d: not every block was freed once", round);
+        assert_sound(s, "after the transaction");
+    }
+    mseg_close(s);
+}
+
 /* A nested begin inside an aborted transaction fails, and is not a level
    to pair: the outer commit then ends the transaction (found by the same
    review: the failed begin counted, and the thread stayed cancelled). */
