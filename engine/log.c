@@ -395,13 +395,131 @@ static uint64_t read_merged(mseg *s, uint64_t off, unsigned width)
     return v;
 }
 
-/* The records' view of [off, off+width): the newest exact record, or a
-   merge when records overlap it partially, or memory. */
+/*
+ * An index of a large operation's records, in process memory. The bloom
+ * filter above fills up after a few hundred records, and from then on every
+ * read scanned them all: freeing the blocks of a destroyed map of 1M
+ * entries (garbage batches of ~4,000 records each) took minutes under the
+ * lock. Past INDEX_FROM records, reads look the records up by their 8-byte
+ * word instead (records are aligned to their width, so each lies in one
+ * word): a hash table from word to its newest record, and for each record
+ * the previous one in the same word.
+ *
+ * The index has seen records [0, indexed). Records are only appended while
+ * it is in use; anything else (an operation's end, a transaction's failed
+ * call cut back to its savepoint, op_claim dropping records) makes it
+ * stale, and the next lookup rebuilds it.
+ */
+#define INDEX_FROM 128u
+
+struct record_index {
+    uint64_t *word;        /* word + 1; 0 = empty slot */
+    uint32_t *newest;      /* the word's newest record */
+    uint32_t cap, used;    /* slots (a power of two), taken */
+    uint32_t *taken;       /* the slots taken, to empty them without a pass over all */
+    uint32_t *prev;        /* per record: the word's previous record, or UINT32_MAX */
+    uint32_t indexed;      /* records [0, indexed) are in the index */
+    bool stale;            /* must be rebuilt before use */
+};
+
+static uint32_t index_slot(const struct record_index *x, uint64_t word)
+{
+    uint32_t i = (uint32_t)((word * 0x9e3779b97f4a7c15ull) >> 32) & (x->cap - 1);
+    while (x->word[i] && x->word[i] != word + 1)
+        i = (i + 1) & (x->cap - 1);
+    return i;
+}
+
+static void index_add(struct record_index *x, const struct mseg_log_entry *e, uint32_t pos)
+{
+    uint64_t word = entry_off(e) >> 3;
+    uint32_t i = index_slot(x, word);
+    if (x->word[i]) {
+        x->prev[pos] = x->newest[i];
+    } else {
+        x->word[i] = word + 1;
+        x->prev[pos] = UINT32_MAX;
+        x->taken[x->used++] = i;
+    }
+    x->newest[i] = pos;
+}
+
+/* Empties the index: a table of twice as many slots as the log holds
+   records, so it is never more than half full. */
+static int index_reset(struct record_index *x)
+{
+    if (!x->word) {
+        x->cap = 1;
+        while (x->cap < 2 * MSEG_LOG_CAPACITY)
+            x->cap *= 2;
+        x->word = calloc(x->cap, sizeof *x->word);
+        x->newest = malloc(x->cap * sizeof *x->newest);
+        x->prev = malloc(MSEG_LOG_CAPACITY * sizeof *x->prev);
+        x->taken = malloc(MSEG_LOG_CAPACITY * sizeof *x->taken);
+        if (!x->word || !x->newest || !x->prev || !x->taken) {
+            free(x->word), free(x->newest), free(x->prev), free(x->taken);
+            x->word = NULL, x->newest = x->prev = x->taken = NULL;
+            return -1;
+        }
+    }
+    for (uint32_t k = 0; k < x->used; k++)
+        x->word[x->taken[k]] = 0;
+    x->used = x->indexed = 0;
+    x->stale = false;
+    return 0;
+}
+
+/* The index, up to date with the records; NULL when it cannot be had
+   (out of process memory: the caller scans). */
+static struct record_index *index_current(mseg *s)
+{
+    struct record_index *x = s->op.record_index;
+    if (!x && !(x = s->op.record_index = calloc(1, sizeof *x)))
+        return NULL;
+    if ((x->stale || x->indexed > s->op.count || !x->word) && index_reset(x))
+        return NULL;
+    const struct mseg_log_entry *e = op_entries(s);
+    for (; x->indexed < s->op.count; x->indexed++)
+        index_add(x, &e[x->indexed], x->indexed);
+    return x;
+}
+
+/* An append to the records: the index takes it if it is current. */
+static void index_note_append(mseg *s)
+{
+    struct record_index *x = s->op.record_index;
+    if (x && x->indexed != s->op.count)
+        x->stale = true;    /* the records changed behind it: rebuilt when next needed */
+}
+
+void op_index_release(mseg *s)
+{
+    struct record_index *x = s->op.record_index;
+    if (x) {
+        free(x->word);
+        free(x->newest);
+        free(x->prev);
+        free(x->taken);
+        free(x);
+    }
+    s->op.record_index = NULL;
+}
+
 /* Index of the newest record overlapping [off, off+width), or -1. */
 static int64_t newest_overlap(mseg *s, uint64_t off, unsigned width)
 {
     const struct mseg_log_entry *e = op_entries(s);
-    for (uint32_t i = s->op.count; i-- > 0;)
+    struct record_index *x = s->op.count >= INDEX_FROM ? index_current(s) : NULL;
+    if (!x) {
+        for (uint32_t i = s->op.count; i-- > 0;)
+            if (overlaps(off, width, entry_off(&e[i]), entry_width(&e[i])))
+                return i;
+        return -1;
+    }
+    uint32_t slot = index_slot(x, off >> 3);
+    if (!x->word[slot])
+        return -1;
+    for (uint32_t i = x->newest[slot]; i != UINT32_MAX; i = x->prev[i])
         if (overlaps(off, width, entry_off(&e[i]), entry_width(&e[i])))
             return i;
     return -1;
@@ -475,6 +593,7 @@ static __attribute__((noinline)) void append_record(mseg *s, uint64_t off, unsig
         s->op.overflow = true;
         return;
     }
+    index_note_append(s);
     struct mseg_log_entry *e = op_entries(s);
     e[s->op.count].where = off | (width == 4 ? MSEG_LOG_WIDTH32 : 0);
     e[s->op.count].value = v;
@@ -721,6 +840,8 @@ void op_claim(mseg *s, uint64_t off, uint64_t len)
             continue;
         e[kept++] = e[i];
     }
+    if (kept != s->op.count && s->op.record_index)
+        s->op.record_index->stale = true;   /* records moved */
     s->op.count = kept;
 }
 
