@@ -484,12 +484,15 @@ static struct record_index *index_current(mseg *s)
     return x;
 }
 
-/* An append to the records: the index takes it if it is current. */
+/* An append to the records. Appends are taken in by the next lookup
+   (index_current); only an append after the records were cut back below
+   what the index has seen (an operation's end, a savepoint) leaves it
+   stale, since positions it knows are then reused. */
 static void index_note_append(mseg *s)
 {
     struct record_index *x = s->op.record_index;
-    if (x && x->indexed != s->op.count)
-        x->stale = true;    /* the records changed behind it: rebuilt when next needed */
+    if (x && x->indexed > s->op.count)
+        x->stale = true;    /* the records were cut back: rebuilt when next needed */
 }
 
 void op_index_release(mseg *s)

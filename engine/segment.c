@@ -183,22 +183,6 @@ static bool file_all_zero(int fd, uint64_t size)
     return true;
 }
 
-/* A leftover of an interrupted creation, which MSEG_CREATE may format:
-   an empty file, one whose header A says "MSEGINIT", or one that holds
-   nothing but zeros. Creation makes "MSEGINIT" durable before the file
-   has any other byte or its size (format_segment), so no creation, cut
-   short by a kill or a power loss, leaves anything else; and a file with
-   any nonzero byte that is not ours is never formatted, whatever its
-   header areas hold (an ISO image starts with 32 KiB of zeros). */
-static bool half_made(int fd, const uint8_t *first, size_t got, uint64_t file_size)
-{
-    if (file_size == 0)
-        return true;
-    if (got >= 8 && memcmp(first, MSEG_MAGIC_INIT, 8) == 0)
-        return true;
-    return all_zero(first, got) && file_all_zero(fd, file_size);
-}
-
 /* Whether an open-only opener that found a leftover should wait and look
    again: only while the file is empty or marked. A creator leaves nothing
    else between its open(O_CREAT) and taking the door, and formats under
@@ -208,6 +192,19 @@ static bool half_made(int fd, const uint8_t *first, size_t got, uint64_t file_si
 static bool creation_may_be_running(const uint8_t *first, size_t got, uint64_t file_size)
 {
     return file_size == 0 || (got >= 8 && memcmp(first, MSEG_MAGIC_INIT, 8) == 0);
+}
+
+/* A leftover of an interrupted creation, which MSEG_CREATE may format:
+   an empty file, one whose header A says "MSEGINIT", or one that holds
+   nothing but zeros. Creation makes "MSEGINIT" durable before the file
+   has any other byte or its size (format_segment), so no creation, cut
+   short by a kill or a power loss, leaves anything else; and a file with
+   any nonzero byte that is not ours is never formatted, whatever its
+   header areas hold (an ISO image starts with 32 KiB of zeros). */
+static bool half_made(int fd, const uint8_t *first, size_t got, uint64_t file_size)
+{
+    return creation_may_be_running(first, got, file_size) ||
+           (all_zero(first, got) && file_all_zero(fd, file_size));
 }
 
 /* ---- mapping ---- */

@@ -279,18 +279,28 @@ static int cc_crash_at(const char *name, unsigned long k, unsigned backend)
     return completed ? -1 : (int)acked;
 }
 
-static void cc_every_point(unsigned backend)
+/* Runs the script crashed at point 1, 2, ... (crash_at: -1 once the run
+   completes without reaching point k), on a fresh name; the points reached. */
+typedef int crash_at_fn(const char *name, unsigned long k, unsigned backend);
+
+static unsigned long crash_at_every_point(unsigned backend, crash_at_fn *crash_at, unsigned long limit)
 {
     char name[256];
     th_name(name, backend);
-    cc_build_script();
     unsigned long k = 1;
-    for (; k < 100000; k++)
-        if (cc_crash_at(name, k, backend) < 0)
+    for (; k < limit; k++)
+        if (crash_at(name, k, backend) < 0)
             break;
-    cr_assert_gt(k, 3 * CC_OPS, "the script reaches several crash points per operation");
+    return k - 1;
+}
+
+static void cc_every_point(unsigned backend)
+{
+    cc_build_script();
+    unsigned long points = crash_at_every_point(backend, cc_crash_at, 100000);
+    cr_assert_gt(points + 1, 3 * CC_OPS, "the script reaches several crash points per operation");
     cr_log_info("container crash test (%s): %lu crash points exercised over %d operations",
-                backend ? "shm" : "file", k - 1, CC_OPS);
+                backend ? "shm" : "file", points, CC_OPS);
 }
 
 Test(crash_containers, vector_and_map_ops_are_atomic_at_every_crash_point_file,
@@ -426,15 +436,10 @@ static int ow_crash_at(const char *name, unsigned long k, unsigned backend)
 
 static void ow_every_point(unsigned backend)
 {
-    char name[256];
-    th_name(name, backend);
-    unsigned long k = 1;
-    for (; k < 10000; k++)
-        if (ow_crash_at(name, k, backend) < 0)
-            break;
-    cr_assert_gt(k, 2 * OW_STEPS, "the script reaches several crash points per step");
+    unsigned long points = crash_at_every_point(backend, ow_crash_at, 10000);
+    cr_assert_gt(points + 1, 2 * OW_STEPS, "the script reaches several crash points per step");
     cr_log_info("owning-map crash test (%s): %lu crash points exercised over %d steps",
-                backend ? "shm" : "file", k - 1, OW_STEPS);
+                backend ? "shm" : "file", points, OW_STEPS);
 }
 
 Test(crash_containers, an_owning_maps_entries_and_owner_records_agree_at_every_crash_point_file,
