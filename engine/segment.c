@@ -729,7 +729,10 @@ static void release(mseg *s)
     free(s);
 }
 
-/* Everything after the descriptor is open and the door is locked. */
+#define OPEN_AGAIN 1   /* open_locked: the name no longer leads to this file */
+
+/* Everything after the descriptor is open and the door is locked. 0, -1
+   with errno, or OPEN_AGAIN. */
 static int open_locked(mseg *s, const struct params *p, bool created)
 {
     for (int tries = 0;; tries++) {
@@ -743,6 +746,13 @@ static int open_locked(mseg *s, const struct params *p, bool created)
         if (!half_made(s->fd, first, (size_t)got, (uint64_t)st.st_size))
             break;
         if (s->flags & MSEG_CREATE) {
+            /* The name was removed while this open waited at the door: a
+               creator whose formatting failed unlinks what it made, and
+               mseg_remove may run at any time. Formatting this file would
+               hand back a segment that no name leads to, whose data is gone
+               at the last close; open the name afresh instead. */
+            if (st.st_nlink == 0)
+                return OPEN_AGAIN;
             if (format_segment(s, p, created) == 0)
                 return attach_writer(s);
             int e = errno;
@@ -788,6 +798,31 @@ static int open_locked(mseg *s, const struct params *p, bool created)
     return attach_writer(s);
 }
 
+/* Opens (or creates) the name, takes the door and does the rest of the
+   open under it (open_locked). On OPEN_AGAIN the descriptor is closed,
+   for the caller to try again. */
+static int open_at_the_door(mseg *s, const struct params *p)
+{
+    bool created;
+    s->fd = open_fd(s, p, &created);
+    if (s->fd < 0) {
+        int e = errno;
+        return fail(e, "segment %s: cannot open: %s", s->name, backend_open_error(s->flags, s->name, e));
+    }
+    if (created && fchmod(s->fd, p->mode)) {
+        /* shm objects and files get exactly the mode asked for, whatever the umask */
+    }
+    if (ofd_lock(s->fd, s->mode == MODE_RW ? F_WRLCK : F_RDLCK, DOOR_BYTE, true))
+        return fail(errno, "segment %s: cannot lock: %s", s->name, strerror(errno));
+    int r = open_locked(s, p, created);
+    if (r == OPEN_AGAIN) {
+        ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
+        close(s->fd);
+        s->fd = -1;
+    }
+    return r;
+}
+
 mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
 {
     struct params p;
@@ -806,24 +841,18 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
        on disk from another process or another boot can pass for ours */
     if (getrandom(&s->op.seq, sizeof s->op.seq, 0) != (ssize_t)sizeof s->op.seq)
         s->op.seq = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
-    bool created;
-    s->fd = open_fd(s, &p, &created);
-    if (s->fd < 0) {
-        int e = errno;
-        fail(e, "segment %s: cannot open: %s", name, backend_open_error(flags, name, e));
-        free(s->name);
-        free(s);
-        return NULL;
+    s->fd = -1;
+    for (int tries = 0;; tries++) {
+        int r = open_at_the_door(s, &p);
+        if (r == 0)
+            break;
+        if (r < 0)
+            goto fail;
+        if (tries == 100) {
+            fail(EAGAIN, "segment %s: removed again and again while being created", name);
+            goto fail;
+        }
     }
-    if (created && fchmod(s->fd, p.mode)) {
-        /* shm objects and files get exactly the mode asked for, whatever the umask */
-    }
-    if (ofd_lock(s->fd, s->mode == MODE_RW ? F_WRLCK : F_RDLCK, DOOR_BYTE, true)) {
-        fail(errno, "segment %s: cannot lock: %s", name, strerror(errno));
-        goto fail;
-    }
-    if (open_locked(s, &p, created))
-        goto fail;
     ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
     registry_add(s);
     return s;

@@ -545,6 +545,88 @@ static void leftover_init_magic_reads_as_interrupted_creation(unsigned be)
 { interrupted_creation(be, LEFT_INIT_MAGIC); }
 BOTH_BACKENDS(leftover_init_magic_reads_as_interrupted_creation)
 
+/* ---- a creation that fails while another MSEG_CREATE waits ---- */
+
+/* Whether /proc/locks shows some open blocked on a lock of the inode
+   (a "->" line naming ...:<ino>). */
+static bool someone_waits_on(ino_t ino)
+{
+    FILE *f = fopen("/proc/locks", "r");
+    cr_assert_not_null(f, "/proc/locks: %s", strerror(errno));
+    char line[256], want[64];
+    snprintf(want, sizeof want, ":%llu ", (unsigned long long)ino);
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "->") && strstr(line, want);
+    fclose(f);
+    return found;
+}
+
+struct waiting_open {
+    const char *name;
+    unsigned be;
+    mseg *s;
+    int err;
+};
+
+static void *open_or_create_in_thread(void *arg)
+{
+    struct waiting_open *w = arg;
+    w->s = mseg_open(w->name, w->be | MSEG_CREATE, &small);
+    w->err = errno;
+    return NULL;
+}
+
+/* A creator holds the door of the file it just made (as mseg_open does
+   between open(O_CREAT) and formatting) while another MSEG_CREATE of the
+   same name waits there; then the creator's formatting fails and it
+   removes the name. The waiter must not format the removed file: it would
+   return a segment that no name leads to, and lose its data at close. It
+   must create the segment anew under the name. */
+static void create_waiting_on_a_creator_that_fails_makes_the_segment_under_the_name(unsigned be)
+{
+    char name[256], path[300];
+    th_name(name, be);
+    th_path(path, name, be);
+    int fd = (be & MSEG_SHM) ? shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600)
+                             : open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0, "create %s: %s", path, strerror(errno));
+    struct flock door = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+    cr_assert_eq(fcntl(fd, F_OFD_SETLK, &door), 0, "take the door: %s", strerror(errno));
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+
+    struct waiting_open w = { name, be, NULL, 0 };
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, open_or_create_in_thread, &w), 0);
+    int waited_ms = 0;
+    while (!someone_waits_on(st.st_ino) && waited_ms < 10000) {
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        waited_ms++;
+    }
+    bool waiting = someone_waits_on(st.st_ino);
+
+    /* the creator's formatting fails: it removes the name and lets go */
+    cr_assert_eq(unlink(path), 0, "unlink %s: %s", path, strerror(errno));
+    door.l_type = F_UNLCK;
+    fcntl(fd, F_OFD_SETLK, &door);
+    close(fd);
+    pthread_join(t, NULL);
+    cr_assert(waiting, "the second open never waited at the door (10 s)");
+
+    cr_assert_not_null(w.s, "the waiting MSEG_CREATE failed: errno %d", w.err);
+    cr_assert_not_null(MSEG_NEW(w.s, "made", int, 1), "%s", mseg_errmsg());
+    mseg_close(w.s);
+    cr_assert_eq(stat(path, &st), 0, "after the waiting MSEG_CREATE returned a segment, %s does not exist: "
+                 "it formatted the removed file", path);
+    mseg *s = mseg_open(name, be, NULL);
+    cr_assert_not_null(s, "open-only of the name: %s", mseg_errmsg());
+    cr_assert_not_null(MSEG_FIND(s, "made", int, NULL), "the object made through the handle is not in the "
+                       "segment under the name: %s", mseg_errmsg());
+    mseg_close(s);
+}
+BOTH_BACKENDS(create_waiting_on_a_creator_that_fails_makes_the_segment_under_the_name)
+
 /* Bytes this process has read so far (rchar of /proc/self/io). */
 static long long bytes_read_so_far(void)
 {
