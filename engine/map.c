@@ -1566,6 +1566,7 @@ struct chk {
     uint64_t entries, leaves, last_leaf;
     uint64_t *owned;             /* owning maps: the containers met so far (NULL: no memory for them) */
     uint64_t owned_n, owned_cap;
+    unsigned depth;              /* 0 for a named map, 1 for the containers it owns, ... */
 };
 
 static int chk_fail(struct chk *c, const char *msg, uint64_t n)
@@ -1707,6 +1708,42 @@ static int chk_node(struct chk *c, uint64_t n, unsigned level, const uint64_t *l
     return 0;
 }
 
+static int map_check_at(mseg *s, uint64_t root, unsigned depth, char *why, size_t whylen);
+
+/* Checks each container the map owns as a named one is checked, once
+   chk_owned_once has found each held only once: with every container
+   owned by one entry of one map (chk_owned), the walk visits a tree, each
+   container once. Owner records that loop, which no put makes, end it at
+   NEST_MAX levels, where a delete would stop too. */
+static int chk_descend(struct chk *c)
+{
+    for (uint64_t i = 0; i < c->owned_n; i++) {
+        uint64_t v = c->owned[i];
+        char inner[200];
+        int rc;
+        if (c->depth + 1 > NEST_MAX) {
+            snprintf(inner, sizeof inner, "containers nested more than %u deep (a cycle?)", NEST_MAX);
+            rc = -1;
+        } else if (anon_kind(c->s, v) == MSEG_KIND_VEC) {
+            rc = vec_check(c->s, v, inner, sizeof inner);
+        } else {
+            rc = map_check_at(c->s, v, c->depth + 1, inner, sizeof inner);
+        }
+        if (rc) {
+            /* the named map's level names the chain's top; the levels below
+               pass the innermost problem up as it is, so it fits */
+            if (c->depth == 0)
+                snprintf(c->why, c->whylen, "map at %#llx: in owned container %#llx or below: %s",
+                         (unsigned long long)c->m->off, (unsigned long long)v, inner);
+            else
+                snprintf(c->why, c->whylen, "%s", inner);
+            errno = EUCLEAN;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* map_check's walk of the tree, its counts and its owned containers. */
 static int map_check_walk(struct chk *c)
 {
@@ -1721,10 +1758,15 @@ static int map_check_walk(struct chk *c)
         errno = EUCLEAN;
         return -1;
     }
-    return chk_owned_once(c);
+    return chk_owned_once(c) ? -1 : chk_descend(c);
 }
 
 int map_check(mseg *s, uint64_t root, char *why, size_t whylen)
+{
+    return map_check_at(s, root, 0, why, whylen);
+}
+
+static int map_check_at(mseg *s, uint64_t root, unsigned depth, char *why, size_t whylen)
 {
     struct map_view m;
     if (!seg_range_ok(s, root, sizeof(struct mseg_map_root)) ||
@@ -1733,7 +1775,7 @@ int map_check(mseg *s, uint64_t root, char *why, size_t whylen)
         errno = EUCLEAN;
         return -1;
     }
-    struct chk c = { s, &m, why, whylen, 0, 0, 0, NULL, 0, 0 };
+    struct chk c = { s, &m, why, whylen, 0, 0, 0, NULL, 0, 0, depth };
     /* every entry takes 16 bytes of a node: a larger count is damage, which
        the walk reports */
     if ((m.flags & MSEG_MAP_OWNED) && m.count && m.count <= s->size / 16) {

@@ -808,6 +808,80 @@ Test(map, check_reports_an_owned_container_held_twice_or_recording_another_owner
     mseg_close(s);
 }
 
+/* The check descends into the containers a map owns, and theirs: damage
+   two levels down is found by mseg_verify of the segment. */
+Test(map, check_finds_damage_in_a_container_owned_two_levels_down, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *top = mseg_map_open(s, "top", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_map *mid = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_map *leafmap = mseg_map_new(s, MSEG_KEY_U64, 8);
+    mseg_vec *leafvec = mseg_vec_new(s, 8);
+    cr_assert(top && mid && leafmap && leafvec, "%s", mseg_errmsg());
+    for (uint64_t k = 0; k < 100; k++) {
+        cr_assert_eq(mseg_map_put(s, leafmap, &k, 8, &k, 8), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_vec_push(s, leafvec, &k), 0, "%s", mseg_errmsg());
+    }
+    cr_assert_eq(own_put(s, mid, 1, leafmap), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, mid, 2, leafvec), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, top, 7, mid), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+
+    struct mseg_map_root *lm = (struct mseg_map_root *)leafmap;
+    lm->count += 1;                                                  /* damage */
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), -1, "a map two levels down counts one entry too many");
+    cr_assert_eq(errno, EUCLEAN);
+    cr_assert(strstr(r.first_problem, "owned container") && strstr(r.first_problem, "counts 101 entries"),
+              "%s", r.first_problem);
+    lm->count -= 1;
+    mt_assert_sound(s);
+
+    struct mseg_vec_root *lv = (struct mseg_vec_root *)leafvec;
+    uint64_t cap = lv->cap;
+    lv->len = cap + 1;                                               /* damage */
+    cr_assert_eq(mseg_verify(s, &r), -1, "a vector two levels down longer than its capacity");
+    cr_assert(strstr(r.first_problem, "owned container") && strstr(r.first_problem, "vector"),
+              "%s", r.first_problem);
+    lv->len = 100;
+    mt_assert_sound(s);
+    cr_assert_eq(mseg_destroy(s, "top"), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+/* Owner records of 0 are accepted, as segments from before the record
+   have them; entries that loop among such containers (damage no put
+   makes) end the check at the nesting limit with a report, not a crash or
+   a hang. */
+Test(map, check_of_entries_that_loop_ends_at_the_nesting_limit, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *top = mseg_map_open(s, "top", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_map *a = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_map *b = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert(top && a && b && v, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, b, 1, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, a, 1, b), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, top, 1, a), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+    /* damage: b's entry leads back to a, and no root records an owner */
+    mseg_off *bslot = mseg_map_get(s, b, (uint64_t[]){ 1 }, 8, NULL);
+    cr_assert_not_null(bslot);
+    *bslot = mseg_off_of(s, a);
+    ((struct mseg_map_root *)a)->owner = 0;
+    ((struct mseg_map_root *)b)->owner = 0;
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), -1, "entries that loop: top -> a -> b -> a ...");
+    cr_assert(strstr(r.first_problem, "more than 16 deep"), "%s", r.first_problem);
+    *bslot = mseg_off_of(s, v);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
 Test(map, map_open_is_type_checked, .fini = th_cleanup)
 {
     char name[256];
