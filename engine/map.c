@@ -1567,7 +1567,41 @@ struct chk {
     uint64_t *owned;             /* owning maps: the containers met so far (NULL: no memory for them) */
     uint64_t owned_n, owned_cap;
     unsigned depth;              /* 0 for a named map, 1 for the containers it owns, ... */
+    struct chk_seen *seen;       /* the containers descended into so far, at every level */
 };
+
+/* A set of container offsets (open addressing; 0 is never a container). */
+struct chk_seen {
+    uint64_t *v;
+    size_t n, cap;               /* cap: 0 or a power of two */
+};
+
+/* 1 if x was in the set, 0 if added, -1 if there is no memory for it. */
+static int seen_add(struct chk_seen *t, uint64_t x)
+{
+    if (2 * (t->n + 1) > t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        uint64_t *v = calloc(cap, sizeof *v);
+        if (!v)
+            return -1;
+        for (size_t i = 0; i < t->cap; i++)
+            for (size_t j = (t->v[i] * 0x9e3779b97f4a7c15ull) >> 17 & (cap - 1); t->v[i]; j = (j + 1) & (cap - 1))
+                if (!v[j]) {
+                    v[j] = t->v[i];
+                    break;
+                }
+        free(t->v);
+        t->v = v;
+        t->cap = cap;
+    }
+    size_t j = (x * 0x9e3779b97f4a7c15ull) >> 17 & (t->cap - 1);
+    for (; t->v[j]; j = (j + 1) & (t->cap - 1))
+        if (t->v[j] == x)
+            return 1;
+    t->v[j] = x;
+    t->n++;
+    return 0;
+}
 
 static int chk_fail(struct chk *c, const char *msg, uint64_t n)
 {
@@ -1708,26 +1742,39 @@ static int chk_node(struct chk *c, uint64_t n, unsigned level, const uint64_t *l
     return 0;
 }
 
-static int map_check_at(mseg *s, uint64_t root, unsigned depth, char *why, size_t whylen);
+static int map_check_at(mseg *s, uint64_t root, unsigned depth, struct chk_seen *seen, char *why,
+                        size_t whylen);
 
 /* Checks each container the map owns as a named one is checked, once
    chk_owned_once has found each held only once: with every container
    owned by one entry of one map (chk_owned), the walk visits a tree, each
-   container once. Owner records that loop, which no put makes, end it at
-   NEST_MAX levels, where a delete would stop too. */
+   container once. Owner records of 0 (segments from before the record)
+   can make it a graph: a container met a second time, through entries of
+   two maps or a loop, is reported rather than checked again, or the walk
+   would take time exponential in the depth (F entries per map over 16
+   levels visit F^16 containers). Deeper than NEST_MAX levels is reported
+   too: a delete stops there. */
 static int chk_descend(struct chk *c)
 {
     for (uint64_t i = 0; i < c->owned_n; i++) {
         uint64_t v = c->owned[i];
         char inner[200];
         int rc;
-        if (c->depth + 1 > NEST_MAX) {
+        int again = seen_add(c->seen, v);
+        if (again < 0)
+            return 0;   /* no memory to tell a graph from a tree: check no deeper (as c->owned) */
+        if (again) {
+            snprintf(inner, sizeof inner, "map at %#llx: owned container %#llx is reached a second time "
+                     "(held by entries of two maps, or in a cycle)", (unsigned long long)c->m->off,
+                     (unsigned long long)v);
+            rc = -1;
+        } else if (c->depth + 1 > NEST_MAX) {
             snprintf(inner, sizeof inner, "containers nested more than %u deep (a cycle?)", NEST_MAX);
             rc = -1;
         } else if (anon_kind(c->s, v) == MSEG_KIND_VEC) {
             rc = vec_check(c->s, v, inner, sizeof inner);
         } else {
-            rc = map_check_at(c->s, v, c->depth + 1, inner, sizeof inner);
+            rc = map_check_at(c->s, v, c->depth + 1, c->seen, inner, sizeof inner);
         }
         if (rc) {
             /* the named map's level names the chain's top; the levels below
@@ -1763,10 +1810,16 @@ static int map_check_walk(struct chk *c)
 
 int map_check(mseg *s, uint64_t root, char *why, size_t whylen)
 {
-    return map_check_at(s, root, 0, why, whylen);
+    struct chk_seen seen = { NULL, 0, 0 };
+    int rc = map_check_at(s, root, 0, &seen, why, whylen);
+    int e = errno;
+    free(seen.v);
+    errno = e;
+    return rc;
 }
 
-static int map_check_at(mseg *s, uint64_t root, unsigned depth, char *why, size_t whylen)
+static int map_check_at(mseg *s, uint64_t root, unsigned depth, struct chk_seen *seen, char *why,
+                        size_t whylen)
 {
     struct map_view m;
     if (!seg_range_ok(s, root, sizeof(struct mseg_map_root)) ||
@@ -1775,7 +1828,7 @@ static int map_check_at(mseg *s, uint64_t root, unsigned depth, char *why, size_
         errno = EUCLEAN;
         return -1;
     }
-    struct chk c = { s, &m, why, whylen, 0, 0, 0, NULL, 0, 0, depth };
+    struct chk c = { s, &m, why, whylen, 0, 0, 0, NULL, 0, 0, depth, seen };
     /* every entry takes 16 bytes of a node: a larger count is damage, which
        the walk reports */
     if ((m.flags & MSEG_MAP_OWNED) && m.count && m.count <= s->size / 16) {

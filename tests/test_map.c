@@ -853,9 +853,8 @@ Test(map, check_finds_damage_in_a_container_owned_two_levels_down, .fini = th_cl
 
 /* Owner records of 0 are accepted, as segments from before the record
    have them; entries that loop among such containers (damage no put
-   makes) end the check at the nesting limit with a report, not a crash or
-   a hang. */
-Test(map, check_of_entries_that_loop_ends_at_the_nesting_limit, .fini = th_cleanup)
+   makes) end the check with a report, not a crash or a hang. */
+Test(map, check_of_entries_that_loop_reports_the_loop, .fini = th_cleanup)
 {
     char name[256];
     mseg *s = mt_open(name, 0, 4 * MiB);
@@ -876,8 +875,60 @@ Test(map, check_of_entries_that_loop_ends_at_the_nesting_limit, .fini = th_clean
     ((struct mseg_map_root *)b)->owner = 0;
     struct mseg_report r;
     cr_assert_eq(mseg_verify(s, &r), -1, "entries that loop: top -> a -> b -> a ...");
-    cr_assert(strstr(r.first_problem, "more than 16 deep"), "%s", r.first_problem);
+    cr_assert(strstr(r.first_problem, "reached a second time"), "%s", r.first_problem);
     *bslot = mseg_off_of(s, v);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+/* Owner records of 0 also let entries of several maps lead to one
+   container (damage: deleting both would free it twice). 16 levels of 4
+   maps, each map's 4 entries leading to the 4 maps of the next level: the
+   check reports the container reached twice, at once, where descending
+   into every path visited 4^15 maps (a minute or more) and called the
+   segment sound. */
+Test(map, check_of_containers_reached_through_two_maps_reports_them_in_bounded_time,
+     .fini = th_cleanup, .timeout = 30)
+{
+    enum { F = 4, LEVELS = 16 };
+    char name[256];
+    mseg *s = mt_open(name, 0, 8 * MiB);
+    mseg_map *top = mseg_map_open(s, "top", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    cr_assert_not_null(top, "%s", mseg_errmsg());
+    mseg_map *m[LEVELS][F];
+    for (int l = 0; l < LEVELS; l++)
+        for (int i = 0; i < F; i++) {
+            m[l][i] = mseg_map_new_owned(s, MSEG_KEY_U64);
+            cr_assert_not_null(m[l][i], "%s", mseg_errmsg());
+            for (uint64_t k = 0; k < F; k++)
+                cr_assert_eq(own_put(s, m[l][i], k, NULL), 0, "%s", mseg_errmsg());
+        }
+    cr_assert_eq(own_put(s, top, 1, m[0][0]), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+    /* damage: every map of a level leads to every map of the next one */
+    for (int l = 0; l < LEVELS; l++)
+        for (int i = 0; i < F; i++) {
+            for (uint64_t k = 0; k < F; k++) {
+                mseg_off *slot = mseg_map_get(s, m[l][i], &k, 8, NULL);
+                cr_assert_not_null(slot);
+                *slot = l + 1 < LEVELS ? mseg_off_of(s, m[l + 1][k]) : 0;
+            }
+            ((struct mseg_map_root *)m[l][i])->owner = 0;
+        }
+    struct mseg_report r;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(mseg_verify(s, &r), -1, "a container held by entries of two maps");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_eq(errno, EUCLEAN);
+    cr_assert(strstr(r.first_problem, "reached a second time"), "%s", r.first_problem);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert_lt(secs, 1.0, "the check took %.3f s", secs);
+    /* undamaged again: one entry of one map leads to each container */
+    for (int l = 0; l + 1 < LEVELS; l++)
+        for (int i = 0; i < F; i++)
+            for (uint64_t k = 0; k < F; k++)
+                *(mseg_off *)mseg_map_get(s, m[l][i], &k, 8, NULL) = i == 0 ? mseg_off_of(s, m[l + 1][k]) : 0;
     mt_assert_sound(s);
     mseg_close(s);
 }
