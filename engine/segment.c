@@ -33,6 +33,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -731,6 +732,19 @@ static void release(mseg *s)
 
 #define OPEN_AGAIN 1   /* open_locked: the name no longer leads to this file */
 
+/* Whether s->name still leads to the file s->fd has open (stat needs no
+   permission on the file; shm objects are files in /dev/shm on Linux). */
+static bool name_leads_to(mseg *s)
+{
+    struct stat mine, named;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s%s", (s->flags & MSEG_SHM) ? "/dev/shm" : "", s->name) >=
+        (int)sizeof path)
+        return false;
+    return fstat(s->fd, &mine) == 0 && stat(path, &named) == 0 && named.st_dev == mine.st_dev &&
+           named.st_ino == mine.st_ino;
+}
+
 /* Everything after the descriptor is open and the door is locked. 0, -1
    with errno, or OPEN_AGAIN. */
 static int open_locked(mseg *s, const struct params *p, bool created)
@@ -756,7 +770,10 @@ static int open_locked(mseg *s, const struct params *p, bool created)
             if (format_segment(s, p, created) == 0)
                 return attach_writer(s);
             int e = errno;
-            if (created)   /* nobody can be attached to what never got a header */
+            /* nobody can be attached to what never got a header; but the
+               name may lead elsewhere by now (mseg_remove, then another
+               MSEG_CREATE that made a segment there): remove only this file */
+            if (created && name_leads_to(s))
                 backend_of(s->flags)->unlink(s->name);
             errno = e;
             return -1;

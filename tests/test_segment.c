@@ -5,7 +5,9 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 
+#include "fsync_hook.h"
 #include "helpers.h"
 #include "layout.h"
 
@@ -626,6 +628,64 @@ static void create_waiting_on_a_creator_that_fails_makes_the_segment_under_the_n
     mseg_close(s);
 }
 BOTH_BACKENDS(create_waiting_on_a_creator_that_fails_makes_the_segment_under_the_name)
+
+/* A creator whose formatting fails removes what it made, but only that:
+   while it formats, mseg_remove may remove its file and another
+   MSEG_CREATE make a segment under the name. At the failing creator's
+   first fsync (MSEGINIT written) this test plays both, then lowers
+   RLIMIT_FSIZE so that the creator's next step, sizing the file, fails.
+   The other creator's segment must keep its name and its data. */
+static const char *fc_name;
+static unsigned fc_be;
+static mseg *fc_other;
+static int fc_phase;
+
+static void fc_remove_and_create_meanwhile(int fd)
+{
+    (void)fd;
+    if (fc_phase != 1)
+        return;
+    fc_phase = 2;
+    cr_assert_eq(mseg_remove(fc_name, fc_be), 0, "%s", mseg_errmsg());
+    fc_other = mseg_open(fc_name, fc_be | MSEG_CREATE, &small);
+    cr_assert_not_null(fc_other, "the other MSEG_CREATE: %s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(fc_other, "made", int, 1), "%s", mseg_errmsg());
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = 64 * 1024;
+    setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+static void failed_creation_leaves_a_segment_made_meanwhile_under_the_name(unsigned be)
+{
+    char name[256], path[300];
+    th_name(name, be);
+    th_path(path, name, be);
+    fc_name = name;
+    fc_be = be;
+    fc_phase = 1;
+    th_fsync_hook = fc_remove_and_create_meanwhile;
+    mseg *s = mseg_open(name, be | MSEG_CREATE, &small);
+    int e = errno;
+    th_fsync_hook = NULL;
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_FSIZE, &rl);
+    cr_assert_eq(fc_phase, 2, "the creator never reached its first fsync");
+    cr_assert_null(s, "the creation was to fail at its size");
+    cr_assert_eq(e, EFBIG, "%s", mseg_errmsg());
+    mseg_close(fc_other);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "the failing creator removed %s, the segment another MSEG_CREATE "
+                 "made there meanwhile", path);
+    s = mseg_open(name, be, NULL);
+    cr_assert_not_null(s, "open-only of the name: %s", mseg_errmsg());
+    cr_assert_not_null(MSEG_FIND(s, "made", int, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+}
+BOTH_BACKENDS(failed_creation_leaves_a_segment_made_meanwhile_under_the_name)
 
 /* Bytes this process has read so far (rchar of /proc/self/io). */
 static long long bytes_read_so_far(void)
