@@ -300,6 +300,11 @@ static int map_load(mseg *s, uint64_t off, struct map_view *m)
         return fail(EUCLEAN, "segment %s: map at %#llx is damaged (kind %u, height %llu, root %#llx, %llu entries)",
                     s->name, (unsigned long long)off, m->kind, (unsigned long long)m->height,
                     (unsigned long long)m->root, (unsigned long long)m->count);
+    /* an owning map's values are mseg_off handles (map_open refuses any
+       other size): read with another size, they are not its containers */
+    if ((m->flags & MSEG_MAP_OWNED) && m->val_size != sizeof(mseg_off))
+        return fail(EUCLEAN, "segment %s: map at %#llx is damaged (owning, but values of %llu bytes, not %zu)",
+                    s->name, (unsigned long long)off, (unsigned long long)m->val_size, sizeof(mseg_off));
     return 0;
 }
 

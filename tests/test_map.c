@@ -933,6 +933,40 @@ Test(map, check_of_containers_reached_through_two_maps_reports_them_in_bounded_t
     mseg_close(s);
 }
 
+/* An owning map's values are 8-byte handles; a root that says otherwise
+   (no call makes one) is damage: read with 0 (cells) or 16 bytes, its
+   values are not its containers, and a delete would free the wrong
+   blocks. The check reports it, named or nested, and calls refuse it. */
+Test(map, check_reports_an_owning_map_whose_values_are_not_8_bytes, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *top = mseg_map_open(s, "top", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_map *mid = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert(top && mid && v, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, mid, 1, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, top, 1, mid), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+    struct mseg_report r;
+    uint64_t sizes[] = { 0, 16 };
+    struct mseg_map_root *roots[] = { (struct mseg_map_root *)mid, (struct mseg_map_root *)top };
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            roots[i]->val_size = sizes[j];                                  /* damage */
+            cr_assert_eq(mseg_verify(s, &r), -1, "%s owning map with values of %llu bytes",
+                         i ? "a named" : "a nested", (unsigned long long)sizes[j]);
+            cr_assert_eq(errno, EUCLEAN);
+            cr_assert_null(mseg_map_get(s, i ? top : mid, (uint64_t[]){ 1 }, 8, NULL));
+            cr_assert_eq(errno, EUCLEAN, "%s", mseg_errmsg());
+            roots[i]->val_size = sizeof(mseg_off);
+        }
+    mt_assert_sound(s);
+    cr_assert_eq(mseg_destroy(s, "top"), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
 Test(map, map_open_is_type_checked, .fini = th_cleanup)
 {
     char name[256];
