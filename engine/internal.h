@@ -408,6 +408,41 @@ int  container_check_anon(mseg *s, uint64_t off);
    sound; -1 with the first problem in why (and errno EUCLEAN). */
 int  vec_check(mseg *s, uint64_t root, char *why, size_t whylen);
 int  map_check(mseg *s, uint64_t root, char *why, size_t whylen);
+/* The same, also adding every block the container owns (and, for a map,
+   every container its entries own, and theirs) to `owned`, the whole
+   check's set: a block another structure owns too is reported. map_check
+   checks with a set of its own; vec_check with none. */
+struct blockset;
+int  vec_check_in(mseg *s, uint64_t root, struct blockset *owned, char *why, size_t whylen);
+int  map_check_in(mseg *s, uint64_t root, struct blockset *owned, char *why, size_t whylen);
+
+/* ---- blockset.c: which structure owns each heap block (the check) ---- */
+/* An owner is the offset of the structure (16-aligned) ORed with its kind. */
+#define BLOCK_OWNER_KIND   0xfull
+#define BLOCK_BY_VECTOR    1ull     /* the vector root at the offset */
+#define BLOCK_BY_MAP       2ull     /* the map root at the offset */
+#define BLOCK_BY_DIRECTORY 3ull     /* the directory slot at the offset; 0: the directory itself */
+#define BLOCK_BY_GARBAGE   4ull     /* the garbage array at the offset; 0: the control page */
+struct blockset {
+    uint64_t *v;                    /* cap pairs (block, owner); block 0: empty slot */
+    size_t n, cap;                  /* cap: 0 or a power of two */
+    bool off;                       /* no memory: blocks are not recorded (not an error) */
+    uint64_t *bits;                 /* dense form: one bit per granule of [lo, hi), or NULL */
+    uint64_t lo, hi;
+    uint64_t dups;                  /* second owners the dense form found (first owner unknown) */
+};
+/* An empty table with room for `expect` blocks (0: grows as needed). */
+void blockset_init(struct blockset *t, uint64_t expect);
+/* An empty dense set for blocks in [lo, hi); false if there is no memory. */
+bool blockset_init_dense(struct blockset *t, uint64_t lo, uint64_t hi);
+/* 0 if added, 1 if block was there (*first: its owner, 0 if the dense form
+   does not know it), -1 if there is no memory. */
+int  blockset_add(struct blockset *t, uint64_t block, uint64_t owner, uint64_t *first);
+/* blockset_add; on a second owner, -1 with errno EUCLEAN and both owners in
+   why. t NULL or out of memory: 0 (the cross-check is skipped, not failed). */
+int  blockset_own(struct blockset *t, uint64_t block, uint64_t owner, char *why, size_t whylen);
+void blockset_describe(char *why, size_t whylen, uint64_t block, uint64_t first, uint64_t second);
+void blockset_free(struct blockset *t);
 
 /* ---- sync.c ---- */
 int  sync_mark_unsynced(mseg *s);       /* before a non-durable operation's first change */

@@ -1572,41 +1572,8 @@ struct chk {
     uint64_t *owned;             /* owning maps: the containers met so far (NULL: no memory for them) */
     uint64_t owned_n, owned_cap;
     unsigned depth;              /* 0 for a named map, 1 for the containers it owns, ... */
-    struct chk_seen *seen;       /* the containers descended into so far, at every level */
+    struct blockset *blocks;     /* every block owned so far, in this map and elsewhere (blockset.c) */
 };
-
-/* A set of container offsets (open addressing; 0 is never a container). */
-struct chk_seen {
-    uint64_t *v;
-    size_t n, cap;               /* cap: 0 or a power of two */
-};
-
-/* 1 if x was in the set, 0 if added, -1 if there is no memory for it. */
-static int seen_add(struct chk_seen *t, uint64_t x)
-{
-    if (2 * (t->n + 1) > t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        uint64_t *v = calloc(cap, sizeof *v);
-        if (!v)
-            return -1;
-        for (size_t i = 0; i < t->cap; i++)
-            for (size_t j = (t->v[i] * 0x9e3779b97f4a7c15ull) >> 17 & (cap - 1); t->v[i]; j = (j + 1) & (cap - 1))
-                if (!v[j]) {
-                    v[j] = t->v[i];
-                    break;
-                }
-        free(t->v);
-        t->v = v;
-        t->cap = cap;
-    }
-    size_t j = (x * 0x9e3779b97f4a7c15ull) >> 17 & (t->cap - 1);
-    for (; t->v[j]; j = (j + 1) & (t->cap - 1))
-        if (t->v[j] == x)
-            return 1;
-    t->v[j] = x;
-    t->n++;
-    return 0;
-}
 
 static int chk_fail(struct chk *c, const char *msg, uint64_t n)
 {
@@ -1614,6 +1581,12 @@ static int chk_fail(struct chk *c, const char *msg, uint64_t n)
              (unsigned long long)n, msg);
     errno = EUCLEAN;
     return -1;
+}
+
+/* Records block b as this map's (a node, a cell); -1 if another structure owns it. */
+static int chk_own(struct chk *c, uint64_t b)
+{
+    return blockset_own(c->blocks, b, c->m->off | BLOCK_BY_MAP, c->why, c->whylen);
 }
 
 /* Key words of e[0..cnt) (from `from`) strictly ascending and within [lo, hi). */
@@ -1708,9 +1681,13 @@ static int chk_leaf(struct chk *c, uint64_t n, const struct ent *e, unsigned cnt
         if (!val_inline(c->m) && !(c->m->flags & MSEG_MAP_OWNED)) {
             if (!heap_block_is_live(c->s, e[i].vw) || !val_get(c->s, c->m, n, (unsigned)e[i].slot, &vlen))
                 return chk_fail(c, "a value cell is damaged", n);
+            if (chk_own(c, e[i].vw))
+                return -1;
         }
         if (c->m->kind == MSEG_KEY_BYTES && !heap_block_is_live(c->s, e[i].kw))
             return chk_fail(c, "a key cell is not a live block", n);
+        if (c->m->kind == MSEG_KEY_BYTES && chk_own(c, e[i].kw))
+            return -1;
     }
     if (node_prev(c->s, n) != c->last_leaf)
         return chk_fail(c, "its prev link does not lead to the leaf before it", n);
@@ -1732,11 +1709,17 @@ static int chk_node(struct chk *c, uint64_t n, unsigned level, const uint64_t *l
     }
     if (cnt == 0)
         return chk_fail(c, "empty", n);
-    if (chk_perm(c, n, cnt))
+    if (chk_perm(c, n, cnt) || chk_own(c, n))
         return -1;
     node_read(c->s, n, e);
     if (chk_keys(c, n, e, cnt, level ? 1 : 0, lo, hi))
         return -1;
+    /* byte keys: every key word of every level is a cell the map frees
+       (subtree_free), an internal node's placeholder entry 0 too when set;
+       chk_leaf records a leaf's once it has found them live */
+    for (unsigned i = 0; level > 0 && c->m->kind == MSEG_KEY_BYTES && i < cnt; i++)
+        if (e[i].kw && chk_own(c, e[i].kw))
+            return -1;
     if (level == 0)
         return chk_leaf(c, n, e, cnt);
     for (unsigned i = 0; i < cnt; i++) {
@@ -1747,7 +1730,7 @@ static int chk_node(struct chk *c, uint64_t n, unsigned level, const uint64_t *l
     return 0;
 }
 
-static int map_check_at(mseg *s, uint64_t root, unsigned depth, struct chk_seen *seen, char *why,
+static int map_check_at(mseg *s, uint64_t root, unsigned depth, struct blockset *blocks, char *why,
                         size_t whylen);
 
 /* Checks each container the map owns as a named one is checked, once
@@ -1765,21 +1748,21 @@ static int chk_descend(struct chk *c)
         uint64_t v = c->owned[i];
         char inner[200];
         int rc;
-        int again = seen_add(c->seen, v);
+        uint64_t first;
+        int again = blockset_add(c->blocks, v, c->m->off | BLOCK_BY_MAP, &first);
         if (again < 0)
             return 0;   /* no memory to tell a graph from a tree: check no deeper (as c->owned) */
         if (again) {
-            snprintf(inner, sizeof inner, "map at %#llx: owned container %#llx is reached a second time "
-                     "(held by entries of two maps, or in a cycle)", (unsigned long long)c->m->off,
-                     (unsigned long long)v);
+            /* held by entries of two maps, or in a cycle, or by another structure */
+            blockset_describe(inner, sizeof inner, v, first, c->m->off | BLOCK_BY_MAP);
             rc = -1;
         } else if (c->depth + 1 > NEST_MAX) {
             snprintf(inner, sizeof inner, "containers nested more than %u deep (a cycle?)", NEST_MAX);
             rc = -1;
         } else if (anon_kind(c->s, v) == MSEG_KIND_VEC) {
-            rc = vec_check(c->s, v, inner, sizeof inner);
+            rc = vec_check_in(c->s, v, c->blocks, inner, sizeof inner);
         } else {
-            rc = map_check_at(c->s, v, c->depth + 1, c->seen, inner, sizeof inner);
+            rc = map_check_at(c->s, v, c->depth + 1, c->blocks, inner, sizeof inner);
         }
         if (rc) {
             /* the named map's level names the chain's top; the levels below
@@ -1815,15 +1798,23 @@ static int map_check_walk(struct chk *c)
 
 int map_check(mseg *s, uint64_t root, char *why, size_t whylen)
 {
-    struct chk_seen seen = { NULL, 0, 0 };
-    int rc = map_check_at(s, root, 0, &seen, why, whylen);
+    struct blockset blocks;
+    blockset_init(&blocks, 0);
+    int rc = map_check_at(s, root, 0, &blocks, why, whylen);
     int e = errno;
-    free(seen.v);
+    blockset_free(&blocks);
     errno = e;
     return rc;
 }
 
-static int map_check_at(mseg *s, uint64_t root, unsigned depth, struct chk_seen *seen, char *why,
+int map_check_in(mseg *s, uint64_t root, struct blockset *blocks, char *why, size_t whylen)
+{
+    if (!blocks)
+        return map_check(s, root, why, whylen);
+    return map_check_at(s, root, 0, blocks, why, whylen);
+}
+
+static int map_check_at(mseg *s, uint64_t root, unsigned depth, struct blockset *blocks, char *why,
                         size_t whylen)
 {
     struct map_view m;
@@ -1833,7 +1824,7 @@ static int map_check_at(mseg *s, uint64_t root, unsigned depth, struct chk_seen 
         errno = EUCLEAN;
         return -1;
     }
-    struct chk c = { s, &m, why, whylen, 0, 0, 0, NULL, 0, 0, depth, seen };
+    struct chk c = { s, &m, why, whylen, 0, 0, 0, NULL, 0, 0, depth, blocks };
     /* every entry takes 16 bytes of a node: a larger count is damage, which
        the walk reports */
     if ((m.flags & MSEG_MAP_OWNED) && m.count && m.count <= s->size / 16) {

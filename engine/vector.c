@@ -563,7 +563,7 @@ void *mseg_vec_data(mseg *s, mseg_vec *v)
 
 /* ---- check ---- */
 
-int vec_check(mseg *s, uint64_t root, char *why, size_t whylen)
+int vec_check_in(mseg *s, uint64_t root, struct blockset *owned, char *why, size_t whylen)
 {
     struct vec_view w;
     if (op_peek32(s, root + ROOT(magic)) != MSEG_VEC_MAGIC || vec_load(s, root, &w)) {
@@ -574,12 +574,17 @@ int vec_check(mseg *s, uint64_t root, char *why, size_t whylen)
         return -1;
     }
     if (w.cap == 0 && w.len == 0)
-        return 0;
+        return w.buf ? blockset_own(owned, w.buf, root | BLOCK_BY_VECTOR, why, whylen) : 0;
     if (!w.buf) {
         snprintf(why, whylen, "vector at %#llx: capacity %llu but no buffer",
                  (unsigned long long)root, (unsigned long long)w.cap);
         errno = EUCLEAN;
         return -1;
     }
-    return 0;
+    return blockset_own(owned, w.buf, root | BLOCK_BY_VECTOR, why, whylen);
+}
+
+int vec_check(mseg *s, uint64_t root, char *why, size_t whylen)
+{
+    return vec_check_in(s, root, NULL, why, whylen);
 }

@@ -875,7 +875,7 @@ Test(map, check_of_entries_that_loop_reports_the_loop, .fini = th_cleanup)
     ((struct mseg_map_root *)b)->owner = 0;
     struct mseg_report r;
     cr_assert_eq(mseg_verify(s, &r), -1, "entries that loop: top -> a -> b -> a ...");
-    cr_assert(strstr(r.first_problem, "reached a second time"), "%s", r.first_problem);
+    cr_assert(strstr(r.first_problem, "is referenced twice"), "%s", r.first_problem);
     *bslot = mseg_off_of(s, v);
     mt_assert_sound(s);
     mseg_close(s);
@@ -921,7 +921,7 @@ Test(map, check_of_containers_reached_through_two_maps_reports_them_in_bounded_t
     cr_assert_eq(mseg_verify(s, &r), -1, "a container held by entries of two maps");
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_assert_eq(errno, EUCLEAN);
-    cr_assert(strstr(r.first_problem, "reached a second time"), "%s", r.first_problem);
+    cr_assert(strstr(r.first_problem, "is referenced twice"), "%s", r.first_problem);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     cr_assert_lt(secs, 1.0, "the check took %.3f s", secs);
     /* undamaged again: one entry of one map leads to each container */
@@ -1249,5 +1249,110 @@ Test(map, a_cursor_never_skips_an_entry_while_another_process_writes, .timeout =
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     cr_log_info("%d walks", round);
+    mseg_close(s);
+}
+
+/* ---- one owner per block: what each container owns, no other owns ---- */
+
+static void mt_assert_shared(mseg *s, uint64_t block, const char *what)
+{
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), -1, "%s", what);
+    cr_assert_eq(errno, EUCLEAN);
+    char want[128];
+    snprintf(want, sizeof want, "block %#llx is referenced twice", (unsigned long long)block);
+    cr_assert(strstr(r.first_problem, want), "%s: %s", what, r.first_problem);
+}
+
+/* Two vectors owned by entries of one map, their roots naming one buffer:
+   each vector is sound on its own, deleting either frees the other's. */
+Test(map, check_reports_two_owned_vectors_sharing_one_buffer, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *own = mseg_map_open(s, "own", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_vec *v = mseg_vec_new(s, 8), *w = mseg_vec_new(s, 8);
+    cr_assert(own && v && w, "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < 10; i++) {
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_vec_push(s, w, &i), 0, "%s", mseg_errmsg());
+    }
+    cr_assert_eq(own_put(s, own, 1, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, own, 2, w), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+    struct mseg_vec_root *rv = (struct mseg_vec_root *)v, *rw = (struct mseg_vec_root *)w;
+    uint64_t buf = rw->buf;
+    rw->buf = rv->buf;                                               /* damage */
+    mt_assert_shared(s, rv->buf, "two owned vectors share a buffer");
+    rw->buf = buf;
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+/* Two maps whose roots name one node, named or owned by entries of a map. */
+Test(map, check_reports_two_maps_sharing_a_node, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *a = mseg_map_open(s, "a", MSEG_KEY_U64, 8, MSEG_CREATE);
+    mseg_map *b = mseg_map_open(s, "b", MSEG_KEY_U64, 8, MSEG_CREATE);
+    mseg_map *own = mseg_map_open(s, "own", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_map *x = mseg_map_new(s, MSEG_KEY_U64, 8), *y = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert(a && b && own && x && y, "%s", mseg_errmsg());
+    for (uint64_t k = 0; k < 5; k++) {
+        cr_assert_eq(u64_put(s, a, k, k), 0, "%s", mseg_errmsg());
+        cr_assert_eq(u64_put(s, b, k, k), 0, "%s", mseg_errmsg());
+        cr_assert_eq(u64_put(s, x, k, k), 0, "%s", mseg_errmsg());
+        cr_assert_eq(u64_put(s, y, k, k), 0, "%s", mseg_errmsg());
+    }
+    cr_assert_eq(own_put(s, own, 1, x), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, own, 2, y), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+
+    struct mseg_map_root *ra = (struct mseg_map_root *)a, *rb = (struct mseg_map_root *)b;
+    uint64_t node = rb->root;
+    rb->root = ra->root;                                             /* damage: named */
+    mt_assert_shared(s, ra->root, "two named maps share their root node");
+    rb->root = node;
+    mt_assert_sound(s);
+
+    struct mseg_map_root *rx = (struct mseg_map_root *)x, *ry = (struct mseg_map_root *)y;
+    node = ry->root;
+    ry->root = rx->root;                                             /* damage: owned */
+    mt_assert_shared(s, rx->root, "two owned maps share their root node");
+    ry->root = node;
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+/* A value cell (variable-length values) named by two entries of one map,
+   and by entries of two maps: each delete frees it. */
+Test(map, check_reports_a_value_cell_shared_by_two_entries, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, MSEG_CREATE);
+    mseg_map *n = mseg_map_open(s, "n", MSEG_KEY_U64, 0, MSEG_CREATE);
+    cr_assert(m && n, "%s", mseg_errmsg());
+    for (uint64_t k = 1; k <= 2; k++) {
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, "a value", 7), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_map_put(s, n, &k, 8, "a value", 7), 0, "%s", mseg_errmsg());
+    }
+    mt_assert_sound(s);
+    /* both maps are one leaf; the value words of keys 1 and 2 */
+    struct mseg_map_node *lm = mseg_at(s, ((struct mseg_map_root *)m)->root);
+    struct mseg_map_node *ln = mseg_at(s, ((struct mseg_map_root *)n)->root);
+    const uint8_t *pm = lm->perm[(lm->state >> 8) & 1], *pn = ln->perm[(ln->state >> 8) & 1];
+    uint64_t *m1 = &lm->vals[pm[0]], *m2 = &lm->vals[pm[1]], *n1 = &ln->vals[pn[0]];
+    uint64_t cell = *m2;
+    *m2 = *m1;                                                       /* damage: one map */
+    mt_assert_shared(s, *m1, "two entries of one map share a value cell");
+    *m2 = cell;
+    mt_assert_sound(s);
+    cell = *n1;
+    *n1 = *m1;                                                       /* damage: two maps */
+    mt_assert_shared(s, *m1, "entries of two maps share a value cell");
+    *n1 = cell;
+    mt_assert_sound(s);
     mseg_close(s);
 }

@@ -301,3 +301,34 @@ Test(vector, resize_growing_in_place_zeroes_over_the_old_block_end, .fini = th_c
     vt_assert_sound(s);
     mseg_close(s);
 }
+
+/* Two vectors whose roots name one buffer: deleting one frees it under
+   the other. The check sees each vector sound on its own, so it must
+   count the buffer's owners across the segment. */
+Test(vector, check_reports_two_named_vectors_sharing_one_buffer, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *a = mseg_vec_open(s, "a", 8, MSEG_CREATE);
+    mseg_vec *b = mseg_vec_open(s, "b", 8, MSEG_CREATE);
+    cr_assert(a && b, "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < 10; i++) {
+        cr_assert_eq(mseg_vec_push(s, a, &i), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_vec_push(s, b, &i), 0, "%s", mseg_errmsg());
+    }
+    vt_assert_sound(s);
+    struct mseg_vec_root *ra = (struct mseg_vec_root *)a, *rb = (struct mseg_vec_root *)b;
+    struct mseg_vec_root saved = *rb;
+    rb->buf = ra->buf;                                               /* damage */
+    rb->cap = ra->cap;
+    rb->len = ra->len;
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), -1, "two named vectors share a buffer");
+    cr_assert_eq(errno, EUCLEAN);
+    char want[128];
+    snprintf(want, sizeof want, "block %#llx is referenced twice", (unsigned long long)ra->buf);
+    cr_assert(strstr(r.first_problem, want) && strstr(r.first_problem, "by vector at"), "%s", r.first_problem);
+    *rb = saved;
+    vt_assert_sound(s);
+    mseg_close(s);
+}
