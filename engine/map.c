@@ -885,7 +885,10 @@ static int anon_kind(mseg *s, uint64_t off)
 
 int container_check_anon(mseg *s, uint64_t off)
 {
-    if (off == 0 || anon_kind(s, off) >= 0)
+    /* a container this operation (a transaction) already deleted is none:
+       frees are deferred to commit, so its root still looks live, and an
+       entry that took it named a freed block once the transaction committed */
+    if (off == 0 || (anon_kind(s, off) >= 0 && !(s->op.ndeferred && deferred_has(s, off))))
         return 0;
     return fail(EINVAL, "segment %s: %#llx is not an anonymous vector or map", s->name, (unsigned long long)off);
 }

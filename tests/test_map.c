@@ -618,6 +618,31 @@ Test(map, an_aborted_put_leaves_the_container_unowned, .fini = th_cleanup)
     mseg_close(s);
 }
 
+/* Frees inside a transaction wait for its commit, so a container deleted
+   earlier in it still has a live-looking root: a put that took it left the
+   entry naming a freed block after the commit. */
+Test(map, a_container_deleted_earlier_in_the_transaction_is_refused_by_a_put, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_open(s, "top", MSEG_KEY_U64, 8, MSEG_CREATE | MSEG_OWNED);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    mseg_map *im = mseg_map_new(s, MSEG_KEY_U64, 8);
+    mseg_vec *kept = mseg_vec_new(s, 8);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_vec_delete(s, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, m, 1, v), -1, "a vector deleted in this transaction");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, im), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, m, 2, im), -1, "a map deleted in this transaction");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, m, 3, kept), 0, "the transaction goes on: %s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 1);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
 Test(map, a_map_cannot_own_itself_directly_or_through_the_maps_it_owns, .fini = th_cleanup)
 {
     char name[256];
