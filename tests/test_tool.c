@@ -168,6 +168,42 @@ Test(tool, check_and_ls_after_a_killed_operation_and_recover_applies_it, .fini =
     ASSERT_EXIT(run_tool("check", path, NULL), 0);
 }
 
+/* Killed inside a transaction that changed an owning map: nothing of it
+   committed, so recovery rolls it back. The check used to say "a committed
+   operation was replayed" of every recovery, this one included. */
+static void killed_in_transaction(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    if (!s)
+        _exit(1);
+    mseg_map *m = mseg_map_open(s, "owner", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    if (!m || mseg_tx_begin(s))
+        _exit(1);
+    for (uint64_t k = 0; k < 20; k++) {
+        mseg_off v = mseg_off_of(s, mseg_vec_new(s, 8));
+        if (mseg_map_put(s, m, &k, 8, &v, 8))
+            _exit(1);
+    }
+    kill(getpid(), SIGKILL);
+}
+
+Test(tool, check_after_a_transaction_killed_before_its_commit_does_not_claim_a_replay, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    cr_assert(WIFSIGNALED(th_fork_run(killed_in_transaction, path)));
+    struct run *r = run_tool("check", path, NULL);
+    ASSERT_EXIT(r, 1);
+    cr_assert(strstr(r->out, "rolled back") && !strstr(r->out, "committed"), "%s", r->out);
+    ASSERT_EXIT(run_tool("recover", path, NULL), 0);
+    mseg *s = mseg_open(path, 0, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_map *m = mseg_map_open(s, "owner", MSEG_KEY_U64, sizeof(mseg_off), MSEG_OWNED);
+    cr_assert(m && mseg_map_len(s, m) == 0, "the killed transaction's puts are gone");
+    mseg_close(s);
+    ASSERT_EXIT(run_tool("check", path, NULL), 0);
+}
+
 Test(tool, check_of_a_corrupt_segment_exits_2_naming_the_offset, .fini = th_cleanup)
 {
     char path[256];

@@ -54,8 +54,8 @@ static void print_report_text(const struct opts *o, const struct mseg_report *r,
             printf("%s: %llu problems in all\n", path, (unsigned long long)r->problems);
         return;
     }
-    printf("%s: %s\n", path, code == EXIT_RECOVERED ? "sound after recovery (a committed "
-           "operation was replayed in a private view; `mseg recover` applies it)" : "sound");
+    printf("%s: %s\n", path, code == EXIT_RECOVERED ? "sound after recovery (the interrupted "
+           "operation was completed or rolled back in a private view; `mseg recover` applies it)" : "sound");
     printf("  format %u, generation %llu, %llu bytes; header A %s, header B %s\n",
            r->format_version, (unsigned long long)r->generation, (unsigned long long)r->size,
            r->header_a_ok ? "ok" : "BAD", r->header_b_ok ? "ok" : "BAD");
