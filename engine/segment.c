@@ -33,7 +33,6 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -732,17 +731,14 @@ static void release(mseg *s)
 
 #define OPEN_AGAIN 1   /* open_locked: the name no longer leads to this file */
 
-/* Whether s->name still leads to the file s->fd has open (stat needs no
-   permission on the file; shm objects are files in /dev/shm on Linux). */
-static bool name_leads_to(mseg *s)
+/* Whether the file s->fd has open still has a name. Segment files are
+   not renamed or hard-linked by mseg, so a file with a link is the one
+   its name leads to, and one without was removed (mseg_remove, or a
+   failed creator), whatever the name leads to now. */
+static bool still_named(mseg *s)
 {
-    struct stat mine, named;
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s%s", (s->flags & MSEG_SHM) ? "/dev/shm" : "", s->name) >=
-        (int)sizeof path)
-        return false;
-    return fstat(s->fd, &mine) == 0 && stat(path, &named) == 0 && named.st_dev == mine.st_dev &&
-           named.st_ino == mine.st_ino;
+    struct stat st;
+    return fstat(s->fd, &st) == 0 && st.st_nlink > 0;
 }
 
 /* Everything after the descriptor is open and the door is locked. 0, -1
@@ -765,7 +761,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
                mseg_remove may run at any time. Formatting this file would
                hand back a segment that no name leads to, whose data is gone
                at the last close; open the name afresh instead. */
-            if (st.st_nlink == 0)
+            if (!still_named(s))
                 return OPEN_AGAIN;
             if (format_segment(s, p, created) == 0)
                 return attach_writer(s);
@@ -773,7 +769,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
             /* nobody can be attached to what never got a header; but the
                name may lead elsewhere by now (mseg_remove, then another
                MSEG_CREATE that made a segment there): remove only this file */
-            if (created && name_leads_to(s))
+            if (created && still_named(s))
                 backend_of(s->flags)->unlink(s->name);
             errno = e;
             return -1;
