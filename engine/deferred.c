@@ -16,6 +16,14 @@
  * records how many leading entries it has seen (`indexed`), lowered to the
  * list's length before each append and whenever the list is found shorter. At most one slot per block: re-freeing a block at
  * a new position overwrites the old pair.
+ *
+ * The list also carries marks, entries with the low bit set (blocks are
+ * 16-aligned, so no block's offset has it): the root of a named container
+ * that mseg_destroy released in this transaction. Its block is the
+ * directory record's, freed on the list under the record's own offset, so
+ * the root itself is never on it; the mark lets calls on its handle refuse
+ * it. Marks live and die with the list (savepoints, ends of operations),
+ * and heap_free_deferred drops them before releasing anything.
  */
 #include <stdlib.h>
 
@@ -109,6 +117,29 @@ bool deferred_has(mseg *s, uint64_t p)
         return scan(s, p);
     uint32_t i = probe(x, p);
     return x->block[i] == p && x->pos[i] < s->op.ndeferred && s->op.deferred[x->pos[i]] == p;
+}
+
+#define GONE_MARK 1u
+
+bool deleted_in_this_tx(mseg *s, uint64_t root)
+{
+    /* tx_owns first: only this thread's transaction may be looked at (a
+       lock-free reader must not read another thread's list) */
+    return tx_owns(s) && s->op.ndeferred && (deferred_has(s, root) || deferred_has(s, root | GONE_MARK));
+}
+
+int deferred_mark_gone(mseg *s, uint64_t root)
+{
+    return tx_owns(s) ? deferred_add(s, root | GONE_MARK) : 0;
+}
+
+void deferred_drop_marks(mseg *s)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < s->op.ndeferred; i++)
+        if (!(s->op.deferred[i] & GONE_MARK))
+            s->op.deferred[kept++] = s->op.deferred[i];
+    s->op.ndeferred = kept;   /* shorter: the index notices (catch_up) */
 }
 
 int deferred_add(mseg *s, uint64_t p)

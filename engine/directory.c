@@ -486,7 +486,7 @@ int mseg_destroy(mseg *s, const char *name)
         const struct mseg_dir_record *r = record_at(s, rec);
         if (r)
             rc = kind_release(s, r->kind, rec + r->data_off) || dir_remove(s, slot) ||
-                 heap_free(s, rec) ? -1 : 0;
+                 heap_free(s, rec) || deferred_mark_gone(s, rec + r->data_off) ? -1 : 0;
     }
     int e = errno;
     if (seg_write_end(s, rc == 0))

@@ -660,6 +660,7 @@ int heap_free(mseg *s, uint64_t p)
  */
 int heap_free_deferred(mseg *s)
 {
+    deferred_drop_marks(s);
     uint32_t n = s->op.ndeferred;
     if (n == 0)
         return 0;

@@ -57,6 +57,11 @@ static uint64_t vec_root_of(mseg *s, const mseg_vec *v)
     uint64_t off = p - b;
     if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
         return fail(EINVAL, "segment %s: %#llx is not a vector (bad magic)", s->name, (unsigned long long)off), 0;
+    /* frees wait for the commit, so a vector this transaction deleted still
+       has its magic; outside a transaction it has none */
+    if (deleted_in_this_tx(s, off))
+        return fail(EINVAL, "segment %s: the vector at %#llx was deleted earlier in this transaction", s->name,
+                    (unsigned long long)off), 0;
     return off;
 }
 

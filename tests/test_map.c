@@ -643,6 +643,69 @@ Test(map, a_container_deleted_earlier_in_the_transaction_is_refused_by_a_put, .f
     mseg_close(s);
 }
 
+/* Frees wait for the commit, so a container deleted inside a transaction
+   still looks live until then; every call on it must refuse it, as calls
+   on a freed one do outside a transaction, and leave the rest going on. */
+Test(map, calls_on_a_container_deleted_earlier_in_the_transaction_are_refused, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *top = mseg_map_open(s, "top", MSEG_KEY_U64, 8, MSEG_CREATE | MSEG_OWNED);
+    mseg_vec *v = mseg_vec_new(s, 8), *held = mseg_vec_new(s, 8), *kept = mseg_vec_new(s, 8);
+    mseg_map *inner = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *named = mseg_vec_open(s, "named", 8, MSEG_CREATE);
+    mseg_map *nmap = mseg_map_open(s, "nmap", MSEG_KEY_U64, 8, MSEG_CREATE);
+    uint64_t one = 1, k = 5;
+    cr_assert_eq(mseg_map_put(s, nmap, &k, 8, &one, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, top, 1, held), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, top, 2, inner), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_vec_delete(s, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, v, &one), -1, "a push into a vector deleted in this transaction");
+    cr_assert_eq(errno, EINVAL);
+    cr_assert(strstr(mseg_errmsg(), "deleted earlier in this transaction"), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), 0);
+    cr_assert_eq(errno, EINVAL, "its length: %s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_delete(s, v), -1, "a second delete");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_destroy(s, "named"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, named, &one), -1, "a push into a named vector destroyed in this transaction");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_destroy(s, "nmap"), 0, "%s", mseg_errmsg());
+    cr_assert_null(mseg_map_get(s, nmap, &k, 8, NULL), "a get from a named map destroyed in this transaction");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    /* deleting an owner's entry deletes what it holds, at any depth */
+    cr_assert_eq(mseg_map_del(s, top, (uint64_t[]){ 1 }, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, held, &one), -1, "a push into a vector its owner's entry deleted");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_del(s, top, (uint64_t[]){ 2 }, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, inner, 1, kept), -1, "a put into a map deleted in this transaction");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_null(mseg_map_get(s, inner, &k, 8, NULL), "a get from it");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, kept, &one), 0, "the transaction goes on: %s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    /* kept was never taken by the deleted map: it is still the program's */
+    cr_assert_eq(mt_owner(kept), 0);
+    cr_assert_eq(mseg_vec_len(s, kept), 1);
+    cr_assert_eq(mseg_map_len(s, top), 0);
+    cr_assert_eq(mseg_vec_delete(s, kept), 0, "%s", mseg_errmsg());
+    /* an aborted delete leaves the container usable */
+    mseg_vec *back = mseg_vec_open(s, "back", 8, MSEG_CREATE), *anon = mseg_vec_new(s, 8), *v2;
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_destroy(s, "back"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_delete(s, anon), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_vec_delete(s, v2 = mseg_vec_new(s, 8)), 0, "%s", mseg_errmsg());   /* a free on the list */
+    cr_assert_eq(mseg_vec_push(s, back, &one), 0, "after the abort: %s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, anon, &one), 0, "after the abort: %s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, back), 1);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
 Test(map, a_map_cannot_own_itself_directly_or_through_the_maps_it_owns, .fini = th_cleanup)
 {
     char name[256];
