@@ -714,3 +714,41 @@ Test(named, construct_refuses_the_type_names_of_containers, .fini = th_cleanup)
     cr_assert_not_null(mseg_construct(s, "other", "mseg_vector", 4, 1, NULL), "%s", mseg_errmsg());
     mseg_close(s);
 }
+
+/* Two directory slots naming one record: destroying either name would free
+   the record while the other still leads to it. The check records the
+   directory's records as blocks it owns, so it must report the second. */
+Test(named, check_reports_two_directory_slots_naming_one_record, .fini = th_cleanup)
+{
+    mseg *s = new_seg(4 * MiB);
+    uint64_t *a = mseg_construct(s, "a", "u64", 8, 1, NULL), *b = mseg_construct(s, "b", "u64", 8, 1, NULL);
+    cr_assert(a && b, "%s", mseg_errmsg());
+    assert_sound(s);
+    const char *base = (const char *)a - mseg_off_of(s, a);
+    const struct mseg_control *ctl = (const void *)(base + MSEG_CONTROL_OFF);
+    uint64_t *slots = (uint64_t *)(base + ctl->dir_table), ia = UINT64_MAX, ib = UINT64_MAX;
+    for (uint64_t i = 0; i < ctl->dir_capacity; i++) {
+        uint64_t rec = slots[2 * i + 1];
+        if (rec <= 1)
+            continue;                                               /* empty or deleted */
+        const struct mseg_dir_record *r = (const void *)(base + rec);
+        if (rec + r->data_off == mseg_off_of(s, a))
+            ia = i;
+        else if (rec + r->data_off == mseg_off_of(s, b))
+            ib = i;
+    }
+    cr_assert(ia != UINT64_MAX && ib != UINT64_MAX, "found both slots");
+    uint64_t saved[2] = { slots[2 * ib], slots[2 * ib + 1] };
+    slots[2 * ib] = slots[2 * ia];                                  /* damage: b's slot is a's */
+    slots[2 * ib + 1] = slots[2 * ia + 1];
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), -1, "two slots name the record at %#llx", (unsigned long long)slots[2 * ia + 1]);
+    cr_assert_eq(errno, EUCLEAN);
+    char want[64];
+    snprintf(want, sizeof want, "block %#llx is referenced twice", (unsigned long long)slots[2 * ia + 1]);
+    cr_assert(strstr(r.first_problem, want), "the report names the record: %s", r.first_problem);
+    slots[2 * ib] = saved[0];
+    slots[2 * ib + 1] = saved[1];
+    assert_sound(s);
+    mseg_close(s);
+}
