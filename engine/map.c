@@ -1654,6 +1654,28 @@ static int chk_owned(struct chk *c, uint64_t n, uint64_t v)
     return 0;
 }
 
+/* A map that does not own containers, with 8-byte values: value v must not
+   be a container whose owner record names this map. Only a put into an
+   owning map writes an owner record, and only the entry's delete clears
+   it, so such a container means the map lost its MSEG_OWNED flag: its
+   entries would no longer free what they own, and a delete of the map
+   would leak them all. (A program's own offsets of containers, stored as
+   plain values, name no owner or another map.) */
+static int chk_not_an_owner(struct chk *c, uint64_t n, uint64_t v)
+{
+    if (v % MSEG_GRANULE || v < MSEG_HEAP_OFF || !seg_range_ok(c->s, v, 8))
+        return 0;
+    uint32_t magic = op_peek32(c->s, v);   /* most values name no container: one read tells */
+    if ((magic != MSEG_VEC_MAGIC && magic != MSEG_MAP_MAGIC) || anon_kind(c->s, v) < 0 ||
+        owner_of(c->s, v) != c->m->off)
+        return 0;
+    snprintf(c->why, c->whylen, "map at %#llx: node %#llx: container %#llx records this map as its owner, but "
+             "the map is not an owning one (its MSEG_OWNED flag is lost)", (unsigned long long)c->m->off,
+             (unsigned long long)n, (unsigned long long)v);
+    errno = EUCLEAN;
+    return -1;
+}
+
 static int off_cmp(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1680,9 +1702,20 @@ static int chk_owned_once(struct chk *c)
 /* Checks a leaf's values and its place in the leaf chain. */
 static int chk_leaf(struct chk *c, uint64_t n, const struct ent *e, unsigned cnt)
 {
+    bool may_hold_offsets = !(c->m->flags & MSEG_MAP_OWNED) && c->m->val_size == sizeof(mseg_off);
+    /* chk_not_an_owner reads the first word of the block each value may
+       name: a miss each, which a leaf's values take in parallel this way.
+       mseg_verify of a map of 1M offsets of live blocks: 31-33 ms without
+       the test, 157 ms with it read value by value through anon_kind,
+       35-37 ms prefetched and filtered on the magic (best of 5, 3 runs) */
+    for (unsigned i = 0; may_hold_offsets && i < cnt; i++)
+        if (e[i].vw % MSEG_GRANULE == 0 && e[i].vw >= MSEG_HEAP_OFF && seg_range_ok(c->s, e[i].vw, 8))
+            __builtin_prefetch(c->s->base + e[i].vw);
     for (unsigned i = 0; i < cnt; i++) {
         size_t vlen;
         if ((c->m->flags & MSEG_MAP_OWNED) && chk_owned(c, n, e[i].vw))
+            return -1;
+        if (may_hold_offsets && chk_not_an_owner(c, n, e[i].vw))
             return -1;
         if (!val_inline(c->m) && !(c->m->flags & MSEG_MAP_OWNED)) {
             if (!heap_block_is_live(c->s, e[i].vw) || !val_get(c->s, c->m, n, (unsigned)e[i].slot, &vlen))

@@ -898,6 +898,42 @@ Test(map, check_reports_an_owned_container_held_twice_or_recording_another_owner
 
 /* The check descends into the containers a map owns, and theirs: damage
    two levels down is found by mseg_verify of the segment. */
+/* A map that lost its MSEG_OWNED flag reads its containers as plain
+   numbers: deleting it, or an entry, would leak them. The containers'
+   owner records still name it, so the check can tell, at any level. */
+Test(map, check_reports_a_map_that_lost_its_owning_flag, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *top = mseg_map_open(s, "top", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_map *mid = mseg_map_new_owned(s, MSEG_KEY_U64);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    /* a plain map may hold a container's offset as a number: not damage */
+    mseg_map *plain = mseg_map_open(s, "plain", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert(top && mid && v && plain, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, mid, 1, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(own_put(s, top, 1, mid), 0, "%s", mseg_errmsg());
+    cr_assert_eq(u64_put(s, plain, 1, mseg_off_of(s, v)), 0, "%s", mseg_errmsg());
+    cr_assert_eq(u64_put(s, plain, 2, mseg_off_of(s, mid)), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+
+    struct mseg_report r;
+    struct mseg_map_root *roots[2] = { (struct mseg_map_root *)mid, (struct mseg_map_root *)top };
+    const char *what[2] = { "a nested map", "a named map" };
+    for (int i = 0; i < 2; i++) {
+        roots[i]->flags &= ~MSEG_MAP_OWNED;                          /* damage */
+        cr_assert_eq(mseg_verify(s, &r), -1, "%s that lost its owning flag", what[i]);
+        cr_assert_eq(errno, EUCLEAN);
+        char want[96];
+        snprintf(want, sizeof want, "map at %#llx", (unsigned long long)mseg_off_of(s, roots[i]));
+        cr_assert(strstr(r.first_problem, want) && strstr(r.first_problem, "MSEG_OWNED flag is lost"), "%s: %s",
+                  what[i], r.first_problem);
+        roots[i]->flags |= MSEG_MAP_OWNED;
+        mt_assert_sound(s);
+    }
+    mseg_close(s);
+}
+
 Test(map, check_finds_damage_in_a_container_owned_two_levels_down, .fini = th_cleanup)
 {
     char name[256];
