@@ -487,6 +487,15 @@ int mseg_destroy(mseg *s, const char *name)
         if (r)
             rc = kind_release(s, r->kind, rec + r->data_off) || dir_remove(s, slot) ||
                  heap_free(s, rec) || deferred_mark_gone(s, rec + r->data_off) ? -1 : 0;
+        /* a container's root lies past the words a free block's header and
+           links overwrite, so the freed record would keep its magic and a
+           call on the old handle would write into the freed block (and leak
+           what it allocated): clear it, as an anonymous root's is. Both
+           roots start with their 32-bit magic */
+        _Static_assert(offsetof(struct mseg_vec_root, magic) == 0 && offsetof(struct mseg_map_root, magic) == 0,
+                       "a container root starts with its magic");
+        if (rc == 0 && (r->kind == MSEG_KIND_VEC || r->kind == MSEG_KIND_MAP))
+            op_set32(s, rec + r->data_off, 0);
     }
     int e = errno;
     if (seg_write_end(s, rc == 0))

@@ -55,13 +55,15 @@ static uint64_t vec_root_of(mseg *s, const mseg_vec *v)
         p - b < MSEG_HEAP_OFF)
         return fail(EINVAL, "segment %s: %p is not a vector handle of this segment", s->name, (const void *)v), 0;
     uint64_t off = p - b;
-    if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
-        return fail(EINVAL, "segment %s: %#llx is not a vector (bad magic)", s->name, (unsigned long long)off), 0;
     /* frees wait for the commit, so a vector this transaction deleted still
-       has its magic; outside a transaction it has none */
+       has its magic; outside a transaction it has none. Asked before the
+       magic: a named one's magic is cleared by its destroy's own records,
+       and the caller is told why */
     if (deleted_in_this_tx(s, off))
         return fail(EINVAL, "segment %s: the vector at %#llx was deleted earlier in this transaction", s->name,
                     (unsigned long long)off), 0;
+    if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
+        return fail(EINVAL, "segment %s: %#llx is not a vector (bad magic)", s->name, (unsigned long long)off), 0;
     return off;
 }
 

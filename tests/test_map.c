@@ -706,6 +706,41 @@ Test(map, calls_on_a_container_deleted_earlier_in_the_transaction_are_refused, .
     mseg_close(s);
 }
 
+/* A named container's root is inside its directory record, past the words
+   a free block's header and links overwrite: after its destroy committed,
+   the freed record still held the magic, so a push or put through the old
+   handle succeeded, wrote into the freed block and leaked what it
+   allocated, where README promises "bad magic" (EINVAL), as an anonymous
+   container's old handle gets. */
+Test(map, calls_on_a_named_container_destroyed_by_a_committed_operation_are_refused, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    uint64_t one = 1, k = 3;
+    size_t before = mseg_free_memory(s);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    mseg_vec *tv = mseg_vec_open(s, "tv", 8, MSEG_CREATE);
+    cr_assert(v && m && tv, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_destroy(s, "v"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_destroy(s, "m"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_destroy(s, "tv"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, tv, &one), -1, "in the transaction");
+    cr_assert(strstr(mseg_errmsg(), "deleted earlier in this transaction"), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), before);
+    cr_assert_eq(mseg_vec_push(s, v, &one), -1, "a push through a destroyed named vector's handle");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, tv, &one), -1, "after the transaction's commit");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_put(s, m, &k, 8, &one, 8), -1, "a put through a destroyed named map's handle");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), before, "nothing was allocated for them");
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
 Test(map, a_map_cannot_own_itself_directly_or_through_the_maps_it_owns, .fini = th_cleanup)
 {
     char name[256];
