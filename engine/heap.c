@@ -601,10 +601,18 @@ uint64_t heap_block_size(mseg *s, uint64_t p)
 /* Frees p now: merges it with free neighbours and lists it. For a direct
    operation, one header store decides: p's (freed, or merged with the next
    block) or the previous free block's (grown over p); the rest is derived. */
+static void release_span(mseg *s, uint64_t p, uint64_t size);
+
 static void heap_release(mseg *s, uint64_t p)
 {
+    release_span(s, p, head_size(head(s, p)));
+}
+
+/* Frees [p, p + size): the used block p and the used blocks that follow it
+   up to there, as one free block (their headers are left inside it). */
+static void release_span(mseg *s, uint64_t p, uint64_t size)
+{
     uint32_t h = head(s, p);
-    uint64_t size = head_size(h);
     bool prev_used = head_prev_used(h);
 
     uint64_t next = p + size;
@@ -658,6 +666,46 @@ int heap_free(mseg *s, uint64_t p)
  * container is gone, its blocks are owed), and heap_drain_garbage frees them
  * in batches, each batch an operation of its own. 0, or -1 with ENOMEM.
  */
+static int cmp_off(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * No block for the garbage array: the segment is full, which is when a
+ * program deletes something to make room, and a destroy of a large
+ * container failed with ENOMEM for ever (it could free nothing without
+ * first allocating). The blocks of a container mostly lie next to each
+ * other, so the n blocks on the list, sorted, are released as runs of
+ * adjacent blocks, one release each, when the log holds that many.
+ * 0, or -1 with ENOMEM (errno from the failed allocation).
+ */
+static int release_in_spans(mseg *s, uint32_t n)
+{
+    if (errno != ENOMEM || op_bad_access())
+        return -1;
+    uint64_t *d = s->op.deferred;
+    qsort(d, n, sizeof *d, cmp_off);
+    uint64_t spans = 0;
+    for (uint32_t i = 0, j; i < n; i = j, spans++) {
+        uint64_t size = heap_block_size(s, d[i]);
+        for (j = i + 1; j < n && d[j - 1] + heap_block_size(s, d[j - 1]) == d[j] &&
+                        size + heap_block_size(s, d[j]) <= MSEG_BLOCK_MAX; j++)
+            size += heap_block_size(s, d[j]);
+    }
+    if (spans * RECORDS_PER_FREE + 64 > op_records_left(s))
+        return -1;
+    for (uint32_t i = 0, j; i < n; i = j) {
+        uint64_t size = heap_block_size(s, d[i]);
+        for (j = i + 1; j < n && d[j - 1] + heap_block_size(s, d[j - 1]) == d[j] &&
+                        size + heap_block_size(s, d[j]) <= MSEG_BLOCK_MAX; j++)
+            size += heap_block_size(s, d[j]);
+        release_span(s, d[i], size);
+    }
+    return 0;
+}
+
 int heap_free_deferred(mseg *s)
 {
     deferred_drop_marks(s);
@@ -676,7 +724,7 @@ int heap_free_deferred(mseg *s)
     s->op.ndeferred = 0;                 /* no deferral of the array itself */
     uint64_t g = heap_alloc(s, 8ull * n, MSEG_GRANULE);
     if (!g)
-        return -1;
+        return release_in_spans(s, n);
     memcpy(s->base + g, s->op.deferred, 8ull * n);
     op_fresh(s, g, 8ull * n);
     op_set64(s, CTRL(garbage), g);

@@ -741,6 +741,52 @@ Test(map, calls_on_a_named_container_destroyed_by_a_committed_operation_are_refu
     mseg_close(s);
 }
 
+/* Destroying a large container lists its blocks in a garbage array when
+   their release does not fit one log; in a full segment that array had no
+   room, so the destroy (or the commit of the transaction holding it) failed
+   with ENOMEM, every time: a full segment could not be emptied by deleting
+   what filled it. */
+static void fill_and_destroy(bool in_tx)
+{
+    char name[256], key[32], val[200];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    size_t empty = mseg_free_memory(s);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    memset(val, 1, sizeof val);
+    long n = 0;
+    for (;; n++) {
+        snprintf(key, sizeof key, "k%08ld", n);
+        if (mseg_map_put(s, m, key, strlen(key), val, sizeof val))
+            break;
+    }
+    cr_assert_eq(errno, ENOMEM, "%s", mseg_errmsg());
+    cr_assert_gt(n, 10000);
+    void *crumbs[64];
+    unsigned nc = 0;
+    for (size_t sz = 4096; sz >= 16; sz /= 2)
+        while (nc < 64 && (crumbs[nc] = mseg_alloc(s, sz)))
+            nc++;
+    if (in_tx) {
+        cr_assert_eq(mseg_tx_begin(s), 0);
+        cr_assert_eq(mseg_destroy(s, "m"), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_tx_commit(s), 0, "commit: %s", mseg_errmsg());
+    } else {
+        cr_assert_eq(mseg_destroy(s, "m"), 0, "destroy in a full segment: %s", mseg_errmsg());
+    }
+    mt_assert_sound(s);
+    for (unsigned i = 0; i < nc; i++)
+        cr_assert_eq(mseg_free(s, crumbs[i]), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), empty, "everything the map held is free again");
+    mseg_close(s);
+}
+
+Test(map, destroying_a_large_map_in_a_full_segment_makes_room, .fini = th_cleanup)
+{
+    fill_and_destroy(false);
+    fill_and_destroy(true);
+}
+
 Test(map, a_map_cannot_own_itself_directly_or_through_the_maps_it_owns, .fini = th_cleanup)
 {
     char name[256];
