@@ -270,6 +270,17 @@ int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const cha
     mseg *s = mseg_open(src, flags & MSEG_SHM, NULL);
     if (!s)
         return -1;
+    /* DST naming the source's own file (the same path, another spelling of
+       it, a hard link, or /dev/shm/NAME for --shm /NAME) would have the
+       copy renamed over the segment: processes that have it open would go
+       on writing to the unlinked old file and every change they make from
+       then on would be lost. */
+    struct stat sst, dstst;
+    if (fstat(s->fd, &sst) == 0 && stat(dst, &dstst) == 0 &&
+        sst.st_dev == dstst.st_dev && sst.st_ino == dstst.st_ino) {
+        mseg_close(s);
+        return fail(EINVAL, "%s: the destination is the source segment itself", dst);
+    }
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", dst);
     int out = mkostemp(tmp, O_CLOEXEC);

@@ -434,3 +434,38 @@ Test(tool, json_names_in_utf8_read_back_as_the_same_characters, .fini = th_clean
     cr_assert(strstr(r->out, "\"name\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""), "%s", r->out);
     cr_assert(strstr(r->out, "\"name\":\"bad\\u00c3(\\u00ff\\u00ed\\u00a0\\u0080\""), "%s", r->out);
 }
+
+/* mseg copy SRC SRC used to rename the copy over the segment: a process
+   that had it open went on writing to the unlinked old file, and what it
+   wrote afterwards was lost. */
+Test(tool, copy_onto_the_source_itself_is_refused_and_loses_nothing, .fini = th_cleanup)
+{
+    char path[256], alias[300];
+    sample(path);
+    struct stat before, after;
+    cr_assert_eq(stat(path, &before), 0);
+    mseg *s = mseg_open(path, 0, NULL);   /* a live writer */
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    struct run *r = run_tool("copy", path, path, NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "source segment itself"), "%s", r->err);
+    snprintf(alias, sizeof alias, "%s/./%s", th_tmpdir(), strrchr(path, '/') + 1);
+    ASSERT_EXIT(run_tool("copy", path, alias, NULL), 3);
+    cr_assert_eq(stat(path, &after), 0);
+    cr_assert_eq(before.st_ino, after.st_ino, "the segment's file was replaced");
+    cr_assert_not_null(mseg_construct(s, "after", "char", 1, 4, "new"));
+    cr_assert_eq(mseg_close(s), 0);
+    r = run_tool("ls", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "after"), "the writer's change was lost: %s", r->out);
+
+    /* --shm /NAME onto /dev/shm/NAME is the same object */
+    char shm[256], shmpath[300];
+    th_name(shm, MSEG_SHM);
+    struct mseg_config c = { .size = 1 << 20 };
+    s = mseg_open(shm, MSEG_CREATE | MSEG_EXCL | MSEG_SHM, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+    snprintf(shmpath, sizeof shmpath, "/dev/shm%s", shm);
+    ASSERT_EXIT(run_tool("copy", "--shm", shm, shmpath, NULL), 3);
+}
