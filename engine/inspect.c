@@ -214,9 +214,12 @@ static int copy_bytes(int in, int out, uint64_t len, const char **how)
         ssize_t n = pread(in, buf, want, (off_t)done);
         if (n <= 0)
             return n < 0 ? -1 : (errno = EIO, -1);
-        if (pwrite(out, buf, (size_t)n, (off_t)done) != n)
-            return -1;
-        done += (uint64_t)n;
+        /* a short write (a file size limit reached mid-buffer) sets no
+           errno: count what was written and let the next pwrite say why */
+        ssize_t w = pwrite(out, buf, (size_t)n, (off_t)done);
+        if (w <= 0)
+            return w < 0 ? -1 : (errno = EIO, -1);
+        done += (uint64_t)w;
     }
     return 0;
 }

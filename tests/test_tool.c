@@ -1,6 +1,8 @@
 /* test_tool.c - the mseg command on real segments: output and exit codes. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <sys/resource.h>
 
 
 #include "helpers.h"
@@ -468,4 +470,32 @@ Test(tool, copy_onto_the_source_itself_is_refused_and_loses_nothing, .fini = th_
     cr_assert_eq(mseg_close(s), 0);
     snprintf(shmpath, sizeof shmpath, "/dev/shm%s", shm);
     ASSERT_EXIT(run_tool("copy", "--shm", shm, shmpath, NULL), 3);
+}
+
+/* A file size limit reached while copying used to kill the tool with
+   SIGXFSZ (exit 153), leaving DST.XXXXXX behind. */
+Test(tool, copy_past_a_file_size_limit_exits_3_and_leaves_no_temporary_file, .fini = th_cleanup)
+{
+    char path[256], dst[256];
+    sample(path);               /* 1 MiB */
+    th_name(dst, 0);
+    signal(SIGXFSZ, SIG_DFL);   /* what a shell gives the tool */
+    struct rlimit old, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 100000;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    struct run *r = run_tool("copy", path, dst, NULL);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "File too large"), "%s", r->err);
+    struct stat st;
+    cr_assert_neq(stat(dst, &st), 0);
+    char pattern[300];
+    snprintf(pattern, sizeof pattern, "%s.", strrchr(dst, '/') + 1);
+    DIR *d = opendir(th_tmpdir());
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_assert(strncmp(e->d_name, pattern, strlen(pattern)) != 0, "left behind: %s", e->d_name);
+    closedir(d);
 }

@@ -9,6 +9,7 @@
  * one parses the command line and owns the exit codes and output helpers.
  */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "tool.h"
@@ -120,6 +121,10 @@ int main(int argc, char **argv)
         usage_all(stderr);
         return EXIT_CANNOT;
     }
+    /* A file size limit (RLIMIT_FSIZE) reached by copy's writes must be an
+       error (EFBIG: exit 3, the temporary file removed), not SIGXFSZ
+       killing the tool and leaving DST.XXXXXX behind. */
+    signal(SIGXFSZ, SIG_IGN);
     struct opts o = { .cmd = c->name };
     if (parse(argc, argv, &o)) {
         usage_cmd(stderr, c);
