@@ -499,3 +499,31 @@ Test(tool, copy_past_a_file_size_limit_exits_3_and_leaves_no_temporary_file, .fi
         cr_assert(strncmp(e->d_name, pattern, strlen(pattern)) != 0, "left behind: %s", e->d_name);
     closedir(d);
 }
+
+/* ls printed names (and dump their headers) raw: a name with a newline
+   forged a line of the listing, one with an escape sequence drove the
+   terminal. */
+Test(tool, ls_and_dump_escape_control_bytes_in_names, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    const char *odd = "a\nfake 0x1 \x1b[2J\xff\\caf\xc3\xa9";
+    cr_assert_not_null(mseg_construct(s, odd, "t\ty", 1, 2, "x"));
+    cr_assert_eq(mseg_close(s), 0);
+    struct run *r = run_tool("ls", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "a\\x0afake 0x1 \\x1b[2J\\xff\\x5ccaf\xc3\xa9"), "%s", r->out);
+    cr_assert(strstr(r->out, "t\\x09y"), "%s", r->out);
+    cr_assert_null(strchr(r->out, '\x1b'), "%s", r->out);
+    int lines = 0;
+    for (const char *p = r->out; (p = strchr(p, '\n')); p++)
+        lines++;
+    cr_assert_eq(lines, 2, "%s", r->out);   /* the heading and the one object */
+    r = run_tool("dump", path, odd, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strncmp(r->out, "a\\x0afake", 9) == 0, "%s", r->out);
+    cr_assert_null(strchr(r->out, '\x1b'), "%s", r->out);
+}

@@ -11,6 +11,7 @@
 
 struct entry {
     char *name, *type;
+    char *tname, *ttype;   /* name and type escaped for text output (text_str) */
     size_t elem_size, count;
     mseg_off off;
 };
@@ -34,9 +35,13 @@ static int collect(const struct mseg_named *n, void *arg)
     struct entry *e = &l->e[l->n];
     e->name = strdup(n->name);
     e->type = strdup(n->type);
-    if (!e->name || !e->type) {
+    e->tname = text_str(n->name);
+    e->ttype = text_str(n->type);
+    if (!e->name || !e->type || !e->tname || !e->ttype) {
         free(e->name);
         free(e->type);
+        free(e->tname);
+        free(e->ttype);
         return ENOMEM;
     }
     e->elem_size = n->elem_size;
@@ -51,6 +56,8 @@ static void list_free(struct list *l)
     for (size_t i = 0; i < l->n; i++) {
         free(l->e[i].name);
         free(l->e[i].type);
+        free(l->e[i].tname);
+        free(l->e[i].ttype);
     }
     free(l->e);
 }
@@ -111,7 +118,7 @@ int cmd_ls(const struct opts *o)
             printf(",\"elem_size\":%zu,\"count\":%zu,\"bytes\":%llu,\"offset\":%llu}",
                    e->elem_size, e->count, bytes_of(e), (unsigned long long)e->off);
         } else {
-            printf("%-24s %-16s %10zu %10zu %12llu %#12llx\n", e->name, e->type, e->elem_size,
+            printf("%-24s %-16s %10zu %10zu %12llu %#12llx\n", e->tname, e->ttype, e->elem_size,
                    e->count, bytes_of(e), (unsigned long long)e->off);
         }
     }
@@ -151,7 +158,7 @@ static void dump_bytes(const struct opts *o, const struct entry *e, const uint8_
         printf("\"}\n");
         return;
     }
-    printf("%s: %s, %zu x %zu bytes at %#llx\n", e->name, e->type, e->count, e->elem_size,
+    printf("%s: %s, %zu x %zu bytes at %#llx\n", e->tname, e->ttype, e->count, e->elem_size,
            (unsigned long long)e->off);
     for (size_t at = 0; at < n; at += 16)
         hex_line(p + at, at, n - at < 16 ? n - at : 16);
@@ -183,7 +190,7 @@ static int dump_vector(const struct opts *o, mseg *s, const struct entry *e, con
         printf(",\"kind\":\"vector\",\"elem_size\":%llu,\"len\":%zu,\"elements\":[",
                (unsigned long long)root->elem_size, len);
     } else {
-        printf("%s: vector of %zu elements of %llu bytes\n", e->name, len, (unsigned long long)root->elem_size);
+        printf("%s: vector of %zu elements of %llu bytes\n", e->tname, len, (unsigned long long)root->elem_size);
     }
     for (size_t i = 0; i < len; i++) {
         const uint8_t *p = mseg_vec_at(s, v, i);
@@ -287,7 +294,7 @@ static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const 
         json_str(stdout, e->name);
         printf(",\"kind\":\"map\",\"count\":%zu,\"entries\":[", mseg_map_len(s, m));
     } else {
-        printf("%s: map of %zu entries\n", e->name, mseg_map_len(s, m));
+        printf("%s: map of %zu entries\n", e->tname, mseg_map_len(s, m));
     }
     struct mseg_cursor c;
     struct entry_copy cur = { 0 }, last = { 0 };

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tool.h"
@@ -221,4 +222,31 @@ void json_str(FILE *f, const char *s)
             fputc(*p, f);
     }
     fputc('"', f);
+}
+
+/* A name for text output: well-formed UTF-8 and printable ASCII as they
+   are; control characters (C0, DEL, C1), backslash and bytes that are not
+   UTF-8 as \xNN, as dump prints byte keys. A name is bytes the segment's
+   writer chose: printed raw, a newline in it would forge a line of
+   `mseg ls` and an escape sequence would drive the terminal. Returns a
+   malloc'd string, or NULL (ENOMEM). */
+char *text_str(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(4 * n + 1), *q = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        size_t k;
+        if (*p >= 0x80 && (k = utf8_len(p)) > 0 && !(p[0] == 0xc2 && p[1] < 0xa0)) {
+            memcpy(q, p, k);
+            q += k;
+            p += k - 1;
+        } else if (*p < 0x20 || *p >= 0x7f || *p == '\\')
+            q += sprintf(q, "\\x%02x", *p);
+        else
+            *q++ = (char)*p;
+    }
+    *q = '\0';
+    return out;
 }

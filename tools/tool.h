@@ -57,5 +57,8 @@ mseg *open_for_reading(const struct opts *o);
 
 /* JSON output: a string with escapes. */
 void json_str(FILE *f, const char *s);
+/* Text output: a name with control characters and stray bytes escaped
+   (\xNN); malloc'd, NULL without memory. */
+char *text_str(const char *s);
 
 #endif
