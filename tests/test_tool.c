@@ -527,3 +527,24 @@ Test(tool, ls_and_dump_escape_control_bytes_in_names, .fini = th_cleanup)
     cr_assert(strncmp(r->out, "a\\x0afake", 9) == 0, "%s", r->out);
     cr_assert_null(strchr(r->out, '\x1b'), "%s", r->out);
 }
+
+/* ls and dump of a segment with no named objects passed qsort a NULL
+   array, undefined behaviour that UBSan stopped the tool for (exit 1). */
+Test(tool, ls_and_dump_of_a_segment_without_objects, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+    struct run *r = run_tool("ls", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "NAME"), "%s", r->out);
+    r = run_tool("ls", "--json", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "\"objects\":[]"), "%s", r->out);
+    r = run_tool("dump", path, "x", NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "no object named x"), "%s", r->err);
+}

@@ -83,7 +83,8 @@ static int load(const struct opts *o, mseg **sp, struct list *l)
         mseg_close(s);
         return code;
     }
-    qsort(l->e, l->n, sizeof *l->e, by_name);
+    if (l->n)   /* no objects: l->e is NULL, which qsort must not be given (UBSan) */
+        qsort(l->e, l->n, sizeof *l->e, by_name);
     *sp = s;
     return 0;
 }
