@@ -548,3 +548,36 @@ Test(tool, ls_and_dump_of_a_segment_without_objects, .fini = th_cleanup)
     ASSERT_EXIT(r, 3);
     cr_assert(strstr(r->err, "no object named x"), "%s", r->err);
 }
+
+/* dump --json of a map damaged after its first leaf printed a complete
+   object of the entries read so far ("entries":[...]}) and then a second,
+   error object: a script reading one object took the first leaf for the
+   whole map. The error now ends the one object. */
+Test(tool, dump_json_of_a_map_damaged_midway_is_one_object_with_the_error, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_map *m = mseg_map_open(s, "big", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < 500; i++)
+        cr_assert_eq(mseg_map_put(s, m, &i, 8, &i, 8), 0);
+    cr_assert_eq(mseg_close(s), 0);
+    size_t len = 0;
+    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+    cr_assert(buf && len > MSEG_HEAP_OFF);
+    unsigned char *node = memmem(buf + MSEG_HEAP_OFF, len - MSEG_HEAP_OFF, "NODE", 4);
+    cr_assert_not_null(node);
+    node[24] = 0xff;   /* the first leaf's link to the next one */
+    cr_assert_eq(th_write_file(path, buf, len), 0);
+    free(buf);
+    struct run *r = run_tool("dump", "--json", path, "big", NULL);
+    ASSERT_EXIT(r, 2);
+    char *nl = strchr(r->out, '\n');
+    cr_assert(nl && nl[1] == '\0', "not one line: %s", r->out);
+    cr_assert(strstr(r->out, "\"entries\":[{\"key\":0,"), "%s", r->out);
+    cr_assert(strstr(r->out, "],\"error\":\"") && strstr(r->out, "\"exit\":2}\n"), "%s", r->out);
+    ASSERT_EXIT(run_tool("check", path, NULL), 2);
+}

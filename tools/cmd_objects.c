@@ -193,16 +193,23 @@ static int dump_vector(const struct opts *o, mseg *s, const struct entry *e, con
     } else {
         printf("%s: vector of %zu elements of %llu bytes\n", e->tname, len, (unsigned long long)root->elem_size);
     }
+    int err = 0;
     for (size_t i = 0; i < len; i++) {
         const uint8_t *p = mseg_vec_at(s, v, i);
-        if (!p)
+        if (!p) {   /* shorter than its length said (another process popped): say so */
+            err = errno;
             break;
+        }
         printf(o->json ? "%s\"" : "%s[%zu] ", o->json ? (i ? "," : "") : "", i);
         hex(p, (size_t)root->elem_size);
         printf(o->json ? "\"" : "\n");
     }
     if (o->json)
-        printf("]}\n");
+        printf("]");
+    if (err)
+        return end_with_error(o, err, mseg_errmsg());
+    if (o->json)
+        printf("}\n");
     return EXIT_SOUND;
 }
 
@@ -326,11 +333,16 @@ static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const 
     entry_copy_free(&cur);
     entry_copy_free(&last);
     if (o->json)
-        printf("]}\n");
+        printf("]");
+    /* An error ends the one JSON object begun above (printing a complete
+       listing and then a second, error object made a damaged map's first
+       entries read as the whole map to a script reading one object). */
     if (err == ENOMEM)
-        return report_error(o, err, "out of memory");
+        return end_with_error(o, err, "out of memory");
     if (err != ENOENT)
-        return report_error(o, err, mseg_errmsg());
+        return end_with_error(o, err, mseg_errmsg());
+    if (o->json)
+        printf("}\n");
     return EXIT_SOUND;
 }
 

@@ -158,17 +158,32 @@ mseg *open_for_reading(const struct opts *o)
     return s;
 }
 
-int report_error(const struct opts *o, int err, const char *what)
+/* The error fields and the end of a JSON object: ,"error":...,"exit":N}. */
+static int error_fields(int err, const char *what)
 {
     int code = exit_for_errno(err);
-    if (o->json) {
-        printf("{\"command\":\"%s\",\"error\":", o->cmd);
-        json_str(stdout, what);
-        printf(",\"errno\":\"%s\",\"exit\":%d}\n", strerrorname_np(err) ? strerrorname_np(err) : "?", code);
-    } else {
-        fprintf(stderr, "mseg %s: %s\n", o->cmd, what);
-    }
+    printf(",\"error\":");
+    json_str(stdout, what);
+    printf(",\"errno\":\"%s\",\"exit\":%d}\n", strerrorname_np(err) ? strerrorname_np(err) : "?", code);
     return code;
+}
+
+int report_error(const struct opts *o, int err, const char *what)
+{
+    if (o->json) {
+        printf("{\"command\":\"%s\"", o->cmd);
+        return error_fields(err, what);
+    }
+    fprintf(stderr, "mseg %s: %s\n", o->cmd, what);
+    return exit_for_errno(err);
+}
+
+int end_with_error(const struct opts *o, int err, const char *what)
+{
+    if (o->json)
+        return error_fields(err, what);
+    fprintf(stderr, "mseg %s: %s\n", o->cmd, what);
+    return exit_for_errno(err);
 }
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,

@@ -50,6 +50,10 @@ int exit_for_errno(int err);
 /* Prints "mseg CMD: message" to stderr (or a JSON error object to stdout)
    and returns the exit code for err. */
 int report_error(const struct opts *o, int err, const char *what);
+/* The same for an error met after a JSON object was begun on stdout (its
+   last member printed): the error fields end that object, so that --json
+   still prints one object, and a partial listing carries its error. */
+int end_with_error(const struct opts *o, int err, const char *what);
 /* Opens the segment to read it: read-only, or, when that is EAGAIN because
    recovery is due and no writer is attached, a private copy-on-write view
    with the recovery applied to it (never written back). NULL with errno. */
