@@ -581,3 +581,38 @@ Test(tool, dump_json_of_a_map_damaged_midway_is_one_object_with_the_error, .fini
     cr_assert(strstr(r->out, "],\"error\":\"") && strstr(r->out, "\"exit\":2}\n"), "%s", r->out);
     ASSERT_EXIT(run_tool("check", path, NULL), 2);
 }
+
+/* Output the tool could not write (stdout on a full disk) used to be lost
+   with exit 0, an empty listing passing for a good one. */
+Test(tool, output_that_cannot_be_written_exits_3, .fini = th_cleanup)
+{
+    char path[256], errp[256];
+    sample(path);
+    th_name(errp, 0);
+    const char *cmds[][4] = { { "ls", path, NULL }, { "dump", path, "greeting", NULL },
+                              { "info", path, NULL }, { "stats", "--json", path, NULL } };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            int full = open("/dev/full", O_WRONLY);
+            int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (full < 0 || e < 0)
+                _exit(126);
+            dup2(full, 1);
+            dup2(e, 2);
+            execl(TOOL, TOOL, cmds[i][0], cmds[i][1], cmds[i][2], (char *)NULL);
+            _exit(127);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        cr_assert(WIFEXITED(st), "mseg %s did not exit", cmds[i][0]);
+        cr_assert_eq(WEXITSTATUS(st), 3, "mseg %s to /dev/full: exit %d", cmds[i][0], WEXITSTATUS(st));
+        size_t len = 0;
+        char *err = th_read_file(errp, &len);
+        cr_assert(err && strstr(err, "cannot write the output"), "%s", err ? err : "");
+        free(err);
+    }
+    unlink(errp);
+}

@@ -140,7 +140,18 @@ int main(int argc, char **argv)
         usage_cmd(stderr, c);
         return EXIT_CANNOT;
     }
-    return c->run(&o);
+    int code = c->run(&o);
+    /* Output that could not be written (a full disk, a closed pipe reader
+       aside) must not pass for a listing: a dump redirected to a full file
+       system used to exit 0 with an empty or cut file. A failure's own exit
+       code already says something went wrong, so only success changes. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno;
+        fprintf(stderr, "mseg %s: cannot write the output: %s\n", c->name, strerror(e));
+        if (code == EXIT_SOUND)
+            code = EXIT_CANNOT;
+    }
+    return code;
 }
 
 /* ---- shared helpers ---- */
