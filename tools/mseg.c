@@ -145,9 +145,12 @@ int main(int argc, char **argv)
        aside) must not pass for a listing: a dump redirected to a full file
        system used to exit 0 with an empty or cut file. A failure's own exit
        code already says something went wrong, so only success changes. */
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        int e = errno;
-        fprintf(stderr, "mseg %s: cannot write the output: %s\n", c->name, strerror(e));
+    int flushed = fflush(stdout), e = errno;
+    if (flushed != 0 || ferror(stdout)) {
+        /* errno is the reason only when this flush failed: an earlier
+           write's error has been overwritten since */
+        fprintf(stderr, "mseg %s: cannot write the output%s%s\n", c->name,
+                flushed ? ": " : "", flushed ? strerror(e) : "");
         if (code == EXIT_SOUND)
             code = EXIT_CANNOT;
     }
