@@ -50,7 +50,8 @@ static const char exit_codes[] =
     "  1  check: sound once recovery was applied (recover would apply it)\n"
     "  2  the segment is corrupt (check names the first problem and its offset)\n"
     "  3  could not run: bad usage, no such segment or object, permission\n"
-    "     denied, or a format version this mseg does not read\n";
+    "     denied, or a format version this mseg does not read; or the\n"
+    "     output could not be written (a full disk)\n";
 
 static void usage_all(FILE *f)
 {
