@@ -139,7 +139,12 @@ void deferred_drop_marks(mseg *s)
     for (uint32_t i = 0; i < s->op.ndeferred; i++)
         if (!(s->op.deferred[i] & GONE_MARK))
             s->op.deferred[kept++] = s->op.deferred[i];
-    s->op.ndeferred = kept;   /* shorter: the index notices (catch_up) */
+    /* entries moved down: the index's positions for them are stale, and
+       a list that merely got shorter would not tell catch_up so. Have it
+       index the whole list again (a block's new pair replaces its old). */
+    if (kept != s->op.ndeferred && s->op.deferred_index)
+        s->op.deferred_index->indexed = 0;
+    s->op.ndeferred = kept;
 }
 
 int deferred_add(mseg *s, uint64_t p)
