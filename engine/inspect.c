@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -224,18 +225,24 @@ static int copy_bytes(int in, int out, uint64_t len, const char **how)
     return 0;
 }
 
-/* fsync of the directory holding path. */
-static int sync_parent(const char *path)
+/* DST's directory, for an unnamed file beside it and for the final sync. */
+static void dir_of(const char *path, char dir[PATH_MAX])
 {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
+    snprintf(dir, PATH_MAX, "%s", path);
     char *slash = strrchr(dir, '/');
     if (!slash)
-        snprintf(dir, sizeof dir, ".");
+        snprintf(dir, PATH_MAX, ".");
     else if (slash == dir)
         dir[1] = '\0';
     else
         *slash = '\0';
+}
+
+/* fsync of the directory holding path. */
+static int sync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    dir_of(path, dir);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -262,6 +269,45 @@ static int copy_under_lock(mseg *s, int out, const char **how)
     return rc;
 }
 
+/*
+ * The file the copy is written into, beside DST. Preferably unnamed
+ * (O_TMPFILE): it gets a name only once it is complete and synced
+ * (name_unnamed), so a copy stopped any earlier (Ctrl-C, a kill, a crash)
+ * leaves nothing behind. Without O_TMPFILE (or without /proc) it is a
+ * named temporary, *named set, removed again on failure. tmp: the name it
+ * has or will have.
+ */
+static int open_copy_target(const char *dst, char tmp[PATH_MAX], bool *named)
+{
+    char dir[PATH_MAX];
+    dir_of(dst, dir);
+    snprintf(tmp, PATH_MAX, "%s.XXXXXX", dst);
+    /* naming it later goes through /proc (linkat of /proc/self/fd/N) */
+    int out = access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+    *named = out < 0;
+    return out >= 0 ? out : mkostemp(tmp, O_CLOEXEC);
+}
+
+/* Links the unnamed file out at a fresh name tmp (from its XXXXXX). */
+static int name_unnamed(int out, char tmp[PATH_MAX])
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", out);
+    size_t len = strlen(tmp);
+    for (unsigned tries = 0; tries < 100; tries++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t r = ((uint64_t)getpid() << 32 ^ (uint64_t)ts.tv_nsec ^ tries) * 0x9e3779b97f4a7c15ull;
+        for (size_t i = len - 6; i < len; i++, r >>= 5)
+            tmp[i] = "abcdefghijklmnopqrstuvwxyz012345"[r & 31];
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -1;
+    }
+    return -1;
+}
+
 int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const char **how)
 {
     const char *unused;
@@ -285,8 +331,8 @@ int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const cha
         return fail(EINVAL, "%s: the destination is the source segment itself", dst);
     }
     char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", dst);
-    int out = mkostemp(tmp, O_CLOEXEC);
+    bool named;
+    int out = open_copy_target(dst, tmp, &named);
     if (out < 0) {
         int e = errno;
         mseg_close(s);
@@ -295,11 +341,20 @@ int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const cha
     int rc = copy_under_lock(s, out, how);
     int e = errno;
     mseg_close(s);
-    if (rc == 0 && (fsync(out) || rename(tmp, dst) || sync_parent(dst)))
+    if (rc == 0 && fsync(out))
+        rc = -1, e = errno;
+    if (rc == 0 && !named) {
+        if (name_unnamed(out, tmp))
+            rc = -1, e = errno;
+        else
+            named = true;
+    }
+    if (rc == 0 && (rename(tmp, dst) || sync_parent(dst)))
         rc = -1, e = errno;
     close(out);
     if (rc) {
-        unlink(tmp);
+        if (named)
+            unlink(tmp);
         return fail(e, "copy of %s to %s failed: %s", src, dst, strerror(e));
     }
     return 0;

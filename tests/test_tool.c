@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 
 
+#include "fsync_hook.h"
 #include "helpers.h"
+#include "inspect.h"
 #include "layout.h"
 #include "testing.h"
 
@@ -615,4 +617,50 @@ Test(tool, output_that_cannot_be_written_exits_3, .fini = th_cleanup)
         free(err);
     }
     unlink(errp);
+}
+
+/* A copy stopped before it is complete (Ctrl-C, a kill) used to leave its
+   DST.XXXXXX temporary behind. It is now written unnamed and named only
+   once synced: killed at that sync, it leaves no file at all. */
+static ino_t copy_src_ino;
+static void kill_at_the_copys_sync(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino != copy_src_ino)
+        raise(SIGKILL);
+}
+
+Test(tool, copy_killed_before_it_is_complete_leaves_no_file, .fini = th_cleanup)
+{
+    char path[256], dst[256];
+    sample(path);
+    th_name(dst, 0);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    copy_src_ino = st.st_ino;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        th_fsync_hook = kill_at_the_copys_sync;
+        mseg_copy_locked(path, 0, dst, NULL);
+        _exit(0);                                   /* the hook never fired */
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "killed at the copy's fsync (status %#x)", status);
+    cr_assert_neq(stat(dst, &st), 0, "no DST");
+    char pattern[300];
+    snprintf(pattern, sizeof pattern, "%s.", strrchr(dst, '/') + 1);
+    DIR *d = opendir(th_tmpdir());
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_assert(strncmp(e->d_name, pattern, strlen(pattern)) != 0, "left behind: %s", e->d_name);
+    closedir(d);
+    /* and a copy that runs to the end is a sound segment with the objects */
+    struct run *r = run_tool("copy", path, dst, NULL);
+    ASSERT_EXIT(r, 0);
+    ASSERT_EXIT(run_tool("check", dst, NULL), 0);
+    ASSERT_EXIT(run_tool("dump", dst, "greeting", NULL), 0);
+    unlink(dst);
 }
