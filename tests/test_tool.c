@@ -474,6 +474,18 @@ Test(tool, copy_onto_the_source_itself_is_refused_and_loses_nothing, .fini = th_
     ASSERT_EXIT(run_tool("copy", "--shm", shm, shmpath, NULL), 3);
 }
 
+/* No DST.XXXXXX temporary of a copy to dst is left in its directory. */
+static void assert_no_temporary_beside(const char *dst)
+{
+    char pattern[300];
+    snprintf(pattern, sizeof pattern, "%s.", strrchr(dst, '/') + 1);
+    DIR *d = opendir(th_tmpdir());
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_assert(strncmp(e->d_name, pattern, strlen(pattern)) != 0, "left behind: %s", e->d_name);
+    closedir(d);
+}
+
 /* A file size limit reached while copying used to kill the tool with
    SIGXFSZ (exit 153), leaving DST.XXXXXX behind. */
 Test(tool, copy_past_a_file_size_limit_exits_3_and_leaves_no_temporary_file, .fini = th_cleanup)
@@ -493,13 +505,7 @@ Test(tool, copy_past_a_file_size_limit_exits_3_and_leaves_no_temporary_file, .fi
     cr_assert(strstr(r->err, "File too large"), "%s", r->err);
     struct stat st;
     cr_assert_neq(stat(dst, &st), 0);
-    char pattern[300];
-    snprintf(pattern, sizeof pattern, "%s.", strrchr(dst, '/') + 1);
-    DIR *d = opendir(th_tmpdir());
-    cr_assert_not_null(d);
-    for (struct dirent *e; (e = readdir(d));)
-        cr_assert(strncmp(e->d_name, pattern, strlen(pattern)) != 0, "left behind: %s", e->d_name);
-    closedir(d);
+    assert_no_temporary_beside(dst);
 }
 
 /* ls printed names (and dump their headers) raw: a name with a newline
@@ -650,13 +656,7 @@ Test(tool, copy_killed_before_it_is_complete_leaves_no_file, .fini = th_cleanup)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "killed at the copy's fsync (status %#x)", status);
     cr_assert_neq(stat(dst, &st), 0, "no DST");
-    char pattern[300];
-    snprintf(pattern, sizeof pattern, "%s.", strrchr(dst, '/') + 1);
-    DIR *d = opendir(th_tmpdir());
-    cr_assert_not_null(d);
-    for (struct dirent *e; (e = readdir(d));)
-        cr_assert(strncmp(e->d_name, pattern, strlen(pattern)) != 0, "left behind: %s", e->d_name);
-    closedir(d);
+    assert_no_temporary_beside(dst);
     /* and a copy that runs to the end is a sound segment with the objects */
     struct run *r = run_tool("copy", path, dst, NULL);
     ASSERT_EXIT(r, 0);
