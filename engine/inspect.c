@@ -166,6 +166,11 @@ bool inspect_recovered(const mseg *s)
     return s && s->recovered;
 }
 
+int inspect_header_repaired(const mseg *s)
+{
+    return s ? s->header_repaired : -1;
+}
+
 /* ---- check with progress ---- */
 
 struct progress_arg {

@@ -73,6 +73,8 @@ int inspect_check(const char *name, unsigned flags, struct mseg_report *r,
 /* True when opening s ran recovery (the first opener found an interrupted
    operation and completed or rolled it back). */
 bool inspect_recovered(const mseg *s);
+/* The header copy (0: A, 1: B) that opening s rewrote from the other, -1 if none. */
+int inspect_header_repaired(const mseg *s);
 
 /* Copies segment src (flags: 0 or MSEG_SHM) to the file dst, consistently:
    src is opened read-write and its bytes are copied under the segment lock

@@ -62,6 +62,7 @@ struct mseg {
     uint64_t       reserved;    /* bytes of address space reserved at base */
     bool           failed;      /* a flush failed: no more writes (EIO) */
     bool           recovered;   /* this open (or a lock takeover) ran recovery */
+    int            header_repaired;   /* the header copy (0 A, 1 B) this open rewrote from the other; -1 none */
     unsigned long  flushes;     /* msync calls (tests count them per operation) */
     uint64_t       max_size;    /* growth limit from the header; 0 = never grows */
     pthread_mutex_t remap;      /* serializes extending this process's mapping */

@@ -666,8 +666,10 @@ static void repair_damaged_copy(mseg *s)
     struct stat st;
     struct mseg_header h;
     int bad = -1;
-    if (fstat(s->fd, &st) == 0 && read_header(s, (uint64_t)st.st_size, &h, &bad) == 0 && bad >= 0)
+    if (fstat(s->fd, &st) == 0 && read_header(s, (uint64_t)st.st_size, &h, &bad) == 0 && bad >= 0) {
         repair_header(s, bad, &h);
+        s->header_repaired = bad;
+    }
 }
 
 static int attach_writer(mseg *s)
@@ -848,6 +850,7 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
     }
     pthread_mutex_init(&s->remap, NULL);
     s->fork_fd = -1;
+    s->header_repaired = -1;
     s->flags = flags;
     s->mode = (flags & MSEG_RDONLY) ? MODE_RDONLY : (flags & MSEG_COW) ? MODE_COW : MODE_RW;
     /* sequence numbers identify log contents: random, so no stale record

@@ -664,3 +664,40 @@ Test(tool, copy_killed_before_it_is_complete_leaves_no_file, .fini = th_cleanup)
     ASSERT_EXIT(run_tool("dump", dst, "greeting", NULL), 0);
     unlink(dst);
 }
+
+/* A torn header write damages one copy, and open takes the other (DESIGN):
+   check used to call that CORRUPT (exit 2), and recover said it had
+   nothing to do while it rewrote the copy. */
+Test(tool, one_damaged_header_copy_is_sound_once_repaired_and_recover_says_it_repaired_it, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    for (int copy = 0; copy < 2; copy++) {
+        size_t len = 0;
+        unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+        buf[(copy ? MSEG_HEADER_B_OFF : 0) + 40] ^= 0xff;                /* damage one copy */
+        cr_assert_eq(th_write_file(path, buf, len), 0);
+        free(buf);
+        char want[64];
+        snprintf(want, sizeof want, "sound once header %c is repaired", copy ? 'B' : 'A');
+        struct run *r = run_tool("check", path, NULL);
+        ASSERT_EXIT(r, 1);
+        cr_assert(strstr(r->out, want) && strstr(r->out, "checksum mismatch"), "%s", r->out);
+        r = run_tool("check", "--json", path, NULL);
+        ASSERT_EXIT(r, 1);
+        cr_assert(strstr(r->out, copy ? "\"header_b_ok\":false" : "\"header_a_ok\":false"), "%s", r->out);
+        r = run_tool("recover", path, NULL);
+        ASSERT_EXIT(r, 0);
+        snprintf(want, sizeof want, "header %c was damaged and is rewritten", copy ? 'B' : 'A');
+        cr_assert(strstr(r->out, want), "%s", r->out);
+        ASSERT_EXIT(run_tool("check", path, NULL), 0);
+    }
+    /* one copy bad and other damage: still corrupt */
+    size_t len = 0;
+    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+    buf[MSEG_HEADER_B_OFF + 40] ^= 0xff;
+    buf[MSEG_HEAP_OFF + MSEG_GRANULE - 4] ^= 0x40;                        /* the first block's header */
+    cr_assert_eq(th_write_file(path, buf, len), 0);
+    free(buf);
+    ASSERT_EXIT(run_tool("check", path, NULL), 2);
+}

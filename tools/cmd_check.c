@@ -54,8 +54,13 @@ static void print_report_text(const struct opts *o, const struct mseg_report *r,
             printf("%s: %llu problems in all\n", path, (unsigned long long)r->problems);
         return;
     }
-    printf("%s: %s\n", path, code == EXIT_RECOVERED ? "sound after recovery (the interrupted "
-           "operation was completed or rolled back in a private view; `mseg recover` applies it)" : "sound");
+    if (r->header_a_ok != r->header_b_ok)
+        printf("%s: sound once header %c is repaired: %s; header %c is valid, and `mseg recover` (or any "
+               "read-write open) rewrites %c from it\n", path, r->header_a_ok ? 'B' : 'A', r->first_problem,
+               r->header_a_ok ? 'A' : 'B', r->header_a_ok ? 'B' : 'A');
+    else
+        printf("%s: %s\n", path, code == EXIT_RECOVERED ? "sound after recovery (the interrupted "
+               "operation was completed or rolled back in a private view; `mseg recover` applies it)" : "sound");
     printf("  format %u, generation %llu, %llu bytes; header A %s, header B %s\n",
            r->format_version, (unsigned long long)r->generation, (unsigned long long)r->size,
            r->header_a_ok ? "ok" : "BAD", r->header_b_ok ? "ok" : "BAD");
@@ -77,6 +82,13 @@ int cmd_check(const struct opts *o)
     if (tty)
         fprintf(stderr, "\r\033[K");
     int code = rc == 0 ? (r.recovered ? EXIT_RECOVERED : EXIT_SOUND) : exit_for_errno(err);
+    /* One header copy bad, the other valid and nothing else wrong: what a
+       torn header write leaves (DESIGN: it never makes a segment
+       unreadable), and what the next read-write open (mseg recover)
+       rewrites from the good copy. Sound once repaired, not corrupt. */
+    bool one_copy_bad = rc != 0 && err == EUCLEAN && r.problems == 1 && r.header_a_ok != r.header_b_ok;
+    if (one_copy_bad)
+        code = EXIT_RECOVERED;
     if (o->json) {
         print_report_json(o, &r, rc, err, code);
         return code;
@@ -95,15 +107,21 @@ int cmd_recover(const struct opts *o)
     if (!s)
         return report_error(o, errno, mseg_errmsg());
     bool recovered = inspect_recovered(s);
+    int repaired = inspect_header_repaired(s);   /* 0 A, 1 B, -1 none */
     mseg_close(s);
     if (o->json) {
         printf("{\"command\":\"recover\",\"segment\":");
         json_str(stdout, o->args[0]);
-        printf(",\"recovered\":%s,\"exit\":0}\n", recovered ? "true" : "false");
-    } else {
+        printf(",\"recovered\":%s,\"header_repaired\":%s,\"exit\":0}\n", recovered ? "true" : "false",
+               repaired < 0 ? "null" : repaired ? "\"B\"" : "\"A\"");
+        return EXIT_SOUND;
+    }
+    if (repaired >= 0)
+        printf("%s: header %c was damaged and is rewritten from header %c\n", o->args[0], repaired ? 'B' : 'A',
+               repaired ? 'A' : 'B');
+    if (recovered || repaired < 0)
         printf("%s: %s\n", o->args[0], recovered ? "recovered: the interrupted operation was "
                "completed or rolled back" : "nothing to recover (or another process has it open "
                "and recovered it)");
-    }
     return EXIT_SOUND;
 }

@@ -47,7 +47,8 @@ static const struct command commands[] = {
 static const char exit_codes[] =
     "Exit status:\n"
     "  0  success; for check: the segment is sound\n"
-    "  1  check: sound once recovery was applied (recover would apply it)\n"
+    "  1  check: sound once recovery was applied, or once a damaged header\n"
+    "     copy is rewritten from the other (recover would do either)\n"
     "  2  the segment is corrupt (check names the first problem and its offset)\n"
     "  3  could not run: bad usage, no such segment or object, permission\n"
     "     denied, or a format version this mseg does not read; or the\n"
