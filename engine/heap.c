@@ -487,6 +487,19 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     if (op_bad_access() || p + size > s->size)
         return no_room(s, n);
     op_claim(s, p, size - 4);
+    /* A logged operation can hand out a block whose first bytes no free
+       block's links ever overwrote: an aligned block starts inside the free
+       block (split_front), and a block carved where this operation's own
+       split left a remainder has just lost those links' records (op_claim).
+       Such bytes may be an old container's root, kept when its block merged
+       into the free block before it: magic, ANON flag and owner word, which
+       the check then took for a live container whose owning map lost its
+       flag (a false report), and an old handle for a live vector. Clear the
+       magic in place, as the caller's fresh contents are written (a rollback
+       rebuilds the lists). A direct operation's block starts where links
+       were stored in place. */
+    if (!s->op.direct)
+        *(uint32_t *)(s->base + p) = 0;
     return p;
 }
 

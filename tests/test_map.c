@@ -1015,6 +1015,64 @@ Test(map, check_reports_a_map_that_lost_its_owning_flag, .fini = th_cleanup)
     mseg_close(s);
 }
 
+/* A raw block handed out where a deleted owned container was keeps that
+   container's old root bytes (magic, ANON flag, owner word) when nothing
+   overwrote them: the container's block merged into the free block before
+   it, so no free-list links landed on its root, and an aligned allocation
+   starts its block inside that free block without writing there. A plain
+   map at the old owner's offset holding that raw block's offset is sound,
+   and the check must say so. */
+static void mt_raw_block_over_an_old_owned_container(bool in_tx)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *top = mseg_map_open(s, "top", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    mseg_map *own = mseg_map_new_owned(s, MSEG_KEY_U64);
+    cr_assert(top && own, "%s", mseg_errmsg());
+    uint64_t x = mseg_off_of(s, own);
+    void *probe = mseg_alloc(s, 16);                  /* where the next block goes */
+    cr_assert_not_null(probe, "%s", mseg_errmsg());
+    uint64_t a = mseg_off_of(s, probe);
+    cr_assert_eq(mseg_free(s, probe), 0, "%s", mseg_errmsg());
+    uint64_t c = (a + 32 + 4095) & ~4095ull;          /* where alloc_aligned(4096) from a lands */
+    void *pad = mseg_alloc(s, c - a - 4);             /* the block [a, c) */
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert(pad && v, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_off_of(s, pad), a);
+    cr_assert_eq(mseg_off_of(s, v), c);
+    cr_assert_eq(own_put(s, own, 1, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mt_owner(v), x);
+    cr_assert_eq(mseg_free(s, pad), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, own), 0, "%s", mseg_errmsg());   /* v merges into pad's free block */
+    mt_assert_sound(s);
+
+    mseg_map *plain = mseg_map_new(s, MSEG_KEY_U64, sizeof(mseg_off));   /* own's old root */
+    void *raw;
+    if (in_tx) {
+        /* or in one transaction: the first block's split leaves the rest at
+           c, and the second block, carved there, drops those links' records */
+        cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+        cr_assert_not_null(mseg_alloc(s, c - a - 4), "%s", mseg_errmsg());
+        raw = mseg_alloc(s, 64);
+        cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    } else {
+        raw = mseg_alloc_aligned(s, 64, 4096);
+    }
+    cr_assert(plain && raw, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_off_of(s, plain), x, "the plain map reuses the owning map's root");
+    cr_assert_eq(mseg_off_of(s, raw), c, "the raw block starts where the vector did");
+    cr_assert_eq(u64_put(s, plain, 1, c), 0, "%s", mseg_errmsg());   /* a program's offset of its block */
+    cr_assert_eq(own_put(s, top, 1, plain), 0, "%s", mseg_errmsg());
+    mt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(map, check_is_not_fooled_by_a_raw_block_over_an_old_owned_container, .fini = th_cleanup)
+{
+    mt_raw_block_over_an_old_owned_container(false);   /* an aligned block */
+    mt_raw_block_over_an_old_owned_container(true);    /* two blocks in one transaction */
+}
+
 Test(map, check_finds_damage_in_a_container_owned_two_levels_down, .fini = th_cleanup)
 {
     char name[256];
