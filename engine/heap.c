@@ -692,11 +692,16 @@ static int cmp_off(const void *a, const void *b)
  * first allocating). The blocks of a container mostly lie next to each
  * other, so the n blocks on the list, sorted, are released as runs of
  * adjacent blocks, one release each, when the log holds that many.
- * 0, or -1 with ENOMEM (errno from the failed allocation).
+ * 0, or -1 with errno from the failed allocation (ENOMEM, ENOSPC...).
  */
 static int release_in_spans(mseg *s, uint32_t n)
 {
-    if (errno != ENOMEM || op_bad_access())
+    /* a growable segment whose file system (or quota, or file size limit)
+       is full is as full as one at its max_size: seg_grow fails at
+       posix_fallocate with nothing changed, and a destroy that freed room
+       there failed with ENOSPC every time */
+    bool full = errno == ENOMEM || errno == ENOSPC || errno == EDQUOT || errno == EFBIG;
+    if (!full || op_bad_access())
         return -1;
     uint64_t *d = s->op.deferred;
     qsort(d, n, sizeof *d, cmp_off);

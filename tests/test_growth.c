@@ -768,6 +768,58 @@ Test(growth, growth_on_a_full_file_system_fails_with_enospc_not_sigbus, .timeout
     }
 }
 
+/* A growable segment on a full file system: destroying a large map, to
+   make room, must work as it does in a segment at its max_size. Its
+   garbage array found no free block, the growth that heap_alloc tried
+   failed with ENOSPC, and the release in runs was kept for ENOMEM alone:
+   the destroy failed with ENOSPC every time. */
+static void destroy_on_a_full_tmpfs(void *arg)
+{
+    const char *dir = arg;
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        _exit(SKIP_CODE);
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
+        _exit(SKIP_CODE);
+    char name[300], key[32], val[200];
+    snprintf(name, sizeof name, "%s/seg", dir);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    CHILD_CHECK(s != NULL);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    CHILD_CHECK(m != NULL);
+    memset(val, 1, sizeof val);
+    long n = 0;
+    for (;; n++) {
+        snprintf(key, sizeof key, "k%08ld", n);
+        if (mseg_map_put(s, m, key, strlen(key), val, sizeof val))
+            break;
+    }
+    CHILD_CHECK(n > 10000);
+    CHILD_CHECK(mseg_size(s) <= 4 * MiB);   /* the file system is full, not the segment */
+    for (size_t sz = 4096; sz >= 16; sz /= 2)   /* the crumbs too */
+        while (mseg_alloc(s, sz))
+            ;
+    CHILD_CHECK(mseg_destroy(s, "m") == 0);
+    struct mseg_report r;
+    CHILD_CHECK(mseg_verify(s, &r) == 0 && r.problems == 0);
+    CHILD_CHECK(mseg_map_open(s, "m", MSEG_KEY_BYTES, 0, 0) == NULL && errno == ENOENT);
+    mseg_close(s);
+    mseg_remove(name, 0);
+    _exit(0);
+}
+
+Test(growth, destroying_a_large_map_on_a_full_file_system_makes_room, .timeout = 60, .fini = th_cleanup)
+{
+    char dir[256], why[128];
+    th_name(dir, 0);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    th_track(dir, TH_DIR);
+    int st = th_fork_run(destroy_on_a_full_tmpfs, dir);
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
+        cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
+    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+}
+
 /* A segment file with holes (copied or restored sparse: cp --sparse=always,
    tar -S, rsync -S) on a full file system. mseg_open succeeded and the
    first allocation, storing into a hole, died of SIGBUS; now the open
