@@ -16,14 +16,6 @@
  * records how many leading entries it has seen (`indexed`), lowered to the
  * list's length before each append and whenever the list is found shorter. At most one slot per block: re-freeing a block at
  * a new position overwrites the old pair.
- *
- * The list also carries marks, entries with the low bit set (blocks are
- * 16-aligned, so no block's offset has it): the root of a named container
- * that mseg_destroy released in this transaction. Its block is the
- * directory record's, freed on the list under the record's own offset, so
- * the root itself is never on it; the mark lets calls on its handle refuse
- * it. Marks live and die with the list (savepoints, ends of operations),
- * and heap_free_deferred drops them before releasing anything.
  */
 #include <stdlib.h>
 
@@ -119,32 +111,19 @@ bool deferred_has(mseg *s, uint64_t p)
     return x->block[i] == p && x->pos[i] < s->op.ndeferred && s->op.deferred[x->pos[i]] == p;
 }
 
-#define GONE_MARK 1u
-
-bool deleted_in_this_tx(mseg *s, uint64_t root)
+bool deleted_in_this_tx(mseg *s, uint64_t root, uint32_t magic)
 {
     /* tx_owns first: only this thread's transaction may be looked at (a
-       lock-free reader must not read another thread's list) */
-    return tx_owns(s) && s->op.ndeferred && (deferred_has(s, root) || deferred_has(s, root | GONE_MARK));
-}
-
-int deferred_mark_gone(mseg *s, uint64_t root)
-{
-    return tx_owns(s) ? deferred_add(s, root | GONE_MARK) : 0;
-}
-
-void deferred_drop_marks(mseg *s)
-{
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < s->op.ndeferred; i++)
-        if (!(s->op.deferred[i] & GONE_MARK))
-            s->op.deferred[kept++] = s->op.deferred[i];
-    /* entries moved down: the index's positions for them are stale, and
-       a list that merely got shorter would not tell catch_up so. Have it
-       index the whole list again (a block's new pair replaces its old). */
-    if (kept != s->op.ndeferred && s->op.deferred_index)
-        s->op.deferred_index->indexed = 0;
-    s->op.ndeferred = kept;
+       lock-free reader must not read another thread's list). Holding the
+       lock, memory is the committed state: a named root whose magic is
+       there but not in the transaction's view was cleared by a destroy
+       in it (its block is its record's, on the list under that offset);
+       an anonymous root's own block is on the deferred-free list. */
+    if (!tx_owns(s))
+        return false;
+    if (op_peek32(s, root) == 0 && *(const uint32_t *)(s->base + root) == magic)
+        return true;
+    return s->op.ndeferred && deferred_has(s, root);
 }
 
 int deferred_add(mseg *s, uint64_t p)

@@ -486,12 +486,14 @@ int mseg_destroy(mseg *s, const char *name)
         const struct mseg_dir_record *r = record_at(s, rec);
         if (r)
             rc = kind_release(s, r->kind, rec + r->data_off) || dir_remove(s, slot) ||
-                 heap_free(s, rec) || deferred_mark_gone(s, rec + r->data_off) ? -1 : 0;
+                 heap_free(s, rec) ? -1 : 0;
         /* a container's root lies past the words a free block's header and
            links overwrite, so the freed record would keep its magic and a
            call on the old handle would write into the freed block (and leak
            what it allocated): clear it, as an anonymous root's is. Both
-           roots start with their 32-bit magic */
+           roots start with their 32-bit magic. Inside a transaction the
+           cleared magic, in its view only, is also how later calls know
+           the container was deleted in it (deleted_in_this_tx). */
         _Static_assert(offsetof(struct mseg_vec_root, magic) == 0 && offsetof(struct mseg_map_root, magic) == 0,
                        "a container root starts with its magic");
         if (rc == 0 && (r->kind == MSEG_KIND_VEC || r->kind == MSEG_KIND_MAP))

@@ -685,6 +685,18 @@ static int cmp_off(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The run of adjacent blocks d[i..end) of the sorted list d, within the
+   largest block size: returns end, *size their bytes. */
+static uint32_t span_end(mseg *s, const uint64_t *d, uint32_t n, uint32_t i, uint64_t *size)
+{
+    uint32_t j = i + 1;
+    *size = heap_block_size(s, d[i]);
+    for (; j < n && d[j - 1] + heap_block_size(s, d[j - 1]) == d[j] &&
+           *size + heap_block_size(s, d[j]) <= MSEG_BLOCK_MAX; j++)
+        *size += heap_block_size(s, d[j]);
+    return j;
+}
+
 /*
  * No block for the garbage array: the segment is full, which is when a
  * program deletes something to make room, and a destroy of a large
@@ -705,20 +717,13 @@ static int release_in_spans(mseg *s, uint32_t n)
         return -1;
     uint64_t *d = s->op.deferred;
     qsort(d, n, sizeof *d, cmp_off);
-    uint64_t spans = 0;
-    for (uint32_t i = 0, j; i < n; i = j, spans++) {
-        uint64_t size = heap_block_size(s, d[i]);
-        for (j = i + 1; j < n && d[j - 1] + heap_block_size(s, d[j - 1]) == d[j] &&
-                        size + heap_block_size(s, d[j]) <= MSEG_BLOCK_MAX; j++)
-            size += heap_block_size(s, d[j]);
-    }
+    uint64_t spans = 0, size;
+    for (uint32_t i = 0; i < n; i = span_end(s, d, n, i, &size))
+        spans++;
     if (spans * RECORDS_PER_FREE + 64 > op_records_left(s))
         return -1;
     for (uint32_t i = 0, j; i < n; i = j) {
-        uint64_t size = heap_block_size(s, d[i]);
-        for (j = i + 1; j < n && d[j - 1] + heap_block_size(s, d[j - 1]) == d[j] &&
-                        size + heap_block_size(s, d[j]) <= MSEG_BLOCK_MAX; j++)
-            size += heap_block_size(s, d[j]);
+        j = span_end(s, d, n, i, &size);
         release_span(s, d[i], size);
     }
     return 0;
@@ -726,7 +731,6 @@ static int release_in_spans(mseg *s, uint32_t n)
 
 int heap_free_deferred(mseg *s)
 {
-    deferred_drop_marks(s);
     uint32_t n = s->op.ndeferred;
     if (n == 0)
         return 0;

@@ -344,9 +344,7 @@ bool     heap_expand(mseg *s, uint64_t p, uint64_t n);      /* grow block p in p
 int      heap_free_deferred(mseg *s);                       /* op_commit: release them (or owe them) */
 /* deferred.c: the list of blocks the operation freed */
 bool     deferred_has(mseg *s, uint64_t p);                 /* p is on the list */
-bool     deleted_in_this_tx(mseg *s, uint64_t root);        /* a container this thread's transaction deleted */
-int      deferred_mark_gone(mseg *s, uint64_t root);        /* in a transaction: a named container's root, destroyed */
-void     deferred_drop_marks(mseg *s);                      /* leaves only blocks on the list */
+bool     deleted_in_this_tx(mseg *s, uint64_t root, uint32_t magic);   /* a container this thread's transaction deleted */
 int      deferred_add(mseg *s, uint64_t p);                 /* appends p; -1 + ENOMEM */
 void     deferred_release_memory(mseg *s);                  /* at close */
 void     op_index_release(mseg *s);                         /* log.c: at close */

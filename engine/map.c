@@ -278,7 +278,7 @@ static uint64_t map_root_of(mseg *s, const mseg_map *mp)
     uintptr_t p = (uintptr_t)mp, b = (uintptr_t)s->base;
     if (!mp || p < b || p % 16 || p - b < MSEG_HEAP_OFF || !seg_range_ok(s, p - b, sizeof(struct mseg_map_root)))
         return fail(EINVAL, "segment %s: %p is not a map handle of this segment", s->name, (const void *)mp), 0;
-    if (deleted_in_this_tx(s, p - b))   /* see vec_root_of: before the magic */
+    if (deleted_in_this_tx(s, p - b, MSEG_MAP_MAGIC))   /* see vec_root_of: before the magic */
         return fail(EINVAL, "segment %s: the map at %#llx was deleted earlier in this transaction", s->name,
                     (unsigned long long)(p - b)), 0;
     if (op_peek32(s, p - b + MROOT(magic)) != MSEG_MAP_MAGIC)

@@ -59,7 +59,7 @@ static uint64_t vec_root_of(mseg *s, const mseg_vec *v)
        has its magic; outside a transaction it has none. Asked before the
        magic: a named one's magic is cleared by its destroy's own records,
        and the caller is told why */
-    if (deleted_in_this_tx(s, off))
+    if (deleted_in_this_tx(s, off, MSEG_VEC_MAGIC))
         return fail(EINVAL, "segment %s: the vector at %#llx was deleted earlier in this transaction", s->name,
                     (unsigned long long)off), 0;
     if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)

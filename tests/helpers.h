@@ -94,6 +94,20 @@ static inline char *th_name(char *buf, unsigned backend)
 }
 
 /* Removes everything this process registered (Criterion .fini). */
+/* Puts entries "k00000000", ... with 200-byte values into byte-key map m
+   until a put fails (errno says why); returns how many went in. */
+static inline long th_fill_byte_map(mseg *s, mseg_map *m)
+{
+    char key[32], val[200];
+    memset(val, 1, sizeof val);
+    long n = 0;
+    for (;; n++) {
+        snprintf(key, sizeof key, "k%08ld", n);
+        if (mseg_map_put(s, m, key, strlen(key), val, sizeof val))
+            return n;
+    }
+}
+
 static inline void th_cleanup(void)
 {
     if (th_owner != getpid())

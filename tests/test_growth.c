@@ -780,20 +780,14 @@ static void destroy_on_a_full_tmpfs(void *arg)
         _exit(SKIP_CODE);
     if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
         _exit(SKIP_CODE);
-    char name[300], key[32], val[200];
+    char name[300];
     snprintf(name, sizeof name, "%s/seg", dir);
     struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
     mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
     CHILD_CHECK(s != NULL);
     mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_BYTES, 0, MSEG_CREATE);
     CHILD_CHECK(m != NULL);
-    memset(val, 1, sizeof val);
-    long n = 0;
-    for (;; n++) {
-        snprintf(key, sizeof key, "k%08ld", n);
-        if (mseg_map_put(s, m, key, strlen(key), val, sizeof val))
-            break;
-    }
+    long n = th_fill_byte_map(s, m);
     CHILD_CHECK(n > 10000);
     CHILD_CHECK(mseg_size(s) <= 4 * MiB);   /* the file system is full, not the segment */
     for (size_t sz = 4096; sz >= 16; sz /= 2)   /* the crumbs too */

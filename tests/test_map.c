@@ -748,18 +748,12 @@ Test(map, calls_on_a_named_container_destroyed_by_a_committed_operation_are_refu
    what filled it. */
 static void fill_and_destroy(bool in_tx)
 {
-    char name[256], key[32], val[200];
+    char name[256];
     mseg *s = mt_open(name, 0, 4 * MiB);
     size_t empty = mseg_free_memory(s);
     mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_BYTES, 0, MSEG_CREATE);
     cr_assert_not_null(m, "%s", mseg_errmsg());
-    memset(val, 1, sizeof val);
-    long n = 0;
-    for (;; n++) {
-        snprintf(key, sizeof key, "k%08ld", n);
-        if (mseg_map_put(s, m, key, strlen(key), val, sizeof val))
-            break;
-    }
+    long n = th_fill_byte_map(s, m);
     cr_assert_eq(errno, ENOMEM, "%s", mseg_errmsg());
     cr_assert_gt(n, 10000);
     void *crumbs[64];
