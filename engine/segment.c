@@ -248,25 +248,40 @@ static int map_segment(mseg *s, uint64_t size, uint64_t max_size)
     return 0;
 }
 
-/* Maps [s->size, new_size) of the file into the reserved range. */
+/* Maps [s->size, new_size) of the file into the reserved range; the
+   caller holds s->remap. */
+static int extend_mapping_locked(mseg *s, uint64_t new_size)
+{
+    uint64_t old = __atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
+    if (new_size <= old)
+        return 0;
+    int prot = s->mode == MODE_RDONLY ? PROT_READ : PROT_READ | PROT_WRITE;
+    int kind = s->mode == MODE_COW ? MAP_PRIVATE : MAP_SHARED;
+    if (mmap(s->base + old, new_size - old, prot, kind | MAP_FIXED, s->fd, (off_t)old) == MAP_FAILED)
+        return fail(errno, "segment %s: cannot map its growth to %llu bytes: %s", s->name,
+                    (unsigned long long)new_size, strerror(errno));
+    __atomic_store_n(&s->size, new_size, __ATOMIC_RELEASE);
+    return 0;
+}
+
 static int extend_mapping(mseg *s, uint64_t new_size)
 {
-    int rc = 0;
     pthread_mutex_lock(&s->remap);
-    uint64_t old = __atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
-    if (new_size > old) {
-        int prot = s->mode == MODE_RDONLY ? PROT_READ : PROT_READ | PROT_WRITE;
-        int kind = s->mode == MODE_COW ? MAP_PRIVATE : MAP_SHARED;
-        if (mmap(s->base + old, new_size - old, prot, kind | MAP_FIXED, s->fd, (off_t)old) == MAP_FAILED)
-            rc = fail(errno, "segment %s: cannot map its growth to %llu bytes: %s", s->name,
-                      (unsigned long long)new_size, strerror(errno));
-        else
-            __atomic_store_n(&s->size, new_size, __ATOMIC_RELEASE);
-    }
+    int rc = extend_mapping_locked(s, new_size);
     pthread_mutex_unlock(&s->remap);
     return rc;
 }
 
+/*
+ * Maps what the runtime page says the segment grew to. Lock-free readers
+ * call this without the segment lock, so another thread of this handle may
+ * be in mseg_shrink meanwhile: it lowers runtime.size and s->size, then cuts
+ * the file, all under s->remap. So the size is read again and judged under
+ * s->remap: a size read before a shrink and mapped after it would map file
+ * pages past the new end (SIGBUS) and put the handle's size back above the
+ * file's, after which a growth took the cut space as already there and
+ * committed records past the end of the file, which no open could replay.
+ */
 int seg_follow_growth(mseg *s)
 {
     /* the epoch first: a first writer resets the size and then moves the
@@ -279,8 +294,14 @@ int seg_follow_growth(mseg *s)
     if (cur == __atomic_load_n(&s->size_ignored, __ATOMIC_RELAXED) &&
         epoch == __atomic_load_n(&s->size_ignored_epoch, __ATOMIC_RELAXED))
         return 0;
+    pthread_mutex_lock(&s->remap);
+    epoch = __atomic_load_n(seg_epoch_word(s), __ATOMIC_ACQUIRE);
+    cur = __atomic_load_n(seg_size_word(s), __ATOMIC_ACQUIRE);
+    int rc = 0;
     struct stat st;
-    if (cur > s->reserved || cur % MSEG_PAGE || fstat(s->fd, &st) || (uint64_t)st.st_size < cur) {
+    if (cur <= __atomic_load_n(&s->size, __ATOMIC_ACQUIRE)) {
+        /* a shrink (or another thread's follow) came first */
+    } else if (cur > s->reserved || cur % MSEG_PAGE || fstat(s->fd, &st) || (uint64_t)st.st_size < cur) {
         /* A handle that never writes may be reading the runtime page as a
            crash or a reboot left it, before any writer has reset it (it is
            never trusted from disk: layout.h); a shrink, say, then a power
@@ -290,12 +311,15 @@ int seg_follow_growth(mseg *s)
         if (s->mode != MODE_RW) {
             __atomic_store_n(&s->size_ignored_epoch, epoch, __ATOMIC_RELAXED);
             __atomic_store_n(&s->size_ignored, cur, __ATOMIC_RELAXED);
-            return 0;
+        } else {
+            rc = fail(EUCLEAN, "segment %s: runtime page says the segment grew to %llu bytes, "
+                      "beyond its max_size or its file", s->name, (unsigned long long)cur);
         }
-        return fail(EUCLEAN, "segment %s: runtime page says the segment grew to %llu bytes, "
-                    "beyond its max_size or its file", s->name, (unsigned long long)cur);
+    } else {
+        rc = extend_mapping_locked(s, cur);
     }
-    return extend_mapping(s, cur);
+    pthread_mutex_unlock(&s->remap);
+    return rc;
 }
 
 static uint64_t round_page(uint64_t n)
@@ -466,6 +490,9 @@ int mseg_shrink(mseg *s)
     if (rc == 0)
         rc = header_write_size(s, new_size) || header_write_size(s, new_size) ? -1 : 0;
     if (rc == 0) {
+        /* under s->remap: a lock-free reader of this handle that read the
+           old runtime.size maps nothing of the cut tail (seg_follow_growth) */
+        pthread_mutex_lock(&s->remap);
         __atomic_store_n(&seg_runtime(s)->size, new_size, __ATOMIC_RELEASE);
         __atomic_store_n(&s->size, new_size, __ATOMIC_RELEASE);
         /* the cut tail reads as zeros, not a fault: another thread of this
@@ -476,6 +503,7 @@ int mseg_shrink(mseg *s)
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
         if (ftruncate(s->fd, (off_t)new_size))
             rc = fail(errno, "segment %s: ftruncate: %s", s->name, strerror(errno));
+        pthread_mutex_unlock(&s->remap);
     }
     ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
     lock_release(s);

@@ -9,6 +9,7 @@
    test runs with the file and the shm backend. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/mount.h>
 
@@ -1169,4 +1170,98 @@ Test(growth, after_a_shrink_the_cut_tail_of_the_mapping_reads_as_zeros_not_a_fau
 {
     for (size_t b = 0; b < 2; b++)
         tail_after_shrink(backends[b]);
+}
+
+/* ---- a shrink racing with lock-free reads on the same handle ---- */
+
+/* One handle, several threads: one grows the segment (an allocation that
+   does not fit), frees, and shrinks it, again and again; the others read
+   without the lock (mseg_named_count), which maps what runtime.size says
+   the segment grew to. A reader that read the old size just before a
+   shrink lowered it, and mapped it just after, mapped file pages past the
+   new end and set the handle's size back above the file's: the next
+   growth took that space as already there (an interrupted growth), and
+   its commit stored past the end of the file (SIGBUS) and left a log
+   record there that no open could replay ("log record writes outside the
+   heap", EUCLEAN for ever). Or the reader saw the cut file before the
+   lowered size and reported damage that was not there. Runs in a child,
+   so a SIGBUS is a failure with a message, not a crash of the runner. */
+struct shrink_race {
+    mseg *s;
+    volatile int stop;
+    volatile int failed;       /* 1: shrink failed, 2: a reader got an error */
+    char why[256];
+};
+
+static void *shrink_race_grower(void *arg)
+{
+    struct shrink_race *r = arg;
+    while (!r->stop) {
+        void *p = mseg_alloc(r->s, 4 * MiB);
+        if (!p || mseg_free(r->s, p) || (mseg_shrink(r->s) && errno != EBUSY)) {
+            snprintf(r->why, sizeof r->why, "grower: %s", mseg_errmsg());
+            r->failed = 1;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void *shrink_race_reader(void *arg)
+{
+    struct shrink_race *r = arg;
+    while (!r->stop && !r->failed)
+        if (mseg_named_count(r->s) != 1) {
+            snprintf(r->why, sizeof r->why, "reader: errno %d: %s", errno, mseg_errmsg());
+            r->failed = 2;
+        }
+    return NULL;
+}
+
+static void shrink_race(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        struct mseg_config cfg = { .size = 256 * KiB, .max_size = 64 * MiB };
+        static struct shrink_race r;
+        r.s = mseg_open(name, backend | MSEG_CREATE | MSEG_EXCL, &cfg);
+        CHILD_CHECK(r.s);
+        CHILD_CHECK(mseg_construct(r.s, "obj", "u64", 8, 10, NULL));
+        pthread_t t[4];
+        CHILD_CHECK(pthread_create(&t[0], NULL, shrink_race_grower, &r) == 0);
+        for (int i = 1; i < 4; i++)
+            CHILD_CHECK(pthread_create(&t[i], NULL, shrink_race_reader, &r) == 0);
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        for (int i = 0; i < 300 && !r.failed; i++)
+            nanosleep(&ts, NULL);
+        r.stop = 1;
+        for (int i = 0; i < 4; i++)
+            pthread_join(t[i], NULL);
+        if (r.failed)
+            fprintf(stderr, "%s\n", r.why);
+        CHILD_CHECK(!r.failed);
+        struct mseg_report rep;
+        CHILD_CHECK(mseg_verify(r.s, &rep) == 0);
+        CHILD_CHECK(mseg_close(r.s) == 0);
+        mseg *again = mseg_open(name, backend, NULL);
+        CHILD_CHECK(again);
+        CHILD_CHECK(mseg_verify(again, &rep) == 0);
+        mseg_close(again);
+        _exit(0);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "%s: the child %s %d (see its message above)", backend_name(backend),
+              WIFSIGNALED(st) ? "died of signal" : "exited with", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+Test(growth, a_shrink_racing_with_lock_free_reads_on_the_same_handle_maps_nothing_past_the_end,
+     .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        shrink_race(backends[b]);
 }
