@@ -215,7 +215,23 @@ static int vec_relocate(mseg *s, struct vec_view *w, uint64_t cap)
     return 0;
 }
 
-/* Makes room for `want` elements, growing geometrically. */
+/* Gives the buffer room for exactly cap elements (cap > w->cap): in place
+   when the block after the buffer is free (no copy, and no second set of
+   pages touched: the elements stay where they are), else in a new block. */
+static int vec_grow_to(mseg *s, struct vec_view *w, uint64_t cap)
+{
+    if (w->buf && cap <= (MSEG_BLOCK_MAX - 4) / w->elem_size && heap_expand(s, w->buf, cap * w->elem_size)) {
+        op_set64(s, w->root + ROOT(cap), cap);
+        w->cap = cap;
+        return 0;
+    }
+    return vec_relocate(s, w, cap);
+}
+
+/* Makes room for `want` elements, growing geometrically; when the doubled
+   capacity does not fit (a full segment), for exactly `want`: a push must
+   not fail with ENOMEM while the free block after the buffer, or another
+   one, can hold the element. A failed attempt changes nothing. */
 static int vec_grow_for(mseg *s, struct vec_view *w, uint64_t want)
 {
     if (want <= w->cap)
@@ -225,14 +241,10 @@ static int vec_grow_for(mseg *s, struct vec_view *w, uint64_t want)
         cap *= 2;
     if (cap < want)
         cap = want;
-    /* in place when the block after the buffer is free: no copy, and no
-       second set of pages touched (the elements stay where they are) */
-    if (w->buf && cap <= (MSEG_BLOCK_MAX - 4) / w->elem_size && heap_expand(s, w->buf, cap * w->elem_size)) {
-        op_set64(s, w->root + ROOT(cap), cap);
-        w->cap = cap;
-        return 0;
-    }
-    return vec_relocate(s, w, cap);
+    int rc = vec_grow_to(s, w, cap);
+    if (rc && errno == ENOMEM && cap > want)
+        rc = vec_grow_to(s, w, want);
+    return rc;
 }
 
 static void vec_set_len(mseg *s, struct vec_view *w, uint64_t len)
@@ -505,7 +517,7 @@ int mseg_vec_reserve(mseg *s, mseg_vec *v, size_t cap)
     struct vec_view w;
     int rc = vec_open_view(s, v, &w);
     if (!rc && cap > w.cap)
-        rc = vec_relocate(s, &w, cap);
+        rc = vec_grow_to(s, &w, cap);
     return vec_end(s, rc);
 }
 
@@ -517,7 +529,7 @@ int mseg_vec_resize(mseg *s, mseg_vec *v, size_t len)
     int rc = vec_open_view(s, v, &w);
     if (!rc && len > w.len) {
         if (len > w.cap)
-            rc = vec_relocate(s, &w, len);
+            rc = vec_grow_to(s, &w, len);
         uint64_t at = w.len * w.elem_size, n = (len - w.len) * w.elem_size;
         if (!rc && committed_overlap(s, &w, at, n) > VEC_LOG_BYTES_MAX)
             rc = vec_relocate(s, &w, w.cap);

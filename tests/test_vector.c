@@ -213,6 +213,69 @@ Test(vector, full_segment_push_fails_with_enomem_and_changes_nothing, .fini = th
     mseg_close(s);
 }
 
+/* A push into a full buffer asks for twice the capacity; when that does not
+   fit, it must still take the room there is (here the free block right
+   after the buffer). Before, the push failed with ENOMEM with 46% of the
+   segment free behind the buffer, and so did reserve and resize one element
+   past the capacity (they always moved the buffer to a new block). */
+Test(vector, push_near_a_full_segment_uses_the_room_left, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 1 * MiB);
+    mseg_vec *v = mseg_vec_new(s, sizeof(uint64_t));
+    uint64_t n = 0;
+    while (mseg_vec_push(s, v, &n) == 0)
+        n++;
+    cr_assert_eq(errno, ENOMEM, "%s", mseg_errmsg());
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), 0, "%s", mseg_errmsg());
+    cr_assert_lt(r.largest_free, 4 + sizeof(uint64_t), "push %llu failed with %llu bytes free in one block: %s",
+                 (unsigned long long)n, (unsigned long long)r.largest_free, mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), n);
+    for (uint64_t i = 0; i < n; i++)
+        cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, i), i);
+    vt_check_anon(s, v);
+    vt_assert_sound(s);
+    cr_assert_eq(mseg_vec_delete(s, v), 0);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+static void vt_grow_by_one_behind_a_large_buffer(int how)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 1 * MiB);
+    mseg_vec *v = mseg_vec_new(s, sizeof(uint64_t));
+    /* 65536 elements: a 512 KiB buffer, about 440 KiB free after it, too
+       little for a second copy of the buffer */
+    for (uint64_t i = 0; i < 65536; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "%s", mseg_errmsg());
+    int rc = how ? mseg_vec_resize(s, v, 65537) : mseg_vec_reserve(s, v, 65537);
+    cr_assert_eq(rc, 0, "%s: %s", how ? "resize" : "reserve", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), how ? 65537 : 65536);
+    cr_assert_eq(mseg_vec_push(s, v, (uint64_t[]){ 7 }), 0, "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < 65536; i++)
+        cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, i), i);
+    if (how)
+        cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, 65536), 0);
+    cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, how ? 65537 : 65536), 7);
+    vt_check_anon(s, v);
+    vt_assert_sound(s);
+    cr_assert_eq(mseg_vec_delete(s, v), 0);
+    vt_assert_sound(s);
+    mseg_close(s);
+}
+
+Test(vector, reserve_by_one_grows_in_place_when_a_copy_does_not_fit, .fini = th_cleanup)
+{
+    vt_grow_by_one_behind_a_large_buffer(0);
+}
+
+Test(vector, resize_by_one_grows_in_place_when_a_copy_does_not_fit, .fini = th_cleanup)
+{
+    vt_grow_by_one_behind_a_large_buffer(1);
+}
+
 static void vt_reopen_keeps_contents(unsigned backend)
 {
     char name[256];
