@@ -216,6 +216,9 @@ static void *dir_create(mseg *s, const char *name, const char *type, size_t elem
         return fail_null(EINVAL, "object %s: element size 0", name);
     size_t nl = strlen(name), tl = strlen(type);
     uint32_t doff = data_offset(nl, tl);
+    size_t total;
+    if (__builtin_mul_overflow(elem_size, count, &total))   /* mseg.h: EINVAL */
+        return fail_null(EINVAL, "object %s: %zu x %zu bytes overflows a size", name, count, elem_size);
     if (count && elem_size > (MSEG_BLOCK_MAX - 4 - doff) / count)
         return fail_null(ENOMEM, "object %s: %zu x %zu bytes is larger than the largest block",
                          name, count, elem_size);

@@ -302,6 +302,37 @@ Test(named, overflowing_or_huge_sizes_fail_cleanly, .fini = th_cleanup)
     mseg_close(s);
 }
 
+/* mseg.h: construct fails with EINVAL for "an overflowing size"; a size
+   that is representable but larger than any block is ENOMEM. Before, an
+   element size times count that wrapped around size_t was ENOMEM too. */
+Test(named, a_size_that_overflows_is_einval_a_huge_one_enomem, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    size_t f = mseg_free_memory(s);
+    struct { size_t es, n; } wrap[] = {
+        { SIZE_MAX, 2 }, { 2, SIZE_MAX / 2 + 1 }, { (size_t)1 << 32, (size_t)1 << 32 }, { 3, SIZE_MAX / 2 },
+    };
+    for (size_t i = 0; i < sizeof wrap / sizeof wrap[0]; i++) {
+        errno = 0;
+        cr_assert_null(mseg_construct(s, "huge", "x", wrap[i].es, wrap[i].n, NULL));
+        cr_assert_eq(errno, EINVAL, "%zu x %zu: errno %d (%s)", wrap[i].es, wrap[i].n, errno, mseg_errmsg());
+        cr_assert(strstr(mseg_errmsg(), "huge"), "%s", mseg_errmsg());
+        errno = 0;
+        cr_assert_null(mseg_find_or_construct(s, "huge", "x", wrap[i].es, wrap[i].n, NULL));
+        cr_assert_eq(errno, EINVAL, "find_or_construct %zu x %zu: errno %d", wrap[i].es, wrap[i].n, errno);
+    }
+    struct { size_t es, n; } big[] = { { 1, SIZE_MAX }, { SIZE_MAX, 1 }, { 1u << 20, (size_t)1 << 25 }, { 1, 2 * MiB } };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        errno = 0;
+        cr_assert_null(mseg_construct(s, "huge", "x", big[i].es, big[i].n, NULL));
+        cr_assert_eq(errno, ENOMEM, "%zu x %zu: errno %d (%s)", big[i].es, big[i].n, errno, mseg_errmsg());
+    }
+    cr_assert_eq(mseg_free_memory(s), f);
+    cr_assert_eq(mseg_named_count(s), 0);
+    assert_sound(s);
+    mseg_close(s);
+}
+
 Test(named, construct_with_count_0_succeeds_with_count_0_or_fails_with_einval, .fini = th_cleanup)
 {
     mseg *s = new_seg(1 * MiB);
