@@ -106,16 +106,19 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
                     p->size > MSEG_MAX_SIZE ? "size" : "max_size",
                     (unsigned long long)(p->size > MSEG_MAX_SIZE ? p->size : p->max_size),
                     (unsigned long long)MSEG_MAX_SIZE);
+    /* the messages name the sizes asked for, not their rounding up to a
+       page (a size of 1000 was reported as "segment size 4096") */
+    uint64_t asked = p->size, asked_max = p->max_size;
     p->size = (p->size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     p->mode = cfg && cfg->mode ? (mode_t)(cfg->mode & 07777) : 0600;
     if (p->size < MSEG_MIN_SIZE || p->size > MSEG_MAX_SIZE)
         return fail(EINVAL, "segment size %llu is outside [%u, %llu]",
-                    (unsigned long long)p->size, MSEG_MIN_SIZE, (unsigned long long)MSEG_MAX_SIZE);
+                    (unsigned long long)asked, MSEG_MIN_SIZE, (unsigned long long)MSEG_MAX_SIZE);
     if (p->max_size) {
         p->max_size = (p->max_size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
         if (p->max_size < p->size || p->max_size > MSEG_MAX_SIZE)
             return fail(EINVAL, "max_size %llu is below size %llu or above %llu",
-                        (unsigned long long)p->max_size, (unsigned long long)p->size,
+                        (unsigned long long)asked_max, (unsigned long long)asked,
                         (unsigned long long)MSEG_MAX_SIZE);
     }
     return 0;

@@ -414,8 +414,11 @@ static void sizes_near_size_max_fail_with_einval_naming_the_size_asked_for(unsig
 {
     char name[256], want[64];
     th_name(name, be);
+    /* and small ones: rounded up to a page, 1000 was named as 4096 and a
+       max_size of 1000000 below a size of 1 MiB as 1003520 */
     struct mseg_config cs[] = { { .size = SIZE_MAX }, { .size = SIZE_MAX - 4000 },
-                                { .size = 1 * MiB, .max_size = SIZE_MAX } };
+                                { .size = 1 * MiB, .max_size = SIZE_MAX }, { .size = 1000 },
+                                { .size = 147456 - 4097 }, { .size = 1 * MiB, .max_size = 1000000 } };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         errno = 0;
         cr_assert_null(mseg_open(name, be | MSEG_CREATE, &cs[i]));
