@@ -1,6 +1,7 @@
 /* error.c - errno plus a thread-local message with context, set in one place. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -28,6 +29,15 @@ void *fail_null(int err, const char *fmt, ...)
     vset(err, fmt, ap);
     va_end(ap);
     return NULL;
+}
+
+void fail_note(const char *note)
+{
+    int e = errno;
+    size_t n = strlen(errmsg);
+    if (n < sizeof errmsg - 1)
+        snprintf(errmsg + n, sizeof errmsg - n, "%s", note);
+    errno = e;
 }
 
 const char *mseg_errmsg(void)

@@ -103,6 +103,8 @@ struct mseg {
 /* Sets errno and this thread's message; returns -1 for `return fail(...)`. */
 int   fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *fail_null(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends note to this thread's message; errno unchanged. */
+void  fail_note(const char *note);
 
 /* ---- typed access to the mapping ---- */
 static inline struct mseg_header  *seg_header(mseg *s, int copy)

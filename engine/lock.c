@@ -241,9 +241,15 @@ int seg_write_end(mseg *s, bool commit)
                         : fail(EUCLEAN, "segment %s: damaged metadata: an operation followed an offset "
                                "outside the heap; the transaction was aborted", s->name);
         }
-        if (!commit && (s->op.count != s->op.save || s->op.allocated != s->op.save_allocated))
-            tx_fail(s);   /* it changed something before failing */
-        else if (!commit)
+        if (!commit && (s->op.count != s->op.save || s->op.allocated != s->op.save_allocated)) {
+            /* it changed something before failing: say that the whole
+               transaction went with it, or the caller, seeing ENOMEM,
+               would make room and retry into an ECANCELED */
+            tx_fail(s);
+            errno = e;
+            fail_note("; it had changed the segment, so the transaction was aborted "
+                      "(later calls in it fail with ECANCELED)");
+        } else if (!commit)
             s->op.ndeferred = s->op.save_deferred;   /* frees it only planned */
         errno = e;
         return 0;

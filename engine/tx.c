@@ -151,6 +151,7 @@ int mseg_tx_add(mseg *s, void *p, size_t n)
         int e = errno;
         tx_roll_back(s);
         errno = e;
+        fail_note("; the transaction was aborted (later calls in it fail with ECANCELED)");
         return -1;
     }
     return 0;

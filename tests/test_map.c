@@ -1613,3 +1613,41 @@ Test(map, check_reports_a_value_cell_shared_by_two_entries, .fini = th_cleanup)
     mt_assert_sound(s);
     mseg_close(s);
 }
+
+/* Inside a transaction, a call that fails after it changed something aborts
+   the whole transaction (README). Its message must say so: a put that ran
+   out of room for a split said only "no room for a map node", so a caller
+   would make room and retry, and learn from an ECANCELED that the
+   transaction's earlier work was gone. */
+Test(map, a_failed_put_that_aborts_the_transaction_says_so, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 1 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    uint64_t k = 0, k0 = 0;
+    while (mseg_map_put(s, m, &k, 8, &k, 8) == 0)
+        k++;
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_map_del(s, m, &k0, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), -1);   /* a split with no room: changed, then failed */
+    cr_assert_eq(errno, ENOMEM, "errno %d", errno);
+    cr_assert(strstr(mseg_errmsg(), "no room"), "%s", mseg_errmsg());
+    cr_assert(strstr(mseg_errmsg(), "transaction was aborted"), "the message hides the abort: %s", mseg_errmsg());
+    cr_assert_eq(mseg_map_del(s, m, &k0, 8), -1);
+    cr_assert_eq(errno, ECANCELED);
+    cr_assert_eq(mseg_tx_commit(s), -1);
+    cr_assert_eq(errno, ECANCELED);
+    cr_assert_eq(mseg_map_len(s, m), k);   /* the delete went with it */
+    /* a call that fails before changing anything leaves it alive, and says nothing of an abort */
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_map_del(s, m, &k, 8), -1);
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_null(strstr(mseg_errmsg(), "abort"), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_del(s, m, &k0, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), k - 1);
+    cr_assert_eq(mseg_map_delete(s, m), 0);
+    mt_assert_sound(s);
+    mseg_close(s);
+}
