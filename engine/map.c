@@ -1199,7 +1199,8 @@ static mseg_map *map_find(mseg *s, const char *name, enum mseg_key kind, size_t 
 mseg_map *mseg_map_open(mseg *s, const char *name, enum mseg_key kind, size_t val_size, unsigned flags)
 {
     if (flags & ~(unsigned)(MSEG_CREATE | MSEG_OWNED))
-        return fail_null(EINVAL, "map %s: unknown flags %#x", name ? name : "(null)", flags);
+        return fail_null(EINVAL, "map %s: unknown flags %#x (MSEG_CREATE and MSEG_OWNED are known)",
+                         name ? name : "(null)", flags & ~(unsigned)(MSEG_CREATE | MSEG_OWNED));
     if (map_params_ok(kind, val_size, flags))
         return NULL;
     if (!(flags & MSEG_CREATE))

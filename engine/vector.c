@@ -327,7 +327,8 @@ mseg_vec *mseg_vec_open(mseg *s, const char *name, size_t elem_size, unsigned fl
     if (elem_size == 0 || elem_size > MSEG_BLOCK_MAX)
         return fail_null(EINVAL, "vector %s: element size %zu", name ? name : "(null)", elem_size);
     if (flags & ~(unsigned)MSEG_CREATE)
-        return fail_null(EINVAL, "vector %s: unknown flags %#x", name ? name : "(null)", flags);
+        return fail_null(EINVAL, "vector %s: unknown flags %#x (MSEG_CREATE is known)", name ? name : "(null)",
+                         flags & ~(unsigned)MSEG_CREATE);
     if (!(flags & MSEG_CREATE))
         return vec_find(s, name, elem_size);
     if (seg_write_begin(s))

@@ -1651,3 +1651,21 @@ Test(map, a_failed_put_that_aborts_the_transaction_says_so, .fini = th_cleanup)
     mt_assert_sound(s);
     mseg_close(s);
 }
+
+/* An unknown flag is named alone: MSEG_CREATE | MSEG_EXCL was refused as
+   "unknown flags 0x3", naming MSEG_CREATE, which both calls know. */
+Test(map, open_with_an_unknown_flag_names_that_flag_only, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 1 * MiB);
+    errno = 0;
+    cr_assert_null(mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE | MSEG_EXCL));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert(strstr(mseg_errmsg(), "unknown flags 0x2"), "%s", mseg_errmsg());
+    errno = 0;
+    cr_assert_null(mseg_vec_open(s, "v", 8, MSEG_CREATE | MSEG_EXCL));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert(strstr(mseg_errmsg(), "unknown flags 0x2"), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_named_count(s), 0);
+    mseg_close(s);
+}
