@@ -408,10 +408,14 @@ static uint64_t split_front(mseg *s, uint64_t p, uint64_t *size, uint64_t align,
     return q;
 }
 
+static MSEG_TLS int grow_error;   /* errno of heap_alloc's failed growth; 0 none */
+
 static uint64_t no_room(mseg *s, uint64_t n)
 {
-    if (errno == ENOSPC)
-        return 0;   /* growth failed for want of disk: seg_grow said so */
+    if (grow_error && grow_error != ENOMEM && !op_bad_access()) {
+        errno = grow_error;   /* growth failed for want of disk (ENOSPC), a file size */
+        return 0;             /* limit (EFBIG), a failed fsync (EIO): seg_grow said so */
+    }
     if (op_bad_access())
         return fail(EUCLEAN, "segment %s: damaged free lists (an offset outside the heap)",
                     s->name), 0;
@@ -452,12 +456,17 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     uint64_t need = block_size_for(n);
     uint64_t search = align > MSEG_GRANULE ? need + align + MSEG_BLOCK_MIN : need;
     if (need == 0 || search > MSEG_BLOCK_MAX)
-        return no_room(s, n);
+        return grow_error = 0, no_room(s, n);
     uint64_t p = find_block(s, search);
     if (!p && s->op.direct)
         op_direct_off(s);   /* growth is logged; nothing was stored yet */
-    if (!p && !op_bad_access() && seg_grow(s, search) == 0)
-        p = find_block(s, search);
+    grow_error = 0;
+    if (!p && !op_bad_access()) {
+        if (seg_grow(s, search) == 0)
+            p = find_block(s, search);
+        else
+            grow_error = errno;
+    }
     if (!p || op_bad_access())
         return no_room(s, n);
     s->op.allocated++;

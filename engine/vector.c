@@ -199,9 +199,9 @@ static int vec_relocate(mseg *s, struct vec_view *w, uint64_t cap)
                     s->name, (unsigned long long)cap, (unsigned long long)w->elem_size);
     uint64_t bytes = cap * w->elem_size;
     uint64_t nbuf = heap_alloc(s, bytes, MSEG_GRANULE);
-    if (!nbuf)
-        return fail(ENOMEM, "segment %s: no room to grow a vector to %llu elements (%llu bytes)",
-                    s->name, (unsigned long long)cap, (unsigned long long)bytes);
+    if (!nbuf)   /* heap_alloc's own error when not ENOMEM: ENOSPC of a growth, EUCLEAN */
+        return errno == ENOMEM ? fail(ENOMEM, "segment %s: no room to grow a vector to %llu elements (%llu bytes)",
+                                      s->name, (unsigned long long)cap, (unsigned long long)bytes) : -1;
     uint64_t used = w->len * w->elem_size;
     if (used)
         view_copy(s, s->base + nbuf, w->buf, used);
@@ -242,7 +242,8 @@ static int vec_grow_for(mseg *s, struct vec_view *w, uint64_t want)
     if (cap < want)
         cap = want;
     int rc = vec_grow_to(s, w, cap);
-    if (rc && errno == ENOMEM && cap > want)
+    bool full = errno == ENOMEM || errno == ENOSPC || errno == EDQUOT || errno == EFBIG;   /* as heap.c's */
+    if (rc && full && cap > want)
         rc = vec_grow_to(s, w, want);
     return rc;
 }
@@ -283,7 +284,8 @@ mseg_vec *mseg_vec_new(mseg *s, size_t elem_size)
         return NULL;
     uint64_t off = heap_alloc(s, sizeof(struct mseg_vec_root), MSEG_GRANULE);
     if (!off) {
-        fail(ENOMEM, "segment %s: no room for a vector", s->name);
+        if (errno == ENOMEM)   /* else heap_alloc's own: ENOSPC of a growth, EUCLEAN */
+            fail(ENOMEM, "segment %s: no room for a vector", s->name);
         vec_end(s, -1);
         return NULL;
     }

@@ -769,6 +769,67 @@ Test(growth, growth_on_a_full_file_system_fails_with_enospc_not_sigbus, .timeout
     }
 }
 
+/* Containers on a full file system: the growth that a vector push or a map
+   put asks for fails with ENOSPC, as mseg_alloc's and mseg_construct's do.
+   They said ENOMEM ("no room to grow a vector", "no room for a map node",
+   "no room for a ...-byte map key or value"): heap_alloc kept the ENOSPC,
+   the containers wrote their own ENOMEM over it. */
+static void containers_on_a_full_tmpfs(void *arg)
+{
+    const char *dir = arg;
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        _exit(SKIP_CODE);
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
+        _exit(SKIP_CODE);
+    for (int what = 0; what < 4; what++) {
+        char name[300];
+        snprintf(name, sizeof name, "%s/seg%d", dir, what);
+        struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+        mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+        CHILD_CHECK(s != NULL);
+        int rc = 0;
+        if (what == 0) {
+            mseg_vec *v = mseg_vec_new(s, 4096);
+            CHILD_CHECK(v != NULL);
+            static char e[4096];
+            while ((rc = mseg_vec_push(s, v, e)) == 0)
+                ;
+        } else if (what == 1 || what == 2) {
+            mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, what == 1 ? 8 : 0);
+            CHILD_CHECK(m != NULL);
+            static char val[60000];
+            for (uint64_t k = 0; (rc = mseg_map_put(s, m, &k, 8, what == 1 ? (void *)&k : val,
+                                                   what == 1 ? 8 : sizeof val)) == 0; k++)
+                ;
+        } else {
+            while (mseg_vec_new(s, 8) && mseg_map_new(s, MSEG_KEY_U64, 8))
+                ;
+            rc = -1;
+        }
+        CHILD_CHECK(rc == -1);
+        CHILD_CHECK(errno == ENOSPC);
+        CHILD_CHECK(strstr(mseg_errmsg(), "cannot grow") != NULL);
+        CHILD_CHECK(mseg_size(s) > 1 * MiB);   /* it did grow before the file system filled */
+        struct mseg_report r;
+        CHILD_CHECK(mseg_verify(s, &r) == 0 && r.problems == 0);
+        mseg_close(s);
+        CHILD_CHECK(mseg_remove(name, 0) == 0);
+    }
+    _exit(0);
+}
+
+Test(growth, containers_on_a_full_file_system_fail_with_enospc, .timeout = 30, .fini = th_cleanup)
+{
+    char dir[256], why[128];
+    th_name(dir, 0);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    th_track(dir, TH_DIR);
+    int st = th_fork_run(containers_on_a_full_tmpfs, dir);
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
+        cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
+    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+}
+
 /* A growable segment on a full file system: destroying a large map, to
    make room, must work as it does in a segment at its max_size. Its
    garbage array found no free block, the growth that heap_alloc tried
