@@ -23,8 +23,11 @@ static int file_check_name(const char *name)
 static int file_open(const char *name, int oflag, mode_t mode)
 {
     int fd = open(name, oflag | O_CLOEXEC | O_NONBLOCK, mode);
-    if (fd < 0)
+    if (fd < 0) {
+        if (errno == EISDIR)
+            errno = EINVAL;   /* a read-write open of a directory: as a read-only one is */
         return -1;
+    }
     struct stat st;
     if (fstat(fd, &st)) {
         int e = errno;
