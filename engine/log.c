@@ -837,14 +837,33 @@ void op_claim(mseg *s, uint64_t off, uint64_t len)
 {
     struct mseg_log_entry *e = op_entries(s);
     uint32_t kept = 0;
+    bool trimmed = false;
     for (uint32_t i = 0; i < s->op.count; i++) {
         uint64_t eo = entry_off(&e[i]);
-        if (eo >= off && eo + entry_width(&e[i]) <= off + len)
+        unsigned w = entry_width(&e[i]);
+        if (eo >= off && eo + w <= off + len)
             continue;
+        /* An 8-byte record half inside the claimed bytes keeps only its
+           other half. The claim starts and ends 4 bytes off a granule (a
+           block's usable bytes), so a free block's 8-byte link next to its
+           end straddles it: kept whole, it was applied at commit over the
+           caller's first bytes there. A vector of 1-byte elements grown
+           in place twice in one transaction (the second growth, by one
+           granule, took the block the first split off) lost 8 of them. */
+        if (w == 8 && eo < off + len && eo + 8 > off) {
+            struct mseg_log_entry half;
+            if (eo + 4 == off)          /* the low half lies before the claim */
+                half = (struct mseg_log_entry){ eo | MSEG_LOG_WIDTH32, (uint32_t)e[i].value };
+            else                        /* eo + 4 == off + len: the high half after it */
+                half = (struct mseg_log_entry){ (eo + 4) | MSEG_LOG_WIDTH32, e[i].value >> 32 };
+            e[kept++] = half;
+            trimmed = true;
+            continue;
+        }
         e[kept++] = e[i];
     }
-    if (kept != s->op.count && s->op.record_index)
-        s->op.record_index->stale = true;   /* records moved */
+    if ((kept != s->op.count || trimmed) && s->op.record_index)
+        s->op.record_index->stale = true;   /* records moved or changed */
     s->op.count = kept;
 }
 

@@ -130,7 +130,13 @@ static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at
         return 0;                       /* a buffer of this operation: fresh */
     if (mem->len > w->cap)
         return n;                       /* cannot tell: log it all */
-    uint64_t reach = mem->len * w->elem_size;
+    /* rounded up to a whole 8-byte word: a logged store records whole
+       aligned words (op_write_bytes), taking the word's other bytes from the
+       view at that moment, so a byte stored in place in the same word later
+       in the operation was put back at commit. A vector of 1-byte elements
+       with one element committed lost the second of two pushes after a pop
+       in a transaction ([bb, 00] instead of [bb, cc]). */
+    uint64_t reach = (mem->len * w->elem_size + 7) & ~(uint64_t)7;
     if (at >= reach)
         return 0;
     return reach - at < n ? reach - at : n;
