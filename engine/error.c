@@ -40,6 +40,17 @@ void fail_note(const char *note)
     errno = e;
 }
 
+int fail_no_room(const char *fmt, ...)
+{
+    if (errno != ENOMEM)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vset(ENOMEM, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 const char *mseg_errmsg(void)
 {
     return errmsg[0] ? errmsg : "no error";

@@ -408,9 +408,8 @@ static uint64_t split_front(mseg *s, uint64_t p, uint64_t *size, uint64_t align,
     return q;
 }
 
-static MSEG_TLS int grow_error;   /* errno of heap_alloc's failed growth; 0 none */
-
-static uint64_t no_room(mseg *s, uint64_t n)
+/* grow_error: errno of the growth heap_alloc tried, 0 if none */
+static uint64_t no_room(mseg *s, uint64_t n, int grow_error)
 {
     if (grow_error && grow_error != ENOMEM && !op_bad_access()) {
         errno = grow_error;   /* growth failed for want of disk (ENOSPC), a file size */
@@ -456,11 +455,11 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     uint64_t need = block_size_for(n);
     uint64_t search = align > MSEG_GRANULE ? need + align + MSEG_BLOCK_MIN : need;
     if (need == 0 || search > MSEG_BLOCK_MAX)
-        return grow_error = 0, no_room(s, n);
+        return no_room(s, n, 0);
     uint64_t p = find_block(s, search);
     if (!p && s->op.direct)
         op_direct_off(s);   /* growth is logged; nothing was stored yet */
-    grow_error = 0;
+    int grow_error = 0;
     if (!p && !op_bad_access()) {
         if (seg_grow(s, search) == 0)
             p = find_block(s, search);
@@ -468,7 +467,7 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
             grow_error = errno;
     }
     if (!p || op_bad_access())
-        return no_room(s, n);
+        return no_room(s, n, grow_error);
     s->op.allocated++;
     uint32_t h = head(s, p);
     uint64_t size = head_size(h);
@@ -494,7 +493,7 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     }
     set_head(s, p, make_head(size, prev_used, true));
     if (op_bad_access() || p + size > s->size)
-        return no_room(s, n);
+        return no_room(s, n, 0);
     op_claim(s, p, size - 4);
     /* A logged operation can hand out a block whose first bytes no free
        block's links ever overwrote: an aligned block starts inside the free
@@ -718,11 +717,9 @@ static uint32_t span_end(mseg *s, const uint64_t *d, uint32_t n, uint32_t i, uin
 static int release_in_spans(mseg *s, uint32_t n)
 {
     /* a growable segment whose file system (or quota, or file size limit)
-       is full is as full as one at its max_size: seg_grow fails at
-       posix_fallocate with nothing changed, and a destroy that freed room
+       is full is as full as one at its max_size: a destroy that freed room
        there failed with ENOSPC every time */
-    bool full = errno == ENOMEM || errno == ENOSPC || errno == EDQUOT || errno == EFBIG;
-    if (!full || op_bad_access())
+    if (!room_ran_out(errno) || op_bad_access())
         return -1;
     uint64_t *d = s->op.deferred;
     qsort(d, n, sizeof *d, cmp_off);

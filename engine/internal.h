@@ -105,6 +105,17 @@ int   fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *fail_null(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends note to this thread's message; errno unchanged. */
 void  fail_note(const char *note);
+/* After a failed heap_alloc: when errno is ENOMEM, puts this message in
+   place of the allocator's; any other errno (a growth's ENOSPC, damage)
+   keeps its own. Returns -1. */
+int   fail_no_room(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Whether errno e of a failed allocation means the segment is full: no
+   free block (ENOMEM), or a growth the file system, a quota or the file
+   size limit refused (seg_grow fails then with nothing changed) */
+static inline bool room_ran_out(int e)
+{
+    return e == ENOMEM || e == ENOSPC || e == EDQUOT || e == EFBIG;
+}
 
 /* ---- typed access to the mapping ---- */
 static inline struct mseg_header  *seg_header(mseg *s, int copy)

@@ -119,9 +119,8 @@ static bool val_inline(const struct map_view *m)          { return m->val_size &
 static uint64_t cell_new(mseg *s, const void *p, size_t len)
 {
     uint64_t c = heap_alloc(s, CELL_HEAD + (uint64_t)len, MSEG_GRANULE);
-    if (!c)   /* heap_alloc's own error when not ENOMEM: ENOSPC of a growth, EUCLEAN */
-        return errno == ENOMEM ? (fail(ENOMEM, "segment %s: no room for a %zu-byte map key or value",
-                                       s->name, len), 0) : 0;
+    if (!c)
+        return fail_no_room("segment %s: no room for a %zu-byte map key or value", s->name, len), 0;
     uint64_t head[2] = { len, 0 };
     memcpy(s->base + c, head, sizeof head);
     if (len)
@@ -483,7 +482,7 @@ static uint64_t node_new(mseg *s, unsigned level, const struct ent *e, unsigned 
 {
     uint64_t n = heap_alloc(s, NODE_BYTES, MSEG_GRANULE);
     if (!n)
-        return errno == ENOMEM ? (fail(ENOMEM, "segment %s: no room for a map node", s->name), 0) : 0;
+        return fail_no_room("segment %s: no room for a map node", s->name), 0;
     struct mseg_map_node *nd = node_at(s, n);
     memset(nd, 0, NODE(keys));
     nd->magic = MSEG_MAP_NODE_MAGIC;
@@ -1144,8 +1143,7 @@ static mseg_map *map_new(mseg *s, enum mseg_key kind, size_t val_size, unsigned 
         return NULL;
     uint64_t off = heap_alloc(s, sizeof(struct mseg_map_root), MSEG_GRANULE);
     if (!off) {
-        if (errno == ENOMEM)
-            fail(ENOMEM, "segment %s: no room for a map", s->name);
+        fail_no_room("segment %s: no room for a map", s->name);
         map_end(s, -1);
         return NULL;
     }

@@ -205,9 +205,9 @@ static int vec_relocate(mseg *s, struct vec_view *w, uint64_t cap)
                     s->name, (unsigned long long)cap, (unsigned long long)w->elem_size);
     uint64_t bytes = cap * w->elem_size;
     uint64_t nbuf = heap_alloc(s, bytes, MSEG_GRANULE);
-    if (!nbuf)   /* heap_alloc's own error when not ENOMEM: ENOSPC of a growth, EUCLEAN */
-        return errno == ENOMEM ? fail(ENOMEM, "segment %s: no room to grow a vector to %llu elements (%llu bytes)",
-                                      s->name, (unsigned long long)cap, (unsigned long long)bytes) : -1;
+    if (!nbuf)
+        return fail_no_room("segment %s: no room to grow a vector to %llu elements (%llu bytes)", s->name,
+                            (unsigned long long)cap, (unsigned long long)bytes);
     uint64_t used = w->len * w->elem_size;
     if (used)
         view_copy(s, s->base + nbuf, w->buf, used);
@@ -248,8 +248,7 @@ static int vec_grow_for(mseg *s, struct vec_view *w, uint64_t want)
     if (cap < want)
         cap = want;
     int rc = vec_grow_to(s, w, cap);
-    bool full = errno == ENOMEM || errno == ENOSPC || errno == EDQUOT || errno == EFBIG;   /* as heap.c's */
-    if (rc && full && cap > want)
+    if (rc && room_ran_out(errno) && cap > want)
         rc = vec_grow_to(s, w, want);
     return rc;
 }
@@ -290,8 +289,7 @@ mseg_vec *mseg_vec_new(mseg *s, size_t elem_size)
         return NULL;
     uint64_t off = heap_alloc(s, sizeof(struct mseg_vec_root), MSEG_GRANULE);
     if (!off) {
-        if (errno == ENOMEM)   /* else heap_alloc's own: ENOSPC of a growth, EUCLEAN */
-            fail(ENOMEM, "segment %s: no room for a vector", s->name);
+        fail_no_room("segment %s: no room for a vector", s->name);
         vec_end(s, -1);
         return NULL;
     }

@@ -709,15 +709,36 @@ Test(growth, a_process_attached_while_a_grower_died_at_its_header_follows_later_
 
 /* ---- (f) a full file system: ENOSPC, never SIGBUS ---- */
 
+/* In a forked child: mounts a 4 MiB tmpfs over dir, in a mount namespace of
+   its own (the mount dies with it); exits with SKIP_CODE where that is not
+   permitted. */
+static void enter_small_tmpfs(const char *dir)
+{
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        _exit(SKIP_CODE);
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
+        _exit(SKIP_CODE);
+}
+
+/* Runs child(dir) in a forked process, dir a fresh directory that
+   enter_small_tmpfs can mount over; skips the test where it cannot. */
+static void run_on_small_tmpfs(void (*child)(void *))
+{
+    char dir[256], why[128];
+    th_name(dir, 0);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    th_track(dir, TH_DIR);
+    int st = th_fork_run(child, dir);
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
+        cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
+    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+}
+
 static void fill_small_tmpfs(void *arg)
 {
     const char *dir = arg;
     unsigned backend = dir ? 0 : MSEG_SHM;
-    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-        _exit(SKIP_CODE);
-    /* the mount dies with this process's mount namespace */
-    if (mount("tmpfs", dir ? dir : "/dev/shm", "tmpfs", 0, "size=4m") != 0)
-        _exit(SKIP_CODE);
+    enter_small_tmpfs(dir ? dir : "/dev/shm");
     char name[300];
     if (dir)
         snprintf(name, sizeof name, "%s/seg", dir);
@@ -777,10 +798,7 @@ Test(growth, growth_on_a_full_file_system_fails_with_enospc_not_sigbus, .timeout
 static void containers_on_a_full_tmpfs(void *arg)
 {
     const char *dir = arg;
-    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-        _exit(SKIP_CODE);
-    if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
-        _exit(SKIP_CODE);
+    enter_small_tmpfs(dir);
     for (int what = 0; what < 4; what++) {
         char name[300];
         snprintf(name, sizeof name, "%s/seg%d", dir, what);
@@ -820,14 +838,7 @@ static void containers_on_a_full_tmpfs(void *arg)
 
 Test(growth, containers_on_a_full_file_system_fail_with_enospc, .timeout = 30, .fini = th_cleanup)
 {
-    char dir[256], why[128];
-    th_name(dir, 0);
-    cr_assert_eq(mkdir(dir, 0700), 0);
-    th_track(dir, TH_DIR);
-    int st = th_fork_run(containers_on_a_full_tmpfs, dir);
-    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
-        cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
-    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+    run_on_small_tmpfs(containers_on_a_full_tmpfs);
 }
 
 /* A growable segment on a full file system: destroying a large map, to
@@ -838,10 +849,7 @@ Test(growth, containers_on_a_full_file_system_fail_with_enospc, .timeout = 30, .
 static void destroy_on_a_full_tmpfs(void *arg)
 {
     const char *dir = arg;
-    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-        _exit(SKIP_CODE);
-    if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
-        _exit(SKIP_CODE);
+    enter_small_tmpfs(dir);
     char name[300];
     snprintf(name, sizeof name, "%s/seg", dir);
     struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
@@ -866,14 +874,7 @@ static void destroy_on_a_full_tmpfs(void *arg)
 
 Test(growth, destroying_a_large_map_on_a_full_file_system_makes_room, .timeout = 60, .fini = th_cleanup)
 {
-    char dir[256], why[128];
-    th_name(dir, 0);
-    cr_assert_eq(mkdir(dir, 0700), 0);
-    th_track(dir, TH_DIR);
-    int st = th_fork_run(destroy_on_a_full_tmpfs, dir);
-    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
-        cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
-    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+    run_on_small_tmpfs(destroy_on_a_full_tmpfs);
 }
 
 /* A segment file with holes (copied or restored sparse: cp --sparse=always,
@@ -884,10 +885,7 @@ Test(growth, destroying_a_large_map_on_a_full_file_system_makes_room, .timeout =
 static void open_sparse_on_small_tmpfs(void *arg)
 {
     const char *dir = arg;
-    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-        _exit(SKIP_CODE);
-    if (mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
-        _exit(SKIP_CODE);
+    enter_small_tmpfs(dir);
     char name[300], fill[300];
     snprintf(name, sizeof name, "%s/seg", dir);
     snprintf(fill, sizeof fill, "%s/fill", dir);
@@ -942,14 +940,7 @@ static void open_sparse_on_small_tmpfs(void *arg)
 Test(growth, a_sparse_segment_file_on_a_full_file_system_fails_to_open_with_enospc_not_sigbus, .timeout = 30,
      .fini = th_cleanup)
 {
-    char dir[256], why[128];
-    th_name(dir, 0);
-    cr_assert_eq(mkdir(dir, 0700), 0);
-    th_track(dir, TH_DIR);
-    int st = th_fork_run(open_sparse_on_small_tmpfs, dir);
-    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == SKIP_CODE)
-        cr_skip_test("cannot mount a 4 MiB tmpfs here (unshare/mount not permitted)");
-    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+    run_on_small_tmpfs(open_sparse_on_small_tmpfs);
 }
 
 /* ---- (g) mseg_shrink ---- */
