@@ -339,11 +339,35 @@ int check_segment(mseg *s, struct mseg_report *r)
 
 #define QUIET_WAIT_NS (5000 * 1000 * 1000ull)
 
+/* A check that could not run (a bad argument, a segment that does not open,
+   a lock not taken, EBUSY, EAGAIN) still fills the report, so a caller that
+   reads r->problems without looking at the return value is not told "sound"
+   by a report left as it was: one problem, described by mseg_errmsg(). */
+static int check_did_not_run(struct mseg_report *r)
+{
+    int e = errno;
+    memset(r, 0, sizeof *r);
+    r->problems = 1;
+    snprintf(r->first_problem, sizeof r->first_problem, "%s", mseg_errmsg());
+    errno = e;
+    return -1;
+}
+
+static int verify_handle(mseg *s, struct mseg_report *r, bool *ran);
+
 int mseg_verify(mseg *s, struct mseg_report *r)
 {
     struct mseg_report local;
     if (!r)
         r = &local;
+    bool ran = false;
+    int rc = verify_handle(s, r, &ran);
+    return rc && !ran ? check_did_not_run(r) : rc;
+}
+
+/* *ran: check_segment filled r (its verdict is the return value) */
+static int verify_handle(mseg *s, struct mseg_report *r, bool *ran)
+{
     if (!s)
         return fail(EINVAL, "NULL segment handle");
     /* read-write handles verify under the lock: it also recovers from a
@@ -360,6 +384,7 @@ int mseg_verify(mseg *s, struct mseg_report *r)
         if (lock_acquire(s))
             return -1;
         int rc = check_segment(s, r), e = errno;
+        *ran = true;
         lock_release(s);
         errno = e;
         return rc;
@@ -376,6 +401,7 @@ int mseg_verify(mseg *s, struct mseg_report *r)
         bool quiet = !log_op_in_progress(s);
         int rc = quiet ? check_segment(s, r) : 0, e = errno;
         if (quiet && !log_op_in_progress(s) && seg_read_end(s, seq)) {
+            *ran = true;
             errno = e;
             return rc;
         }
@@ -398,14 +424,13 @@ int check_named(const char *name, unsigned flags, struct mseg_report *r,
     if (!r)
         r = &local;
     memset(r, 0, sizeof *r);
-    mseg *s = mseg_open(name, MSEG_COW | (flags & MSEG_SHM), NULL);
-    if (!s) {
-        int e = errno;
-        r->problems = 1;
-        snprintf(r->first_problem, sizeof r->first_problem, "%s", mseg_errmsg());
-        errno = e;
-        return -1;
+    if (flags & ~MSEG_OPEN_FLAGS) {
+        fail(EINVAL, "mseg_check: unknown flags %#x", flags & ~MSEG_OPEN_FLAGS);
+        return check_did_not_run(r);
     }
+    mseg *s = mseg_open(name, MSEG_COW | (flags & MSEG_SHM), NULL);
+    if (!s)
+        return check_did_not_run(r);
     if (before)
         before(s, arg);
     int rc = mseg_verify(s, r);   /* between two reads of the writers' op_seq */

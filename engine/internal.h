@@ -18,6 +18,11 @@
 #include "layout.h"
 #include "mseg.h"
 
+/* Every flag mseg_open knows. mseg_remove and mseg_check take these too
+   (and use only MSEG_SHM), so a caller can pass its open flags; any other
+   bit is refused with EINVAL. */
+#define MSEG_OPEN_FLAGS (MSEG_CREATE | MSEG_EXCL | MSEG_RDONLY | MSEG_COW | MSEG_SHM | MSEG_DURABLE)
+
 /* The work in progress of one engine operation: the redo records it has
    written to the log so far and the bytes it wrote in place into memory that
    no committed state can reach yet (fresh blocks), which a durable commit

@@ -45,7 +45,6 @@
 #include "backend.h"
 #include "internal.h"
 
-#define KNOWN_FLAGS (MSEG_CREATE | MSEG_EXCL | MSEG_RDONLY | MSEG_COW | MSEG_SHM | MSEG_DURABLE)
 #define DOOR_BYTE    0
 #define WRITERS_BYTE 1
 #define READERS_BYTE 2
@@ -87,8 +86,8 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
 {
     if (!name || !*name)
         return fail(EINVAL, "segment name is empty");
-    if (flags & ~KNOWN_FLAGS)
-        return fail(EINVAL, "unknown flags %#x", flags & ~KNOWN_FLAGS);
+    if (flags & ~MSEG_OPEN_FLAGS)
+        return fail(EINVAL, "unknown flags %#x", flags & ~MSEG_OPEN_FLAGS);
     if ((flags & MSEG_EXCL) && !(flags & MSEG_CREATE))
         return fail(EINVAL, "MSEG_EXCL needs MSEG_CREATE");
     if ((flags & MSEG_RDONLY) && (flags & MSEG_COW))
@@ -944,6 +943,8 @@ int mseg_remove(const char *name, unsigned flags)
 {
     if (!name || !*name)
         return fail(EINVAL, "segment name is empty");
+    if (flags & ~MSEG_OPEN_FLAGS)
+        return fail(EINVAL, "mseg_remove: unknown flags %#x", flags & ~MSEG_OPEN_FLAGS);
     const struct backend *be = backend_of(flags);
     if (be->check_name(name))
         return -1;

@@ -80,7 +80,8 @@ mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg
    (nothing of it stays) and the thread is out of it. */
 int    mseg_close(mseg *s);
 
-/* Removes a segment's file or shm object (flags: 0 or MSEG_SHM).
+/* Removes a segment's file or shm object (flags: 0 or MSEG_SHM; the other
+   open flags are accepted and ignored, unknown bits fail with EINVAL).
    Processes that have it open keep their mapping. ENOENT if absent. */
 int    mseg_remove(const char *name, unsigned flags);
 
@@ -343,12 +344,16 @@ struct mseg_report {
    and the first problem in mseg_errmsg() (and r->first_problem) when not;
    -1 with EAGAIN when writers left no moment without an operation in
    progress for 5 seconds (it reads without the lock); -1 with another
-   errno when the segment could not be opened at all. r may be NULL. */
+   errno when the segment could not be opened at all. flags: MSEG_SHM for
+   an shm name; the other open flags are ignored, unknown bits are EINVAL.
+   When the check could not run (any errno but EUCLEAN), r says so too:
+   problems 1 and the reason in first_problem. r may be NULL. */
 int mseg_check(const char *name, unsigned flags, struct mseg_report *r);
 
 /* The same verification on an open handle: under the segment lock on a
    read-write handle, as mseg_check reads otherwise. EBUSY inside the
-   calling thread's transaction on s (verify after its commit). */
+   calling thread's transaction on s (verify after its commit). r is filled
+   as by mseg_check, also when the check could not run. */
 int mseg_verify(mseg *s, struct mseg_report *r);
 
 #ifdef __cplusplus

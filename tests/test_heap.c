@@ -756,18 +756,28 @@ Test(heap, closing_a_handle_inside_its_transaction_aborts_it_and_ends_it, .fini 
 
 /* mseg_verify inside the thread's own transaction: EBUSY at once. It took
    the lock-free path, waited 5 s for "no operation in progress" (its own
-   transaction), then failed with EAGAIN blaming writers. */
+   transaction), then failed with EAGAIN blaming writers. The report says
+   the check did not run: it was left as the caller had it, and a zeroed
+   one read "0 problems". */
 Test(heap, verify_inside_the_threads_transaction_is_ebusy_at_once, .fini = th_cleanup, .timeout = 30)
 {
     mseg *s = new_seg(1 * MiB);
     cr_assert_eq(mseg_tx_begin(s), 0);
     cr_assert_not_null(mseg_alloc(s, 100));
     struct mseg_report r;
+    memset(&r, 0, sizeof r);
     double t0 = th_now();
     errno = 0;
     cr_assert_eq(mseg_verify(s, &r), -1);
     cr_assert_eq(errno, EBUSY, "errno %d (%s)", errno, mseg_errmsg());
     cr_assert_lt(th_now() - t0, 1.0, "it waited %.1f s", th_now() - t0);
+    cr_assert_eq(r.problems, 1, "the report of a verify that did not run says %llu problems",
+                 (unsigned long long)r.problems);
+    cr_assert(strstr(r.first_problem, "inside a transaction"), "first_problem: %s", r.first_problem);
+    errno = 0;
+    cr_assert_eq(mseg_verify(NULL, &r), -1);
+    cr_assert_eq(errno, EINVAL, "errno %d", errno);
+    cr_assert(strstr(r.first_problem, "NULL segment handle"), "first_problem: %s", r.first_problem);
     cr_assert_eq(mseg_tx_commit(s), 0, "the transaction goes on: %s", mseg_errmsg());
     assert_sound(s, "after the commit");
     mseg_close(s);

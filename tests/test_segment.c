@@ -479,6 +479,44 @@ static void bad_flags_and_names_fail_with_einval(unsigned be)
 }
 BOTH_BACKENDS(bad_flags_and_names_fail_with_einval)
 
+/* mseg_remove and mseg_check took any flags and looked only at MSEG_SHM:
+   a stray bit removed (or checked) the segment anyway. Now an unknown bit
+   is EINVAL and the segment is left as it was; the open flags a caller may
+   pass along are still accepted. */
+static void remove_and_check_refuse_unknown_flags(unsigned be)
+{
+    char name[256];
+    th_name(name, be);
+    mseg *s = mseg_open(name, be | MSEG_CREATE | MSEG_EXCL, &small);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0, "%s", mseg_errmsg());
+
+    errno = 0;
+    cr_assert_eq(mseg_remove(name, be | 0x4000u), -1, "a remove with an unknown flag ran");
+    cr_assert_eq(errno, EINVAL, "errno %d", errno);
+    cr_assert(strstr(mseg_errmsg(), "unknown flags 0x4000"), "%s", mseg_errmsg());
+
+    struct mseg_report r;
+    memset(&r, 0, sizeof r);   /* problems 0: what a caller would read as "sound" */
+    errno = 0;
+    cr_assert_eq(mseg_check(name, be | 0x4000u, &r), -1, "a check with an unknown flag ran");
+    cr_assert_eq(errno, EINVAL, "errno %d", errno);
+    cr_assert_eq(r.problems, 1, "the report of a check that did not run says %llu problems",
+                 (unsigned long long)r.problems);
+    cr_assert(strstr(r.first_problem, "unknown flags 0x4000"), "first_problem: %s", r.first_problem);
+
+    cr_assert_eq(mseg_check(name, be | MSEG_DURABLE, &r), 0, "open flags are accepted: %s", mseg_errmsg());
+    s = mseg_open(name, be, NULL);
+    cr_assert_not_null(s, "the refused remove removed the segment: %s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_remove(name, be | MSEG_CREATE | MSEG_DURABLE), 0, "open flags are accepted: %s",
+                 mseg_errmsg());
+    errno = 0;
+    cr_assert_null(mseg_open(name, be, NULL), "the segment is still there after its remove");
+    cr_assert_eq(errno, ENOENT, "errno %d", errno);
+}
+BOTH_BACKENDS(remove_and_check_refuse_unknown_flags)
+
 /* ---- interrupted creation ---- */
 
 enum leftover { LEFT_EMPTY, LEFT_ZEROS, LEFT_INIT_MAGIC };
