@@ -422,7 +422,9 @@ Test(tool, dump_of_a_map_another_process_changes_lists_every_stable_entry_once_i
 /* --json with names that are UTF-8: the name comes out as the same
    characters. Every byte >= 0x7f was escaped as the code point of its
    value, so "café" read back as "cafÃ©" and a dump by that name failed.
-   Bytes that are not UTF-8 stay escaped, so the output is still JSON. */
+   Bytes that are not UTF-8 stay escaped, so the output is still JSON, as
+   \udcXX (surrogateescape): as \u00XX, the byte 0xff read back as "ÿ",
+   the very string the name "ÿ" (0xc3 0xbf) reads back as. */
 Test(tool, json_names_in_utf8_read_back_as_the_same_characters, .fini = th_cleanup)
 {
     char path[256];
@@ -432,11 +434,17 @@ Test(tool, json_names_in_utf8_read_back_as_the_same_characters, .fini = th_clean
     cr_assert_not_null(s, "%s", mseg_errmsg());
     cr_assert_not_null(mseg_construct(s, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "int", 4, 1, NULL));
     cr_assert_not_null(mseg_construct(s, "bad\xc3\x28\xff\xed\xa0\x80", "int", 4, 1, NULL));
+    cr_assert_not_null(mseg_construct(s, "y\xff", "int", 4, 1, NULL));
+    cr_assert_not_null(mseg_construct(s, "y\xc3\xbf", "int", 4, 1, NULL));
+    cr_assert_not_null(mseg_construct(s, "del\x7f", "int", 4, 1, NULL));
     cr_assert_eq(mseg_close(s), 0);
     struct run *r = run_tool("ls", "--json", path, NULL);
     ASSERT_EXIT(r, 0);
     cr_assert(strstr(r->out, "\"name\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""), "%s", r->out);
-    cr_assert(strstr(r->out, "\"name\":\"bad\\u00c3(\\u00ff\\u00ed\\u00a0\\u0080\""), "%s", r->out);
+    cr_assert(strstr(r->out, "\"name\":\"bad\\udcc3(\\udcff\\udced\\udca0\\udc80\""), "%s", r->out);
+    cr_assert(strstr(r->out, "\"name\":\"y\\udcff\""), "%s", r->out);
+    cr_assert(strstr(r->out, "\"name\":\"y\xc3\xbf\""), "%s", r->out);
+    cr_assert(strstr(r->out, "\"name\":\"del\\u007f\""), "%s", r->out);
 }
 
 /* mseg copy SRC SRC used to rename the copy over the segment: a process

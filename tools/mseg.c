@@ -235,8 +235,10 @@ static size_t utf8_len(const unsigned char *p)
 
 /* A JSON string of the bytes of s: well-formed UTF-8 as it is (a name
    "caf\xc3\xa9" is "café", not "cafÃ©" as when every byte >= 0x7f was
-   escaped as the code point of that value); other bytes >= 0x7f, which no
-   JSON string can hold, escaped as \u00XX; control characters escaped. */
+   escaped as the code point of that value); a byte >= 0x80 that is not
+   part of it, which no JSON string can hold, as \udc80..\udcff, a lone low
+   surrogate, the escape of Python's surrogateescape (PEP 383), so a script
+   gets the byte back; control characters and DEL as \u00XX. */
 void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -247,7 +249,11 @@ void json_str(FILE *f, const char *s)
         else if (*p >= 0x80 && (n = utf8_len(p)) > 0) {
             fwrite(p, 1, n, f);
             p += n - 1;
-        } else if (*p < 0x20 || *p >= 0x7f)   /* keeps the output valid JSON whatever the bytes */
+        } else if (*p >= 0x80)
+            /* not \u00XX: that reads back as the character U+00XX, as its
+               UTF-8 bytes do; the names "\xff" and "\xc3\xbf" came out alike */
+            fprintf(f, "\\udc%02x", *p);
+        else if (*p < 0x20 || *p == 0x7f)   /* keeps the output valid JSON */
             fprintf(f, "\\u%04x", *p);
         else
             fputc(*p, f);
