@@ -22,11 +22,22 @@
  *   - pop: one record, len.
  * "Unreachable" is judged against the committed state, i.e. the root as
  * stored in memory, not as the operation sees it: inside a transaction an
- * earlier pop may have logged a smaller len while the committed state still
- * holds that element. Bytes the committed state can reach are logged
- * (op_write_bytes); when that would take many records, the call moves the
- * elements to a fresh block instead, so each call logs a bounded number of
- * records whatever the vector's size.
+ * earlier pop (or shrinking resize) may have logged a smaller len while the
+ * committed state still holds that element, which an abort or a crash must
+ * find again. A store there (a push or a growing resize after the pop) can
+ * neither go in place nor only into the log, or mseg_vec_at and
+ * mseg_vec_data would show the committed element until the commit; so the
+ * call first moves the elements, as the transaction sees them, to a fresh
+ * block of the same capacity (vec_detach: the root's switch is logged, the
+ * old block freed at the commit) and stores in place there. That costs one
+ * copy of the vector per transaction (its later stores hit the fresh block),
+ * and in a full segment, where no copy fits, the call fails with ENOMEM and
+ * changes nothing. A logged store records whole aligned 8-byte words, so the
+ * words of the last committed element are logged (committed_overlap) even
+ * for a store past it: elements of 1, 2 or 4 bytes pushed into that word,
+ * inside a transaction or on a durable handle. Their bytes past the
+ * committed elements are stored in place as well, for reads to see at once
+ * (the record holds the same bytes).
  */
 #include <stdio.h>
 #include <string.h>
@@ -36,7 +47,6 @@
 
 #define ROOT(field) offsetof(struct mseg_vec_root, field)
 #define VEC_MIN_CAP      4u
-#define VEC_LOG_BYTES_MAX 256u   /* logged element bytes per call before relocating */
 
 /* The root as the current operation sees it. */
 struct vec_view {
@@ -121,14 +131,32 @@ static void view_copy(mseg *s, uint8_t *dst, uint64_t src_off, uint64_t n)
     }
 }
 
-/* Of the bytes [at, at+n) of the buffer, how many the committed state can
-   reach (a prefix), which must be logged rather than stored in place. */
-static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at, uint64_t n)
+/* Bytes of the buffer the committed state reaches, i.e. its elements (the
+   root as stored in memory): 0 for a buffer of this operation (fresh),
+   UINT64_MAX when it cannot tell. */
+static uint64_t committed_bytes(mseg *s, const struct vec_view *w)
 {
     const struct mseg_vec_root *mem = (const void *)(s->base + w->root);
     if (mem->buf != w->buf)
-        return 0;                       /* a buffer of this operation: fresh */
+        return 0;
     if (mem->len > w->cap)
+        return UINT64_MAX;
+    return mem->len * w->elem_size;
+}
+
+/* Whether the bytes [at, at+n) of the buffer hold committed elements: a
+   transaction's popped ones, which an abort or a crash must find again. */
+static bool hits_committed_elements(mseg *s, const struct vec_view *w, uint64_t at, uint64_t n)
+{
+    return n && at < committed_bytes(s, w);
+}
+
+/* Of the bytes [at, at+n) of the buffer, how many (a prefix) must be logged
+   rather than only stored in place: those in the committed elements' words. */
+static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at, uint64_t n)
+{
+    uint64_t reach = committed_bytes(s, w);
+    if (reach == UINT64_MAX)
         return n;                       /* cannot tell: log it all */
     /* rounded up to a whole 8-byte word: a logged store records whole
        aligned words (op_write_bytes), taking the word's other bytes from the
@@ -136,7 +164,7 @@ static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at
        in the operation was put back at commit. A vector of 1-byte elements
        with one element committed lost the second of two pushes after a pop
        in a transaction ([bb, 00] instead of [bb, cc]). */
-    uint64_t reach = (mem->len * w->elem_size + 7) & ~(uint64_t)7;
+    reach = (reach + 7) & ~(uint64_t)7;
     if (at >= reach)
         return 0;
     return reach - at < n ? reach - at : n;
@@ -167,17 +195,34 @@ static uint64_t committed_header_in(mseg *s, const struct vec_view *w, uint64_t 
     return UINT64_MAX;
 }
 
+/* Logs n bytes (src, or zeros when src is NULL) at off. */
+static void vec_log_bytes(mseg *s, uint64_t off, const void *src, uint64_t n)
+{
+    static const uint8_t zero[64];
+    if (src) {
+        op_write_bytes(s, off, src, n);
+        return;
+    }
+    for (uint64_t k; n; off += k, n -= k) {
+        k = n < sizeof zero ? n : sizeof zero;
+        op_write_bytes(s, off, zero, k);
+    }
+}
+
 /* Stores n bytes (src, or zeros when src is NULL) at byte at of the buffer:
    in place where the committed state cannot reach, logged where it can
-   (elements below the committed length, and header words of blocks an
-   expansion took over). */
+   (the words of elements below the committed length, and header words of
+   blocks an expansion took over). Bytes past the committed elements are
+   stored in place even in a logged word, so that reads see them before the
+   commit (the record holds the same bytes); the caller has moved the
+   elements to a fresh block before a store over committed ones. */
 static void vec_store(mseg *s, const struct vec_view *w, uint64_t at, const void *src, uint64_t n)
 {
-    static const uint8_t zero[VEC_LOG_BYTES_MAX];
-    uint64_t logged = committed_overlap(s, w, at, n);
+    uint64_t logged = committed_overlap(s, w, at, n), reach = committed_bytes(s, w);
+    uint64_t logged_end = at + logged, stop = at + n;
     if (logged)
-        op_write_bytes(s, w->buf + at, src ? src : zero, logged);
-    uint64_t pos = at + logged, stop = at + n;
+        vec_log_bytes(s, w->buf + at, src, logged);
+    uint64_t pos = reach < at ? at : reach < logged_end ? reach : logged_end;
     while (pos < stop) {
         uint64_t hole = committed_header_in(s, w, pos);
         uint64_t upto = hole < stop ? (hole > pos ? hole : pos) : stop;
@@ -186,11 +231,14 @@ static void vec_store(mseg *s, const struct vec_view *w, uint64_t at, const void
             memcpy(dst, (const uint8_t *)src + (pos - at), upto - pos);
         else
             memset(dst, 0, upto - pos);
-        op_fresh(s, w->buf + pos, upto - pos);
+        uint64_t fresh = pos > logged_end ? pos : logged_end;   /* a logged word's bytes are in a record */
+        if (upto > fresh)
+            op_fresh(s, w->buf + fresh, upto - fresh);
         pos = upto;
-        if (pos < stop) {               /* the header word: through the log */
+        if (pos < stop) {               /* the header word: through the log, once */
             uint64_t k = stop - pos < 4 - (pos - hole) ? stop - pos : 4 - (pos - hole);
-            op_write_bytes(s, w->buf + pos, src ? (const uint8_t *)src + (pos - at) : zero, k);
+            if (pos >= logged_end)
+                vec_log_bytes(s, w->buf + pos, src ? (const uint8_t *)src + (pos - at) : NULL, k);
             pos += k;
         }
     }
@@ -219,6 +267,22 @@ static int vec_relocate(mseg *s, struct vec_view *w, uint64_t cap)
     w->buf = nbuf;
     w->cap = cap;
     return 0;
+}
+
+/* Moves the elements to a fresh block of cap elements before a store over
+   elements the committed state still holds (a transaction's popped ones):
+   stored in place there, they would be lost to an abort or a crash; logged,
+   reads would show the committed ones until the commit. Later stores of the
+   transaction go in place into the fresh block. `what` names the call for
+   the error in a full segment. */
+static int vec_detach(mseg *s, struct vec_view *w, uint64_t cap, const char *what)
+{
+    int rc = vec_relocate(s, w, cap);
+    if (!rc || cap > (MSEG_BLOCK_MAX - 4) / w->elem_size)   /* done, or too large for any block */
+        return rc;
+    return fail_no_room("segment %s: a %s the transaction popped needs room for a copy of the vector's buffer "
+                        "(%llu bytes), and there is none", s->name, what,
+                        (unsigned long long)(cap * w->elem_size));
 }
 
 /* Gives the buffer room for exactly cap elements (cap > w->cap): in place
@@ -488,8 +552,8 @@ int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
     uint64_t old_cap = rc ? 0 : w.cap;
     if (!rc)
         rc = vec_grow_for(s, &w, w.len + 1);
-    if (!rc && committed_overlap(s, &w, w.len * w.elem_size, w.elem_size) > VEC_LOG_BYTES_MAX)
-        rc = vec_relocate(s, &w, w.cap);
+    if (!rc && hits_committed_elements(s, &w, w.len * w.elem_size, w.elem_size))
+        rc = vec_detach(s, &w, w.cap, "push into an element");
     if (!rc) {
         vec_store(s, &w, w.len * w.elem_size, elem, w.elem_size);
         vec_set_len(s, &w, w.len + 1);
@@ -535,11 +599,13 @@ int mseg_vec_resize(mseg *s, mseg_vec *v, size_t len)
     struct vec_view w;
     int rc = vec_open_view(s, v, &w);
     if (!rc && len > w.len) {
-        if (len > w.cap)
-            rc = vec_grow_to(s, &w, len);
         uint64_t at = w.len * w.elem_size, n = (len - w.len) * w.elem_size;
-        if (!rc && committed_overlap(s, &w, at, n) > VEC_LOG_BYTES_MAX)
-            rc = vec_relocate(s, &w, w.cap);
+        /* one step that changes nothing when it fails: the copy is made at
+           the size wanted, rather than growing in place and then copying */
+        if (hits_committed_elements(s, &w, at, n))
+            rc = vec_detach(s, &w, len > w.cap ? len : w.cap, "resize over elements");
+        else if (len > w.cap)
+            rc = vec_grow_to(s, &w, len);
         if (!rc)
             vec_store(s, &w, at, NULL, n);
     }

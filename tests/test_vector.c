@@ -455,3 +455,300 @@ Test(vector, a_push_in_place_next_to_a_logged_one_survives_the_commit, .fini = t
         for (size_t committed = 1; committed < 12; committed++)
             vt_tx_pushes(es, committed, 3, 9);
 }
+
+/* ---- reading a vector inside the transaction that writes it ----
+
+   After a pop (or a shrinking resize) in a transaction, the committed vector
+   still reaches the popped element, so a push there may not overwrite it in
+   place (an abort or a crash must find it). Before, such a push was only
+   logged, and until the commit mseg_vec_at and mseg_vec_data showed the
+   committed element, not the pushed one. So did a push just past the
+   committed length into the same 8-byte word (logged whole: elements of 1, 2
+   or 4 bytes). */
+
+/* Element i reads as es bytes b through mseg_vec_at and mseg_vec_data. */
+static void vt_assert_elem(mseg *s, mseg_vec *v, size_t i, size_t es, uint8_t b, const char *when)
+{
+    const uint8_t *p = mseg_vec_at(s, v, i), *d = mseg_vec_data(s, v);
+    cr_assert(p && d, "%s: %zu-byte elements: element %zu: %s", when, es, i, mseg_errmsg());
+    cr_assert_eq(p, d + i * es, "%s: mseg_vec_at and mseg_vec_data disagree", when);
+    for (size_t j = 0; j < es; j++)
+        cr_assert_eq(p[j], b, "%s: %zu-byte elements: byte %zu of element %zu reads %#x, not %#x", when, es, j, i,
+                     p[j], b);
+}
+
+#define VT_COMMITTED 6
+
+/* A vector of VT_COMMITTED elements of es bytes, element i all 0x40 + i. */
+static mseg_vec *vt_committed_vector(mseg *s, size_t es)
+{
+    mseg_vec *v = mseg_vec_new(s, es);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    uint8_t e[16];
+    for (size_t i = 0; i < VT_COMMITTED; i++) {
+        memset(e, (int)(0x40 + i), sizeof e);
+        cr_assert_eq(mseg_vec_push(s, v, e), 0, "%s", mseg_errmsg());
+    }
+    return v;
+}
+
+/* tx { pops pops; as many pushes, each read back at once }, then commit or
+   abort; element i of the pushes is all 0xc0 + i. */
+static void vt_pop_push(size_t es, size_t pops, bool commit)
+{
+    char name[256], when[96];
+    mseg *s = vt_open(name, 0, 1 * MiB);
+    mseg_vec *v = vt_committed_vector(s, es);
+    size_t keep = VT_COMMITTED - pops;
+    uint8_t e[16];
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    for (size_t i = 0; i < pops; i++)
+        cr_assert_eq(mseg_vec_pop(s, v, NULL), 0, "%s", mseg_errmsg());
+    for (size_t i = 0; i < pops; i++) {
+        memset(e, (int)(0xc0 + i), sizeof e);
+        cr_assert_eq(mseg_vec_push(s, v, e), 0, "%s", mseg_errmsg());
+        snprintf(when, sizeof when, "%zu pops, push %zu, before the commit", pops, i);
+        cr_assert_eq(mseg_vec_len(s, v), keep + i + 1, "%s", when);
+        for (size_t j = 0; j < keep; j++)
+            vt_assert_elem(s, v, j, es, (uint8_t)(0x40 + j), when);
+        for (size_t j = 0; j <= i; j++)
+            vt_assert_elem(s, v, keep + j, es, (uint8_t)(0xc0 + j), when);
+    }
+    cr_assert_eq(commit ? mseg_tx_commit(s) : mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    snprintf(when, sizeof when, "%zu pops and pushes, after the %s", pops, commit ? "commit" : "abort");
+    cr_assert_eq(mseg_vec_len(s, v), VT_COMMITTED, "%s", when);
+    for (size_t j = 0; j < VT_COMMITTED; j++)
+        vt_assert_elem(s, v, j, es, (uint8_t)(j < keep || !commit ? 0x40 + j : 0xc0 + j - keep), when);
+    vt_check_anon(s, v);
+    vt_assert_sound(s);
+    mseg_close(s);
+    struct mseg_report r;
+    cr_assert_eq(mseg_check(name, 0, &r), 0, "%s: check: %s", when, mseg_errmsg());
+    mseg_remove(name, 0);
+}
+
+static const size_t vt_elem_sizes[] = { 1, 2, 4, 8, 12 };
+
+Test(vector, a_push_after_a_pop_in_a_transaction_reads_back_before_the_commit, .fini = th_cleanup)
+{
+    for (size_t k = 0; k < sizeof vt_elem_sizes / sizeof vt_elem_sizes[0]; k++) {
+        vt_pop_push(vt_elem_sizes[k], 1, true);
+        vt_pop_push(vt_elem_sizes[k], 3, true);
+    }
+}
+
+Test(vector, an_aborted_pop_and_push_brings_back_the_committed_elements, .fini = th_cleanup)
+{
+    for (size_t k = 0; k < sizeof vt_elem_sizes / sizeof vt_elem_sizes[0]; k++) {
+        vt_pop_push(vt_elem_sizes[k], 1, false);
+        vt_pop_push(vt_elem_sizes[k], 3, false);
+    }
+}
+
+/* tx { resize to 2; resize to `up` }: elements 2.. read zero before the
+   commit; after it too, or the committed ones again after an abort. `up`
+   past the capacity grows the buffer in the same call. */
+static void vt_shrink_grow(size_t es, size_t up, bool commit)
+{
+    char name[256], when[96];
+    mseg *s = vt_open(name, 0, 1 * MiB);
+    mseg_vec *v = vt_committed_vector(s, es);
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_resize(s, v, 2), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_resize(s, v, up), 0, "%s", mseg_errmsg());
+    for (int after = 0; after < 2; after++) {
+        snprintf(when, sizeof when, "resize to 2 and to %zu, %s", up,
+                 !after ? "before the commit" : commit ? "after the commit" : "after the abort");
+        size_t len = after && !commit ? VT_COMMITTED : up;
+        cr_assert_eq(mseg_vec_len(s, v), len, "%s", when);
+        for (size_t j = 0; j < len; j++)
+            vt_assert_elem(s, v, j, es, j < 2 || (after && !commit) ? (uint8_t)(0x40 + j) : 0, when);
+        if (!after)
+            cr_assert_eq(commit ? mseg_tx_commit(s) : mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    }
+    vt_check_anon(s, v);
+    vt_assert_sound(s);
+    mseg_close(s);
+    mseg_remove(name, 0);
+}
+
+Test(vector, a_resize_down_and_up_in_a_transaction_reads_zeros_before_the_commit, .fini = th_cleanup)
+{
+    for (size_t k = 0; k < sizeof vt_elem_sizes / sizeof vt_elem_sizes[0]; k++)
+        for (int commit = 0; commit < 2; commit++) {
+            vt_shrink_grow(vt_elem_sizes[k], VT_COMMITTED, commit);
+            vt_shrink_grow(vt_elem_sizes[k], 100, commit);   /* past the capacity */
+        }
+}
+
+/* A push just past the committed length, into the 8-byte word that holds
+   the last committed element, is logged (a logged store records whole
+   words); it must read back at once all the same, inside a transaction
+   without any pop, and on a durable handle. */
+static void vt_push_into_the_last_word(size_t es, unsigned flags)
+{
+    char name[256], when[96];
+    th_name(name, 0);
+    struct mseg_config c = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_vec *v = mseg_vec_new(s, es);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    uint8_t e[8];
+    size_t n = 0;
+    for (; n < 2; n++) {                         /* outside a transaction */
+        memset(e, (int)(0x40 + n), sizeof e);
+        cr_assert_eq(mseg_vec_push(s, v, e), 0, "%s", mseg_errmsg());
+        snprintf(when, sizeof when, "%s, push %zu", flags ? "durable" : "not durable", n);
+        vt_assert_elem(s, v, n, es, (uint8_t)(0x40 + n), when);
+    }
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    for (; n < 8 / es + 1; n++) {                /* into the committed word, then past it */
+        memset(e, (int)(0x40 + n), sizeof e);
+        cr_assert_eq(mseg_vec_push(s, v, e), 0, "%s", mseg_errmsg());
+        snprintf(when, sizeof when, "%s, push %zu in a transaction", flags ? "durable" : "not durable", n);
+        for (size_t j = 0; j <= n; j++)
+            vt_assert_elem(s, v, j, es, (uint8_t)(0x40 + j), when);
+    }
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    for (size_t j = 0; j < n; j++)
+        vt_assert_elem(s, v, j, es, (uint8_t)(0x40 + j), "after the commit");
+    vt_assert_sound(s);
+    mseg_close(s);
+    mseg_remove(name, 0);
+}
+
+Test(vector, a_push_into_the_last_committed_word_reads_back_at_once, .fini = th_cleanup)
+{
+    for (size_t es = 1; es <= 4; es *= 2) {
+        vt_push_into_the_last_word(es, 0);
+        vt_push_into_the_last_word(es, MSEG_DURABLE);
+    }
+}
+
+/* In a full segment, a push into an element the transaction popped has no
+   room for the copy of the buffer it needs: ENOMEM, and nothing changed (the
+   transaction goes on). */
+Test(vector, a_push_after_a_pop_in_a_full_segment_fails_with_enomem_and_changes_nothing, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 1 * MiB);
+    mseg_vec *v = mseg_vec_new(s, sizeof(uint64_t));
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    const uint64_t n = 1000;
+    for (uint64_t i = 0; i < n; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "%s", mseg_errmsg());
+    for (size_t size = 256 * 1024; size >= 16; size /= 2)
+        while (mseg_alloc(s, size))
+            ;
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_vec_pop(s, v, NULL), 0, "%s", mseg_errmsg());
+        int rc = round == 0 ? mseg_vec_push(s, v, (uint64_t[]){ 7 }) : mseg_vec_resize(s, v, n);
+        cr_assert_eq(rc, -1, "%s into a popped element in a full segment succeeded", round ? "resize" : "push");
+        cr_assert_eq(errno, ENOMEM, "%s", mseg_errmsg());
+        cr_assert(strstr(mseg_errmsg(), "copy of the vector's buffer"), "%s", mseg_errmsg());
+        cr_assert_null(strstr(mseg_errmsg(), "aborted"), "it changed nothing: %s", mseg_errmsg());
+        cr_assert_eq(mseg_vec_len(s, v), n - 1, "as the pop left it");
+        for (uint64_t i = 0; i < n - 1; i++)
+            cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, i), i);
+        /* the transaction goes on: abort it the first time, commit the pop the second */
+        cr_assert_eq(round == 0 ? mseg_tx_abort(s) : mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_vec_len(s, v), round == 0 ? n : n - 1);
+        for (uint64_t i = 0; i < mseg_vec_len(s, v); i++)
+            cr_assert_eq(*(uint64_t *)mseg_vec_at(s, v, i), i);
+        vt_check_anon(s, v);
+        vt_assert_sound(s);
+    }
+    mseg_close(s);
+    struct mseg_report r;
+    cr_assert_eq(mseg_check(name, 0, &r), 0, "check: %s", mseg_errmsg());
+}
+
+/* tx { pop; push X (read back at once); commit } killed at every crash
+   point: recovery gives the committed vector or the one with X, whole. */
+static unsigned long vt_crash_target;
+
+static void vt_crash_hook(const char *point, unsigned long n, void *arg)
+{
+    (void)point, (void)arg;
+    if (n == vt_crash_target)
+        _exit(42);
+}
+
+struct vt_crash_arg {
+    const char *name;
+    size_t es;
+};
+
+static void vt_crash_child(void *p)
+{
+    const struct vt_crash_arg *a = p;
+    mseg *s = mseg_open(a->name, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "v", a->es, 0);
+    CHILD_CHECK(v != NULL);
+    uint8_t e[16];
+    memset(e, 0xc5, sizeof e);
+    mseg_test_set_crash_hook(vt_crash_hook, NULL);
+    CHILD_CHECK(mseg_tx_begin(s) == 0);
+    CHILD_CHECK(mseg_vec_pop(s, v, NULL) == 0);
+    CHILD_CHECK(mseg_vec_push(s, v, e) == 0);
+    const uint8_t *got = mseg_vec_at(s, v, VT_COMMITTED - 1);
+    CHILD_CHECK(got != NULL && memcmp(got, e, a->es) == 0);
+    CHILD_CHECK(mseg_tx_commit(s) == 0);
+    mseg_test_set_crash_hook(NULL, NULL);
+    mseg_close(s);
+}
+
+static void vt_pop_push_crash_at_every_point(size_t es)
+{
+    char name[256], why[128];
+    th_name(name, 0);
+    struct vt_crash_arg a = { name, es };
+    bool completed = false;
+    for (vt_crash_target = 1; !completed && vt_crash_target < 1000; vt_crash_target++) {
+        mseg_remove(name, 0);
+        struct mseg_config c = { .size = 1 * MiB };
+        mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        mseg_vec *v = mseg_vec_open(s, "v", es, MSEG_CREATE);
+        cr_assert_not_null(v, "%s", mseg_errmsg());
+        uint8_t e[16];
+        for (size_t i = 0; i < VT_COMMITTED; i++) {
+            memset(e, (int)(0x40 + i), sizeof e);
+            cr_assert_eq(mseg_vec_push(s, v, e), 0, "%s", mseg_errmsg());
+        }
+        mseg_close(s);
+        int st = th_fork_run(vt_crash_child, &a);
+        cr_assert(st != -1 && WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 42),
+                  "%zu-byte elements, crash point %lu: child %s", es, vt_crash_target,
+                  th_status_str(st, why, sizeof why));
+        completed = WEXITSTATUS(st) == 0;
+        struct mseg_report r;
+        cr_assert_eq(mseg_check(name, 0, &r), 0, "crash point %lu: check: %s", vt_crash_target, mseg_errmsg());
+        s = mseg_open(name, 0, NULL);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        v = mseg_vec_open(s, "v", es, 0);
+        cr_assert_not_null(v, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_vec_len(s, v), VT_COMMITTED, "crash point %lu", vt_crash_target);
+        uint8_t last = *(const uint8_t *)mseg_vec_at(s, v, VT_COMMITTED - 1);
+        cr_assert(last == 0x40 + VT_COMMITTED - 1 || (last == 0xc5 && vt_crash_target > 1),
+                  "crash point %lu: last element %#x", vt_crash_target, last);
+        cr_assert(!completed || last == 0xc5, "the commit returned, the push is lost");
+        snprintf(why, sizeof why, "crash point %lu", vt_crash_target);
+        for (size_t j = 0; j < VT_COMMITTED; j++)
+            vt_assert_elem(s, v, j, es, j < VT_COMMITTED - 1 ? (uint8_t)(0x40 + j) : last, why);
+        vt_assert_sound(s);
+        mseg_close(s);
+    }
+    cr_assert(completed, "the transaction reached no end in 1000 crash points");
+    mseg_remove(name, 0);
+}
+
+Test(vector, a_pop_and_push_in_a_transaction_is_atomic_at_every_crash_point, .fini = th_cleanup, .timeout = 120)
+{
+    vt_pop_push_crash_at_every_point(1);
+    vt_pop_push_crash_at_every_point(8);
+    vt_pop_push_crash_at_every_point(12);
+}
