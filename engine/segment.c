@@ -1051,8 +1051,16 @@ int mseg_free(mseg *s, void *p)
         return fail(EINVAL, "segment %s: %p is not a block of this segment", s->name, p);
     /* p's header is most likely not in the cache, and the lock's atomic
        instruction keeps later loads from starting early: start it now, so
-       the miss overlaps with taking the lock (a prefetch never faults) */
+       the miss overlaps with taking the lock (a prefetch never faults).
+       The free then reads the next block's header, whose address it learns
+       only from p's: a second miss, after the first. For the small blocks
+       most programs free (up to 256 bytes) that header is in one of the
+       next four lines, so they are asked for now too, in parallel; for a
+       larger block they are its own bytes, a wasted load or four. */
     __builtin_prefetch(b - 4, 0);
+    if (b + 252 < s->base + s->size)
+        for (int line = 1; line <= 4; line++)
+            __builtin_prefetch(b - 4 + 64 * line, 0);
     if (seg_write_begin(s))
         return -1;
     if (direct_ok(s))
