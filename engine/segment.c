@@ -721,13 +721,18 @@ static int attach_writer(mseg *s)
            handles) wait for it to be even: the state is whole now */
         if (rt->op_seq & 1)
             __atomic_store_n(&rt->op_seq, rt->op_seq + 1, __ATOMIC_RELEASE);
+        /* "open" must be on disk before the first durable commit can be:
+           a power loss that finds "clean" there is taken for a process
+           crash, which replays no commit slot that the log head does not
+           show in flight (sync.c) */
+        bool was_clean = rt->state != MSEG_STATE_OPEN;
         rt->state = MSEG_STATE_OPEN;
         rt->size = s->size;
         /* release, after the size: a reader that sees the new epoch sees
            this size or a later one (seg_follow_growth reads them in the
            other order) */
         __atomic_add_fetch(&rt->epoch, 1, __ATOMIC_RELEASE);
-        if (sync_record_boot(s))
+        if (sync_record_boot(s, was_clean))
             return -1;
     }
     if (ofd_lock(s->fd, F_RDLCK, WRITERS_BYTE, true))

@@ -26,10 +26,12 @@
  * operation writes its new blocks in place before it commits (log.c), over
  * the links of the free block they come from, and only the log head's
  * "active" flag (not flushed before those writes) tells recovery to rebuild
- * the free lists. So the first writer to attach records the boot id, and
- * the first one after a restart that did not follow a clean close rebuilds
- * the free lists from the block headers (a heap walk; a clean close or a
- * process crash costs nothing).
+ * the free lists. So the first writer to attach records the boot id and
+ * the "open" state, flushed (one msync per first attach; also when a clean
+ * close earlier in the same boot left "clean" on disk), and the first one
+ * after a restart that did not follow a clean close replays every valid
+ * commit slot (log.c) and rebuilds the free lists from the block headers
+ * (a heap walk; a clean close or a process crash costs nothing).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,10 +126,15 @@ bool sync_after_reboot(mseg *s)
     return sync_rebooted_while_open(s) || memcmp(boot_id(), unknown, sizeof unknown) == 0;
 }
 
-int sync_record_boot(mseg *s)
+/* The first writer's boot id and its "open" state, flushed when either is
+   new: sync_rebooted_while_open reads both from the disk after a power
+   loss, and a "clean" found there (a clean close earlier in the same boot,
+   the open not flushed) would make recovery treat the power loss as a
+   process crash and skip the durable commits whose pages were not flushed. */
+int sync_record_boot(mseg *s, bool state_changed)
 {
     struct mseg_runtime *rt = seg_runtime(s);
-    if (s->mode != MODE_RW || memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) == 0)
+    if (s->mode != MODE_RW || (!state_changed && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) == 0))
         return 0;
     memcpy(rt->boot_id, boot_id(), sizeof rt->boot_id);
     return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
