@@ -473,6 +473,7 @@ bool sync_rebooted_while_open(mseg *s); /* the machine restarted since an unclea
    segment was open, or the boot id cannot be read (log.c replays every
    committed slot then, not only the operation in flight). */
 bool sync_after_reboot(mseg *s);
+int  sync_before_durable(mseg *s);      /* durable handle: sync other handles' unsynced changes first */
 int  sync_record_boot(mseg *s, bool state_changed);   /* first writer: flush the boot id and "open" */
 
 /* ---- check.c ---- */

@@ -193,8 +193,10 @@ int lock_for_write(mseg *s)
         return -1;
     /* a durable handle's last commit may still owe its pages; a
        non-durable writer settles that first (log.c), then marks the
-       segment unsynced (sync.c) */
-    if ((!(s->flags & MSEG_DURABLE) && log_settle(s)) || sync_mark_unsynced(s)) {
+       segment unsynced (sync.c); a durable writer syncs what non-durable
+       ones left unsynced, which a power loss would make recovery distrust
+       along with the log (sync.c) */
+    if ((!(s->flags & MSEG_DURABLE) && log_settle(s)) || sync_mark_unsynced(s) || sync_before_durable(s)) {
         lock_release(s);
         return -1;
     }

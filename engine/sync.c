@@ -163,17 +163,10 @@ int sync_verify_after_crash(mseg *s)
     return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
 }
 
-int mseg_sync(mseg *s)
+/* Everything so far onto the disk, under the lock: the mapping, the file,
+   then the commit slots emptied and the unsynced mark cleared. */
+static int sync_locked(mseg *s)
 {
-    if (!s)
-        return fail(EINVAL, "NULL segment handle");
-    if (s->mode != MODE_RW)
-        return fail(EROFS, "segment %s is not open read-write", s->name);
-    if (s->failed)
-        return fail(EIO, "segment %s: an earlier flush failed", s->name);
-    bool locked = !tx_owns(s);
-    if (locked && lock_acquire(s))
-        return -1;
     int rc = flush_now(s, 0, s->size);
     if (rc == 0 && fsync(s->fd)) {
         s->failed = true;
@@ -186,6 +179,33 @@ int mseg_sync(mseg *s)
         seg_runtime(s)->unsynced = 0;
         rc = flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
     }
+    return rc;
+}
+
+/* A durable handle's operation, when changes of a non-durable handle
+   (another process's, or this one's) are unsynced: they are synced first.
+   Otherwise a power loss finds the unsynced mark, recovery discards the
+   log as untrusted (sync_verify_after_crash), and with it the durable
+   commits made since, whose pages are owed to the next commit. */
+int sync_before_durable(mseg *s)
+{
+    if (!(s->flags & MSEG_DURABLE) || s->mode != MODE_RW || !seg_runtime(s)->unsynced)
+        return 0;
+    return sync_locked(s);
+}
+
+int mseg_sync(mseg *s)
+{
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (s->mode != MODE_RW)
+        return fail(EROFS, "segment %s is not open read-write", s->name);
+    if (s->failed)
+        return fail(EIO, "segment %s: an earlier flush failed", s->name);
+    bool locked = !tx_owns(s);
+    if (locked && lock_acquire(s))
+        return -1;
+    int rc = sync_locked(s);
     if (locked)
         lock_release(s);
     return rc;

@@ -267,3 +267,45 @@ Test(durability, a_durable_commit_after_a_same_boot_reopen_survives_a_power_loss
 {
     reopened_durable_commit_survives(true);
 }
+
+/* Two handles on one segment: a non-durable one changes it (the segment is
+   then marked unsynced on disk), then a durable one commits. A power loss
+   then found the unsynced mark: recovery distrusted the log and discarded
+   it, the durable handle's acknowledged commit with it (its pages were
+   owed to the next commit), and the segment verified sound without it. */
+Test(durability, a_durable_commit_after_another_handles_unsynced_change_survives_a_power_loss,
+     .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 5 }, after_boot[16] = { 0xb2, 6 };
+    char name[256], image[256];
+    mseg_test_set_boot_id(boot);
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1u << 20 };
+    mseg *d = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(d, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(d, "before", long, 4));
+    cr_assert_eq(mseg_sync(d), 0, "%s", mseg_errmsg());
+    size_t n;
+    pl_disk = th_read_file(name, &n);              /* all flushed by the sync */
+    cr_assert_not_null(pl_disk);
+    mseg_test_set_flush_hook(pl_on_flush, NULL);
+    mseg *lazy = mseg_open(name, 0, NULL);
+    cr_assert_not_null(lazy, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_alloc(lazy, 64));     /* unsynced */
+    cr_assert_not_null(MSEG_NEW(d, "x", long, 4), "%s", mseg_errmsg());   /* acknowledged */
+    mseg_test_set_flush_hook(NULL, NULL);
+    th_name(image, 0);
+    cr_assert_eq(th_write_file(image, pl_disk, n), 0);
+    free(pl_disk);
+    mseg_test_set_boot_id(after_boot);             /* the machine restarted */
+    mseg *r = mseg_open(image, MSEG_DURABLE, NULL);
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    struct mseg_report rep;
+    cr_expect_eq(mseg_verify(r, &rep), 0, "%s", mseg_errmsg());
+    cr_expect_not_null(MSEG_FIND(r, "before", long, NULL));
+    cr_expect_not_null(MSEG_FIND(r, "x", long, NULL), "the acknowledged durable construct was lost");
+    mseg_close(r);
+    mseg_test_set_boot_id(NULL);
+    mseg_close(lazy);
+    mseg_close(d);
+}
