@@ -114,16 +114,26 @@ bool sync_system_crashed(mseg *s)
     return rt->unsynced && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0;
 }
 
+static bool boot_id_unknown(void)
+{
+    static const uint8_t unknown[16];
+    return memcmp(boot_id(), unknown, sizeof unknown) == 0;
+}
+
+/* Left open (not closed cleanly) by a boot before this one, or by any boot
+   if the boot id cannot be read: a power loss may then have put an
+   uncommitted operation's fresh blocks on disk, and the free lists are
+   rebuilt (segment.c). */
 bool sync_rebooted_while_open(mseg *s)
 {
     const struct mseg_runtime *rt = seg_runtime(s);
-    return rt->state != MSEG_STATE_CLEAN && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0;
+    return rt->state != MSEG_STATE_CLEAN &&
+           (boot_id_unknown() || memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0);
 }
 
 bool sync_after_reboot(mseg *s)
 {
-    static const uint8_t unknown[16];
-    return sync_rebooted_while_open(s) || memcmp(boot_id(), unknown, sizeof unknown) == 0;
+    return sync_rebooted_while_open(s) || boot_id_unknown();
 }
 
 /* The first writer's boot id and its "open" state, flushed when either is

@@ -309,3 +309,68 @@ Test(durability, a_durable_commit_after_another_handles_unsynced_change_survives
     mseg_close(lazy);
     mseg_close(d);
 }
+
+/* Where the kernel's boot id cannot be read, every first open counts as one
+   after a possible reboot. A durable operation in flight (construct: its
+   record and data written in place into a block carved from a free block,
+   over that free block's links and footer) when the power went: the heap
+   pages reached the disk, its log did not. Recovery replayed the committed
+   slots, but rebuilt the free lists only when the boot id showed a reboot,
+   which an unknown one never does: the segment reopened with a free block's
+   links and footer overwritten ("bins: block ...'s back link is ...") and
+   the next free failed with EUCLEAN. */
+static mseg *pl_seg;
+static void pl_heap_written_back(const char *point, unsigned long n, void *arg)
+{
+    (void)n, (void)arg;
+    if (strcmp(point, "log.written") != 0)
+        return;
+    const uint8_t *base = (const uint8_t *)mseg_at(pl_seg, MSEG_PAGE) - MSEG_PAGE;
+    size_t size = mseg_size(pl_seg);
+    for (size_t off = MSEG_HEAP_OFF; off < size; off += MSEG_PAGE)
+        memcpy(pl_disk + off, base + off, MSEG_PAGE);
+    mseg_test_set_flush_hook(NULL, NULL);          /* the power is off from here */
+    mseg_test_set_crash_hook(NULL, NULL);
+}
+
+Test(durability, without_a_boot_id_a_power_loss_mid_operation_reopens_sound, .fini = th_cleanup)
+{
+    static const uint8_t unknown[16];
+    char name[256], image[256];
+    mseg_test_set_boot_id(unknown);
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1u << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    uint64_t *first = MSEG_NEW(s, "first", uint64_t, 1);
+    cr_assert_not_null(first);
+    void *a = mseg_alloc(s, 64), *b = mseg_alloc(s, 1000), *c = mseg_alloc(s, 64);
+    cr_assert(a && b && c);
+    cr_assert_eq(mseg_free(s, b), 0);              /* a free block between a and c */
+    *first = mseg_off_of(s, c);
+    cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
+    size_t n;
+    pl_disk = th_read_file(name, &n);
+    cr_assert_not_null(pl_disk);
+    mseg_test_set_flush_hook(pl_on_flush, NULL);
+    cr_assert_not_null(mseg_alloc(s, 16));         /* a durable commit: its slot stays */
+    pl_seg = s;
+    mseg_test_set_crash_hook(pl_heap_written_back, NULL);
+    uint8_t init[936];
+    memset(init, 0x5a, sizeof init);
+    cr_assert_not_null(mseg_construct(s, "y", "u8", 1, sizeof init, init));   /* the whole free block */
+    th_name(image, 0);
+    cr_assert_eq(th_write_file(image, pl_disk, n), 0);
+    free(pl_disk);
+    mseg *r = mseg_open(image, MSEG_DURABLE, NULL);   /* after the restart: boot id still unknown */
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    struct mseg_report rep;
+    cr_expect_eq(mseg_verify(r, &rep), 0, "%s", mseg_errmsg());
+    uint64_t *f = MSEG_FIND(r, "first", uint64_t, NULL);
+    cr_assert_not_null(f);
+    cr_expect_eq(mseg_free(r, mseg_at(r, *f)), 0, "%s", mseg_errmsg());
+    cr_expect_eq(mseg_verify(r, &rep), 0, "%s", mseg_errmsg());
+    mseg_close(r);
+    mseg_test_set_boot_id(NULL);
+    mseg_close(s);
+}
