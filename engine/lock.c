@@ -214,7 +214,11 @@ int seg_write_begin(mseg *s)
     if (tx_cancelled(s))
         return fail(ECANCELED, "segment %s: this thread's transaction was aborted", s->name);
     if (tx_owns(s)) {
-        /* inside this thread's transaction: the lock and the log are open */
+        /* inside this thread's transaction: the lock and the log are open.
+           An mseg_sync earlier in it cleared the unsynced mark: set again
+           before this call changes anything (sync.c) */
+        if (sync_mark_unsynced(s))
+            return -1;
         s->op.save = s->op.count;
         s->op.save_allocated = s->op.allocated;
         s->op.save_deferred = s->op.ndeferred;

@@ -81,8 +81,10 @@ void tx_end_on_close(mseg *s)
 {
     if (tx.s != s)
         return;
-    if (!tx.aborted)
+    if (!tx.aborted) {
+        sync_mark_unsynced(s);   /* the rollback stores in place (a failure: s->failed) */
         tx_roll_back(s);
+    }
     tx.s = NULL;
     tx.depth = 0;
     tx.aborted = false;
@@ -147,7 +149,9 @@ int mseg_tx_add(mseg *s, void *p, size_t n)
     if (!p || n == 0 || at < base || end > s->size || off < start || off >= end || n > end - off)
         return fail(EINVAL, "segment %s: mseg_tx_add range %p+%zu is not inside the heap",
                     s->name, p, n);
-    if (op_undo(s, off, n)) {
+    /* the user's stores follow: marked unsynced first, as at the
+       transaction's begin, in case an mseg_sync inside it cleared that */
+    if (sync_mark_unsynced(s) || op_undo(s, off, n)) {
         int e = errno;
         tx_roll_back(s);
         errno = e;
@@ -172,6 +176,15 @@ int mseg_tx_commit(mseg *s)
         uint64_t w = MSEG_CONTROL_OFF + offsetof(struct mseg_control, reserved);
         op_set64(s, w, op_get64(s, w));
     }
+    /* the commit stores its records in place: marked unsynced first, in
+       case an mseg_sync inside the transaction cleared that (sync.c) */
+    if (sync_mark_unsynced(s)) {
+        int e = errno;
+        tx_roll_back(s);
+        tx_pop();
+        errno = e;
+        return -1;
+    }
     tx_pop();
     int rc = op_commit(s);
     set_holds_lock(s, false);
@@ -183,8 +196,10 @@ int mseg_tx_abort(mseg *s)
 {
     if (!s || tx.s != s)
         return fail(EINVAL, "segment %s: mseg_tx_abort outside a transaction", s ? s->name : "(null)");
-    if (!tx.aborted)
+    if (!tx.aborted) {
+        sync_mark_unsynced(s);   /* the rollback stores in place (a failure: s->failed) */
         tx_roll_back(s);
+    }
     tx_pop();
     return 0;
 }
