@@ -94,6 +94,11 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
         return fail(EINVAL, "MSEG_RDONLY and MSEG_COW exclude each other");
     if ((flags & MSEG_CREATE) && (flags & (MSEG_RDONLY | MSEG_COW)))
         return fail(EINVAL, "MSEG_CREATE needs a read-write open");
+    /* a private view's writes never reach the file: "on disk when it
+       returns" would be false for every operation */
+    if ((flags & MSEG_COW) && (flags & MSEG_DURABLE))
+        return fail(EINVAL, "MSEG_COW and MSEG_DURABLE exclude each other (a copy-on-write "
+                    "view's changes never reach the file)");
     if (backend_of(flags)->check_name(name))
         return -1;
     p->size = cfg && cfg->size ? cfg->size : MSEG_DEFAULT_SIZE;

@@ -63,7 +63,8 @@ struct mseg_config {             /* NULL, or zero fields, mean defaults */
  * Opens (and with MSEG_CREATE creates) a segment.
  *   name   a file path, or with MSEG_SHM a POSIX shm name ("/name").
  *   flags  MSEG_CREATE [| MSEG_EXCL], MSEG_RDONLY, MSEG_COW, MSEG_SHM,
- *          MSEG_DURABLE. No MSEG_CREATE means open_only.
+ *          MSEG_DURABLE (not with MSEG_COW, whose changes never reach the
+ *          file). No MSEG_CREATE means open_only.
  *   cfg    NULL for defaults; only used when the segment is created.
  * Opening runs recovery when the segment was not closed cleanly and no other
  * process has it open. A new segment's space is reserved on creation, so a

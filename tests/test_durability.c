@@ -431,3 +431,19 @@ Test(durability, a_sync_inside_a_transaction_leaves_the_rest_of_it_verified_afte
     mseg_test_set_boot_id(NULL);
     mseg_close(s);
 }
+
+/* A copy-on-write view's changes never reach the file, so MSEG_DURABLE's
+   promise (on disk when it returns) cannot hold there: the open is refused
+   rather than every operation acknowledged as durable and kept private. */
+Test(durability, a_copy_on_write_open_refuses_MSEG_DURABLE, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = open_new(name, 0);
+    cr_assert_eq(mseg_close(s), 0);
+    errno = 0;
+    cr_assert_null(mseg_open(name, MSEG_COW | MSEG_DURABLE, NULL), "a durable private view was opened");
+    cr_expect_eq(errno, EINVAL);
+    s = mseg_open(name, MSEG_COW, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_close(s);
+}
