@@ -393,7 +393,7 @@ Test(durability, a_sync_inside_a_transaction_leaves_the_rest_of_it_verified_afte
     mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
     cr_assert_not_null(s, "%s", mseg_errmsg());
     for (int i = 0; i < 10; i++) {
-        char n[8];
+        char n[16];
         snprintf(n, sizeof n, "o%d", i);
         cr_assert_not_null(MSEG_NEW(s, n, uint64_t, 4));
     }
@@ -405,7 +405,7 @@ Test(durability, a_sync_inside_a_transaction_leaves_the_rest_of_it_verified_afte
     cr_assert_eq(mseg_tx_begin(s), 0);
     cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
     for (int i = 0; i < 6; i++) {
-        char z[8];
+        char z[16];
         snprintf(z, sizeof z, "z%d", i);
         cr_assert_not_null(MSEG_NEW(s, z, uint64_t, 600));
     }
