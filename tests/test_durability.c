@@ -207,6 +207,25 @@ static void pl_on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64
     memcpy(pl_disk + off, base + off, len);
 }
 
+/* The power loss: pl_disk (n bytes) becomes the file, the machine restarts
+   with after_boot as its boot id (NULL: as the test set it), and the
+   segment is opened durable and verified. The caller closes it. */
+static mseg *reopen_after_power_loss(size_t n, const uint8_t *after_boot)
+{
+    char image[256];
+    th_name(image, 0);
+    cr_assert_eq(th_write_file(image, pl_disk, n), 0);
+    free(pl_disk);
+    pl_disk = NULL;
+    if (after_boot)
+        mseg_test_set_boot_id(after_boot);
+    mseg *r = mseg_open(image, MSEG_DURABLE, NULL);
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    struct mseg_report rep;
+    cr_expect_eq(mseg_verify(r, &rep), 0, "%s", mseg_errmsg());
+    return r;
+}
+
 /* A durable segment closed cleanly and opened again in the same boot (a
    restarted program), then a power loss. The runtime page on disk said
    "clean" from the close, and nothing flushed the "open" the reopen stored:
@@ -219,7 +238,7 @@ static void pl_on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64
 static void reopened_durable_commit_survives(bool kernel_writeback)
 {
     static const uint8_t boot[16] = { 0xa1, 3 }, after_boot[16] = { 0xb2, 4 };
-    char name[256], image[256];
+    char name[256];
     mseg_test_set_boot_id(boot);
     th_name(name, 0);
     struct mseg_config cfg = { .size = 1u << 20 };
@@ -241,14 +260,7 @@ static void reopened_durable_commit_survives(bool kernel_writeback)
         cr_assert_not_null(mseg_find_or_construct(s, "x", "long", sizeof(long), 4, NULL));
     }
     mseg_test_set_flush_hook(NULL, NULL);
-    th_name(image, 0);
-    cr_assert_eq(th_write_file(image, pl_disk, n), 0);
-    free(pl_disk);
-    mseg_test_set_boot_id(after_boot);             /* the machine restarted */
-    mseg *r = mseg_open(image, MSEG_DURABLE, NULL);
-    cr_assert_not_null(r, "%s", mseg_errmsg());
-    struct mseg_report rep;
-    cr_expect_eq(mseg_verify(r, &rep), 0, "%s", mseg_errmsg());
+    mseg *r = reopen_after_power_loss(n, after_boot);
     cr_expect_not_null(MSEG_FIND(r, "before", long, NULL));
     cr_expect_not_null(MSEG_FIND(r, "x", long, NULL), "the acknowledged durable construct was lost");
     mseg_close(r);
@@ -277,7 +289,7 @@ Test(durability, a_durable_commit_after_another_handles_unsynced_change_survives
      .fini = th_cleanup)
 {
     static const uint8_t boot[16] = { 0xa1, 5 }, after_boot[16] = { 0xb2, 6 };
-    char name[256], image[256];
+    char name[256];
     mseg_test_set_boot_id(boot);
     th_name(name, 0);
     struct mseg_config cfg = { .size = 1u << 20 };
@@ -294,14 +306,7 @@ Test(durability, a_durable_commit_after_another_handles_unsynced_change_survives
     cr_assert_not_null(mseg_alloc(lazy, 64));     /* unsynced */
     cr_assert_not_null(MSEG_NEW(d, "x", long, 4), "%s", mseg_errmsg());   /* acknowledged */
     mseg_test_set_flush_hook(NULL, NULL);
-    th_name(image, 0);
-    cr_assert_eq(th_write_file(image, pl_disk, n), 0);
-    free(pl_disk);
-    mseg_test_set_boot_id(after_boot);             /* the machine restarted */
-    mseg *r = mseg_open(image, MSEG_DURABLE, NULL);
-    cr_assert_not_null(r, "%s", mseg_errmsg());
-    struct mseg_report rep;
-    cr_expect_eq(mseg_verify(r, &rep), 0, "%s", mseg_errmsg());
+    mseg *r = reopen_after_power_loss(n, after_boot);
     cr_expect_not_null(MSEG_FIND(r, "before", long, NULL));
     cr_expect_not_null(MSEG_FIND(r, "x", long, NULL), "the acknowledged durable construct was lost");
     mseg_close(r);
@@ -336,7 +341,7 @@ static void pl_heap_written_back(const char *point, unsigned long n, void *arg)
 Test(durability, without_a_boot_id_a_power_loss_mid_operation_reopens_sound, .fini = th_cleanup)
 {
     static const uint8_t unknown[16];
-    char name[256], image[256];
+    char name[256];
     mseg_test_set_boot_id(unknown);
     th_name(name, 0);
     struct mseg_config cfg = { .size = 1u << 20 };
@@ -359,13 +364,8 @@ Test(durability, without_a_boot_id_a_power_loss_mid_operation_reopens_sound, .fi
     uint8_t init[936];
     memset(init, 0x5a, sizeof init);
     cr_assert_not_null(mseg_construct(s, "y", "u8", 1, sizeof init, init));   /* the whole free block */
-    th_name(image, 0);
-    cr_assert_eq(th_write_file(image, pl_disk, n), 0);
-    free(pl_disk);
-    mseg *r = mseg_open(image, MSEG_DURABLE, NULL);   /* after the restart: boot id still unknown */
-    cr_assert_not_null(r, "%s", mseg_errmsg());
+    mseg *r = reopen_after_power_loss(n, NULL);   /* after the restart: boot id still unknown */
     struct mseg_report rep;
-    cr_expect_eq(mseg_verify(r, &rep), 0, "%s", mseg_errmsg());
     uint64_t *f = MSEG_FIND(r, "first", uint64_t, NULL);
     cr_assert_not_null(f);
     cr_expect_eq(mseg_free(r, mseg_at(r, *f)), 0, "%s", mseg_errmsg());
