@@ -475,6 +475,7 @@ bool sync_rebooted_while_open(mseg *s); /* the machine restarted since an unclea
 bool sync_after_reboot(mseg *s);
 int  sync_before_durable(mseg *s);      /* durable handle: sync other handles' unsynced changes first */
 int  sync_record_boot(mseg *s, bool state_changed);   /* first writer: flush the boot id and "open" */
+int  sync_flush_state(mseg *s);         /* durable later writer: flush "open" */
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);

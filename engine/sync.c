@@ -26,9 +26,11 @@
  * operation writes its new blocks in place before it commits (log.c), over
  * the links of the free block they come from, and only the log head's
  * "active" flag (not flushed before those writes) tells recovery to rebuild
- * the free lists. So the first writer to attach records the boot id and
- * the "open" state, flushed (one msync per first attach; also when a clean
- * close earlier in the same boot left "clean" on disk), and the first one
+ * the free lists. So the first writer to attach records the boot id,
+ * flushed when it is new; a durable handle also flushes the "open" state
+ * when it attaches (a clean close earlier in the same boot left "clean" on
+ * disk; a non-durable writer's first change flushes it with the unsynced
+ * mark); and the first one
  * after a restart that did not follow a clean close replays every valid
  * commit slot (log.c) and rebuilds the free lists from the block headers
  * (a heap walk; a clean close or a process crash costs nothing).
@@ -171,6 +173,13 @@ int sync_verify_after_crash(mseg *s)
         return -1;
     rt->unsynced = 0;
     return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
+}
+
+/* The runtime page, with its "open" state, onto the disk: a durable handle
+   attaching after a non-durable first writer, which may not have flushed it. */
+int sync_flush_state(mseg *s)
+{
+    return s->mode == MODE_RW ? flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE) : 0;
 }
 
 /* Everything so far onto the disk, under the lock: the mapping, the file,

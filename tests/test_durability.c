@@ -235,7 +235,7 @@ static mseg *reopen_after_power_loss(size_t n, const uint8_t *after_boot)
    find that found, or written back by the kernel on its own after step 4).
    The segment then checked sound without the object. kernel_writeback: the
    log head page reaches the disk as memory holds it after the commit. */
-static void reopened_durable_commit_survives(bool kernel_writeback)
+static void reopened_durable_commit_survives(bool kernel_writeback, bool lazy_first_writer)
 {
     static const uint8_t boot[16] = { 0xa1, 3 }, after_boot[16] = { 0xb2, 4 };
     char name[256];
@@ -250,6 +250,11 @@ static void reopened_durable_commit_survives(bool kernel_writeback)
     pl_disk = th_read_file(name, &n);              /* all flushed by the close */
     cr_assert_not_null(pl_disk);
     mseg_test_set_flush_hook(pl_on_flush, NULL);
+    /* lazy_first_writer: a handle without MSEG_DURABLE attaches first and
+       changes nothing, so it never flushes "open"; the durable one that
+       attaches after it must */
+    mseg *lazy = lazy_first_writer ? mseg_open(name, 0, NULL) : NULL;
+    cr_assert(!lazy_first_writer || lazy, "%s", mseg_errmsg());
     s = mseg_open(name, MSEG_DURABLE, NULL);       /* same boot */
     cr_assert_not_null(s, "%s", mseg_errmsg());
     cr_assert_not_null(MSEG_NEW(s, "x", long, 4), "%s", mseg_errmsg());   /* acknowledged */
@@ -266,18 +271,26 @@ static void reopened_durable_commit_survives(bool kernel_writeback)
     mseg_close(r);
     mseg_test_set_boot_id(NULL);
     mseg_close(s);
+    if (lazy)
+        mseg_close(lazy);
 }
 
 Test(durability, a_durable_commit_after_a_same_boot_reopen_survives_a_power_loss_after_a_found_find,
      .fini = th_cleanup)
 {
-    reopened_durable_commit_survives(false);
+    reopened_durable_commit_survives(false, false);
+}
+
+Test(durability, a_durable_second_writer_after_a_same_boot_reopen_survives_a_power_loss, .fini = th_cleanup)
+{
+    reopened_durable_commit_survives(false, true);
+    reopened_durable_commit_survives(true, true);
 }
 
 Test(durability, a_durable_commit_after_a_same_boot_reopen_survives_a_power_loss_after_a_log_writeback,
      .fini = th_cleanup)
 {
-    reopened_durable_commit_survives(true);
+    reopened_durable_commit_survives(true, false);
 }
 
 /* Two handles on one segment: a non-durable one changes it (the segment is
