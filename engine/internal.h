@@ -476,6 +476,7 @@ bool sync_after_reboot(mseg *s);
 int  sync_before_durable(mseg *s);      /* durable handle: sync other handles' unsynced changes first */
 int  sync_record_boot(mseg *s, bool state_changed);   /* first writer: flush the boot id and "open" */
 int  sync_flush_state(mseg *s);         /* durable later writer: flush "open" */
+int  sync_locked(mseg *s);              /* mseg_sync's work, the write lock held */
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);

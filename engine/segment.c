@@ -487,11 +487,14 @@ int mseg_shrink(mseg *s)
         return seg_write_end(s, false), 0;
     }
     int rc = op_commit(s);
-    /* a durable handle's committed slots may hold records for the tail
-       about to go: replayed after a reboot, they would write past the file.
-       Flush what they owe and empty them first */
+    /* everything so far onto the disk first, as mseg_sync: the new size in
+       the headers must never reach the disk before the heap's trim does
+       (without MSEG_DURABLE that trim is only in the page cache, and a
+       power loss would leave a heap running past the file's end). This
+       also empties a durable handle's committed slots, whose records for
+       the tail about to go would write past the file if replayed */
     if (rc == 0)
-        rc = log_settle(s);
+        rc = sync_locked(s);
     /* both copies, before the file shrinks: a copy still holding the old
        size would no longer fit the file */
     if (rc == 0)

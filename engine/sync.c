@@ -159,9 +159,13 @@ int sync_verify_after_crash(mseg *s)
     h->undo_size = 0;
     h->active = 0;
     s->recovered = true;
-    if (heap_rebuild(s))
+    if (heap_rebuild(s)) {
+        /* the cause is in the error buffer that fail() writes: copied out first */
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", mseg_errmsg());
         return fail(EUCLEAN, "segment %s was changed without mseg_sync when the system went "
-                    "down, and is damaged: %s", s->name, mseg_errmsg());
+                    "down, and is damaged: %s", s->name, cause);
+    }
     struct mseg_report r;
     if (check_segment(s, &r))
         return fail(EUCLEAN, "segment %s was changed without mseg_sync when the system went "
@@ -184,7 +188,7 @@ int sync_flush_state(mseg *s)
 
 /* Everything so far onto the disk, under the lock: the mapping, the file,
    then the commit slots emptied and the unsynced mark cleared. */
-static int sync_locked(mseg *s)
+int sync_locked(mseg *s)
 {
     int rc = flush_now(s, 0, s->size);
     if (rc == 0 && fsync(s->fd)) {

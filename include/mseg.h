@@ -94,7 +94,10 @@ int    mseg_sync(mseg *s);
 size_t mseg_size(mseg *s);          /* bytes in the segment (as grown so far) */
 
 /* Gives back the free space at the end of the segment (file or shm object
-   shrinks). Only with no other handle attached: EBUSY otherwise. A segment
+   shrinks). Only with no other handle attached: EBUSY otherwise. It makes
+   every operation before it durable first, as mseg_sync (EIO if that flush
+   fails), so a power loss never finds the new size without the heap that
+   fits it. A segment
    with cfg.max_size grows by itself when an allocation does not fit: by its
    size (at most 1 GiB) at a time, up to max_size, reserving the space on
    disk first (ENOSPC when there is none, ENOMEM past max_size); objects
