@@ -1193,8 +1193,15 @@ int log_recover(mseg *s, bool after_reboot)
         done = 1;
     }
     readers_release(s);
-    __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
+    /* only when set: a store of 0 over 0 still writes the page, and a
+       copy-on-write handle's private recovery at open would then keep a
+       private copy of the log head for good, blind to the "active" flag of
+       every later writer's operation (mseg_verify through it took their
+       fresh blocks for damage) */
+    if (__atomic_load_n(&h->undo_size, __ATOMIC_RELAXED))
+        __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&h->active, __ATOMIC_RELAXED))
+        __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
     if (after_reboot && f.torn)
         done = 1;
     if (log_settle(s))
