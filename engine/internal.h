@@ -78,6 +78,10 @@ struct mseg {
     void          *seq_page;
     const uint64_t *seq_word;
     uint64_t       seq_stale;
+    /* a copy-on-write handle: the writers' runtime epoch when it attached,
+       read before it chose to recover privately; a first writer that
+       attaches later moves it (check_named) */
+    uint64_t       open_epoch;
     /* a runtime.size a read-only or copy-on-write handle found beyond the
        file and so left alone (seg_follow_growth), and the runtime page's
        epoch then (a writer's attach resets the page and moves the epoch);

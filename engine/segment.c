@@ -655,6 +655,7 @@ static int attach_private(mseg *s)
         return fail(errno, "segment %s: cannot map its runtime page: %s", s->name, strerror(errno));
     s->seq_page = page;
     s->seq_word = (const uint64_t *)((const uint8_t *)page + offsetof(struct mseg_runtime, op_seq));
+    s->open_epoch = __atomic_load_n(seg_epoch_word(s), __ATOMIC_ACQUIRE);
     uint64_t seq = __atomic_load_n(s->seq_word, __ATOMIC_ACQUIRE);
     s->seq_stale = (seq & 1) && !seg_writers_attached(s) ? seq : 0;
     seg_runtime(s)->size = s->size;   /* private; growth is followed through seq_page */
