@@ -1390,10 +1390,18 @@ size_t mseg_map_len(mseg *s, mseg_map *mp)
 #define CURSOR_STAMP(c)   ((c)->priv[1] >> 8)
 static uint64_t cursor_word(unsigned pos, uint64_t stamp) { return (uint64_t)pos | stamp << 8; }
 static uint64_t cursor_stamp_outside_tx(uint64_t changes) { return changes & ((1ull << 40) - 1); }
-static uint64_t cursor_stamp(mseg *s, uint64_t changes)
+/* Only a transaction that changed the map marks the stamp: a map it left
+   alone reads its committed changes word in place (the transaction's
+   words are redo records until the commit), and a cursor positioned on it
+   is valid on either side of the commit or abort. Marking every stamp
+   taken inside a transaction made a cursor stale across any begin or
+   commit, though its map had not changed. */
+static uint64_t cursor_stamp(mseg *s, const struct map_view *m)
 {
     uint64_t t = tx_serial(s);
-    return (t ? t % 0xffff + 1 : 0) << 40 | cursor_stamp_outside_tx(changes);
+    if (t && m->changes == *(const uint64_t *)(s->base + m->off + MROOT(changes)))
+        t = 0;
+    return (t ? t % 0xffff + 1 : 0) << 40 | cursor_stamp_outside_tx(m->changes);
 }
 
 /* Fills the public fields of c from entry pos of leaf n. */
@@ -1407,7 +1415,7 @@ static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c,
     c->key = k;
     c->val = v;
     c->priv[0] = n;
-    c->priv[1] = cursor_word(pos, cursor_stamp(s, m->changes));
+    c->priv[1] = cursor_word(pos, cursor_stamp(s, m));
     c->priv[2] = m->off;
     c->priv[3] = CURSOR_TAG ^ n ^ m->off;
     return 0;
@@ -1557,7 +1565,7 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c)
     const mseg_map *mp = (const mseg_map *)(s ? s->base + c->priv[2] : NULL);
     MAP_READ(s, mp, m, rc, {
         out = *c;
-        if (cursor_stamp(s, m.changes) != CURSOR_STAMP(c))
+        if (cursor_stamp(s, &m) != CURSOR_STAMP(c))
             rc = fail(ESTALE, "map next: the map changed since the cursor was positioned "
                       "(here or in another process); seek again");
         else
