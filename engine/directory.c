@@ -366,7 +366,16 @@ void *mseg_construct(mseg *s, const char *name, const char *type,
 void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
                              size_t elem_size, size_t count, const void *init)
 {
-    if (check_name(name, type, true) || check_raw_type(name, type) || seg_write_begin(s))
+    if (check_name(name, type, true) || check_raw_type(name, type))
+        return NULL;
+    if (s && s->mode == MODE_RDONLY) {
+        /* finding is no write: only a missing object needs one */
+        void *found = mseg_find(s, name, type, elem_size, NULL);
+        if (!found && errno == ENOENT)
+            return fail_null(EROFS, "segment %s is open read-only: cannot construct %s", s->name, name);
+        return found;
+    }
+    if (seg_write_begin(s))
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;

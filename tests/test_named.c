@@ -164,6 +164,55 @@ Test(named, find_or_construct_constructs_once_then_returns_the_existing_object, 
     mseg_close(s);
 }
 
+/* On a read-only handle, the find-or-create calls find what exists and
+   fail with EROFS only when they would have to create. They refused with
+   EROFS at once, even for an existing object, vector or map, though
+   finding writes nothing (mseg.h: EROFS is a write through a read-only
+   handle): a program that opens its objects with MSEG_FIND_OR_NEW or
+   MSEG_CREATE could not run as a reader. Found by an adversarial API
+   review (helper session). */
+Test(named, find_or_construct_and_open_with_create_on_a_read_only_handle_find_what_exists, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config c = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    long init[3] = { 1, 2, 3 };
+    cr_assert_not_null(mseg_construct(s, "obj", "long", sizeof(long), 3, init));
+    cr_assert_not_null(mseg_vec_open(s, "vec", 8, MSEG_CREATE));
+    cr_assert_not_null(mseg_map_open(s, "map", MSEG_KEY_U64, 8, MSEG_CREATE));
+    mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    long *o = mseg_find_or_construct(r, "obj", "long", sizeof(long), 3, NULL);
+    cr_assert_not_null(o, "find_or_construct of an existing object: %s", mseg_errmsg());
+    cr_assert_eq(o[2], 3);
+    cr_assert_not_null(mseg_vec_open(r, "vec", 8, MSEG_CREATE), "an existing vector: %s", mseg_errmsg());
+    cr_assert_not_null(mseg_map_open(r, "map", MSEG_KEY_U64, 8, MSEG_CREATE), "an existing map: %s", mseg_errmsg());
+    /* what must fail still does, each with its own errno */
+    errno = 0;
+    cr_assert_null(mseg_find_or_construct(r, "obj", "int", sizeof(int), 3, NULL));
+    cr_assert_eq(errno, EINVAL, "another type");
+    errno = 0;
+    cr_assert_null(mseg_vec_open(r, "vec", 4, MSEG_CREATE));
+    cr_assert_eq(errno, EINVAL, "another element size");
+    errno = 0;
+    cr_assert_null(mseg_map_open(r, "map", MSEG_KEY_I64, 8, MSEG_CREATE));
+    cr_assert_eq(errno, EINVAL, "another key kind");
+    errno = 0;
+    cr_assert_null(mseg_find_or_construct(r, "new", "long", sizeof(long), 3, NULL));
+    cr_assert_eq(errno, EROFS, "a missing object");
+    errno = 0;
+    cr_assert_null(mseg_vec_open(r, "newvec", 8, MSEG_CREATE));
+    cr_assert_eq(errno, EROFS, "a missing vector");
+    errno = 0;
+    cr_assert_null(mseg_map_open(r, "newmap", MSEG_KEY_U64, 8, MSEG_CREATE));
+    cr_assert_eq(errno, EROFS, "a missing map");
+    cr_assert_eq(mseg_named_count(s), 3);
+    mseg_close(r);
+    mseg_close(s);
+}
+
 Test(named, destroy_frees_the_object_and_the_name_can_be_reused, .fini = th_cleanup)
 {
     mseg *s = new_seg(1 * MiB);
