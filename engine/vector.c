@@ -32,12 +32,12 @@
  * old block freed at the commit) and stores in place there. That costs one
  * copy of the vector per transaction (its later stores hit the fresh block),
  * and in a full segment, where no copy fits, the call fails with ENOMEM and
- * changes nothing. A logged store records whole aligned 8-byte words, so the
- * words of the last committed element are logged (committed_overlap) even
- * for a store past it: elements of 1, 2 or 4 bytes pushed into that word,
- * inside a transaction or on a durable handle. Their bytes past the
- * committed elements are stored in place as well, for reads to see at once
- * (the record holds the same bytes).
+ * changes nothing. So a store in the committed buffer lies past the
+ * committed elements and goes in place, even into the word that ends the
+ * last committed element: no record covers that word (a record keeps the
+ * word's other bytes as they were when it was made, so a later in-place
+ * change of those bytes, a push's or one the program declared with
+ * mseg_tx_add, would be put back at the commit).
  */
 #include <stdio.h>
 #include <string.h>
@@ -158,13 +158,14 @@ static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at
     uint64_t reach = committed_bytes(s, w);
     if (reach == UINT64_MAX)
         return n;                       /* cannot tell: log it all */
-    /* rounded up to a whole 8-byte word: a logged store records whole
-       aligned words (op_write_bytes), taking the word's other bytes from the
-       view at that moment, so a byte stored in place in the same word later
-       in the operation was put back at commit. A vector of 1-byte elements
-       with one element committed lost the second of two pushes after a pop
-       in a transaction ([bb, 00] instead of [bb, cc]). */
-    reach = (reach + 7) & ~(uint64_t)7;
+    /* Not rounded up to the word: stores below the committed length move
+       the elements first (vec_detach), so the word that ends the last
+       committed element gets no record here, and the bytes past the
+       elements go in place. Rounded (c3557dd, from before vec_detach), the
+       push's bytes in that word went into a record that also held the
+       word's other bytes as they were at the push: a change the program
+       then made there with mseg_tx_add (to the pushed element, or to a
+       1-byte committed neighbour) was put back at the commit. */
     if (at >= reach)
         return 0;
     return reach - at < n ? reach - at : n;
