@@ -117,10 +117,15 @@ static void view_copy(mseg *s, uint8_t *dst, uint64_t src_off, uint64_t n)
         memcpy(dst, s->base + src_off, n);
         return;
     }
-    /* src_off is 16-aligned plus whole elements; read aligned 4-byte words */
+    /* read aligned 4-byte words, the bytes before the first one too: an
+       element of a size that is not a multiple of 4 may start inside a
+       word the operation logged (a kept header word of a block an
+       expansion in place took over), which memory still shows stale */
     uint64_t i = 0;
-    for (; i < n && (src_off + i) % 4; i++)
-        dst[i] = s->base[src_off + i];
+    for (; i < n && (src_off + i) % 4; i++) {
+        uint64_t at = src_off + i;
+        dst[i] = (uint8_t)(op_get32(s, at & ~(uint64_t)3) >> (8 * (at % 4)));
+    }
     for (; i + 4 <= n; i += 4) {
         uint32_t w = op_get32(s, src_off + i);
         memcpy(dst + i, &w, 4);
