@@ -781,7 +781,7 @@ static void vt_add_after_push(size_t es, int committed, bool pushed_one)
     mseg_vec *v = mseg_vec_new(s, es);
     cr_assert_not_null(v, "%s", mseg_errmsg());
     cr_assert_eq(mseg_vec_reserve(s, v, 64), 0);
-    uint8_t e[16];
+    uint8_t e[32];
     for (int i = 0; i < committed; i++) {
         memset(e, 0x11 * (i + 1), es);
         cr_assert_eq(mseg_vec_push(s, v, e), 0);
