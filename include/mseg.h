@@ -154,7 +154,9 @@ void *mseg_find(mseg *s, const char *name, const char *type,
 
 /* Finds name, or constructs it when absent (atomically: two processes racing
    get the same object). EINVAL as mseg_find when it exists with another type;
-   an existing object is returned whatever its count. */
+   an existing object is returned whatever its count. On a read-only handle
+   it finds what exists, and fails with EROFS only when it would construct
+   (so do mseg_vec_open and mseg_map_open with MSEG_CREATE). */
 void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
                              size_t elem_size, size_t count, const void *init);
 
