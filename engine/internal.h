@@ -305,6 +305,12 @@ void     op_apply_unlogged(mseg *s);   /* creation only: no log, no crash points
 /* Saves the old bytes of [off, off+len) as an undo record, durable before
    it returns in durable mode (mseg_tx_add). ENOMEM when the log is full. */
 int      op_undo(mseg *s, uint64_t off, uint64_t len);
+/* op_undo for mseg_tx_add: redo records of the transaction in the range
+   give way to the program's stores in place (log.c). */
+int      op_undo_in_place(mseg *s, uint64_t off, uint64_t len);
+/* Bytes of the committed state inside a transaction, through its undo
+   records (len <= 8). */
+void     op_committed_bytes(mseg *s, uint64_t off, void *dst, unsigned len);
 /* Abandons the current operation or transaction: user bytes restored from
    undo records, free lists rebuilt if blocks were carved. */
 int      op_rollback(mseg *s);

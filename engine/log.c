@@ -1020,6 +1020,75 @@ int op_undo(mseg *s, uint64_t off, uint64_t len)
     return flush_range(s, MSEG_LOG_OFF, MSEG_LOG_SIZE);
 }
 
+/* True when a pending redo record of this thread's operation targets a
+   byte of [off, off+len). */
+static bool records_in(mseg *s, uint64_t off, uint64_t len)
+{
+    if (s->op.count == 0 || op_thread != s)
+        return false;
+    const struct mseg_log_entry *e = op_entries(s);
+    for (uint32_t i = 0; i < s->op.count; i++) {
+        uint64_t eo = entry_off(&e[i]);
+        if (eo < off + len && eo + entry_width(&e[i]) > off)
+            return true;
+    }
+    return false;
+}
+
+/* mseg_tx_add: the undo record, after which the program stores into
+   [off, off+len) in place. A redo record of the transaction there (a
+   vector element pushed over the kept header word of a block an expansion
+   in place took over) would be applied over those stores at the commit,
+   and the program's change lost. Such records give way: the aligned words
+   they cover are saved in the undo record as memory holds them (the
+   committed state, for a rollback), the transaction's view of them is
+   stored in place, and the records are dropped. Readers of the committed
+   state that must not see those stores read through op_committed_bytes. */
+int op_undo_in_place(mseg *s, uint64_t off, uint64_t len)
+{
+    if (!records_in(s, off, len))
+        return op_undo(s, off, len);
+    uint64_t lo = off & ~7ull, hi = (off + len + 7) & ~7ull;   /* records are aligned to their width */
+    if (op_undo(s, lo, hi - lo))
+        return -1;
+    for (uint64_t w = lo; w < hi; w += 4) {
+        uint32_t v = (uint32_t)op_read(s, w, 4);
+        memcpy(s->base + w, &v, 4);
+    }
+    op_claim(s, lo, hi - lo);
+    return 0;
+}
+
+/* The committed state's bytes at [off, off+len), len <= 8, inside a
+   transaction: the oldest undo record covering a byte holds its committed
+   value (op_undo_in_place may have stored the transaction's view over it),
+   memory the others. The records are this handle's own: not verified. */
+void op_committed_bytes(mseg *s, uint64_t off, void *dst, unsigned len)
+{
+    uint8_t *d = dst;
+    memcpy(d, s->base + off, len);
+    uint64_t size = __atomic_load_n(&log_head(s)->undo_size, __ATOMIC_ACQUIRE), used = 0;
+    uint64_t pos = (uint64_t)MSEG_LOG_OFF + MSEG_LOG_SIZE;
+    if (!size || size > MSEG_LOG_SIZE - sizeof(struct mseg_log_head) || len > 8)
+        return;
+    bool got[8] = { false };
+    struct mseg_undo_trailer tr;
+    while (size - used >= sizeof tr) {
+        memcpy(&tr, s->base + pos - sizeof tr, sizeof tr);
+        if (tr.len > size - used - sizeof tr || pad8(tr.len) > size - used - sizeof tr)
+            break;
+        uint64_t rec = pad8(tr.len) + sizeof tr;
+        const uint8_t *b = s->base + pos - rec;
+        for (unsigned i = 0; i < len; i++)
+            if (!got[i] && off + i >= tr.off && off + i - tr.off < tr.len) {
+                d[i] = b[off + i - tr.off];
+                got[i] = true;
+            }
+        used += rec;
+        pos -= rec;
+    }
+}
+
 /* Walks the sound undo records from the oldest; returns how many there are
    and, for index `want`, its trailer and bytes. */
 static uint64_t undo_walk(mseg *s, uint64_t want, struct mseg_undo_trailer *out, const uint8_t **bytes)

@@ -151,7 +151,7 @@ int mseg_tx_add(mseg *s, void *p, size_t n)
                     s->name, p, n);
     /* the user's stores follow: marked unsynced first, as at the
        transaction's begin, in case an mseg_sync inside it cleared that */
-    if (sync_mark_unsynced(s) || op_undo(s, off, n)) {
+    if (sync_mark_unsynced(s) || op_undo_in_place(s, off, n)) {
         int e = errno;
         tx_roll_back(s);
         errno = e;

@@ -37,7 +37,11 @@
  * last committed element: no record covers that word (a record keeps the
  * word's other bytes as they were when it was made, so a later in-place
  * change of those bytes, a push's or one the program declared with
- * mseg_tx_add, would be put back at the commit).
+ * mseg_tx_add, would be put back at the commit). The one record left in
+ * the buffer's stores, over the kept header word of a block an expansion
+ * took over, gives way when the program declares those bytes with
+ * mseg_tx_add (op_undo_in_place: the undo record keeps the header for a
+ * rollback, which is why committed_header_in reads through it).
  */
 #include <stdio.h>
 #include <string.h>
@@ -181,15 +185,18 @@ static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at
    expansion in place (heap_expand) makes the buffer cover the free block
    after it, whose header stays in memory until commit: a rollback (and the
    rebuild after a crash) walks the committed headers, so that word must be
-   logged, never stored over in place. Walks the headers as memory holds
-   them, from the buffer's own, bounded by the buffer. */
+   logged, never stored over in place. Walks the committed headers (as
+   memory holds them, or an undo record where mseg_tx_add let the program
+   store over one), from the buffer's own, bounded by the buffer. */
 static uint64_t committed_header_in(mseg *s, const struct vec_view *w, uint64_t from)
 {
     uint64_t usable = w->cap * w->elem_size, end = 0;
     for (unsigned guard = 0; guard < 64; guard++) {
         if (!seg_range_ok(s, w->buf + end - 4, 4))
             return UINT64_MAX;
-        uint64_t size = (uint64_t)(*(const uint32_t *)(s->base + w->buf + end - 4) >> 2) * MSEG_GRANULE;
+        uint32_t h;   /* through the undo records: mseg_tx_add may have stored over it */
+        op_committed_bytes(s, w->buf + end - 4, &h, 4);
+        uint64_t size = (uint64_t)(h >> 2) * MSEG_GRANULE;
         if (size < MSEG_BLOCK_MIN)
             return UINT64_MAX;
         end += size;

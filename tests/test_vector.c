@@ -851,3 +851,116 @@ Test(vector, a_pop_in_a_transaction_reads_bytes_over_a_kept_header_word, .fini =
         mseg_remove(name, 0);
     }
 }
+
+/* Inside a transaction, a push that grows the buffer in place over the
+   free block after it keeps that block's 4-byte header in memory for a
+   rollback and puts the element's bytes there only into a record. The
+   program then declared the pushed element with mseg_tx_add and changed
+   it in place: at the commit the record was applied over the change, so
+   the 4 bytes on the old header came back as they were pushed (with 7
+   committed elements of any size from 1 to 32 bytes, one element each
+   time; found by an adversarial API review, a helper session). Now the
+   record gives way to the declared range, and the undo record keeps the
+   old header: an abort, or a crash before the commit, must still find the
+   heap and the vector as committed. */
+enum vt_end { VT_COMMIT, VT_ABORT, VT_CRASH };
+
+struct vt_kept_arg {
+    mseg *s;
+    mseg_vec *v;
+    size_t es, pushed;
+};
+
+/* Pushes (each one declared with mseg_tx_add and changed to 0x55) until
+   the buffer moves; the pushes that stayed in place are counted. */
+static void vt_add_over_kept_header_pushes(void *p)
+{
+    struct vt_kept_arg *a = p;
+    uint8_t e[32];
+    memset(e, 0x33, a->es);
+    for (size_t n = 7; n < 40; n++) {
+        const void *before = mseg_vec_data(a->s, a->v);
+        CHILD_CHECK(mseg_vec_push(a->s, a->v, e) == 0);
+        if (mseg_vec_data(a->s, a->v) != before)
+            break;                             /* moved: no longer in place */
+        uint8_t *at = mseg_vec_at(a->s, a->v, n);
+        CHILD_CHECK(at != NULL && mseg_tx_add(a->s, at, a->es) == 0);
+        memset(at, 0x55, a->es);
+        a->pushed = n + 1 - 7;
+    }
+}
+
+static void vt_add_over_kept_header_crash(void *p)
+{
+    struct vt_kept_arg *a = p;
+    CHILD_CHECK(mseg_tx_begin(a->s) == 0);
+    vt_add_over_kept_header_pushes(a);
+    _exit(a->pushed > 1 ? 42 : 3);             /* a process crash before the commit */
+}
+
+static void vt_add_over_kept_header(size_t es, enum vt_end end)
+{
+    char name[256], why[128];
+    mseg *s = vt_open(name, 0, 1 * MiB);
+    mseg_vec *v = mseg_vec_open(s, "v", es, MSEG_CREATE);
+    cr_assert_not_null(v, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_resize(s, v, 7), 0, "%s", mseg_errmsg());
+    size_t free_before = mseg_free_memory(s);
+    struct vt_kept_arg a = { s, v, es, 0 };
+    if (end == VT_CRASH) {
+        int st = th_fork_run(vt_add_over_kept_header_crash, &a);
+        cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42, "%zu-byte elements: child %s", es,
+                  th_status_str(st, why, sizeof why));
+        mseg_close(s);
+        s = mseg_open(name, 0, NULL);          /* recovers the transaction the child left */
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        v = mseg_vec_open(s, "v", es, 0);
+        cr_assert_not_null(v, "%s", mseg_errmsg());
+    } else {
+        cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+        vt_add_over_kept_header_pushes(&a);
+        cr_assert_gt(a.pushed, 1, "no push stayed in place");
+        cr_assert_eq(end == VT_COMMIT ? mseg_tx_commit(s) : mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    }
+    vt_assert_sound(s);
+    if (end == VT_COMMIT) {
+        cr_assert_eq(mseg_vec_len(s, v), 7 + a.pushed);
+        for (size_t i = 7; i < 7 + a.pushed; i++) {
+            const uint8_t *p = mseg_vec_at(s, v, i);
+            for (size_t b = 0; b < es; b++)
+                cr_assert_eq(p[b], 0x55, "%zu-byte elements: byte %zu of element %zu reads %#x after the commit, "
+                             "not the 0x55 stored after mseg_tx_add", es, b, i, p[b]);
+        }
+    } else {
+        snprintf(why, sizeof why, "after the %s", end == VT_ABORT ? "abort" : "crash");
+        cr_assert_eq(mseg_vec_len(s, v), 7, "%s", why);
+        for (size_t j = 0; j < 7; j++)
+            vt_assert_elem(s, v, j, es, 0, why);
+        cr_assert_eq(mseg_free_memory(s), free_before, "%zu-byte elements %s: free memory %zu, was %zu", es, why,
+                     mseg_free_memory(s), free_before);
+    }
+    mseg_close(s);
+    mseg_remove(name, 0);
+}
+
+static const size_t vt_kept_sizes[] = { 1, 3, 4, 8, 12, 24 };
+
+Test(vector, a_change_declared_with_tx_add_over_a_kept_header_word_survives_the_commit, .fini = th_cleanup)
+{
+    for (size_t k = 0; k < sizeof vt_kept_sizes / sizeof vt_kept_sizes[0]; k++)
+        vt_add_over_kept_header(vt_kept_sizes[k], VT_COMMIT);
+}
+
+Test(vector, an_abort_after_tx_add_over_a_kept_header_word_brings_back_the_heap_and_the_vector,
+     .fini = th_cleanup)
+{
+    for (size_t k = 0; k < sizeof vt_kept_sizes / sizeof vt_kept_sizes[0]; k++)
+        vt_add_over_kept_header(vt_kept_sizes[k], VT_ABORT);
+}
+
+Test(vector, a_crash_after_tx_add_over_a_kept_header_word_recovers_the_heap_and_the_vector,
+     .fini = th_cleanup, .timeout = 60)
+{
+    for (size_t k = 0; k < sizeof vt_kept_sizes / sizeof vt_kept_sizes[0]; k++)
+        vt_add_over_kept_header(vt_kept_sizes[k], VT_CRASH);
+}
