@@ -709,3 +709,28 @@ Test(tool, one_damaged_header_copy_is_sound_once_repaired_and_recover_says_it_re
     free(buf);
     ASSERT_EXIT(run_tool("check", path, NULL), 2);
 }
+
+/* mseg.1 says --json prints errors as JSON too; a usage error (an unknown
+   option, a missing or an extra argument) printed only the usage text on
+   stderr, so a script reading the JSON got nothing (found by an adversarial
+   review). Without --json, the message names what is wrong: more than four
+   arguments used to print the usage alone. */
+Test(tool, usage_errors_come_out_as_json_with_json_and_say_what_is_wrong_without, .fini = th_cleanup)
+{
+    static const char *const cases[][7] = {
+        { "info", "--json", NULL },
+        { "info", "--bogus", "x", "--json", NULL },
+        { "info", "--json", "a", "b", "c", "d", "e" },
+    };
+    static const char *const why[] = { "expected 1 argument", "unknown option --bogus", "too many arguments" };
+    for (size_t i = 0; i < 3; i++) {
+        const char *const *a = cases[i];
+        struct run *r = run_tool(a[0], a[1], a[2], a[3], a[4], a[5], a[6], NULL);
+        ASSERT_EXIT(r, 3);
+        cr_assert(strncmp(r->out, "{\"command\":\"info\",\"error\":", 26) == 0 && strstr(r->out, why[i]) &&
+                  strstr(r->out, "\"exit\":3}"), "case %zu: stdout: %s", i, r->out);
+    }
+    struct run *r = run_tool("info", "a", "b", "c", "d", "e", NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "mseg info: too many arguments") && strstr(r->err, "usage: mseg info"), "%s", r->err);
+}

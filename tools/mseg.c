@@ -79,9 +79,14 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
-/* Options go anywhere after the command; "--" ends them. */
-static int parse(int argc, char **argv, struct opts *o)
+/* Options go anywhere after the command; "--" ends them. On a usage
+   error, -1 with what is wrong in why. --json is looked for first, so
+   that the error itself comes out as JSON wherever the option stands. */
+static int parse(int argc, char **argv, struct opts *o, char *why, size_t whylen)
 {
+    for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--json") == 0)
+            o->json = true;
     bool options = true;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -94,14 +99,27 @@ static int parse(int argc, char **argv, struct opts *o)
         else if (options && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0))
             o->help = true;
         else if (options && a[0] == '-' && a[1]) {
-            fprintf(stderr, "mseg %s: unknown option %s\n", o->cmd, a);
+            snprintf(why, whylen, "unknown option %s", a);
             return -1;
         } else if (o->nargs < 4)
             o->args[o->nargs++] = a;
-        else
+        else {
+            snprintf(why, whylen, "too many arguments");
             return -1;
+        }
     }
     return 0;
+}
+
+/* A usage error: with --json, an error object like any other (mseg.1:
+   "errors too"); otherwise the message, then the command's usage. */
+static int usage_error(const struct opts *o, const struct command *c, const char *why)
+{
+    if (o->json)
+        return report_error(o, EINVAL, why);
+    fprintf(stderr, "mseg %s: %s\n", c->name, why);
+    usage_cmd(stderr, c);
+    return EXIT_CANNOT;
 }
 
 int main(int argc, char **argv)
@@ -129,18 +147,16 @@ int main(int argc, char **argv)
        killing the tool and leaving DST.XXXXXX behind. */
     signal(SIGXFSZ, SIG_IGN);
     struct opts o = { .cmd = c->name };
-    if (parse(argc, argv, &o)) {
-        usage_cmd(stderr, c);
-        return EXIT_CANNOT;
-    }
+    char why[160];
+    if (parse(argc, argv, &o, why, sizeof why))
+        return usage_error(&o, c, why);
     if (o.help) {
         usage_cmd(stdout, c);
         return EXIT_SOUND;
     }
     if (o.nargs != c->nargs) {
-        fprintf(stderr, "mseg %s: expected %d argument%s\n", c->name, c->nargs, c->nargs > 1 ? "s" : "");
-        usage_cmd(stderr, c);
-        return EXIT_CANNOT;
+        snprintf(why, sizeof why, "expected %d argument%s", c->nargs, c->nargs > 1 ? "s" : "");
+        return usage_error(&o, c, why);
     }
     int code = c->run(&o);
     /* Output that could not be written (a full disk, a closed pipe reader
