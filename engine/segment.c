@@ -101,6 +101,8 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
                     "view's changes never reach the file)");
     if (backend_of(flags)->check_name(name))
         return -1;
+    if (!(flags & MSEG_CREATE))
+        cfg = NULL;   /* only used when the segment is created (mseg.h): not judged either */
     p->size = cfg && cfg->size ? cfg->size : MSEG_DEFAULT_SIZE;
     p->max_size = cfg ? cfg->max_size : 0;
     /* before rounding up to a page: near SIZE_MAX that wraps to 0, and the
@@ -977,7 +979,7 @@ int mseg_remove(const char *name, unsigned flags)
 size_t mseg_size(mseg *s)
 {
     if (!s)
-        return 0;
+        return fail(EINVAL, "NULL segment handle"), 0;
     seg_follow_growth(s);
     return (size_t)__atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
 }

@@ -54,9 +54,9 @@ typedef uint64_t mseg_off;       /* offset from the segment base; 0 is null */
 #define MSEG_DURABLE 0x20u /* every operation is on disk when it returns            */
 
 struct mseg_config {             /* NULL, or zero fields, mean defaults */
-    size_t   size;               /* size at creation (default 64 MiB)   */
+    size_t   size;               /* size at creation (default 64 MiB), rounded up to 4 KiB */
     size_t   max_size;           /* grow automatically up to this; 0 = never grow */
-    unsigned mode;               /* permissions of a new file (default 0600) */
+    unsigned mode;               /* permission bits (07777) of a new file (default 0600) */
 };
 
 /*
@@ -288,6 +288,11 @@ mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind);
    transaction holds the segment lock: other threads and processes wait.
    Nested begin/commit pairs fold into the outermost. */
 int mseg_tx_begin(mseg *s);
+/* Declares n bytes at p (inside the heap) before the thread changes them in
+   place: their old bytes are kept for an abort or a crash. EINVAL outside a
+   transaction or outside the heap; ENOMEM when the 64 KiB log has no room
+   left for them (each call is one record of about n + 24 bytes; a range
+   declared twice is kept twice), and the transaction is then aborted. */
 int mseg_tx_add(mseg *s, void *p, size_t n);
 int mseg_tx_commit(mseg *s);
 int mseg_tx_abort(mseg *s);
@@ -310,7 +315,7 @@ int mseg_mutex_init(mseg *s, mseg_mutex *m);       /* optional: zeroed is initia
 /* -1 with errno EOWNERDEAD: you hold the lock, but its owner died holding
    it; repair what it protects, then mseg_mutex_consistent (an unlock
    without it makes the mutex unusable: ENOTRECOVERABLE). */
-int mseg_mutex_lock(mseg *s, mseg_mutex *m);
+int mseg_mutex_lock(mseg *s, mseg_mutex *m);       /* not recursive: a second lock by its holder never returns */
 int mseg_mutex_trylock(mseg *s, mseg_mutex *m);    /* EBUSY when held */
 /* abstime on CLOCK_MONOTONIC; ETIMEDOUT when it passes */
 int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime);

@@ -961,3 +961,29 @@ static void threads_sharing_one_handle_keep_the_segment_sound(unsigned be)
     cr_assert_eq(mseg_check(name, be, NULL), 0, "%s", mseg_errmsg());
 }
 BOTH_BACKENDS(threads_sharing_one_handle_keep_the_segment_sound, .timeout = 60)
+
+/* cfg is "only used when the segment is created" (mseg.h): an open of an
+   existing segment without MSEG_CREATE failed with EINVAL when cfg held a
+   size no segment may have, though nothing was to be created (found by an
+   adversarial review). And mseg_size(NULL), like the other calls given no
+   handle, says EINVAL. */
+Test(segment, an_open_without_create_ignores_cfg_and_mseg_size_of_null_is_einval, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config small = { .size = 1u << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &small);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+    struct mseg_config bad = { .size = 1, .max_size = 2 };
+    s = mseg_open(name, 0, &bad);
+    cr_assert_not_null(s, "open without MSEG_CREATE judged cfg: %s", mseg_errmsg());
+    cr_expect_eq(mseg_size(s), 1u << 20);
+    cr_assert_eq(mseg_close(s), 0);
+    errno = 0;
+    cr_assert_null(mseg_open(name, MSEG_CREATE, &bad), "a bad cfg with MSEG_CREATE was accepted");
+    cr_expect_eq(errno, EINVAL);
+    errno = 0;
+    cr_expect_eq(mseg_size(NULL), 0);
+    cr_expect_eq(errno, EINVAL);
+}
