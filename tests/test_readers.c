@@ -366,6 +366,16 @@ static void die_at_log_written(const char *point, unsigned long n, void *arg)
         _exit(42);
 }
 
+/* A segment holding the map "m" filled by lf_fill_even, closed. */
+static void lf_create_closed_even_map(char *name)
+{
+    mseg *s = lf_create(name);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    lf_fill_even(s, m);
+    mseg_close(s);
+}
+
 /* A writer that dies with its construct logged, not committed: the
    segment then needs recovery, and nobody is attached. */
 static void construct_and_die(void *arg)
@@ -414,11 +424,7 @@ Test(readers, a_cow_view_of_an_idle_segment_sees_a_later_writers_operation_in_pr
      .fini = th_cleanup)
 {
     char name[256], why[200];
-    mseg *s = lf_create(name);
-    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
-    cr_assert_not_null(m);
-    lf_fill_even(s, m);
-    mseg_close(s);
+    lf_create_closed_even_map(name);
     mseg *c = mseg_open(name, MSEG_COW, NULL);   /* nobody attached: the private "recovery" runs */
     cr_assert_not_null(c, "%s", mseg_errmsg());
     int pfd[2];
@@ -487,11 +493,7 @@ Test(readers, mseg_check_is_not_fooled_by_a_writer_that_attaches_after_its_priva
      .fini = th_cleanup)
 {
     char name[256], why[200];
-    mseg *s = lf_create(name);
-    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
-    cr_assert_not_null(m);
-    lf_fill_even(s, m);
-    mseg_close(s);
+    lf_create_closed_even_map(name);
     int st = th_fork_run(construct_and_die, name);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42, "the writer %s",
               th_status_str(st, why, sizeof why));
