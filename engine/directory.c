@@ -368,13 +368,8 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
 {
     if (check_name(name, type, true) || check_raw_type(name, type))
         return NULL;
-    if (s && s->mode == MODE_RDONLY) {
-        /* finding is no write: only a missing object needs one */
-        void *found = mseg_find(s, name, type, elem_size, NULL);
-        if (!found && errno == ENOENT)
-            return fail_null(EROFS, "segment %s is open read-only: cannot construct %s", s->name, name);
-        return found;
-    }
+    if (s && s->mode == MODE_RDONLY)
+        return seg_found_read_only(s, mseg_find(s, name, type, elem_size, NULL), "construct", name);
     if (seg_write_begin(s))
         return NULL;
     size_t nl = strlen(name);

@@ -198,6 +198,10 @@ int  lock_for_write(mseg *s);
 int  seg_write_begin(mseg *s);
 /* Ends it: commits (commit) or discards, then unlocks. Returns 0 or -1. */
 int  seg_write_end(mseg *s, bool commit);
+/* A call that finds or creates, on a read-only handle: finding is no
+   write, so what the find gave (the object, or NULL with its errno), and
+   EROFS only when there was nothing to find ("cannot <what> <name>"). */
+void *seg_found_read_only(mseg *s, void *found, const char *what, const char *name);
 /* Read-side entry and exit: the lock for read-write and copy-on-write
    handles; a sequence lock for read-only ones. seg_read_end returns false
    when the read raced with a writer and must be retried:

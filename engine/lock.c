@@ -203,6 +203,13 @@ int lock_for_write(mseg *s)
     return 0;
 }
 
+void *seg_found_read_only(mseg *s, void *found, const char *what, const char *name)
+{
+    if (!found && errno == ENOENT)
+        return fail_null(EROFS, "segment %s is open read-only: cannot %s %s", s->name, what, name);
+    return found;
+}
+
 int seg_write_begin(mseg *s)
 {
     if (!s)

@@ -1059,6 +1059,56 @@ int op_undo_in_place(mseg *s, uint64_t off, uint64_t len)
     return 0;
 }
 
+/* A walk over the undo records from the oldest (the log's end) down. */
+struct undo_cursor {
+    uint64_t size, used, pos;
+};
+
+static struct undo_cursor undo_start(mseg *s)
+{
+    uint64_t size = __atomic_load_n(&log_head(s)->undo_size, __ATOMIC_ACQUIRE);
+    if (size > MSEG_LOG_SIZE - sizeof(struct mseg_log_head))
+        size = 0;                        /* impossible: nothing to walk */
+    return (struct undo_cursor){ size, 0, (uint64_t)MSEG_LOG_OFF + MSEG_LOG_SIZE };
+}
+
+/* The next record's trailer and bytes; false at the end or at a record
+   that does not fit in what is left. Checksums are the caller's. */
+static bool undo_next(mseg *s, struct undo_cursor *u, struct mseg_undo_trailer *tr, const uint8_t **bytes)
+{
+    uint64_t left = u->size - u->used;
+    if (left < sizeof *tr)
+        return false;
+    memcpy(tr, s->base + u->pos - sizeof *tr, sizeof *tr);
+    if (tr->len > left - sizeof *tr || pad8(tr->len) > left - sizeof *tr)
+        return false;
+    uint64_t rec = pad8(tr->len) + sizeof *tr;
+    *bytes = s->base + u->pos - rec;
+    u->used += rec;
+    u->pos -= rec;
+    return true;
+}
+
+/* Walks the sound undo records from the oldest; returns how many there are
+   and, for index `want`, its trailer and bytes. */
+static uint64_t undo_walk(mseg *s, uint64_t want, struct mseg_undo_trailer *out, const uint8_t **bytes)
+{
+    struct undo_cursor u = undo_start(s);
+    struct mseg_undo_trailer tr;
+    const uint8_t *b;
+    uint64_t n = 0;
+    while (undo_next(s, &u, &tr, &b)) {
+        if (undo_checksum(s, &tr, b) != tr.checksum || tr.off < MSEG_HEAP_OFF || !seg_range_ok(s, tr.off, tr.len))
+            break;                       /* torn: the newest, never acted on */
+        if (n == want) {
+            *out = tr;
+            *bytes = b;
+        }
+        n++;
+    }
+    return n;
+}
+
 /* The committed state's bytes at [off, off+len), len <= 8, inside a
    transaction: the oldest undo record covering a byte holds its committed
    value (op_undo_in_place may have stored the transaction's view over it),
@@ -1067,54 +1117,16 @@ void op_committed_bytes(mseg *s, uint64_t off, void *dst, unsigned len)
 {
     uint8_t *d = dst;
     memcpy(d, s->base + off, len);
-    uint64_t size = __atomic_load_n(&log_head(s)->undo_size, __ATOMIC_ACQUIRE), used = 0;
-    uint64_t pos = (uint64_t)MSEG_LOG_OFF + MSEG_LOG_SIZE;
-    if (!size || size > MSEG_LOG_SIZE - sizeof(struct mseg_log_head) || len > 8)
-        return;
     bool got[8] = { false };
+    struct undo_cursor u = undo_start(s);
     struct mseg_undo_trailer tr;
-    while (size - used >= sizeof tr) {
-        memcpy(&tr, s->base + pos - sizeof tr, sizeof tr);
-        if (tr.len > size - used - sizeof tr || pad8(tr.len) > size - used - sizeof tr)
-            break;
-        uint64_t rec = pad8(tr.len) + sizeof tr;
-        const uint8_t *b = s->base + pos - rec;
+    const uint8_t *b;
+    while (len <= 8 && undo_next(s, &u, &tr, &b))
         for (unsigned i = 0; i < len; i++)
             if (!got[i] && off + i >= tr.off && off + i - tr.off < tr.len) {
                 d[i] = b[off + i - tr.off];
                 got[i] = true;
             }
-        used += rec;
-        pos -= rec;
-    }
-}
-
-/* Walks the sound undo records from the oldest; returns how many there are
-   and, for index `want`, its trailer and bytes. */
-static uint64_t undo_walk(mseg *s, uint64_t want, struct mseg_undo_trailer *out, const uint8_t **bytes)
-{
-    uint64_t size = log_head(s)->undo_size, used = 0, n = 0;
-    uint64_t pos = (uint64_t)MSEG_LOG_OFF + MSEG_LOG_SIZE;
-    if (size > MSEG_LOG_SIZE - sizeof(struct mseg_log_head))
-        return 0;
-    while (size - used >= sizeof *out) {
-        struct mseg_undo_trailer tr;
-        memcpy(&tr, s->base + pos - sizeof tr, sizeof tr);
-        if (tr.len > size - used - sizeof tr || pad8(tr.len) > size - used - sizeof tr)
-            break;
-        uint64_t rec = pad8(tr.len) + sizeof tr;
-        const uint8_t *b = s->base + pos - rec;
-        if (undo_checksum(s, &tr, b) != tr.checksum || tr.off < MSEG_HEAP_OFF || !seg_range_ok(s, tr.off, tr.len))
-            break;                       /* torn: the newest, never acted on */
-        if (n == want) {
-            *out = tr;
-            *bytes = b;
-        }
-        n++;
-        used += rec;
-        pos -= rec;
-    }
-    return n;
 }
 
 /* Restores user bytes, newest record first, so the oldest saved value wins. */

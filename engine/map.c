@@ -1205,13 +1205,8 @@ mseg_map *mseg_map_open(mseg *s, const char *name, enum mseg_key kind, size_t va
         return NULL;
     if (!(flags & MSEG_CREATE))
         return map_find(s, name, kind, val_size, flags);
-    if (s && s->mode == MODE_RDONLY) {
-        /* finding is no write: only a missing map needs one */
-        mseg_map *m = map_find(s, name, kind, val_size, flags);
-        if (!m && errno == ENOENT)
-            return fail_null(EROFS, "segment %s is open read-only: cannot create map %s", s->name, name);
-        return m;
-    }
+    if (s && s->mode == MODE_RDONLY)
+        return seg_found_read_only(s, map_find(s, name, kind, val_size, flags), "create map", name);
     if (seg_write_begin(s))
         return NULL;
     bool created;

@@ -414,13 +414,8 @@ mseg_vec *mseg_vec_open(mseg *s, const char *name, size_t elem_size, unsigned fl
                          flags & ~(unsigned)MSEG_CREATE);
     if (!(flags & MSEG_CREATE))
         return vec_find(s, name, elem_size);
-    if (s && s->mode == MODE_RDONLY) {
-        /* finding is no write: only a missing vector needs one */
-        mseg_vec *v = vec_find(s, name, elem_size);
-        if (!v && errno == ENOENT)
-            return fail_null(EROFS, "segment %s is open read-only: cannot create vector %s", s->name, name);
-        return v;
-    }
+    if (s && s->mode == MODE_RDONLY)
+        return seg_found_read_only(s, vec_find(s, name, elem_size), "create vector", name);
     if (seg_write_begin(s))
         return NULL;
     bool created;
