@@ -40,9 +40,11 @@ static int file_open(const char *name, int oflag, mode_t mode)
         errno = EINVAL;
         return -1;
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl != -1)
-        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    /* F_SETFL sets only the status flags (it ignores the access mode and
+       O_CREAT/O_EXCL), and this open set none but O_NONBLOCK: so oflag
+       itself clears it, without an F_GETFL first (one system call less
+       on every open) */
+    (void)fcntl(fd, F_SETFL, oflag & ~O_NONBLOCK);
     return fd;
 }
 

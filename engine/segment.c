@@ -218,35 +218,52 @@ static bool half_made(int fd, const uint8_t *first, size_t got, uint64_t file_si
 
 /* ---- mapping ---- */
 
-/* Maps the header, runtime, control and log pages in one call, rather than
-   a page fault for each on the first touches: a fault is the dearest part
-   of an open (20 to 120 us each on a virtual machine, measured). Advice
-   only: a kernel without MADV_POPULATE_* (before 5.14) faults as before. */
+/* Maps the header, runtime, control and log pages before their first
+   touches, rather than a page fault for each: a fault is the dearest part
+   of an open (20 to 120 us each on a virtual machine, measured). A
+   read-write handle maps them for reading and only the runtime page, which
+   every attach writes, for writing: a write fault marks a page of a shared
+   file mapping dirty, so writing all five (as until 2026-11-29) made every
+   open, even one that only reads, write the header copies, the control page
+   and the log head back to the disk. The benchmark's reopen of a 1M-entry
+   map, 12 alternating runs each (2026-11-29): 110 us median with all five
+   for writing, 105 us with this. Advice only: a kernel without
+   MADV_POPULATE_* (before 5.14) faults as before. */
 static void populate_metadata(mseg *s)
 {
 #ifdef MADV_POPULATE_WRITE
-    int advice = s->mode == MODE_RDONLY ? MADV_POPULATE_READ : MADV_POPULATE_WRITE;
     uint64_t len = MSEG_LOG_OFF + MSEG_PAGE;   /* up to the log head */
-    if (s->mode != MODE_COW)
-        (void)madvise(s->base, len, advice);
+    if (s->mode == MODE_COW)
+        return;
+    (void)madvise(s->base, len, MADV_POPULATE_READ);
+    if (s->mode == MODE_RW)
+        (void)madvise(s->base + MSEG_RUNTIME_OFF, MSEG_PAGE, MADV_POPULATE_WRITE);
 #else
     (void)s;
 #endif
 }
 
+/* Maps the file's size bytes, at the start of an address range of the
+   larger of size and max_size, reserved for the segment's growth. With no
+   growth to come (max_size 0, or no larger than size) the file is mapped
+   in one call, without the reservation. */
 static int map_segment(mseg *s, uint64_t size, uint64_t max_size)
 {
     uint64_t reserve = max_size > size ? max_size : size;
-    void *area = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (area == MAP_FAILED)
-        return fail(errno, "segment %s: cannot reserve %llu bytes of address space: %s",
-                    s->name, (unsigned long long)reserve, strerror(errno));
+    void *area = NULL;
+    if (reserve > size) {
+        area = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (area == MAP_FAILED)
+            return fail(errno, "segment %s: cannot reserve %llu bytes of address space: %s",
+                        s->name, (unsigned long long)reserve, strerror(errno));
+    }
     int prot = s->mode == MODE_RDONLY ? PROT_READ : PROT_READ | PROT_WRITE;
     int kind = s->mode == MODE_COW ? MAP_PRIVATE : MAP_SHARED;
-    void *m = mmap(area, size, prot, kind | MAP_FIXED, s->fd, 0);
+    void *m = mmap(area, size, prot, kind | (area ? MAP_FIXED : 0), s->fd, 0);
     if (m == MAP_FAILED) {
         int e = errno;
-        munmap(area, reserve);
+        if (area)
+            munmap(area, reserve);
         return fail(e, "segment %s: mmap failed: %s", s->name, strerror(e));
     }
     s->base = m;
@@ -354,14 +371,16 @@ static uint64_t round_page(uint64_t n)
  * whoever moves heap_end past runtime.size, including a growth into a gap
  * a dead grower left, publishes runtime.size first.
  */
-static int refresh_size(mseg *s);
+static int refresh_size(mseg *s, struct mseg_header *h, int *bad_copy);
 
 int seg_grow(mseg *s, uint64_t need)
 {
     /* the header may already record more than runtime.size (a grower that
        died between steps 3 and 4): start from there, never below it, or
        this growth would write a smaller size over it */
-    if (s->mode == MODE_RW && refresh_size(s))
+    struct mseg_header h;
+    int bad_copy;
+    if (s->mode == MODE_RW && refresh_size(s, &h, &bad_copy))
         return -1;
     /* through the log: inside a transaction an earlier growth of the same
        transaction has moved the heap's end only in its records */
@@ -567,23 +586,29 @@ static int format_segment(mseg *s, const struct params *p, bool created)
 
 /* ---- validation of an existing segment ---- */
 
-/* Picks the valid header copy with the newer generation into *out. */
-static int read_header(mseg *s, uint64_t file_size, struct mseg_header *out, int *bad_copy)
+/* Bytes from the file's start through the end of header copy B. */
+#define HEADERS_END ((uint64_t)MSEG_HEADER_B_OFF + sizeof(struct mseg_header))
+
+/* Picks the valid header copy with the newer generation into *out, from
+   the file's first `got` bytes at `first` (a read, or the mapping); the
+   file has file_size bytes. *bad_copy: the damaged copy, or -1. */
+static int pick_header(mseg *s, const uint8_t *first, uint64_t got, uint64_t file_size,
+                       struct mseg_header *out, int *bad_copy)
 {
     struct mseg_header h[2];
     char why[2][200];
     int err[2] = {0, 0};
     bool ok[2];
     for (int c = 0; c < 2; c++) {
-        off_t at = c ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF;
-        ssize_t got = pread(s->fd, &h[c], sizeof h[c], at);
-        if (got != (ssize_t)sizeof h[c]) {
+        uint64_t at = c ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF;
+        if (got < at + sizeof h[c]) {
             snprintf(why[c], sizeof why[c], "truncated: the file has %llu bytes, too few for "
                      "header copy %c", (unsigned long long)file_size, 'A' + c);
             err[c] = EUCLEAN;
             ok[c] = false;
             continue;
         }
+        memcpy(&h[c], first + at, sizeof h[c]);
         ok[c] = header_validate(&h[c], file_size, why[c], sizeof why[c], &err[c]) == 0;
     }
     if (!ok[0] && !ok[1]) {
@@ -681,36 +706,26 @@ static int attach_private(mseg *s)
 
 /* Maps the size of the newest valid header copy, if it is larger than
    what was mapped: growers write headers without the door lock, so an
-   opener can read a copy in the middle of its rewrite (and take the other). */
-static int refresh_size(mseg *s)
+   opener can read a copy in the middle of its rewrite (and take the other).
+   The copies are read through the mapping, which holds their pages from
+   the open on (populate_metadata): no system call but the fstat, where a
+   read of each copy cost two more on every open and growth. The newest
+   copy and the damaged one (or -1) go to *h and *bad_copy. */
+static int refresh_size(mseg *s, struct mseg_header *h, int *bad_copy)
 {
     struct stat st;
-    struct mseg_header h;
-    int bad;
-    if (fstat(s->fd, &st) || read_header(s, (uint64_t)st.st_size, &h, &bad))
+    if (fstat(s->fd, &st))
         return -1;
-    if (h.size <= s->size)
+    uint64_t file_size = (uint64_t)st.st_size;
+    if (pick_header(s, s->base, file_size < HEADERS_END ? file_size : HEADERS_END, file_size,
+                    h, bad_copy))
+        return -1;
+    if (h->size <= s->size)
         return 0;
-    if (h.size > s->reserved)
+    if (h->size > s->reserved)
         return fail(EUCLEAN, "segment %s: the header grew to %llu bytes, past its max_size",
-                    s->name, (unsigned long long)h.size);
-    return extend_mapping(s, h.size);
-}
-
-/* The first writer repairs a damaged header copy from the good one, as the
-   copies are now: the ones read before it became the first writer may be
-   stale. (Repairing from those once wrote a growth's new header, torn when
-   read, valid by then, back over with the old one: the kill -9 torture
-   found a heap larger than both copies said.) */
-static void repair_damaged_copy(mseg *s)
-{
-    struct stat st;
-    struct mseg_header h;
-    int bad = -1;
-    if (fstat(s->fd, &st) == 0 && read_header(s, (uint64_t)st.st_size, &h, &bad) == 0 && bad >= 0) {
-        repair_header(s, bad, &h);
-        s->header_repaired = bad;
-    }
+                    s->name, (unsigned long long)h->size);
+    return extend_mapping(s, h->size);
 }
 
 static int attach_writer(mseg *s)
@@ -720,13 +735,25 @@ static int attach_writer(mseg *s)
         /* first writer: whatever the lock and log hold is from the past;
            and the header read before may have been one a grower (now
            dead) was rewriting at that moment, so read it again */
-        if (refresh_size(s) || lock_init(s))
+        struct mseg_header h;
+        int bad_copy;
+        if (refresh_size(s, &h, &bad_copy) || lock_init(s))
             return -1;
         int rec = recover(s);
         if (rec < 0 || (s->mode == MODE_RW && heap_drain_garbage(s)))
             return -1;
         s->recovered = rec > 0;
-        repair_damaged_copy(s);
+        /* a damaged copy is repaired from the good one as read above, once
+           this handle was the first writer: the copies read before then
+           may be stale. (Repairing from those once wrote a growth's new
+           header, torn when read, valid by then, back over with the old
+           one: the kill -9 torture found a heap larger than both copies
+           said.) No other writer is attached, and recovery writes no
+           header, so they have not changed since. */
+        if (bad_copy >= 0) {
+            repair_header(s, bad_copy, &h);
+            s->header_repaired = bad_copy;
+        }
         /* a crash can leave op_seq odd with nothing for recovery to
            replay, and lock-free readers (read-only and copy-on-write
            handles) wait for it to be even: the state is whole now */
@@ -800,12 +827,13 @@ static bool still_named(mseg *s)
    with errno, or OPEN_AGAIN. */
 static int open_locked(mseg *s, const struct params *p, bool created)
 {
+    struct stat st;
+    uint8_t first[HEADERS_END];
+    ssize_t got;
     for (int tries = 0;; tries++) {
-        struct stat st;
         if (fstat(s->fd, &st))
             return fail(errno, "segment %s: fstat: %s", s->name, strerror(errno));
-        uint8_t first[MSEG_HEADER_B_OFF + sizeof(struct mseg_header)];
-        ssize_t got = pread(s->fd, first, sizeof first, 0);
+        got = pread(s->fd, first, sizeof first, 0);
         if (got < 0)
             return fail(errno, "segment %s: read: %s", s->name, strerror(errno));
         if (!half_made(s->fd, first, (size_t)got, (uint64_t)st.st_size))
@@ -837,11 +865,14 @@ static int open_locked(mseg *s, const struct params *p, bool created)
         nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
         ofd_lock(s->fd, s->mode == MODE_RW ? F_WRLCK : F_RDLCK, DOOR_BYTE, true);
     }
-    struct stat st;
-    fstat(s->fd, &st);
+    /* the header comes from the read that found the segment made: the
+       door keeps creators and shrinkers out. A grower (it does not take
+       the door) may rewrite one copy after the fstat: that copy fails its
+       size check and the other is taken, as when the copies were read
+       again here, and the handle follows the growth later */
     struct mseg_header h;
     int bad_copy = -1;
-    if (read_header(s, (uint64_t)st.st_size, &h, &bad_copy))
+    if (pick_header(s, first, (uint64_t)got, (uint64_t)st.st_size, &h, &bad_copy))
         return -1;
     /* A file with holes (copied or restored sparse: cp --sparse=always,
        tar -S, rsync -S) lost the space its creation reserved: the first
