@@ -11,9 +11,16 @@
 # what ran just before it: mseg's alloc phase took 0.17 s right after a
 # Boost alloc run and 0.34-0.44 s right after an LMDB map run (3 runs
 # each; the kernel's zeroing of new page-cache pages was half the slow
-# phase).
-# Rotating changes who goes first, not the neighbours (the cycle stays), so
-# phases that fill new pages still vary from run to run: read medians.
+# phase). On the second machine (2026-11-29), in one series of 3 pairs
+# each: right after glibc's runner, mseg's alloc phase took 0.26-0.38 s
+# and Boost's 0.25-0.33 s; right after the other's file-backed run,
+# 0.10-0.11 s and 0.09-0.10 s (in a later series, both 0.09-0.12 s
+# after glibc's runner too).
+# So the order also runs backwards on even repetitions: with one
+# direction only, each implementation had the same neighbour before it
+# in every repetition but the one it started (mseg: glibc's runner), and
+# in a `make bench REPS=5` mseg's phase was slow in 4 repetitions of 5,
+# Boost's in 1. Phases that fill new pages still vary: read medians.
 #
 # Every runner but the scale workload's runs on one CPU, the same for all
 # implementations (PIN, default the last CPU; PIN=none: wherever the
@@ -77,13 +84,16 @@ scale_impls() {
 }
 
 # rotate_impls R IMPL...: the implementations, starting with the
-# ((R - 1) mod count)-th, so that each goes first in turn.
+# ((R - 1) mod count)-th, so that each goes first in turn; in the listed
+# order on odd repetitions, backwards on even ones, so that each also
+# follows both its neighbours in the list.
 rotate_impls() {
     local r=$1
     shift
-    local k=$(( (r - 1) % $# )) i
-    for i in $(seq 0 $(( $# - 1 ))); do
-        local j=$(( (i + k) % $# + 1 ))
+    local n=$# k=$(( (r - 1) % $# )) step=1 i
+    [ $(( r % 2 )) -eq 0 ] && step=$(( n - 1 ))   # -1, modulo n
+    for i in $(seq 0 $(( n - 1 ))); do
+        local j=$(( (k + i * step) % n + 1 ))
         printf '%s ' "${!j}"
     done
 }
