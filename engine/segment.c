@@ -831,11 +831,16 @@ static int open_locked(mseg *s, const struct params *p, bool created)
     uint8_t first[HEADERS_END];
     ssize_t got;
     for (int tries = 0;; tries++) {
-        if (fstat(s->fd, &st))
-            return fail(errno, "segment %s: fstat: %s", s->name, strerror(errno));
+        /* the header copies before the size: a grower makes the file
+           larger before it writes a copy, so every copy read here fits the
+           size read after it. In the other order, two growths between the
+           two calls left both copies larger than the size and the open
+           failed as if the file were truncated */
         got = pread(s->fd, first, sizeof first, 0);
         if (got < 0)
             return fail(errno, "segment %s: read: %s", s->name, strerror(errno));
+        if (fstat(s->fd, &st))
+            return fail(errno, "segment %s: fstat: %s", s->name, strerror(errno));
         if (!half_made(s->fd, first, (size_t)got, (uint64_t)st.st_size))
             break;
         if (s->flags & MSEG_CREATE) {
@@ -867,9 +872,9 @@ static int open_locked(mseg *s, const struct params *p, bool created)
     }
     /* the header comes from the read that found the segment made: the
        door keeps creators and shrinkers out. A grower (it does not take
-       the door) may rewrite one copy after the fstat: that copy fails its
-       size check and the other is taken, as when the copies were read
-       again here, and the handle follows the growth later */
+       the door) may be rewriting one copy during the read: that copy fails
+       its checksum and the other is taken, and the handle follows the
+       growth later */
     struct mseg_header h;
     int bad_copy = -1;
     if (pick_header(s, first, (uint64_t)got, (uint64_t)st.st_size, &h, &bad_copy))

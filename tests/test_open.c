@@ -1,0 +1,102 @@
+/* test_open.c - what an open reads of a segment that others are using.
+
+   The door (segment.c) keeps creators and shrinkers out while an open
+   reads the file's size and its header copies, but not growers: these
+   tests run a growth at the moment the open reads, through a pread of the
+   test binary that the statically linked engine calls in place of libc's
+   (as test_powerloss.c does with fsync). Every test runs in a process of
+   its own, so a test may set the hook without affecting another. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <sys/syscall.h>
+
+#include "helpers.h"
+#include "layout.h"
+
+#define KiB (1024ull)
+#define MiB (1024ull * 1024ull)
+
+static const unsigned backends[] = { 0, MSEG_SHM };
+static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
+
+/* Called (once set) before each pread of the test binary, with its arguments. */
+static void (*th_pread_hook)(int fd, size_t count, off_t offset);
+
+ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+{
+    if (th_pread_hook)
+        th_pread_hook(fd, count, offset);
+    return (ssize_t)syscall(SYS_pread64, fd, buf, count, offset);
+}
+
+/* ---- a growth between the size and the header copies ---- */
+
+static mseg *grower;   /* another handle of the segment, which grows it in the hook */
+
+/* Allocates until the segment has grown once. */
+static void grow_once(mseg *s)
+{
+    size_t before = mseg_size(s);
+    while (mseg_size(s) == before)
+        if (!mseg_alloc(s, 16 * KiB))
+            return;
+}
+
+/* At the read of both header copies (the first 4352 bytes, which only an
+   open reads): two growths, so each copy records a size the file did not
+   have a moment before. Once. */
+static void grow_twice_at_header_read(int fd, size_t count, off_t offset)
+{
+    (void)fd;
+    if (offset != 0 || count != MSEG_HEADER_B_OFF + sizeof(struct mseg_header))
+        return;
+    th_pread_hook = NULL;
+    grow_once(grower);
+    grow_once(grower);
+}
+
+/* An open of a segment that another process grows, twice, while the open
+   reads its size and headers: the open must succeed and follow the growth.
+   Before the fix the size was read first, both copies then recorded more
+   than it and the open failed as if the file were damaged ("header A:
+   truncated: the header says 2097152 bytes, the file has 524288; header B:
+   truncated: the header says 1048576 bytes ..."); a racing grower found it
+   with a copy-on-write open (mseg_check's) of a shm segment. */
+static void open_during_two_growths(unsigned backend)
+{
+    static const unsigned modes[] = { 0, MSEG_RDONLY, MSEG_COW };
+    static const char *const mode_names[] = { "read-write", "read-only", "copy-on-write" };
+    char name[256];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 256 * KiB, .max_size = 64 * MiB };
+    grower = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(grower, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(grower, "one", "int", sizeof(int), 10, NULL), "%s", mseg_errmsg());
+    for (int m = 0; m < 3; m++) {
+        size_t before = mseg_size(grower);
+        th_pread_hook = grow_twice_at_header_read;
+        mseg *s = mseg_open(name, modes[m] | backend, NULL);
+        cr_assert_null(th_pread_hook, "%s, %s: the open read no header copies", backend_name(backend),
+                       mode_names[m]);
+        cr_assert_gt(mseg_size(grower), 2 * before, "%s: the grower did not grow twice", backend_name(backend));
+        cr_assert_not_null(s, "%s, %s open during two growths: %s", backend_name(backend), mode_names[m],
+                           mseg_errmsg());
+        cr_assert_eq(mseg_size(s), mseg_size(grower), "%s, %s: the open does not follow the growth",
+                     backend_name(backend), mode_names[m]);
+        size_t n = 0;
+        cr_assert_not_null(mseg_find(s, "one", "int", sizeof(int), &n), "%s", mseg_errmsg());
+        cr_assert_eq(n, 10);
+        struct mseg_report r;
+        cr_assert_eq(mseg_verify(s, &r), 0, "%s", mseg_errmsg());
+        cr_assert_eq(r.problems, 0);
+        cr_assert_eq(mseg_close(s), 0);
+    }
+    cr_assert_eq(mseg_close(grower), 0);
+}
+
+Test(open, an_open_while_another_handle_grows_twice_reads_headers_that_fit_the_file, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < sizeof backends / sizeof *backends; b++)
+        open_during_two_growths(backends[b]);
+}
