@@ -617,6 +617,16 @@ static int pick_header(mseg *s, const uint8_t *first, uint64_t got, uint64_t fil
             return fail(e, "segment %s: %s (both header copies)", s->name, why[0]);
         return fail(e, "segment %s: header A: %s; header B: %s", s->name, why[0], why[1]);
     }
+    /* A whole copy of a format or feature this library does not know
+       (EPROTO) is no torn write: another version of mseg wrote it, maybe
+       after the other copy (an update rewrites one copy). Unless the other
+       copy is of a later generation, which only a copy of this format
+       version tells, the segment is refused: taking the other would open
+       an unknown format, and a first writer would write it over the newer */
+    for (int c = 0; c < 2; c++)
+        if (!ok[c] && err[c] == EPROTO &&
+            !(h[c].format_version == MSEG_FORMAT_VERSION && h[!c].generation > h[c].generation))
+            return fail(EPROTO, "segment %s: header %c: %s", s->name, 'A' + c, why[c]);
     int use = (!ok[0] || (ok[1] && h[1].generation > h[0].generation)) ? 1 : 0;
     *out = h[use];
     *bad_copy = !ok[0] ? 0 : !ok[1] ? 1 : -1;
