@@ -19,13 +19,20 @@ static int file_check_name(const char *name)
 /* Only regular files are segments. O_NONBLOCK so that a FIFO named by
    mistake does not block the open (a read-only open of a FIFO waits for a
    writer, forever); anything that is not a regular file (a FIFO, a
-   directory, a device) is refused with EINVAL (file_open_error says why). */
+   directory, a socket, a device) is refused with EINVAL (backend_open_error
+   says why). */
 static int file_open(const char *name, int oflag, mode_t mode)
 {
     int fd = open(name, oflag | O_CLOEXEC | O_NONBLOCK, mode);
     if (fd < 0) {
-        if (errno == EISDIR)
-            errno = EINVAL;   /* a read-write open of a directory: as a read-only one is */
+        /* a read-write open of a directory (EISDIR), or an open of a
+           socket or of a device without a driver (ENXIO): EINVAL, as a
+           FIFO or a device that opens is */
+        int e = errno;
+        struct stat st;
+        if (e == EISDIR || (e == ENXIO && stat(name, &st) == 0 && !S_ISREG(st.st_mode)))
+            e = EINVAL;
+        errno = e;
         return -1;
     }
     struct stat st;

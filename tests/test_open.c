@@ -8,7 +8,9 @@
    its own, so a test may set the hook without affecting another. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 
 #include "helpers.h"
 #include "layout.h"
@@ -99,4 +101,36 @@ Test(open, an_open_while_another_handle_grows_twice_reads_headers_that_fit_the_f
 {
     for (size_t b = 0; b < sizeof backends / sizeof *backends; b++)
         open_during_two_growths(backends[b]);
+}
+
+/* ---- names that lead to no regular file ---- */
+
+/* A Unix domain socket is not a regular file either: EINVAL, as for a FIFO,
+   a directory or a device (README), where open(2) said ENXIO, "No such
+   device or address". */
+Test(open, a_unix_socket_is_refused_with_einval_as_not_a_regular_file, .timeout = 30, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    cr_assert_lt(strlen(path), sizeof a.sun_path);
+    strcpy(a.sun_path, path);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
+    static const unsigned modes[] = { 0, MSEG_RDONLY, MSEG_COW, MSEG_CREATE, MSEG_CREATE | MSEG_EXCL };
+    for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+        errno = 0;
+        cr_assert_null(mseg_open(path, modes[m], NULL), "flags %#x: opened", modes[m]);
+        int want = modes[m] & MSEG_EXCL ? EEXIST : EINVAL;
+        cr_assert_eq(errno, want, "flags %#x: errno %d (%s), expected %d", modes[m], errno, mseg_errmsg(), want);
+        if (want == EINVAL)
+            cr_assert(strstr(mseg_errmsg(), "not a regular file"), "flags %#x: %s", modes[m], mseg_errmsg());
+    }
+    struct mseg_report r;
+    errno = 0;
+    cr_assert_eq(mseg_check(path, 0, &r), -1);
+    cr_assert_eq(errno, EINVAL, "mseg_check: errno %d (%s)", errno, mseg_errmsg());
+    close(fd);
+    unlink(path);
 }
