@@ -7,6 +7,7 @@
 #ifndef MSEG_BACKEND_H
 #define MSEG_BACKEND_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct backend {
@@ -24,6 +25,10 @@ struct backend {
 /* Why be->open failed with errno e, for a message: strerror(e), or for a
    file that exists but is not a regular file (EINVAL), that. */
 const char *backend_open_error(unsigned flags, const char *name, int e);
+
+/* Whether name is a symbolic link to a missing file (never for a shm
+   name: shm_open follows no link). Keeps errno. */
+bool backend_dangling_link(unsigned flags, const char *name);
 
 extern const struct backend backend_file;
 extern const struct backend backend_shm;

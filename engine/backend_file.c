@@ -79,9 +79,21 @@ static int file_sync_name(const char *name)
     return rc;
 }
 
+bool backend_dangling_link(unsigned flags, const char *name)
+{
+    struct stat st;
+    int e = errno;
+    bool dangling = !(flags & MSEG_SHM) && lstat(name, &st) == 0 && S_ISLNK(st.st_mode) &&
+                    stat(name, &st) != 0 && errno == ENOENT;
+    errno = e;
+    return dangling;
+}
+
 const char *backend_open_error(unsigned flags, const char *name, int e)
 {
     struct stat st;
+    if (e == EEXIST && backend_dangling_link(flags, name))
+        return "a symbolic link to a missing file (no segment is made through a link)";
     if (e == EINVAL && !(flags & MSEG_SHM) && stat(name, &st) == 0 && !S_ISREG(st.st_mode))
         return S_ISDIR(st.st_mode) ? "a directory, not a regular file" : "not a regular file";
     return strerror(e);

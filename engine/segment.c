@@ -151,7 +151,10 @@ static int open_fd(mseg *s, const struct params *p, bool *created)
             *created = true;
             return fd;
         }
-        if (errno != EEXIST)
+        /* taken, though the open found nothing: a file made meanwhile, or
+           a symbolic link to a missing file, which O_EXCL does not follow
+           (a segment is never made through a link), and no retry changes */
+        if (errno != EEXIST || backend_dangling_link(s->flags, s->name))
             return -1;
     }
     errno = EAGAIN;

@@ -70,9 +70,10 @@ struct mseg_config {             /* NULL, or zero fields, mean defaults */
  * process has it open. A new segment's space is reserved on creation, so a
  * full disk fails here with ENOSPC, never later with SIGBUS.
  * Errors: ENOENT (no such segment, or open_only of a segment whose creation
- * was interrupted), EEXIST (MSEG_EXCL and present), EINVAL (bad flags, size
- * or name), EUCLEAN (not a segment, corrupt, truncated), EPROTO (format
- * version or feature this library does not know), ENOSPC, EACCES, ...
+ * was interrupted), EEXIST (MSEG_EXCL and present; MSEG_CREATE of a symbolic
+ * link to a missing file), EINVAL (bad flags, size or name), EUCLEAN (not a
+ * segment, corrupt, truncated), EPROTO (format version or feature this
+ * library does not know), ENOSPC, EACCES, ...
  */
 mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg);
 

@@ -105,6 +105,41 @@ Test(open, an_open_while_another_handle_grows_twice_reads_headers_that_fit_the_f
 
 /* ---- names that lead to no regular file ---- */
 
+/* A symbolic link to a missing file. An open-only finds no segment there;
+   a creation makes none through the link (O_EXCL does not follow it, and a
+   link in a shared directory must not choose where a segment is made).
+   The open-or-create used to try 100 times, each open finding nothing and
+   each O_EXCL finding the name taken, and fail with EAGAIN, "Resource
+   temporarily unavailable": as if a retry could help. */
+Test(open, a_symbolic_link_to_a_missing_file_is_refused_at_once_and_nothing_is_made_through_it,
+     .timeout = 30, .fini = th_cleanup)
+{
+    char link[256], target[256];
+    th_name(link, 0);
+    th_name(target, 0);
+    cr_assert_eq(symlink(target, link), 0, "symlink: %s", strerror(errno));
+    static const unsigned creates[] = { MSEG_CREATE, MSEG_CREATE | MSEG_EXCL };
+    for (size_t i = 0; i < 2; i++) {
+        errno = 0;
+        cr_assert_null(mseg_open(link, creates[i], NULL), "flags %#x: opened", creates[i]);
+        cr_assert_eq(errno, EEXIST, "flags %#x: errno %d (%s), expected EEXIST", creates[i], errno,
+                     mseg_errmsg());
+        cr_assert(strstr(mseg_errmsg(), "symbolic link"), "flags %#x: the message does not say why: %s",
+                  creates[i], mseg_errmsg());
+        struct stat st;
+        cr_assert(lstat(target, &st) != 0 && errno == ENOENT, "flags %#x: a file was made through the link",
+                  creates[i]);
+        cr_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "flags %#x: the link is gone", creates[i]);
+    }
+    static const unsigned opens[] = { 0, MSEG_RDONLY, MSEG_COW };
+    for (size_t i = 0; i < 3; i++) {
+        errno = 0;
+        cr_assert_null(mseg_open(link, opens[i], NULL));
+        cr_assert_eq(errno, ENOENT, "flags %#x: errno %d (%s)", opens[i], errno, mseg_errmsg());
+    }
+    unlink(link);
+}
+
 /* A Unix domain socket is not a regular file either: EINVAL, as for a FIFO,
    a directory or a device (README), where open(2) said ENXIO, "No such
    device or address". */
