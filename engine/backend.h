@@ -22,6 +22,10 @@ struct backend {
     int (*sync_name)(const char *name);
 };
 
+/* fd (opened with O_NONBLOCK | oflag) with O_NONBLOCK cleared, if it is a
+   regular file; otherwise it is closed and -1 returned, with EINVAL. */
+int backend_regular_only(int fd, int oflag);
+
 /* Why be->open failed with errno e, for a message: strerror(e), or for a
    file that exists but is not a regular file (EINVAL), that. */
 const char *backend_open_error(unsigned flags, const char *name, int e);

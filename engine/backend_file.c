@@ -35,6 +35,11 @@ static int file_open(const char *name, int oflag, mode_t mode)
         errno = e;
         return -1;
     }
+    return backend_regular_only(fd, oflag);
+}
+
+int backend_regular_only(int fd, int oflag)
+{
     struct stat st;
     if (fstat(fd, &st)) {
         int e = errno;
@@ -94,6 +99,10 @@ const char *backend_open_error(unsigned flags, const char *name, int e)
     struct stat st;
     if (e == EEXIST && backend_dangling_link(flags, name))
         return "a symbolic link to a missing file (no segment is made through a link)";
+    /* a shm name passed shm_check_name: EINVAL is backend_regular_only's
+       (or shm_open's for a directory) */
+    if (e == EINVAL && (flags & MSEG_SHM))
+        return "not a regular file";
     if (e == EINVAL && !(flags & MSEG_SHM) && stat(name, &st) == 0 && !S_ISREG(st.st_mode))
         return S_ISDIR(st.st_mode) ? "a directory, not a regular file" : "not a regular file";
     return strerror(e);

@@ -17,9 +17,13 @@ static int shm_check_name(const char *name)
     return 0;
 }
 
+/* Only regular files, as backend_file.c: /dev/shm is writable by every
+   user, and a FIFO put there under a segment's name made a read-only open
+   (mseg_check's too) wait for a writer forever. */
 static int shm_open_name(const char *name, int oflag, mode_t mode)
 {
-    return shm_open(name, oflag, mode);   /* shm_open sets FD_CLOEXEC itself */
+    int fd = shm_open(name, oflag | O_NONBLOCK, mode);   /* shm_open sets FD_CLOEXEC itself */
+    return fd < 0 ? -1 : backend_regular_only(fd, oflag);
 }
 
 /* tmpfs does not survive a reboot: nothing to make durable. */

@@ -169,3 +169,55 @@ Test(open, a_unix_socket_is_refused_with_einval_as_not_a_regular_file, .timeout 
     close(fd);
     unlink(path);
 }
+
+/* A FIFO or a directory under a shm segment's name (/dev/shm is writable
+   by every user). The file backend refuses them at once (badinput); the
+   shm backend opened them as they were: a read-only or copy-on-write open
+   of a FIFO, and so mseg_check, waited for a writer forever, and the other
+   opens failed with "read: Illegal seek" or "read: Is a directory". */
+static char shm_dir_path[300];
+
+static void remove_shm_dir(void)
+{
+    if (shm_dir_path[0])
+        rmdir(shm_dir_path);
+    th_cleanup();
+}
+
+Test(open, a_fifo_or_a_directory_under_a_shm_name_is_refused_at_once_not_waited_on, .timeout = 60,
+     .fini = remove_shm_dir)
+{
+    char fifo[256], dir[256], path[300];
+    th_name(fifo, MSEG_SHM);
+    th_name(dir, MSEG_SHM);
+    cr_assert_eq(mkfifo(th_path(path, fifo, MSEG_SHM), 0600), 0, "mkfifo: %s", strerror(errno));
+    cr_assert_eq(mkdir(th_path(shm_dir_path, dir, MSEG_SHM), 0700), 0, "mkdir: %s", strerror(errno));
+    const char *names[] = { fifo, dir };
+    static const unsigned modes[] = { MSEG_RDONLY, MSEG_COW, 0, MSEG_CREATE };
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t m = 0; m <= sizeof modes / sizeof *modes; m++) {
+            bool check = m == sizeof modes / sizeof *modes;
+            fflush(NULL);
+            pid_t pid = fork();
+            cr_assert_neq(pid, -1);
+            if (pid == 0) {
+                alarm(5);
+                errno = 0;
+                struct mseg_report r;
+                if (check)
+                    _exit(mseg_check(names[i], MSEG_SHM, &r) == 0 ? 1 : errno == EINVAL ? 0 : 2);
+                mseg *s = mseg_open(names[i], modes[m] | MSEG_SHM, NULL);
+                if (!s && (errno != EINVAL || !strstr(mseg_errmsg(), "not a regular file")))
+                    fprintf(stderr, "errno %d: %s\n", errno, mseg_errmsg());
+                _exit(s ? 1 : errno == EINVAL && strstr(mseg_errmsg(), "not a regular file") ? 0 : 2);
+            }
+            int st;
+            cr_assert_eq(waitpid(pid, &st, 0), pid);
+            char buf[64];
+            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s(%s, %#x): %s", check ? "mseg_check" : "mseg_open",
+                      i ? "a directory" : "a FIFO", check ? 0 : modes[m], th_status_str(st, buf, sizeof buf));
+        }
+    }
+    struct stat st;
+    cr_assert(stat(path, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was changed");
+}
