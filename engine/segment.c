@@ -636,11 +636,13 @@ static int pick_header(mseg *s, const uint8_t *first, uint64_t got, uint64_t fil
     return 0;
 }
 
-/* Rewrites a damaged header copy from the good one (first writer only). */
-static void repair_header(mseg *s, int bad_copy, const struct mseg_header *good)
+/* Rewrites a damaged header copy from the good one (first writer only),
+   flushed through flush_now, as every flush: its failure is fatal for the
+   handle, and the tests' hooks see it. */
+static int repair_header(mseg *s, int bad_copy, const struct mseg_header *good)
 {
     memcpy(seg_header(s, bad_copy), good, sizeof *good);
-    msync(s->base + (bad_copy ? MSEG_HEADER_B_OFF : 0), MSEG_PAGE, MS_SYNC);
+    return flush_now(s, bad_copy ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF, MSEG_PAGE);
 }
 
 /* ---- attaching ---- */
@@ -764,7 +766,8 @@ static int attach_writer(mseg *s)
            said.) No other writer is attached, and recovery writes no
            header, so they have not changed since. */
         if (bad_copy >= 0) {
-            repair_header(s, bad_copy, &h);
+            if (repair_header(s, bad_copy, &h))
+                return -1;
             s->header_repaired = bad_copy;
         }
         /* a crash can leave op_seq odd with nothing for recovery to

@@ -14,6 +14,7 @@
 
 #include "helpers.h"
 #include "layout.h"
+#include "testing.h"
 
 #define KiB (1024ull)
 #define MiB (1024ull * 1024ull)
@@ -220,4 +221,47 @@ Test(open, a_fifo_or_a_directory_under_a_shm_name_is_refused_at_once_not_waited_
     }
     struct stat st;
     cr_assert(stat(path, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was changed");
+}
+
+/* ---- the first writer's repair of a damaged header copy ---- */
+
+/* The repaired copy is flushed as every flush is (flush_now): a failure is
+   fatal for the handle (DESIGN), here for the open, which cannot say the
+   copy is repaired. The repair called msync itself and ignored its result:
+   the open succeeded, mseg recover said "header B was damaged and is
+   rewritten", and the disk could still hold the damaged copy; nor did the
+   flush reach the tests' hooks (the power-loss model, failure injection). */
+Test(open, a_failed_flush_of_a_repaired_header_copy_fails_the_open_with_eio, .timeout = 30, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_construct(s, "one", "int", sizeof(int), 10, NULL), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+    size_t len = 0;
+    unsigned char *buf = th_read_file(name, &len);
+    cr_assert_not_null(buf);
+    buf[MSEG_HEADER_B_OFF + 40] ^= 0xff;   /* the generation: copy B fails its checksum */
+    cr_assert_eq(th_write_file(name, buf, len), 0);
+
+    mseg_test_fail_flush(1);
+    errno = 0;
+    s = mseg_open(name, 0, NULL);
+    int e = errno;
+    mseg_test_fail_flush(0);
+    cr_assert_null(s, "the open succeeded though the flush of the repaired copy failed");
+    cr_assert_eq(e, EIO, "errno %d (%s)", e, mseg_errmsg());
+
+    /* with a disk that works, the open repairs it, onto the disk */
+    s = mseg_open(name, 0, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+    free(buf);
+    buf = th_read_file(name, &len);
+    cr_assert_not_null(buf);
+    cr_assert_eq(memcmp(buf + MSEG_HEADER_A_OFF, buf + MSEG_HEADER_B_OFF, sizeof(struct mseg_header)), 0,
+                 "copy B is not copy A after the repair");
+    free(buf);
 }
