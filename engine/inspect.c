@@ -166,6 +166,14 @@ bool inspect_recovered(const mseg *s)
     return s && s->recovered;
 }
 
+bool inspect_view_moved(mseg *s)
+{
+    if (!s || s->mode != MODE_COW)
+        return false;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);   /* after the reads it vouches for */
+    return __atomic_load_n(seg_epoch_word(s), __ATOMIC_RELAXED) != s->open_epoch;
+}
+
 int inspect_header_repaired(const mseg *s)
 {
     return s ? s->header_repaired : -1;

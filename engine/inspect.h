@@ -73,6 +73,12 @@ int inspect_check(const char *name, unsigned flags, struct mseg_report *r,
 /* True when opening s ran recovery (the first opener found an interrupted
    operation and completed or rolled it back). */
 bool inspect_recovered(const mseg *s);
+/* True when s is a copy-on-write handle and a first writer attached after
+   it was opened (the writers' epoch moved): the pages its private recovery
+   wrote no longer follow the file while the rest does, so what it read may
+   mix two states (README Limits; check_named looks again then). Call it
+   after the reads it is to vouch for. False for other handles. */
+bool inspect_view_moved(mseg *s);
 /* The header copy (0: A, 1: B) that opening s rewrote from the other, -1 if none. */
 int inspect_header_repaired(const mseg *s);
 

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 
 
@@ -733,4 +734,196 @@ Test(tool, usage_errors_come_out_as_json_with_json_and_say_what_is_wrong_without
     struct run *r = run_tool("info", "a", "b", "c", "d", "e", NULL);
     ASSERT_EXIT(r, 3);
     cr_assert(strstr(r->err, "mseg info: too many arguments") && strstr(r->err, "usage: mseg info"), "%s", r->err);
+}
+
+/* Killed just after committing a transaction that put 200 keys into map
+   "m": recovery replays it, which writes the map's root and nodes. */
+static void killed_putting_into_m(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, 0);
+    CHILD_CHECK(m != NULL);
+    CHILD_CHECK(mseg_tx_begin(s) == 0);
+    for (uint64_t k = 1; k < 400; k += 2)
+        CHILD_CHECK(mseg_map_put(s, m, &k, 8, &k, 8) == 0);
+    mseg_test_set_crash_hook(die_after_commit, NULL);
+    mseg_tx_commit(s);
+    _exit(2);
+}
+
+/* A writer attaches (it recovers the file for real) and rewrites map "m":
+   deletes the upper half of its keys and puts odd keys in their place. */
+static void rewrite_m(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, 0);
+    CHILD_CHECK(m != NULL);
+    for (uint64_t k = 10000; k < 20000; k += 2)
+        CHILD_CHECK(mseg_map_del(s, m, &k, 8) == 0);
+    for (uint64_t k = 1; k < 20000; k += 2)
+        CHILD_CHECK(mseg_map_put(s, m, &k, 8, &k, 8) == 0);
+    CHILD_CHECK(mseg_close(s) == 0);
+}
+
+/* Runs `mseg dump path name` with its stdout a pipe that nobody reads
+   until it is full (the dump then waits in a write), runs writer(path) in
+   a child meanwhile, then reads the rest; the output, malloc'd. */
+static char *dump_with_a_writer_meanwhile(const char *path, const char *name, void (*writer)(void *))
+{
+    char errp[256], why[200];
+    int pfd[2], st;
+    cr_assert_eq(pipe(pfd), 0);
+    th_name(errp, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(pfd[1], 1);
+        dup2(e, 2);
+        close(pfd[0]);
+        execl(TOOL, TOOL, "dump", path, name, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    int avail = 0;
+    for (int i = 0; i < 5000; i++) {
+        cr_assert_eq(ioctl(pfd[0], FIONREAD, &avail), 0);
+        if (avail >= 65536 - 4096)
+            break;
+        usleep(1000);
+    }
+    cr_assert_geq(avail, 65536 - 4096, "the dump did not fill the pipe: %d bytes", avail);
+    usleep(100000);
+    st = th_fork_run(writer, (void *)path);
+    cr_assert(TH_EXITED_OK(st), "the writer %s", th_status_str(st, why, sizeof why));
+    size_t cap = 8 << 20, len = 0;
+    char *out = malloc(cap);
+    cr_assert_not_null(out);
+    for (ssize_t n; (n = read(pfd[0], out + len, cap - 1 - len)) > 0;)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(pfd[0]);
+    if (len == cap - 1)   /* a dump that does not end */
+        kill(pid, SIGKILL);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    char err[8192];
+    slurp_into(errp, err, sizeof err);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "dump %s: %s", th_status_str(st, why, sizeof why), err);
+    return out;
+}
+
+/* info, ls, dump and stats read a segment that needs recovery, with no
+   writer attached, through a private copy-on-write view that recovers it
+   privately (open_for_reading). The pages that recovery wrote (here the
+   map's root and nodes) stop following the file; a writer that attaches
+   meanwhile recovers the file and changes the rest of it under them. The
+   dump went on through that mix and exited 0 with a listing the map never
+   held: "key 5456 after 5470", keys listed twice. */
+Test(tool, dump_through_a_private_recovery_is_not_fooled_by_a_writer_that_attaches_meanwhile,
+     .timeout = 60, .fini = th_cleanup)
+{
+    char path[256], why[200];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 8 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m);
+    for (uint64_t k = 0; k < 20000; k += 2)
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0);
+    cr_assert_eq(mseg_close(s), 0);
+    int st = th_fork_run(killed_putting_into_m, path);
+    cr_assert(TH_EXITED_OK(st), "the writer %s", th_status_str(st, why, sizeof why));
+    char *out = dump_with_a_writer_meanwhile(path, "m", rewrite_m);
+    char *line = strchr(out, '\n');
+    cr_assert_not_null(line);
+    uint64_t prev = 0, lines = 0, stable = 0;
+    for (line++; *line; lines++) {
+        unsigned long long k;
+        char hexv[17], want[17];
+        cr_assert_eq(sscanf(line, "%llu = %16s", &k, hexv), 2, "bad line: %.40s", line);
+        cr_assert(lines == 0 || k > prev, "key %llu after %llu", k, (unsigned long long)prev);
+        value_hex(k, want);
+        cr_assert_str_eq(hexv, want, "key %llu", k);
+        stable += k % 2 == 0 && k < 10000;
+        prev = k;
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl);
+        line = nl + 1;
+    }
+    cr_assert_eq(stable, 5000, "%llu of the 5000 keys no one removed listed", (unsigned long long)stable);
+    free(out);
+}
+
+/* Killed just after committing a transaction that pushed onto vector "v":
+   recovery replays it, which writes the vector's root and elements. */
+static void killed_pushing_onto_v(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    CHILD_CHECK(v != NULL);
+    CHILD_CHECK(mseg_tx_begin(s) == 0);
+    for (uint64_t i = 20000; i < 20100; i++)
+        CHILD_CHECK(mseg_vec_push(s, v, &i) == 0);
+    mseg_test_set_crash_hook(die_after_commit, NULL);
+    mseg_tx_commit(s);
+    _exit(2);
+}
+
+/* A writer attaches (it recovers the file) and moves vector "v" to a new
+   buffer (pushes past its capacity), then fills the block that held it. */
+static void regrow_v(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    CHILD_CHECK(v != NULL);
+    size_t len = mseg_vec_len(s, v);
+    for (uint64_t i = len; i < 4 * len; i++)
+        CHILD_CHECK(mseg_vec_push(s, v, &i) == 0);
+    for (int i = 0; i < 8; i++) {
+        void *p = mseg_alloc(s, 40000);
+        CHILD_CHECK(p != NULL);
+        memset(p, 0xee, 40000);
+    }
+    CHILD_CHECK(mseg_close(s) == 0);
+}
+
+/* The same with a vector: each line must be its index's element. */
+Test(tool, dump_of_a_vector_through_a_private_recovery_is_not_fooled_by_a_writer_that_attaches_meanwhile,
+     .timeout = 60, .fini = th_cleanup)
+{
+    char path[256], why[200];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 8 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
+    cr_assert_not_null(v);
+    for (uint64_t i = 0; i < 20000; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0);
+    cr_assert_eq(mseg_close(s), 0);
+    int st = th_fork_run(killed_pushing_onto_v, path);
+    cr_assert(TH_EXITED_OK(st), "the writer %s", th_status_str(st, why, sizeof why));
+    char *out = dump_with_a_writer_meanwhile(path, "v", regrow_v);
+    char *line = strchr(out, '\n');
+    cr_assert_not_null(line);
+    uint64_t lines = 0;
+    for (line++; *line; lines++) {
+        unsigned long long i;
+        char hexv[17], want[17];
+        cr_assert_eq(sscanf(line, "[%llu] %16s", &i, hexv), 2, "bad line: %.40s", line);
+        cr_assert_eq(i, lines, "line %llu is element %llu", (unsigned long long)lines, i);
+        value_hex(i, want);
+        cr_assert_str_eq(hexv, want, "element %llu", i);
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl);
+        line = nl + 1;
+    }
+    cr_assert_eq(lines, 20100, "%llu elements listed", (unsigned long long)lines);
+    free(out);
 }

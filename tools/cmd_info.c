@@ -70,18 +70,25 @@ static int gather(const struct opts *o, struct info *in)
     memset(in, 0, sizeof *in);
     if (inspect_headers(o->args[0], o->flags, in->hdr))
         return report_error(o, errno, mseg_errmsg());
-    mseg *s = open_for_reading(o);
-    if (!s)
-        return -1;
-    int rc = inspect_heap_stats(s, &in->st, NULL, NULL);
-    int e = errno;
-    in->size = mseg_size(s);
-    in->free_memory = mseg_free_memory(s);
-    in->named = mseg_named_count(s);
-    mseg_close(s);
-    if (rc)
-        return report_error(o, e, mseg_errmsg());
-    return 0;
+    for (int tries = 0;; tries++) {
+        mseg *s = open_for_reading(o);
+        if (!s)
+            return -1;
+        int rc = inspect_heap_stats(s, &in->st, NULL, NULL);
+        int e = errno;
+        in->size = mseg_size(s);
+        in->free_memory = mseg_free_memory(s);
+        in->named = mseg_named_count(s);
+        bool moved = inspect_view_moved(s);   /* what it read may mix two states */
+        mseg_close(s);
+        if (moved && tries + 1 < VIEW_TRIES)
+            continue;
+        if (moved)
+            return report_error(o, EAGAIN, VIEW_MOVED_MSG);
+        if (rc)
+            return report_error(o, e, mseg_errmsg());
+        return 0;
+    }
 }
 
 static void info_json(const struct opts *o, const struct info *in)
@@ -194,15 +201,23 @@ static void stats_json(const struct opts *o, const struct inspect_stats *st)
 
 int cmd_stats(const struct opts *o)
 {
-    mseg *s = open_for_reading(o);
-    if (!s)
-        return report_error(o, errno, mseg_errmsg());
     struct inspect_stats st;
-    int rc = inspect_heap_stats(s, &st, NULL, NULL);
-    int e = errno;
-    mseg_close(s);
-    if (rc)
-        return report_error(o, e, mseg_errmsg());
+    for (int tries = 0;; tries++) {
+        mseg *s = open_for_reading(o);
+        if (!s)
+            return report_error(o, errno, mseg_errmsg());
+        int rc = inspect_heap_stats(s, &st, NULL, NULL);
+        int e = errno;
+        bool moved = inspect_view_moved(s);   /* what it read may mix two states */
+        mseg_close(s);
+        if (moved && tries + 1 < VIEW_TRIES)
+            continue;
+        if (moved)
+            return report_error(o, EAGAIN, VIEW_MOVED_MSG);
+        if (rc)
+            return report_error(o, e, mseg_errmsg());
+        break;
+    }
     if (o->json)
         stats_json(o, &st);
     else

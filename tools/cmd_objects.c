@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inspect.h"
 #include "layout.h"
 #include "tool.h"
 
@@ -67,14 +68,22 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
 }
 
-/* Opens read-only and lists every object, sorted by name; 0 or an exit code. */
-static int load(const struct opts *o, mseg **sp, struct list *l)
+/* Opens read-only and lists every object, sorted by name; 0 or an exit
+   code. tries: views that moved so far (open_for_reading). */
+static int load(const struct opts *o, mseg **sp, struct list *l, int *tries)
 {
     memset(l, 0, sizeof *l);
     mseg *s = open_for_reading(o);
     if (!s)
         return report_error(o, errno, mseg_errmsg());
     int rc = mseg_named_foreach(s, collect, l);
+    if (inspect_view_moved(s)) {   /* the listing, or its error, may mix two states */
+        list_free(l);
+        mseg_close(s);
+        if (++*tries < VIEW_TRIES)
+            return load(o, sp, l, tries);
+        return report_error(o, EAGAIN, VIEW_MOVED_MSG);
+    }
     if (rc) {
         int e = rc > 0 ? rc : errno;
         const char *msg = rc > 0 ? "out of memory" : mseg_errmsg();
@@ -99,7 +108,8 @@ int cmd_ls(const struct opts *o)
 {
     mseg *s;
     struct list l;
-    int code = load(o, &s, &l);
+    int tries = 0;
+    int code = load(o, &s, &l, &tries);
     if (code)
         return code;
     if (o->json) {
@@ -178,36 +188,80 @@ static void escaped(const uint8_t *p, size_t n)
         printf(p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\' ? "%c" : "\\x%02x", p[i]);
 }
 
-/* One line per element: index and bytes in hex. */
-static int dump_vector(const struct opts *o, mseg *s, const struct entry *e, const struct mseg_vec_root *root)
+/* The view *sp moved (inspect_view_moved): a fresh one in its place, or
+   NULL with errno, EAGAIN once VIEW_TRIES views moved (*tries counts them). */
+static mseg *reopen(const struct opts *o, mseg **sp, int *tries)
 {
-    mseg_vec *v = mseg_vec_open(s, e->name, (size_t)root->elem_size, 0);
-    if (!v)
-        return report_error(o, errno, mseg_errmsg());
-    size_t len = mseg_vec_len(s, v);
+    mseg_close(*sp);
+    *sp = NULL;
+    if (++*tries >= VIEW_TRIES) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    return *sp = open_for_reading(o);
+}
+
+/* The message for err, met by a dump that read through *tries moved views. */
+static const char *dump_errmsg(int err, int tries)
+{
+    return err == ENOMEM ? "out of memory" : tries >= VIEW_TRIES ? VIEW_MOVED_MSG : mseg_errmsg();
+}
+
+/* One line per element: index and bytes in hex. An element is copied,
+   and printed once the view is known not to have moved meanwhile; if it
+   moved, the dump goes on at that index through a fresh view. */
+static int dump_vector(const struct opts *o, mseg **sp, const struct entry *e, const struct mseg_vec_root *root,
+                       int *tries)
+{
+    size_t esz = (size_t)root->elem_size, len;
+    mseg_vec *v;
+    for (;;) {
+        v = mseg_vec_open(*sp, e->name, esz, 0);
+        int err = errno;
+        len = v ? mseg_vec_len(*sp, v) : 0;
+        if (!inspect_view_moved(*sp)) {
+            if (!v)
+                return report_error(o, err, mseg_errmsg());
+            break;
+        }
+        if (!reopen(o, sp, tries))
+            return report_error(o, errno, dump_errmsg(errno, *tries));
+    }
+    uint8_t *elem = malloc(esz ? esz : 1);
+    if (!elem)
+        return report_error(o, ENOMEM, "out of memory");
     if (o->json) {
         printf("{\"command\":\"dump\",\"name\":");
         json_str(stdout, e->name);
-        printf(",\"kind\":\"vector\",\"elem_size\":%llu,\"len\":%zu,\"elements\":[",
-               (unsigned long long)root->elem_size, len);
+        printf(",\"kind\":\"vector\",\"elem_size\":%zu,\"len\":%zu,\"elements\":[", esz, len);
     } else {
-        printf("%s: vector of %zu elements of %llu bytes\n", e->tname, len, (unsigned long long)root->elem_size);
+        printf("%s: vector of %zu elements of %zu bytes\n", e->tname, len, esz);
     }
     int err = 0;
-    for (size_t i = 0; i < len; i++) {
-        const uint8_t *p = mseg_vec_at(s, v, i);
-        if (!p) {   /* shorter than its length said (another process popped): say so */
-            err = errno;
-            break;
+    for (size_t i = 0; i < len;) {
+        const uint8_t *p = mseg_vec_at(*sp, v, i);
+        err = p ? 0 : errno;
+        if (p)
+            memcpy(elem, p, esz);
+        if (inspect_view_moved(*sp)) {   /* p, or its error, may mix two states */
+            if (!reopen(o, sp, tries) || !(v = mseg_vec_open(*sp, e->name, esz, 0))) {
+                err = errno;
+                break;
+            }
+            continue;
         }
+        if (!p)   /* shorter than its length said (another process popped): say so */
+            break;
         printf(o->json ? "%s\"" : "%s[%zu] ", o->json ? (i ? "," : "") : "", i);
-        hex(p, (size_t)root->elem_size);
+        hex(elem, esz);
         printf(o->json ? "\"" : "\n");
+        i++;
     }
+    free(elem);
     if (o->json)
         printf("]");
     if (err)
-        return end_with_error(o, err, mseg_errmsg());
+        return end_with_error(o, err, dump_errmsg(err, *tries));
     if (o->json)
         printf("}\n");
     return EXIT_SOUND;
@@ -224,7 +278,9 @@ static int dump_vector(const struct opts *o, mseg *s, const struct entry *e, con
  * shows the map did not change in between; after ESTALE the copy may be
  * torn, and the resume reads that entry again. A map that changes faster
  * than the dump can step gives up after DUMP_RESUMES_MAX resumes in a row
- * with nothing printed.
+ * with nothing printed. A private view (open_for_reading) that moved is
+ * treated the same way: the step's result may mix two states, so the dump
+ * resumes after the last key printed, through a fresh view.
  */
 #define DUMP_RESUMES_MAX 1000
 
@@ -289,35 +345,72 @@ static void print_key(const struct opts *o, enum mseg_key kind, const struct ent
         escaped(e->key, e->klen);
 }
 
-/* One line per entry: key (numbers as numbers, bytes escaped), value hex. */
-static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const struct mseg_map_root *root)
+/* The map being dumped, and the view it is read through. */
+struct map_src {
+    const struct opts *o;
+    mseg **sp;
+    mseg_map *m;
+    const char *name;
+    enum mseg_key kind;
+    size_t val_size;
+    unsigned flags;
+    int *tries;
+};
+
+/* err from a map call through *ms->sp, as the dump takes it: when the view
+   moved, the call's result may mix two states: a fresh view in its place
+   and ESTALE (resume after the last entry printed); else err unchanged. */
+static int settle(struct map_src *ms, int err)
 {
-    enum mseg_key kind = (enum mseg_key)root->key_kind;
-    unsigned flags = (root->flags & MSEG_MAP_OWNED) ? MSEG_OWNED : 0;
-    mseg_map *m = mseg_map_open(s, e->name, kind, (size_t)root->val_size, flags);
-    if (!m)
-        return report_error(o, errno, mseg_errmsg());
+    if (err == ESTALE || !inspect_view_moved(*ms->sp))
+        return err;
+    if (!reopen(ms->o, ms->sp, ms->tries) ||
+        !(ms->m = mseg_map_open(*ms->sp, ms->name, ms->kind, ms->val_size, ms->flags)))
+        return errno == ESTALE ? EAGAIN : errno;
+    return ESTALE;
+}
+
+/* One line per entry: key (numbers as numbers, bytes escaped), value hex. */
+static int dump_map(const struct opts *o, mseg **sp, const struct entry *e, const struct mseg_map_root *root,
+                    int *tries)
+{
+    struct map_src ms = { o, sp, NULL, e->name, (enum mseg_key)root->key_kind, (size_t)root->val_size,
+                          (root->flags & MSEG_MAP_OWNED) ? MSEG_OWNED : 0, tries };
+    enum mseg_key kind = ms.kind;
+    size_t len;
+    for (;;) {
+        ms.m = mseg_map_open(*sp, e->name, kind, ms.val_size, ms.flags);
+        int err = errno;
+        len = ms.m ? mseg_map_len(*sp, ms.m) : 0;
+        if (!inspect_view_moved(*sp)) {
+            if (!ms.m)
+                return report_error(o, err, mseg_errmsg());
+            break;
+        }
+        if (!reopen(o, sp, tries))
+            return report_error(o, errno, dump_errmsg(errno, *tries));
+    }
     if (o->json) {
         printf("{\"command\":\"dump\",\"name\":");
         json_str(stdout, e->name);
-        printf(",\"kind\":\"map\",\"count\":%zu,\"entries\":[", mseg_map_len(s, m));
+        printf(",\"kind\":\"map\",\"count\":%zu,\"entries\":[", len);
     } else {
-        printf("%s: map of %zu entries\n", e->tname, mseg_map_len(s, m));
+        printf("%s: map of %zu entries\n", e->tname, len);
     }
     struct mseg_cursor c;
     struct entry_copy cur = { 0 }, last = { 0 };
     unsigned resumes = 0;
-    int err = mseg_map_first(s, m, &c) ? errno : 0;   /* printing below may change errno */
+    int err = settle(&ms, mseg_map_first(*sp, ms.m, &c) ? errno : 0);   /* printing below may change errno */
     for (size_t i = 0;;) {
         while (err == ESTALE && resumes++ < DUMP_RESUMES_MAX)
-            err = resume_after(s, m, &c, &last) ? errno : 0;
+            err = settle(&ms, resume_after(*sp, ms.m, &c, &last) ? errno : 0);
         if (err)
             break;
         if (entry_copy_set(&cur, &c)) {
             err = ENOMEM;
             break;
         }
-        err = mseg_map_next(s, &c) ? errno : 0;
+        err = settle(&ms, mseg_map_next(*sp, &c) ? errno : 0);
         if (err == ESTALE)
             continue;   /* cur may be torn: the resume reads it again */
         resumes = 0;
@@ -337,10 +430,8 @@ static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const 
     /* An error ends the one JSON object begun above (printing a complete
        listing and then a second, error object made a damaged map's first
        entries read as the whole map to a script reading one object). */
-    if (err == ENOMEM)
-        return end_with_error(o, err, "out of memory");
     if (err != ENOENT)
-        return end_with_error(o, err, mseg_errmsg());
+        return end_with_error(o, err, dump_errmsg(err, *tries));
     if (o->json)
         printf("}\n");
     return EXIT_SOUND;
@@ -348,40 +439,60 @@ static int dump_map(const struct opts *o, mseg *s, const struct entry *e, const 
 
 /* Vectors and maps by their type name; the roots only choose the
    parameters for mseg_vec_open/mseg_map_open, which validate them. */
-static int dump_container(const struct opts *o, mseg *s, const struct entry *e, const uint8_t *p)
+static int dump_container(const struct opts *o, mseg **sp, const struct entry *e, const uint8_t *p, int *tries)
 {
     if (strcmp(e->type, "mseg_vec") == 0 && e->elem_size == sizeof(struct mseg_vec_root))
-        return dump_vector(o, s, e, (const struct mseg_vec_root *)p);
+        return dump_vector(o, sp, e, (const struct mseg_vec_root *)p, tries);
     if (strcmp(e->type, "mseg_map") == 0 && e->elem_size == sizeof(struct mseg_map_root))
-        return dump_map(o, s, e, (const struct mseg_map_root *)p);
+        return dump_map(o, sp, e, (const struct mseg_map_root *)p, tries);
     return -1;
 }
 
+/* The object's bytes are copied out of the view, and shown once it is known
+   not to have moved meanwhile (inspect_view_moved); else it is read again. */
 int cmd_dump(const struct opts *o)
 {
     mseg *s;
     struct list l;
-    int code = load(o, &s, &l);
-    if (code)
-        return code;
-    const struct entry *e = NULL;
-    for (size_t i = 0; i < l.n && !e; i++)
-        if (strcmp(l.e[i].name, o->args[1]) == 0)
-            e = &l.e[i];
+    int tries = 0, err, code;
+    const struct entry *e;
+    uint8_t *bytes;
+    size_t n;
+    for (;;) {
+        if ((code = load(o, &s, &l, &tries)))
+            return code;
+        e = NULL;
+        for (size_t i = 0; i < l.n && !e; i++)
+            if (strcmp(l.e[i].name, o->args[1]) == 0)
+                e = &l.e[i];
+        size_t count = 0;
+        const uint8_t *p = e ? mseg_find(s, e->name, e->type, e->elem_size, &count) : NULL;
+        err = errno;
+        n = p ? count * e->elem_size : 0;
+        bytes = p ? malloc(n ? n : 1) : NULL;
+        if (bytes)
+            memcpy(bytes, p, n);
+        else if (p)
+            err = ENOMEM;
+        if (!inspect_view_moved(s))
+            break;
+        free(bytes);
+        list_free(&l);
+        mseg_close(s);
+        if (++tries >= VIEW_TRIES)
+            return report_error(o, EAGAIN, VIEW_MOVED_MSG);
+    }
     char msg[300];
     if (!e) {
         snprintf(msg, sizeof msg, "no object named %s", o->args[1]);
         code = report_error(o, ENOENT, msg);
-    } else {
-        size_t count = 0;
-        const uint8_t *p = mseg_find(s, e->name, e->type, e->elem_size, &count);
-        if (!p)
-            code = report_error(o, errno, mseg_errmsg());
-        else if ((code = dump_container(o, s, e, p)) < 0) {
-            code = EXIT_SOUND;
-            dump_bytes(o, e, p, count * e->elem_size);
-        }
+    } else if (!bytes)
+        code = report_error(o, err, err == ENOMEM ? "out of memory" : mseg_errmsg());
+    else if ((code = dump_container(o, &s, e, bytes, &tries)) < 0) {
+        code = EXIT_SOUND;
+        dump_bytes(o, e, bytes, n);
     }
+    free(bytes);
     list_free(&l);
     mseg_close(s);
     return code;

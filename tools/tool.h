@@ -58,6 +58,15 @@ int end_with_error(const struct opts *o, int err, const char *what);
    recovery is due and no writer is attached, a private copy-on-write view
    with the recovery applied to it (never written back). NULL with errno. */
 mseg *open_for_reading(const struct opts *o);
+/* Such a private view stops showing one state once a writer attaches (the
+   pages its recovery wrote no longer follow the file, the rest does): a
+   command that read through one checks inspect_view_moved(s) after its
+   reads and, when it moved, reads again through a fresh handle (which is
+   read-only once a writer has recovered the segment), at most VIEW_TRIES
+   times, then gives up with EAGAIN and VIEW_MOVED_MSG. */
+#define VIEW_TRIES 5
+#define VIEW_MOVED_MSG "writers kept attaching while the segment, which needed recovery, " \
+                       "was read through a private view; run the command again"
 
 /* JSON output: a string with escapes. */
 void json_str(FILE *f, const char *s);
