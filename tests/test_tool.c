@@ -927,3 +927,30 @@ Test(tool, dump_of_a_vector_through_a_private_recovery_is_not_fooled_by_a_writer
     cr_assert_eq(lines, 20100, "%llu elements listed", (unsigned long long)lines);
     free(out);
 }
+
+/* mseg.1: with --json, errors come out as one object "with the fields
+   error, errno and exit", for every command. check's error object had no
+   errno, so a script could not tell a missing segment from a newer format
+   or a permission problem but by parsing the message. */
+Test(tool, check_json_errors_carry_the_errno_as_every_command_s_do, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct run *r = run_tool("check", "--json", path, NULL);   /* missing */
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->out, "\"error\":") && strstr(r->out, "\"errno\":\"ENOENT\"") &&
+              strstr(r->out, "\"exit\":3"), "%s", r->out);
+    sample(path);
+    size_t len;
+    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+    for (int c = 0; c < 2; c++) {                            /* a newer format */
+        struct mseg_header *h = (void *)(buf + (c ? MSEG_HEADER_B_OFF : 0));
+        h->format_version = MSEG_FORMAT_VERSION + 1;
+        h->checksum = th_hash(h, offsetof(struct mseg_header, checksum));
+    }
+    cr_assert_eq(th_write_file(path, buf, len), 0);
+    free(buf);
+    r = run_tool("check", "--json", path, NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->out, "\"errno\":\"EPROTO\"") && strstr(r->out, "\"exit\":3"), "%s", r->out);
+}

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /*
  * cmd_check.c - mseg check and mseg recover.
  */
@@ -24,10 +25,10 @@ static void print_report_json(const struct opts *o, const struct mseg_report *r,
     const char *verdict = code == EXIT_SOUND ? "sound" : code == EXIT_RECOVERED ? "recovered"
                         : code == EXIT_CORRUPT ? "corrupt" : "cannot-run";
     printf(",\"result\":\"%s\",\"exit\":%d", verdict, code);
-    if (rc != 0 && err != EUCLEAN) {
+    if (rc != 0 && err != EUCLEAN) {   /* an error object, with its errno as every command's has */
         printf(",\"error\":");
         json_str(stdout, mseg_errmsg());
-        printf("}\n");
+        printf(",\"errno\":\"%s\"}\n", strerrorname_np(err) ? strerrorname_np(err) : "?");
         return;
     }
     printf(",\"format_version\":%u,\"header_a_ok\":%s,\"header_b_ok\":%s,\"recovered\":%s"
