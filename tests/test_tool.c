@@ -954,3 +954,33 @@ Test(tool, check_json_errors_carry_the_errno_as_every_command_s_do, .fini = th_c
     ASSERT_EXIT(r, 3);
     cr_assert(strstr(r->out, "\"errno\":\"EPROTO\"") && strstr(r->out, "\"exit\":3"), "%s", r->out);
 }
+
+/* check's text report names a damaged container by its name, bytes the
+   segment's writer chose. ls and dump escape such names (text_str), but
+   check printed it raw: a newline in it forged a line of the report
+   ("forged line: sound") and an escape sequence reached the terminal. */
+Test(tool, check_escapes_control_bytes_of_a_name_in_its_problem_line, .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_map *m = mseg_map_open(s, "evil\nforged line: sound\033[2J", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < 500; i++)
+        cr_assert_eq(mseg_map_put(s, m, &i, 8, &i, 8), 0);
+    cr_assert_eq(mseg_close(s), 0);
+    size_t len = 0;
+    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
+    cr_assert(buf && len > MSEG_HEAP_OFF);
+    unsigned char *node = memmem(buf + MSEG_HEAP_OFF, len - MSEG_HEAP_OFF, "NODE", 4);
+    cr_assert_not_null(node);
+    node[24] = 0xff;   /* the first leaf's link to the next one */
+    cr_assert_eq(th_write_file(path, buf, len), 0);
+    free(buf);
+    struct run *r = run_tool("check", path, NULL);
+    ASSERT_EXIT(r, 2);
+    cr_assert(strstr(r->out, "CORRUPT: container evil\\x0aforged line: sound\\x1b[2J at "), "%s", r->out);
+    cr_assert(!strchr(r->out, '\033') && !strstr(r->out, "\nforged"), "%s", r->out);
+}

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -49,19 +50,24 @@ static void print_report_json(const struct opts *o, const struct mseg_report *r,
 static void print_report_text(const struct opts *o, const struct mseg_report *r, int code)
 {
     const char *path = o->args[0];
+    /* the problem may name an object: escaped as ls and dump show names */
+    char *problem = text_str(r->first_problem);
+    const char *why = problem ? problem : "(no memory to show the problem)";
     if (code == EXIT_CORRUPT) {
-        printf("%s: CORRUPT: %s\n", path, r->first_problem);
+        printf("%s: CORRUPT: %s\n", path, why);
         if (r->problems > 1)
             printf("%s: %llu problems in all\n", path, (unsigned long long)r->problems);
+        free(problem);
         return;
     }
     if (r->header_a_ok != r->header_b_ok)
         printf("%s: sound once header %c is repaired: %s; header %c is valid, and `mseg recover` (or any "
-               "read-write open) rewrites %c from it\n", path, r->header_a_ok ? 'B' : 'A', r->first_problem,
+               "read-write open) rewrites %c from it\n", path, r->header_a_ok ? 'B' : 'A', why,
                r->header_a_ok ? 'A' : 'B', r->header_a_ok ? 'B' : 'A');
     else
         printf("%s: %s\n", path, code == EXIT_RECOVERED ? "sound after recovery (the interrupted "
                "operation was completed or rolled back in a private view; `mseg recover` applies it)" : "sound");
+    free(problem);
     printf("  format %u, generation %llu, %llu bytes; header A %s, header B %s\n",
            r->format_version, (unsigned long long)r->generation, (unsigned long long)r->size,
            r->header_a_ok ? "ok" : "BAD", r->header_b_ok ? "ok" : "BAD");
