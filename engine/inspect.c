@@ -338,10 +338,17 @@ int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const cha
        on writing to the unlinked old file and every change they make from
        then on would be lost. */
     struct stat sst, dstst;
-    if (fstat(s->fd, &sst) == 0 && stat(dst, &dstst) == 0 &&
-        sst.st_dev == dstst.st_dev && sst.st_ino == dstst.st_ino) {
+    bool exists = stat(dst, &dstst) == 0;
+    if (exists && fstat(s->fd, &sst) == 0 && sst.st_dev == dstst.st_dev && sst.st_ino == dstst.st_ino) {
         mseg_close(s);
         return fail(EINVAL, "%s: the destination is the source segment itself", dst);
+    }
+    /* The rename would replace a device, FIFO or socket with the copy (as
+       root, /dev/null became a regular file) */
+    if (exists && !S_ISREG(dstst.st_mode)) {
+        mseg_close(s);
+        return fail(S_ISDIR(dstst.st_mode) ? EISDIR : EINVAL, "%s: not a regular file; the copy "
+                    "would replace it", dst);
     }
     char tmp[PATH_MAX];
     bool named;

@@ -86,7 +86,9 @@ int inspect_header_repaired(const mseg *s);
    src is opened read-write and its bytes are copied under the segment lock
    (reflink, else copy_file_range, else plain writes), into a temporary file
    beside dst that is fsynced and renamed over dst. *how says which way
-   ("reflink", "copy_file_range", "write"). 0 or -1 with errno. */
+   ("reflink", "copy_file_range", "write"). A dst that is src's own file,
+   or exists and is not a regular file, is refused: EINVAL (EISDIR for a
+   directory). 0 or -1 with errno. */
 int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const char **how);
 
 #endif

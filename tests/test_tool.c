@@ -984,3 +984,24 @@ Test(tool, check_escapes_control_bytes_of_a_name_in_its_problem_line, .fini = th
     cr_assert(strstr(r->out, "CORRUPT: container evil\\x0aforged line: sound\\x1b[2J at "), "%s", r->out);
     cr_assert(!strchr(r->out, '\033') && !strstr(r->out, "\nforged"), "%s", r->out);
 }
+
+/* copy writes DST beside itself and renames it over DST: over a FIFO, a
+   device or a socket, that replaced the special file with the copy. Run as
+   root, `mseg copy data.seg /dev/null` left a regular file of 1 MB, mode
+   0600, in place of /dev/null. */
+Test(tool, copy_onto_an_existing_file_that_is_not_a_regular_file_is_refused_and_leaves_it, .fini = th_cleanup)
+{
+    char path[256], fifo[256];
+    sample(path);
+    th_name(fifo, 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0, "%s", strerror(errno));
+    struct run *r = run_tool("copy", path, fifo, NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "not a regular file"), "%s", r->err);
+    struct stat st;
+    cr_assert_eq(lstat(fifo, &st), 0);
+    cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced: mode %o", (unsigned)st.st_mode);
+    r = run_tool("copy", "--json", path, fifo, NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->out, "\"errno\":\"EINVAL\""), "%s", r->out);
+}
