@@ -166,6 +166,16 @@ bool inspect_recovered(const mseg *s)
     return s && s->recovered;
 }
 
+int inspect_headers_locked(mseg *s, const char *name, unsigned flags, struct inspect_header hdr[2])
+{
+    if (lock_acquire(s))
+        return -1;
+    int rc = inspect_headers(name, flags, hdr), e = errno;
+    lock_release(s);
+    errno = e;
+    return rc;
+}
+
 bool inspect_view_moved(mseg *s)
 {
     if (!s || s->mode != MODE_COW)

@@ -31,6 +31,10 @@ struct inspect_header {
    errno when the file cannot be read at all. */
 int inspect_headers(const char *name, unsigned flags, struct inspect_header hdr[2]);
 
+/* inspect_headers under the lock of s, a read-write handle on that
+   segment: no header write (a growth's) is half done meanwhile. */
+int inspect_headers_locked(mseg *s, const char *name, unsigned flags, struct inspect_header hdr[2]);
+
 /* Power-of-two buckets: bucket k holds blocks of [2^k, 2^(k+1)) bytes. */
 #define INSPECT_BUCKETS 64
 

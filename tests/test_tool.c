@@ -1005,3 +1005,35 @@ Test(tool, copy_onto_an_existing_file_that_is_not_a_regular_file_is_refused_and_
     ASSERT_EXIT(r, 3);
     cr_assert(strstr(r->out, "\"errno\":\"EINVAL\""), "%s", r->out);
 }
+
+/* Only the first read-write open rewrites a damaged header copy. With
+   another process attached, recover's open rewrote nothing, and recover
+   still exited 0 saying "nothing to recover", while check went on saying
+   the copy is damaged and that recover rewrites it. */
+Test(tool, recover_with_another_process_attached_says_a_damaged_header_copy_is_not_rewritten,
+     .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    mseg *s = mseg_open(path, 0, NULL);   /* another process attached */
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    unsigned char b;
+    cr_assert_eq(pread(fd, &b, 1, MSEG_HEADER_B_OFF + 40), 1);
+    b ^= 0xff;                                                      /* damage copy B */
+    cr_assert_eq(pwrite(fd, &b, 1, MSEG_HEADER_B_OFF + 40), 1);
+    close(fd);
+    struct run *r = run_tool("recover", path, NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "header B is damaged") && strstr(r->err, "another process"), "%s", r->err);
+    r = run_tool("recover", "--json", path, NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->out, "\"errno\":\"EBUSY\""), "%s", r->out);
+    ASSERT_EXIT(run_tool("check", path, NULL), 1);   /* still damaged */
+    cr_assert_eq(mseg_close(s), 0);
+    r = run_tool("recover", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "header B was damaged and is rewritten"), "%s", r->out);
+    ASSERT_EXIT(run_tool("check", path, NULL), 0);
+}

@@ -62,7 +62,7 @@ static void print_report_text(const struct opts *o, const struct mseg_report *r,
     }
     if (r->header_a_ok != r->header_b_ok)
         printf("%s: sound once header %c is repaired: %s; header %c is valid, and `mseg recover` (or any "
-               "read-write open) rewrites %c from it\n", path, r->header_a_ok ? 'B' : 'A', why,
+               "read-write open, with no other process attached) rewrites %c from it\n", path, r->header_a_ok ? 'B' : 'A', why,
                r->header_a_ok ? 'A' : 'B', r->header_a_ok ? 'B' : 'A');
     else
         printf("%s: %s\n", path, code == EXIT_RECOVERED ? "sound after recovery (the interrupted "
@@ -115,7 +115,20 @@ int cmd_recover(const struct opts *o)
         return report_error(o, errno, mseg_errmsg());
     bool recovered = inspect_recovered(s);
     int repaired = inspect_header_repaired(s);   /* 0 A, 1 B, -1 none */
+    /* Only the first read-write open rewrites a damaged copy: with another
+       process attached, this one rewrote nothing, which must not pass for
+       done */
+    struct inspect_header hdr[2];
+    int still = repaired < 0 && inspect_headers_locked(s, o->args[0], o->flags, hdr) == 0 &&
+                hdr[0].valid != hdr[1].valid ? !hdr[1].valid : -1;
     mseg_close(s);
+    if (still >= 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "header %c is damaged (%s) and was not rewritten: another process has "
+                 "the segment open, and only the first read-write open rewrites it; recover again once "
+                 "no other process has it open", 'A' + still, hdr[still].why);
+        return report_error(o, EBUSY, msg);
+    }
     if (o->json) {
         printf("{\"command\":\"recover\",\"segment\":");
         json_str(stdout, o->args[0]);

@@ -24,8 +24,9 @@ static const struct command commands[] = {
       "Shows progress on stderr when stderr is a terminal.", cmd_check },
     { "recover", 1, "[--shm] [--json] PATH",
       "Opens the segment read-write, so that recovery runs in place (when no\n"
-      "other process has it open), and closes it. Exit 0 done, 2 corrupt,\n"
-      "3 could not run.", cmd_recover },
+      "other process has it open), and closes it; that open also rewrites a\n"
+      "damaged header copy. Exit 0 done, 2 corrupt, 3 could not run (also: a\n"
+      "header copy left damaged, another process having the segment open).", cmd_recover },
     { "info", 1, "[--shm] [--json] PATH",
       "Header fields of both copies, format version, sizes, free memory, the\n"
       "largest free block, fragmentation (1 - largest free / free bytes),\n"
