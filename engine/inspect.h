@@ -32,7 +32,9 @@ struct inspect_header {
 int inspect_headers(const char *name, unsigned flags, struct inspect_header hdr[2]);
 
 /* inspect_headers under the lock of s, a read-write handle on that
-   segment: no header write (a growth's) is half done meanwhile. */
+   segment: no header write (a growth's) is half done meanwhile. Taking
+   the lock recovers the operation of a writer that died holding it
+   (inspect_recovered then says so). */
 int inspect_headers_locked(mseg *s, const char *name, unsigned flags, struct inspect_header hdr[2]);
 
 /* Power-of-two buckets: bucket k holds blocks of [2^k, 2^(k+1)) bytes. */

@@ -1037,3 +1037,25 @@ Test(tool, recover_with_another_process_attached_says_a_damaged_header_copy_is_n
     cr_assert(strstr(r->out, "header B was damaged and is rewritten"), "%s", r->out);
     ASSERT_EXIT(run_tool("check", path, NULL), 0);
 }
+
+/* A writer died in the middle of an operation while another process had
+   the segment open: recovery is then the next lock taker's, not an
+   open's. check said "open read-write to recover", and recover, which
+   does that, exited 0 with "nothing to recover" and left it undone: check
+   and ls went on failing (exit 3). */
+Test(tool, recover_with_another_process_attached_recovers_a_dead_writers_operation, .fini = th_cleanup)
+{
+    char path[256];
+    sample(path);
+    mseg *s = mseg_open(path, 0, NULL);   /* another process attached, idle */
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert(TH_EXITED_OK(th_fork_run(killed_construct, path)));
+    struct run *r = run_tool("recover", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "recovered: the interrupted operation was completed"), "%s", r->out);
+    ASSERT_EXIT(run_tool("check", path, NULL), 0);
+    r = run_tool("ls", path, NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "killed"), "the committed construct: %s", r->out);
+    cr_assert_eq(mseg_close(s), 0);
+}

@@ -113,14 +113,20 @@ int cmd_recover(const struct opts *o)
     mseg *s = mseg_open(o->args[0], o->flags, NULL);
     if (!s)
         return report_error(o, errno, mseg_errmsg());
+    /* Only the first read-write open recovers and rewrites a damaged
+       header copy. With another process attached, a writer that died in
+       the middle of an operation is recovered by the next one to take the
+       lock: this takes it, reading both header copies under it. */
+    struct inspect_header hdr[2];
+    if (inspect_headers_locked(s, o->args[0], o->flags, hdr)) {
+        int e = errno;
+        mseg_close(s);
+        return report_error(o, e, mseg_errmsg());
+    }
     bool recovered = inspect_recovered(s);
     int repaired = inspect_header_repaired(s);   /* 0 A, 1 B, -1 none */
-    /* Only the first read-write open rewrites a damaged copy: with another
-       process attached, this one rewrote nothing, which must not pass for
-       done */
-    struct inspect_header hdr[2];
-    int still = repaired < 0 && inspect_headers_locked(s, o->args[0], o->flags, hdr) == 0 &&
-                hdr[0].valid != hdr[1].valid ? !hdr[1].valid : -1;
+    /* a copy still damaged: this open rewrote nothing, which must not pass for done */
+    int still = repaired < 0 && hdr[0].valid != hdr[1].valid ? !hdr[1].valid : -1;
     mseg_close(s);
     if (still >= 0) {
         char msg[400];

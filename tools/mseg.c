@@ -23,10 +23,10 @@ static const struct command commands[] = {
       "2 corrupt, 3 could not run (missing, no permission, newer format).\n"
       "Shows progress on stderr when stderr is a terminal.", cmd_check },
     { "recover", 1, "[--shm] [--json] PATH",
-      "Opens the segment read-write, so that recovery runs in place (when no\n"
-      "other process has it open), and closes it; that open also rewrites a\n"
-      "damaged header copy. Exit 0 done, 2 corrupt, 3 could not run (also: a\n"
-      "header copy left damaged, another process having the segment open).", cmd_recover },
+      "Opens the segment read-write and takes its lock, so that recovery runs\n"
+      "in place, and closes it; the open also rewrites a damaged header copy.\n"
+      "Exit 0 done, 2 corrupt, 3 could not run (also: a header copy left\n"
+      "damaged, another process having the segment open).", cmd_recover },
     { "info", 1, "[--shm] [--json] PATH",
       "Header fields of both copies, format version, sizes, free memory, the\n"
       "largest free block, fragmentation (1 - largest free / free bytes),\n"
