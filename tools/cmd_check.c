@@ -62,8 +62,8 @@ static void print_report_text(const struct opts *o, const struct mseg_report *r,
     }
     if (r->header_a_ok != r->header_b_ok)
         printf("%s: sound once header %c is repaired: %s; header %c is valid, and `mseg recover` (or any "
-               "read-write open, with no other process attached) rewrites %c from it\n", path, r->header_a_ok ? 'B' : 'A', why,
-               r->header_a_ok ? 'A' : 'B', r->header_a_ok ? 'B' : 'A');
+               "read-write open, with no other process attached) rewrites %c from it\n", path,
+               r->header_a_ok ? 'B' : 'A', why, r->header_a_ok ? 'A' : 'B', r->header_a_ok ? 'B' : 'A');
     else
         printf("%s: %s\n", path, code == EXIT_RECOVERED ? "sound after recovery (the interrupted "
                "operation was completed or rolled back in a private view; `mseg recover` applies it)" : "sound");
