@@ -26,11 +26,15 @@
 
 /* ---- headers ---- */
 
-static void read_copy(int fd, uint64_t file_size, off_t at, struct inspect_header *h)
+/* Reads one header copy; judge_copy then validates it. */
+static void read_copy(int fd, off_t at, struct inspect_header *h)
 {
     memset(h, 0, sizeof *h);
-    ssize_t got = pread(fd, &h->raw, sizeof h->raw, at);
-    h->present = got == (ssize_t)sizeof h->raw;
+    h->present = pread(fd, &h->raw, sizeof h->raw, at) == (ssize_t)sizeof h->raw;
+}
+
+static void judge_copy(uint64_t file_size, struct inspect_header *h)
+{
     if (!h->present) {
         h->err = EUCLEAN;
         snprintf(h->why, sizeof h->why, "truncated: the file has %llu bytes",
@@ -48,14 +52,20 @@ int inspect_headers(const char *name, unsigned flags, struct inspect_header hdr[
     int fd = be->open(name, O_RDONLY, 0);
     if (fd < 0)
         return fail(errno, "segment %s: cannot open: %s", name, backend_open_error(flags, name, errno));
+    /* the copies before the size, as an open reads them (open_locked): a
+       grower makes the file larger before it writes a copy, so a copy read
+       first fits the size read after it; in the other order, a growth in
+       between showed a sound copy as truncated */
+    read_copy(fd, MSEG_HEADER_A_OFF, &hdr[0]);
+    read_copy(fd, MSEG_HEADER_B_OFF, &hdr[1]);
     struct stat st;
     if (fstat(fd, &st)) {
         int e = errno;
         close(fd);
         return fail(e, "segment %s: fstat: %s", name, strerror(e));
     }
-    read_copy(fd, (uint64_t)st.st_size, MSEG_HEADER_A_OFF, &hdr[0]);
-    read_copy(fd, (uint64_t)st.st_size, MSEG_HEADER_B_OFF, &hdr[1]);
+    judge_copy((uint64_t)st.st_size, &hdr[0]);
+    judge_copy((uint64_t)st.st_size, &hdr[1]);
     close(fd);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 
 #include "helpers.h"
+#include "inspect.h"
 #include "layout.h"
 #include "testing.h"
 
@@ -102,6 +103,45 @@ Test(open, an_open_while_another_handle_grows_twice_reads_headers_that_fit_the_f
 {
     for (size_t b = 0; b < sizeof backends / sizeof *backends; b++)
         open_during_two_growths(backends[b]);
+}
+
+/* At the read of header copy A alone (inspect_headers, what `mseg info`
+   shows, reads each copy by itself): two growths. Once. */
+static void grow_twice_at_copy_a_read(int fd, size_t count, off_t offset)
+{
+    (void)fd;
+    if (offset != MSEG_HEADER_A_OFF || count != sizeof(struct mseg_header))
+        return;
+    th_pread_hook = NULL;
+    grow_once(grower);
+    grow_once(grower);
+}
+
+/* inspect_headers had the open's old order too (the size, then each
+   copy): two growths at its read of copy A showed both sound copies to
+   `mseg info` as truncated ("truncated: the header says 1048576 bytes,
+   the file has 262144"); found in review of the open's fix. */
+Test(open, the_tool_reads_header_copies_that_fit_the_file_while_another_handle_grows_twice,
+     .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < sizeof backends / sizeof *backends; b++) {
+        char name[256];
+        th_name(name, backends[b]);
+        struct mseg_config cfg = { .size = 256 * KiB, .max_size = 64 * MiB };
+        grower = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backends[b], &cfg);
+        cr_assert_not_null(grower, "%s", mseg_errmsg());
+        size_t before = mseg_size(grower);
+        struct inspect_header hdr[2];
+        th_pread_hook = grow_twice_at_copy_a_read;
+        cr_assert_eq(inspect_headers(name, backends[b], hdr), 0, "%s", mseg_errmsg());
+        cr_assert_null(th_pread_hook, "%s: inspect_headers read no copy A", backend_name(backends[b]));
+        cr_assert_gt(mseg_size(grower), 2 * before, "%s: the grower did not grow twice",
+                     backend_name(backends[b]));
+        for (int c = 0; c < 2; c++)
+            cr_assert(hdr[c].valid, "%s: header %c read during two growths: %s", backend_name(backends[b]),
+                      'A' + c, hdr[c].why);
+        cr_assert_eq(mseg_close(grower), 0);
+    }
 }
 
 /* ---- names that lead to no regular file ---- */
