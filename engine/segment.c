@@ -510,6 +510,11 @@ int mseg_shrink(mseg *s)
         ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
         return seg_write_end(s, false), 0;
     }
+    /* the heap runs to the new end: the part of the last page past the
+       trimmed heap stays the heap's free space, counted by
+       mseg_free_memory (left as a gap, an allocation still took it through
+       seg_grow while mseg_free_memory said nothing was free) */
+    heap_grow(s, new_size);
     int rc = op_commit(s);
     /* everything so far onto the disk first, as mseg_sync: the new size in
        the headers must never reach the disk before the heap's trim does

@@ -1177,6 +1177,46 @@ Test(growth, any_history_of_allocs_frees_and_shrinks_emptied_and_shrunk_is_the_e
             shrink_history(backends[b], seed * 0x9e3779b97f4a7c15ull);
 }
 
+/* A shrink cuts the file at the heap's new end rounded up to a page. The
+   space between that end and the segment's end belongs to the segment: an
+   allocation takes it (seg_grow finds it there, even with no max_size), so
+   mseg_free_memory must count it. It did not: after a 70,000-byte block
+   and a shrink, a segment with no max_size reported 0 bytes free and then
+   handed out 115 more 16-byte blocks. */
+static void free_memory_after_shrink(unsigned backend)
+{
+    char name[256];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_alloc(s, 70000), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_shrink(s), 0, "%s: %s", backend_name(backend), mseg_errmsg());
+    size_t size = mseg_size(s), free_mem = mseg_free_memory(s);
+    cr_assert_lt(size, 1 * MiB);
+    cr_assert_null(mseg_alloc(s, free_mem + 1), "%s: %zu bytes free, yet %zu bytes were handed out",
+                   backend_name(backend), free_mem, free_mem + 1);
+    cr_assert_eq(errno, ENOMEM);
+    size_t got = 0;
+    while (mseg_alloc(s, 16))
+        got += 16;
+    cr_assert_leq(got, free_mem, "%s: after the shrink %zu bytes free, yet %zu bytes were handed out",
+                  backend_name(backend), free_mem, got);
+    cr_assert_eq(mseg_free_memory(s), 0);
+    cr_assert_eq(mseg_size(s), size);
+    cr_assert_eq(file_size(name, backend), (long long)size);
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
+}
+
+Test(growth, after_a_shrink_mseg_free_memory_counts_all_the_room_the_allocator_hands_out,
+     .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        free_memory_after_shrink(backends[b]);
+}
+
 /* ---- (h) the cut tail after mseg_shrink ---- */
 
 /* A lock-free reader thread of the same handle may check an address against
