@@ -726,8 +726,11 @@ static int release_in_spans(mseg *s, uint32_t n)
     uint64_t spans = 0, size;
     for (uint32_t i = 0; i < n; i = span_end(s, d, n, i, &size))
         spans++;
-    if (spans * RECORDS_PER_FREE + 64 > op_records_left(s))
-        return -1;
+    if (spans * RECORDS_PER_FREE + 64 > op_records_left(s))   /* the message named only the list */
+        return fail(errno, "segment %s: the operation (or transaction) frees too many blocks (%u, in %llu separate runs) "
+                    "for one log, and there is no room (%s) for the %llu-byte list that would free them "
+                    "later; nothing was changed: free other memory first, or delete in smaller parts",
+                    s->name, n, (unsigned long long)spans, strerror(errno), 8ull * n);
     for (uint32_t i = 0, j; i < n; i = j) {
         j = span_end(s, d, n, i, &size);
         release_span(s, d[i], size);

@@ -161,7 +161,13 @@ void *mseg_find(mseg *s, const char *name, const char *type,
 void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
                              size_t elem_size, size_t count, const void *init);
 
-/* Destroys a named object and frees its memory. ENOENT if absent. */
+/* Destroys a named object and frees its memory. ENOENT if absent. ENOMEM,
+   changing nothing, when a large container's blocks, scattered in a
+   segment too full to list them, are too many to free in one operation
+   (README, Limits): free other memory first. The same holds for every call
+   that frees containers (mseg_vec_delete, mseg_map_delete, replacing or
+   deleting an owning map's entry) and for mseg_tx_commit, which then
+   aborts the transaction. */
 int   mseg_destroy(mseg *s, const char *name);
 
 struct mseg_named {
