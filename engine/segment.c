@@ -748,6 +748,24 @@ static int refresh_size(mseg *s, struct mseg_header *h, int *bad_copy)
     return extend_mapping(s, h->size);
 }
 
+/* A heap that ends short of a segment that never grows: a shrink killed
+   after its trim committed, before the headers got the new size. An
+   allocation would take that room (seg_grow), so the heap takes it now, as
+   its free space, which mseg_free_memory then counts (it said 2,588 bytes
+   free of a reopened 1 MiB segment that then handed out 895,232). Only the
+   first writer: no other process maps less. A segment with a max_size
+   keeps such a gap (a grower's, too) for its next growth, as room to grow,
+   which mseg_free_memory never counts. */
+static int take_heap_gap(mseg *s)
+{
+    if (s->max_size || seg_control(s)->heap_end + MSEG_BLOCK_MIN > s->size)
+        return 0;
+    if (seg_write_begin(s))
+        return -1;
+    heap_grow(s, s->size);
+    return seg_write_end(s, true);
+}
+
 static int attach_writer(mseg *s)
 {
     struct mseg_runtime *rt = seg_runtime(s);
@@ -796,7 +814,7 @@ static int attach_writer(mseg *s)
            this size or a later one (seg_follow_growth reads them in the
            other order) */
         __atomic_add_fetch(&rt->epoch, 1, __ATOMIC_RELEASE);
-        if (sync_record_boot(s, was_clean))
+        if (sync_record_boot(s, was_clean) || take_heap_gap(s))
             return -1;
     } else if ((s->flags & MSEG_DURABLE) && sync_flush_state(s)) {
         return -1;   /* the first writer was not durable: "open" may not be on disk yet */

@@ -104,7 +104,11 @@ size_t mseg_size(mseg *s);          /* bytes in the segment (as grown so far) */
    disk first (ENOSPC when there is none, ENOMEM past max_size); objects
    never move, and other processes map the growth at their next call. */
 int    mseg_shrink(mseg *s);
-size_t mseg_free_memory(mseg *s);   /* bytes the allocator can still hand out (payload) */
+/* Bytes the allocator can still hand out (payload), without growing. With
+   cfg.max_size, room the segment could grow into is not counted, not even
+   the part already in the file (left there by an aborted transaction's or
+   a killed process's growth, which the next growth takes first). */
+size_t mseg_free_memory(mseg *s);
 const char *mseg_errmsg(void);      /* last failure of this thread, never NULL */
 
 /* ------------------------------------------------------------------ */
