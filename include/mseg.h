@@ -55,7 +55,7 @@ typedef uint64_t mseg_off;       /* offset from the segment base; 0 is null */
 
 struct mseg_config {             /* NULL, or zero fields, mean defaults */
     size_t   size;               /* size at creation (default 64 MiB), rounded up to 4 KiB */
-    size_t   max_size;           /* grow automatically up to this; 0 = never grow */
+    size_t   max_size;           /* grow automatically up to this, rounded up to 4 KiB; 0 = never grow */
     unsigned mode;               /* permission bits (07777) of a new file (default 0600) */
 };
 
