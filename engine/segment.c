@@ -507,8 +507,21 @@ int mseg_shrink(mseg *s)
     if (new_size < MSEG_MIN_SIZE)
         new_size = MSEG_MIN_SIZE;
     if (new_size >= old) {
+        /* nothing to trim, but the file may be longer than the segment: a
+           shrink killed after its headers, before its cut (or a grower
+           killed before its header). Nobody else maps it: cut it here, or
+           no later shrink ever did. Both header copies get the size first,
+           as below: the older one may still hold the longer size */
+        struct stat st;
+        int rc = 0;
+        if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size > old) {
+            rc = header_write_size(s, old) || header_write_size(s, old) ? -1 : 0;
+            if (rc == 0 && ftruncate(s->fd, (off_t)old))
+                rc = fail(errno, "segment %s: ftruncate: %s", s->name, strerror(errno));
+        }
         ofd_lock(s->fd, F_UNLCK, DOOR_BYTE, false);
-        return seg_write_end(s, false), 0;
+        seg_write_end(s, false);
+        return rc;
     }
     /* the heap runs to the new end: the part of the last page past the
        trimmed heap stays the heap's free space, counted by

@@ -1290,6 +1290,55 @@ Test(growth, a_shrink_killed_at_any_point_leaves_mseg_free_memory_true_after_reo
         crash_during_shrink(flags[f]);
 }
 
+/* A shrink killed after it wrote the new size into the headers, before it
+   cut the file, leaves a file longer than the segment. The next shrink
+   must cut it: it found nothing to trim (the size was already small) and
+   returned, so the 1 MiB file of a 152 KiB segment stayed for good. */
+static void shrink_after_a_killed_shrink(unsigned flags)
+{
+    const char *bn = flags & MSEG_SHM ? "shm" : flags & MSEG_DURABLE ? "durable" : "file";
+    char name[256], why[200];
+    unsigned backend = flags & MSEG_SHM;
+    unsigned long k, longer = 0;
+    for (k = 1;; k++) {
+        th_name(name, backend);
+        struct mseg_config cfg = { .size = 1 * MiB };
+        mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &cfg);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        cr_assert_not_null(mseg_alloc(s, 70000), "%s", mseg_errmsg());
+        mseg_close(s);
+        crash_at = k;
+        struct crash_arg c = { name, flags, 0 };
+        int st = th_fork_run(shrink_and_maybe_die, &c);
+        bool crashed = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42;
+        cr_assert(crashed || TH_EXITED_OK(st), "%s, crash event %lu: the shrinker %s", bn, k,
+                  th_status_str(st, why, sizeof why));
+        s = mseg_open(name, flags, NULL);
+        cr_assert_not_null(s, "%s, crash event %lu: reopen: %s", bn, k, mseg_errmsg());
+        if (file_size(name, backend) > (long long)mseg_size(s))
+            longer++;
+        cr_assert_eq(mseg_shrink(s), 0, "%s, crash event %lu: %s", bn, k, mseg_errmsg());
+        cr_assert_eq(file_size(name, backend), (long long)mseg_size(s), "%s, crash event %lu: after "
+                     "a second shrink the file has %lld bytes, the segment %zu", bn, k,
+                     file_size(name, backend), mseg_size(s));
+        cr_assert(sound(s, NULL), "%s, crash event %lu: %s", bn, k, mseg_errmsg());
+        mseg_close(s);
+        cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
+        mseg_remove(name, backend);
+        if (!crashed)
+            break;
+    }
+    cr_assert_gt(longer, 0, "%s: no crash left the file longer than the segment", bn);
+}
+
+Test(growth, a_shrink_after_a_shrink_killed_before_its_cut_gives_the_file_back,
+     .timeout = 60, .fini = th_cleanup)
+{
+    const unsigned flags[] = { 0, MSEG_SHM, MSEG_DURABLE };
+    for (size_t f = 0; f < 3; f++)
+        shrink_after_a_killed_shrink(flags[f]);
+}
+
 /* ---- (h) the cut tail after mseg_shrink ---- */
 
 /* A lock-free reader thread of the same handle may check an address against
