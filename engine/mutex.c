@@ -11,17 +11,39 @@
  * first use. No process of the current epoch can be using a stale object,
  * so the only race is between processes re-initializing it at once, and a
  * lock of the runtime page settles it (make_current).
+ *
+ * A condition variable is not glibc's: its pthread_cond_t counts the
+ * waiters of each group, and a signal or broadcast that moves to the next
+ * group waits, with no timeout, for the last one to leave the old group. A
+ * waiter killed asleep in a wait never leaves, so every later signal and
+ * broadcast blocked forever (glibc 2.36; the test
+ * a_waiter_killed_in_cond_wait_never_blocks_a_later_signal_or_broadcast).
+ * Here it is a futex word, seq, that every signal and broadcast moves and a
+ * waiter sleeps on (the value it read before it released the mutex), and a
+ * count of waiters that only spares a signal the system call when nobody
+ * waits: a dead waiter leaves it one too high, which costs each signal a
+ * system call, never a wakeup.
  */
 #define _GNU_SOURCE
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 _Static_assert(sizeof(mseg_mutex) == 64 && sizeof(mseg_cond) == 64, "64-byte objects");
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(((mseg_mutex *)0)->opaque), "pthread_mutex_t fits");
-_Static_assert(sizeof(pthread_cond_t) <= sizeof(((mseg_cond *)0)->opaque), "pthread_cond_t fits");
+
+/* The condition variable's words, in its opaque bytes (zeroed: no waiter). */
+struct cond_words {
+    uint32_t seq;       /* moved by every signal and broadcast: the futex word */
+    uint32_t waiters;   /* inside a wait, or killed there */
+};
+_Static_assert(sizeof(struct cond_words) <= sizeof(((mseg_cond *)0)->opaque), "cond_words fits");
 
 /* The object at p (64 bytes, 8-aligned) lies in the segment and may be written. */
 static int check_object(mseg *s, const void *p, const char *what)
@@ -43,13 +65,7 @@ static void init_mutex(void *opaque)
 
 static void init_cond(void *opaque)
 {
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    memset(opaque, 0, sizeof(pthread_cond_t));
-    pthread_cond_init(opaque, &a);
-    pthread_condattr_destroy(&a);
+    memset(opaque, 0, sizeof(struct cond_words));
 }
 
 /*
@@ -91,9 +107,9 @@ static pthread_mutex_t *current_mutex(mseg *s, mseg_mutex *m)
     return make_current(s, &m->epoch, m->opaque, init_mutex) ? NULL : (pthread_mutex_t *)m->opaque;
 }
 
-static pthread_cond_t *current_cond(mseg *s, mseg_cond *c)
+static struct cond_words *current_cond(mseg *s, mseg_cond *c)
 {
-    return make_current(s, &c->epoch, c->opaque, init_cond) ? NULL : (pthread_cond_t *)c->opaque;
+    return make_current(s, &c->epoch, c->opaque, init_cond) ? NULL : (struct cond_words *)c->opaque;
 }
 
 /* pthread's return code as -1/errno (0 stays 0). */
@@ -121,7 +137,7 @@ static pthread_mutex_t *usable_mutex(mseg *s, mseg_mutex *m)
     return check_object(s, m, "mutex") ? NULL : current_mutex(s, m);
 }
 
-static pthread_cond_t *usable_cond(mseg *s, mseg_cond *c)
+static struct cond_words *usable_cond(mseg *s, mseg_cond *c)
 {
     return check_object(s, c, "condition variable") ? NULL : current_cond(s, c);
 }
@@ -169,11 +185,45 @@ int mseg_cond_init(mseg *s, mseg_cond *c)
     return 0;
 }
 
+/* Releases pm, sleeps until a signal or broadcast moves seq after that
+   (or abstime, on CLOCK_MONOTONIC, passes: ETIMEDOUT; or a spurious
+   wakeup), and takes pm again, as pthread_cond_timedwait does: EOWNERDEAD
+   when its owner died meanwhile. A futex without FUTEX_PRIVATE_FLAG: other
+   processes wake it; FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC
+   time. */
+static int cond_sleep(struct cond_words *pc, pthread_mutex_t *pm, const struct timespec *abstime)
+{
+    /* the count before seq is read, a signal's seq before it reads the
+       count (both sequentially consistent): a signal that finds no waiter
+       moved seq before this wait read it, so it was not this wait's */
+    __atomic_add_fetch(&pc->waiters, 1, __ATOMIC_SEQ_CST);
+    uint32_t seen = __atomic_load_n(&pc->seq, __ATOMIC_SEQ_CST);
+    int r = pthread_mutex_unlock(pm);
+    if (r) {
+        __atomic_sub_fetch(&pc->waiters, 1, __ATOMIC_RELAXED);
+        return result(r);
+    }
+    /* EAGAIN: seq already moved; EINTR: a spurious wakeup */
+    long w = syscall(SYS_futex, &pc->seq, FUTEX_WAIT_BITSET, seen, abstime, NULL, FUTEX_BITSET_MATCH_ANY);
+    bool timed_out = w == -1 && errno == ETIMEDOUT;
+    __atomic_sub_fetch(&pc->waiters, 1, __ATOMIC_RELAXED);
+    r = pthread_mutex_lock(pm);
+    return result(r ? r : timed_out ? ETIMEDOUT : 0);
+}
+
+static int cond_wake(struct cond_words *pc, int n)
+{
+    __atomic_add_fetch(&pc->seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pc->waiters, __ATOMIC_SEQ_CST))
+        syscall(SYS_futex, &pc->seq, FUTEX_WAKE, n, NULL, NULL, 0);
+    return 0;
+}
+
 int mseg_cond_wait(mseg *s, mseg_cond *c, mseg_mutex *m)
 {
-    pthread_cond_t *pc = usable_cond(s, c);
+    struct cond_words *pc = usable_cond(s, c);
     pthread_mutex_t *pm = pc ? usable_mutex(s, m) : NULL;
-    return pm ? result(pthread_cond_wait(pc, pm)) : -1;
+    return pm ? cond_sleep(pc, pm, NULL) : -1;
 }
 
 int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct timespec *abstime)
@@ -182,19 +232,23 @@ int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct times
         return -1;
     if (!abstime)
         return fail(EINVAL, "NULL timeout");
-    pthread_cond_t *pc = current_cond(s, c);
+    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000)
+        return fail(EINVAL, "a timeout whose tv_nsec is not in [0, 1e9): %ld", (long)abstime->tv_nsec);
+    struct cond_words *pc = current_cond(s, c);
     pthread_mutex_t *pm = pc ? current_mutex(s, m) : NULL;
-    return pm ? result(pthread_cond_timedwait(pc, pm, abstime)) : -1;
+    if (pm && abstime->tv_sec < 0)
+        return result(ETIMEDOUT);   /* long past, and the futex would call it EINVAL */
+    return pm ? cond_sleep(pc, pm, abstime) : -1;
 }
 
 int mseg_cond_signal(mseg *s, mseg_cond *c)
 {
-    pthread_cond_t *pc = usable_cond(s, c);
-    return pc ? result(pthread_cond_signal(pc)) : -1;
+    struct cond_words *pc = usable_cond(s, c);
+    return pc ? cond_wake(pc, 1) : -1;
 }
 
 int mseg_cond_broadcast(mseg *s, mseg_cond *c)
 {
-    pthread_cond_t *pc = usable_cond(s, c);
-    return pc ? result(pthread_cond_broadcast(pc)) : -1;
+    struct cond_words *pc = usable_cond(s, c);
+    return pc ? cond_wake(pc, INT_MAX) : -1;
 }

@@ -317,8 +317,11 @@ int mseg_tx_abort(mseg *s);
    memory is a valid unlocked mutex / condition variable of no epoch: it is
    initialized on first use, as are the ones left by processes of an earlier
    attach (after every process closed the segment, or a reboot), so a stale
-   lock never blocks anyone. Their bytes belong to the C library: processes
-   sharing them must use the same one. */
+   lock never blocks anyone. A mutex's bytes belong to the C library:
+   processes sharing them must use the same one. A condition variable is
+   mseg's own (a futex word): a waiter killed in a wait blocks no later
+   signal or broadcast, and waits may wake spuriously (test your condition
+   in a loop). */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_mutex;   /* 64 bytes */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_cond;    /* 64 bytes */
 

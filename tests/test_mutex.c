@@ -689,3 +689,78 @@ Test(mutex, a_process_killed_while_reinitializing_a_mutex_blocks_nobody, .timeou
         mseg_close(s);
     }
 }
+
+/* ---- a waiter killed inside a wait ---- */
+
+struct dead_waiter_arg { mseg *s; struct gate *g; uint32_t round; int signal_only; };
+
+/* Waits at the gate (inherited handle) until g->go reaches its round;
+   the first one never gets there: it is killed waiting. */
+static void wait_for_round(void *arg)
+{
+    struct dead_waiter_arg *a = arg;
+    alarm(10);
+    CHILD_CHECK(mseg_mutex_lock(a->s, &a->g->m) == 0);
+    a->g->waiting++;
+    while (a->g->go < a->round)
+        CHILD_CHECK(mseg_cond_wait(a->s, &a->g->c, &a->g->m) == 0);
+    a->g->woken++;
+    CHILD_CHECK(mseg_mutex_unlock(a->s, &a->g->m) == 0);
+}
+
+/* Opens the gate for the next round; alarm: a signal or broadcast that
+   never returns kills it. */
+static void open_gate(void *arg)
+{
+    struct dead_waiter_arg *a = arg;
+    alarm(3);
+    CHILD_CHECK(mseg_mutex_lock(a->s, &a->g->m) == 0);
+    a->g->go++;
+    CHILD_CHECK((a->signal_only ? mseg_cond_signal(a->s, &a->g->c) : mseg_cond_broadcast(a->s, &a->g->c)) == 0);
+    CHILD_CHECK(mseg_mutex_unlock(a->s, &a->g->m) == 0);
+}
+
+/* Until g->waiting reaches n, polling under the mutex. */
+static void await_waiting(mseg *s, struct gate *g, uint32_t n)
+{
+    for (int tries = 0;; tries++) {
+        cr_assert_eq(mseg_mutex_lock(s, &g->m), 0);
+        uint32_t got = g->waiting;
+        cr_assert_eq(mseg_mutex_unlock(s, &g->m), 0);
+        if (got >= n)
+            break;
+        cr_assert_lt(tries, 5000, "only %u waiters arrived", got);
+        usleep(1000);
+    }
+    usleep(50 * 1000);   /* asleep in the wait, not about to enter it */
+}
+
+Test(mutex, a_waiter_killed_in_cond_wait_never_blocks_a_later_signal_or_broadcast, .timeout = 60,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[128];
+        mseg *s = create(name, backends[b]);
+        struct gate *g = MSEG_NEW(s, "gate", struct gate, 1);
+        cr_assert_not_null(g);
+        struct dead_waiter_arg dead = { s, g, UINT32_MAX, 0 };
+        pid_t victim = spawn(wait_for_round, &dead);
+        cr_assert_gt(victim, 0);
+        await_waiting(s, g, 1);
+        kill_holder(victim);   /* killed asleep in mseg_cond_wait */
+        for (uint32_t round = 1; round <= 4; round++) {
+            struct dead_waiter_arg w = { s, g, round, round % 2 == 0 };
+            pid_t waiter = spawn(wait_for_round, &w);
+            cr_assert_gt(waiter, 0);
+            await_waiting(s, g, round + 1);
+            int st = th_fork_run(open_gate, &w);
+            cr_assert(TH_EXITED_OK(st), "%s: round %u: the %s %s", backend_name(backends[b]), round,
+                      w.signal_only ? "signal" : "broadcast", th_status_str(st, why, sizeof why));
+            st = wait_child(waiter);
+            cr_assert(TH_EXITED_OK(st), "%s: round %u: the waiter %s", backend_name(backends[b]), round,
+                      th_status_str(st, why, sizeof why));
+        }
+        cr_assert_eq(g->woken, 4);
+        mseg_close(s);
+    }
+}
