@@ -145,7 +145,9 @@ _Static_assert(offsetof(struct mseg_header, checksum) == 248, "checksum last");
  *                            (the checksummed header holds the truth)
  *   120     8  epoch         +1 at every first attach: mseg_mutex and mseg_cond
  *                            objects from an older epoch are stale (their
- *                            owners are gone) and are re-initialized on use
+ *                            owners are gone) and are re-initialized on use;
+ *                            a copy-on-write handle's private page holds the
+ *                            writers' epoch with bit 63 set (never theirs)
  *   128    64  objects_lock  pthread_mutex_t (robust, process-shared), held
  *                            only while one such object is re-initialized;
  *                            re-initialized with `lock` at the first attach

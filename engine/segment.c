@@ -702,6 +702,9 @@ static int attach_readonly(mseg *s)
                 "to do it: open it read-write once, or run `mseg recover`, then retry", s->name);
 }
 
+/* Marks a copy-on-write handle's private epoch (attach_private). */
+#define PRIVATE_EPOCH (UINT64_C(1) << 63)
+
 static int attach_private(mseg *s)
 {
     /* registered as a reader: its private view still follows the file's
@@ -719,7 +722,12 @@ static int attach_private(mseg *s)
     uint64_t seq = __atomic_load_n(s->seq_word, __ATOMIC_ACQUIRE);
     s->seq_stale = (seq & 1) && !seg_writers_attached(s) ? seq : 0;
     seg_runtime(s)->size = s->size;   /* private; growth is followed through seq_page */
-    seg_runtime(s)->epoch++;          /* mutexes in the private view start afresh */
+    /* mutexes in the private view start afresh: an epoch no writer's can
+       be (theirs count attaches from 1). open_epoch + 1 was the next
+       first writer's, and the mutexes it stamped in pages this view had
+       not written passed for private ones: a lock here waited forever on
+       the private copy of a page where that writer held it */
+    seg_runtime(s)->epoch = s->open_epoch | PRIVATE_EPOCH;
     if (lock_init(s))
         return -1;
     /* Recover privately only what no live writer will: with writers

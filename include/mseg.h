@@ -321,7 +321,8 @@ int mseg_tx_abort(mseg *s);
    processes sharing them must use the same one. A condition variable is
    mseg's own (a futex word): a waiter killed in a wait blocks no later
    signal or broadcast, and waits may wake spuriously (test your condition
-   in a loop). */
+   in a loop). Through a copy-on-write handle they are private to it, like
+   the rest of its view: they start unlocked, whatever writers hold. */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_mutex;   /* 64 bytes */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_cond;    /* 64 bytes */
 

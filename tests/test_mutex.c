@@ -764,3 +764,34 @@ Test(mutex, a_waiter_killed_in_cond_wait_never_blocks_a_later_signal_or_broadcas
         mseg_close(s);
     }
 }
+
+/* ---- a copy-on-write handle's private view ---- */
+
+Test(mutex, a_copy_on_write_handle_never_takes_a_writers_mutex_of_a_later_attach, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        mseg *s = create(name, backends[b]);
+        cr_assert_not_null(MSEG_NEW(s, "m", mseg_mutex, 1));
+        mseg *c = mseg_open(name, backends[b] | MSEG_COW, NULL);
+        cr_assert_not_null(c, "%s", mseg_errmsg());
+        mseg_close(s);   /* the next writer is a first one: a new epoch */
+        pid_t holder = start_holder(name, backends[b], HOLD_FOREVER);
+        mseg_mutex *m = MSEG_FIND(c, "m", mseg_mutex, NULL);
+        cr_assert_not_null(m, "%s", mseg_errmsg());
+        /* the private view's mutexes start afresh: the writer's lock, in
+           the file's page, is not this view's (a lock would wait forever
+           on a private copy of the page that says "locked") */
+        int r = mseg_mutex_trylock(c, m);
+        int e = errno;
+        kill_holder(holder);
+        cr_assert_eq(r, 0, "%s: the private view's mutex is held by a writer: errno %d (%s)",
+                     backend_name(backends[b]), e, strerror(e));
+        struct timespec deadline = in_ms(1000);
+        cr_assert_eq(mseg_mutex_unlock(c, m), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_mutex_timedlock(c, m, &deadline), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_mutex_unlock(c, m), 0, "%s", mseg_errmsg());
+        mseg_close(c);
+    }
+}
