@@ -148,10 +148,38 @@ int mseg_mutex_lock(mseg *s, mseg_mutex *m)
     return pm ? result(pthread_mutex_lock(pm)) : -1;
 }
 
+/*
+ * pthread_mutex_trylock, but one that leaves an unrecoverable mutex as it
+ * found it. glibc's (2.36) takes the free lock word of a mutex made
+ * unrecoverable (an unlock without mseg_mutex_consistent) and returns
+ * ENOTRECOVERABLE without giving the word back (its pthread_mutex_lock
+ * does give it back), and no robust list records it: from then on every
+ * trylock was EBUSY and every lock waited forever, in every process, even
+ * after this one's death (the test
+ * a_trylock_of_an_unrecoverable_mutex_leaves_it_unrecoverable_not_locked).
+ * Nobody can own an unrecoverable mutex, so a lock word that names this
+ * thread then is that leftover: clear it, and wake whoever began to wait
+ * on it meanwhile (they find it unrecoverable).
+ */
+_Static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "glibc's lock word comes first");
+
+static int trylock(pthread_mutex_t *pm)
+{
+    int r = pthread_mutex_trylock(pm);
+    if (r == ENOTRECOVERABLE) {
+        int *word = (int *)pm;
+        int v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if ((v & FUTEX_TID_MASK) == gettid() &&
+            (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) & FUTEX_WAITERS))
+            syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
+    return r;
+}
+
 int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
 {
     pthread_mutex_t *pm = usable_mutex(s, m);
-    return pm ? result(pthread_mutex_trylock(pm)) : -1;
+    return pm ? result(trylock(pm)) : -1;
 }
 
 int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)

@@ -249,6 +249,54 @@ Test(mutex, an_unlock_without_consistent_makes_the_mutex_unrecoverable, .timeout
     }
 }
 
+/* In a child: trylock and a timed lock of the inherited mutex are
+   ENOTRECOVERABLE. */
+struct unrecoverable_arg { mseg *s; mseg_mutex *m; };
+
+static void expect_unrecoverable(void *arg)
+{
+    struct unrecoverable_arg *a = arg;
+    alarm(10);
+    errno = 0;
+    CHILD_CHECK(mseg_mutex_trylock(a->s, a->m) == -1 && errno == ENOTRECOVERABLE);
+    struct timespec deadline = in_ms(500);
+    errno = 0;
+    CHILD_CHECK(mseg_mutex_timedlock(a->s, a->m, &deadline) == -1 && errno == ENOTRECOVERABLE);
+}
+
+Test(mutex, a_trylock_of_an_unrecoverable_mutex_leaves_it_unrecoverable_not_locked, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[128];
+        const char *be = backend_name(backends[b]);
+        mseg *s = create(name, backends[b]);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        cr_assert_not_null(m);
+        kill_holder(start_holder(name, backends[b], HOLD_FOREVER));
+        errno = 0;
+        cr_assert(mseg_mutex_lock(s, m) == -1 && errno == EOWNERDEAD);
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);   /* without consistent: unrecoverable */
+        for (int i = 0; i < 2; i++) {
+            errno = 0;
+            cr_assert_eq(mseg_mutex_trylock(s, m), -1);
+            cr_assert_eq(errno, ENOTRECOVERABLE, "%s: trylock %d: errno %d (%s)", be, i + 1, errno,
+                         strerror(errno));
+        }
+        struct timespec deadline = in_ms(500);
+        errno = 0;
+        cr_assert_eq(mseg_mutex_timedlock(s, m, &deadline), -1);
+        cr_assert_eq(errno, ENOTRECOVERABLE, "%s: timedlock after trylocks: errno %d (%s)", be, errno,
+                     strerror(errno));
+        struct unrecoverable_arg a = { s, m };
+        int st = th_fork_run(expect_unrecoverable, &a);
+        cr_assert(TH_EXITED_OK(st), "%s: another process: %s", be, th_status_str(st, why, sizeof why));
+        errno = 0;
+        cr_assert(mseg_mutex_lock(s, m) == -1 && errno == ENOTRECOVERABLE, "%s: errno %d", be, errno);
+        mseg_close(s);
+    }
+}
+
 /* ---- trylock, timed lock, timed wait ---- */
 
 Test(mutex, trylock_is_ebusy_and_timedlock_is_etimedout_while_another_process_holds_it,
