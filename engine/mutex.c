@@ -142,12 +142,6 @@ static struct cond_words *usable_cond(mseg *s, mseg_cond *c)
     return check_object(s, c, "condition variable") ? NULL : current_cond(s, c);
 }
 
-int mseg_mutex_lock(mseg *s, mseg_mutex *m)
-{
-    pthread_mutex_t *pm = usable_mutex(s, m);
-    return pm ? result(pthread_mutex_lock(pm)) : -1;
-}
-
 /*
  * pthread_mutex_trylock, but one that leaves an unrecoverable mutex as it
  * found it. glibc's (2.36) takes the free lock word of a mutex made
@@ -182,6 +176,54 @@ int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
     return pm ? result(trylock(pm)) : -1;
 }
 
+/*
+ * pthread_mutex_clocklock until abstime (on CLOCK_MONOTONIC; NULL: no
+ * end), but never asleep for more than 50 ms at a time, as the segment
+ * lock (mutex_lock_patient in lock.c). A robust mutex can lose a wakeup
+ * for good: an unlock clears the "waiters" bit and wakes one waiter; if
+ * another process takes the mutex before that waiter runs (the lock word
+ * is no longer 0) and the waiter is then killed, the kernel wakes nobody
+ * for it (it does only while the word is 0), the taker's unlock sees no
+ * waiters bit, and the other waiters
+ * sleep on while the mutex is free (the test
+ * a_waiter_killed_between_its_wakeup_and_the_lock_leaves_no_other_waiter_asleep).
+ * Each retry re-arms the bit, so such a loss costs at most one period.
+ */
+#define LOCK_PERIOD_NS (50 * 1000 * 1000)
+
+static int lock_until(pthread_mutex_t *pm, const struct timespec *abstime)
+{
+    int r = trylock(pm);
+    if (r != EBUSY)
+        return r;
+    if (abstime && (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000))
+        return EINVAL;
+    for (;;) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (abstime && (t.tv_sec > abstime->tv_sec ||
+                        (t.tv_sec == abstime->tv_sec && t.tv_nsec >= abstime->tv_nsec)))
+            return ETIMEDOUT;
+        t.tv_nsec += LOCK_PERIOD_NS;
+        if (t.tv_nsec >= 1000000000) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000;
+        }
+        if (abstime && (abstime->tv_sec < t.tv_sec ||
+                        (abstime->tv_sec == t.tv_sec && abstime->tv_nsec < t.tv_nsec)))
+            t = *abstime;
+        r = pthread_mutex_clocklock(pm, CLOCK_MONOTONIC, &t);
+        if (r != ETIMEDOUT)
+            return r;
+    }
+}
+
+int mseg_mutex_lock(mseg *s, mseg_mutex *m)
+{
+    pthread_mutex_t *pm = usable_mutex(s, m);
+    return pm ? result(lock_until(pm, NULL)) : -1;
+}
+
 int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
 {
     if (check_object(s, m, "mutex"))
@@ -189,7 +231,7 @@ int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
     if (!abstime)
         return fail(EINVAL, "NULL timeout");
     pthread_mutex_t *pm = current_mutex(s, m);
-    return pm ? result(pthread_mutex_clocklock(pm, CLOCK_MONOTONIC, abstime)) : -1;
+    return pm ? result(lock_until(pm, abstime)) : -1;
 }
 
 int mseg_mutex_unlock(mseg *s, mseg_mutex *m)
@@ -235,7 +277,7 @@ static int cond_sleep(struct cond_words *pc, pthread_mutex_t *pm, const struct t
     long w = syscall(SYS_futex, &pc->seq, FUTEX_WAIT_BITSET, seen, abstime, NULL, FUTEX_BITSET_MATCH_ANY);
     bool timed_out = w == -1 && errno == ETIMEDOUT;
     __atomic_sub_fetch(&pc->waiters, 1, __ATOMIC_RELAXED);
-    r = pthread_mutex_lock(pm);
+    r = lock_until(pm, NULL);
     return result(r ? r : timed_out ? ETIMEDOUT : 0);
 }
 

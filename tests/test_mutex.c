@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/prctl.h>
 
 #include "helpers.h"
@@ -842,4 +843,105 @@ Test(mutex, a_copy_on_write_handle_never_takes_a_writers_mutex_of_a_later_attach
         cr_assert_eq(mseg_mutex_unlock(c, m), 0, "%s", mseg_errmsg());
         mseg_close(c);
     }
+}
+
+/* ---- a waiter woken by an unlock and killed before it took the mutex ---- */
+
+struct woken_arg { mseg *s; mseg_mutex *m; uint32_t *got; int cpu; int starved; };
+
+/* Pins the calling process to cpu (if it has one). */
+static void pin_to(int cpu)
+{
+    if (cpu < 0)
+        return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    sched_setaffinity(0, sizeof one, &one);
+}
+
+/* Locks m (inherited handle) and says so in *got; a starved one runs
+   only when the CPU it shares with a spinner is otherwise idle, so once
+   woken it stays asleep until killed. */
+static void lock_and_tell(void *arg)
+{
+    struct woken_arg *a = arg;
+    alarm(10);
+    if (a->starved) {
+        pin_to(a->cpu);
+        struct sched_param p = { 0 };
+        sched_setscheduler(0, SCHED_IDLE, &p);
+    }
+    int r = mseg_mutex_lock(a->s, a->m);
+    CHILD_CHECK(r == 0 || errno == EOWNERDEAD);
+    __atomic_store_n(a->got, 1, __ATOMIC_RELEASE);
+    CHILD_CHECK(r == 0 || mseg_mutex_consistent(a->s, a->m) == 0);
+    CHILD_CHECK(mseg_mutex_unlock(a->s, a->m) == 0);
+}
+
+static void spin_on_cpu(void *arg)
+{
+    struct woken_arg *a = arg;
+    alarm(10);
+    pin_to(a->cpu);
+    for (;;)
+        __asm__ __volatile__("" ::: "memory");
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    wait_child(pid);
+}
+
+Test(mutex, a_waiter_killed_between_its_wakeup_and_the_lock_leaves_no_other_waiter_asleep,
+     .timeout = 60, .fini = th_cleanup)
+{
+    /* two CPUs if there are: the spinner and the starved waiter on one,
+       this process on another */
+    cpu_set_t mine, all;
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    mine = all;
+    int cpu = -1, other = -1;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &all))
+            other = cpu, cpu = i;
+    pin_to(other);
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        mseg *s = create(name, backends[b]);
+        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+        uint32_t *got = MSEG_NEW(s, "got", uint32_t, 1);
+        cr_assert(m && got);
+        for (int attempt = 0; attempt < 5; attempt++) {
+            __atomic_store_n(got, 0, __ATOMIC_RELEASE);
+            cr_assert_eq(mseg_mutex_lock(s, m), 0);
+            struct woken_arg starved = { s, m, got, cpu, 1 }, patient = { s, m, got, cpu, 0 };
+            pid_t first = spawn(lock_and_tell, &starved);   /* first in the futex's queue */
+            usleep(30 * 1000);
+            pid_t spinner = spawn(spin_on_cpu, &starved);
+            pid_t second = spawn(lock_and_tell, &patient);
+            usleep(30 * 1000);
+            cr_assert(first > 0 && spinner > 0 && second > 0);
+            cr_assert_eq(mseg_mutex_unlock(s, m), 0);           /* wakes the first waiter */
+            bool barged = mseg_mutex_trylock(s, m) == 0;        /* before it runs */
+            reap(first);                                        /* woken, killed before it locked */
+            reap(spinner);
+            if (barged)
+                cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+            for (int i = 0; i < 200 && !__atomic_load_n(got, __ATOMIC_ACQUIRE); i++)
+                usleep(10 * 1000);
+            bool ok = __atomic_load_n(got, __ATOMIC_ACQUIRE);
+            reap(second);
+            int r = mseg_mutex_lock(s, m);   /* a first waiter killed holding it: EOWNERDEAD */
+            cr_assert(r == 0 || (errno == EOWNERDEAD && mseg_mutex_consistent(s, m) == 0));
+            cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+            cr_assert(ok, "%s: attempt %d: the second waiter never got the free mutex in 2 s (%s)",
+                      backend_name(backends[b]), attempt,
+                      barged ? "this process took it and let it go while the first waiter, woken, "
+                               "was killed before it ran" : "the first waiter ran");
+        }
+        mseg_close(s);
+    }
+    sched_setaffinity(0, sizeof mine, &mine);
 }
