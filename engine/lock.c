@@ -10,10 +10,14 @@
  * (segment.c decides who is first with open file description locks).
  */
 #define _GNU_SOURCE
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -36,6 +40,37 @@ int robust_mutex_init(void *m)
     memset(m, 0, sizeof(pthread_mutex_t));
     int r = pthread_mutex_init(m, &a);
     pthread_mutexattr_destroy(&a);
+    return r;
+}
+
+/*
+ * pthread_mutex_trylock, but one that leaves an unrecoverable mutex as it
+ * found it. glibc's (2.36) takes the free lock word of a mutex made
+ * unrecoverable (unlocked after EOWNERDEAD without being made consistent:
+ * mseg_mutex_unlock without mseg_mutex_consistent) and returns
+ * ENOTRECOVERABLE without giving the word back (its pthread_mutex_lock
+ * does give it back), and no robust list records it: from then on every
+ * trylock was EBUSY and every lock waited forever, in every process, even
+ * after this one's death (the tests
+ * a_trylock_of_an_unrecoverable_mutex_leaves_it_unrecoverable_not_locked and,
+ * for the segment lock that a failed recovery leaves so on purpose,
+ * a_segment_lock_left_unrecoverable_fails_every_later_call_with_euclean).
+ * Nobody can own an unrecoverable mutex, so a lock word that names this
+ * thread then is that leftover: clear it, and wake whoever began to wait
+ * on it meanwhile (they find it unrecoverable).
+ */
+_Static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "glibc's lock word comes first");
+
+int robust_trylock(pthread_mutex_t *pm)
+{
+    int r = pthread_mutex_trylock(pm);
+    if (r == ENOTRECOVERABLE) {
+        int *word = (int *)pm;
+        int v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if ((v & FUTEX_TID_MASK) == gettid() &&
+            (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) & FUTEX_WAITERS))
+            syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
     return r;
 }
 
@@ -119,7 +154,7 @@ static int spin_for(pthread_mutex_t *m)
            pthread_mutex_t (0 = free); where it does not, the read is never
            0, the spin only waits, and the timed lock below does the work */
         if (__atomic_load_n((const int *)m, __ATOMIC_RELAXED) == 0) {
-            int r = pthread_mutex_trylock(m);
+            int r = robust_trylock(m);
             if (r != EBUSY)
                 return r;
         }
@@ -135,7 +170,7 @@ static int spin_for(pthread_mutex_t *m)
    wakeup costs at most one period. */
 int mutex_lock_patient(pthread_mutex_t *m)
 {
-    int r = pthread_mutex_trylock(m);
+    int r = robust_trylock(m);
     if (r == EBUSY)
         r = spin_for(m);
     while (r == EBUSY || r == ETIMEDOUT) {

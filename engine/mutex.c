@@ -142,38 +142,10 @@ static struct cond_words *usable_cond(mseg *s, mseg_cond *c)
     return check_object(s, c, "condition variable") ? NULL : current_cond(s, c);
 }
 
-/*
- * pthread_mutex_trylock, but one that leaves an unrecoverable mutex as it
- * found it. glibc's (2.36) takes the free lock word of a mutex made
- * unrecoverable (an unlock without mseg_mutex_consistent) and returns
- * ENOTRECOVERABLE without giving the word back (its pthread_mutex_lock
- * does give it back), and no robust list records it: from then on every
- * trylock was EBUSY and every lock waited forever, in every process, even
- * after this one's death (the test
- * a_trylock_of_an_unrecoverable_mutex_leaves_it_unrecoverable_not_locked).
- * Nobody can own an unrecoverable mutex, so a lock word that names this
- * thread then is that leftover: clear it, and wake whoever began to wait
- * on it meanwhile (they find it unrecoverable).
- */
-_Static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "glibc's lock word comes first");
-
-static int trylock(pthread_mutex_t *pm)
-{
-    int r = pthread_mutex_trylock(pm);
-    if (r == ENOTRECOVERABLE) {
-        int *word = (int *)pm;
-        int v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if ((v & FUTEX_TID_MASK) == gettid() &&
-            (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) & FUTEX_WAITERS))
-            syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-    }
-    return r;
-}
-
 int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
 {
     pthread_mutex_t *pm = usable_mutex(s, m);
-    return pm ? result(trylock(pm)) : -1;
+    return pm ? result(robust_trylock(pm)) : -1;
 }
 
 /*
@@ -193,7 +165,7 @@ int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
 
 static int lock_until(pthread_mutex_t *pm, const struct timespec *abstime)
 {
-    int r = trylock(pm);
+    int r = robust_trylock(pm);
     if (r != EBUSY)
         return r;
     if (abstime && (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000))

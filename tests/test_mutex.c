@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 
 #include "helpers.h"
+#include "layout.h"
 
 static const unsigned backends[] = { 0, MSEG_SHM };
 static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
@@ -944,4 +945,56 @@ Test(mutex, a_waiter_killed_between_its_wakeup_and_the_lock_leaves_no_other_wait
         mseg_close(s);
     }
     sched_setaffinity(0, sizeof mine, &mine);
+}
+
+/* ---- the segment lock, left unrecoverable by a failed recovery ---- */
+
+struct seg_lock_arg { mseg *s; int calls; };
+
+static void die_in_a_transaction(void *arg)
+{
+    struct seg_lock_arg *a = arg;
+    CHILD_CHECK(mseg_tx_begin(a->s) == 0);   /* holds the segment lock */
+    raise(SIGKILL);
+}
+
+/* Each call that needs the segment lock fails with EUCLEAN; alarm: one
+   that never returns kills it. */
+static void expect_euclean(void *arg)
+{
+    struct seg_lock_arg *a = arg;
+    alarm(3);
+    for (int i = 0; i < a->calls; i++) {
+        errno = 0;
+        CHILD_CHECK(mseg_alloc(a->s, 16) == NULL && errno == EUCLEAN);
+    }
+}
+
+Test(mutex, a_segment_lock_left_unrecoverable_fails_every_later_call_with_euclean, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[128];
+        mseg *s = create(name, backends[b]);
+        uint8_t *p = mseg_alloc(s, 16);
+        cr_assert_not_null(p);
+        pthread_mutex_t *lock = (pthread_mutex_t *)(p - mseg_off_of(s, p) + MSEG_RUNTIME_OFF);
+        struct seg_lock_arg one = { s, 1 }, two = { s, 2 };
+        int st = th_fork_run(die_in_a_transaction, &one);
+        cr_assert(st != -1 && WIFSIGNALED(st));
+        /* what lock_take leaves when the dead owner's recovery fails:
+           unlocked without pthread_mutex_consistent */
+        cr_assert_eq(pthread_mutex_lock(lock), EOWNERDEAD);
+        cr_assert_eq(pthread_mutex_unlock(lock), 0);
+        st = th_fork_run(expect_euclean, &one);
+        cr_assert(TH_EXITED_OK(st), "%s: a first process: %s", backend_name(backends[b]),
+                  th_status_str(st, why, sizeof why));
+        st = th_fork_run(expect_euclean, &two);
+        cr_assert(TH_EXITED_OK(st), "%s: a second process, two calls: %s", backend_name(backends[b]),
+                  th_status_str(st, why, sizeof why));
+        st = th_fork_run(expect_euclean, &two);
+        cr_assert(TH_EXITED_OK(st), "%s: a third process, two calls: %s", backend_name(backends[b]),
+                  th_status_str(st, why, sizeof why));
+        mseg_close(s);
+    }
 }
