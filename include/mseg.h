@@ -322,7 +322,12 @@ int mseg_tx_abort(mseg *s);
    mseg's own (a futex word): a waiter killed in a wait blocks no later
    signal or broadcast, and waits may wake spuriously (test your condition
    in a loop). Through a copy-on-write handle they are private to it, like
-   the rest of its view: they start unlocked, whatever writers hold. */
+   the rest of its view: they start unlocked, whatever writers hold.
+   Unlock them before mseg_close: the C library links the robust mutexes
+   a thread holds into a list through their own bytes, and that thread's
+   next lock or unlock of any robust mutex (every mseg call takes one)
+   writes through the closed segment's addresses, into whatever is mapped
+   there since (often the next segment opened: its bytes change). */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_mutex;   /* 64 bytes */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_cond;    /* 64 bytes */
 
