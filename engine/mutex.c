@@ -53,7 +53,13 @@ static int check_object(mseg *s, const void *p, const char *what)
     if (s->mode == MODE_RDONLY)
         return fail(EROFS, "segment %s is open read-only: a %s in it cannot be used", s->name, what);
     const uint8_t *b = p;
-    if (!p || (uintptr_t)p % 8 || b < s->base + MSEG_HEAP_OFF || b + 64 > s->base + s->size)
+    if (!p || (uintptr_t)p % 8 || b < s->base + MSEG_HEAP_OFF)
+        return fail(EINVAL, "segment %s: %p is not a %s inside its heap", s->name, p, what);
+    /* past the mapped end: maybe in space another process grew since this
+       handle's last call, which every call on a handle maps */
+    if (b + 64 > s->base + s->size && b + 64 <= s->base + s->reserved && seg_follow_growth(s))
+        return -1;
+    if (b + 64 > s->base + s->size)
         return fail(EINVAL, "segment %s: %p is not a %s inside its heap", s->name, p, what);
     return 0;
 }

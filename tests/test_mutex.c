@@ -998,3 +998,62 @@ Test(mutex, a_segment_lock_left_unrecoverable_fails_every_later_call_with_euclea
         mseg_close(s);
     }
 }
+
+/* ---- a mutex in space another process grew ---- */
+
+struct grown_arg { const char *name; unsigned backend; int ready_fd, go_fd; };
+
+/* Opens the segment before it grows, then, told it grew, locks the mutex
+   whose offset "where" holds, placed by the other process in the new
+   space: the mutex call is the first on this handle since the growth. */
+static void lock_in_grown_space(void *arg)
+{
+    struct grown_arg *a = arg;
+    alarm(10);
+    mseg *s = mseg_open(a->name, a->backend, NULL);
+    CHILD_CHECK(s != NULL);
+    uint64_t *where = MSEG_FIND(s, "where", uint64_t, NULL);
+    CHILD_CHECK(where != NULL);
+    uint8_t *base = (uint8_t *)where - mseg_off_of(s, where);
+    CHILD_CHECK(write(a->ready_fd, "r", 1) == 1);
+    char c;
+    CHILD_CHECK(read(a->go_fd, &c, 1) == 1);
+    mseg_mutex *m = (mseg_mutex *)(base + __atomic_load_n(where, __ATOMIC_ACQUIRE));
+    CHILD_CHECK(mseg_mutex_lock(s, m) == 0);
+    CHILD_CHECK(mseg_mutex_unlock(s, m) == 0);
+    mseg_close(s);
+}
+
+Test(mutex, a_mutex_in_space_another_process_grew_is_usable_at_once, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256], why[128];
+        th_name(name, backends[b]);
+        struct mseg_config cfg = { .size = 1024 * 1024, .max_size = 64 * 1024 * 1024 };
+        mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backends[b], &cfg);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        uint64_t *where = MSEG_NEW(s, "where", uint64_t, 1);
+        cr_assert_not_null(where);
+        int ready[2], go[2];
+        cr_assert(pipe(ready) == 0 && pipe(go) == 0);
+        struct grown_arg a = { name, backends[b], ready[1], go[0] };
+        pid_t pid = spawn(lock_in_grown_space, &a);
+        cr_assert_gt(pid, 0);
+        char c;
+        cr_assert_eq(read(ready[0], &c, 1), 1);
+        size_t before = mseg_size(s);
+        uint8_t *big = mseg_alloc(s, 4 * 1024 * 1024);   /* grows the segment */
+        cr_assert_not_null(big, "%s", mseg_errmsg());
+        cr_assert_gt(mseg_size(s), before);
+        mseg_mutex *m = (mseg_mutex *)(big + 4 * 1024 * 1024 - 4096);   /* past the old end */
+        memset(m, 0, sizeof *m);
+        cr_assert_gt(mseg_off_of(s, m), before);
+        __atomic_store_n(where, mseg_off_of(s, m), __ATOMIC_RELEASE);
+        cr_assert_eq(write(go[1], "g", 1), 1);
+        int st = wait_child(pid);
+        cr_assert(TH_EXITED_OK(st), "%s: the other process %s", backend_name(backends[b]),
+                  th_status_str(st, why, sizeof why));
+        close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
+        mseg_close(s);
+    }
+}
