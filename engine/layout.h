@@ -143,7 +143,8 @@ _Static_assert(offsetof(struct mseg_header, checksum) == 248, "checksum last");
  *   112     8  size          the segment's size as last grown or shrunk: other
  *                            processes extend their mapping when it passes theirs
  *                            (the checksummed header holds the truth)
- *   120     8  epoch         +1 at every first attach: mseg_mutex and mseg_cond
+ *   120     8  epoch         +1 at every first attach (up to the next multiple
+ *                            of 2^32 at the first of a boot): mseg_mutex and mseg_cond
  *                            objects from an older epoch are stale (their
  *                            owners are gone) and are re-initialized on use;
  *                            a copy-on-write handle's private page holds the

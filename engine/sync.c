@@ -146,8 +146,17 @@ bool sync_after_reboot(mseg *s)
 int sync_record_boot(mseg *s, bool state_changed)
 {
     struct mseg_runtime *rt = seg_runtime(s);
-    if (s->mode != MODE_RW || (!state_changed && memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) == 0))
+    bool new_boot = memcmp(rt->boot_id, boot_id(), sizeof rt->boot_id) != 0;
+    if (s->mode != MODE_RW || (!state_changed && !new_boot))
         return 0;
+    /* The first attach of a boot: the epoch that the disk kept may be older
+       than ones the last boot stamped on mutexes whose pages did reach the
+       disk (only this flush orders the epoch's page; the kernel writes the
+       others back whenever), and such a mutex, locked when the power went,
+       would pass for current and be held for good. Every epoch of the last
+       boot lies below the next multiple of 2^32 (mutex.c). */
+    if (new_boot)
+        __atomic_store_n(&rt->epoch, (rt->epoch | UINT64_C(0xffffffff)) + 1, __ATOMIC_RELEASE);
     memcpy(rt->boot_id, boot_id(), sizeof rt->boot_id);
     return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
 }

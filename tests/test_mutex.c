@@ -14,6 +14,7 @@
 
 #include "helpers.h"
 #include "layout.h"
+#include "testing.h"
 
 static const unsigned backends[] = { 0, MSEG_SHM };
 static const char *backend_name(unsigned b) { return b & MSEG_SHM ? "shm" : "file"; }
@@ -1056,4 +1057,44 @@ Test(mutex, a_mutex_in_space_another_process_grew_is_usable_at_once, .timeout = 
         close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
         mseg_close(s);
     }
+}
+
+/* ---- a power loss: the disk's runtime page older than a mutex's page ---- */
+
+Test(mutex, a_mutex_locked_before_a_power_loss_never_blocks_after_the_reboot, .timeout = 30,
+     .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = create(name, 0);
+    mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+    cr_assert_not_null(m);
+    off_t moff = (off_t)mseg_off_of(s, m);
+    mseg_close(s);
+    int fd = open(name, O_RDWR);
+    cr_assert_geq(fd, 0);
+    uint8_t old_runtime[MSEG_PAGE], locked[sizeof(mseg_mutex)];
+    /* the runtime page as the disk last got it: the kernel wrote it back
+       before the next attach moved the epoch, and never again */
+    cr_assert_eq(pread(fd, old_runtime, sizeof old_runtime, MSEG_RUNTIME_OFF), (ssize_t)sizeof old_runtime);
+    pid_t holder = start_holder(name, 0, HOLD_FOREVER);   /* a first attach: the next epoch */
+    /* the mutex's page, written back while it was held; then the power
+       goes, and no kernel marks its owner dead */
+    cr_assert_eq(pread(fd, locked, sizeof locked, moff), (ssize_t)sizeof locked);
+    kill_holder(holder);
+    cr_assert_eq(pwrite(fd, old_runtime, sizeof old_runtime, MSEG_RUNTIME_OFF), (ssize_t)sizeof old_runtime);
+    cr_assert_eq(pwrite(fd, locked, sizeof locked, moff), (ssize_t)sizeof locked);
+    close(fd);
+    static const uint8_t other_boot[16] = { 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6 };
+    mseg_test_set_boot_id(other_boot);
+    s = mseg_open(name, 0, NULL);
+    mseg_test_set_boot_id(NULL);
+    cr_assert_not_null(s, "reopen after the reboot: %s", mseg_errmsg());
+    m = MSEG_FIND(s, "m", mseg_mutex, NULL);
+    cr_assert_not_null(m);
+    cr_assert_eq(memcmp(m, locked, sizeof locked), 0);   /* the stale lock is there */
+    errno = 0;
+    cr_assert_eq(mseg_mutex_trylock(s, m), 0, "a mutex held by a process of the last boot is still "
+                 "held: errno %d (%s)", errno, strerror(errno));
+    cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+    mseg_close(s);
 }
