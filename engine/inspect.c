@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,12 @@
 #include "inspect.h"
 #include "internal.h"
 
-#define READ_RETRIES 64    /* seqlock retries before giving up with EAGAIN */
+/* How long a heap walk may keep racing writers before it gives up with
+   EAGAIN: as long as mseg_check waits for a quiet moment (check.c). A count
+   of 64 walks ran out within a millisecond of a writer's busy stretch:
+   mseg stats and info failed in about half their runs beside a busy
+   writer, where check did not. */
+#define WALK_WAIT_NS (5000 * 1000 * 1000ull)
 
 /* ---- headers ---- */
 
@@ -143,7 +149,8 @@ static int count_block(uint64_t off, uint64_t size, bool used, void *arg)
 int inspect_heap_stats(mseg *s, struct inspect_stats *st,
                        inspect_progress_fn progress, void *parg)
 {
-    for (int tries = 0; tries < READ_RETRIES; tries++) {
+    uint64_t start = mono_now_ns();
+    for (unsigned walks = 1;; walks++) {
         uint64_t seq;
         if (seg_read_begin(s, &seq))
             return -1;
@@ -157,9 +164,12 @@ int inspect_heap_stats(mseg *s, struct inspect_stats *st,
             errno = e;
             return rc;
         }
+        if (mono_now_ns() - start > WALK_WAIT_NS)
+            return fail(EAGAIN, "segment %s: writers kept changing the heap for %llu ms (%u walks); "
+                        "retry when they are less busy", s->name,
+                        (unsigned long long)(WALK_WAIT_NS / 1000000), walks);
+        sched_yield();
     }
-    return fail(EAGAIN, "segment %s: writers kept changing the heap during %d walks",
-                s->name, READ_RETRIES);
 }
 
 double inspect_fragmentation(const struct inspect_stats *st)

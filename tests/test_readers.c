@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "inspect.h"
 #include "testing.h"
 
 #define MiB (1024u * 1024u)
@@ -506,4 +507,83 @@ Test(readers, mseg_check_is_not_fooled_by_a_writer_that_attaches_after_its_priva
     cr_assert_eq(mseg_check(name, 0, &quiet), 0, "the segment is damaged: %s", quiet.first_problem);
     cr_assert(rc == 0 || e == EAGAIN, "mseg_check of a sound segment, a writer having attached after its "
               "private recovery: errno %d: %s", e, r.first_problem);
+}
+
+/* ---- a heap walk beside a writer's busy stretch ---- */
+
+#define BUSY_MS   150   /* the writer's stretches of back-to-back operations */
+#define PAUSE_MS  30    /* and the pauses between them */
+
+/* Alternates stretches of back-to-back allocations and frees with pauses,
+   writing one byte to fd as each stretch starts, until killed. */
+static void busy_writer(const char *name, int fd)
+{
+    mseg *w = mseg_open(name, 0, NULL);
+    if (!w)
+        _exit(2);
+    for (;;) {
+        if (write(fd, "B", 1) != 1)
+            _exit(3);
+        double end = th_now() + BUSY_MS / 1000.0;
+        while (th_now() < end) {
+            void *p = mseg_alloc(w, 48);
+            if (!p || mseg_free(w, p))
+                _exit(4);
+        }
+        usleep(PAUSE_MS * 1000);
+    }
+}
+
+/* inspect_heap_stats (mseg stats and mseg info) gave up after 64 walks
+   that a writer raced, which took under a millisecond of a busy stretch:
+   beside a busy writer, stats and info exited 3 in about half their runs
+   while mseg check, which waits up to 5 s for a quiet moment, did not.
+   Each walk here starts as a busy stretch does, and must succeed once the
+   stretch is over. Before the fix: EAGAIN, "writers kept changing the heap
+   during 64 walks". */
+Test(readers, a_heap_walk_outlasts_a_writers_busy_stretch, .timeout = 60, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 4 << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    for (int i = 0; i < 200; i++)
+        cr_assert_not_null(mseg_alloc(s, 64 + (size_t)i), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        busy_writer(name, fds[1]);
+    }
+    close(fds[1]);
+    mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
+    int failures = 0;
+    char why[300] = "";
+    for (int round = 0; r && round < 3; round++) {
+        char b;
+        if (read(fds[0], &b, 1) != 1)
+            break;
+        struct inspect_stats st;
+        if (inspect_heap_stats(r, &st, NULL, NULL) != 0) {
+            failures++;
+            snprintf(why, sizeof why, "%s", mseg_errmsg());
+        } else if (st.blocks_used < 200) {
+            failures++;
+            snprintf(why, sizeof why, "the walk counted %llu used blocks, expected at least 200",
+                     (unsigned long long)st.blocks_used);
+        }
+    }
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(r), 0);
+    cr_assert(WIFSIGNALED(status), "the writer stopped early: status %d", status);
+    cr_assert_eq(failures, 0, "%d of 3 walks failed beside a busy writer: %s", failures, why);
 }
