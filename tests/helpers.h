@@ -277,6 +277,28 @@ static inline int th_fork_run(void (*fn)(void *), void *arg)
     return status;
 }
 
+/* Forks a child that runs fn(arg, fd), fd the write end of a new pipe, and
+   then _exit(0)s; the parent gets the read end in *read_fd. The child's
+   pid, or -1 if the pipe or the fork failed. */
+static inline pid_t th_fork_piped(void (*fn)(void *arg, int fd), void *arg, int *read_fd)
+{
+    int fds[2];
+    if (pipe(fds))
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        fn(arg, fds[1]);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (pid < 0)
+        close(fds[0]);
+    *read_fd = fds[0];
+    return pid;
+}
+
 /* A readable description of a wait status for assertion messages. */
 static inline const char *th_status_str(int status, char *buf, size_t n)
 {

@@ -516,7 +516,7 @@ Test(readers, mseg_check_is_not_fooled_by_a_writer_that_attaches_after_its_priva
 
 /* Alternates stretches of back-to-back allocations and frees with pauses,
    writing one byte to fd as each stretch starts, until killed. */
-static void busy_writer(const char *name, int fd)
+static void busy_writer(void *name, int fd)
 {
     mseg *w = mseg_open(name, 0, NULL);
     if (!w)
@@ -551,22 +551,15 @@ Test(readers, a_heap_walk_outlasts_a_writers_busy_stretch, .timeout = 60, .fini 
     for (int i = 0; i < 200; i++)
         cr_assert_not_null(mseg_alloc(s, 64 + (size_t)i), "%s", mseg_errmsg());
     cr_assert_eq(mseg_close(s), 0);
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        busy_writer(name, fds[1]);
-    }
-    close(fds[1]);
+    int from_writer;
+    pid_t pid = th_fork_piped(busy_writer, name, &from_writer);
+    cr_assert_geq(pid, 0, "pipe or fork: %s", strerror(errno));
     mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
     int failures = 0;
     char why[300] = "";
     for (int round = 0; r && round < 3; round++) {
         char b;
-        if (read(fds[0], &b, 1) != 1)
+        if (read(from_writer, &b, 1) != 1)
             break;
         struct inspect_stats st;
         if (inspect_heap_stats(r, &st, NULL, NULL) != 0) {
@@ -581,7 +574,7 @@ Test(readers, a_heap_walk_outlasts_a_writers_busy_stretch, .timeout = 60, .fini 
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    close(fds[0]);
+    close(from_writer);
     cr_assert_not_null(r, "%s", mseg_errmsg());
     cr_assert_eq(mseg_close(r), 0);
     cr_assert(WIFSIGNALED(status), "the writer stopped early: status %d", status);
