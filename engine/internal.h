@@ -187,6 +187,7 @@ int  lock_init(mseg *s);             /* (re)initialize the runtime page's mutexe
 int  robust_mutex_init(void *m);     /* a pthread_mutex_t, robust and process-shared: 0 or an errno */
 int  mutex_lock_patient(pthread_mutex_t *m);   /* pthread_mutex_lock that survives lost wakeups */
 int  robust_trylock(pthread_mutex_t *m);       /* pthread_mutex_trylock that never keeps an unrecoverable mutex */
+int  mutex_lock_until(pthread_mutex_t *m, const struct timespec *abstime);   /* clocklock in 50 ms periods */
 uint64_t mono_now_ns(void);          /* CLOCK_MONOTONIC in nanoseconds */
 int  lock_acquire(mseg *s);          /* runs recovery when the owner died */
 void lock_release(mseg *s);

@@ -163,27 +163,51 @@ static int spin_for(pthread_mutex_t *m)
     }
 }
 
-/* pthread_mutex_lock, but never asleep for more than 50 ms at a time. A
-   robust mutex can lose a wakeup: the waiter an unlock wakes may be killed
-   before it takes the lock, and nobody re-arms the "waiters" bit for the
-   others (the kill -9 torture found this). Each retry re-arms it, so a lost
-   wakeup costs at most one period. */
+/*
+ * pthread_mutex_clocklock until abstime (on CLOCK_MONOTONIC; NULL: no
+ * end), but never asleep for more than 50 ms at a time. A robust mutex can
+ * lose a wakeup for good: an unlock clears the "waiters" bit and wakes one
+ * waiter; if that waiter is killed before it takes the lock (and another
+ * process took and released it meanwhile, so the kernel, which does so
+ * only while the word is 0, wakes nobody in its place), nobody re-arms the
+ * bit for the others, and they sleep on while the mutex is free (the kill -9
+ * torture found this for the segment lock; the test
+ * a_waiter_killed_between_its_wakeup_and_the_lock_leaves_no_other_waiter_asleep
+ * for the program's mutexes). Each retry re-arms it, so a lost wakeup
+ * costs at most one period.
+ */
+#define LOCK_PERIOD_NS (50 * 1000 * 1000)
+
+int mutex_lock_until(pthread_mutex_t *m, const struct timespec *abstime)
+{
+    for (;;) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (abstime && (t.tv_sec > abstime->tv_sec ||
+                        (t.tv_sec == abstime->tv_sec && t.tv_nsec >= abstime->tv_nsec)))
+            return ETIMEDOUT;
+        t.tv_nsec += LOCK_PERIOD_NS;
+        if (t.tv_nsec >= 1000000000) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000;
+        }
+        if (abstime && (abstime->tv_sec < t.tv_sec ||
+                        (abstime->tv_sec == t.tv_sec && abstime->tv_nsec < t.tv_nsec)))
+            t = *abstime;
+        int r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &t);
+        if (r != ETIMEDOUT)
+            return r;
+    }
+}
+
+/* The segment lock: a trylock, a spin (spin_for), then mutex_lock_until
+   with no end. */
 int mutex_lock_patient(pthread_mutex_t *m)
 {
     int r = robust_trylock(m);
     if (r == EBUSY)
         r = spin_for(m);
-    while (r == EBUSY || r == ETIMEDOUT) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 50 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-    }
-    return r;
+    return r == EBUSY ? mutex_lock_until(m, NULL) : r;
 }
 
 static int lock_take(mseg *s)

@@ -154,21 +154,8 @@ int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
     return pm ? result(robust_trylock(pm)) : -1;
 }
 
-/*
- * pthread_mutex_clocklock until abstime (on CLOCK_MONOTONIC; NULL: no
- * end), but never asleep for more than 50 ms at a time, as the segment
- * lock (mutex_lock_patient in lock.c). A robust mutex can lose a wakeup
- * for good: an unlock clears the "waiters" bit and wakes one waiter; if
- * another process takes the mutex before that waiter runs (the lock word
- * is no longer 0) and the waiter is then killed, the kernel wakes nobody
- * for it (it does only while the word is 0), the taker's unlock sees no
- * waiters bit, and the other waiters
- * sleep on while the mutex is free (the test
- * a_waiter_killed_between_its_wakeup_and_the_lock_leaves_no_other_waiter_asleep).
- * Each retry re-arms the bit, so such a loss costs at most one period.
- */
-#define LOCK_PERIOD_NS (50 * 1000 * 1000)
-
+/* A trylock, then mutex_lock_until (lock.c: never asleep for more than 50
+   ms at a time, so a wakeup lost to a killed waiter costs one period). */
 static int lock_until(pthread_mutex_t *pm, const struct timespec *abstime)
 {
     int r = robust_trylock(pm);
@@ -176,24 +163,7 @@ static int lock_until(pthread_mutex_t *pm, const struct timespec *abstime)
         return r;
     if (abstime && (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000))
         return EINVAL;
-    for (;;) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if (abstime && (t.tv_sec > abstime->tv_sec ||
-                        (t.tv_sec == abstime->tv_sec && t.tv_nsec >= abstime->tv_nsec)))
-            return ETIMEDOUT;
-        t.tv_nsec += LOCK_PERIOD_NS;
-        if (t.tv_nsec >= 1000000000) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000;
-        }
-        if (abstime && (abstime->tv_sec < t.tv_sec ||
-                        (abstime->tv_sec == t.tv_sec && abstime->tv_nsec < t.tv_nsec)))
-            t = *abstime;
-        r = pthread_mutex_clocklock(pm, CLOCK_MONOTONIC, &t);
-        if (r != ETIMEDOUT)
-            return r;
-    }
+    return mutex_lock_until(pm, abstime);
 }
 
 int mseg_mutex_lock(mseg *s, mseg_mutex *m)

@@ -1238,10 +1238,27 @@ static void shrink_and_maybe_die(void *arg)
     _exit(0);
 }
 
+/* Kills a shrink of the segment name at its k-th crash point or flush (it
+   runs to its end when it has fewer: *crashed false), then reopens it. */
+static mseg *reopen_after_shrink_killed_at(const char *name, unsigned flags, unsigned long k,
+                                           const char *bn, bool *crashed)
+{
+    char why[200];
+    crash_at = k;
+    struct crash_arg c = { name, flags, 0 };
+    int st = th_fork_run(shrink_and_maybe_die, &c);
+    *crashed = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42;
+    cr_assert(*crashed || TH_EXITED_OK(st), "%s, crash event %lu: the shrinker %s", bn, k,
+              th_status_str(st, why, sizeof why));
+    mseg *s = mseg_open(name, flags, NULL);
+    cr_assert_not_null(s, "%s, crash event %lu: reopen: %s", bn, k, mseg_errmsg());
+    return s;
+}
+
 static void crash_during_shrink(unsigned flags)
 {
     const char *bn = flags & MSEG_SHM ? "shm" : flags & MSEG_DURABLE ? "durable" : "file";
-    char name[256], why[200];
+    char name[256];
     unsigned backend = flags & MSEG_SHM;
     unsigned long k;
     for (k = 1;; k++) {
@@ -1253,14 +1270,8 @@ static void crash_during_shrink(unsigned flags)
         cr_assert_not_null(keep, "%s", mseg_errmsg());
         stamp_fill(keep, 70000, 1, 1);
         mseg_close(s);
-        crash_at = k;
-        struct crash_arg c = { name, flags, 0 };
-        int st = th_fork_run(shrink_and_maybe_die, &c);
-        bool crashed = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42;
-        cr_assert(crashed || TH_EXITED_OK(st), "%s, crash event %lu: the shrinker %s", bn, k,
-                  th_status_str(st, why, sizeof why));
-        s = mseg_open(name, flags, NULL);
-        cr_assert_not_null(s, "%s, crash event %lu: reopen: %s", bn, k, mseg_errmsg());
+        bool crashed;
+        s = reopen_after_shrink_killed_at(name, flags, k, bn, &crashed);
         cr_assert(sound(s, NULL), "%s, crash event %lu: %s", bn, k, mseg_errmsg());
         cr_assert(stamp_ok(mseg_find(s, "keep", "stamp", 1, NULL), 70000, 1, 1),
                   "%s, crash event %lu: the object changed", bn, k);
@@ -1297,7 +1308,7 @@ Test(growth, a_shrink_killed_at_any_point_leaves_mseg_free_memory_true_after_reo
 static void shrink_after_a_killed_shrink(unsigned flags)
 {
     const char *bn = flags & MSEG_SHM ? "shm" : flags & MSEG_DURABLE ? "durable" : "file";
-    char name[256], why[200];
+    char name[256];
     unsigned backend = flags & MSEG_SHM;
     unsigned long k, longer = 0;
     for (k = 1;; k++) {
@@ -1307,14 +1318,8 @@ static void shrink_after_a_killed_shrink(unsigned flags)
         cr_assert_not_null(s, "%s", mseg_errmsg());
         cr_assert_not_null(mseg_alloc(s, 70000), "%s", mseg_errmsg());
         mseg_close(s);
-        crash_at = k;
-        struct crash_arg c = { name, flags, 0 };
-        int st = th_fork_run(shrink_and_maybe_die, &c);
-        bool crashed = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42;
-        cr_assert(crashed || TH_EXITED_OK(st), "%s, crash event %lu: the shrinker %s", bn, k,
-                  th_status_str(st, why, sizeof why));
-        s = mseg_open(name, flags, NULL);
-        cr_assert_not_null(s, "%s, crash event %lu: reopen: %s", bn, k, mseg_errmsg());
+        bool crashed;
+        s = reopen_after_shrink_killed_at(name, flags, k, bn, &crashed);
         if (file_size(name, backend) > (long long)mseg_size(s))
             longer++;
         cr_assert_eq(mseg_shrink(s), 0, "%s, crash event %lu: %s", bn, k, mseg_errmsg());

@@ -566,18 +566,16 @@ Test(tool, ls_and_dump_of_a_segment_without_objects, .fini = th_cleanup)
     cr_assert(strstr(r->err, "no object named x"), "%s", r->err);
 }
 
-/* dump --json of a map damaged after its first leaf printed a complete
-   object of the entries read so far ("entries":[...]}) and then a second,
-   error object: a script reading one object took the first leaf for the
-   whole map. The error now ends the one object. */
-Test(tool, dump_json_of_a_map_damaged_midway_is_one_object_with_the_error, .fini = th_cleanup)
+/* A new segment file at path (256 bytes) holding one map, name, of 500
+   entries, spread over several leaves, with the first leaf's link to the
+   next one broken: the map reads as damaged after its first leaf. */
+static void map_with_a_broken_leaf_link(char *path, const char *name)
 {
-    char path[256];
     th_name(path, 0);
     struct mseg_config c = { .size = 1 << 20 };
     mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
     cr_assert_not_null(s, "%s", mseg_errmsg());
-    mseg_map *m = mseg_map_open(s, "big", MSEG_KEY_U64, 8, MSEG_CREATE);
+    mseg_map *m = mseg_map_open(s, name, MSEG_KEY_U64, 8, MSEG_CREATE);
     cr_assert_not_null(m, "%s", mseg_errmsg());
     for (uint64_t i = 0; i < 500; i++)
         cr_assert_eq(mseg_map_put(s, m, &i, 8, &i, 8), 0);
@@ -590,6 +588,16 @@ Test(tool, dump_json_of_a_map_damaged_midway_is_one_object_with_the_error, .fini
     node[24] = 0xff;   /* the first leaf's link to the next one */
     cr_assert_eq(th_write_file(path, buf, len), 0);
     free(buf);
+}
+
+/* dump --json of a map damaged after its first leaf printed a complete
+   object of the entries read so far ("entries":[...]}) and then a second,
+   error object: a script reading one object took the first leaf for the
+   whole map. The error now ends the one object. */
+Test(tool, dump_json_of_a_map_damaged_midway_is_one_object_with_the_error, .fini = th_cleanup)
+{
+    char path[256];
+    map_with_a_broken_leaf_link(path, "big");
     struct run *r = run_tool("dump", "--json", path, "big", NULL);
     ASSERT_EXIT(r, 2);
     char *nl = strchr(r->out, '\n');
@@ -962,23 +970,7 @@ Test(tool, check_json_errors_carry_the_errno_as_every_command_s_do, .fini = th_c
 Test(tool, check_escapes_control_bytes_of_a_name_in_its_problem_line, .fini = th_cleanup)
 {
     char path[256];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    mseg_map *m = mseg_map_open(s, "evil\nforged line: sound\033[2J", MSEG_KEY_U64, 8, MSEG_CREATE);
-    cr_assert_not_null(m, "%s", mseg_errmsg());
-    for (uint64_t i = 0; i < 500; i++)
-        cr_assert_eq(mseg_map_put(s, m, &i, 8, &i, 8), 0);
-    cr_assert_eq(mseg_close(s), 0);
-    size_t len = 0;
-    unsigned char *buf = (unsigned char *)th_read_file(path, &len);
-    cr_assert(buf && len > MSEG_HEAP_OFF);
-    unsigned char *node = memmem(buf + MSEG_HEAP_OFF, len - MSEG_HEAP_OFF, "NODE", 4);
-    cr_assert_not_null(node);
-    node[24] = 0xff;   /* the first leaf's link to the next one */
-    cr_assert_eq(th_write_file(path, buf, len), 0);
-    free(buf);
+    map_with_a_broken_leaf_link(path, "evil\nforged line: sound\033[2J");
     struct run *r = run_tool("check", path, NULL);
     ASSERT_EXIT(r, 2);
     cr_assert(strstr(r->out, "CORRUPT: container evil\\x0aforged line: sound\\x1b[2J at "), "%s", r->out);

@@ -64,21 +64,23 @@ struct info {
     uint64_t size, free_memory, named;
 };
 
-/* Opens read-only and gathers everything; 0 or an exit code. */
-static int gather(const struct opts *o, struct info *in)
+/* Walks the heap into *st through a fresh view of the segment and, with
+   in, reads its sizes and count of objects too; again through another
+   view while the view moved (inspect_view_moved), at most VIEW_TRIES
+   times. 0, -1 with errno when the segment did not open, or an exit code. */
+static int read_heap(const struct opts *o, struct inspect_stats *st, struct info *in)
 {
-    memset(in, 0, sizeof *in);
-    if (inspect_headers(o->args[0], o->flags, in->hdr))
-        return report_error(o, errno, mseg_errmsg());
     for (int tries = 0;; tries++) {
         mseg *s = open_for_reading(o);
         if (!s)
             return -1;
-        int rc = inspect_heap_stats(s, &in->st, NULL, NULL);
+        int rc = inspect_heap_stats(s, st, NULL, NULL);
         int e = errno;
-        in->size = mseg_size(s);
-        in->free_memory = mseg_free_memory(s);
-        in->named = mseg_named_count(s);
+        if (in) {
+            in->size = mseg_size(s);
+            in->free_memory = mseg_free_memory(s);
+            in->named = mseg_named_count(s);
+        }
         bool moved = inspect_view_moved(s);   /* what it read may mix two states */
         mseg_close(s);
         if (moved && tries + 1 < VIEW_TRIES)
@@ -89,6 +91,15 @@ static int gather(const struct opts *o, struct info *in)
             return report_error(o, e, mseg_errmsg());
         return 0;
     }
+}
+
+/* Opens read-only and gathers everything; 0 or an exit code. */
+static int gather(const struct opts *o, struct info *in)
+{
+    memset(in, 0, sizeof *in);
+    if (inspect_headers(o->args[0], o->flags, in->hdr))
+        return report_error(o, errno, mseg_errmsg());
+    return read_heap(o, &in->st, in);
 }
 
 static void info_json(const struct opts *o, const struct info *in)
@@ -202,22 +213,11 @@ static void stats_json(const struct opts *o, const struct inspect_stats *st)
 int cmd_stats(const struct opts *o)
 {
     struct inspect_stats st;
-    for (int tries = 0;; tries++) {
-        mseg *s = open_for_reading(o);
-        if (!s)
-            return report_error(o, errno, mseg_errmsg());
-        int rc = inspect_heap_stats(s, &st, NULL, NULL);
-        int e = errno;
-        bool moved = inspect_view_moved(s);   /* what it read may mix two states */
-        mseg_close(s);
-        if (moved && tries + 1 < VIEW_TRIES)
-            continue;
-        if (moved)
-            return report_error(o, EAGAIN, VIEW_MOVED_MSG);
-        if (rc)
-            return report_error(o, e, mseg_errmsg());
-        break;
-    }
+    int code = read_heap(o, &st, NULL);
+    if (code < 0)
+        return report_error(o, errno, mseg_errmsg());
+    if (code)
+        return code;
     if (o->json)
         stats_json(o, &st);
     else
