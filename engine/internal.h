@@ -99,6 +99,12 @@ struct mseg {
        of the parent held at the fork: held there for ever (EDEADLK) */
     bool           tx_holds_lock;
     bool           fork_lost_lock;
+    /* the program's mutexes in this mapping that threads of this process
+       took (mutex.c), so that mseg_close can refuse to unmap one still
+       held; under held_guard, any thread */
+    pthread_mutex_t    held_guard;
+    struct held_mutex *held;
+    uint32_t           nheld, held_pending, held_cap;
 };
 
 /* Thread-local state of the engine. Initial-exec: a plain %fs-relative
@@ -188,6 +194,10 @@ int  robust_mutex_init(void *m);     /* a pthread_mutex_t, robust and process-sh
 int  mutex_lock_patient(pthread_mutex_t *m);   /* pthread_mutex_lock that survives lost wakeups */
 int  robust_trylock(pthread_mutex_t *m);       /* pthread_mutex_trylock that never keeps an unrecoverable mutex */
 int  mutex_lock_until(pthread_mutex_t *m, const struct timespec *abstime);   /* clocklock in 50 ms periods */
+/* ---- program mutexes (mutex.c) ---- */
+void     held_init(mseg *s);
+void     held_release(mseg *s);
+uint64_t held_mutex_in_use(mseg *s, uint32_t *count);   /* offset of one still held, or 0 */
 uint64_t mono_now_ns(void);          /* CLOCK_MONOTONIC in nanoseconds */
 int  lock_acquire(mseg *s);          /* runs recovery when the owner died */
 void lock_release(mseg *s);

@@ -28,6 +28,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -118,6 +119,134 @@ static struct cond_words *current_cond(mseg *s, mseg_cond *c)
     return make_current(s, &c->epoch, c->opaque, init_cond) ? NULL : (struct cond_words *)c->opaque;
 }
 
+/*
+ * Which program mutexes of this mapping the threads of this process hold.
+ * glibc links the robust mutexes a thread holds into a list that runs
+ * through their own bytes; unmapping one that is held leaves the list
+ * pointing at whatever is mapped there next, and the thread's next lock or
+ * unlock of any robust mutex writes into it. So every lock that succeeds
+ * notes (offset, thread), every unlock forgets it, and mseg_close asks
+ * held_mutex_in_use first. The notes only say where to look: a mutex is
+ * held when its lock word still names the thread (the kernel clears the
+ * name when the thread dies, another thread of the process may have
+ * unlocked it through another handle, a forked child holds none of its
+ * parent's), so a stale note costs nothing but a look. Room is reserved
+ * before the lock is taken, so a lock that succeeded is never undone for
+ * want of memory (undoing an EOWNERDEAD lock would lose its repair).
+ */
+struct held_mutex {
+    uint64_t off;
+    pid_t    pid, tid;   /* who took it */
+};
+
+void held_init(mseg *s)
+{
+    pthread_mutex_init(&s->held_guard, NULL);
+}
+
+void held_release(mseg *s)
+{
+    free(s->held);
+    pthread_mutex_destroy(&s->held_guard);
+}
+
+/* Makes room for one more note; 0, or -1 with ENOMEM. Each success is
+   followed by held_note or held_unreserve. */
+static int held_reserve(mseg *s)
+{
+    pthread_mutex_lock(&s->held_guard);
+    uint32_t want = s->nheld + s->held_pending + 1;
+    if (want > s->held_cap) {
+        struct held_mutex *h = realloc(s->held, 2ull * want * sizeof *h);
+        if (!h) {
+            pthread_mutex_unlock(&s->held_guard);
+            return fail(ENOMEM, "segment %s: no memory to note a mutex this process holds", s->name);
+        }
+        s->held = h;
+        s->held_cap = 2 * want;
+    }
+    s->held_pending++;
+    pthread_mutex_unlock(&s->held_guard);
+    return 0;
+}
+
+static void held_unreserve(mseg *s)
+{
+    pthread_mutex_lock(&s->held_guard);
+    s->held_pending--;
+    pthread_mutex_unlock(&s->held_guard);
+}
+
+static uint64_t off_of(const mseg *s, const mseg_mutex *m)
+{
+    return (uint64_t)((const uint8_t *)m - s->base);
+}
+
+static void held_note(mseg *s, const mseg_mutex *m)
+{
+    pthread_mutex_lock(&s->held_guard);
+    s->held_pending--;
+    s->held[s->nheld++] = (struct held_mutex){ off_of(s, m), getpid(), gettid() };
+    pthread_mutex_unlock(&s->held_guard);
+}
+
+static void held_drop(mseg *s, uint32_t i)
+{
+    s->held[i] = s->held[--s->nheld];
+}
+
+static void held_forget(mseg *s, const mseg_mutex *m)
+{
+    uint64_t off = off_of(s, m);
+    pid_t tid = gettid();
+    pthread_mutex_lock(&s->held_guard);
+    for (uint32_t i = 0; i < s->nheld; i++)
+        if (s->held[i].off == off && s->held[i].tid == tid) {
+            held_drop(s, i);
+            break;
+        }
+    pthread_mutex_unlock(&s->held_guard);
+}
+
+/* The noted mutex i is still held by the thread that took it. */
+static bool held_still(const mseg *s, const struct held_mutex *h)
+{
+    if (h->pid != getpid() || h->off + 64 > s->size)
+        return false;
+    const int *word = (const int *)(s->base + h->off + offsetof(mseg_mutex, opaque));
+    return (__atomic_load_n(word, __ATOMIC_ACQUIRE) & FUTEX_TID_MASK) == h->tid;
+}
+
+uint64_t held_mutex_in_use(mseg *s, uint32_t *count)
+{
+    uint64_t first = 0;
+    *count = 0;
+    pthread_mutex_lock(&s->held_guard);
+    for (uint32_t i = 0; i < s->nheld;) {
+        if (!held_still(s, &s->held[i])) {
+            held_drop(s, i);
+            continue;
+        }
+        if (!first)
+            first = s->held[i].off;
+        ++*count;
+        i++;
+    }
+    pthread_mutex_unlock(&s->held_guard);
+    return first;
+}
+
+/* A lock (r from pthread) noted when it succeeded, the reservation given
+   back when not. */
+static int held_after_lock(mseg *s, const mseg_mutex *m, int r)
+{
+    if (r == 0 || r == EOWNERDEAD)
+        held_note(s, m);
+    else
+        held_unreserve(s);
+    return r;
+}
+
 /* pthread's return code as -1/errno (0 stays 0). */
 static int result(int r)
 {
@@ -151,7 +280,9 @@ static struct cond_words *usable_cond(mseg *s, mseg_cond *c)
 int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
 {
     pthread_mutex_t *pm = usable_mutex(s, m);
-    return pm ? result(robust_trylock(pm)) : -1;
+    if (!pm || held_reserve(s))
+        return -1;
+    return result(held_after_lock(s, m, robust_trylock(pm)));
 }
 
 /* A trylock, then mutex_lock_until (lock.c: never asleep for more than 50
@@ -169,7 +300,9 @@ static int lock_until(pthread_mutex_t *pm, const struct timespec *abstime)
 int mseg_mutex_lock(mseg *s, mseg_mutex *m)
 {
     pthread_mutex_t *pm = usable_mutex(s, m);
-    return pm ? result(lock_until(pm, NULL)) : -1;
+    if (!pm || held_reserve(s))
+        return -1;
+    return result(held_after_lock(s, m, lock_until(pm, NULL)));
 }
 
 int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
@@ -179,13 +312,20 @@ int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
     if (!abstime)
         return fail(EINVAL, "NULL timeout");
     pthread_mutex_t *pm = current_mutex(s, m);
-    return pm ? result(lock_until(pm, abstime)) : -1;
+    if (!pm || held_reserve(s))
+        return -1;
+    return result(held_after_lock(s, m, lock_until(pm, abstime)));
 }
 
 int mseg_mutex_unlock(mseg *s, mseg_mutex *m)
 {
     pthread_mutex_t *pm = usable_mutex(s, m);
-    return pm ? result(pthread_mutex_unlock(pm)) : -1;
+    if (!pm)
+        return -1;
+    int r = pthread_mutex_unlock(pm);
+    if (r == 0)
+        held_forget(s, m);
+    return result(r);
 }
 
 int mseg_mutex_consistent(mseg *s, mseg_mutex *m)

@@ -867,6 +867,7 @@ static void release(mseg *s)
     deferred_release_memory(s);
     op_index_release(s);
     pthread_mutex_destroy(&s->remap);
+    held_release(s);
     free(s->name);
     free(s);
 }
@@ -998,6 +999,7 @@ mseg *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg)
         return fail_null(ENOMEM, "out of process memory");
     }
     pthread_mutex_init(&s->remap, NULL);
+    held_init(s);
     s->fork_fd = -1;
     s->header_repaired = -1;
     s->flags = flags;
@@ -1032,6 +1034,14 @@ int mseg_close(mseg *s)
 {
     if (!s)
         return 0;
+    uint32_t held;
+    uint64_t at = held_mutex_in_use(s, &held);
+    if (at)
+        return fail(EBUSY, "segment %s: %u of its mutexes (the first at offset %#llx) %s locked by threads "
+                    "of this process: unlock them before mseg_close, which left the handle open (the C "
+                    "library's list of a thread's robust mutexes runs through their bytes, and would "
+                    "point into the unmapped segment)", s->name, held, (unsigned long long)at,
+                    held == 1 ? "is" : "are");
     tx_end_on_close(s);
     registry_remove(s);
     /* a durable handle's last commit owes its pages to the next commit,

@@ -79,7 +79,9 @@ mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg
 
 /* Closes the handle; pointers into the segment become invalid. NULL is a no-op.
    Inside the calling thread's transaction on s, the transaction is aborted
-   (nothing of it stays) and the thread is out of it. */
+   (nothing of it stays) and the thread is out of it. EBUSY, with nothing
+   done and the handle still open, while a thread of this process holds a
+   mutex of the segment taken through s (see mseg_mutex below). */
 int    mseg_close(mseg *s);
 
 /* Removes a segment's file or shm object (flags: 0 or MSEG_SHM; the other
@@ -323,11 +325,11 @@ int mseg_tx_abort(mseg *s);
    signal or broadcast, and waits may wake spuriously (test your condition
    in a loop). Through a copy-on-write handle they are private to it, like
    the rest of its view: they start unlocked, whatever writers hold.
-   Unlock them before mseg_close: the C library links the robust mutexes
-   a thread holds into a list through their own bytes, and that thread's
-   next lock or unlock of any robust mutex (every mseg call takes one)
-   writes through the closed segment's addresses, into whatever is mapped
-   there since (often the next segment opened: its bytes change). */
+   Unlock them before mseg_close, which fails with EBUSY while a thread
+   of this process holds one: the C library links the robust mutexes a
+   thread holds into a list through their own bytes, so after the unmap
+   that thread's next lock or unlock of any robust mutex (every mseg call
+   takes one) would write into whatever is mapped there since. */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_mutex;   /* 64 bytes */
 typedef struct { uint64_t epoch; uint64_t opaque[7]; } mseg_cond;    /* 64 bytes */
 

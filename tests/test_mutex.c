@@ -58,6 +58,15 @@ static mseg *create(char *name, unsigned backend)
     return s;
 }
 
+/* A new segment with a mutex named "m" in it. */
+static mseg *create_with_mutex(char *name, unsigned backend, mseg_mutex **m)
+{
+    mseg *s = create(name, backend);
+    *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+    cr_assert_not_null(*m, "%s", mseg_errmsg());
+    return s;
+}
+
 /* ---- producer and consumer ---- */
 
 #define QCAP 64
@@ -199,9 +208,8 @@ Test(mutex, an_owner_killed_holding_the_mutex_hands_it_on_with_eownerdead, .time
 {
     for (size_t b = 0; b < 2; b++) {
         char name[256];
-        mseg *s = create(name, backends[b]);
-        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
-        cr_assert_not_null(m);
+        mseg_mutex *m;
+        mseg *s = create_with_mutex(name, backends[b], &m);
         kill_holder(start_holder(name, backends[b], HOLD_FOREVER));
         errno = 0;
         cr_assert_eq(mseg_mutex_lock(s, m), -1, "%s: the lock of a dead owner was given without "
@@ -230,9 +238,8 @@ Test(mutex, an_unlock_without_consistent_makes_the_mutex_unrecoverable, .timeout
 {
     for (size_t b = 0; b < 2; b++) {
         char name[256];
-        mseg *s = create(name, backends[b]);
-        mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
-        cr_assert_not_null(m);
+        mseg_mutex *m;
+        mseg *s = create_with_mutex(name, backends[b], &m);
         kill_holder(start_holder(name, backends[b], HOLD_FOREVER));
         errno = 0;
         cr_assert_eq(mseg_mutex_lock(s, m), -1);
@@ -1097,4 +1104,101 @@ Test(mutex, a_mutex_locked_before_a_power_loss_never_blocks_after_the_reboot, .t
                  "held: errno %d (%s)", errno, strerror(errno));
     cr_assert_eq(mseg_mutex_unlock(s, m), 0);
     mseg_close(s);
+}
+
+/* ---- closing a segment while one of its mutexes is held ---- */
+
+struct holder_thread { mseg *s; mseg_mutex *m; int locked, release, exit_holding; };
+
+/* Locks a->m, says so, and unlocks it when told (or exits holding it). */
+static void *hold_in_thread(void *arg)
+{
+    struct holder_thread *a = arg;
+    int r = mseg_mutex_lock(a->s, a->m);
+    __atomic_store_n(&a->locked, r == 0 ? 1 : -1, __ATOMIC_RELEASE);
+    if (r || a->exit_holding)
+        return NULL;
+    while (!__atomic_load_n(&a->release, __ATOMIC_ACQUIRE))
+        sched_yield();
+    mseg_mutex_unlock(a->s, a->m);
+    return NULL;
+}
+
+static void start_thread_holder(pthread_t *t, struct holder_thread *a)
+{
+    cr_assert_eq(pthread_create(t, NULL, hold_in_thread, a), 0);
+    while (!__atomic_load_n(&a->locked, __ATOMIC_ACQUIRE))
+        sched_yield();
+    cr_assert_eq(a->locked, 1, "the thread could not lock the mutex");
+}
+
+/* The close is refused, says why, and leaves the handle working. */
+static void assert_close_refused(mseg *s, const char *who)
+{
+    errno = 0;
+    cr_assert_eq(mseg_close(s), -1, "%s: mseg_close succeeded while a mutex of the segment was held", who);
+    cr_assert_eq(errno, EBUSY, "%s: errno %d (%s)", who, errno, strerror(errno));
+    cr_assert(strstr(mseg_errmsg(), "unlock them before mseg_close"), "%s: %s", who, mseg_errmsg());
+    void *p = mseg_alloc(s, 64);
+    cr_assert_not_null(p, "%s: the handle no longer works after the refused close: %s", who, mseg_errmsg());
+    cr_assert_eq(mseg_free(s, p), 0);
+}
+
+Test(mutex, mseg_close_is_ebusy_while_a_thread_of_this_process_holds_one_of_its_mutexes, .timeout = 30,
+     .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        char name[256];
+        mseg_mutex *m;
+        mseg *s = create_with_mutex(name, backends[b], &m);
+
+        /* held by the calling thread */
+        cr_assert_eq(mseg_mutex_lock(s, m), 0, "%s", mseg_errmsg());
+        assert_close_refused(s, "held by the closing thread");
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        cr_assert_eq(mseg_mutex_trylock(s, m), 0, "%s", mseg_errmsg());
+        assert_close_refused(s, "taken by trylock");
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+
+        /* held by another thread of this process */
+        struct holder_thread a = { .s = s, .m = m };
+        pthread_t t;
+        start_thread_holder(&t, &a);
+        assert_close_refused(s, "held by another thread");
+        __atomic_store_n(&a.release, 1, __ATOMIC_RELEASE);
+        cr_assert_eq(pthread_join(t, NULL), 0);
+
+        /* locked through one handle, unlocked through another */
+        mseg *other = mseg_open(name, backends[b], NULL);
+        cr_assert_not_null(other, "%s", mseg_errmsg());
+        mseg_mutex *mo = MSEG_FIND(other, "m", mseg_mutex, NULL);
+        cr_assert_not_null(mo);
+        cr_assert_eq(mseg_mutex_lock(other, mo), 0);
+        assert_close_refused(other, "held through this handle");
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_close(other), 0, "unlocked through another handle: %s", mseg_errmsg());
+
+        /* a thread that exits holding it: the kernel hands it on (a second
+           handle keeps the attach, or the next open would start afresh) */
+        mseg *keep = mseg_open(name, backends[b], NULL);
+        cr_assert_not_null(keep, "%s", mseg_errmsg());
+        struct holder_thread dead = { .s = s, .m = m, .exit_holding = 1 };
+        start_thread_holder(&t, &dead);
+        cr_assert_eq(pthread_join(t, NULL), 0);
+        cr_assert_eq(mseg_close(s), 0, "its holder exited: %s", mseg_errmsg());
+        s = keep;
+        m = MSEG_FIND(s, "m", mseg_mutex, NULL);
+        cr_assert_eq(mseg_mutex_lock(s, m), -1);
+        cr_assert_eq(errno, EOWNERDEAD);
+        cr_assert_eq(mseg_mutex_consistent(s, m), 0);
+
+        /* a child of fork() holds none of its parent's mutexes */
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0)
+            _exit(mseg_close(s) == 0 ? 0 : 1);
+        cr_assert_eq(wait_child(pid), 0, "the forked child's close was refused");
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0);
+        cr_assert_eq(mseg_close(s), 0, "%s", mseg_errmsg());
+    }
 }
