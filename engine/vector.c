@@ -13,10 +13,11 @@
  *   - push into spare capacity otherwise: the element is stored in place
  *     (the slot at index >= the committed length is unreachable in the
  *     committed state), and one record, len;
- *   - growth: when the block after the buffer is free, the buffer grows in
- *     place (heap_expand; the free block's header, which a rollback's heap
- *     walk still needs, is written through the log, never in place) and cap
- *     is logged; otherwise a new block is allocated, the elements copied into
+ *   - growth: outside a transaction, when the block after the buffer is
+ *     free, the buffer grows in place (heap_expand; the free block's header,
+ *     which a rollback's heap walk still needs, is written through the log,
+ *     never in place) and cap is logged; inside one (see vec_grow_to), or
+ *     otherwise, a new block is allocated, the elements copied into
  *     it in place (it is fresh), then buf, cap and len are logged and the old
  *     block freed; a crash leaves the old buffer or the new one, never half;
  *   - pop: one record, len.
@@ -38,10 +39,9 @@
  * word's other bytes as they were when it was made, so a later in-place
  * change of those bytes, a push's or one the program declared with
  * mseg_tx_add, would be put back at the commit). The one record left in
- * the buffer's stores, over the kept header word of a block an expansion
- * took over, gives way when the program declares those bytes with
- * mseg_tx_add (op_undo_in_place: the undo record keeps the header for a
- * rollback, which is why committed_header_in reads through it).
+ * the buffer's stores is over the kept header word of a block an expansion
+ * took over, which happens only outside a transaction, inside the one call
+ * that expanded (committed_header_in finds it).
  */
 #include <stdio.h>
 #include <string.h>
@@ -140,13 +140,20 @@ static void view_copy(mseg *s, uint8_t *dst, uint64_t src_off, uint64_t n)
     }
 }
 
+/* Whether the buffer is one this operation (or transaction) allocated:
+   the root as stored in memory, the committed state, has another. */
+static bool buffer_is_fresh(mseg *s, const struct vec_view *w)
+{
+    return ((const struct mseg_vec_root *)(s->base + w->root))->buf != w->buf;
+}
+
 /* Bytes of the buffer the committed state reaches, i.e. its elements (the
    root as stored in memory): 0 for a buffer of this operation (fresh),
    UINT64_MAX when it cannot tell. */
 static uint64_t committed_bytes(mseg *s, const struct vec_view *w)
 {
     const struct mseg_vec_root *mem = (const void *)(s->base + w->root);
-    if (mem->buf != w->buf)
+    if (buffer_is_fresh(s, w))
         return 0;
     if (mem->len > w->cap)
         return UINT64_MAX;
@@ -190,6 +197,13 @@ static uint64_t committed_overlap(mseg *s, const struct vec_view *w, uint64_t at
    store over one), from the buffer's own, bounded by the buffer. */
 static uint64_t committed_header_in(mseg *s, const struct vec_view *w, uint64_t from)
 {
+    /* a buffer this operation allocated holds no committed header: what
+       memory shows in front of it and inside it is a free block's stale
+       bytes, whose walk found "headers" and logged elements' bytes there
+       (reads inside the transaction saw the stale words, and the program's
+       own stores to them were put back at the commit) */
+    if (buffer_is_fresh(s, w))
+        return UINT64_MAX;
     uint64_t usable = w->cap * w->elem_size, end = 0;
     for (unsigned guard = 0; guard < 64; guard++) {
         if (!seg_range_ok(s, w->buf + end - 4, 4))
@@ -303,7 +317,15 @@ static int vec_detach(mseg *s, struct vec_view *w, uint64_t cap, const char *wha
    pages touched: the elements stay where they are), else in a new block. */
 static int vec_grow_to(mseg *s, struct vec_view *w, uint64_t cap)
 {
-    if (w->buf && cap <= (MSEG_BLOCK_MAX - 4) / w->elem_size && heap_expand(s, w->buf, cap * w->elem_size)) {
+    /* Not in place inside a transaction: the free block taken over keeps its
+       header in memory until the commit (an abort's heap walk needs it), at
+       a word the program may write before then, through mseg_vec_data or
+       mseg_vec_at, as it may any element the transaction made. Overwritten,
+       an abort or a crash found a broken heap (the segment would not open
+       again). A fresh block has no such word, and the old one is freed at
+       the commit. */
+    if (w->buf && !tx_owns(s) && cap <= (MSEG_BLOCK_MAX - 4) / w->elem_size &&
+        heap_expand(s, w->buf, cap * w->elem_size)) {
         op_set64(s, w->root + ROOT(cap), cap);
         w->cap = cap;
         return 0;
