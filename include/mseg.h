@@ -298,8 +298,18 @@ mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind);
    (alloc, free, construct, destroy, container operations, and user bytes
    declared with mseg_tx_add before changing them) becomes visible to
    recovery all together at commit, or not at all on abort or crash. The
-   transaction holds the segment lock: other threads and processes wait.
-   Nested begin/commit pairs fold into the outermost. */
+   transaction holds the segment lock: other threads and processes that
+   change the segment wait; calls that only read it (finds, lengths, map
+   lookups, cursors) go on, and see the committed state, except for user
+   bytes already changed in place after mseg_tx_add. Nested begin/commit
+   pairs fold into the outermost; an inner mseg_tx_abort aborts it all.
+   A call that fails inside a transaction either changed nothing, and the
+   transaction goes on, or had changed something it cannot take back on
+   its own: then the whole transaction is rolled back, the call's message
+   (mseg_errmsg) says so, and every later call of the thread on s fails
+   with ECANCELED, mseg_tx_commit included, until a commit or abort has
+   ended each begin. mseg_tx_begin: EBUSY when the thread is already in a
+   transaction on another segment, EROFS on a read-only handle. */
 int mseg_tx_begin(mseg *s);
 /* Declares n bytes at p (inside the heap) before the thread changes them in
    place: their old bytes are kept for an abort or a crash. EINVAL outside a
