@@ -20,3 +20,17 @@ int kind_release(mseg *s, uint8_t kind, uint64_t data)
         return fail(EUCLEAN, "segment %s: named object of unknown kind %u", s->name, kind);
     }
 }
+
+/* What the bytes at off look like to a caller who passed the wrong handle:
+   "a vector", "a map", or "no container" (for an error message). */
+const char *container_at(mseg *s, uint64_t off)
+{
+    switch (op_peek32(s, off)) {
+    case MSEG_VEC_MAGIC:
+        return "a vector";
+    case MSEG_MAP_MAGIC:
+        return "a map";
+    default:
+        return "no container (bad magic)";
+    }
+}

@@ -282,7 +282,8 @@ static uint64_t map_root_of(mseg *s, const mseg_map *mp)
         return fail(EINVAL, "segment %s: the map at %#llx was deleted earlier in this transaction", s->name,
                     (unsigned long long)(p - b)), 0;
     if (op_peek32(s, p - b + MROOT(magic)) != MSEG_MAP_MAGIC)
-        return fail(EINVAL, "segment %s: %#llx is not a map (bad magic)", s->name, (unsigned long long)(p - b)), 0;
+        return fail(EINVAL, "segment %s: %#llx is not a map: it holds %s", s->name, (unsigned long long)(p - b),
+                    container_at(s, p - b + MROOT(magic))), 0;
     return p - b;
 }
 
@@ -315,6 +316,21 @@ static int map_open_view(mseg *s, const mseg_map *mp, struct map_view *m)
 {
     uint64_t off = map_root_of(s, mp);
     return off ? map_load(s, off, m) : -1;
+}
+
+/* A key kind as the caller names it (messages). */
+static const char *key_kind_name(unsigned kind)
+{
+    switch (kind) {
+    case MSEG_KEY_U64:
+        return "MSEG_KEY_U64";
+    case MSEG_KEY_I64:
+        return "MSEG_KEY_I64";
+    case MSEG_KEY_BYTES:
+        return "MSEG_KEY_BYTES";
+    default:
+        return "unknown-kind";
+    }
 }
 
 /* Checks a caller's key against the map's kind; fills k. */
@@ -1172,9 +1188,9 @@ static int map_matches(mseg *s, const char *name, uint64_t off, enum mseg_key ki
         return fail(EUCLEAN, "map %s: root at %#llx is damaged", name, (unsigned long long)off);
     bool owned = (r->flags & MSEG_MAP_OWNED) != 0;
     if (r->key_kind != (uint8_t)kind || r->val_size != val_size || owned != ((flags & MSEG_OWNED) != 0))
-        return fail(EINVAL, "map %s has key kind %u, %llu-byte values%s; asked for kind %d, %zu-byte values%s",
-                    name, r->key_kind, (unsigned long long)r->val_size, owned ? ", owned" : "",
-                    (int)kind, val_size, (flags & MSEG_OWNED) ? ", owned" : "");
+        return fail(EINVAL, "map %s has %s keys, %llu-byte values%s; asked for %s keys, %zu-byte values%s",
+                    name, key_kind_name(r->key_kind), (unsigned long long)r->val_size, owned ? ", owned" : "",
+                    key_kind_name(kind), val_size, (flags & MSEG_OWNED) ? ", owned" : "");
     return 0;
 }
 

@@ -77,7 +77,8 @@ static uint64_t vec_root_of(mseg *s, const mseg_vec *v)
         return fail(EINVAL, "segment %s: the vector at %#llx was deleted earlier in this transaction", s->name,
                     (unsigned long long)off), 0;
     if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
-        return fail(EINVAL, "segment %s: %#llx is not a vector (bad magic)", s->name, (unsigned long long)off), 0;
+        return fail(EINVAL, "segment %s: %#llx is not a vector: it holds %s", s->name, (unsigned long long)off,
+                    container_at(s, off + ROOT(magic))), 0;
     return off;
 }
 

@@ -170,6 +170,17 @@ Test(vector, bad_handles_are_einval, .fini = th_cleanup)
     mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
     cr_assert_eq(mseg_vec_len(s, (mseg_vec *)m), 0);
     cr_assert_eq(errno, EINVAL, "a map is not a vector");
+    cr_assert(strstr(mseg_errmsg(), "is not a vector: it holds a map"), "%s", mseg_errmsg());
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert_eq(mseg_map_len(s, (mseg_map *)v), 0);
+    cr_assert_eq(errno, EINVAL, "a vector is not a map");
+    cr_assert(strstr(mseg_errmsg(), "is not a map: it holds a vector"), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, raw, &local), -1);
+    cr_assert(strstr(mseg_errmsg(), "it holds no container (bad magic)"), "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_map_open(s, "m8", MSEG_KEY_BYTES, 8, MSEG_CREATE), "%s", mseg_errmsg());
+    cr_assert_null(mseg_map_open(s, "m8", MSEG_KEY_U64, 8, 0));
+    cr_assert(strstr(mseg_errmsg(), "has MSEG_KEY_BYTES keys, 8-byte values; asked for MSEG_KEY_U64 keys"), "%s",
+              mseg_errmsg());
     mseg_close(s);
 }
 
