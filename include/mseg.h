@@ -182,13 +182,18 @@ struct mseg_named {
     mseg_off off;               /* handle of the first element */
 };
 
-/* Number of named objects. */
+/* Number of named objects. On error (a NULL handle, a damaged directory)
+   0 with errno set: to tell that from an empty segment, set errno to 0
+   first (a success leaves it alone), as for mseg_vec_len and mseg_map_len. */
 size_t mseg_named_count(mseg *s);
 
 /* Calls fn for every named object (in no particular order) on a snapshot
    taken under the lock, so fn may call mseg functions, even destroy. Stops
    at the first non-zero return of fn and returns it; 0 after all; -1 on
-   error. The strings are valid only during the call. */
+   error. The strings are valid only during the call. A named vector or
+   map shows as type "mseg_vec" or "mseg_map", with its root as the one
+   element (elem_size 64, count 1, off its handle): open it with
+   mseg_vec_open or mseg_map_open. */
 int    mseg_named_foreach(mseg *s, int (*fn)(const struct mseg_named *, void *), void *arg);
 
 #define MSEG_NEW(s, name, T, count)            ((T *)mseg_construct((s), (name), #T, sizeof(T), (count), NULL))
@@ -226,9 +231,11 @@ int    mseg_vec_delete(mseg *s, mseg_vec *v);            /* anonymous ones; name
 int    mseg_vec_push(mseg *s, mseg_vec *v, const void *elem);
 int    mseg_vec_pop(mseg *s, mseg_vec *v, void *out);    /* out may be NULL; ERANGE when empty */
 void  *mseg_vec_at(mseg *s, mseg_vec *v, size_t i);      /* NULL + ERANGE past the end */
-size_t mseg_vec_len(mseg *s, mseg_vec *v);
+size_t mseg_vec_len(mseg *s, mseg_vec *v);              /* 0 + errno on error (see mseg_named_count) */
 int    mseg_vec_reserve(mseg *s, mseg_vec *v, size_t cap);
 int    mseg_vec_resize(mseg *s, mseg_vec *v, size_t len);  /* new elements zeroed */
+/* The first element; NULL with errno 0 for a vector that has no buffer
+   yet (never grown), NULL with errno set on error. */
 void  *mseg_vec_data(mseg *s, mseg_vec *v);
 
 /* ------------------------------------------------------------------ */
@@ -244,7 +251,7 @@ int    mseg_map_delete(mseg *s, mseg_map *m);
 int    mseg_map_put(mseg *s, mseg_map *m, const void *key, size_t klen, const void *val, size_t vlen); /* insert or replace */
 void  *mseg_map_get(mseg *s, mseg_map *m, const void *key, size_t klen, size_t *vlen);            /* NULL + ENOENT */
 int    mseg_map_del(mseg *s, mseg_map *m, const void *key, size_t klen);
-size_t mseg_map_len(mseg *s, mseg_map *m);
+size_t mseg_map_len(mseg *s, mseg_map *m);              /* 0 + errno on error (see mseg_named_count) */
 
 /* A cursor is valid until the map is next modified, here or in another
    process: then mseg_map_next fails with ESTALE, and a seek positions it

@@ -1115,3 +1115,32 @@ Test(vector, a_buffer_moved_over_freed_blocks_in_a_transaction_reads_and_keeps_w
     vt_assert_sound(s);
     mseg_close(s);
 }
+
+/* mseg.h: a length of 0 is told from an error by errno, which a success
+   leaves alone; mseg_vec_data's NULL for a vector with no buffer says 0. */
+Test(vector, an_empty_container_is_told_from_an_error_by_errno, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert(v && m, "%s", mseg_errmsg());
+    errno = 0;
+    cr_assert_eq(mseg_named_count(s), 0);
+    cr_assert_eq(mseg_vec_len(s, v), 0);
+    cr_assert_eq(mseg_map_len(s, m), 0);
+    cr_assert_eq(errno, 0, "a length of an empty container set errno %d (%s)", errno, strerror(errno));
+    errno = EBADF;
+    cr_assert_null(mseg_vec_data(s, v));
+    cr_assert_eq(errno, 0, "no buffer yet, but errno %d", errno);
+    errno = 0;
+    cr_assert_eq(mseg_vec_len(s, (mseg_vec *)m), 0);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(mseg_map_len(s, NULL), 0);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(mseg_named_count(NULL), 0);
+    cr_assert_eq(errno, EINVAL);
+    mseg_close(s);
+}
