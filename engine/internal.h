@@ -53,6 +53,11 @@ struct op {
     unsigned nfresh;
     uint64_t fresh_bytes;       /* UINT64_MAX: too many ranges to list */
     uint64_t seq;               /* sequence number of the last commit */
+    /* what this thread was running when the operation began: a transaction
+       on another segment, one of whose calls runs this operation. The
+       thread goes back to it when the operation ends (log.c) */
+    struct mseg *outer;
+    bool     outer_bad_access;
 };
 
 enum mseg_mode { MODE_RW, MODE_RDONLY, MODE_COW };

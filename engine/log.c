@@ -662,6 +662,19 @@ static void readers_release(mseg *s)
 
 /* ---- the operation API ---- */
 
+/* The operation on s is over: the thread goes back to what it ran when the
+   operation began (op_begin), with that one's bad_access note. Clearing
+   op_thread instead left a transaction on another segment, which called
+   this one, reading memory where its own records hold newer values: two
+   allocations of the transaction then returned the same block. */
+static void op_end_thread(mseg *s)
+{
+    op_thread = s->op.outer;
+    bad_access = s->op.outer_bad_access;
+    s->op.outer = NULL;
+    s->op.outer_bad_access = false;
+}
+
 void op_begin(mseg *s)
 {
     s->op.active = true;
@@ -675,6 +688,10 @@ void op_begin(mseg *s)
     s->op.fresh_lo = s->op.fresh_hi = 0;
     s->op.nfresh = 0;
     s->op.fresh_bytes = 0;
+    /* a call on s inside this thread's transaction on another segment:
+       that transaction is the thread's again when this operation ends */
+    s->op.outer = op_thread != s ? op_thread : NULL;
+    s->op.outer_bad_access = bad_access;
     bad_access = false;
     op_thread = s;
     /* durable: after the newest commit's records, into the other slot */
@@ -729,7 +746,7 @@ static int direct_commit(mseg *s)
     readers_release(s);
     s->op.active = false;
     __atomic_store_n(&log_head(s)->active, 0, __ATOMIC_RELEASE);
-    op_thread = NULL;
+    op_end_thread(s);
     return 0;
 }
 
@@ -870,7 +887,7 @@ void op_claim(mseg *s, uint64_t off, uint64_t len)
 /* Forgets the redo records; the caller knows nothing was carved. */
 void op_discard(mseg *s)
 {
-    op_thread = NULL;
+    op_end_thread(s);
     s->op.ndeferred = 0;
     s->op.active = false;
     s->op.count = 0;
@@ -926,7 +943,7 @@ int op_commit(mseg *s)
     s->op.active = false;
     if (n == 0) {
         h->active = 0;
-        op_thread = NULL;
+        op_end_thread(s);
         return 0;
     }
     bool durable = s->flags & MSEG_DURABLE;
@@ -971,7 +988,7 @@ int op_commit(mseg *s)
     crash_point("log.retired");
     s->op.count = 0;
     bloom_clear(s);
-    op_thread = NULL;
+    op_end_thread(s);
     if (rc == 0 && heap_has_garbage(s) && !s->op.draining) {
         s->op.draining = true;
         rc = heap_drain_garbage(s);
@@ -1165,7 +1182,7 @@ static int roll_back(mseg *s, bool carved)
 
 int op_rollback(mseg *s)
 {
-    op_thread = NULL;
+    op_end_thread(s);
     s->op.active = false;
     s->op.count = 0;
     bloom_clear(s);

@@ -754,6 +754,41 @@ Test(heap, closing_a_handle_inside_its_transaction_aborts_it_and_ends_it, .fini 
     mseg_close(s);
 }
 
+/* A transaction is the thread's, on its segment; calls on another segment
+   inside it are allowed (Limits forbids only a second handle on the same
+   one). Such a call's operation took over the thread's note of which handle
+   runs an operation, and cleared it when it ended: the transaction's later
+   reads no longer went through its own records. Two allocations of one
+   transaction then returned the same block, and the commit succeeded
+   (found with several segments used by one thread). */
+Test(heap, a_call_on_another_segment_inside_a_transaction_leaves_it_its_own_view, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB), *o = new_seg(1 * MiB);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    void *a = mseg_alloc(s, 100);
+    cr_assert_not_null(a, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(o, mseg_alloc(o, 100)), 0, "%s", mseg_errmsg());
+    void *b = mseg_alloc(s, 100);
+    cr_assert_not_null(b, "%s", mseg_errmsg());
+    cr_assert_neq(a, b, "one transaction handed out the block %p twice", a);
+    for (uint64_t k = 1; k <= 3; k++) {
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0, "put %llu: %s", (unsigned long long)k, mseg_errmsg());
+        cr_assert_not_null(mseg_alloc(o, 10), "%s", mseg_errmsg());
+        cr_assert_eq(mseg_map_len(s, m), k, "the transaction does not see its own puts after a call on "
+                     "another segment: length %zu after %llu puts", mseg_map_len(s, m), (unsigned long long)k);
+    }
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 3);
+    cr_assert_eq(mseg_free(s, a), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, b), 0, "%s", mseg_errmsg());
+    assert_sound(s, "after the commit");
+    assert_sound(o, "the other segment");
+    mseg_close(o);
+    mseg_close(s);
+}
+
 /* mseg_verify inside the thread's own transaction: EBUSY at once. It took
    the lock-free path, waited 5 s for "no operation in progress" (its own
    transaction), then failed with EAGAIN blaming writers. The report says
