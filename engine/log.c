@@ -549,7 +549,11 @@ static __attribute__((noinline)) uint64_t read_pending(mseg *s, uint64_t off, un
 static inline __attribute__((always_inline)) uint64_t op_read(mseg *s, uint64_t off, unsigned width)
 {
     if (!meta_ok(s, off, width)) {
-        bad_access = true;
+        /* the note is the operation's: a read of another handle (lock-free,
+           or inside this thread's transaction on another segment) is not
+           part of it, and marking it failed that transaction with EUCLEAN */
+        if (op_thread == s)
+            bad_access = true;
         return 0;
     }
     /* only the thread running the operation sees its pending records; a

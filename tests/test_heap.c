@@ -789,6 +789,34 @@ Test(heap, a_call_on_another_segment_inside_a_transaction_leaves_it_its_own_view
     mseg_close(s);
 }
 
+/* A read on another segment inside a transaction is not the transaction's
+   access. A read that met an offset outside the control page and the heap
+   (a damaged segment here; a lock-free read racing a writer can meet one
+   too) set the thread's "bad access" note, which only the operation running
+   on that handle should get: the transaction's next call on its own, sound
+   segment then failed with EUCLEAN ("damaged free lists") and was aborted. */
+Test(heap, a_read_of_a_damaged_segment_inside_a_transaction_on_another_does_not_abort_it, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB), *o = new_seg(1 * MiB);
+    cr_assert_not_null(MSEG_NEW(o, "x", int, 1), "%s", mseg_errmsg());
+    /* o's directory table now points into its runtime page */
+    uint64_t *table = mseg_at(o, MSEG_CONTROL_OFF + offsetof(struct mseg_control, dir_table));
+    cr_assert_not_null(table);
+    *table = MSEG_RUNTIME_OFF + 8;
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    cr_assert_null(MSEG_FIND(o, "x", int, NULL), "found x through a damaged directory");
+    errno = 0;
+    cr_assert_null(MSEG_NEW(o, "z", int, 1), "constructed through a damaged directory");
+    cr_assert_eq(errno, EUCLEAN, "a construct on the damaged segment: %s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(s, "y", int, 1), "a construct on the sound segment failed after a read of "
+                       "the damaged one: %s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_FIND(s, "y", int, NULL), "%s", mseg_errmsg());
+    assert_sound(s, "after the commit");
+    mseg_close(o);
+    mseg_close(s);
+}
+
 /* mseg_verify inside the thread's own transaction: EBUSY at once. It took
    the lock-free path, waited 5 s for "no operation in progress" (its own
    transaction), then failed with EAGAIN blaming writers. The report says
