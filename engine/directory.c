@@ -127,7 +127,9 @@ static uint64_t dir_lookup_record(mseg *s, const char *name, size_t len, uint64_
 {
     struct dir_view v = dir_view(s);
     uint64_t reusable = UINT64_MAX;
-    if (v.table == 0 || v.capacity == 0 || (v.capacity & (v.capacity - 1)) ||
+    /* a table below the heap (the runtime page, say) reads as zeros through
+       op_get64, i.e. empty slots: every name looked absent (ENOENT) */
+    if (v.table < MSEG_HEAP_OFF || v.table % 16 || v.capacity == 0 || (v.capacity & (v.capacity - 1)) ||
         v.capacity > s->size / 16 || !seg_range_ok(s, v.table, v.capacity * 16)) {
         if (v.table || v.capacity) {
             fail(EUCLEAN, "segment %s: directory table %#llx/%llu slots is damaged", s->name,

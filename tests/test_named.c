@@ -832,3 +832,35 @@ Test(named, check_reports_two_directory_slots_naming_one_record, .fini = th_clea
     assert_sound(s);
     mseg_close(s);
 }
+
+/* A directory table offset that points below the heap (into the runtime
+   page) read as empty slots there: every find said ENOENT ("no object
+   named x"), a silent wrong answer about a damaged segment, where the
+   fast path and mseg_check both call it damaged. Found by an adversarial
+   concurrency review (helper session). */
+Test(named, a_directory_table_outside_the_heap_is_euclean_not_enoent, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(s, "x", int, 1));
+    uint64_t *table = mseg_at(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, dir_table));
+    uint64_t sound = *table;
+    const uint64_t bad[] = { MSEG_RUNTIME_OFF + 8, sound + 8 };
+    for (size_t i = 0; i < 2; i++) {
+        *table = bad[i];
+        errno = 0;
+        cr_assert_null(MSEG_FIND(s, "x", int, NULL));
+        cr_assert_eq(errno, EUCLEAN, "table at %#llx: find said errno %d (%s)", (unsigned long long)bad[i], errno,
+                     mseg_errmsg());
+        errno = 0;
+        cr_assert_null(MSEG_NEW(s, "y", int, 1), "created through a damaged directory");
+        cr_assert_eq(errno, EUCLEAN, "table at %#llx: construct said errno %d (%s)", (unsigned long long)bad[i],
+                     errno, mseg_errmsg());
+    }
+    *table = sound;
+    cr_assert_not_null(MSEG_FIND(s, "x", int, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+}
