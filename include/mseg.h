@@ -81,7 +81,10 @@ mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg
    Inside the calling thread's transaction on s, the transaction is aborted
    (nothing of it stays) and the thread is out of it. EBUSY, with nothing
    done and the handle still open, while a thread of this process holds a
-   mutex of the segment taken through s (see mseg_mutex below). */
+   mutex of the segment taken through s (see mseg_mutex below). The one
+   call not safe beside others on the same handle: as with free(3), no other
+   thread may be inside a call on s, or use a pointer into it, once
+   mseg_close begins (the mapping goes away under it). */
 int    mseg_close(mseg *s);
 
 /* Removes a segment's file or shm object (flags: 0 or MSEG_SHM; the other
@@ -316,7 +319,11 @@ mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind);
    (mseg_errmsg) says so, and every later call of the thread on s fails
    with ECANCELED, mseg_tx_commit included, until a commit or abort has
    ended each begin. mseg_tx_begin: EBUSY when the thread is already in a
-   transaction on another segment, EROFS on a read-only handle. */
+   transaction on another segment, EROFS on a read-only handle. A call on
+   another segment inside a transaction takes that segment's lock too (any
+   change, and mseg_free_memory): two threads whose transactions call into
+   each other's segments wait for each other for ever, as with any two
+   locks taken in opposite orders; keep one order. */
 int mseg_tx_begin(mseg *s);
 /* Declares n bytes at p (inside the heap) before the thread changes them in
    place: their old bytes are kept for an abort or a crash. EINVAL outside a
