@@ -798,6 +798,14 @@ static int attach_writer(mseg *s)
         int bad_copy;
         if (refresh_size(s, &h, &bad_copy) || lock_init(s))
             return -1;
+        /* a new attach: the epoch moves before recovery stores anything, so
+           a copy-on-write view opened earlier, whose readers check the
+           epoch after their reads (inspect_view_moved), cannot have read
+           a half-recovered file unnoticed. The size first: a reader that
+           sees the new epoch sees this size or a later one
+           (seg_follow_growth reads them in the other order) */
+        rt->size = s->size;
+        __atomic_add_fetch(&rt->epoch, 1, __ATOMIC_RELEASE);
         int rec = recover(s);
         if (rec < 0 || (s->mode == MODE_RW && heap_drain_garbage(s)))
             return -1;
@@ -830,11 +838,6 @@ static int attach_writer(mseg *s)
            reopen went from 430 us to 1,250 us */
         bool was_clean = rt->state != MSEG_STATE_OPEN && (s->flags & MSEG_DURABLE);
         rt->state = MSEG_STATE_OPEN;
-        rt->size = s->size;
-        /* release, after the size: a reader that sees the new epoch sees
-           this size or a later one (seg_follow_growth reads them in the
-           other order) */
-        __atomic_add_fetch(&rt->epoch, 1, __ATOMIC_RELEASE);
         if (sync_record_boot(s, was_clean) || take_heap_gap(s))
             return -1;
     } else if ((s->flags & MSEG_DURABLE) && sync_flush_state(s)) {

@@ -580,3 +580,47 @@ Test(readers, a_heap_walk_outlasts_a_writers_busy_stretch, .timeout = 60, .fini 
     cr_assert(WIFSIGNALED(status), "the writer stopped early: status %d", status);
     cr_assert_eq(failures, 0, "%d of 3 walks failed beside a busy writer: %s", failures, why);
 }
+
+/* ---- a first writer's recovery under an earlier copy-on-write view ----
+
+   The tool's readers (info, ls, dump, stats) read a copy-on-write view and
+   then ask whether a writer attached meanwhile (inspect_view_moved: the
+   writers' epoch moved). A first writer recovered the file first and moved
+   the epoch after: a read that overlapped the recovery and asked before
+   the move took a half-recovered state for a whole one. Now the epoch
+   moves before recovery stores anything: at every recovery point the
+   earlier view already says it moved. */
+static mseg *rec_view;
+static int rec_points, rec_unnoticed;
+
+static void note_view_at_recovery(const char *point, unsigned long n, void *arg)
+{
+    (void)n; (void)arg;
+    if (strncmp(point, "recover.", 8) != 0)
+        return;
+    rec_points++;
+    if (!inspect_view_moved(rec_view))
+        rec_unnoticed++;
+}
+
+Test(readers, a_first_writers_recovery_moves_the_epoch_before_it_stores, .timeout = 30, .fini = th_cleanup)
+{
+    char name[256], why[200];
+    lf_create_closed_even_map(name);
+    int st = th_fork_run(construct_and_die, name);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42, "the writer %s",
+              th_status_str(st, why, sizeof why));
+    rec_view = mseg_open(name, MSEG_COW, NULL);   /* nobody attached: a private recovery */
+    cr_assert_not_null(rec_view, "%s", mseg_errmsg());
+    cr_assert(!inspect_view_moved(rec_view));
+    mseg_test_set_crash_hook(note_view_at_recovery, NULL);
+    mseg *w = mseg_open(name, 0, NULL);            /* the first writer: it recovers the file */
+    mseg_test_set_crash_hook(NULL, NULL);
+    cr_assert_not_null(w, "%s", mseg_errmsg());
+    cr_assert_gt(rec_points, 0, "the writer's open reached no recovery point");
+    cr_assert_eq(rec_unnoticed, 0, "at %d of %d recovery points, a copy-on-write view opened before could not "
+                 "tell that a writer had attached", rec_unnoticed, rec_points);
+    cr_assert(inspect_view_moved(rec_view));
+    mseg_close(w);
+    mseg_close(rec_view);
+}
