@@ -1054,8 +1054,12 @@ int mseg_close(mseg *s)
         lock_release(s);
     }
     /* a handle sharing its parent's registration (fork.c) must not take
-       the writers' byte: the lock it would convert is the parent's */
-    if (s->mode == MODE_RW && !s->fork_shared && ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) == 0 &&
+       the writers' byte: the lock it would convert is the parent's. A
+       handle whose flush failed writes nothing more: the kernel marked the
+       pages it could not write clean, so a settle's msync would "succeed"
+       without them and retire the commit slots (and say "clean") over a
+       disk that still needs them replayed after a power loss */
+    if (s->mode == MODE_RW && !s->failed && !s->fork_shared && ofd_lock(s->fd, F_WRLCK, DOOR_BYTE, true) == 0 &&
         ofd_lock(s->fd, F_WRLCK, WRITERS_BYTE, false) == 0 && !log_needs_recovery(s, false) &&
         log_settle(s) == 0) {
         /* the last writer leaves. A durable segment's free lists are stored
