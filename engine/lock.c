@@ -221,7 +221,9 @@ static int lock_take(mseg *s)
         /* The owner died mid-operation: its log says what to redo, and it
            may have grown the segment first, so map the growth before. */
         int rec = seg_follow_growth(s) ? -1 : log_recover(s, false);   /* others live: no reboot */
-        if (rec >= 0 && heap_drain_garbage(s))
+        /* a handle whose flush failed commits nothing: the garbage waits
+           for a healthy handle's next operation */
+        if (rec >= 0 && !s->failed && heap_drain_garbage(s))
             rec = -1;
         if (rec < 0) {
             int e = errno;

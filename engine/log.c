@@ -135,6 +135,12 @@ int flush_now(mseg *s, uint64_t off, uint64_t len)
 {
     if (s->mode != MODE_RW || len == 0)
         return 0;
+    /* never again through a handle whose flush failed: the kernel marked
+       the pages it could not write clean, so this msync would "succeed"
+       without them, and what the caller does next on that word (retiring
+       the commit slots that still replay them) would lose them for good */
+    if (s->failed)
+        return fail(EIO, "segment %s: an earlier flush failed; this handle refuses writes", s->name);
     uint64_t start = off & ~(uint64_t)(MSEG_PAGE - 1);
     uint64_t end = (off + len + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     if (end > s->size)
@@ -1175,13 +1181,15 @@ static int roll_back(mseg *s, bool carved)
     readers_release(s);
     if (rebuilt)
         return -1;
-    if (carved && flush_range(s, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF))
-        return -1;
+    int rc = carved ? flush_range(s, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF) : 0;
     /* the commit slots stay: a committed durable operation before this one
-       may still owe its pages */
+       may still owe its pages. The log is emptied in memory even when the
+       flush failed (the handle flushes nothing more, flush_now): every
+       process shares this memory, and undo records left in it would be
+       applied again, over later changes, by the next recovery */
     __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
-    return flush_range(s, MSEG_LOG_OFF, sizeof *h);
+    return rc ? rc : flush_range(s, MSEG_LOG_OFF, sizeof *h);
 }
 
 int op_rollback(mseg *s)
@@ -1282,7 +1290,12 @@ int log_recover(mseg *s, bool after_reboot)
             return readers_release(s), -1;
         done = 1;
     }
-    if (done && persist(s, "recover.replayed", lo, hi - lo)) {
+    /* A handle whose flush failed (now or before) flushes nothing more, but
+       it still repairs the memory every attached process shares, or the
+       lock it took from a dead owner would be left unrecoverable for all
+       of them. It leaves the disk as it is: the commit slots stay for a
+       healthy handle, or the recovery after a power loss, to settle. */
+    if (done && persist(s, "recover.replayed", lo, hi - lo) && !s->failed) {
         readers_release(s);
         return -1;
     }
@@ -1290,7 +1303,7 @@ int log_recover(mseg *s, bool after_reboot)
         /* never committed: nothing of it was applied but fresh blocks and
            user bytes declared with mseg_tx_add */
         crash_point("recover.rollback");
-        if (roll_back(s, f.inflight))   /* releases the readers */
+        if (roll_back(s, f.inflight) && !s->failed)   /* releases the readers */
             return -1;
         done = 1;
     }
@@ -1306,7 +1319,7 @@ int log_recover(mseg *s, bool after_reboot)
         __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
     if (after_reboot && f.torn)
         done = 1;
-    if (log_settle(s))
+    if (!s->failed && log_settle(s))
         return -1;
     return done;
 }

@@ -625,3 +625,103 @@ Test(durability, closing_a_handle_whose_flush_failed_keeps_the_last_durable_comm
     mseg_close(r);
     mseg_test_set_boot_id(NULL);
 }
+
+/* The same, with the failure inside a transaction too large for the room
+   the log has left after the last commit's records: the log then settles
+   (flushing what that commit owes) to make room. Its msync failed, and the
+   next record's try settled again: through the failed handle the msync
+   "succeeded", the commit slots were retired on disk, and the transaction's
+   records moved over them, so a power loss lost the acknowledged commit. */
+Test(durability, a_failed_flush_making_room_in_the_log_keeps_the_last_durable_commit_recoverable,
+     .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 15 }, after_boot[16] = { 0xb2, 16 };
+    char name[256];
+    mseg_test_set_boot_id(boot);
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1u << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    uint8_t *big = MSEG_NEW(s, "big", uint8_t, 128 * 1024);
+    cr_assert_not_null(big, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
+    size_t n;
+    pl_disk = th_read_file(name, &n);
+    cr_assert_not_null(pl_disk);
+    cr_assert_leq(n, 256u * MSEG_PAGE);
+    mseg_test_set_flush_hook(eio_on_flush, NULL);
+    uint8_t *far = big + 120 * 1024;
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    cr_assert_eq(mseg_tx_add(s, far, 16), 0, "%s", mseg_errmsg());
+    memset(far, 0x5a, 16);
+    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());    /* acknowledged: durable */
+    /* a transaction of small allocations: no flush until the log is full */
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    eio_fail_next = true;
+    mseg_test_fail_flush(1);
+    int i = 0;
+    while (i < 100000 && mseg_alloc(s, 16))
+        i++;
+    cr_assert_lt(i, 100000, "the log never filled");
+    cr_assert(!eio_fail_next, "no flush failed: the log never settled");
+    mseg_test_fail_flush(0);
+    mseg_tx_abort(s);
+    mseg_close(s);
+    mseg_test_set_flush_hook(NULL, NULL);
+    for (int p = 0; p < 256; p++)
+        free(eio_lost[p]), eio_lost[p] = NULL;
+    mseg *r = reopen_after_power_loss(n, after_boot);
+    uint8_t *b = MSEG_FIND(r, "big", uint8_t, NULL);
+    cr_assert_not_null(b, "%s", mseg_errmsg());
+    uint8_t want[16];
+    memset(want, 0x5a, sizeof want);
+    cr_expect(memcmp(b + 120 * 1024, want, sizeof want) == 0,
+              "the acknowledged durable transaction was lost (byte %#x)", b[120 * 1024]);
+    mseg_close(r);
+    mseg_test_set_boot_id(NULL);
+}
+
+/* A process dies inside a transaction, holding the segment lock; the next
+   to take it is a handle whose flush had failed, which recovers the dead
+   one's transaction in memory (rolled back) for every process. Its flushes
+   fail (the handle flushes nothing more), but that must leave the shared
+   memory repaired, the lock consistent and the other handles working. */
+static const char *dies_in_tx_name;
+static void dies_in_tx(void *arg)
+{
+    (void)arg;
+    mseg *c = mseg_open(dies_in_tx_name, MSEG_DURABLE, NULL);
+    CHILD_CHECK(c != NULL);
+    uint64_t *x = MSEG_FIND(c, "x", uint64_t, NULL);
+    CHILD_CHECK(x != NULL && mseg_tx_begin(c) == 0 && mseg_tx_add(c, x, 8) == 0);
+    *x = 666;
+    CHILD_CHECK(mseg_alloc(c, 100) != NULL);
+    _exit(0);                                        /* dies holding the lock */
+}
+
+Test(durability, a_failed_handle_recovering_a_dead_lock_owner_leaves_the_segment_usable, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = open_new(name, MSEG_DURABLE);
+    uint64_t *x = MSEG_NEW(s, "x", uint64_t, 1);
+    cr_assert_not_null(x);
+    *x = 1;
+    cr_assert_eq(mseg_sync(s), 0);
+    mseg_test_fail_flush(1);
+    errno = 0;
+    cr_assert_null(mseg_alloc(s, 10), "the allocation with a failing msync succeeded");
+    cr_assert_eq(errno, EIO, "%s", mseg_errmsg());
+    mseg_test_fail_flush(0);
+    mseg *other = mseg_open(name, MSEG_DURABLE, NULL);     /* a healthy handle */
+    cr_assert_not_null(other, "%s", mseg_errmsg());
+    dies_in_tx_name = name;
+    int st = th_fork_run(dies_in_tx, NULL);
+    cr_assert(TH_EXITED_OK(st));
+    (void)mseg_free_memory(s);                       /* takes the lock: recovers the dead owner */
+    cr_expect_eq(*x, 1, "the dead process's uncommitted store stayed");
+    cr_expect_not_null(mseg_alloc(other, 10), "the healthy handle: %s", mseg_errmsg());
+    struct mseg_report r;
+    cr_expect_eq(mseg_verify(other, &r), 0, "%s", mseg_errmsg());
+    mseg_close(other);
+    mseg_close(s);
+}
