@@ -677,8 +677,12 @@ static int recover(mseg *s)
         return -1;
     if (rec >= 0 && sync_rebooted_while_open(s)) {
         /* a power loss may have put an uncommitted operation's fresh
-           blocks on disk before its log head: rebuild what they covered */
-        if (heap_rebuild(s))
+           blocks on disk before its log head: rebuild what they covered.
+           Flushed at once, with what the log's recovery stored: a handle
+           without MSEG_DURABLE flushes nothing else before its clean
+           close, and a "clean" the kernel writes back ahead of the
+           repaired heap would skip this repair after the next power loss */
+        if (heap_rebuild(s) || flush_now(s, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF))
             return -1;
         rec = 1;
     }

@@ -725,3 +725,59 @@ Test(durability, a_failed_handle_recovering_a_dead_lock_owner_leaves_the_segment
     mseg_close(other);
     mseg_close(s);
 }
+
+/* A durable segment's power loss left an uncommitted operation's fresh
+   bytes on disk over a free block's links (the kernel wrote that page back
+   early), so its first open after the restart rebuilds the free lists. An
+   opener without MSEG_DURABLE that changes nothing (mseg recover, mseg
+   copy) did that rebuild in memory only, and its clean close said "clean"
+   without flushing it: once the kernel wrote the runtime page back before
+   the heap's, a second power loss left "clean" over the damaged links, and
+   the next open handed them out ("damaged free lists" at the first
+   allocation). The repair is now on disk before the open returns. */
+Test(durability, a_repair_after_a_power_loss_by_a_non_durable_opener_reaches_the_disk_before_its_clean_close,
+     .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 17 }, after_boot[16] = { 0xb2, 18 }, third_boot[16] = { 0xc3, 19 };
+    char name[256], image[256];
+    mseg_test_set_boot_id(boot);
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1u << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    void *a = mseg_alloc(s, 64), *f = mseg_alloc(s, 40000), *b = mseg_alloc(s, 64);
+    cr_assert(a && f && b);
+    cr_assert_eq(mseg_free(s, f), 0);              /* a free block between a and b */
+    cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
+    size_t n;
+    pl_disk = th_read_file(name, &n);
+    cr_assert_not_null(pl_disk);
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    uint8_t *p = mseg_alloc(s, 40000);             /* carved from the free block, uncommitted */
+    cr_assert_not_null(p);
+    memset(p, 0xff, 40000);                        /* over its links and footer */
+    const uint8_t *base = (const uint8_t *)mseg_at(s, MSEG_PAGE) - MSEG_PAGE;
+    uint64_t o = mseg_off_of(s, p);
+    for (uint64_t pg = o / MSEG_PAGE; pg <= (o + 40000) / MSEG_PAGE; pg++)
+        memcpy(pl_disk + pg * MSEG_PAGE, base + pg * MSEG_PAGE, MSEG_PAGE);   /* written back early */
+    th_name(image, 0);
+    cr_assert_eq(th_write_file(image, pl_disk, n), 0);   /* the power goes */
+    mseg_test_set_boot_id(after_boot);
+    mseg_test_set_flush_hook(pl_on_flush, NULL);
+    mseg *r = mseg_open(image, 0, NULL);           /* recovers, changes nothing */
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(r), 0);
+    mseg_test_set_flush_hook(NULL, NULL);
+    size_t m;
+    uint8_t *now = th_read_file(image, &m);        /* the page cache after the close */
+    cr_assert(now && m == n);
+    memcpy(pl_disk + MSEG_RUNTIME_OFF, now + MSEG_RUNTIME_OFF, MSEG_PAGE);   /* written back: "clean" */
+    free(now);
+    mseg_test_set_boot_id(third_boot);             /* the power goes again */
+    r = reopen_after_power_loss(n, NULL);
+    cr_expect_not_null(mseg_alloc(r, 30000), "%s", mseg_errmsg());
+    mseg_close(r);
+    mseg_test_set_boot_id(NULL);
+    mseg_tx_abort(s);
+    mseg_close(s);
+}
