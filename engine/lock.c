@@ -301,6 +301,23 @@ int seg_write_begin(mseg *s)
 int seg_write_end(mseg *s, bool commit)
 {
     int e = errno;
+    if (s->failed) {
+        /* a flush failed in this call (seg_write_begin refuses a failed
+           handle), when the log settled to make room: the records it
+           could not take make whatever the call read or returns wrong.
+           The call fails (-1 even when !commit, so callers keep this
+           errno), and says why, not the ENOMEM or EUCLEAN that the
+           missing records look like */
+        bool in_tx = tx_owns(s);
+        if (in_tx)
+            tx_fail(s);
+        else {
+            op_rollback(s);
+            lock_release(s);
+        }
+        return fail(EIO, "segment %s: a flush failed (msync); %s, and this handle refuses further "
+                    "writes", s->name, in_tx ? "the transaction was aborted" : "nothing was changed");
+    }
     if (tx_owns(s)) {
         /* a call that ran out of log records, or followed a damaged offset,
            dropped some of its stores: what it returns would be wrong (an

@@ -940,6 +940,11 @@ int op_commit(mseg *s)
         return -1;
     }
     uint32_t n = s->op.count;
+    if (s->failed) {        /* a flush failed in the operation (make_room): its records are short */
+        op_rollback(s);
+        return fail(EIO, "segment %s: a flush failed (msync); nothing was changed and this handle "
+                    "refuses further writes", s->name);
+    }
     if (s->op.overflow) {   /* before bad_access: a full log makes reads stale */
         op_rollback(s);
         return fail(ENOMEM, "segment %s: operation needs more than %zu log records",

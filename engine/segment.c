@@ -1207,8 +1207,8 @@ int mseg_free(mseg *s, void *p)
         op_direct(s);
     if (heap_free(s, (uint64_t)(b - s->base))) {
         int e = errno;
-        seg_write_end(s, false);
-        errno = e;
+        if (seg_write_end(s, false) == 0)   /* -1: a failed flush's EIO */
+            errno = e;
         return -1;
     }
     return seg_write_end(s, true);

@@ -781,3 +781,36 @@ Test(durability, a_repair_after_a_power_loss_by_a_non_durable_opener_reaches_the
     mseg_tx_abort(s);
     mseg_close(s);
 }
+
+/* A flush that fails inside a call (the log settling to make room in a
+   large transaction) fails that call, and the transaction, with EIO, as
+   mseg.h says: "EIO a failed flush made the handle unusable". It failed
+   with ENOMEM ("the transaction needs more than 4092 log records"), which
+   tells the caller to split the transaction and retry, or with EUCLEAN
+   (reads of a log that had stopped taking records looked like damage). */
+Test(durability, a_flush_failing_inside_a_transaction_fails_it_with_eio, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = open_new(name, MSEG_DURABLE);
+    cr_assert_not_null(MSEG_NEW(s, "before", long, 1));   /* the next records start after its */
+    cr_assert_eq(mseg_tx_begin(s), 0);
+    mseg_test_fail_flush(1);
+    int i = 0;
+    errno = 0;
+    while (i < 100000 && mseg_alloc(s, 16))
+        i++;
+    int e = errno;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", mseg_errmsg());
+    mseg_test_fail_flush(0);
+    cr_assert_lt(i, 100000, "the log never filled");
+    cr_expect_eq(e, EIO, "the allocation failed with %s: %s", strerror(e), msg);
+    cr_expect(strstr(msg, "flush") || strstr(msg, "msync"), "%s", msg);
+    errno = 0;
+    cr_expect_eq(mseg_tx_commit(s), -1);
+    cr_expect_eq(errno, ECANCELED, "%s", mseg_errmsg());
+    errno = 0;
+    cr_expect_null(mseg_alloc(s, 16));
+    cr_expect_eq(errno, EIO, "%s", mseg_errmsg());
+    mseg_close(s);
+}
