@@ -576,7 +576,7 @@ static int write_headers(mseg *s, uint64_t size, uint64_t max_size)
     return msync(s->base, MSEG_PAGE, MS_SYNC);
 }
 
-static int format_segment(mseg *s, const struct params *p, bool created)
+static int format_segment(mseg *s, const struct params *p)
 {
     const struct backend *be = backend_of(s->flags);
     /* "MSEGINIT" reaches the disk before any other byte and before the
@@ -600,7 +600,9 @@ static int format_segment(mseg *s, const struct params *p, bool created)
     op_discard(s);
     if (fsync(s->fd) || write_headers(s, p->size, p->max_size) || fsync(s->fd))
         return fail(errno, "segment %s: cannot write the new segment: %s", s->name, strerror(errno));
-    if (created && be->sync_name(s->name))
+    /* also when this open did not make the file: a leftover's creator may
+       have died before it fsynced the directory, and the entry with it */
+    if (be->sync_name(s->name))
         return fail(errno, "segment %s: cannot sync its directory: %s", s->name, strerror(errno));
     return 0;
 }
@@ -919,7 +921,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
                at the last close; open the name afresh instead. */
             if (!still_named(s))
                 return OPEN_AGAIN;
-            if (format_segment(s, p, created) == 0)
+            if (format_segment(s, p) == 0)
                 return attach_writer(s);
             int e = errno;
             /* nobody can be attached to what never got a header; but the

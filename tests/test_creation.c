@@ -218,3 +218,32 @@ Test(creation, a_power_loss_at_any_point_of_creation_leaves_a_file_create_accept
     cr_log_info("creation: %d durable states, %lu images, every one opened or formatted",
                 rec.count, images);
 }
+
+/* MSEG_CREATE formatting a leftover of an interrupted creation (here an
+   empty file, as a creator killed right after open(O_CREAT) leaves it) is
+   a creation too: the leftover's directory entry may never have reached
+   the disk (its creator died before fsyncing the directory), and a power
+   loss would then take the new segment, with every durable operation made
+   in it, away by its name. Only a file this open made itself had its
+   directory fsynced. */
+static unsigned dir_fsyncs;
+static void count_dir_fsync(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        dir_fsyncs++;
+}
+
+Test(creation, formatting_a_leftover_of_an_interrupted_creation_fsyncs_its_directory, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    cr_assert_eq(th_write_file(name, "", 0), 0);      /* the leftover */
+    dir_fsyncs = 0;
+    th_fsync_hook = count_dir_fsync;
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_DURABLE, &creation_config);
+    th_fsync_hook = NULL;
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_expect_geq(dir_fsyncs, 1u, "the directory of the formatted leftover was not fsynced");
+    mseg_close(s);
+}
