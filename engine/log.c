@@ -1161,8 +1161,14 @@ void op_committed_bytes(mseg *s, uint64_t off, void *dst, unsigned len)
             }
 }
 
+/* flush_now when flush, else nothing. */
+static int flush_if(mseg *s, bool flush, uint64_t off, uint64_t len)
+{
+    return flush ? flush_now(s, off, len) : 0;
+}
+
 /* Restores user bytes, newest record first, so the oldest saved value wins. */
-static void undo_apply(mseg *s)
+static void undo_apply(mseg *s, bool flush)
 {
     struct mseg_undo_trailer tr;
     const uint8_t *b = NULL;
@@ -1170,23 +1176,24 @@ static void undo_apply(mseg *s)
     for (uint64_t i = n; i-- > 0;) {
         undo_walk(s, i, &tr, &b);
         memcpy(s->base + tr.off, b, tr.len);
-        flush_range(s, tr.off, tr.len);
+        flush_if(s, flush, tr.off, tr.len);
     }
 }
 
 /* Ends an uncommitted operation or transaction in memory: user bytes back,
-   free lists rebuilt if it carved blocks, log empty. */
-static int roll_back(mseg *s, bool carved)
+   free lists rebuilt if it carved blocks, log empty. flush: the repairs
+   reach the disk before the log that covered them is emptied. */
+static int roll_back(mseg *s, bool carved, bool flush)
 {
     struct mseg_log_head *h = log_head(s);
     readers_hold(s);
     if (h->undo_size)
-        undo_apply(s);
+        undo_apply(s, flush);
     int rebuilt = carved ? heap_rebuild(s) : 0;
     readers_release(s);
     if (rebuilt)
         return -1;
-    int rc = carved ? flush_range(s, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF) : 0;
+    int rc = carved ? flush_if(s, flush, MSEG_CONTROL_OFF, s->size - MSEG_CONTROL_OFF) : 0;
     /* the commit slots stay: a committed durable operation before this one
        may still owe its pages. The log is emptied in memory even when the
        flush failed (the handle flushes nothing more, flush_now): every
@@ -1194,7 +1201,7 @@ static int roll_back(mseg *s, bool carved)
        applied again, over later changes, by the next recovery */
     __atomic_store_n(&h->undo_size, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&h->active, 0, __ATOMIC_RELEASE);
-    return rc ? rc : flush_range(s, MSEG_LOG_OFF, sizeof *h);
+    return rc ? rc : flush_if(s, flush, MSEG_LOG_OFF, sizeof *h);
 }
 
 int op_rollback(mseg *s)
@@ -1209,7 +1216,7 @@ int op_rollback(mseg *s)
     bool carved = s->op.allocated > 0 || s->op.direct;   /* direct: stored in place */
     s->op.allocated = 0;
     s->op.direct = s->op.direct_inline = false;   /* op_seq stays odd until roll_back's rebuild is done */
-    return roll_back(s, carved);
+    return roll_back(s, carved, s->flags & MSEG_DURABLE);
 }
 
 /* Replays slot i's records in place; widens [*lo, *hi). -1 with EUCLEAN if
@@ -1308,7 +1315,12 @@ int log_recover(mseg *s, bool after_reboot)
         /* never committed: nothing of it was applied but fresh blocks and
            user bytes declared with mseg_tx_add */
         crash_point("recover.rollback");
-        if (roll_back(s, f.inflight) && !s->failed)   /* releases the readers */
+        /* flushed whoever recovers: the operation may be a durable
+           handle's, whose undo records on disk are all that keeps its
+           stores (written back early) from surviving a power loss; a
+           handle without MSEG_DURABLE would otherwise empty that log in
+           memory only, where the kernel may write it back first */
+        if (roll_back(s, f.inflight, true) && !s->failed)   /* releases the readers */
             return -1;
         done = 1;
     }

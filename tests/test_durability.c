@@ -6,6 +6,7 @@
  * crash image; these tests pin the protocol's costs and its failure rules.
  */
 #include <criterion/criterion.h>
+#include <sys/mman.h>
 
 #include "helpers.h"
 #include "layout.h"   /* MSEG_RUNTIME_OFF, MSEG_PAGE: which pages a power loss kept */
@@ -813,4 +814,83 @@ Test(durability, a_flush_failing_inside_a_transaction_fails_it_with_eio, .fini =
     cr_expect_null(mseg_alloc(s, 16));
     cr_expect_eq(errno, EIO, "%s", mseg_errmsg());
     mseg_close(s);
+}
+
+/* A durable process dies inside a transaction, after mseg_tx_add and its
+   store in place (the kernel may write that page back at once: the undo
+   record, flushed first, covers it). A process without MSEG_DURABLE is the
+   next to take the lock and rolls it back. Its rollback restored the bytes
+   and emptied the log in memory, without flushing either, so once the
+   kernel wrote the log head (undo records gone) and, at that process's
+   clean close, the runtime page ("clean") back before the restored page,
+   a power loss kept the uncommitted store for good: the next open found
+   nothing to recover. A recovery flushes what it repairs, whoever runs it. */
+static const char *mixed_name;
+static void durable_dies_in_tx(void *arg)
+{
+    (void)arg;
+    mseg *d = mseg_open(mixed_name, MSEG_DURABLE, NULL);
+    CHILD_CHECK(d != NULL);
+    uint64_t *x = MSEG_FIND(d, "x", uint64_t, NULL);
+    CHILD_CHECK(x != NULL);
+    mseg_test_set_flush_hook(pl_on_flush, NULL);     /* pl_disk is shared */
+    CHILD_CHECK(mseg_tx_begin(d) == 0 && mseg_tx_add(d, x, 8) == 0);
+    *x = 666;                                         /* uncommitted */
+    const uint8_t *base = (const uint8_t *)mseg_at(d, MSEG_PAGE) - MSEG_PAGE;
+    uint64_t pg = mseg_off_of(d, x) / MSEG_PAGE * MSEG_PAGE;
+    memcpy(pl_disk + pg, base + pg, MSEG_PAGE);       /* written back early by the kernel */
+    _exit(0);                                         /* dies holding the lock */
+}
+
+Test(durability, a_durable_transaction_rolled_back_by_a_non_durable_process_stays_rolled_back_after_a_power_loss,
+     .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 21 }, after_boot[16] = { 0xb2, 22 };
+    char name[256];
+    mseg_test_set_boot_id(boot);
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1u << 20 };
+    mseg *d = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(d, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(d, "pad", char, 3 * MSEG_PAGE));   /* x on a page of its own */
+    uint64_t *x0 = MSEG_NEW(d, "x", uint64_t, 1);
+    cr_assert_not_null(x0);
+    *x0 = 1;
+    cr_assert_eq(mseg_close(d), 0);
+    size_t n;
+    uint8_t *file = th_read_file(name, &n);          /* all flushed by the close */
+    cr_assert_not_null(file);
+    pl_disk = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(pl_disk, MAP_FAILED);
+    memcpy(pl_disk, file, n);
+    free(file);
+    mseg *l = mseg_open(name, 0, NULL);              /* without MSEG_DURABLE */
+    cr_assert_not_null(l, "%s", mseg_errmsg());
+    mixed_name = name;
+    int st = th_fork_run(durable_dies_in_tx, NULL);
+    cr_assert(TH_EXITED_OK(st));
+    mseg_test_set_flush_hook(pl_on_flush, NULL);
+    (void)mseg_free_memory(l);                       /* takes the lock: rolls the transaction back */
+    uint64_t *x = MSEG_FIND(l, "x", uint64_t, NULL);
+    cr_assert_not_null(x);
+    cr_assert_eq(*x, 1, "not rolled back in memory");
+    cr_assert_eq(mseg_close(l), 0);                   /* the last one: "clean" */
+    mseg_test_set_flush_hook(NULL, NULL);
+    uint8_t *now = th_read_file(name, &n);
+    cr_assert_not_null(now);
+    /* the kernel wrote the runtime page and the log head back, not x's page */
+    memcpy(pl_disk + MSEG_RUNTIME_OFF, now + MSEG_RUNTIME_OFF, MSEG_PAGE);
+    memcpy(pl_disk + MSEG_LOG_OFF, now + MSEG_LOG_OFF, MSEG_PAGE);
+    free(now);
+    uint8_t *img = malloc(n);
+    cr_assert_not_null(img);
+    memcpy(img, pl_disk, n);
+    munmap(pl_disk, n);
+    pl_disk = img;                                   /* reopen_after_power_loss frees it */
+    mseg *r = reopen_after_power_loss(n, after_boot);
+    x = MSEG_FIND(r, "x", uint64_t, NULL);
+    cr_assert_not_null(x, "%s", mseg_errmsg());
+    cr_expect_eq(*x, 1, "the uncommitted store of the dead durable transaction survived the power loss");
+    mseg_close(r);
+    mseg_test_set_boot_id(NULL);
 }
