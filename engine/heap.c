@@ -804,3 +804,21 @@ int heap_drain_garbage(mseg *s)
     }
     return 0;
 }
+
+/* The garbage another process left (it died between two batches, or a
+   power loss stopped it), freed by the first opener or by the next to take
+   the lock from it. Nothing else marks these batches as this handle's
+   changes, and the segment may be a durable one whose writers count on its
+   disk: so they commit as durable operations whatever the handle, and the
+   slots are settled after the last. Without, a handle without MSEG_DURABLE
+   left them in the page cache, and a power loss after its clean close
+   could find "clean" over half-written batches. */
+int heap_drain_garbage_durably(mseg *s)
+{
+    if (!heap_has_garbage(s))
+        return 0;
+    s->op.durable_drain = true;
+    int rc = heap_drain_garbage(s);
+    s->op.durable_drain = false;
+    return rc ? rc : log_settle(s);
+}

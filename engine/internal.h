@@ -46,6 +46,7 @@ struct op {
     uint32_t ndeferred, cap_deferred, save_deferred;
     struct deferred_index *deferred_index;   /* deferred.c: finds a block among them */
     bool     draining;          /* op_commit is freeing owed blocks (no recursion) */
+    bool     durable_drain;     /* heap_drain_garbage_durably: commits as MSEG_DURABLE's */
     uint64_t bloom[4];          /* words with a record (a 256-bit bloom filter) */
     struct record_index *record_index;   /* log.c: a large operation's records by word */
     uint64_t fresh_lo, fresh_hi;/* range of fresh in-place writes (0,0 = none) */
@@ -399,6 +400,7 @@ void     deferred_release_memory(mseg *s);                  /* at close */
 void     op_index_release(mseg *s);                         /* log.c: at close */
 bool     heap_has_garbage(mseg *s);                         /* blocks owed by a big free */
 int      heap_drain_garbage(mseg *s);                       /* frees them, batch by batch (under the lock) */
+int      heap_drain_garbage_durably(mseg *s);               /* ...another process left: as durable operations */
 bool     heap_block_is_live(mseg *s, uint64_t p);           /* in the op's view */
 uint64_t heap_block_room(mseg *s, uint64_t p);             /* cheaper: payload bytes if used and inside the heap, else 0 */
 /* While mseg_check runs on this thread: the used blocks its heap walk found,

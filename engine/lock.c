@@ -223,7 +223,7 @@ static int lock_take(mseg *s)
         int rec = seg_follow_growth(s) ? -1 : log_recover(s, false);   /* others live: no reboot */
         /* a handle whose flush failed commits nothing: the garbage waits
            for a healthy handle's next operation */
-        if (rec >= 0 && !s->failed && heap_drain_garbage(s))
+        if (rec >= 0 && !s->failed && heap_drain_garbage_durably(s))
             rec = -1;
         if (rec < 0) {
             int e = errno;

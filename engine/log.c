@@ -162,10 +162,17 @@ int flush_now(mseg *s, uint64_t off, uint64_t len)
     return 0;
 }
 
+/* Whether the operation follows the durable protocol: the handle's
+   MSEG_DURABLE, or a drain of garbage another process left (heap.c). */
+static bool op_durable(const mseg *s)
+{
+    return (s->flags & MSEG_DURABLE) || s->op.durable_drain;
+}
+
 /* flush_now in durable mode; nothing otherwise. */
 static int flush_range(mseg *s, uint64_t off, uint64_t len)
 {
-    if (!(s->flags & MSEG_DURABLE))
+    if (!op_durable(s))
         return 0;
     return flush_now(s, off, len);
 }
@@ -811,7 +818,7 @@ static void log_as_records(mseg *s, uint64_t lo, uint64_t hi)
    costs no flush; many or large ones are flushed here (a third msync). */
 static int secure_fresh(mseg *s)
 {
-    if (!s->op.fresh_hi || !(s->flags & MSEG_DURABLE) || s->mode != MODE_RW)
+    if (!s->op.fresh_hi || !op_durable(s) || s->mode != MODE_RW)
         return 0;
     if (s->op.fresh_bytes <= MSEG_FRESH_LOGGED) {
         for (unsigned i = 0; i < s->op.nfresh; i++)
@@ -961,7 +968,7 @@ int op_commit(mseg *s)
         op_end_thread(s);
         return 0;
     }
-    bool durable = s->flags & MSEG_DURABLE;
+    bool durable = op_durable(s);
     struct slot sl = slot_at(s, s->op.slot);
     int rc = 0;
 

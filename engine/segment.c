@@ -813,7 +813,7 @@ static int attach_writer(mseg *s)
         rt->size = s->size;
         __atomic_add_fetch(&rt->epoch, 1, __ATOMIC_RELEASE);
         int rec = recover(s);
-        if (rec < 0 || (s->mode == MODE_RW && heap_drain_garbage(s)))
+        if (rec < 0 || (s->mode == MODE_RW && heap_drain_garbage_durably(s)))
             return -1;
         s->recovered = rec > 0;
         /* a damaged copy is repaired from the good one as read above, once

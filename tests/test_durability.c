@@ -894,3 +894,101 @@ Test(durability, a_durable_transaction_rolled_back_by_a_non_durable_process_stay
     mseg_close(r);
     mseg_test_set_boot_id(NULL);
 }
+
+/* A durable process dies while it frees a large container's blocks in
+   garbage batches (each batch an operation of its own), so the segment
+   still owes some. The first opener after it, without MSEG_DURABLE,
+   frees them before its open returns, and changes nothing else; its
+   clean close says "clean". Those batches are its changes like any other,
+   but nothing told a power loss so (no unsynced mark, no flush): once the
+   kernel wrote the runtime page ("clean") and the control page back
+   before the heap's pages, the next open trusted the disk as it was. */
+static const char *drain_name;
+static unsigned drain_retired;
+static void die_after_first_batch(const char *point, unsigned long n, void *arg)
+{
+    (void)n, (void)arg;
+    if (strcmp(point, "log.retired") == 0 && ++drain_retired == 2)
+        _exit(0);                         /* the destroy, then one batch, returned */
+}
+
+static void durable_dies_draining(void *arg)
+{
+    (void)arg;
+    mseg *d = mseg_open(drain_name, MSEG_DURABLE, NULL);
+    CHILD_CHECK(d != NULL);
+    mseg_test_set_flush_hook(pl_on_flush, NULL);      /* pl_disk is shared */
+    mseg_test_set_crash_hook(die_after_first_batch, NULL);
+    mseg_destroy(d, "mv");
+    _exit(1);                                         /* never drained in batches */
+}
+
+/* kept: which pages besides the runtime page the kernel wrote back before
+   the power went (0: the control page; 1: all but it; 2-4: mixes). */
+static void drained_by_non_durable_opener(int kept)
+{
+    static const uint8_t boot[16] = { 0xa1, 23 }, after_boot[16] = { 0xb2, 24 };
+    drain_retired = 0;
+    char name[256];
+    mseg_test_set_boot_id(boot);
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 4u << 20 };
+    mseg *d = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(d, "%s", mseg_errmsg());
+    mseg_map *m = mseg_map_open(d, "mv", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    cr_assert_not_null(m);
+    for (int t = 0; t < 4; t++) {                     /* 1,200 out-of-line values */
+        cr_assert_eq(mseg_tx_begin(d), 0);
+        for (int k = t * 300; k < t * 300 + 300; k++) {
+            char key[24], val[24];
+            int kl = snprintf(key, sizeof key, "key-%06d", k);
+            memset(val, 'a' + k % 26, sizeof val);
+            cr_assert_eq(mseg_map_put(d, m, key, (size_t)kl, val, sizeof val), 0, "%s", mseg_errmsg());
+        }
+        cr_assert_eq(mseg_tx_commit(d), 0, "%s", mseg_errmsg());
+    }
+    cr_assert_eq(mseg_close(d), 0);
+    size_t n;
+    uint8_t *file = th_read_file(name, &n);           /* all flushed by the close */
+    cr_assert_not_null(file);
+    pl_disk = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(pl_disk, MAP_FAILED);
+    memcpy(pl_disk, file, n);
+    free(file);
+    drain_name = name;
+    int st = th_fork_run(durable_dies_draining, NULL);
+    cr_assert(TH_EXITED_OK(st), "the destroy did not stop after its first batch");
+    mseg_test_set_flush_hook(pl_on_flush, NULL);
+    mseg *l = mseg_open(name, 0, NULL);               /* frees the rest */
+    cr_assert_not_null(l, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(l), 0);                   /* the last one: "clean" */
+    mseg_test_set_flush_hook(NULL, NULL);
+    uint8_t *now = th_read_file(name, &n);
+    cr_assert_not_null(now);
+    /* the kernel wrote the runtime page ("clean") back, and some others */
+    memcpy(pl_disk + MSEG_RUNTIME_OFF, now + MSEG_RUNTIME_OFF, MSEG_PAGE);
+    if (kept == 0 || kept >= 3)
+        memcpy(pl_disk + MSEG_CONTROL_OFF, now + MSEG_CONTROL_OFF, MSEG_PAGE);
+    for (size_t pg = MSEG_LOG_OFF / MSEG_PAGE; kept && pg < n / MSEG_PAGE; pg++)
+        if (kept == 1 || (kept == 2 && pg % 2) || (kept == 3 && pg % 3 == 0) || (kept == 4 && pg * 7919 % 5 < 2))
+            memcpy(pl_disk + pg * MSEG_PAGE, now + pg * MSEG_PAGE, MSEG_PAGE);
+    free(now);
+    uint8_t *img = malloc(n);
+    cr_assert_not_null(img);
+    memcpy(img, pl_disk, n);
+    munmap(pl_disk, n);
+    pl_disk = img;                                    /* reopen_after_power_loss frees it */
+    mseg *r = reopen_after_power_loss(n, after_boot);
+    cr_expect_null(mseg_map_open(r, "mv", MSEG_KEY_BYTES, 0, 0), "the acknowledged destroy was lost");
+    cr_expect_not_null(mseg_alloc(r, 100000), "pages kept %d: %s", kept, mseg_errmsg());
+    mseg_close(r);
+    mseg_test_set_boot_id(NULL);
+    mseg_remove(name, 0);
+}
+
+Test(durability, garbage_freed_by_a_non_durable_opener_survives_a_power_loss_after_its_clean_close,
+     .fini = th_cleanup)
+{
+    for (int kept = 0; kept <= 4; kept++)
+        drained_by_non_durable_opener(kept);
+}
