@@ -11,4 +11,8 @@
 
 extern void (*th_fsync_hook)(int fd);
 
+/* When not 0, the next fsync fails with this errno (and it goes back to
+   0); the hook may set it for the call it sees. */
+extern int th_fsync_fail;
+
 #endif

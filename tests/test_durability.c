@@ -7,7 +7,9 @@
  */
 #include <criterion/criterion.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
+#include "fsync_hook.h"
 #include "helpers.h"
 #include "layout.h"   /* MSEG_RUNTIME_OFF, MSEG_PAGE: which pages a power loss kept */
 #include "testing.h"
@@ -991,4 +993,371 @@ Test(durability, garbage_freed_by_a_non_durable_opener_survives_a_power_loss_aft
 {
     for (int kept = 0; kept <= 4; kept++)
         drained_by_non_durable_opener(kept);
+}
+
+/* ------------------------------------------------------------------ */
+/* A failed flush at every persist point of a durable script           */
+/* ------------------------------------------------------------------ */
+
+/* The script runs once without failures (the oracle: a digest of the
+   state after each step), then once per persist point k (every msync and
+   fsync, counted from the first step), with the k-th failing (EIO): the
+   failing msync writes nothing and the kernel marks its pages clean, so a
+   later msync writes such a page only if it changed again (sweep_flush).
+   The failing step must fail with EIO, and no later step may succeed (the
+   handle refuses writes); then the handle is closed and the power goes:
+   the disk is what the model holds. Reopened after a restart, the
+   segment must check sound and equal the state after the last step that
+   returned, or after the failing one. The steps: constructs, transactions
+   of user bytes spanning pages (logged, and flushed before the commit),
+   growth, a vector's pushes and move, transactions of map puts that fill
+   the log (it settles to make room: a flush inside a call), a destroy of
+   1,200 blocks (garbage batches), an mseg_sync. */
+#define SW_MAX   (4u << 20)
+#define SW_PAGES (SW_MAX / MSEG_PAGE)
+#define SW_STEPS 64
+
+static struct {
+    uint8_t *disk;                 /* SW_MAX bytes */
+    uint8_t *lost[SW_PAGES];       /* a page's bytes when its write failed */
+    uint64_t size;                 /* the file's durable size */
+    long events, target;
+} sw;
+
+struct sweep_shared {
+    uint64_t oracle[SW_STEPS + 1];
+    int nsteps;
+    int failed_at, acked, matched;   /* the child's verdict; matched -1: no state */
+    int late_ok;                     /* a step after the failure succeeded (-1: none) */
+    int fsync_failed;                /* the failing persist was an fsync */
+    int fail_errno;                  /* of the failing step */
+    char fail_msg[300];              /* ...and its message */
+    char why[300];                   /* what recovery found wrong */
+};
+static struct sweep_shared *swsh;
+
+static void sweep_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    (void)size, (void)arg;
+    bool failing = ++sw.events == sw.target;
+    if (failing)
+        mseg_test_fail_flush(1);
+    for (uint64_t p = off / MSEG_PAGE; p < (off + len + MSEG_PAGE - 1) / MSEG_PAGE && p < SW_PAGES; p++) {
+        const uint8_t *now = base + p * MSEG_PAGE;
+        if (failing) {
+            if (!sw.lost[p] && memcmp(sw.disk + p * MSEG_PAGE, now, MSEG_PAGE) != 0) {
+                sw.lost[p] = malloc(MSEG_PAGE);
+                CHILD_CHECK(sw.lost[p] != NULL);
+                memcpy(sw.lost[p], now, MSEG_PAGE);
+            }
+        } else if (!sw.lost[p] || memcmp(sw.lost[p], now, MSEG_PAGE) != 0) {
+            memcpy(sw.disk + p * MSEG_PAGE, now, MSEG_PAGE);
+        }
+    }
+}
+
+/* The engine's fsyncs (fsync_hook.h): counted with the msyncs; a growth's
+   makes the file's new size durable. */
+static void sweep_fsync(int fd)
+{
+    if (++sw.events == sw.target) {
+        th_fsync_fail = EIO;
+        swsh->fsync_failed = 1;
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > sw.size &&
+        (uint64_t)st.st_size <= SW_MAX)
+        sw.size = (uint64_t)st.st_size;
+}
+
+static uint64_t sweep_mix(uint64_t h, const void *p, size_t n)
+{
+    return XXH3_64bits_withSeed(p, n, h);
+}
+
+static int sweep_collect(const struct mseg_named *o, void *arg)
+{
+    uint64_t *h = arg;
+    *h += XXH3_64bits(o->name, strlen(o->name)) ^ (o->count * 0x9e3779b97f4a7c15ull);   /* any order */
+    return 0;
+}
+
+/* The state: heap figures, the named objects, the bytes of "big" and "a",
+   the vector and the maps. 0 with why when it cannot be read. */
+static uint64_t sweep_digest(mseg *s, char *why, size_t whylen)
+{
+    struct mseg_report r;
+    if (mseg_verify(s, &r) != 0) {
+        snprintf(why, whylen, "mseg_verify: %s", mseg_errmsg());
+        return 0;
+    }
+    uint64_t h = r.blocks_used * 31 + r.bytes_used, names = 0;
+    mseg_named_foreach(s, sweep_collect, &names);
+    h = sweep_mix(h, &names, 8);
+    size_t n;
+    uint8_t *big = mseg_find(s, "big", "u8", 1, &n);
+    if (big)
+        h = sweep_mix(h, big, n);
+    uint64_t *a = mseg_find(s, "a", "u64", 8, &n);
+    if (a)
+        h = sweep_mix(h, a, n * 8);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    if (v && (n = mseg_vec_len(s, v)) > 0)
+        h = sweep_mix(h, mseg_vec_data(s, v), n * 8);
+    const char *maps[2] = { "m", "mv" };
+    for (int i = 0; i < 2; i++) {
+        mseg_map *m = mseg_map_open(s, maps[i], i ? MSEG_KEY_BYTES : MSEG_KEY_U64, i ? 0 : 8, 0);
+        struct mseg_cursor c;
+        for (int rc = m ? mseg_map_first(s, m, &c) : -1; rc == 0; rc = mseg_map_next(s, &c)) {
+            h = sweep_mix(h, c.key, c.klen);
+            h = sweep_mix(h, c.val, c.vlen);
+        }
+    }
+    return h | 1;
+}
+
+static uint8_t sweep_pattern(size_t i) { return (uint8_t)(i * 7 + 1); }
+
+/* Step i of the script: 0 done, -1 failed, 1 past the end. */
+static int sweep_step(mseg *s, int i)
+{
+    int k = 0;
+#define SW_STEP if (i == k++)
+    SW_STEP {
+        uint64_t a[16];
+        for (int j = 0; j < 16; j++)
+            a[j] = (uint64_t)j * 3;
+        return mseg_construct(s, "a", "u64", 8, 16, a) ? 0 : -1;
+    }
+    SW_STEP {
+        uint8_t *b = mseg_construct(s, "big", "u8", 1, 60000, NULL);
+        return b ? 0 : -1;
+    }
+    SW_STEP {   /* user bytes across a page boundary, logged */
+        uint8_t *b = mseg_find(s, "big", "u8", 1, NULL);
+        if (!b || mseg_tx_begin(s) || mseg_tx_add(s, b + 4000, 200) || mseg_tx_add(s, b + 8150, 100))
+            return -1;
+        memset(b + 4000, 0x11, 200);
+        memset(b + 8150, 0x22, 100);
+        return mseg_tx_commit(s);
+    }
+    SW_STEP {   /* over many pages: flushed before the commit */
+        uint8_t *b = mseg_find(s, "big", "u8", 1, NULL);
+        if (!b || mseg_tx_begin(s) || mseg_tx_add(s, b + 10000, 30000))
+            return -1;
+        for (size_t j = 0; j < 30000; j++)
+            b[10000 + j] = sweep_pattern(j);
+        return mseg_tx_commit(s);
+    }
+    SW_STEP { return mseg_vec_open(s, "v", 8, MSEG_CREATE) ? 0 : -1; }
+    for (int j = 0; j < 6; j++)
+        SW_STEP {
+            uint64_t e = 1000 + (uint64_t)j;
+            return mseg_vec_push(s, mseg_vec_open(s, "v", 8, 0), &e);
+        }
+    SW_STEP { return mseg_vec_reserve(s, mseg_vec_open(s, "v", 8, 0), 30000); }   /* grows */
+    SW_STEP { return mseg_sync(s); }
+    for (int t = 0; t < 6; t++)
+        SW_STEP {   /* 200 puts: the log fills and settles to make room */
+            if (mseg_tx_begin(s))
+                return -1;                              /* one commit: the map's creation in it */
+            mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+            if (!m)
+                return -1;
+            for (uint64_t j = 0; j < 200; j++) {
+                uint64_t key = ((uint64_t)t * 200 + j) * 2654435761u % 100000, val = key ^ 0x55;
+                if (mseg_map_put(s, m, &key, 8, &val, 8))
+                    return -1;
+            }
+            return mseg_tx_commit(s);
+        }
+    for (int t = 0; t < 4; t++)
+        SW_STEP {
+            if (mseg_tx_begin(s))
+                return -1;
+            mseg_map *m = mseg_map_open(s, "mv", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+            if (!m)
+                return -1;
+            for (int j = 0; j < 300; j++) {
+                char key[24], val[24];
+                int kl = snprintf(key, sizeof key, "key-%05d", t * 300 + j);
+                memset(val, 'a' + j % 26, sizeof val);
+                if (mseg_map_put(s, m, key, (size_t)kl, val, sizeof val))
+                    return -1;
+            }
+            return mseg_tx_commit(s);
+        }
+    SW_STEP { return mseg_destroy(s, "mv"); }   /* the garbage path */
+    SW_STEP {
+        uint64_t e = 7;
+        return mseg_vec_push(s, mseg_vec_open(s, "v", 8, 0), &e);
+    }
+    SW_STEP { return mseg_destroy(s, "m"); }
+    SW_STEP {
+        uint64_t *a = mseg_find(s, "a", "u64", 8, NULL);
+        if (!a || mseg_tx_begin(s) || mseg_tx_add(s, a, 128))
+            return -1;
+        a[3] = 99;
+        return mseg_tx_commit(s);
+    }
+#undef SW_STEP
+    swsh->nsteps = k;
+    return 1;
+}
+
+static const uint8_t SW_BOOT[16] = { 0xa1, 31 }, SW_AFTER[16] = { 0xb2, 32 };
+static char sw_path[256], sw_img[256];
+
+static mseg *sweep_create(void)
+{
+    unlink(sw_path);
+    struct mseg_config cfg = { .size = MSEG_MIN_SIZE, .max_size = SW_MAX };
+    return mseg_open(sw_path, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+}
+
+static void sweep_reference(void *arg)
+{
+    (void)arg;
+    alarm(60);
+    mseg_test_set_boot_id(SW_BOOT);
+    mseg *s = sweep_create();
+    CHILD_CHECK(s != NULL);
+    char why[300];
+    swsh->oracle[0] = sweep_digest(s, why, sizeof why);
+    for (int i = 0;; i++) {
+        int rc = sweep_step(s, i);
+        if (rc == 1)
+            break;
+        CHILD_CHECK(rc == 0 && i < SW_STEPS);
+        swsh->oracle[i + 1] = sweep_digest(s, why, sizeof why);
+        CHILD_CHECK(swsh->oracle[i + 1] != 0);
+    }
+    mseg_close(s);
+    unlink(sw_path);
+}
+
+/* Child: the script with the k-th persist failing; the verdict in swsh. */
+static void sweep_failing(void *arg)
+{
+    long k = *(const long *)arg;
+    alarm(60);
+    mseg_test_set_boot_id(SW_BOOT);
+    mseg *s = sweep_create();
+    CHILD_CHECK(s != NULL && mseg_sync(s) == 0);
+    size_t len;
+    uint8_t *file = th_read_file(sw_path, &len);
+    CHILD_CHECK(file != NULL && len <= SW_MAX);
+    sw.disk = calloc(1, SW_MAX);
+    CHILD_CHECK(sw.disk != NULL);
+    memcpy(sw.disk, file, len);
+    free(file);
+    sw.size = len;
+    sw.events = 0;
+    sw.target = k;
+    swsh->failed_at = -1;
+    swsh->late_ok = -1;
+    swsh->fsync_failed = 0;
+    swsh->acked = 0;
+    swsh->matched = -1;
+    swsh->why[0] = '\0';
+    mseg_test_set_flush_hook(sweep_flush, NULL);
+    th_fsync_hook = sweep_fsync;
+    for (int i = 0;; i++) {
+        errno = 0;
+        int rc = sweep_step(s, i);
+        if (rc == 1)
+            break;
+        if (swsh->failed_at < 0 && rc == 0) {
+            swsh->acked = i + 1;
+            continue;
+        }
+        if (swsh->failed_at < 0) {
+            swsh->failed_at = i;
+            swsh->fail_errno = errno;
+            snprintf(swsh->fail_msg, sizeof swsh->fail_msg, "%s", mseg_errmsg());
+        } else if (rc == 0 && swsh->late_ok < 0) {
+            swsh->late_ok = i;                       /* (later steps find nothing: ENOENT is fine) */
+        }
+        mseg_tx_abort(s);
+    }
+    mseg_close(s);
+    mseg_test_set_flush_hook(NULL, NULL);
+    th_fsync_hook = NULL;
+    if (swsh->failed_at < 0)
+        return;                                      /* k is past the script's persists */
+    CHILD_CHECK(th_write_file(sw_img, sw.disk, sw.size) == 0);
+    mseg_test_set_boot_id(SW_AFTER);                 /* the power went */
+    struct mseg_report r;
+    if (mseg_check(sw_img, 0, &r) != 0) {
+        snprintf(swsh->why, sizeof swsh->why, "mseg_check: %s", mseg_errmsg());
+        return;
+    }
+    mseg *t = mseg_open(sw_img, MSEG_DURABLE, NULL);
+    if (!t) {
+        snprintf(swsh->why, sizeof swsh->why, "mseg_open: %s", mseg_errmsg());
+        return;
+    }
+    uint64_t d = sweep_digest(t, swsh->why, sizeof swsh->why);
+    mseg_close(t);
+    /* two steps may leave equal states: the two allowed ones first */
+    int allowed[2] = { swsh->acked, swsh->failed_at + 1 };
+    for (int j = 0; j < 2 && swsh->matched < 0; j++)
+        if (d && swsh->oracle[allowed[j]] == d)
+            swsh->matched = allowed[j];
+    for (int j = swsh->nsteps; j >= 0 && swsh->matched < 0; j--)
+        if (d && swsh->oracle[j] == d)
+            swsh->matched = j;
+}
+
+Test(durability, a_failed_flush_at_any_persist_point_refuses_later_writes_and_keeps_every_acknowledged_step,
+     .timeout = 300, .fini = th_cleanup)
+{
+    swsh = mmap(NULL, sizeof *swsh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(swsh, MAP_FAILED);
+    /* tmpfs when there is one: thousands of msyncs cost nothing there */
+    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : th_tmpdir();
+    snprintf(sw_path, sizeof sw_path, "%s/mseg-t-%d-%d-sweep.seg", dir, th_run_id(), (int)getpid());
+    snprintf(sw_img, sizeof sw_img, "%s/mseg-t-%d-%d-sweep.img", dir, th_run_id(), (int)getpid());
+    th_track(sw_path, 0);
+    th_track(sw_img, 0);
+    cr_assert(TH_EXITED_OK(th_fork_run(sweep_reference, NULL)), "the reference run failed");
+    unsigned points = 0, fsyncs = 0, acked_state = 0, failing_state = 0, failures = 0;
+    for (long k = 1; k < 100000; k++) {
+        int st = th_fork_run(sweep_failing, &k);
+        char buf[100];
+        cr_assert(TH_EXITED_OK(st), "persist %ld: child %s", k, th_status_str(st, buf, sizeof buf));
+        if (swsh->failed_at < 0)
+            break;
+        points++;
+        fsyncs += (unsigned)swsh->fsync_failed;
+        const struct sweep_shared *v = swsh;
+        bool ok = true;
+        if (v->fail_errno != EIO) {
+            cr_log_error("persist %ld: step %d failed with %s: %s", k, v->failed_at, strerror(v->fail_errno),
+                         v->fail_msg);
+            ok = false;
+        }
+        if (v->late_ok >= 0) {
+            cr_log_error("persist %ld: step %d succeeded after the failure in step %d", k, v->late_ok, v->failed_at);
+            ok = false;
+        }
+        if (v->matched == v->acked)
+            acked_state++;
+        else if (v->matched == v->failed_at + 1)
+            failing_state++;
+        else {
+            cr_log_error("persist %ld (failing step %d, %d acknowledged): the recovered state is that after "
+                         "step %d %s", k, v->failed_at, v->acked, v->matched, v->why);
+            ok = false;
+        }
+        failures += !ok;
+    }
+    cr_log_info("durability: %u persist points failed in turn (%u of them fsyncs): %u recovered to the last "
+                "acknowledged step, %u to the failing one, %u failures", points, fsyncs, acked_state,
+                failing_state, failures);
+    cr_expect_eq(failures, 0u);
+    cr_expect_gt(points, 60u);
+    cr_expect_geq(fsyncs, 2u, "a growth's fsync and mseg_sync's");
+    munmap(swsh, sizeof *swsh);
 }

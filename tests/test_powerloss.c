@@ -1402,13 +1402,20 @@ static void note_size(uint64_t size, bool late)
 /* The engine's fsync calls: this definition in the test binary takes the
    place of libc's for the statically linked engine; it only calls
    th_fsync_hook first (fsync_hook.h; set in the simulated run here and in
-   test_creation.c, NULL everywhere else). */
+   test_creation.c, NULL everywhere else), and fails instead when that asks
+   (th_fsync_fail: test_durability.c's failed-flush sweep). */
 void (*th_fsync_hook)(int fd);
+int th_fsync_fail;
 
 int fsync(int fd)
 {
     if (th_fsync_hook)
         th_fsync_hook(fd);
+    if (th_fsync_fail) {
+        errno = th_fsync_fail;
+        th_fsync_fail = 0;
+        return -1;
+    }
     return (int)syscall(SYS_fsync, fd);
 }
 
