@@ -315,6 +315,10 @@ int seg_write_end(mseg *s, bool commit)
             op_rollback(s);
             lock_release(s);
         }
+        if (e == EIO) {   /* the call failed on it, and said which flush (a growth's fsync) */
+            errno = EIO;
+            return -1;
+        }
         return fail(EIO, "segment %s: a flush failed (msync); %s, and this handle refuses further "
                     "writes", s->name, in_tx ? "the transaction was aborted" : "nothing was changed");
     }

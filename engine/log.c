@@ -139,8 +139,10 @@ int flush_now(mseg *s, uint64_t off, uint64_t len)
        the pages it could not write clean, so this msync would "succeed"
        without them, and what the caller does next on that word (retiring
        the commit slots that still replay them) would lose them for good */
-    if (s->failed)
-        return fail(EIO, "segment %s: an earlier flush failed; this handle refuses writes", s->name);
+    if (s->failed) {
+        errno = EIO;   /* the message stays the failure's own (msync or fsync, and why) */
+        return -1;
+    }
     uint64_t start = off & ~(uint64_t)(MSEG_PAGE - 1);
     uint64_t end = (off + len + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     if (end > s->size)
