@@ -320,6 +320,42 @@ static bool check_pass(mseg *s, struct mseg_report *r, bool dense, uint64_t *dup
     return counted;
 }
 
+/*
+ * After a system crash with unsynced changes (sync.c), on a segment the
+ * check found sound. A garbage batch's heap pages may have reached the
+ * disk without the control page that counts it done: the array still owes
+ * blocks that the batch freed, merged into the free blocks before them.
+ * Their old headers, inside those free blocks, still say "used" (and the
+ * walk never reads them), and heap_block_is_live's constant-time tests
+ * can pass them: the drain would free them again, over the free block
+ * around them. So the owed entries that the heap walk does not find as
+ * used blocks are cleared (the drain skips a 0). In place; the caller
+ * flushes the segment. -1 (ENOMEM) when there is no memory for the walk.
+ */
+int check_prune_garbage(mseg *s)
+{
+    const struct mseg_control *ctl = seg_control(s);
+    if (!ctl->garbage)
+        return 0;
+    struct mseg_report r;
+    memset(&r, 0, sizeof r);
+    struct checker c = { .s = s, .r = &r, .heap_start = ctl->heap_start, .heap_end = ctl->heap_end };
+    c.marks = calloc((c.heap_end - c.heap_start) / MSEG_GRANULE / 64 + 1, sizeof *c.marks);
+    if (!c.marks)
+        return fail(ENOMEM, "segment %s: no memory to walk the heap", s->name);
+    if (check_walk(&c)) {   /* the check before found the walk sound */
+        heap_set_walk_marks(c.marks, c.heap_start, c.heap_end);
+        for (uint64_t i = ctl->garbage_done; i < ctl->garbage_count; i++) {
+            uint64_t *e = (uint64_t *)(s->base + ctl->garbage + 8 * i);
+            if (*e && !heap_block_is_live(s, *e))
+                *e = 0;
+        }
+        heap_set_walk_marks(NULL, 0, 0);
+    }
+    free(c.marks);
+    return 0;
+}
+
 int check_segment(mseg *s, struct mseg_report *r)
 {
     uint64_t dups;

@@ -514,6 +514,7 @@ int  sync_locked(mseg *s);              /* mseg_sync's work, the write lock held
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);
+int  check_prune_garbage(mseg *s);   /* after a system crash: owed entries that are no blocks, cleared */
 /* mseg_check, running before(s, arg) on the private view first (the tool
    shows progress with it). */
 int  check_named(const char *name, unsigned flags, struct mseg_report *r,

@@ -182,7 +182,7 @@ int sync_verify_after_crash(mseg *s)
     if (s->mode != MODE_RW)
         return 0;
     struct mseg_runtime *rt = seg_runtime(s);
-    if (flush_now(s, 0, s->size))
+    if (check_prune_garbage(s) || flush_now(s, 0, s->size))
         return -1;
     rt->unsynced = 0;
     return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);

@@ -165,6 +165,7 @@ enum kind {
     MPUT,      /* put keys a..a+b-1 into the named map "m" */
     MDEL,      /* delete keys a..a+b-1 from "m" */
     SYNC,      /* mseg_sync */
+    MVPUT,     /* put byte keys a..a+b-1 with 24-byte values into "mv" (a block each) */
 };
 
 struct step {
@@ -235,6 +236,20 @@ static void build_script_durable(void)
     add(PALLOC, NULL, 2, 1200000, 0);       /* one growth over two doublings, to max_size */
 }
 
+/* Without MSEG_DURABLE, a destroy of 600 blocks between two syncs: its
+   frees do not fit one operation, so it lists them in a garbage array and
+   frees them in batches (heap.c), each an operation of its own. */
+static void build_script_lazy_garbage(void)
+{
+    nsteps = 0;
+    add(NEWI, "raw", 0, RAW_SLOTS, 16);
+    add(MVPUT, NULL, 0, 0, 300);
+    add(MVPUT, NULL, 0, 300, 300);
+    add(SYNC, NULL, 0, 0, 0);
+    add(DEL, "mv", 0, 0, 0);
+    add(SYNC, NULL, 0, 0, 0);
+}
+
 /* Without MSEG_DURABLE: short stretches of operations between syncs. */
 static void build_script_lazy(void)
 {
@@ -280,7 +295,7 @@ struct named_state {
    layout, zeroed before filling, so two states compare with memcmp. */
 struct state {
     uint64_t free_mem, blocks_used, blocks_free, bytes_used, bytes_free, named;
-    uint64_t raw_hash, vec_len, vec_hash, map_len, map_hash;
+    uint64_t raw_hash, vec_len, vec_hash, map_len, map_hash, mv_len, mv_hash;
     uint64_t nnamed;
     struct named_state nm[MAXNAMED];
 };
@@ -374,6 +389,18 @@ static int capture(mseg *s, const struct mseg_report *checked, struct state *st,
         st->map_len = mseg_map_len(s, m);
         st->map_hash = h ^ n;
     }
+    mseg_map *mv = mseg_map_open(s, "mv", MSEG_KEY_BYTES, 0, 0);
+    if (mv) {
+        struct mseg_cursor c;
+        h = 0;
+        uint64_t n = 0;
+        for (int r = mseg_map_first(s, mv, &c); r == 0 && n < 100000; r = mseg_map_next(s, &c), n++) {
+            h = XXH3_64bits_withSeed(c.key, c.klen, h);
+            h = XXH3_64bits_withSeed(c.val, c.vlen, h);
+        }
+        st->mv_len = mseg_map_len(s, mv);
+        st->mv_hash = h ^ n;
+    }
     return 0;
 }
 
@@ -392,7 +419,7 @@ static void state_diff(const struct state *got, const struct state *want, char *
         return;                                                                         \
     }
     DIFF(nnamed) DIFF(named) DIFF(free_mem) DIFF(blocks_used) DIFF(blocks_free) DIFF(bytes_used)
-    DIFF(bytes_free) DIFF(raw_hash) DIFF(vec_len) DIFF(vec_hash) DIFF(map_len) DIFF(map_hash)
+    DIFF(bytes_free) DIFF(raw_hash) DIFF(vec_len) DIFF(vec_hash) DIFF(map_len) DIFF(map_hash) DIFF(mv_len) DIFF(mv_hash)
 #undef DIFF
     for (uint64_t i = 0; i < got->nnamed; i++) {
         const struct named_state *a = &got->nm[i], *b = &want->nm[i];
@@ -597,6 +624,19 @@ static int run_step(mseg *s, int i)
     }
     case SYNC:
         return mseg_sync(s);
+    case MVPUT: {
+        if (mseg_tx_begin(s))
+            return -1;
+        mseg_map *m = mseg_map_open(s, "mv", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+        for (size_t k = st->a; m && k < st->a + st->b; k++) {
+            char key[24], val[24];
+            int kl = snprintf(key, sizeof key, "key-%06zu", k);
+            memset(val, 'a' + (int)(k % 26), sizeof val);
+            if (mseg_map_put(s, m, key, (size_t)kl, val, sizeof val))
+                return -1;
+        }
+        return m ? mseg_tx_commit(s) : -1;
+    }
     }
     return -1;
 }
@@ -1622,11 +1662,15 @@ static void image_path(char *buf)   /* 256 bytes */
     th_track(buf, 0);
 }
 
-static void simulate(unsigned flags)
+/* build: the script (NULL: the mode's own, which grows the segment three
+   times, and is expected to) */
+static void simulate(unsigned flags, void (*build)(void))
 {
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(sh, MAP_FAILED);
-    if (flags & MSEG_DURABLE)
+    if (build)
+        build();
+    else if (flags & MSEG_DURABLE)
         build_script_durable();
     else
         build_script_lazy();
@@ -1690,15 +1734,17 @@ static void simulate(unsigned flags)
     cr_expect_eq(f->ops, (unsigned long)nsteps);
     cr_expect_gt(f->images, 1000ul);
     cr_expect_gt(f->sampled_points, 0ul, "no point had more than %d changed pages", EXH_MAX);
-    /* the scripts grow the segment three times, once by more than one doubling */
-    cr_expect_eq(f->growths, 3ul);
-    cr_expect_eq(f->growths_at_fsync, f->growths, "growths seen before their fsync");
-    cr_expect_gt(f->growth_doublings_max, 1ul);
-    cr_expect_gt(gi[G_OLD_SIZE], 0ul);
-    cr_expect_gt(gi[G_TAIL_ZERO], 0ul);
-    cr_expect_gt(gi[G_TAIL_PART], 0ul);
-    cr_expect_gt(gi[G_TAIL_WRITTEN], 0ul);
-    cr_expect_gt(f->resumed_growths, 0ul, "no recovered image had a header grown past its heap");
+    if (!build) {
+        /* the scripts grow the segment three times, once by more than one doubling */
+        cr_expect_eq(f->growths, 3ul);
+        cr_expect_eq(f->growths_at_fsync, f->growths, "growths seen before their fsync");
+        cr_expect_gt(f->growth_doublings_max, 1ul);
+        cr_expect_gt(gi[G_OLD_SIZE], 0ul);
+        cr_expect_gt(gi[G_TAIL_ZERO], 0ul);
+        cr_expect_gt(gi[G_TAIL_PART], 0ul);
+        cr_expect_gt(gi[G_TAIL_WRITTEN], 0ul);
+        cr_expect_gt(f->resumed_growths, 0ul, "no recovered image had a header grown past its heap");
+    }
     if (flags & MSEG_DURABLE) {
         /* a durable crash leaves a log to replay or roll back */
         cr_expect_gt(f->recrash_process, 0ul);
@@ -1712,11 +1758,26 @@ static void simulate(unsigned flags)
 
 Test(powerloss, durable_ops_survive_power_loss_at_every_persist_point, .timeout = 900, .fini = th_cleanup)
 {
-    simulate(MSEG_DURABLE);
+    simulate(MSEG_DURABLE, NULL);
 }
 
 Test(powerloss, synced_state_survives_and_unsynced_images_check_sound_or_are_refused,
      .timeout = 900, .fini = th_cleanup)
 {
-    simulate(0);
+    simulate(0, NULL);
+}
+
+/* Without MSEG_DURABLE, a power loss while a destroy frees its 600 blocks
+   in garbage batches. A batch merges the blocks it frees into the free
+   blocks before them and counts them done in the control page; an image
+   with a batch's heap pages but not that control page owes blocks whose
+   old headers, inside free blocks, still say "used". The verification
+   after the restart found such images sound, and the drain at the end of
+   the open freed those blocks again, over the free blocks around them:
+   239 images opened and then failed mseg_check ("heap: free block at
+   0x16880 has footer 4296, size 3907 granules"). */
+Test(powerloss, a_destroy_freeing_garbage_batches_between_syncs_recovers_sound_or_is_refused,
+     .timeout = 900, .fini = th_cleanup)
+{
+    simulate(0, build_script_lazy_garbage);
 }
