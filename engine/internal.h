@@ -501,6 +501,7 @@ void blockset_free(struct blockset *t);
 /* ---- sync.c ---- */
 int  sync_mark_unsynced(mseg *s);       /* before a non-durable operation's first change */
 bool sync_system_crashed(mseg *s);      /* unsynced changes and another boot id */
+bool sync_disk_trusted(mseg *s);        /* no unsynced change: a power loss leaves a trusted disk */
 int  sync_verify_after_crash(mseg *s);  /* first attach after that: rebuild, verify */
 bool sync_rebooted_while_open(mseg *s); /* the machine restarted since an unclean close */
 /* Recovery must assume a power loss: the machine restarted while the

@@ -1324,12 +1324,18 @@ int log_recover(mseg *s, bool after_reboot)
         /* never committed: nothing of it was applied but fresh blocks and
            user bytes declared with mseg_tx_add */
         crash_point("recover.rollback");
-        /* flushed whoever recovers: the operation may be a durable
-           handle's, whose undo records on disk are all that keeps its
-           stores (written back early) from surviving a power loss; a
-           handle without MSEG_DURABLE would otherwise empty that log in
-           memory only, where the kernel may write it back first */
-        if (roll_back(s, f.inflight, true) && !s->failed)   /* releases the readers */
+        /* flushed whoever recovers, while the disk is trusted as it is
+           (no unsynced change): the operation may be a durable handle's,
+           whose undo records on disk are all that keeps its stores
+           (written back early) from surviving a power loss; a handle
+           without MSEG_DURABLE would otherwise empty that log in memory
+           only, where the kernel may write it back first. With unsynced
+           changes (a non-durable writer's operation marks them before its
+           first store) recovery after a power loss distrusts the log and
+           verifies the heap, and a process crash costs no flush of the
+           whole segment, as it never did */
+        bool flush = (s->flags & MSEG_DURABLE) || after_reboot || sync_disk_trusted(s);
+        if (roll_back(s, f.inflight, flush) && !s->failed)   /* releases the readers */
             return -1;
         done = 1;
     }

@@ -110,6 +110,17 @@ int sync_mark_unsynced(mseg *s)
     return flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE);
 }
 
+/* Whether a power loss now would leave a disk that recovery trusts as it
+   is: no change since the last mseg_sync is waiting for one (unsynced is
+   0, marked and flushed before a non-durable change). Then a repair made
+   in memory (a rollback in recovery) must reach the disk before the log
+   that covers it is emptied; with unsynced changes, recovery after a
+   power loss distrusts the log and verifies the heap anyway. */
+bool sync_disk_trusted(mseg *s)
+{
+    return __atomic_load_n(&seg_runtime(s)->unsynced, __ATOMIC_ACQUIRE) == 0;
+}
+
 bool sync_system_crashed(mseg *s)
 {
     const struct mseg_runtime *rt = seg_runtime(s);
