@@ -129,13 +129,18 @@ static uint64_t cell_new(mseg *s, const void *p, size_t len)
     return c;
 }
 
-/* The bytes and length of cell c, range-checked; NULL if it is damaged. */
+/* The bytes and length of cell c, checked against its block (a used block
+   inside the heap, its length within the block: a length that only stayed
+   inside the segment read the next blocks' bytes as the key or value, and
+   a cell offset naming a free block read its links as one); NULL if it is
+   damaged. One header read: cheap enough for every key comparison. */
 static const uint8_t *cell_get(mseg *s, uint64_t c, uint64_t *len)
 {
-    if (c % MSEG_GRANULE || c < MSEG_HEAP_OFF || !seg_range_ok(s, c, CELL_HEAD))
+    uint64_t room = heap_block_room(s, c);
+    if (room < CELL_HEAD)
         return NULL;
     *len = *(const uint64_t *)(s->base + c);
-    if (!seg_range_ok(s, c + CELL_HEAD, *len))
+    if (*len > room - CELL_HEAD)
         return NULL;
     return s->base + c + CELL_HEAD;
 }

@@ -691,3 +691,65 @@ Test(badinput, a_fifo_a_directory_or_a_device_is_refused_at_once_not_waited_on, 
     }
     rmdir(dir);
 }
+
+/* ---- targeted damage to maps, made in place through an open handle ---- */
+
+/* A read-write segment of `size` bytes holding the named byte-key map "mb"
+   of n entries "key00000".. with values of i % 40 bytes of 'a' + i % 26. */
+static mseg *byte_map_segment(char *path, mseg_map **m, int n)
+{
+    th_name(path, 0);
+    struct mseg_config cfg = { .size = SEG_SIZE };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    *m = mseg_map_open(s, "mb", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    cr_assert_not_null(*m, "%s", mseg_errmsg());
+    for (int i = 0; i < n; i++) {
+        char k[32], v[64];
+        snprintf(k, sizeof k, "key%05d", i);
+        memset(v, 'a' + i % 26, sizeof v);
+        cr_assert_eq(mseg_map_put(s, *m, k, strlen(k), v, (size_t)(i % 40)), 0, "%s", mseg_errmsg());
+    }
+    return s;
+}
+
+/* The segment offset of the cell whose bytes (key or value) are at p. */
+static uint64_t cell_of(mseg *s, const void *p)
+{
+    return mseg_off_of(s, p) - MSEG_MAP_CELL_HEAD;
+}
+
+/* A key or value cell's length word that runs past its heap block (but not
+   past the segment): the lookup read the neighbouring blocks' bytes as the
+   key (a silent ENOENT for a key that is there) or returned them as the
+   value, and mseg_check called the map sound. */
+Test(badinput, a_map_cell_whose_length_runs_past_its_block_is_euclean, .timeout = 60, .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = byte_map_segment(path, &m, 200);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_seek(s, m, &c, "key00033", 8), 0, "%s", mseg_errmsg());
+    uint64_t kcell = cell_of(s, c.key), vcell = cell_of(s, c.val);
+    uint64_t *klen = mseg_at(s, kcell), *vlen = mseg_at(s, vcell);
+    cr_assert_eq(*klen, 8);
+    cr_assert_eq(*vlen, 33);
+    for (int which = 0; which < 2; which++) {
+        uint64_t *len = which ? vlen : klen, good = *len;
+        *len = 200;                    /* the cell's block holds 24 or 52 bytes */
+        size_t n = 0;
+        errno = 0;
+        const char *v = mseg_map_get(s, m, "key00033", 8, &n);
+        cr_assert_null(v, "%s cell length past its block: get returned %zu bytes", which ? "value" : "key", n);
+        cr_assert_eq(errno, EUCLEAN, "%s cell length past its block: errno %d (%s)", which ? "value" : "key",
+                     errno, mseg_errmsg());
+        cr_assert(strstr(mseg_errmsg(), "cell"), "%s", mseg_errmsg());
+        struct mseg_report r;
+        cr_assert_eq(mseg_verify(s, &r), -1, "%s cell length past its block: verify calls it sound",
+                     which ? "value" : "key");
+        cr_assert_eq(errno, EUCLEAN);
+        *len = good;
+        cr_assert_eq(mseg_verify(s, &r), 0, "%s", r.first_problem);
+    }
+    cr_assert_eq(mseg_close(s), 0);
+}
