@@ -1457,6 +1457,12 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
         return fail(ENOENT, "map cursor: at the end");
     if (node_check_cheap(s, next, 0, &cnt))
         return -1;
+    /* the leaf after n links back to it: a damaged next link (to n itself,
+       an earlier leaf or one further on) would make the walk go round for
+       ever or leave leaves out, without an error */
+    if (node_prev(s, next) != n)
+        return fail(EUCLEAN, "segment %s: map leaf at %#llx links to %#llx as the next leaf, which does not "
+                    "link back to it", s->name, (unsigned long long)n, (unsigned long long)next);
     if (cnt == 0)
         return fail(EUCLEAN, "segment %s: map leaf at %#llx is empty", s->name, (unsigned long long)next);
     return cursor_fill(s, m, c, next, 0);
@@ -1519,7 +1525,7 @@ struct step {
    applies (the general path handles everything else). */
 static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step *out)
 {
-    uint64_t r = c->priv[2], n = c->priv[0];
+    uint64_t r = c->priv[2], n = c->priv[0], from = 0;
     unsigned pos = CURSOR_POS(c) + 1, cnt;
     if (r < MSEG_HEAP_OFF || !seg_range_ok(s, r, sizeof(struct mseg_map_root)) || CURSOR_POS(c) >= FAN)
         return false;
@@ -1535,6 +1541,8 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
         cnt = st_count(st);
         if (nd->magic != MSEG_MAP_NODE_MAGIC || nd->level != 0 || cnt > FAN)
             return false;
+        if (hop && __atomic_load_n(&nd->prev, __ATOMIC_RELAXED) != from)
+            return false;                       /* a damaged link: the general path says EUCLEAN */
         if (pos < cnt) {
             uint64_t after = hop ? __atomic_load_n(&nd->next, __ATOMIC_RELAXED) : 0;
             if (after && seg_range_ok(s, after, NODE_BYTES))
@@ -1543,6 +1551,7 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
             *out = (struct step){ &nd->keys[slot], &nd->vals[slot], (size_t)root->val_size, pos, n };
             return true;
         }
+        from = n;
         n = __atomic_load_n(&nd->next, __ATOMIC_RELAXED);
         if (!n)
             return false;                       /* the end: the general path says ENOENT */

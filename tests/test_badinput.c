@@ -753,3 +753,94 @@ Test(badinput, a_map_cell_whose_length_runs_past_its_block_is_euclean, .timeout 
     }
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A u64 map "mu" of n entries k * 7 -> k, in a fresh segment. */
+static mseg *u64_map_segment(char *path, mseg_map **m, uint64_t n)
+{
+    th_name(path, 0);
+    struct mseg_config cfg = { .size = SEG_SIZE };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    *m = mseg_map_open(s, "mu", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert_not_null(*m, "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t k = i * 7;
+        cr_assert_eq(mseg_map_put(s, *m, &k, 8, &i, 8), 0, "%s", mseg_errmsg());
+    }
+    return s;
+}
+
+/* The map's leaves, left to right, found from the root down (not through
+   the leaf links); returns how many (at most max). */
+static unsigned map_leaves(mseg *s, mseg_map *m, struct mseg_map_node **out, unsigned max)
+{
+    const struct mseg_map_root *r = (const void *)m;
+    struct mseg_map_node *level[2048];
+    unsigned n = 1;
+    level[0] = mseg_at(s, r->root);
+    while (level[0]->level > 0) {
+        struct mseg_map_node *below[2048];
+        unsigned nb = 0;
+        for (unsigned i = 0; i < n; i++) {
+            const uint8_t *perm = level[i]->perm[(level[i]->state >> 8) & 1];
+            for (unsigned j = 0; j < (level[i]->state & 0xff) && nb < 2048; j++)
+                below[nb++] = mseg_at(s, level[i]->vals[perm[j]]);
+        }
+        memcpy(level, below, nb * sizeof below[0]);
+        n = nb;
+    }
+    for (unsigned i = 0; i < n && i < max; i++)
+        out[i] = level[i];
+    return n < max ? n : max;
+}
+
+/* Walks m with a cursor for at most `limit` steps: how many entries it
+   gave; *err the errno it ended with (0 if it was still going). */
+static uint64_t cursor_walk(mseg *s, mseg_map *m, uint64_t limit, int *err)
+{
+    struct mseg_cursor c;
+    uint64_t n = 0;
+    int rc = mseg_map_first(s, m, &c);
+    while (rc == 0 && n < limit) {
+        n++;
+        rc = mseg_map_next(s, &c);
+    }
+    *err = rc ? errno : 0;
+    return n;
+}
+
+/* A leaf's next link damaged to a leaf that is not the one after it:
+   itself or an earlier leaf (a cycle), or the leaf after next (a skip).
+   A cursor followed the link: it went round the cycle for ever (a program
+   iterating to ENOENT hung) or left out a leaf's entries, without an
+   error. Now each hop checks that the leaf it reaches links back (its
+   prev), and the walk ends with EUCLEAN. */
+Test(badinput, a_cursor_on_a_damaged_leaf_link_fails_with_euclean_not_loops_or_skips, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = u64_map_segment(path, &m, 2000);
+    struct mseg_map_node *leaf[64];
+    unsigned nl = map_leaves(s, m, leaf, 64);
+    cr_assert_geq(nl, 6, "only %u leaves", nl);
+    struct { const char *what; struct mseg_map_node *at, *to; } cases[] = {
+        { "itself", leaf[2], leaf[2] },
+        { "the leaf before it", leaf[2], leaf[1] },
+        { "the first leaf", leaf[4], leaf[0] },
+        { "the leaf after next", leaf[2], leaf[4] },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t good = cases[i].at->next;
+        cases[i].at->next = mseg_off_of(s, cases[i].to);
+        int err;
+        uint64_t n = cursor_walk(s, m, 4000, &err);
+        cr_assert_eq(err, EUCLEAN, "next link to %s: the walk gave %llu entries and ended with errno %d (%s)",
+                     cases[i].what, (unsigned long long)n, err, err ? mseg_errmsg() : "still going");
+        cr_assert(n < 2000, "next link to %s: %llu entries", cases[i].what, (unsigned long long)n);
+        cases[i].at->next = good;
+        n = cursor_walk(s, m, 4000, &err);
+        cr_assert(n == 2000 && err == ENOENT, "restored: %llu entries, errno %d", (unsigned long long)n, err);
+    }
+    cr_assert_eq(mseg_close(s), 0);
+}
