@@ -1444,6 +1444,28 @@ static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c,
     return 0;
 }
 
+/* A leaf with no next link is the tree's last leaf: a next link damaged
+   to 0 would end a walk early, as if the map ended there. O(height), once
+   per walk. */
+static int leaf_is_last(mseg *s, const struct map_view *m, uint64_t n)
+{
+    uint64_t x = m->root;
+    unsigned cnt;
+    for (uint64_t level = m->height; level-- > 0;) {
+        if (node_check_cheap(s, x, (unsigned)level, &cnt))
+            return -1;
+        if (level == 0)
+            break;
+        if (cnt == 0)
+            return fail(EUCLEAN, "segment %s: map node at %#llx is empty", s->name, (unsigned long long)x);
+        x = node_at(s, x)->vals[slot_at(s, x, cnt - 1)];
+    }
+    if (x != n)
+        return fail(EUCLEAN, "segment %s: map leaf at %#llx has no next leaf, but the map's last leaf is %#llx",
+                    s->name, (unsigned long long)n, (unsigned long long)x);
+    return 0;
+}
+
 /* Positions c at order index pos of leaf n, or the first entry after it. */
 static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
 {
@@ -1454,7 +1476,7 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
         return cursor_fill(s, m, c, n, pos);
     uint64_t next = node_next(s, n);
     if (!next)
-        return fail(ENOENT, "map cursor: at the end");
+        return leaf_is_last(s, m, n) ? -1 : fail(ENOENT, "map cursor: at the end");
     if (node_check_cheap(s, next, 0, &cnt))
         return -1;
     /* the leaf after n links back to it: a damaged next link (to n itself,

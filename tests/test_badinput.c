@@ -844,3 +844,30 @@ Test(badinput, a_cursor_on_a_damaged_leaf_link_fails_with_euclean_not_loops_or_s
     }
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A leaf's next link damaged to 0 in the middle of the map: a cursor
+   ended there with ENOENT, as if the map had no more entries. Now the
+   leaf that ends a walk must be the tree's last one (EUCLEAN if not). */
+Test(badinput, a_cursor_that_meets_a_leaf_link_cut_short_fails_with_euclean, .timeout = 60, .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = u64_map_segment(path, &m, 2000);
+    struct mseg_map_node *leaf[64];
+    unsigned nl = map_leaves(s, m, leaf, 64);
+    cr_assert_geq(nl, 4, "only %u leaves", nl);
+    uint64_t good = leaf[1]->next;
+    leaf[1]->next = 0;
+    int err;
+    uint64_t n = cursor_walk(s, m, 4000, &err);
+    cr_assert_eq(err, EUCLEAN, "next link cut: the walk gave %llu entries and ended with errno %d (%s)",
+                 (unsigned long long)n, err, mseg_errmsg());
+    struct mseg_cursor c;
+    uint64_t past = 7 * 2000;
+    cr_assert_eq(mseg_map_seek(s, m, &c, &past, 8), -1);
+    cr_assert_eq(errno, ENOENT, "a seek past the end: %s", mseg_errmsg());
+    leaf[1]->next = good;
+    n = cursor_walk(s, m, 4000, &err);
+    cr_assert(n == 2000 && err == ENOENT, "restored: %llu entries, errno %d", (unsigned long long)n, err);
+    cr_assert_eq(mseg_close(s), 0);
+}
