@@ -1466,6 +1466,22 @@ static int leaf_is_last(mseg *s, const struct map_view *m, uint64_t n)
     return 0;
 }
 
+/* Order index pos (> 0) of node n holds a key above the one before it. A
+   damaged order array (a slot listed twice) or swapped keys made a cursor
+   give an entry twice, or step back, without an error. One comparison per
+   step. */
+static int step_in_order(mseg *s, const struct map_view *m, uint64_t n, unsigned pos)
+{
+    const struct mseg_map_node *nd = node_at(s, n);
+    struct mkey k;
+    bool bad = false;
+    if (key_of_word(s, m, nd->keys[slot_at(s, n, pos)], &k) == 0 &&
+        key_cmp(s, m, nd->keys[slot_at(s, n, pos - 1)], &k, &bad) < 0 && !bad)
+        return 0;
+    return fail(EUCLEAN, "segment %s: map leaf at %#llx: its entries %u and %u are out of order (or a key cell "
+                "is damaged)", s->name, (unsigned long long)n, pos - 1, pos);
+}
+
 /* Positions c at order index pos of leaf n, or the first entry after it. */
 static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
 {
@@ -1473,7 +1489,7 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
     if (node_check_cheap(s, n, 0, &cnt))
         return -1;
     if (pos < cnt)
-        return cursor_fill(s, m, c, n, pos);
+        return pos > 0 && step_in_order(s, m, n, pos) ? -1 : cursor_fill(s, m, c, n, pos);
     uint64_t next = node_next(s, n);
     if (!next)
         return leaf_is_last(s, m, n) ? -1 : fail(ENOENT, "map cursor: at the end");
@@ -1569,7 +1585,11 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
             uint64_t after = hop ? __atomic_load_n(&nd->next, __ATOMIC_RELAXED) : 0;
             if (after && seg_range_ok(s, after, NODE_BYTES))
                 node_prefetch(s, after);        /* a leaf ahead: its lines arrive while this one is walked */
-            unsigned slot = nd->perm[st_live(st)][pos] & (FAN - 1);
+            const uint8_t *perm = nd->perm[st_live(st)];
+            unsigned slot = perm[pos] & (FAN - 1);
+            uint64_t mix = root->key_kind == MSEG_KEY_I64 ? 1ull << 63 : 0;
+            if (pos > 0 && (nd->keys[perm[pos - 1] & (FAN - 1)] ^ mix) >= (nd->keys[slot] ^ mix))
+                return false;                   /* out of order: the general path says EUCLEAN */
             *out = (struct step){ &nd->keys[slot], &nd->vals[slot], (size_t)root->val_size, pos, n };
             return true;
         }

@@ -871,3 +871,67 @@ Test(badinput, a_cursor_that_meets_a_leaf_link_cut_short_fails_with_euclean, .ti
     cr_assert(n == 2000 && err == ENOENT, "restored: %llu entries, errno %d", (unsigned long long)n, err);
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* Walks the byte-key map m to its end (at most limit steps), asserting
+   every key is above the one before; *err as cursor_walk. */
+static uint64_t cursor_walk_ordered(mseg *s, mseg_map *m, uint64_t limit, int *err)
+{
+    struct mseg_cursor c;
+    uint64_t n = 0;
+    char prev[64] = "";
+    int rc = mseg_map_first(s, m, &c);
+    while (rc == 0 && n < limit) {
+        cr_assert(c.klen < sizeof prev && (n == 0 || memcmp(prev, c.key, c.klen) < 0),
+                  "entry %llu: a key that is not above the one before it, without an error",
+                  (unsigned long long)n);
+        memcpy(prev, c.key, c.klen);
+        prev[c.klen] = 0;
+        n++;
+        rc = mseg_map_next(s, &c);
+    }
+    *err = rc ? errno : 0;
+    return n;
+}
+
+/* A leaf's order array listing one slot twice, or two of its keys swapped:
+   a cursor gave that entry twice (or stepped back) and went on. Each step
+   now checks that the entry's key is above the one before it in the leaf:
+   EUCLEAN. Integer keys (the lock-free step) and byte keys (the general
+   one). */
+Test(badinput, a_cursor_on_a_leaf_with_entries_out_of_order_fails_with_euclean, .timeout = 60, .fini = th_cleanup)
+{
+    char path[256], path2[256];
+    mseg_map *mu, *mb;
+    mseg *s = u64_map_segment(path, &mu, 2000), *s2 = byte_map_segment(path2, &mb, 600);
+    for (int bytes = 0; bytes < 2; bytes++) {
+        mseg *x = bytes ? s2 : s;
+        mseg_map *m = bytes ? mb : mu;
+        uint64_t total = bytes ? 600 : 2000;
+        struct mseg_map_node *leaf[64];
+        cr_assert_geq(map_leaves(x, m, leaf, 64), 3);
+        struct mseg_map_node *l = leaf[1];
+        uint8_t *perm = l->perm[(l->state >> 8) & 1];
+        for (int dmg = 0; dmg < 2; dmg++) {
+            uint8_t p5 = perm[5];
+            uint64_t k4 = l->keys[perm[4]], k5 = l->keys[p5];
+            if (dmg == 0) {
+                perm[5] = perm[4];             /* slot listed twice */
+            } else {
+                l->keys[perm[4]] = k5;         /* two keys swapped */
+                l->keys[p5] = k4;
+            }
+            int err;
+            uint64_t n = bytes ? cursor_walk_ordered(x, m, 2 * total, &err) : cursor_walk(x, m, 2 * total, &err);
+            cr_assert_eq(err, EUCLEAN, "%s keys, %s: the walk gave %llu entries and ended with errno %d (%s)",
+                         bytes ? "byte" : "u64", dmg ? "keys swapped" : "slot listed twice",
+                         (unsigned long long)n, err, mseg_errmsg());
+            perm[5] = p5;
+            l->keys[perm[4]] = k4;
+            l->keys[p5] = k5;
+            n = cursor_walk(x, m, 2 * total, &err);
+            cr_assert(n == total && err == ENOENT, "restored: %llu entries, errno %d", (unsigned long long)n, err);
+        }
+    }
+    cr_assert_eq(mseg_close(s), 0);
+    cr_assert_eq(mseg_close(s2), 0);
+}
