@@ -111,6 +111,8 @@ struct path {
 
 static struct mseg_map_node *node_at(mseg *s, uint64_t n) { return (struct mseg_map_node *)(s->base + n); }
 static uint64_t node_state(mseg *s, uint64_t n)           { return op_peek64(s, n + NODE(state)); }
+static uint64_t node_prev(mseg *s, uint64_t n)            { return op_peek64(s, n + NODE(prev)); }
+static uint64_t node_next(mseg *s, uint64_t n)            { return op_peek64(s, n + NODE(next)); }
 static bool val_inline(const struct map_view *m)          { return m->val_size && m->val_size <= MSEG_MAP_INLINE_MAX; }
 
 /* ---- cells: keys and values out of line ---- */
@@ -436,6 +438,33 @@ static bool leaf_has(mseg *s, const struct map_view *m, uint64_t n, unsigned cnt
     return pos < cnt && key_cmp(s, m, node_at(s, n)->keys[slot_at(s, n, pos)], k, &bad) == 0 && !bad;
 }
 
+/* k is not in leaf n (cnt entries; pos its lower bound there): checks the
+   leaf's neighbours agree that it would be here. Keys ascend along the
+   leaf chain, so past n's last key the next leaf starts above k, and
+   before its first the previous leaf ends below it. A damaged child link
+   or separator sends a lookup to the wrong leaf, which then answered
+   ENOENT for a key the map holds (and a put inserted it a second time).
+   Misses at a leaf's edge only: one neighbour read. */
+static int miss_checked(mseg *s, const struct map_view *m, uint64_t n, unsigned cnt, unsigned pos,
+                        const struct mkey *k)
+{
+    bool bad = false;
+    unsigned ncnt;
+    uint64_t nb = pos == cnt ? node_next(s, n) : 0;
+    if (nb && (node_check_cheap(s, nb, 0, &ncnt) || ncnt == 0 ||
+               key_cmp(s, m, node_at(s, nb)->keys[slot_at(s, nb, 0)], k, &bad) <= 0 || bad))
+        goto damaged;
+    nb = pos == 0 ? node_prev(s, n) : 0;
+    if (nb && (node_check_cheap(s, nb, 0, &ncnt) || ncnt == 0 ||
+               key_cmp(s, m, node_at(s, nb)->keys[slot_at(s, nb, ncnt - 1)], k, &bad) >= 0 || bad))
+        goto damaged;
+    return 0;
+damaged:
+    return fail(EUCLEAN, "segment %s: map at %#llx: a lookup reached leaf %#llx, but its neighbour %#llx holds "
+                "keys on the other side of the key looked for (a damaged child link or separator)",
+                s->name, (unsigned long long)m->off, (unsigned long long)n, (unsigned long long)nb);
+}
+
 /* ---- changing nodes ---- */
 
 /* Node n's entries in key order (the operation's view). */
@@ -518,8 +547,6 @@ static uint64_t node_new(mseg *s, unsigned level, const struct ent *e, unsigned 
     return n;
 }
 
-static uint64_t node_prev(mseg *s, uint64_t n) { return op_peek64(s, n + NODE(prev)); }
-static uint64_t node_next(mseg *s, uint64_t n) { return op_peek64(s, n + NODE(next)); }
 
 /* Sets a leaf link: in place on a node fresh in this op, else logged. */
 static void set_link(mseg *s, uint64_t n, size_t field, uint64_t v, bool fresh)
@@ -814,7 +841,7 @@ static int map_put_op(mseg *s, struct map_view *m, const struct mkey *k, const v
         return -1;
     bool has = leaf_has(s, m, leaf, cnt, pos, k);
     uint64_t kw = 0;
-    if (!has && key_word(s, m, k, &kw))
+    if (!has && (miss_checked(s, m, leaf, cnt, pos, k) || key_word(s, m, k, &kw)))
         return -1;
     if (has) {
         uint64_t old = node_at(s, leaf)->vals[slot_at(s, leaf, pos)];
@@ -851,7 +878,7 @@ static int map_del_op(mseg *s, struct map_view *m, const struct mkey *k)
     if (!leaf)
         return -1;
     if (!leaf_has(s, m, leaf, cnt, pos, k))
-        return fail(ENOENT, "map: no such key");
+        return miss_checked(s, m, leaf, cnt, pos, k) ? -1 : fail(ENOENT, "map: no such key");
     unsigned len = node_read(s, leaf, e);
     if (key_free(s, m, e[pos].kw) || val_free(s, m, e[pos].vw, 0))
         return -1;
@@ -1346,6 +1373,8 @@ static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t kle
         return -1;
     bool found = leaf_has(s, &m, leaf, cnt, pos, &k);
     const void *v = found ? &node_at(s, leaf)->vals[slot_at(s, leaf, pos)] : NULL;
+    if (!found && miss_checked(s, &m, leaf, cnt, pos, &k))
+        return -1;      /* the general path reports it */
     if (!seg_fast_read_end(s, seq))
         return -1;
     if (!found)
@@ -1378,7 +1407,7 @@ void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *
         if (!rc && m.root && !leaf)
             rc = -1;
         else if (!rc && (!leaf || !leaf_has(s, &m, leaf, cnt, pos, &k)))
-            rc = fail(ENOENT, "map: no such key");
+            rc = leaf && miss_checked(s, &m, leaf, cnt, pos, &k) ? -1 : fail(ENOENT, "map: no such key");
         else if (!rc)
             rc = (v = val_get(s, &m, leaf, slot_at(s, leaf, pos), &len)) ? 0 : -1;
     });
@@ -1540,6 +1569,8 @@ int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key,
         uint64_t leaf = (!rc && m.root) ? descend(s, &m, &k, NULL, &cnt, &pos, false) : 0;
         if (!rc && !m.root)
             rc = fail(ENOENT, "map seek: the map is empty");
+        else if (!rc && leaf && !leaf_has(s, &m, leaf, cnt, pos, &k) && miss_checked(s, &m, leaf, cnt, pos, &k))
+            rc = -1;
         else if (!rc)
             rc = leaf ? cursor_settle(s, &m, &out, leaf, pos) : -1;
     });

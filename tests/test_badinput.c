@@ -935,3 +935,57 @@ Test(badinput, a_cursor_on_a_leaf_with_entries_out_of_order_fails_with_euclean, 
     cr_assert_eq(mseg_close(s), 0);
     cr_assert_eq(mseg_close(s2), 0);
 }
+
+/* The root node's child link of one entry damaged to the next entry's
+   child (a live leaf of the right level, in the wrong place), or the next
+   entry's separator raised past a few keys: lookups of the keys that now
+   lead to the wrong leaf said ENOENT, a put of one inserted it a second
+   time and a delete said ENOENT. Now the miss is checked against the
+   leaf's neighbour: EUCLEAN, and the failed put changes nothing. */
+Test(badinput, a_lookup_sent_to_the_wrong_leaf_is_euclean_not_enoent, .timeout = 60, .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = u64_map_segment(path, &m, 2000);
+    const struct mseg_map_root *r = (const void *)m;
+    cr_assert_eq(r->height, 2, "height %llu", (unsigned long long)r->height);
+    struct mseg_map_node *root = mseg_at(s, r->root);
+    uint8_t *perm = root->perm[(root->state >> 8) & 1];
+    struct mseg_map_node *leaf[64];
+    cr_assert_geq(map_leaves(s, m, leaf, 64), 5);
+    uint64_t want = leaf[2]->keys[leaf[2]->perm[(leaf[2]->state >> 8) & 1][0]];   /* first key of leaf 2 */
+    for (int dmg = 0; dmg < 2; dmg++) {
+        uint64_t child = root->vals[perm[2]], sep = root->keys[perm[3]];
+        if (dmg == 0)
+            root->vals[perm[2]] = root->vals[perm[3]];     /* leaf 2's link to leaf 3 */
+        else
+            root->keys[perm[3]] = sep + 21;                /* leaf 3's first keys now lead to leaf 2 */
+        uint64_t k = dmg ? sep : want, v = 12345;
+        const char *what = dmg ? "separator raised" : "child link to the next leaf";
+        errno = 0;
+        cr_assert_null(mseg_map_get(s, m, &k, 8, NULL), "%s: get found the key", what);
+        cr_assert_eq(errno, EUCLEAN, "%s: get errno %d (%s)", what, errno, mseg_errmsg());
+        size_t len = 0, len2 = 0;
+        unsigned char *before = th_read_file(path, &len);
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, &v, 8), -1, "%s: put of a key already there succeeded", what);
+        cr_assert_eq(errno, EUCLEAN, "%s: put errno %d (%s)", what, errno, mseg_errmsg());
+        unsigned char *after = th_read_file(path, &len2);
+        cr_assert(len == len2 && memcmp(before + MSEG_HEAP_OFF, after + MSEG_HEAP_OFF, len - MSEG_HEAP_OFF) == 0 &&
+                  memcmp(before + MSEG_CONTROL_OFF, after + MSEG_CONTROL_OFF, MSEG_PAGE) == 0,
+                  "%s: the failed put changed the segment", what);
+        free(before);
+        free(after);
+        cr_assert_eq(mseg_map_del(s, m, &k, 8), -1, "%s: del", what);
+        cr_assert_eq(errno, EUCLEAN, "%s: del errno %d (%s)", what, errno, mseg_errmsg());
+        struct mseg_cursor c;
+        cr_assert_eq(mseg_map_seek(s, m, &c, &k, 8), -1, "%s: seek gave %llu", what,
+                     (unsigned long long)*(const uint64_t *)c.key);
+        cr_assert_eq(errno, EUCLEAN, "%s: seek errno %d (%s)", what, errno, mseg_errmsg());
+        root->vals[perm[2]] = child;
+        root->keys[perm[3]] = sep;
+        uint64_t *got = mseg_map_get(s, m, &k, 8, NULL);
+        cr_assert(got && *got == k / 7, "restored: %s", mseg_errmsg());
+        cr_assert_eq(mseg_verify(s, NULL), 0, "%s", mseg_errmsg());
+    }
+    cr_assert_eq(mseg_close(s), 0);
+}
