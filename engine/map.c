@@ -588,9 +588,21 @@ static void leaf_unlink(mseg *s, uint64_t n)
 }
 
 /* Frees a key word's cell (byte keys). */
+/* Frees block b the map owns (a node or a cell). heap_free's EINVAL is for
+   a caller's bad pointer; here the pointer came from the map, so a block
+   that is not live, or one the operation already freed (two words naming
+   it), is damage. */
+static int map_block_free(mseg *s, const struct map_view *m, uint64_t b, const char *what)
+{
+    if (heap_free(s, b) == 0)
+        return 0;
+    return fail(EUCLEAN, "segment %s: map at %#llx: its %s %#llx is not a live block (or is named twice)",
+                s->name, (unsigned long long)m->off, what, (unsigned long long)b);
+}
+
 static int key_free(mseg *s, const struct map_view *m, uint64_t kw)
 {
-    return (m->kind == MSEG_KEY_BYTES && kw) ? heap_free(s, kw) : 0;
+    return (m->kind == MSEG_KEY_BYTES && kw) ? map_block_free(s, m, kw, "key cell") : 0;
 }
 
 /* The outcome of applying an entry list to a node: what replaces it. */
@@ -736,7 +748,7 @@ static int val_free(mseg *s, const struct map_view *m, uint64_t vw, unsigned dep
 {
     if (m->flags & MSEG_MAP_OWNED)
         return container_free_anon(s, vw, depth + 1);
-    return val_inline(m) ? 0 : heap_free(s, vw);
+    return val_inline(m) ? 0 : map_block_free(s, m, vw, "value cell");
 }
 
 /* Address and length of the value of leaf entry `slot` of node n; NULL if damaged. */
@@ -901,7 +913,7 @@ static int subtree_free(mseg *s, const struct map_view *m, uint64_t n, unsigned 
         if (level > 0 ? subtree_free(s, m, e[i].vw, level - 1, depth) : val_free(s, m, e[i].vw, depth))
             return -1;
     }
-    return heap_free(s, n);
+    return map_block_free(s, m, n, "node");
 }
 
 static int map_release_depth(mseg *s, uint64_t root, unsigned depth)

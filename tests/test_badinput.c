@@ -989,3 +989,51 @@ Test(badinput, a_lookup_sent_to_the_wrong_leaf_is_euclean_not_enoent, .timeout =
     }
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A byte-key map whose key or value cell offset names no live block (a
+   free block, the middle of a live one, the directory's table): its
+   destroy failed with EINVAL, the error for a caller's bad pointer, though
+   the caller passed nothing wrong. Now EUCLEAN naming the map and the
+   cell, and the failed destroy changes nothing. */
+Test(badinput, destroying_a_map_whose_cell_names_no_live_block_is_euclean, .timeout = 60, .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = byte_map_segment(path, &m, 200);
+    void *hole = mseg_alloc(s, 100);
+    cr_assert_not_null(hole);
+    mseg_alloc(s, 100);
+    cr_assert_eq(mseg_free(s, hole), 0);
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_seek(s, m, &c, "key00033", 8), 0, "%s", mseg_errmsg());
+    struct mseg_map_node *leaf[64];
+    cr_assert_geq(map_leaves(s, m, leaf, 64), 2);
+    uint64_t *word = NULL;
+    for (unsigned l = 0; l < 2; l++) {
+        const uint8_t *perm = leaf[l]->perm[(leaf[l]->state >> 8) & 1];
+        for (unsigned i = 0; i < (leaf[l]->state & 0xff) && !word; i++)
+            if (leaf[l]->keys[perm[i]] == cell_of(s, c.key))
+                word = &leaf[l]->keys[perm[i]];
+    }
+    cr_assert_not_null(word, "key00033's key word not found in the first two leaves");
+    uint64_t good = *word, bad[] = { mseg_off_of(s, hole), good + 16 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        *word = bad[i];
+        size_t len = 0, len2 = 0;
+        unsigned char *before = th_read_file(path, &len);
+        errno = 0;
+        cr_assert_eq(mseg_destroy(s, "mb"), -1, "destroy succeeded");
+        cr_assert_eq(errno, EUCLEAN, "key cell %#llx: destroy errno %d (%s)", (unsigned long long)bad[i], errno,
+                     mseg_errmsg());
+        unsigned char *after = th_read_file(path, &len2);
+        cr_assert(len == len2 && memcmp(before + MSEG_HEAP_OFF, after + MSEG_HEAP_OFF, len - MSEG_HEAP_OFF) == 0 &&
+                  memcmp(before + MSEG_CONTROL_OFF, after + MSEG_CONTROL_OFF, MSEG_PAGE) == 0,
+                  "the failed destroy changed the segment");
+        free(before);
+        free(after);
+    }
+    *word = good;
+    cr_assert_eq(mseg_verify(s, NULL), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_destroy(s, "mb"), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+}
