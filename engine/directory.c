@@ -155,6 +155,14 @@ static uint64_t dir_lookup_record(mseg *s, const char *name, size_t len, uint64_
         const struct mseg_dir_record *r = record_at(s, rec);
         if (!r)
             return UINT64_MAX;
+        /* a record keeps its name's hash, equal to its slot's: a slot whose
+           record word names another object's record (which a name compare
+           alone passes over, saying ENOENT for an object that is there) */
+        if (r->hash != hash) {
+            fail(EUCLEAN, "segment %s: directory slot %llu holds the hash of another name than its record's "
+                 "(at %#llx)", s->name, (unsigned long long)i, (unsigned long long)rec);
+            return UINT64_MAX;
+        }
         if (r->name_len == len && memcmp(record_name(r), name, len) == 0) {
             *slot = i;
             *found = r;

@@ -1037,3 +1037,49 @@ Test(badinput, destroying_a_map_whose_cell_names_no_live_block_is_euclean, .time
     cr_assert_eq(mseg_destroy(s, "mb"), 0, "%s", mseg_errmsg());
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A directory slot whose record word was damaged to name another live
+   record (the slot keeps its own name's hash): the lookup of the slot's
+   name compared names, found them different, went on probing and said
+   ENOENT, for an object that is there (its record is still whole, only
+   unreachable); a construct of the name made a second one. The record's
+   own hash must equal its slot's (mseg_check's rule): now EUCLEAN. */
+Test(badinput, a_directory_slot_naming_another_objects_record_is_euclean_not_enoent, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config cfg = { .size = SEG_SIZE };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    int *one = MSEG_NEW(s, "one", int, 4);
+    double *two = MSEG_NEW(s, "two", double, 3);
+    cr_assert(one && two, "%s", mseg_errmsg());
+    unsigned char *base = (unsigned char *)mseg_at(s, MSEG_HEAP_OFF) - MSEG_HEAP_OFF;
+    size_t len = mseg_size(s);
+    uint64_t rec_one = record_offset(base, len, "one"), rec_two = record_offset(base, len, "two");
+    cr_assert(rec_one && rec_two);
+    const struct mseg_control *ctl = (const void *)(base + MSEG_CONTROL_OFF);
+    struct mseg_dir_slot *slot = NULL;
+    for (uint64_t i = 0; i < ctl->dir_capacity; i++) {
+        struct mseg_dir_slot *sl = (void *)(base + ctl->dir_table + 16 * i);
+        if (sl->rec == rec_one)
+            slot = sl;
+    }
+    cr_assert_not_null(slot);
+    slot->rec = rec_two;
+    size_t n;
+    errno = 0;
+    cr_assert_null(MSEG_FIND(s, "one", int, &n), "found");
+    cr_assert_eq(errno, EUCLEAN, "find of \"one\": errno %d (%s)", errno, mseg_errmsg());
+    errno = 0;
+    cr_assert_null(MSEG_NEW(s, "one", int, 4), "a second \"one\" was made");
+    cr_assert_eq(errno, EUCLEAN, "construct of \"one\": errno %d (%s)", errno, mseg_errmsg());
+    double *t = MSEG_FIND(s, "two", double, &n);
+    cr_assert(t == two && n == 3, "\"two\" lost: %s", mseg_errmsg());
+    cr_assert_eq(mseg_verify(s, NULL), -1);
+    slot->rec = rec_one;
+    cr_assert_eq(MSEG_FIND(s, "one", int, &n), one, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_verify(s, NULL), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+}
