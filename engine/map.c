@@ -1507,20 +1507,22 @@ static int leaf_is_last(mseg *s, const struct map_view *m, uint64_t n)
     return 0;
 }
 
-/* Order index pos (> 0) of node n holds a key above the one before it. A
-   damaged order array (a slot listed twice) or swapped keys made a cursor
-   give an entry twice, or step back, without an error. One comparison per
-   step. */
-static int step_in_order(mseg *s, const struct map_view *m, uint64_t n, unsigned pos)
+/* The key at order index pb of leaf b is above the one at pa of leaf a
+   (the entry before it: in the same leaf, or the last of the leaf before).
+   A damaged order array (a slot listed twice), swapped keys, a count one
+   too large (a stale slot at the end) or a key changed past the next
+   leaf's made a cursor give an entry twice, or step back, without an
+   error. One comparison per step. */
+static int keys_ascend(mseg *s, const struct map_view *m, uint64_t a, unsigned pa, uint64_t b, unsigned pb)
 {
-    const struct mseg_map_node *nd = node_at(s, n);
     struct mkey k;
     bool bad = false;
-    if (key_of_word(s, m, nd->keys[slot_at(s, n, pos)], &k) == 0 &&
-        key_cmp(s, m, nd->keys[slot_at(s, n, pos - 1)], &k, &bad) < 0 && !bad)
+    if (key_of_word(s, m, node_at(s, b)->keys[slot_at(s, b, pb)], &k) == 0 &&
+        key_cmp(s, m, node_at(s, a)->keys[slot_at(s, a, pa)], &k, &bad) < 0 && !bad)
         return 0;
-    return fail(EUCLEAN, "segment %s: map leaf at %#llx: its entries %u and %u are out of order (or a key cell "
-                "is damaged)", s->name, (unsigned long long)n, pos - 1, pos);
+    return fail(EUCLEAN, "segment %s: map leaf at %#llx: entry %u is not above the one before it (entry %u of "
+                "leaf %#llx), or a key cell is damaged", s->name, (unsigned long long)b, pb, pa,
+                (unsigned long long)a);
 }
 
 /* Positions c at order index pos of leaf n, or the first entry after it. */
@@ -1530,7 +1532,8 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
     if (node_check_cheap(s, n, 0, &cnt))
         return -1;
     if (pos < cnt)
-        return pos > 0 && step_in_order(s, m, n, pos) ? -1 : cursor_fill(s, m, c, n, pos);
+        return pos > 0 && keys_ascend(s, m, n, pos - 1, n, pos) ? -1 : cursor_fill(s, m, c, n, pos);
+    unsigned last = cnt;     /* n's entries: cnt is the next leaf's from here */
     uint64_t next = node_next(s, n);
     if (!next)
         return leaf_is_last(s, m, n) ? -1 : fail(ENOENT, "map cursor: at the end");
@@ -1544,6 +1547,8 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
                     "link back to it", s->name, (unsigned long long)n, (unsigned long long)next);
     if (cnt == 0)
         return fail(EUCLEAN, "segment %s: map leaf at %#llx is empty", s->name, (unsigned long long)next);
+    if (last > 0 && keys_ascend(s, m, n, last - 1, next, 0))
+        return -1;
     return cursor_fill(s, m, c, next, 0);
 }
 
@@ -1606,7 +1611,7 @@ struct step {
    applies (the general path handles everything else). */
 static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step *out)
 {
-    uint64_t r = c->priv[2], n = c->priv[0], from = 0;
+    uint64_t r = c->priv[2], n = c->priv[0], from = 0, last = 0;
     unsigned pos = CURSOR_POS(c) + 1, cnt;
     if (r < MSEG_HEAP_OFF || !seg_range_ok(s, r, sizeof(struct mseg_map_root)) || CURSOR_POS(c) >= FAN)
         return false;
@@ -1631,11 +1636,15 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
             const uint8_t *perm = nd->perm[st_live(st)];
             unsigned slot = perm[pos] & (FAN - 1);
             uint64_t mix = root->key_kind == MSEG_KEY_I64 ? 1ull << 63 : 0;
-            if (pos > 0 && (nd->keys[perm[pos - 1] & (FAN - 1)] ^ mix) >= (nd->keys[slot] ^ mix))
+            uint64_t before = pos > 0 ? nd->keys[perm[pos - 1] & (FAN - 1)] : last;
+            if ((pos > 0 || hop) && (before ^ mix) >= (nd->keys[slot] ^ mix))
                 return false;                   /* out of order: the general path says EUCLEAN */
             *out = (struct step){ &nd->keys[slot], &nd->vals[slot], (size_t)root->val_size, pos, n };
             return true;
         }
+        if (cnt == 0)
+            return false;
+        last = nd->keys[nd->perm[st_live(st)][cnt - 1] & (FAN - 1)];
         from = n;
         n = __atomic_load_n(&nd->next, __ATOMIC_RELAXED);
         if (!n)

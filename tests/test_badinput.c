@@ -1083,3 +1083,32 @@ Test(badinput, a_directory_slot_naming_another_objects_record_is_euclean_not_eno
     cr_assert_eq(mseg_verify(s, NULL), 0, "%s", mseg_errmsg());
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A leaf's count one too large (a stale slot's entry at its end), or its
+   last key changed to one past the next leaf's first: a cursor gave an
+   entry out of order at the step into the next leaf and went on. The
+   step into a leaf now compares its first key with the last one of the
+   leaf before (EUCLEAN). */
+Test(badinput, a_cursor_stepping_into_a_leaf_whose_keys_are_not_above_the_last_ones_fails, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = u64_map_segment(path, &m, 2000);
+    struct mseg_map_node *leaf[64];
+    cr_assert_geq(map_leaves(s, m, leaf, 64), 3);
+    struct mseg_map_node *l = leaf[1];
+    uint8_t *perm = l->perm[(l->state >> 8) & 1];
+    unsigned cnt = l->state & 0xff;
+    uint64_t next_first = leaf[2]->keys[leaf[2]->perm[(leaf[2]->state >> 8) & 1][0]];
+    uint64_t *last = &l->keys[perm[cnt - 1]], good = *last;
+    *last = next_first + 7;                      /* above the next leaf's first key */
+    int err;
+    uint64_t n = cursor_walk(s, m, 4000, &err);
+    cr_assert_eq(err, EUCLEAN, "last key past the next leaf: %llu entries, errno %d (%s)", (unsigned long long)n,
+                 err, mseg_errmsg());
+    *last = good;
+    n = cursor_walk(s, m, 4000, &err);
+    cr_assert(n == 2000 && err == ENOENT, "restored: %llu entries, errno %d", (unsigned long long)n, err);
+    cr_assert_eq(mseg_close(s), 0);
+}
