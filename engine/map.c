@@ -306,8 +306,12 @@ static int map_load(mseg *s, uint64_t off, struct map_view *m)
     m->root = op_peek64(s, off + MROOT(root));
     m->height = op_peek64(s, off + MROOT(height));
     m->changes = op_peek64(s, off + MROOT(changes));
+    /* nodes hold at most FAN entries, so a tree of height h at most FAN^h
+       (2^(6h)): a count past that, which mseg_map_len returned as it was,
+       is damage; one a little too large is not seen without a walk */
+    bool count_fits = m->height >= 10 || m->count <= 1ull << (6 * m->height);
     if (m->kind > MSEG_KEY_BYTES || m->height > MAXH || (m->root == 0) != (m->height == 0) ||
-        (m->root == 0 && m->count != 0) || m->val_size > MSEG_BLOCK_MAX)
+        (m->root == 0 && m->count != 0) || m->val_size > MSEG_BLOCK_MAX || !count_fits)
         return fail(EUCLEAN, "segment %s: map at %#llx is damaged (kind %u, height %llu, root %#llx, %llu entries)",
                     s->name, (unsigned long long)off, m->kind, (unsigned long long)m->height,
                     (unsigned long long)m->root, (unsigned long long)m->count);

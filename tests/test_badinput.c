@@ -1112,3 +1112,27 @@ Test(badinput, a_cursor_stepping_into_a_leaf_whose_keys_are_not_above_the_last_o
     cr_assert(n == 2000 && err == ENOENT, "restored: %llu entries, errno %d", (unsigned long long)n, err);
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A map root's entry count damaged past what its tree can hold (64 per
+   node, so 64^height): mseg_map_len returned it as the map's length. Now
+   EUCLEAN (a count only a little too large needs a walk: mseg_check). */
+Test(badinput, a_map_count_larger_than_its_tree_can_hold_is_euclean, .timeout = 60, .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = u64_map_segment(path, &m, 2000);
+    struct mseg_map_root *r = (void *)m;
+    cr_assert_eq(r->height, 2);
+    uint64_t good = r->count;
+    uint64_t bad[] = { 64 * 64 + 1, 1ull << 40, UINT64_MAX };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r->count = bad[i];
+        errno = 0;
+        size_t n = mseg_map_len(s, m);
+        cr_assert(n == 0 && errno == EUCLEAN, "count %llu: len %zu, errno %d", (unsigned long long)bad[i], n, errno);
+    }
+    r->count = good;
+    errno = 0;
+    cr_assert_eq(mseg_map_len(s, m), 2000, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+}
