@@ -263,6 +263,9 @@ static void check_directory(struct checker *c)
             problem(c, "directory: slot %llu (%s) has the wrong hash", (unsigned long long)i, name);
         else if (dir_record_lookup(s, name) != slot->rec)
             problem(c, "directory: object %s is not found by a lookup (probe chain broken)", name);
+        else if (dir_record_kind_lost(s, slot->rec, r))
+            problem(c, "directory: record of %s at %#llx is damaged: a container's type, but kind %u", name,
+                    (unsigned long long)slot->rec, r->kind);
         check_container(c, name, r->kind, slot->rec + r->data_off);
     }
     if (live != ctl->dir_count || used != ctl->dir_used)

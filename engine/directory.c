@@ -319,6 +319,24 @@ uint64_t dir_record_lookup(mseg *s, const char *name)
 
 /* ---- named containers ---- */
 
+/* The record's type is a container's ("mseg_vec", "mseg_map") but its kind
+   byte says otherwise: damage, when the kind is the other container's, or
+   raw while the data holds that container's root (its magic). A raw object
+   typed so by an older mseg, whose construct did not refuse those names,
+   holds no root, and is not taken for damage. */
+bool dir_record_kind_lost(mseg *s, uint64_t rec, const struct mseg_dir_record *r)
+{
+    const char *type = record_type(r);
+    uint8_t want = strcmp(type, "mseg_vec") == 0 ? MSEG_KIND_VEC
+                 : strcmp(type, "mseg_map") == 0 ? MSEG_KIND_MAP : MSEG_KIND_RAW;
+    if (want == MSEG_KIND_RAW || r->kind == want)
+        return false;
+    if (r->kind != MSEG_KIND_RAW)
+        return true;
+    uint32_t magic = want == MSEG_KIND_VEC ? MSEG_VEC_MAGIC : MSEG_MAP_MAGIC;
+    return heap_block_room(s, rec) >= (uint64_t)r->data_off + 4 && op_peek32(s, rec + r->data_off) == magic;
+}
+
 uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type,
                        size_t root_size, bool create, bool *created)
 {
@@ -334,6 +352,9 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
         const struct mseg_dir_record *r = record_at(s, rec);
         if (!r)
             return 0;
+        if (dir_record_kind_lost(s, rec, r))
+            return fail(EUCLEAN, "segment %s: named-object record at %#llx (%s) is damaged: type %s, but kind %u",
+                        s->name, (unsigned long long)rec, name, record_type(r), r->kind), 0;
         if (r->kind != kind || strcmp(record_type(r), type) != 0)
             return fail(EINVAL, "object %s is a %s, not a %s", name, record_type(r), type), 0;
         return rec + r->data_off;

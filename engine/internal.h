@@ -428,6 +428,7 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
 /* Frees, inside the current operation, everything the object whose data is
    at `data` owns (not the object's own block). 0 or -1 with errno. */
 int      kind_release(mseg *s, uint8_t kind, uint64_t data);
+bool     dir_record_kind_lost(mseg *s, uint64_t rec, const struct mseg_dir_record *r);   /* directory.c */
 const char *container_at(mseg *s, uint64_t off);   /* "a vector", "a map", ... (messages) */
 
 /* ---- header.c ---- */

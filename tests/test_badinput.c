@@ -1136,3 +1136,43 @@ Test(badinput, a_map_count_larger_than_its_tree_can_hold_is_euclean, .timeout = 
     cr_assert_eq(mseg_map_len(s, m), 2000, "%s", mseg_errmsg());
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A named container's record whose kind byte was damaged (a map's to raw
+   or to vector, a vector's to map): mseg_map_open and mseg_vec_open said
+   EINVAL "object m is a mseg_map, not a mseg_map", and for a kind of raw
+   mseg_check called the segment sound, though the record holds a map's
+   root under a container's type name and a destroy would leak the map's
+   nodes. Now the open says EUCLEAN and the check reports it. */
+Test(badinput, a_container_record_whose_kind_byte_disagrees_with_its_type_is_euclean, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char path[256];
+    mseg_map *m;
+    mseg *s = u64_map_segment(path, &m, 100);
+    cr_assert_not_null(mseg_vec_open(s, "v", 8, MSEG_CREATE), "%s", mseg_errmsg());
+    unsigned char *base = (unsigned char *)mseg_at(s, MSEG_HEAP_OFF) - MSEG_HEAP_OFF;
+    size_t len = mseg_size(s);
+    struct mseg_dir_record *rm = (void *)(base + record_offset(base, len, "mu"));
+    struct mseg_dir_record *rv = (void *)(base + record_offset(base, len, "v"));
+    cr_assert(rm->kind == MSEG_KIND_MAP && rv->kind == MSEG_KIND_VEC);
+    struct { struct mseg_dir_record *r; uint8_t kind; const char *what; } cases[] = {
+        { rm, MSEG_KIND_RAW, "map's kind raw" },
+        { rm, MSEG_KIND_VEC, "map's kind vector" },
+        { rv, MSEG_KIND_MAP, "vector's kind map" },
+        { rv, MSEG_KIND_RAW, "vector's kind raw" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t good = cases[i].r->kind;
+        cases[i].r->kind = cases[i].kind;
+        errno = 0;
+        void *h = cases[i].r == rm ? (void *)mseg_map_open(s, "mu", MSEG_KEY_U64, 8, 0)
+                                   : (void *)mseg_vec_open(s, "v", 8, 0);
+        cr_assert_null(h, "%s: opened", cases[i].what);
+        cr_assert_eq(errno, EUCLEAN, "%s: errno %d (%s)", cases[i].what, errno, mseg_errmsg());
+        struct mseg_report r;
+        cr_assert_eq(mseg_verify(s, &r), -1, "%s: verify calls it sound", cases[i].what);
+        cases[i].r->kind = good;
+    }
+    cr_assert_eq(mseg_verify(s, NULL), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0);
+}
