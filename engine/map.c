@@ -1529,12 +1529,65 @@ static int keys_ascend(mseg *s, const struct map_view *m, uint64_t a, unsigned p
                 (unsigned long long)a);
 }
 
+/* Whether a cursor on this map steps through cursor_step_inline: integer
+   keys and inline values. */
+static bool steps_inline(const struct map_view *m)
+{
+    return m->kind != MSEG_KEY_BYTES && val_inline(m);
+}
+
+/* Integer keys (mix: int_mix) of leaf nd at order indexes [from, cnt)
+   ascend, each above floor when floor_set. A leaf is checked whole when a
+   cursor enters it, not one pair per step: the inline step within a leaf
+   then compares nothing (a comparison per step cost it 16% more
+   instructions in a 200,000-key walk, callgrind). */
+static bool int_keys_ascend(const struct mseg_map_node *nd, const uint8_t *perm, unsigned from, unsigned cnt,
+                            uint64_t mix, bool floor_set, uint64_t floor)
+{
+    if (from >= cnt)
+        return true;
+    uint64_t prev = nd->keys[perm[from] & (FAN - 1)] ^ mix;
+    if (floor_set && prev <= (floor ^ mix))
+        return false;
+    for (unsigned i = from + 1; i < cnt; i++) {
+        uint64_t k = nd->keys[perm[i] & (FAN - 1)] ^ mix;
+        if (k <= prev)
+            return false;
+        prev = k;
+    }
+    return true;
+}
+
+/* A cursor of an inline-stepping map enters leaf n at order index pos
+   (after the last key of leaf `before` when before != 0): the keys from
+   there to the leaf's end ascend, so that the inline steps through them
+   need no comparison. */
+static int leaf_enter_checked(mseg *s, const struct map_view *m, uint64_t before, uint64_t n, unsigned pos,
+                              unsigned cnt)
+{
+    const struct mseg_map_node *nd = node_at(s, n);
+    uint64_t floor = 0;
+    if (before) {
+        unsigned bcnt = st_count(node_state(s, before));
+        if (bcnt == 0 || bcnt > FAN)
+            return fail(EUCLEAN, "segment %s: map leaf at %#llx is damaged", s->name, (unsigned long long)before);
+        floor = node_at(s, before)->keys[slot_at(s, before, bcnt - 1)];
+    }
+    unsigned from = pos > 0 ? pos - 1 : 0;
+    if (int_keys_ascend(nd, nd->perm[st_live(node_state(s, n))], from, cnt, int_mix(m), before != 0, floor))
+        return 0;
+    return fail(EUCLEAN, "segment %s: map leaf at %#llx: its entries from %u on do not ascend (or do not start "
+                "above the leaf before it, %#llx)", s->name, (unsigned long long)n, from, (unsigned long long)before);
+}
+
 /* Positions c at order index pos of leaf n, or the first entry after it. */
 static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
 {
     unsigned cnt;
     if (node_check_cheap(s, n, 0, &cnt))
         return -1;
+    if (pos < cnt && steps_inline(m))
+        return leaf_enter_checked(s, m, 0, n, pos, cnt) ? -1 : cursor_fill(s, m, c, n, pos);
     if (pos < cnt)
         return pos > 0 && keys_ascend(s, m, n, pos - 1, n, pos) ? -1 : cursor_fill(s, m, c, n, pos);
     unsigned last = cnt;     /* n's entries: cnt is the next leaf's from here */
@@ -1551,7 +1604,8 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
                     "link back to it", s->name, (unsigned long long)n, (unsigned long long)next);
     if (cnt == 0)
         return fail(EUCLEAN, "segment %s: map leaf at %#llx is empty", s->name, (unsigned long long)next);
-    if (last > 0 && keys_ascend(s, m, n, last - 1, next, 0))
+    if (steps_inline(m) ? leaf_enter_checked(s, m, last > 0 ? n : 0, next, 0, cnt)
+                        : last > 0 && keys_ascend(s, m, n, last - 1, next, 0))
         return -1;
     return cursor_fill(s, m, c, next, 0);
 }
@@ -1639,10 +1693,12 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
                 node_prefetch(s, after);        /* a leaf ahead: its lines arrive while this one is walked */
             const uint8_t *perm = nd->perm[st_live(st)];
             unsigned slot = perm[pos] & (FAN - 1);
-            uint64_t mix = root->key_kind == MSEG_KEY_I64 ? 1ull << 63 : 0;
-            uint64_t before = pos > 0 ? nd->keys[perm[pos - 1] & (FAN - 1)] : last;
-            if ((pos > 0 || hop) && (before ^ mix) >= (nd->keys[slot] ^ mix))
-                return false;                   /* out of order: the general path says EUCLEAN */
+            /* a leaf entered here is checked whole (the one the cursor is in
+               was, when it entered): out of order, the general path says
+               EUCLEAN */
+            if (hop && !int_keys_ascend(nd, perm, 0, cnt, root->key_kind == MSEG_KEY_I64 ? 1ull << 63 : 0,
+                                        true, last))
+                return false;
             *out = (struct step){ &nd->keys[slot], &nd->vals[slot], (size_t)root->val_size, pos, n };
             return true;
         }
