@@ -610,7 +610,7 @@ int mseg_vec_pop(mseg *s, mseg_vec *v, void *out)
     struct vec_view w;
     int rc = vec_open_view(s, v, &w);
     if (!rc && w.len == 0)
-        rc = fail(ERANGE, "vector pop: the vector is empty");
+        rc = fail(ERANGE, "segment %s: vector at %#llx: pop of an empty vector", s->name, (unsigned long long)w.root);
     if (!rc) {
         if (out)
             view_copy(s, out, w.buf + (w.len - 1) * w.elem_size, w.elem_size);
@@ -673,7 +673,8 @@ void *mseg_vec_at(mseg *s, mseg_vec *v, size_t i)
     void *p = NULL;
     VEC_READ(s, v, w, rc, {
         if (i >= w.len)
-            rc = fail(ERANGE, "vector index %zu past the end (length %llu)", i, (unsigned long long)w.len);
+            rc = fail(ERANGE, "segment %s: vector at %#llx: index %zu past the end (length %llu)", s->name,
+                      (unsigned long long)w.root, i, (unsigned long long)w.len);
         else
             p = s->base + w.buf + i * w.elem_size;
     });

@@ -57,6 +57,10 @@ Test(vector, new_vector_is_empty_and_pop_says_erange, .fini = th_cleanup)
     cr_assert_eq(errno, ERANGE);
     cr_assert_eq(mseg_vec_pop(s, v, NULL), -1);
     cr_assert_eq(errno, ERANGE);
+    cr_assert(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), "pop of an empty vector"), "%s", mseg_errmsg());
+    cr_assert_null(mseg_vec_at(s, v, 3));
+    cr_assert(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), "index 3 past the end (length 0)"), "%s",
+              mseg_errmsg());
     cr_assert_null(mseg_vec_data(s, v), "no buffer yet");
     vt_check_anon(s, v);
     cr_assert_eq(mseg_vec_delete(s, v), 0, "%s", mseg_errmsg());
