@@ -774,7 +774,13 @@ static void drain_batch(mseg *s)
 {
     uint64_t g = op_get64(s, CTRL(garbage));
     uint64_t n = op_get64(s, CTRL(garbage_count)), done = op_get64(s, CTRL(garbage_done));
-    bool sane = heap_block_is_live(s, g) && n <= (heap_block_size(s, g) - 4) / 8 && done <= n;
+    /* the array's block was allocated for exactly n entries (heap_free_deferred),
+       so it holds a few more at most: a damaged garbage offset naming some
+       larger live block (a vector's buffer) would have it freed at the end
+       of the drain, under its owner. Such a list is dropped, as other
+       insane ones are (its owed blocks, if any, leak) */
+    uint64_t room = heap_block_is_live(s, g) ? (heap_block_size(s, g) - 4) / 8 : 0;
+    bool sane = room && n <= room && room - n <= (MSEG_BLOCK_MIN + 2 * MSEG_GRANULE) / 8 && done <= n;
     uint64_t end = sane ? (done + GARBAGE_BATCH < n ? done + GARBAGE_BATCH : n) : n;
     for (uint64_t i = done; sane && i < end; i++) {
         uint64_t p = *(const uint64_t *)(s->base + g + 8 * i);
