@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "testing.h"
 
 _Static_assert(sizeof(mseg_mutex) == 64 && sizeof(mseg_cond) == 64, "64-byte objects");
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(((mseg_mutex *)0)->opaque), "pthread_mutex_t fits");
@@ -182,12 +183,30 @@ static uint64_t off_of(const mseg *s, const mseg_mutex *m)
     return (uint64_t)((const uint8_t *)m - s->base);
 }
 
+/* A note of the same mutex is stale once this thread holds it (its
+   holder died, EOWNERDEAD, or unlocked it through another handle): it is
+   replaced, not kept beside the new one. Kept, each owner death added a
+   note that only mseg_close dropped, and every unlock scanned them all. */
 static void held_note(mseg *s, const mseg_mutex *m)
 {
+    struct held_mutex note = { off_of(s, m), getpid(), gettid() };
     pthread_mutex_lock(&s->held_guard);
     s->held_pending--;
-    s->held[s->nheld++] = (struct held_mutex){ off_of(s, m), getpid(), gettid() };
+    uint32_t i = 0;
+    while (i < s->nheld && s->held[i].off != note.off)
+        i++;
+    s->held[i] = note;
+    if (i == s->nheld)
+        s->nheld++;
     pthread_mutex_unlock(&s->held_guard);
+}
+
+unsigned mseg_test_held_notes(mseg *s)
+{
+    pthread_mutex_lock(&s->held_guard);
+    unsigned n = s->nheld;
+    pthread_mutex_unlock(&s->held_guard);
+    return n;
 }
 
 static void held_drop(mseg *s, uint32_t i)

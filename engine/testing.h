@@ -53,4 +53,7 @@ void mseg_test_set_boot_id(const uint8_t *id);
 /* msync calls made through this handle so far. */
 unsigned long mseg_test_flushes(mseg *s);
 
+/* Notes of program mutexes taken through this handle (mutex.c) kept now. */
+unsigned mseg_test_held_notes(mseg *s);
+
 #endif

@@ -1202,3 +1202,30 @@ Test(mutex, mseg_close_is_ebusy_while_a_thread_of_this_process_holds_one_of_its_
         cr_assert_eq(mseg_close(s), 0, "%s", mseg_errmsg());
     }
 }
+
+/* mseg_close finds held mutexes from notes each lock makes (99f6cfb). A
+   thread that exits holding one leaves its note; the next locker
+   (EOWNERDEAD) notes the mutex again. The stale note was kept beside the
+   new one until mseg_close, so a process whose threads died holding a
+   mutex grew the list for good, and every unlock scanned all of it. */
+Test(mutex, a_mutex_noted_again_after_its_holder_died_keeps_one_note, .timeout = 60, .fini = th_cleanup)
+{
+    char name[256];
+    mseg_mutex *m;
+    mseg *s = create_with_mutex(name, 0, &m);
+    for (int i = 0; i < 200; i++) {
+        struct holder_thread dead = { .s = s, .m = m, .exit_holding = 1 };
+        pthread_t t;
+        start_thread_holder(&t, &dead);
+        cr_assert_eq(pthread_join(t, NULL), 0);
+        int r = mseg_mutex_lock(s, m);
+        cr_assert(r == 0 || errno == EOWNERDEAD, "%s", mseg_errmsg());
+        if (r)
+            cr_assert_eq(mseg_mutex_consistent(s, m), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_mutex_unlock(s, m), 0, "%s", mseg_errmsg());
+    }
+    cr_assert_leq(mseg_test_held_notes(s), 1, "one mutex, nobody holds it, and %u notes are kept",
+                  mseg_test_held_notes(s));
+    cr_assert_eq(mseg_close(s), 0, "%s", mseg_errmsg());
+}
+
