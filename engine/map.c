@@ -1580,13 +1580,18 @@ static int leaf_enter_checked(mseg *s, const struct map_view *m, uint64_t before
                 "above the leaf before it, %#llx)", s->name, (unsigned long long)n, from, (unsigned long long)before);
 }
 
-/* Positions c at order index pos of leaf n, or the first entry after it. */
-static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos)
+/* Positions c at order index pos of leaf n, or the first entry after it.
+   step: a step of mseg_map_next within the leaf the cursor is in, which
+   checked its order when it entered (or, inside a transaction, where
+   every step comes here, pair by pair): one comparison, not the rest of
+   the leaf at every step. */
+static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *c, uint64_t n, unsigned pos,
+                         bool step)
 {
     unsigned cnt;
     if (node_check_cheap(s, n, 0, &cnt))
         return -1;
-    if (pos < cnt && steps_inline(m))
+    if (pos < cnt && steps_inline(m) && !step)
         return leaf_enter_checked(s, m, 0, n, pos, cnt) ? -1 : cursor_fill(s, m, c, n, pos);
     if (pos < cnt)
         return pos > 0 && keys_ascend(s, m, n, pos - 1, n, pos) ? -1 : cursor_fill(s, m, c, n, pos);
@@ -1623,7 +1628,7 @@ int mseg_map_first(mseg *s, mseg_map *mp, struct mseg_cursor *c)
         if (!m.root)
             rc = fail(ENOENT, "map first: the map is empty");
         else
-            rc = leaf ? cursor_settle(s, &m, &out, leaf, 0) : -1;
+            rc = leaf ? cursor_settle(s, &m, &out, leaf, 0, false) : -1;
     });
     if (rc == 0)
         *c = out;
@@ -1647,7 +1652,7 @@ int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key,
         else if (!rc && leaf && !leaf_has(s, &m, leaf, cnt, pos, &k) && miss_checked(s, &m, leaf, cnt, pos, &k))
             rc = -1;
         else if (!rc)
-            rc = leaf ? cursor_settle(s, &m, &out, leaf, pos) : -1;
+            rc = leaf ? cursor_settle(s, &m, &out, leaf, pos, false) : -1;
     });
     if (rc == 0)
         *c = out;
@@ -1755,7 +1760,7 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c)
             rc = fail(ESTALE, "map next: the map changed since the cursor was positioned "
                       "(here or in another process); seek again");
         else
-            rc = cursor_settle(s, &m, &out, c->priv[0], CURSOR_POS(c) + 1);
+            rc = cursor_settle(s, &m, &out, c->priv[0], CURSOR_POS(c) + 1, true);
     });
     if (rc == 0)
         *c = out;
