@@ -226,9 +226,14 @@ static unsigned int_bound(const struct mseg_map_node *nd, const uint8_t *perm, u
     return b + (upper ? kw <= k : kw < k);
 }
 
+static uint64_t kind_mix(unsigned kind)
+{
+    return kind == MSEG_KEY_I64 ? 1ull << 63 : 0;
+}
+
 static uint64_t int_mix(const struct map_view *m)
 {
-    return m->kind == MSEG_KEY_I64 ? 1ull << 63 : 0;
+    return kind_mix(m->kind);
 }
 
 /* First order index in [lo, cnt) whose key is >= k. */
@@ -1701,8 +1706,7 @@ static bool cursor_step_inline(mseg *s, const struct mseg_cursor *c, struct step
             /* a leaf entered here is checked whole (the one the cursor is in
                was, when it entered): out of order, the general path says
                EUCLEAN */
-            if (hop && !int_keys_ascend(nd, perm, 0, cnt, root->key_kind == MSEG_KEY_I64 ? 1ull << 63 : 0,
-                                        true, last))
+            if (hop && !int_keys_ascend(nd, perm, 0, cnt, kind_mix(root->key_kind), true, last))
                 return false;
             *out = (struct step){ &nd->keys[slot], &nd->vals[slot], (size_t)root->val_size, pos, n };
             return true;

@@ -694,16 +694,24 @@ Test(badinput, a_fifo_a_directory_or_a_device_is_refused_at_once_not_waited_on, 
 
 /* ---- targeted damage to maps, made in place through an open handle ---- */
 
-/* A read-write segment of `size` bytes holding the named byte-key map "mb"
-   of n entries "key00000".. with values of i % 40 bytes of 'a' + i % 26. */
-static mseg *byte_map_segment(char *path, mseg_map **m, int n)
+/* A fresh read-write segment of SEG_SIZE bytes at path holding an empty
+   named map. */
+static mseg *map_segment(char *path, const char *name, enum mseg_key kind, size_t val_size, mseg_map **m)
 {
     th_name(path, 0);
     struct mseg_config cfg = { .size = SEG_SIZE };
     mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &cfg);
     cr_assert_not_null(s, "%s", mseg_errmsg());
-    *m = mseg_map_open(s, "mb", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    *m = mseg_map_open(s, name, kind, val_size, MSEG_CREATE);
     cr_assert_not_null(*m, "%s", mseg_errmsg());
+    return s;
+}
+
+/* A read-write segment of `size` bytes holding the named byte-key map "mb"
+   of n entries "key00000".. with values of i % 40 bytes of 'a' + i % 26. */
+static mseg *byte_map_segment(char *path, mseg_map **m, int n)
+{
+    mseg *s = map_segment(path, "mb", MSEG_KEY_BYTES, 0, m);
     for (int i = 0; i < n; i++) {
         char k[32], v[64];
         snprintf(k, sizeof k, "key%05d", i);
@@ -757,12 +765,7 @@ Test(badinput, a_map_cell_whose_length_runs_past_its_block_is_euclean, .timeout 
 /* A u64 map "mu" of n entries k * 7 -> k, in a fresh segment. */
 static mseg *u64_map_segment(char *path, mseg_map **m, uint64_t n)
 {
-    th_name(path, 0);
-    struct mseg_config cfg = { .size = SEG_SIZE };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    *m = mseg_map_open(s, "mu", MSEG_KEY_U64, 8, MSEG_CREATE);
-    cr_assert_not_null(*m, "%s", mseg_errmsg());
+    mseg *s = map_segment(path, "mu", MSEG_KEY_U64, 8, m);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t k = i * 7;
         cr_assert_eq(mseg_map_put(s, *m, &k, 8, &i, 8), 0, "%s", mseg_errmsg());

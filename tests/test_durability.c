@@ -210,6 +210,33 @@ static void pl_on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64
     memcpy(pl_disk + off, base + off, len);
 }
 
+/* pl_disk as a copy of the file name in memory shared with forked
+   children (which flush into it through pl_on_flush too); its length. */
+static size_t disk_shared_from(const char *name)
+{
+    size_t n;
+    uint8_t *file = th_read_file(name, &n);
+    cr_assert_not_null(file);
+    pl_disk = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(pl_disk, MAP_FAILED);
+    memcpy(pl_disk, file, n);
+    free(file);
+    return n;
+}
+
+/* A new 1 MiB segment opened with MSEG_DURABLE at name, the kernel's
+   boot id faked to boot (mseg_test_set_boot_id: a later "reboot" is a
+   different one). */
+static mseg *durable_at_boot(char *name, const uint8_t *boot)
+{
+    mseg_test_set_boot_id(boot);
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1u << 20 };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    return s;
+}
+
 /* The power loss: pl_disk (n bytes) becomes the file, the machine restarts
    with after_boot as its boot id (NULL: as the test set it), and the
    segment is opened durable and verified. The caller closes it. */
@@ -242,11 +269,7 @@ static void reopened_durable_commit_survives(bool kernel_writeback, bool lazy_fi
 {
     static const uint8_t boot[16] = { 0xa1, 3 }, after_boot[16] = { 0xb2, 4 };
     char name[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = durable_at_boot(name, boot);
     cr_assert_not_null(MSEG_NEW(s, "before", long, 4));
     cr_assert_eq(mseg_close(s), 0);                /* clean close */
     size_t n;
@@ -306,11 +329,7 @@ Test(durability, a_durable_commit_after_another_handles_unsynced_change_survives
 {
     static const uint8_t boot[16] = { 0xa1, 5 }, after_boot[16] = { 0xb2, 6 };
     char name[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *d = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(d, "%s", mseg_errmsg());
+    mseg *d = durable_at_boot(name, boot);
     cr_assert_not_null(MSEG_NEW(d, "before", long, 4));
     cr_assert_eq(mseg_sync(d), 0, "%s", mseg_errmsg());
     size_t n;
@@ -358,11 +377,7 @@ Test(durability, without_a_boot_id_a_power_loss_mid_operation_reopens_sound, .fi
 {
     static const uint8_t unknown[16];
     char name[256];
-    mseg_test_set_boot_id(unknown);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = durable_at_boot(name, unknown);
     uint64_t *first = MSEG_NEW(s, "first", uint64_t, 1);
     cr_assert_not_null(first);
     void *a = mseg_alloc(s, 64), *b = mseg_alloc(s, 1000), *c = mseg_alloc(s, 64);
@@ -578,43 +593,33 @@ static void eio_on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint6
     eio_fail_next = false;
 }
 
-/* A durable transaction commits (its slot stays committed, its page owed
-   to the next commit), then the next commit's msync fails: its EIO makes
-   the handle refuse writes. Its close then settled the slots and wrote
-   "clean" through the failed handle: the retried msync "succeeded" without
-   writing the page the failure had dropped, the emptied log head and the
-   "clean" state reached the disk, and after a power loss the acknowledged
-   transaction was gone, with nothing to replay it from. */
-Test(durability, closing_a_handle_whose_flush_failed_keeps_the_last_durable_commit_recoverable,
-     .fini = th_cleanup)
+/* A durable segment with a 128 KiB object "big" (its end far from the
+   directory), synced and copied to pl_disk (its *n bytes), the flush hook
+   eio_on_flush armed, then a durable transaction that stores 0x5a into 16
+   bytes near big's end: acknowledged. */
+static mseg *eio_durable_commit(const uint8_t boot[16], size_t *n)
 {
-    static const uint8_t boot[16] = { 0xa1, 13 }, after_boot[16] = { 0xb2, 14 };
     char name[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    uint8_t *big = MSEG_NEW(s, "big", uint8_t, 128 * 1024);   /* its end far from the directory */
+    mseg *s = durable_at_boot(name, boot);
+    uint8_t *big = MSEG_NEW(s, "big", uint8_t, 128 * 1024);
     cr_assert_not_null(big, "%s", mseg_errmsg());
     cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
-    size_t n;
-    pl_disk = th_read_file(name, &n);
+    pl_disk = th_read_file(name, n);
     cr_assert_not_null(pl_disk);
-    cr_assert_leq(n, 256u * MSEG_PAGE);
+    cr_assert_leq(*n, 256u * MSEG_PAGE);
     mseg_test_set_flush_hook(eio_on_flush, NULL);
     uint8_t *far = big + 120 * 1024;
     cr_assert_eq(mseg_tx_begin(s), 0);
     cr_assert_eq(mseg_tx_add(s, far, 16), 0, "%s", mseg_errmsg());
     memset(far, 0x5a, 16);
     cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());    /* acknowledged: durable */
-    eio_fail_next = true;
-    mseg_test_fail_flush(1);
-    errno = 0;
-    cr_assert_null(MSEG_NEW(s, "b", long, 1), "the construct with a failing msync succeeded");
-    cr_assert_eq(errno, EIO, "%s", mseg_errmsg());
-    mseg_test_fail_flush(0);
-    mseg_close(s);
+    return s;
+}
+
+/* After the handle of eio_durable_commit closed: a power loss keeps what
+   pl_disk holds, and the acknowledged transaction must be found. */
+static void eio_expect_commit_kept(size_t n, const uint8_t after_boot[16])
+{
     mseg_test_set_flush_hook(NULL, NULL);
     for (int p = 0; p < 256; p++)
         free(eio_lost[p]), eio_lost[p] = NULL;
@@ -629,6 +634,29 @@ Test(durability, closing_a_handle_whose_flush_failed_keeps_the_last_durable_comm
     mseg_test_set_boot_id(NULL);
 }
 
+/* A durable transaction commits (its slot stays committed, its page owed
+   to the next commit), then the next commit's msync fails: its EIO makes
+   the handle refuse writes. Its close then settled the slots and wrote
+   "clean" through the failed handle: the retried msync "succeeded" without
+   writing the page the failure had dropped, the emptied log head and the
+   "clean" state reached the disk, and after a power loss the acknowledged
+   transaction was gone, with nothing to replay it from. */
+Test(durability, closing_a_handle_whose_flush_failed_keeps_the_last_durable_commit_recoverable,
+     .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 13 }, after_boot[16] = { 0xb2, 14 };
+    size_t n;
+    mseg *s = eio_durable_commit(boot, &n);
+    eio_fail_next = true;
+    mseg_test_fail_flush(1);
+    errno = 0;
+    cr_assert_null(MSEG_NEW(s, "b", long, 1), "the construct with a failing msync succeeded");
+    cr_assert_eq(errno, EIO, "%s", mseg_errmsg());
+    mseg_test_fail_flush(0);
+    mseg_close(s);
+    eio_expect_commit_kept(n, after_boot);
+}
+
 /* The same, with the failure inside a transaction too large for the room
    the log has left after the last commit's records: the log then settles
    (flushing what that commit owes) to make room. Its msync failed, and the
@@ -639,25 +667,8 @@ Test(durability, a_failed_flush_making_room_in_the_log_keeps_the_last_durable_co
      .fini = th_cleanup)
 {
     static const uint8_t boot[16] = { 0xa1, 15 }, after_boot[16] = { 0xb2, 16 };
-    char name[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
-    uint8_t *big = MSEG_NEW(s, "big", uint8_t, 128 * 1024);
-    cr_assert_not_null(big, "%s", mseg_errmsg());
-    cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
     size_t n;
-    pl_disk = th_read_file(name, &n);
-    cr_assert_not_null(pl_disk);
-    cr_assert_leq(n, 256u * MSEG_PAGE);
-    mseg_test_set_flush_hook(eio_on_flush, NULL);
-    uint8_t *far = big + 120 * 1024;
-    cr_assert_eq(mseg_tx_begin(s), 0);
-    cr_assert_eq(mseg_tx_add(s, far, 16), 0, "%s", mseg_errmsg());
-    memset(far, 0x5a, 16);
-    cr_assert_eq(mseg_tx_commit(s), 0, "%s", mseg_errmsg());    /* acknowledged: durable */
+    mseg *s = eio_durable_commit(boot, &n);
     /* a transaction of small allocations: no flush until the log is full */
     cr_assert_eq(mseg_tx_begin(s), 0);
     eio_fail_next = true;
@@ -670,18 +681,7 @@ Test(durability, a_failed_flush_making_room_in_the_log_keeps_the_last_durable_co
     mseg_test_fail_flush(0);
     mseg_tx_abort(s);
     mseg_close(s);
-    mseg_test_set_flush_hook(NULL, NULL);
-    for (int p = 0; p < 256; p++)
-        free(eio_lost[p]), eio_lost[p] = NULL;
-    mseg *r = reopen_after_power_loss(n, after_boot);
-    uint8_t *b = MSEG_FIND(r, "big", uint8_t, NULL);
-    cr_assert_not_null(b, "%s", mseg_errmsg());
-    uint8_t want[16];
-    memset(want, 0x5a, sizeof want);
-    cr_expect(memcmp(b + 120 * 1024, want, sizeof want) == 0,
-              "the acknowledged durable transaction was lost (byte %#x)", b[120 * 1024]);
-    mseg_close(r);
-    mseg_test_set_boot_id(NULL);
+    eio_expect_commit_kept(n, after_boot);
 }
 
 /* A process dies inside a transaction, holding the segment lock; the next
@@ -743,11 +743,7 @@ Test(durability, a_repair_after_a_power_loss_by_a_non_durable_opener_reaches_the
 {
     static const uint8_t boot[16] = { 0xa1, 17 }, after_boot[16] = { 0xb2, 18 }, third_boot[16] = { 0xc3, 19 };
     char name[256], image[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = durable_at_boot(name, boot);
     void *a = mseg_alloc(s, 64), *f = mseg_alloc(s, 40000), *b = mseg_alloc(s, 64);
     cr_assert(a && f && b);
     cr_assert_eq(mseg_free(s, f), 0);              /* a free block between a and b */
@@ -849,23 +845,13 @@ Test(durability, a_durable_transaction_rolled_back_by_a_non_durable_process_stay
 {
     static const uint8_t boot[16] = { 0xa1, 21 }, after_boot[16] = { 0xb2, 22 };
     char name[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *d = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
-    cr_assert_not_null(d, "%s", mseg_errmsg());
+    mseg *d = durable_at_boot(name, boot);
     cr_assert_not_null(MSEG_NEW(d, "pad", char, 3 * MSEG_PAGE));   /* x on a page of its own */
     uint64_t *x0 = MSEG_NEW(d, "x", uint64_t, 1);
     cr_assert_not_null(x0);
     *x0 = 1;
     cr_assert_eq(mseg_close(d), 0);
-    size_t n;
-    uint8_t *file = th_read_file(name, &n);          /* all flushed by the close */
-    cr_assert_not_null(file);
-    pl_disk = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(pl_disk, MAP_FAILED);
-    memcpy(pl_disk, file, n);
-    free(file);
+    size_t n = disk_shared_from(name);             /* all flushed by the close */
     mseg *l = mseg_open(name, 0, NULL);              /* without MSEG_DURABLE */
     cr_assert_not_null(l, "%s", mseg_errmsg());
     mixed_name = name;
@@ -990,13 +976,7 @@ static void drained_by_non_durable_opener(int kept)
         cr_assert_eq(mseg_tx_commit(d), 0, "%s", mseg_errmsg());
     }
     cr_assert_eq(mseg_close(d), 0);
-    size_t n;
-    uint8_t *file = th_read_file(name, &n);           /* all flushed by the close */
-    cr_assert_not_null(file);
-    pl_disk = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(pl_disk, MAP_FAILED);
-    memcpy(pl_disk, file, n);
-    free(file);
+    size_t n = disk_shared_from(name);             /* all flushed by the close */
     drain_name = name;
     int st = th_fork_run(durable_dies_draining, NULL);
     cr_assert(TH_EXITED_OK(st), "the destroy did not stop after its first batch");
