@@ -349,6 +349,7 @@ int      log_settle(mseg *s);
 int      log_needs_recovery(mseg *s, bool after_reboot);
 /* msync now (read-write handles), whatever the durability mode. */
 int      flush_now(mseg *s, uint64_t off, uint64_t len);
+int      flush_pages(mseg *s, uint64_t start, uint64_t end);   /* page-aligned; no checks */
 /* Every persist point goes through here: crash hook, then (durable) msync. */
 int      persist(mseg *s, const char *point, uint64_t off, uint64_t len);
 void     crash_point(const char *point);
@@ -517,6 +518,8 @@ int  sync_before_durable(mseg *s);      /* durable handle: sync other handles' u
 int  sync_record_boot(mseg *s, bool state_changed);   /* first writer: flush the boot id and "open" */
 int  sync_flush_state(mseg *s);         /* durable later writer: flush "open" */
 int  sync_locked(mseg *s);              /* mseg_sync's work, the write lock held */
+void sync_note_failed_flush(mseg *s);   /* a flush (msync, fsync) of this handle failed */
+int  sync_heal_failed_flush(mseg *s);   /* before a flush: pages another handle's failure left clean */
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);

@@ -152,7 +152,12 @@ _Static_assert(offsetof(struct mseg_header, checksum) == 248, "checksum last");
  *   128    64  objects_lock  pthread_mutex_t (robust, process-shared), held
  *                            only while one such object is re-initialized;
  *                            re-initialized with `lock` at the first attach
- *   192  3904  reserved
+ *   192     8  flush_failures  flushes of the segment that failed (msync,
+ *                            fsync) in the boot named by failed_boot_id; 0
+ *                            once a later flush rewrote every page (sync.c)
+ *   200    16  failed_boot_id  kernel boot id of the boot of those failures
+ *   216  3880  reserved      (zero; segments made before flush_failures
+ *                            have zeros there, which mean "none")
  */
 struct mseg_runtime {
     uint8_t  lock[64];
@@ -164,11 +169,15 @@ struct mseg_runtime {
     uint64_t size;
     uint64_t epoch;
     uint8_t  objects_lock[64];
-    uint8_t  reserved[MSEG_PAGE - 192];
+    uint64_t flush_failures;
+    uint8_t  failed_boot_id[16];
+    uint8_t  reserved[MSEG_PAGE - 216];
 };
 _Static_assert(sizeof(struct mseg_runtime) == MSEG_PAGE, "runtime is one page");
 _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");
 _Static_assert(offsetof(struct mseg_runtime, objects_lock) == 128, "layout");
+_Static_assert(offsetof(struct mseg_runtime, flush_failures) == 192, "layout");
+_Static_assert(offsetof(struct mseg_runtime, failed_boot_id) == 200, "layout");
 
 /* ------------------------------------------------------------------ */
 /* Control page (page 3): allocator and directory roots                */

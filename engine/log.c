@@ -127,6 +127,29 @@ void mseg_test_fail_flush(unsigned long n)
     flush_fail_countdown = n;
 }
 
+/* msync of [start, end), page-aligned and inside the mapping: flush_now's
+   and sync_heal_failed_flush's. A failure is fatal for the handle, and
+   noted in the runtime page for handles that open after it. */
+int flush_pages(mseg *s, uint64_t start, uint64_t end)
+{
+    if (flush_hook)
+        flush_hook(s->base, s->size, start, end - start, flush_hook_arg);
+    int rc = msync(s->base + start, end - start, MS_SYNC);
+    if (flush_fail_countdown && --flush_fail_countdown == 0) {
+        rc = -1;
+        errno = EIO;
+    }
+    if (rc != 0) {
+        int e = errno;
+        s->failed = true;
+        sync_note_failed_flush(s);
+        return fail(EIO, "segment %s: msync failed (%s); the handle refuses further writes",
+                    s->name, strerror(e));
+    }
+    s->flushes++;
+    return 0;
+}
+
 /* msync of the pages covering [off, off+len), on read-write handles: the one
    place every flush of the mapping goes through. A failure is fatal for the
    handle: the kernel marks pages clean after a write-back error, so a retry
@@ -143,25 +166,15 @@ int flush_now(mseg *s, uint64_t off, uint64_t len)
         errno = EIO;   /* the message stays the failure's own (msync or fsync, and why) */
         return -1;
     }
+    /* nor through a handle opened after another one's flush failed, until
+       the pages that failure left clean are written */
+    if (sync_heal_failed_flush(s))
+        return -1;
     uint64_t start = off & ~(uint64_t)(MSEG_PAGE - 1);
     uint64_t end = (off + len + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     if (end > s->size)
         end = s->size;
-    if (flush_hook)
-        flush_hook(s->base, s->size, start, end - start, flush_hook_arg);
-    int rc = msync(s->base + start, end - start, MS_SYNC);
-    if (flush_fail_countdown && --flush_fail_countdown == 0) {
-        rc = -1;
-        errno = EIO;
-    }
-    if (rc != 0) {
-        int e = errno;
-        s->failed = true;
-        return fail(EIO, "segment %s: msync failed (%s); the handle refuses further writes",
-                    s->name, strerror(e));
-    }
-    s->flushes++;
-    return 0;
+    return flush_pages(s, start, end);
 }
 
 /* Whether the operation follows the durable protocol: the handle's

@@ -431,6 +431,7 @@ int seg_grow(mseg *s, uint64_t need)
     }
     if (!(s->flags & MSEG_SHM) && fsync(s->fd)) {
         s->failed = true;
+        sync_note_failed_flush(s);
         return fail(EIO, "segment %s: fsync after growing failed: %s", s->name, strerror(errno));
     }
     if (extend_mapping(s, new_size) || header_write_size(s, new_size))

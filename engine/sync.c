@@ -37,7 +37,9 @@
  */
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -206,6 +208,76 @@ int sync_flush_state(mseg *s)
     return s->mode == MODE_RW ? flush_now(s, MSEG_RUNTIME_OFF, MSEG_PAGE) : 0;
 }
 
+/* ---- after a failed flush ----
+ *
+ * When write-back fails, the kernel marks the pages it could not write clean:
+ * memory keeps their bytes, the disk does not have them, and no later msync
+ * writes them unless they change again. The handle whose msync or fsync
+ * failed learns it and flushes nothing more (flush_now). So do the other
+ * handles open at that moment: the kernel reports the error once to every
+ * open file description. A handle opened after it is told nothing, and its
+ * flushes would "succeed": a durable commit or close would then retire the
+ * commit slots that still replay the lost pages, and mseg_sync would clear
+ * the unsynced mark over them, so a power loss lost acknowledged changes.
+ * The failing handle therefore notes the failure and the boot in the
+ * runtime page, and the next flush of any sound handle in that boot first
+ * marks every page the page cache holds dirty again and writes the whole
+ * mapping. A reboot ends the note: the page cache it was about is gone. */
+
+static mseg_redirty_hook_fn redirty_hook;
+static void *redirty_hook_arg;
+
+void mseg_test_set_redirty_hook(mseg_redirty_hook_fn fn, void *arg)
+{
+    redirty_hook = fn;
+    redirty_hook_arg = arg;
+}
+
+void sync_note_failed_flush(mseg *s)
+{
+    struct mseg_runtime *rt = seg_runtime(s);
+    memcpy(rt->failed_boot_id, boot_id(), sizeof rt->failed_boot_id);
+    __atomic_add_fetch(&rt->flush_failures, 1, __ATOMIC_RELEASE);
+}
+
+/* Dirties every page of the mapping that the page cache holds (mincore; all
+   of them if it cannot tell): an atomic add of 0 to its first word, which
+   changes no byte even beside a store of another thread or process, since
+   the program's data shares these pages. A page not held has nothing to
+   write: its bytes are the disk's. */
+static void redirty_resident_pages(mseg *s)
+{
+    size_t pages = (size_t)(s->size / MSEG_PAGE);
+    unsigned char *held = malloc(pages);
+    if (held && mincore(s->base, (size_t)s->size, held)) {
+        free(held);
+        held = NULL;
+    }
+    for (size_t p = 0; p < pages; p++) {
+        if (held && !(held[p] & 1))
+            continue;
+        __atomic_fetch_add((uint64_t *)(s->base + (uint64_t)p * MSEG_PAGE), 0, __ATOMIC_RELAXED);
+        if (redirty_hook)
+            redirty_hook((uint64_t)p * MSEG_PAGE, MSEG_PAGE, redirty_hook_arg);
+    }
+    free(held);
+}
+
+int sync_heal_failed_flush(mseg *s)
+{
+    struct mseg_runtime *rt = seg_runtime(s);
+    uint64_t seen = __atomic_load_n(&rt->flush_failures, __ATOMIC_ACQUIRE);
+    if (seen == 0 || memcmp(rt->failed_boot_id, boot_id(), sizeof rt->failed_boot_id) != 0)
+        return 0;
+    redirty_resident_pages(s);
+    if (flush_pages(s, 0, s->size))
+        return -1;
+    /* a failure noted since `seen` may have left pages this flush wrote
+       before it: its note stays, and the next flush heals again */
+    __atomic_compare_exchange_n(&rt->flush_failures, &seen, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    return 0;
+}
+
 /* Everything so far onto the disk, under the lock: the mapping, the file,
    then the commit slots emptied and the unsynced mark cleared. */
 int sync_locked(mseg *s)
@@ -213,6 +285,7 @@ int sync_locked(mseg *s)
     int rc = flush_now(s, 0, s->size);
     if (rc == 0 && fsync(s->fd)) {
         s->failed = true;
+        sync_note_failed_flush(s);
         rc = fail(EIO, "segment %s: fsync failed (%s); the handle refuses further writes",
                   s->name, strerror(errno));
     }

@@ -43,6 +43,12 @@ typedef void (*mseg_flush_hook_fn)(const uint8_t *base, uint64_t size, uint64_t 
                                    uint64_t len, void *arg);
 void mseg_test_set_flush_hook(mseg_flush_hook_fn fn, void *arg);
 
+/* Called for each page that a flush after another handle's failed flush
+   marks dirty again (sync.c), so that the power-loss simulator writes it
+   at that flush even if its bytes did not change. */
+typedef void (*mseg_redirty_hook_fn)(uint64_t off, uint64_t len, void *arg);
+void mseg_test_set_redirty_hook(mseg_redirty_hook_fn fn, void *arg);
+
 /* Makes the n-th flush from now fail as if the disk reported EIO (0: never). */
 void mseg_test_fail_flush(unsigned long n);
 

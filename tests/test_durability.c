@@ -227,14 +227,19 @@ static size_t disk_shared_from(const char *name)
 /* A new 1 MiB segment opened with MSEG_DURABLE at name, the kernel's
    boot id faked to boot (mseg_test_set_boot_id: a later "reboot" is a
    different one). */
-static mseg *durable_at_boot(char *name, const uint8_t *boot)
+static mseg *segment_at_boot(char *name, const uint8_t *boot, unsigned flags)
 {
     mseg_test_set_boot_id(boot);
     th_name(name, 0);
     struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | MSEG_DURABLE, &cfg);
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | flags, &cfg);
     cr_assert_not_null(s, "%s", mseg_errmsg());
     return s;
+}
+
+static mseg *durable_at_boot(char *name, const uint8_t *boot)
+{
+    return segment_at_boot(name, boot, MSEG_DURABLE);
 }
 
 /* The power loss: pl_disk (n bytes) becomes the file, the machine restarts
@@ -418,11 +423,7 @@ Test(durability, a_sync_inside_a_transaction_leaves_the_rest_of_it_verified_afte
 {
     static const uint8_t boot[16] = { 0xa1, 7 }, after_boot[16] = { 0xb2, 8 };
     char name[256], image[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = segment_at_boot(name, boot, 0);
     for (int i = 0; i < 10; i++) {
         char n[16];
         snprintf(n, sizeof n, "o%d", i);
@@ -493,11 +494,7 @@ Test(durability, a_shrink_without_MSEG_DURABLE_survives_a_power_loss_right_after
 {
     static const uint8_t boot[16] = { 0xa1, 9 }, after_boot[16] = { 0xb2, 10 };
     char name[256];
-    mseg_test_set_boot_id(boot);
-    th_name(name, 0);
-    struct mseg_config cfg = { .size = 1u << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = segment_at_boot(name, boot, 0);
     uint64_t *keep = MSEG_NEW(s, "keep", uint64_t, 4);
     cr_assert_not_null(keep);
     cr_assert_not_null(MSEG_NEW(s, "big", char, 600000), "%s", mseg_errmsg());
@@ -593,21 +590,48 @@ static void eio_on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint6
     eio_fail_next = false;
 }
 
-/* A durable segment with a 128 KiB object "big" (its end far from the
-   directory), synced and copied to pl_disk (its *n bytes), the flush hook
-   eio_on_flush armed, then a durable transaction that stores 0x5a into 16
-   bytes near big's end: acknowledged. */
-static mseg *eio_durable_commit(const uint8_t boot[16], size_t *n)
+/* A page marked dirty again (sync.c, after a failed flush): written at the
+   next flush whatever its bytes. */
+static void eio_redirty(uint64_t off, uint64_t len, void *arg)
 {
-    char name[256];
-    mseg *s = durable_at_boot(name, boot);
-    uint8_t *big = MSEG_NEW(s, "big", uint8_t, 128 * 1024);
-    cr_assert_not_null(big, "%s", mseg_errmsg());
+    (void)arg;
+    for (uint64_t p = off / MSEG_PAGE; p < (off + len) / MSEG_PAGE && p < 256; p++)
+        free(eio_lost[p]), eio_lost[p] = NULL;
+}
+
+/* s synced, and its file name copied to pl_disk (*n bytes) as the disk
+   holds it; then flushes go through eio_on_flush. */
+static void eio_arm(mseg *s, const char *name, size_t *n)
+{
     cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
     pl_disk = th_read_file(name, n);
     cr_assert_not_null(pl_disk);
     cr_assert_leq(*n, 256u * MSEG_PAGE);
     mseg_test_set_flush_hook(eio_on_flush, NULL);
+    mseg_test_set_redirty_hook(eio_redirty, NULL);
+}
+
+/* A construct through s whose msync fails (and drops the pages it covered). */
+static void eio_construct_fails(mseg *s)
+{
+    eio_fail_next = true;
+    mseg_test_fail_flush(1);
+    errno = 0;
+    cr_assert_null(MSEG_NEW(s, "b", long, 1), "the construct with a failing msync succeeded");
+    cr_assert_eq(errno, EIO, "%s", mseg_errmsg());
+    mseg_test_fail_flush(0);
+}
+
+/* A durable segment with a 128 KiB object "big" (its end far from the
+   directory), synced and copied to pl_disk (its *n bytes), the flush hook
+   eio_on_flush armed, then a durable transaction that stores 0x5a into 16
+   bytes near big's end: acknowledged. */
+static mseg *eio_durable_commit(char *name, const uint8_t boot[16], size_t *n)
+{
+    mseg *s = durable_at_boot(name, boot);
+    uint8_t *big = MSEG_NEW(s, "big", uint8_t, 128 * 1024);
+    cr_assert_not_null(big, "%s", mseg_errmsg());
+    eio_arm(s, name, n);
     uint8_t *far = big + 120 * 1024;
     cr_assert_eq(mseg_tx_begin(s), 0);
     cr_assert_eq(mseg_tx_add(s, far, 16), 0, "%s", mseg_errmsg());
@@ -621,6 +645,7 @@ static mseg *eio_durable_commit(const uint8_t boot[16], size_t *n)
 static void eio_expect_commit_kept(size_t n, const uint8_t after_boot[16])
 {
     mseg_test_set_flush_hook(NULL, NULL);
+    mseg_test_set_redirty_hook(NULL, NULL);
     for (int p = 0; p < 256; p++)
         free(eio_lost[p]), eio_lost[p] = NULL;
     mseg *r = reopen_after_power_loss(n, after_boot);
@@ -629,9 +654,29 @@ static void eio_expect_commit_kept(size_t n, const uint8_t after_boot[16])
     uint8_t want[16];
     memset(want, 0x5a, sizeof want);
     cr_expect(memcmp(b + 120 * 1024, want, sizeof want) == 0,
-              "the acknowledged durable transaction was lost (byte %#x)", b[120 * 1024]);
+              "the acknowledged change (a durable commit, or an mseg_sync) was lost (byte %#x)", b[120 * 1024]);
     mseg_close(r);
     mseg_test_set_boot_id(NULL);
+}
+
+/* eio_durable_commit, then a construct whose msync fails; the handle is
+   closed, and with reopen the segment is opened again in the same boot for
+   one more durable construct. Then the power loss (boots: tag, tag + 1). */
+static void failed_flush_then_close(bool reopen, uint8_t tag)
+{
+    const uint8_t boot[16] = { 0xa1, tag }, after_boot[16] = { 0xb2, (uint8_t)(tag + 1) };
+    char name[256];
+    size_t n;
+    mseg *s = eio_durable_commit(name, boot, &n);
+    eio_construct_fails(s);
+    mseg_close(s);
+    if (reopen) {
+        mseg *t = mseg_open(name, MSEG_DURABLE, NULL);
+        cr_assert_not_null(t, "%s", mseg_errmsg());
+        cr_assert_not_null(MSEG_NEW(t, "c", long, 1), "%s", mseg_errmsg());
+        mseg_close(t);
+    }
+    eio_expect_commit_kept(n, after_boot);
 }
 
 /* A durable transaction commits (its slot stays committed, its page owed
@@ -644,17 +689,7 @@ static void eio_expect_commit_kept(size_t n, const uint8_t after_boot[16])
 Test(durability, closing_a_handle_whose_flush_failed_keeps_the_last_durable_commit_recoverable,
      .fini = th_cleanup)
 {
-    static const uint8_t boot[16] = { 0xa1, 13 }, after_boot[16] = { 0xb2, 14 };
-    size_t n;
-    mseg *s = eio_durable_commit(boot, &n);
-    eio_fail_next = true;
-    mseg_test_fail_flush(1);
-    errno = 0;
-    cr_assert_null(MSEG_NEW(s, "b", long, 1), "the construct with a failing msync succeeded");
-    cr_assert_eq(errno, EIO, "%s", mseg_errmsg());
-    mseg_test_fail_flush(0);
-    mseg_close(s);
-    eio_expect_commit_kept(n, after_boot);
+    failed_flush_then_close(false, 13);
 }
 
 /* The same, with the failure inside a transaction too large for the room
@@ -667,8 +702,9 @@ Test(durability, a_failed_flush_making_room_in_the_log_keeps_the_last_durable_co
      .fini = th_cleanup)
 {
     static const uint8_t boot[16] = { 0xa1, 15 }, after_boot[16] = { 0xb2, 16 };
+    char name[256];
     size_t n;
-    mseg *s = eio_durable_commit(boot, &n);
+    mseg *s = eio_durable_commit(name, boot, &n);
     /* a transaction of small allocations: no flush until the log is full */
     cr_assert_eq(mseg_tx_begin(s), 0);
     eio_fail_next = true;
@@ -682,6 +718,89 @@ Test(durability, a_failed_flush_making_room_in_the_log_keeps_the_last_durable_co
     mseg_tx_abort(s);
     mseg_close(s);
     eio_expect_commit_kept(n, after_boot);
+}
+
+/* The handle whose flush failed is closed, and the program opens the
+   segment again in the same boot: the new handle was told of no failure
+   (the kernel reports one to the file descriptions open when it happened),
+   so its flushes "succeeded" without the page the failure had left clean,
+   and its durable commit and close retired the commit slot that still
+   replayed that page: a power loss lost the acknowledged transaction. */
+Test(durability, a_handle_opened_after_another_ones_flush_failed_keeps_its_last_durable_commit_recoverable,
+     .fini = th_cleanup)
+{
+    failed_flush_then_close(true, 17);
+}
+
+/* The same without MSEG_DURABLE: a program's stores, then an mseg_sync that
+   fails; a second handle opened after it syncs and is told everything is on
+   disk, and a power loss then found the stores gone from a segment that
+   checked sound (the unsynced mark cleared over them). */
+Test(durability, an_mseg_sync_after_another_handles_failed_one_writes_what_that_one_could_not,
+     .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 19 }, after_boot[16] = { 0xb2, 20 };
+    char name[256];
+    mseg *s = segment_at_boot(name, boot, 0);
+    uint8_t *big = MSEG_NEW(s, "big", uint8_t, 128 * 1024);
+    cr_assert_not_null(big, "%s", mseg_errmsg());
+    size_t n;
+    eio_arm(s, name, &n);
+    memset(big + 120 * 1024, 0x5a, 16);
+    eio_fail_next = true;
+    mseg_test_fail_flush(1);
+    errno = 0;
+    cr_assert_neq(mseg_sync(s), 0, "the mseg_sync with a failing msync succeeded");
+    cr_assert_eq(errno, EIO, "%s", mseg_errmsg());
+    mseg_test_fail_flush(0);
+    mseg *t = mseg_open(name, 0, NULL);
+    cr_assert_not_null(t, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_sync(t), 0, "%s", mseg_errmsg());
+    mseg_close(t);
+    mseg_close(s);
+    eio_expect_commit_kept(n, after_boot);
+}
+
+/* Pages marked dirty again by the rewrite after a failed flush. */
+static unsigned long redirtied;
+static void count_redirty(uint64_t off, uint64_t len, void *arg)
+{
+    (void)off, (void)arg;
+    redirtied += len / MSEG_PAGE;
+}
+
+/* The rewrite after another handle's failed flush is paid once, by the
+   first flush in that boot, and not at all after a restart (the page
+   cache the failure left clean is gone). */
+Test(durability, the_rewrite_after_a_failed_flush_runs_once_and_not_after_a_restart, .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 21 }, later_boot[16] = { 0xb2, 22 };
+    char name[256];
+    mseg *s = durable_at_boot(name, boot);
+    cr_assert_not_null(MSEG_NEW(s, "warm", long, 1), "%s", mseg_errmsg());
+    mseg_test_set_redirty_hook(count_redirty, NULL);
+    mseg_test_fail_flush(1);
+    cr_assert_null(MSEG_NEW(s, "lost", long, 1), "the construct with a failing msync succeeded");
+    mseg_test_fail_flush(0);
+    cr_assert_eq(redirtied, 0, "the failed handle rewrote pages");
+    mseg *t = mseg_open(name, MSEG_DURABLE, NULL);          /* its attach flushes: the rewrite */
+    cr_assert_not_null(t, "%s", mseg_errmsg());
+    cr_expect_gt(redirtied, 0, "a handle opened after the failure did not rewrite the pages");
+    cr_expect_eq(flushes_of(t, do_construct, "x"), 1, "the rewrite ran again");
+    mseg_test_fail_flush(1);
+    cr_assert_null(MSEG_NEW(t, "y", long, 1), "the construct with a failing msync succeeded");
+    mseg_test_fail_flush(0);
+    mseg_close(t);
+    mseg_close(s);
+    redirtied = 0;
+    mseg_test_set_boot_id(later_boot);
+    mseg *r = mseg_open(name, MSEG_DURABLE, NULL);
+    cr_assert_not_null(r, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(r, "z", long, 1), "%s", mseg_errmsg());
+    cr_expect_eq(redirtied, 0, "a failure of an earlier boot was rewritten after the restart");
+    mseg_close(r);
+    mseg_test_set_redirty_hook(NULL, NULL);
+    mseg_test_set_boot_id(NULL);
 }
 
 /* A process dies inside a transaction, holding the segment lock; the next
