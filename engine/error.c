@@ -31,6 +31,27 @@ void *fail_null(int err, const char *fmt, ...)
     return NULL;
 }
 
+/* Copies src into errmsg from *at, as much as fits (one byte is kept for the
+   terminator). */
+static void put(size_t *at, const char *src)
+{
+    size_t room = sizeof errmsg - 1 - *at, n = strnlen(src, room);
+    memcpy(errmsg + *at, src, n);
+    *at += n;
+}
+
+int fail_in(int err, const char *name, const char *what)
+{
+    size_t at = 0;
+    put(&at, "segment ");
+    put(&at, name);
+    put(&at, ": ");
+    put(&at, what);
+    errmsg[at] = '\0';
+    errno = err;
+    return -1;
+}
+
 void fail_note(const char *note)
 {
     int e = errno;

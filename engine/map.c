@@ -891,7 +891,7 @@ static int map_put_op(mseg *s, struct map_view *m, const struct mkey *k, const v
 static int map_del_op(mseg *s, struct map_view *m, const struct mkey *k)
 {
     if (m->root == 0)
-        return fail(ENOENT, "map: no such key");
+        return fail_in(ENOENT, s->name, "map: no such key");
     struct path p;
     struct ent e[FAN];
     unsigned cnt, pos;
@@ -899,7 +899,7 @@ static int map_del_op(mseg *s, struct map_view *m, const struct mkey *k)
     if (!leaf)
         return -1;
     if (!leaf_has(s, m, leaf, cnt, pos, k))
-        return miss_checked(s, m, leaf, cnt, pos, k) ? -1 : fail(ENOENT, "map: no such key");
+        return miss_checked(s, m, leaf, cnt, pos, k) ? -1 : fail_in(ENOENT, s->name, "map: no such key");
     unsigned len = node_read(s, leaf, e);
     if (key_free(s, m, e[pos].kw) || val_free(s, m, e[pos].vw, 0))
         return -1;
@@ -1399,7 +1399,7 @@ static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t kle
     if (!seg_fast_read_end(s, seq))
         return -1;
     if (!found)
-        return fail(ENOENT, "map: no such key"), 0;
+        return fail_in(ENOENT, s->name, "map: no such key"), 0;
     *out = v;
     *vlen = (size_t)m.val_size;
     return 1;
@@ -1428,7 +1428,7 @@ void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *
         if (!rc && m.root && !leaf)
             rc = -1;
         else if (!rc && (!leaf || !leaf_has(s, &m, leaf, cnt, pos, &k)))
-            rc = leaf && miss_checked(s, &m, leaf, cnt, pos, &k) ? -1 : fail(ENOENT, "map: no such key");
+            rc = leaf && miss_checked(s, &m, leaf, cnt, pos, &k) ? -1 : fail_in(ENOENT, s->name, "map: no such key");
         else if (!rc)
             rc = (v = val_get(s, &m, leaf, slot_at(s, leaf, pos), &len)) ? 0 : -1;
     });
@@ -1603,7 +1603,7 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
     unsigned last = cnt;     /* n's entries: cnt is the next leaf's from here */
     uint64_t next = node_next(s, n);
     if (!next)
-        return leaf_is_last(s, m, n) ? -1 : fail(ENOENT, "map cursor: at the end");
+        return leaf_is_last(s, m, n) ? -1 : fail_in(ENOENT, s->name, "map cursor: at the end");
     if (node_check_cheap(s, next, 0, &cnt))
         return -1;
     /* the leaf after n links back to it: a damaged next link (to n itself,
@@ -1631,7 +1631,7 @@ int mseg_map_first(mseg *s, mseg_map *mp, struct mseg_cursor *c)
         unsigned cnt, pos;
         uint64_t leaf = m.root ? descend(s, &m, NULL, NULL, &cnt, &pos, false) : 0;
         if (!m.root)
-            rc = fail(ENOENT, "map first: the map is empty");
+            rc = fail_in(ENOENT, s->name, "map first: the map is empty");
         else
             rc = leaf ? cursor_settle(s, &m, &out, leaf, 0, false) : -1;
     });
@@ -1653,7 +1653,7 @@ int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key,
         rc = key_make(&m, key, klen, &k);
         uint64_t leaf = (!rc && m.root) ? descend(s, &m, &k, NULL, &cnt, &pos, false) : 0;
         if (!rc && !m.root)
-            rc = fail(ENOENT, "map seek: the map is empty");
+            rc = fail_in(ENOENT, s->name, "map seek: the map is empty");
         else if (!rc && leaf && !leaf_has(s, &m, leaf, cnt, pos, &k) && miss_checked(s, &m, leaf, cnt, pos, &k))
             rc = -1;
         else if (!rc)

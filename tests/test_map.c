@@ -87,6 +87,45 @@ Test(map, empty_map_has_no_entries_and_no_first, .fini = th_cleanup)
     mseg_close(s);
 }
 
+/* A miss, an empty map and a cursor's end are errors programs meet in
+   their normal flow; their messages name the segment, as every other
+   error's does, on the lock-free path (integer keys) and on the general
+   one (byte keys). */
+static void expect_enoent_named(const char *name, const char *what, const char *says)
+{
+    cr_assert_eq(errno, ENOENT, "%s: errno %d (%s)", what, errno, mseg_errmsg());
+    cr_assert(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), says),
+              "%s: the message does not name the segment %s and say \"%s\": %s", what, name, says,
+              mseg_errmsg());
+}
+
+Test(map, a_missing_key_or_the_end_is_enoent_and_its_message_names_the_segment, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    cr_assert_eq(u64_put(s, m, 7, 70), 0, "%s", mseg_errmsg());
+    uint64_t k = 8;
+    cr_assert_null(mseg_map_get(s, m, &k, 8, NULL));
+    expect_enoent_named(name, "get of an integer key", "no such key");
+    cr_assert_eq(mseg_map_del(s, m, &k, 8), -1);
+    expect_enoent_named(name, "del of an integer key", "no such key");
+    mseg_map *b = mseg_map_new(s, MSEG_KEY_BYTES, 8);
+    cr_assert_not_null(b, "%s", mseg_errmsg());
+    cr_assert_null(mseg_map_get(s, b, "absent", 6, NULL));
+    expect_enoent_named(name, "get of a byte key", "no such key");
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, b, &c), -1);
+    expect_enoent_named(name, "first of an empty map", "empty");
+    cr_assert_eq(mseg_map_seek(s, b, &c, "a", 1), -1);
+    expect_enoent_named(name, "seek in an empty map", "empty");
+    cr_assert_eq(mseg_map_first(s, m, &c), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_next(s, &c), -1);
+    expect_enoent_named(name, "next at the end", "end");
+    mseg_close(s);
+}
+
 Test(map, one_entry_is_found_iterated_and_deleted, .fini = th_cleanup)
 {
     char name[256];
