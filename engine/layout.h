@@ -156,7 +156,11 @@ _Static_assert(offsetof(struct mseg_header, checksum) == 248, "checksum last");
  *                            fsync) in the boot named by failed_boot_id; 0
  *                            once a later flush rewrote every page (sync.c)
  *   200    16  failed_boot_id  kernel boot id of the boot of those failures
- *   216  3880  reserved      (zero; segments made before flush_failures
+ *   216     8  name_synced   1 once the directory holding the segment's
+ *                            name was fsynced after its creation: the creator
+ *                            does it last, and one killed before leaves 0 for
+ *                            the next first writer to do it (segment.c)
+ *   224  3872  reserved      (zero; segments made before flush_failures
  *                            have zeros there, which mean "none")
  */
 struct mseg_runtime {
@@ -171,13 +175,15 @@ struct mseg_runtime {
     uint8_t  objects_lock[64];
     uint64_t flush_failures;
     uint8_t  failed_boot_id[16];
-    uint8_t  reserved[MSEG_PAGE - 216];
+    uint64_t name_synced;
+    uint8_t  reserved[MSEG_PAGE - 224];
 };
 _Static_assert(sizeof(struct mseg_runtime) == MSEG_PAGE, "runtime is one page");
 _Static_assert(offsetof(struct mseg_runtime, state) == 64, "layout");
 _Static_assert(offsetof(struct mseg_runtime, objects_lock) == 128, "layout");
 _Static_assert(offsetof(struct mseg_runtime, flush_failures) == 192, "layout");
 _Static_assert(offsetof(struct mseg_runtime, failed_boot_id) == 200, "layout");
+_Static_assert(offsetof(struct mseg_runtime, name_synced) == 216, "layout");
 
 /* ------------------------------------------------------------------ */
 /* Control page (page 3): allocator and directory roots                */

@@ -18,7 +18,9 @@
  *   "direct.store"   before each in-place store of mseg_alloc / mseg_free
  *   "vec.stored", "vec.pushed"   an in-place push: element, then length
  * Recovery reaches "recover.replayed" after replaying a committed slot and
- * "recover.rollback" before rolling an operation back.
+ * "recover.rollback" before rolling an operation back; creation reaches
+ * "create.formatted" when the headers are on disk, before the directory is
+ * fsynced.
  */
 #ifndef MSEG_TESTING_H
 #define MSEG_TESTING_H

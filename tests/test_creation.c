@@ -247,3 +247,50 @@ Test(creation, formatting_a_leftover_of_an_interrupted_creation_fsyncs_its_direc
     cr_expect_geq(dir_fsyncs, 1u, "the directory of the formatted leftover was not fsynced");
     mseg_close(s);
 }
+
+/* A creator killed once the headers were on disk, before it fsynced the
+   directory, left a whole segment that opened normally and was never
+   directory-synced: a power loss could take it, with every durable commit
+   made in it since, away by its name. The next first writer fsyncs the
+   directory, once; a segment whose creator finished costs no such fsync. */
+static void die_when_formatted(const char *point, unsigned long n, void *arg)
+{
+    (void)n, (void)arg;
+    if (strcmp(point, "create.formatted") == 0)
+        _exit(42);
+}
+
+static unsigned dir_fsyncs_of_open(const char *name)
+{
+    dir_fsyncs = 0;
+    th_fsync_hook = count_dir_fsync;
+    mseg *s = mseg_open(name, MSEG_DURABLE, NULL);
+    th_fsync_hook = NULL;
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_close(s), 0, "%s", mseg_errmsg());
+    return dir_fsyncs;
+}
+
+Test(creation, the_first_writer_after_a_creator_killed_before_its_directory_fsync_does_it, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        mseg_test_set_crash_hook(die_when_formatted, NULL);
+        mseg_open(name, MSEG_CREATE | MSEG_EXCL, &creation_config);
+        _exit(1);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 42, "the creator did not stop at create.formatted");
+    cr_expect_eq(dir_fsyncs_of_open(name), 1u, "the first writer did not fsync the directory");
+    cr_expect_eq(dir_fsyncs_of_open(name), 0u, "the directory was fsynced again");
+    char other[256];
+    th_name(other, 0);
+    mseg *s = mseg_open(other, MSEG_CREATE | MSEG_EXCL, &creation_config);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_close(s);
+    cr_expect_eq(dir_fsyncs_of_open(other), 0u, "a segment whose creator finished cost a directory fsync");
+}
