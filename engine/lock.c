@@ -252,6 +252,15 @@ int lock_for_write(mseg *s)
 {
     if (lock_acquire(s))
         return -1;
+    /* pages another handle's failed flush left clean are written before
+       this operation changes anything: its commit would write its slot
+       over the one that still replays them, and a non-durable change
+       would trust an unsynced mark that memory holds and the disk may
+       not; either reaching the disk before those pages lost them (sync.c) */
+    if (sync_heal_failed_flush(s)) {
+        lock_release(s);
+        return -1;
+    }
     /* a durable handle's last commit may still owe its pages; a
        non-durable writer settles that first (log.c), then marks the
        segment unsynced (sync.c); a durable writer syncs what non-durable

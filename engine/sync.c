@@ -222,7 +222,13 @@ int sync_flush_state(mseg *s)
  * The failing handle therefore notes the failure and the boot in the
  * runtime page, and the next flush of any sound handle in that boot first
  * marks every page the page cache holds dirty again and writes the whole
- * mapping. A reboot ends the note: the page cache it was about is gone. */
+ * mapping. So does its next operation, before it changes anything
+ * (lock_for_write): the heal writes memory as it is, in one msync, in no
+ * set order, so memory must not by then have lost the commit slot that
+ * replays those pages (a commit writes its slot over the older one), nor
+ * show an unsynced mark that the failure kept off the disk (the mark is
+ * flushed only when memory lacks it). A reboot ends the note: the page
+ * cache it was about is gone. */
 
 static mseg_redirty_hook_fn redirty_hook;
 static void *redirty_hook_arg;
@@ -265,6 +271,8 @@ static void redirty_resident_pages(mseg *s)
 
 int sync_heal_failed_flush(mseg *s)
 {
+    if (s->mode != MODE_RW || s->failed)
+        return 0;   /* nothing to flush, or nothing more may be flushed (flush_now) */
     struct mseg_runtime *rt = seg_runtime(s);
     uint64_t seen = __atomic_load_n(&rt->flush_failures, __ATOMIC_ACQUIRE);
     if (seen == 0 || memcmp(rt->failed_boot_id, boot_id(), sizeof rt->failed_boot_id) != 0)

@@ -642,12 +642,18 @@ static mseg *eio_durable_commit(char *name, const uint8_t boot[16], size_t *n)
 
 /* After the handle of eio_durable_commit closed: a power loss keeps what
    pl_disk holds, and the acknowledged transaction must be found. */
-static void eio_expect_commit_kept(size_t n, const uint8_t after_boot[16])
+/* The failing disk's hooks off, and what it remembered dropped. */
+static void eio_disarm(void)
 {
     mseg_test_set_flush_hook(NULL, NULL);
     mseg_test_set_redirty_hook(NULL, NULL);
     for (int p = 0; p < 256; p++)
         free(eio_lost[p]), eio_lost[p] = NULL;
+}
+
+static void eio_expect_commit_kept(size_t n, const uint8_t after_boot[16])
+{
+    eio_disarm();
     mseg *r = reopen_after_power_loss(n, after_boot);
     uint8_t *b = MSEG_FIND(r, "big", uint8_t, NULL);
     cr_assert_not_null(b, "%s", mseg_errmsg());
@@ -800,6 +806,82 @@ Test(durability, the_rewrite_after_a_failed_flush_runs_once_and_not_after_a_rest
     cr_expect_eq(redirtied, 0, "a failure of an earlier boot was rewritten after the restart");
     mseg_close(r);
     mseg_test_set_redirty_hook(NULL, NULL);
+    mseg_test_set_boot_id(NULL);
+}
+
+/* The power goes in the middle of the rewrite after a failed flush: the
+   pages before the heap (headers, runtime, control page, log) reached the
+   disk, as write-back goes in ascending order, and nothing after them. */
+static bool power_lost;
+static void power_loss_in_rewrite(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    if (power_lost)
+        return;
+    if (off == 0 && len == size) {
+        memcpy(pl_disk, base, MSEG_HEAP_OFF);
+        power_lost = true;
+        return;
+    }
+    eio_on_flush(base, size, off, len, arg);
+}
+
+/* A durable commit, then the next commit's msync fails, leaving the first
+   one's page clean and off the disk, its slot the only thing that still
+   replays it. A second handle (attached before the failure) commits: it
+   wrote its slot over that one in memory, and only then did its flush
+   rewrite the page, in the same msync as the log (or after the kernel had
+   written the log page back on its own). A power loss between the two
+   lost the acknowledged commit. */
+Test(durability, a_power_loss_in_the_rewrite_after_a_failed_flush_keeps_the_commit_it_rewrites,
+     .fini = th_cleanup)
+{
+    char name[256];
+    size_t n;
+    static const uint8_t boot[16] = { 0xa1, 23 };
+    mseg *s = eio_durable_commit(name, boot, &n);
+    mseg *t = mseg_open(name, MSEG_DURABLE, NULL);   /* before the failure */
+    cr_assert_not_null(t, "%s", mseg_errmsg());
+    eio_construct_fails(s);
+    power_lost = false;
+    mseg_test_set_flush_hook(power_loss_in_rewrite, NULL);
+    MSEG_NEW(t, "c", long, 1);     /* the power goes during it: its result does not matter */
+    cr_assert(power_lost, "the second handle did not rewrite the segment");
+    mseg_close(t);
+    mseg_close(s);
+    static const uint8_t after_boot[16] = { 0xb2, 24 };
+    eio_expect_commit_kept(n, after_boot);
+}
+
+/* A handle without MSEG_DURABLE makes its first change after an mseg_sync,
+   and the flush of the unsynced mark fails: memory has the mark, the disk
+   does not. A handle opened after it in the same boot found the mark in
+   memory and flushed nothing before its own changes, which the kernel may
+   write back at any time: a power loss then left them under a disk that
+   said "synced", and recovery trusted them without verifying the heap. */
+Test(durability, a_handle_opened_after_a_failed_unsynced_mark_puts_the_mark_on_disk_before_its_changes,
+     .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 25 };
+    char name[256];
+    mseg *s = segment_at_boot(name, boot, 0);
+    size_t n;
+    eio_arm(s, name, &n);
+    eio_fail_next = true;
+    mseg_test_fail_flush(1);
+    errno = 0;
+    cr_assert_null(mseg_alloc(s, 100), "the change with a failing msync succeeded");
+    cr_assert_eq(errno, EIO, "%s", mseg_errmsg());
+    mseg_test_fail_flush(0);
+    mseg *t = mseg_open(name, 0, NULL);
+    cr_assert_not_null(t, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_alloc(t, 100), "%s", mseg_errmsg());
+    const struct mseg_runtime *on_disk = (const struct mseg_runtime *)(pl_disk + MSEG_RUNTIME_OFF);
+    cr_expect_eq(on_disk->unsynced, 1, "a change was made while the disk said the segment was synced");
+    eio_disarm();
+    free(pl_disk);
+    pl_disk = NULL;
+    mseg_close(t);
+    mseg_close(s);
     mseg_test_set_boot_id(NULL);
 }
 
