@@ -300,6 +300,12 @@ static int copy_under_lock(mseg *s, int out, const char **how)
 {
     if (lock_acquire(s))
         return -1;
+    /* a reflink takes the blocks on disk, which lack what another
+       handle's failed flush left clean in the page cache (sync.c) */
+    if (sync_heal_failed_flush(s)) {
+        lock_release(s);
+        return -1;
+    }
     struct stat st;
     int rc = fstat(s->fd, &st);
     if (rc == 0)

@@ -11,6 +11,7 @@
 
 #include "fsync_hook.h"
 #include "helpers.h"
+#include "inspect.h"  /* mseg_copy_locked */
 #include "layout.h"   /* MSEG_RUNTIME_OFF, MSEG_PAGE: which pages a power loss kept */
 #include "testing.h"
 
@@ -881,6 +882,32 @@ Test(durability, a_handle_opened_after_a_failed_unsynced_mark_puts_the_mark_on_d
     free(pl_disk);
     pl_disk = NULL;
     mseg_close(t);
+    mseg_close(s);
+    mseg_test_set_boot_id(NULL);
+}
+
+/* mseg copy after another handle's flush failed: where the file system
+   clones (reflink: XFS, btrfs), the copy takes the source's blocks on disk,
+   which lack the pages that failure left clean, and the copying handle had
+   flushed nothing to write them first. The copy then missed acknowledged
+   commits, with nothing to tell (the failure's note is not on disk either).
+   It rewrites them, under the lock, before it copies. */
+Test(durability, a_copy_after_another_handles_failed_flush_rewrites_the_source_first, .fini = th_cleanup)
+{
+    static const uint8_t boot[16] = { 0xa1, 27 };
+    char name[256], copy[256];
+    mseg *s = durable_at_boot(name, boot);
+    cr_assert_not_null(MSEG_NEW(s, "warm", long, 1), "%s", mseg_errmsg());
+    mseg_test_fail_flush(1);
+    cr_assert_null(MSEG_NEW(s, "lost", long, 1), "the construct with a failing msync succeeded");
+    mseg_test_fail_flush(0);
+    redirtied = 0;
+    mseg_test_set_redirty_hook(count_redirty, NULL);
+    th_name(copy, 0);
+    int rc = mseg_copy_locked(name, 0, copy, NULL);
+    mseg_test_set_redirty_hook(NULL, NULL);
+    cr_assert_eq(rc, 0, "%s", mseg_errmsg());
+    cr_expect_gt(redirtied, 0, "the copy was taken without rewriting what the failed flush left clean");
     mseg_close(s);
     mseg_test_set_boot_id(NULL);
 }
