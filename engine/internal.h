@@ -523,7 +523,15 @@ int  sync_record_boot(mseg *s, bool state_changed);   /* first writer: flush the
 int  sync_flush_state(mseg *s);         /* durable later writer: flush "open" */
 int  sync_locked(mseg *s);              /* mseg_sync's work, the write lock held */
 void sync_note_failed_flush(mseg *s);   /* a flush (msync, fsync) of this handle failed */
-int  sync_heal_failed_flush(mseg *s);   /* before a flush or a change: pages another handle's failure left clean */
+int  sync_heal_failed_flush_noted(mseg *s);   /* sync_heal_failed_flush once a failure is noted */
+/* Before a flush or a change: pages another handle's failure left clean
+   are written (sync.c). Inline: every operation pays one load for it. */
+static inline int sync_heal_failed_flush(mseg *s)
+{
+    if (!__atomic_load_n(&seg_runtime(s)->flush_failures, __ATOMIC_RELAXED))
+        return 0;
+    return sync_heal_failed_flush_noted(s);
+}
 
 /* ---- check.c ---- */
 int  check_segment(mseg *s, struct mseg_report *r);

@@ -269,7 +269,7 @@ static void redirty_resident_pages(mseg *s)
     free(held);
 }
 
-int sync_heal_failed_flush(mseg *s)
+int sync_heal_failed_flush_noted(mseg *s)
 {
     if (s->mode != MODE_RW || s->failed)
         return 0;   /* nothing to flush, or nothing more may be flushed (flush_now) */
