@@ -1454,7 +1454,7 @@ size_t mseg_map_len(mseg *s, mseg_map *mp)
    priv[3] check word */
 #define CURSOR_TAG 0x6d7365672d637572ull
 /* priv[1]: the position in the leaf (8 bits) and a stamp (56 bits): the
-   map's changes word (low 40 bits) and the transaction the cursor was
+   map's changes word (folded into 40 bits) and the transaction the cursor was
    positioned in (16 bits, 0 outside one). A step needs the stamp it would
    take now: an abort puts the changes word back, so later commits can
    bring it to the value a cursor positioned inside the aborted
@@ -1462,7 +1462,16 @@ size_t mseg_map_len(mseg *s, mseg_map *mp)
 #define CURSOR_POS(c)     ((unsigned)((c)->priv[1] & 0xff))
 #define CURSOR_STAMP(c)   ((c)->priv[1] >> 8)
 static uint64_t cursor_word(unsigned pos, uint64_t stamp) { return (uint64_t)pos | stamp << 8; }
-static uint64_t cursor_stamp_outside_tx(uint64_t changes) { return changes & ((1ull << 40) - 1); }
+/* The changes word folded into 40 bits: its low 32 bits (the map's own
+   changes) plus its high ones (the serial of the map's creation) times an
+   odd number, which mod 2^40 takes 2^40 maps to repeat. The low 40 bits
+   alone kept 8 bits of the serial: a cursor on a deleted map passed for
+   one on the 256th map made after it at the same address, with as many
+   changes, and stepped into that map's leaf. */
+static uint64_t cursor_stamp_outside_tx(uint64_t changes)
+{
+    return (changes + (changes >> 32) * 0x9e3779b97f4a7c15ull) & ((1ull << 40) - 1);
+}
 /* Only a transaction that changed the map marks the stamp: a map it left
    alone reads its committed changes word in place (the transaction's
    words are redo records until the commit), and a cursor positioned on it
