@@ -662,3 +662,563 @@ Test(readers, a_cursor_on_a_deleted_map_never_steps_into_a_later_map_at_its_addr
     cr_assert(rc == -1 && e == ESTALE, "a cursor on a deleted map, 256 maps later, stepped to key %llu of the map "
               "made at its address (rc %d, errno %d)", (unsigned long long)key, rc, e);
 }
+
+/* ---- readers against an oracle, while a writer churns (and is killed) ----
+
+   The writer stores only values derivable from their key (rs_val, rs_bval:
+   a key hash and a version), so a reader can verify every value it gets;
+   the keys 4i (i < RS_STABLE) are always present, keys from RS_NEVER on are
+   only ever put by transactions that abort, the map "b" never changes
+   after its fill, the vector's element i is always rs_val(i, 1), and the
+   named objects "n-<even>" are never destroyed. A value the reader copies
+   after the call returned may legitimately change under it (README: the
+   pointers stay valid until the map is next modified), so values are
+   judged only when the writer's guard word, odd while it runs a call, read
+   the same even value before the call and after the copy. Whether a key is
+   found, and a cursor's order, are judged always. Seconds per test:
+   MSEG_READERS_SECONDS (default 2). */
+
+#define RS_STABLE 1500u
+#define RS_KEYS   (4 * RS_STABLE)
+#define RS_NEVER  1000000000ull
+#define RS_B      1000u           /* map "b": keys 3i, values rs_mix(key) */
+#define RS_NAMES  200u
+#define RS_ABORTED 0xffffffu      /* the version of values only aborted transactions store */
+
+static uint64_t rs_mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    return k ^ (k >> 33);
+}
+
+#define RS_LOW40 ((1ull << 40) - 1)
+static uint64_t rs_val(uint64_t k, uint64_t ver) { return ver << 40 | (rs_mix(k) & RS_LOW40); }
+static bool rs_val_ok(uint64_t k, uint64_t v) { return (v & RS_LOW40) == (rs_mix(k) & RS_LOW40) && v >> 40 != RS_ABORTED; }
+
+/* A variable-length value of 16 to 315 bytes: key, version, then bytes
+   derived from both. */
+#define RS_BVAL_MAX 320
+static size_t rs_bval(uint64_t k, uint64_t ver, uint8_t *out)
+{
+    size_t len = 16 + (size_t)(rs_mix(k ^ ver << 20) % 300);
+    memcpy(out, &k, 8);
+    memcpy(out + 8, &ver, 8);
+    for (size_t i = 16; i < len; i++)
+        out[i] = (uint8_t)(rs_mix(k * 31 + ver + i) >> 7);
+    return len;
+}
+
+static bool rs_bval_ok(uint64_t k, const uint8_t *v, size_t len)
+{
+    uint8_t want[RS_BVAL_MAX];
+    uint64_t kk, ver;
+    if (len < 16 || len > RS_BVAL_MAX)
+        return false;
+    memcpy(&kk, v, 8);
+    memcpy(&ver, v + 8, 8);
+    return kk == k && ver != RS_ABORTED && rs_bval(k, ver, want) == len && memcmp(want, v, len) == 0;
+}
+
+static size_t rs_bkey(uint64_t k, char *out) { return (size_t)sprintf(out, "key-%010llu", (unsigned long long)k); }
+static void rs_name(uint64_t i, char *out) { sprintf(out, "n-%llu", (unsigned long long)i); }
+
+/* The writer's guard word (the named object "guard"). */
+static volatile uint64_t *rs_guard;
+
+struct rs_writer {
+    mseg *w;
+    mseg_map *a, *bytes;
+    mseg_vec *v;
+    void *big[4];
+};
+
+static void rs_write_u64(struct rs_writer *x, uint64_t r, uint64_t k, uint64_t ver)
+{
+    uint64_t v = rs_val(k, ver);
+    if (k % 4 == 0 || (r & 1))
+        CHILD_CHECK(mseg_map_put(x->w, x->a, &k, 8, &v, 8) == 0);
+    else
+        CHILD_CHECK(mseg_map_del(x->w, x->a, &k, 8) == 0 || errno == ENOENT);
+}
+
+static void rs_write_bytes(struct rs_writer *x, uint64_t r, uint64_t k, uint64_t ver)
+{
+    char kb[32];
+    uint8_t v[RS_BVAL_MAX];
+    size_t kl = rs_bkey(k, kb), vl = rs_bval(k, ver, v);
+    if (k % 4 == 0 || (r & 1))
+        CHILD_CHECK(mseg_map_put(x->w, x->bytes, kb, kl, v, vl) == 0);
+    else
+        CHILD_CHECK(mseg_map_del(x->w, x->bytes, kb, kl) == 0 || errno == ENOENT);
+}
+
+/* Pushes rs_val(i, 1) at index i (the buffer moves as it grows), or pops. */
+static void rs_write_vec(struct rs_writer *x, uint64_t r)
+{
+    size_t n = mseg_vec_len(x->w, x->v);
+    uint64_t e = rs_val(n, 1);
+    if (r % 3 == 0 && n > 16)
+        CHILD_CHECK(mseg_vec_pop(x->w, x->v, NULL) == 0);
+    else
+        CHILD_CHECK(mseg_vec_push(x->w, x->v, &e) == 0);
+}
+
+/* Constructs or destroys an odd-numbered name: 4 copies of rs_val(i, ver). */
+static void rs_write_named(struct rs_writer *x, uint64_t r, uint64_t ver)
+{
+    uint64_t i = 2 * (r % (RS_NAMES / 2)) + 1, init[4];
+    char nm[32];
+    rs_name(i, nm);
+    for (int j = 0; j < 4; j++)
+        init[j] = rs_val(i, ver);
+    if (r & 1)
+        CHILD_CHECK(mseg_construct(x->w, nm, "u64", 8, 4, init) != NULL || errno == EEXIST);
+    else
+        CHILD_CHECK(mseg_destroy(x->w, nm) == 0 || errno == ENOENT);
+}
+
+/* A transaction that puts never-committed keys and aborted versions of
+   stable ones, deletes stable keys, pushes, destroys a stable name: then
+   aborts. */
+static void rs_write_aborted(struct rs_writer *x, uint64_t r)
+{
+    CHILD_CHECK(mseg_tx_begin(x->w) == 0);
+    for (unsigned j = 0; j < 4; j++) {
+        uint64_t never = RS_NEVER + (r >> 7) % 1000 + j, bad = rs_val(never, RS_ABORTED);
+        uint64_t k = 4 * ((r >> (3 + j)) % RS_STABLE), kbad = rs_val(k, RS_ABORTED);
+        uint64_t gone = 4 * ((r >> (9 + j)) % RS_STABLE);
+        char kb[32];
+        CHILD_CHECK(mseg_map_put(x->w, x->a, &never, 8, &bad, 8) == 0);
+        CHILD_CHECK(mseg_map_put(x->w, x->a, &k, 8, &kbad, 8) == 0);
+        CHILD_CHECK(mseg_map_del(x->w, x->a, &gone, 8) == 0 || errno == ENOENT);
+        size_t kl = rs_bkey(gone, kb);
+        CHILD_CHECK(mseg_map_del(x->w, x->bytes, kb, kl) == 0 || errno == ENOENT);
+        kl = rs_bkey(never, kb);
+        CHILD_CHECK(mseg_map_put(x->w, x->bytes, kb, kl, kb, 3) == 0);
+    }
+    uint64_t e = rs_val(0, RS_ABORTED);
+    CHILD_CHECK(mseg_vec_push(x->w, x->v, &e) == 0);
+    CHILD_CHECK(mseg_destroy(x->w, "n-0") == 0);
+    CHILD_CHECK(mseg_tx_abort(x->w) == 0);
+}
+
+/* Allocates or frees a 1 MiB block: the segment grows. */
+static void rs_write_grow(struct rs_writer *x, uint64_t r)
+{
+    void **b = &x->big[r % 4];
+    if (*b) {
+        CHILD_CHECK(mseg_free(x->w, *b) == 0);
+        *b = NULL;
+    } else
+        *b = mseg_alloc(x->w, 1u << 20);
+}
+
+static void rs_write_one(struct rs_writer *x, uint64_t r, uint64_t ver)
+{
+    unsigned op = (unsigned)(r >> 58);   /* 0..63 */
+    uint64_t k = (r >> 20) % RS_KEYS;
+    __atomic_add_fetch(rs_guard, 1, __ATOMIC_SEQ_CST);
+    if (op < 28)
+        rs_write_u64(x, op, k, ver);
+    else if (op < 44)
+        rs_write_bytes(x, op, k, ver);
+    else if (op < 50)
+        rs_write_vec(x, r >> 8);
+    else if (op < 54)
+        rs_write_named(x, r >> 8, ver);
+    else if (op < 60)
+        rs_write_aborted(x, r);
+    else
+        rs_write_grow(x, r >> 8);
+    __atomic_add_fetch(rs_guard, 1, __ATOMIC_SEQ_CST);
+}
+
+static void rs_writer_run(const char *name, uint64_t seed)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct rs_writer x = { .w = mseg_open(name, 0, NULL) };
+    CHILD_CHECK(x.w != NULL);
+    x.a = mseg_map_open(x.w, "a", MSEG_KEY_U64, 8, 0);
+    x.bytes = mseg_map_open(x.w, "bytes", MSEG_KEY_BYTES, 0, 0);
+    x.v = mseg_vec_open(x.w, "v", 8, 0);
+    rs_guard = mseg_find(x.w, "guard", "u64", 8, NULL);
+    CHILD_CHECK(x.a && x.bytes && x.v && rs_guard);
+    if (*rs_guard & 1)
+        ++*rs_guard;   /* the writer before was killed inside a call */
+    uint64_t state = seed;
+    for (uint64_t ver = 1;; ver = ver % 0xfffff + 1)
+        rs_write_one(&x, th_rand(&state), ver);
+}
+
+/* ---- the reading side ---- */
+
+struct rs_handle {
+    mseg *h;
+    const char *what;
+    mseg_map *a, *bytes, *b;
+    mseg_vec *v;
+};
+
+struct rs_tally {
+    unsigned long reads, eagain, walks, stale, bad;
+    char first[400];
+};
+
+#define RS_BAD(t, ...)                                                        \
+    do {                                                                      \
+        if (!(t)->bad++)                                                      \
+            snprintf((t)->first, sizeof (t)->first, __VA_ARGS__);             \
+    } while (0)
+
+static uint64_t rs_guard_read(void)
+{
+    uint64_t g = *rs_guard;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return g;
+}
+
+/* No writer call ran between rs_guard_read() == g and now. */
+static bool rs_quiet_since(uint64_t g)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return !(g & 1) && *rs_guard == g;
+}
+
+/* A failed read: EAGAIN (a writer killed mid-call) is allowed, nothing else. */
+static void rs_failed(struct rs_tally *t, const struct rs_handle *h, const char *call)
+{
+    if (errno == EAGAIN)
+        t->eagain++;
+    else
+        RS_BAD(t, "%s through the %s handle: errno %d: %s", call, h->what, errno, mseg_errmsg());
+}
+
+static void rs_check_get(struct rs_handle *h, struct rs_tally *t, uint64_t r)
+{
+    uint64_t k = 4 * (r % RS_STABLE), never = RS_NEVER + (r >> 32) % 1010;
+    uint64_t g = rs_guard_read();
+    size_t vlen = 0;
+    errno = 0;
+    const uint64_t *p = mseg_map_get(h->h, h->a, &k, 8, &vlen);
+    if (!p)
+        return rs_failed(t, h, "a get of a key always present");
+    uint64_t v = *(volatile const uint64_t *)p;
+    if (vlen != 8 || (rs_quiet_since(g) && !rs_val_ok(k, v)))
+        RS_BAD(t, "%s handle: key %llu: value %#llx (%zu bytes), which no put stored", h->what,
+               (unsigned long long)k, (unsigned long long)v, vlen);
+    errno = 0;
+    if (mseg_map_get(h->h, h->a, &never, 8, NULL))
+        RS_BAD(t, "%s handle: key %llu, put only by aborted transactions, was found", h->what,
+               (unsigned long long)never);
+    else if (errno != ENOENT)
+        rs_failed(t, h, "a get of an absent key");
+}
+
+static void rs_check_bytes_get(struct rs_handle *h, struct rs_tally *t, uint64_t r)
+{
+    char kb[32];
+    uint64_t k = 4 * (r % RS_STABLE), g = rs_guard_read();
+    size_t kl = rs_bkey(k, kb), vlen = 0;
+    errno = 0;
+    const uint8_t *p = mseg_map_get(h->h, h->bytes, kb, kl, &vlen);
+    if (!p)
+        return rs_failed(t, h, "a get of a byte key always present");
+    uint8_t copy[RS_BVAL_MAX];
+    memcpy(copy, p, vlen < sizeof copy ? vlen : sizeof copy);
+    if (rs_quiet_since(g) && !rs_bval_ok(k, copy, vlen))
+        RS_BAD(t, "%s handle: byte key %s: a %zu-byte value no put stored", h->what, kb, vlen);
+}
+
+/* A cursor's entry, copied out: trusted once the next step succeeds or
+   ends with ENOENT (README). */
+struct rs_entry {
+    uint64_t key;
+    uint8_t val[RS_BVAL_MAX];
+    size_t vlen;
+};
+
+static void rs_copy_entry(const struct mseg_cursor *c, bool bytes, struct rs_entry *e)
+{
+    char kb[32] = "";
+    e->key = UINT64_MAX;
+    if (!bytes)
+        memcpy(&e->key, c->key, 8);
+    else if (c->klen < sizeof kb) {
+        memcpy(kb, c->key, c->klen);
+        unsigned long long n;
+        if (sscanf(kb, "key-%llu", &n) == 1)
+            e->key = n;
+    }
+    e->vlen = c->vlen;
+    memcpy(e->val, c->val, c->vlen < sizeof e->val ? c->vlen : sizeof e->val);
+}
+
+/* Judges one trusted entry of a walk that expects the stable key *next
+   next: keys ascend, values verify, never-committed keys never show, and
+   no stable key is skipped or repeated. False stops the walk. */
+static bool rs_judge_entry(struct rs_handle *h, struct rs_tally *t, bool bytes, const struct rs_entry *e,
+                           uint64_t *prev, uint64_t *next)
+{
+    uint64_t v;
+    memcpy(&v, e->val, 8);
+    bool ok = bytes ? rs_bval_ok(e->key, e->val, e->vlen) : e->vlen == 8 && rs_val_ok(e->key, v);
+    if (e->key >= RS_NEVER || (*prev != UINT64_MAX && e->key <= *prev) || !ok) {
+        RS_BAD(t, "%s handle, %s map walk: key %llu after %llu, value %s", h->what, bytes ? "byte-key" : "u64",
+               (unsigned long long)e->key, (unsigned long long)*prev, ok ? "sound" : "that no put stored");
+        return false;
+    }
+    if (e->key % 4 == 0) {
+        if (e->key != *next) {
+            RS_BAD(t, "%s handle, %s map walk: stable key %llu came where %llu was due", h->what,
+                   bytes ? "byte-key" : "u64", (unsigned long long)e->key, (unsigned long long)*next);
+            return false;
+        }
+        *next += 4;
+    }
+    *prev = e->key;
+    return true;
+}
+
+/* Walks map a or "bytes" from the start or from a stable key. ESTALE (the
+   writer changed the map) ends it early; a walk that reaches the end
+   saw every stable key from where it began. */
+static void rs_check_walk(struct rs_handle *h, struct rs_tally *t, uint64_t r, bool bytes)
+{
+    mseg_map *m = bytes ? h->bytes : h->a;
+    uint64_t from = (r & 1) ? 4 * ((r >> 8) % RS_STABLE) : 0, prev = UINT64_MAX, next = from;
+    char kb[32];
+    size_t kl = rs_bkey(from, kb);
+    struct mseg_cursor c;
+    struct rs_entry e;
+    errno = 0;
+    int rc = !(r & 1) ? mseg_map_first(h->h, m, &c) : bytes ? mseg_map_seek(h->h, m, &c, kb, kl)
+                                                            : mseg_map_seek(h->h, m, &c, &from, 8);
+    while (rc == 0) {
+        rs_copy_entry(&c, bytes, &e);
+        errno = 0;
+        rc = mseg_map_next(h->h, &c);
+        if ((rc == 0 || errno == ENOENT) && !rs_judge_entry(h, t, bytes, &e, &prev, &next))
+            return;
+    }
+    if (errno == ESTALE)
+        t->stale++;
+    else if (errno != ENOENT)
+        rs_failed(t, h, "a walk");
+    else if (next != RS_KEYS)
+        RS_BAD(t, "%s handle, %s map walk from %llu: ended with stable keys up to %llu", h->what,
+               bytes ? "byte-key" : "u64", (unsigned long long)from, (unsigned long long)next);
+    else
+        t->walks++;
+}
+
+/* Map "b" never changes: a walk gives all of it, in order, never ESTALE. */
+static void rs_check_unchanged_walk(struct rs_handle *h, struct rs_tally *t)
+{
+    struct mseg_cursor c;
+    uint64_t i = 0;
+    errno = 0;
+    int rc = mseg_map_first(h->h, h->b, &c);
+    for (; rc == 0; i++) {
+        uint64_t k, v;
+        memcpy(&k, c.key, 8);
+        memcpy(&v, c.val, 8);
+        if (k != 3 * i || v != rs_mix(k)) {
+            RS_BAD(t, "%s handle: entry %llu of the unchanged map: key %llu, value %#llx", h->what,
+                   (unsigned long long)i, (unsigned long long)k, (unsigned long long)v);
+            return;
+        }
+        errno = 0;
+        rc = mseg_map_next(h->h, &c);
+    }
+    if (errno == ENOENT && i == RS_B)
+        t->walks++;
+    else if (errno == ENOENT || errno == ESTALE)
+        RS_BAD(t, "%s handle: a walk of the unchanged map ended after %llu of %u entries: %s", h->what,
+               (unsigned long long)i, RS_B, mseg_errmsg());
+    else
+        rs_failed(t, h, "a walk of the unchanged map");
+}
+
+static void rs_check_vec(struct rs_handle *h, struct rs_tally *t, uint64_t r)
+{
+    uint64_t g = rs_guard_read();
+    size_t i = (size_t)(r % 16);   /* the writer never pops below 16 */
+    errno = 0;
+    const uint64_t *p = mseg_vec_at(h->h, h->v, i);
+    if (!p)
+        return rs_failed(t, h, "an element of the vector");
+    uint64_t e = *(volatile const uint64_t *)p;
+    if (rs_quiet_since(g) && e != rs_val(i, 1))
+        RS_BAD(t, "%s handle: vector element %zu is %#llx", h->what, i, (unsigned long long)e);
+}
+
+static void rs_check_named(struct rs_handle *h, struct rs_tally *t, uint64_t r)
+{
+    uint64_t i = r % RS_NAMES, g = rs_guard_read(), x[4];
+    char nm[32];
+    size_t n = 0;
+    rs_name(i, nm);
+    errno = 0;
+    const uint64_t *p = mseg_find(h->h, nm, "u64", 8, &n);
+    if (!p) {
+        if (i % 2 == 0 || errno != ENOENT)
+            rs_failed(t, h, i % 2 ? "a find" : "a find of a name never destroyed");
+        return;
+    }
+    memcpy(x, p, sizeof x);
+    if (n != 4 || (rs_quiet_since(g) && (!rs_val_ok(i, x[0]) || x[1] != x[0] || x[2] != x[0] || x[3] != x[0])))
+        RS_BAD(t, "%s handle: %s has %zu elements, first %#llx, contents no construct wrote", h->what, nm, n,
+               (unsigned long long)x[0]);
+}
+
+static void rs_check_one(struct rs_handle *h, struct rs_tally *t, uint64_t r)
+{
+    unsigned what = (unsigned)(r >> 60);   /* 0..15 */
+    r &= (1ull << 60) - 1;
+    if (what < 5)
+        rs_check_get(h, t, r);
+    else if (what < 8)
+        rs_check_bytes_get(h, t, r);
+    else if (what < 10)
+        rs_check_walk(h, t, r, false);
+    else if (what < 11)
+        rs_check_walk(h, t, r, true);
+    else if (what < 12)
+        rs_check_unchanged_walk(h, t);
+    else if (what < 14)
+        rs_check_vec(h, t, r);
+    else
+        rs_check_named(h, t, r);
+    t->reads++;
+}
+
+/* The segment the writer works on: maps a, bytes (the stable keys), b
+   (unchanged), vector v (32 elements), the even names, the guard. */
+static void rs_fill(mseg *s)
+{
+    mseg_map *a = mseg_map_open(s, "a", MSEG_KEY_U64, 8, MSEG_CREATE);
+    mseg_map *bytes = mseg_map_open(s, "bytes", MSEG_KEY_BYTES, 0, MSEG_CREATE);
+    mseg_map *b = mseg_map_open(s, "b", MSEG_KEY_U64, 8, MSEG_CREATE);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
+    cr_assert(a && bytes && b && v, "%s", mseg_errmsg());
+    cr_assert_not_null(rs_guard = mseg_construct(s, "guard", "u64", 8, 1, NULL), "%s", mseg_errmsg());
+    for (uint64_t i = 0; i < RS_STABLE; i++) {
+        uint64_t k = 4 * i, val = rs_val(k, 1);
+        char kb[32];
+        uint8_t bv[RS_BVAL_MAX];
+        size_t kl = rs_bkey(k, kb), vl = rs_bval(k, 1, bv);
+        cr_assert_eq(mseg_map_put(s, a, &k, 8, &val, 8), 0, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_map_put(s, bytes, kb, kl, bv, vl), 0, "%s", mseg_errmsg());
+    }
+    for (uint64_t i = 0; i < RS_B; i++) {
+        uint64_t k = 3 * i, val = rs_mix(k);
+        cr_assert_eq(mseg_map_put(s, b, &k, 8, &val, 8), 0, "%s", mseg_errmsg());
+    }
+    for (uint64_t i = 0; i < 32; i++) {
+        uint64_t e = rs_val(i, 1);
+        cr_assert_eq(mseg_vec_push(s, v, &e), 0, "%s", mseg_errmsg());
+    }
+    for (uint64_t i = 0; i < RS_NAMES; i += 2) {
+        uint64_t init[4] = { rs_val(i, 1), rs_val(i, 1), rs_val(i, 1), rs_val(i, 1) };
+        char nm[32];
+        rs_name(i, nm);
+        cr_assert_not_null(mseg_construct(s, nm, "u64", 8, 4, init), "%s", mseg_errmsg());
+    }
+}
+
+static void rs_open_handle(struct rs_handle *h, mseg *s, const char *what)
+{
+    h->h = s;
+    h->what = what;
+    cr_assert_not_null(s, "open the %s handle: %s", what, mseg_errmsg());
+    h->a = mseg_map_open(s, "a", MSEG_KEY_U64, 8, 0);
+    h->bytes = mseg_map_open(s, "bytes", MSEG_KEY_BYTES, 0, 0);
+    h->b = mseg_map_open(s, "b", MSEG_KEY_U64, 8, 0);
+    h->v = mseg_vec_open(s, "v", 8, 0);
+    cr_assert(h->a && h->bytes && h->b && h->v, "%s handle: %s", what, mseg_errmsg());
+}
+
+static double rs_seconds(void)
+{
+    const char *e = getenv("MSEG_READERS_SECONDS");
+    return e && atof(e) > 0 ? atof(e) : 2;
+}
+
+static pid_t rs_start_writer(const char *name, uint64_t seed)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        rs_writer_run(name, seed);
+    return pid;
+}
+
+/* Reads through a read-only, a copy-on-write and the read-write handle
+   while the writer works; with kill_every_ms, kills it with SIGKILL about
+   that often and starts another. Failing reads go to t; the writer's
+   deaths other than the test's kills to *writer_status. */
+static void rs_run(struct rs_tally *t, unsigned kill_every_ms, int *writer_status)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 8 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "create %s: %s", name, mseg_errmsg());
+    rs_fill(s);
+    struct rs_handle hs[3];
+    rs_open_handle(&hs[0], mseg_open(name, MSEG_RDONLY, NULL), "read-only");
+    rs_open_handle(&hs[1], mseg_open(name, MSEG_COW, NULL), "copy-on-write");
+    rs_open_handle(&hs[2], s, "read-write");
+    uint64_t seed = 1, state = 42;
+    pid_t pid = rs_start_writer(name, seed);
+    double t0 = th_now(), next_kill = t0 + kill_every_ms / 1000.0;
+    *writer_status = 0;
+    while (th_now() - t0 < rs_seconds() && t->bad == 0 && *writer_status == 0) {
+        for (int i = 0; i < 30; i++)
+            rs_check_one(&hs[i % 3], t, th_rand(&state));
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+                *writer_status = st ? st : -1;
+            pid = rs_start_writer(name, ++seed);
+        }
+        if (kill_every_ms && th_now() >= next_kill) {
+            kill(pid, SIGKILL);
+            next_kill = th_now() + (double)(th_rand(&state) % (2 * kill_every_ms + 1)) / 1000.0;
+        }
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    struct mseg_report rep;
+    if (mseg_verify(s, &rep))
+        RS_BAD(t, "the segment is damaged after the run: %s", rep.first_problem);
+    mseg_close(hs[0].h);
+    mseg_close(hs[1].h);
+    mseg_close(s);
+    cr_log_info("%lu reads, %lu whole walks, %lu stale walks, %lu EAGAIN", t->reads, t->walks, t->stale, t->eagain);
+}
+
+Test(readers, every_read_answers_from_a_committed_state_while_a_writer_churns, .timeout = 120,
+     .fini = th_cleanup)
+{
+    struct rs_tally t = { 0 };
+    int writer;
+    char why[200];
+    rs_run(&t, 0, &writer);
+    cr_assert_eq(writer, 0, "the writer %s", th_status_str(writer, why, sizeof why));
+    cr_assert_eq(t.bad, 0, "after %lu reads, %lu wrong; the first: %s", t.reads, t.bad, t.first);
+    cr_assert_gt(t.walks, 0, "no walk reached the end");
+}
+
+Test(readers, every_read_answers_from_a_committed_state_while_writers_are_killed, .timeout = 120,
+     .fini = th_cleanup)
+{
+    struct rs_tally t = { 0 };
+    int writer;
+    char why[200];
+    rs_run(&t, 5, &writer);
+    cr_assert_eq(writer, 0, "the writer %s", th_status_str(writer, why, sizeof why));
+    cr_assert_eq(t.bad, 0, "after %lu reads, %lu wrong; the first: %s", t.reads, t.bad, t.first);
+}
