@@ -193,7 +193,9 @@ size_t mseg_named_count(mseg *s);
 /* Calls fn for every named object (in no particular order) on a snapshot
    taken under the lock, so fn may call mseg functions, even destroy. Stops
    at the first non-zero return of fn and returns it; 0 after all; -1 on
-   error. The strings are valid only during the call. A named vector or
+   error. A read-only or copy-on-write handle copies the directory without
+   the lock, and fails with EAGAIN when writers changed the segment during
+   every copy for 5 s. The strings are valid only during the call. A named vector or
    map shows as type "mseg_vec" or "mseg_map", with its root as the one
    element (elem_size 64, count 1, off its handle): open it with
    mseg_vec_open or mseg_map_open. */

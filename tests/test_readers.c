@@ -5,12 +5,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
 #include "inspect.h"
+#include "layout.h"   /* MSEG_RUNTIME_OFF, struct mseg_runtime: the writers' op_seq */
 #include "testing.h"
 
 #define MiB (1024u * 1024u)
@@ -1221,4 +1223,58 @@ Test(readers, every_read_answers_from_a_committed_state_while_writers_are_killed
     rs_run(&t, 5, &writer);
     cr_assert_eq(writer, 0, "the writer %s", th_status_str(writer, why, sizeof why));
     cr_assert_eq(t.bad, 0, "after %lu reads, %lu wrong; the first: %s", t.reads, t.bad, t.first);
+}
+
+/* ---- a snapshot of the directory beside writers that never pause ---- */
+
+static uint64_t *busy_seq;
+
+/* What a writer's operation does to the sequence word, as often as the
+   timer fires: whatever the scheduler does, every attempt at a read that
+   lasts longer than a period races with one. */
+static void one_more_operation(int sig)
+{
+    (void)sig;
+    __atomic_add_fetch(busy_seq, 2, __ATOMIC_RELEASE);
+}
+
+static int count_named(const struct mseg_named *n, void *arg)
+{
+    (void)n;
+    ++*(size_t *)arg;
+    return 0;
+}
+
+/* mseg_named_foreach copies the whole directory in one optimistic read.
+   Through a read-only or copy-on-write handle, which cannot take the lock,
+   it retried for as long as writers raced it, with no end: a directory
+   large enough that no copy fits between two operations made it spin for
+   ever (here, the test's timeout). It gives up with EAGAIN, as mseg_check
+   and the heap walks do. */
+Test(readers, a_directory_snapshot_beside_writers_that_never_pause_ends, .timeout = 60, .fini = th_cleanup)
+{
+    char name[256], nm[32];
+    mseg *s = lf_create(name);
+    for (uint64_t i = 0; i < 20000; i++) {
+        keep_name(nm, sizeof nm, i);
+        cr_assert_not_null(mseg_construct(s, nm, "uint64_t", 8, 1, &i), "%s", mseg_errmsg());
+    }
+    mseg *ro = mseg_open(name, MSEG_RDONLY, NULL);
+    cr_assert_not_null(ro, "%s", mseg_errmsg());
+    size_t quiet = 0;
+    cr_assert_eq(mseg_named_foreach(ro, count_named, &quiet), 0, "%s", mseg_errmsg());
+    cr_assert_eq(quiet, 20000);
+    busy_seq = &((struct mseg_runtime *)mseg_at(s, MSEG_RUNTIME_OFF))->op_seq;
+    signal(SIGALRM, one_more_operation);
+    struct itimerval every_100us = { { 0, 100 }, { 0, 100 } }, off = { { 0, 0 }, { 0, 0 } };
+    cr_assert_eq(setitimer(ITIMER_REAL, &every_100us, NULL), 0);
+    size_t n = 0;
+    errno = 0;
+    int rc = mseg_named_foreach(ro, count_named, &n), e = errno;
+    setitimer(ITIMER_REAL, &off, NULL);
+    signal(SIGALRM, SIG_DFL);
+    mseg_close(ro);
+    mseg_close(s);
+    cr_assert(rc == -1 && e == EAGAIN && n == 0, "a snapshot that every writer raced: rc %d, errno %d, %zu names",
+              rc, e, n);
 }
