@@ -617,21 +617,14 @@ static int take_snapshot(mseg *s, struct snapshot *snap)
     return 0;
 }
 
-/* How long a snapshot may keep racing writers. A read-write handle takes
-   the lock after two races (seg_read_begin); a read-only or copy-on-write
-   one cannot, and a directory too large to copy between two operations of
-   writers that never pause made it retry for ever. As long as mseg_check
-   waits for a quiet moment. */
-#define SNAPSHOT_WAIT_NS (5000 * 1000 * 1000ull)
-
 int mseg_named_foreach(mseg *s, int (*fn)(const struct mseg_named *, void *), void *arg)
 {
     if (!fn)
         return fail(EINVAL, "NULL callback");
     struct snapshot snap;
-    uint64_t seq, start = mono_now_ns();
+    uint64_t seq, since = 0;
     int rc, e;
-    for (unsigned copies = 1;; copies++) {
+    for (;;) {
         if (seg_read_begin(s, &seq))
             return -1;
         rc = take_snapshot(s, &snap);
@@ -640,10 +633,8 @@ int mseg_named_foreach(mseg *s, int (*fn)(const struct mseg_named *, void *), vo
             break;
         free(snap.items);
         free(snap.strings);
-        if (mono_now_ns() - start > SNAPSHOT_WAIT_NS)
-            return fail(EAGAIN, "segment %s: writers kept changing it during %u copies of its directory "
-                        "(%llu ms); retry when they are less busy", s->name, copies,
-                        (unsigned long long)(SNAPSHOT_WAIT_NS / 1000000));
+        if (!seg_read_retry(s, &since))
+            return -1;
     }
     if (rc) {
         free(snap.items);

@@ -232,20 +232,29 @@ void *seg_found_read_only(mseg *s, void *found, const char *what, const char *na
        while (!seg_read_end(s, seq));                                    */
 int  seg_read_begin(mseg *s, uint64_t *seq);
 bool seg_read_end(mseg *s, uint64_t seq);
+/* After a read raced (seg_read_end false): true to retry it; false, with
+   EAGAIN, once writers have raced its attempts for 5 s (*since: 0 before
+   the first race). A read-write handle reads under the lock after two
+   races; a read-only or copy-on-write one cannot, and a read that lasts
+   longer than the writers' pauses would otherwise retry for ever. */
+bool seg_read_retry(mseg *s, uint64_t *since);
 /* That loop as a statement: evaluates `open` (0 or -1), then, when it
    returned 0, the statements that follow, retrying the whole read when it
-   raced with a writer; rc gets open's result (-1 if the read could not
-   start), and errno is the last attempt's. */
+   raced with a writer (seg_read_retry); rc gets open's result (-1 if the
+   read could not start or gave up), and errno is the last attempt's. */
 #define SEG_READ(s, rc, open, ...)                                          \
     do {                                                                    \
-        uint64_t seq_;                                                      \
+        uint64_t seq_, since_ = 0;                                          \
         int e_;                                                             \
-        do {                                                                \
+        for (;;) {                                                          \
             if (seg_read_begin((s), &seq_)) { rc = -1; e_ = errno; break; } \
             rc = (open);                                                    \
             if (!rc) { __VA_ARGS__ }                                        \
             e_ = errno;                                                     \
-        } while (!seg_read_end((s), seq_));                                 \
+            if (seg_read_end((s), seq_))                                    \
+                break;                                                      \
+            if (!seg_read_retry((s), &since_)) { rc = -1; e_ = errno; break; } \
+        }                                                                   \
         errno = e_;                                                         \
     } while (0)
 

@@ -463,6 +463,20 @@ int seg_read_begin(mseg *s, uint64_t *seq)
     return seg_follow_growth(s);
 }
 
+#define READ_RACE_NS (5000 * 1000 * 1000ull)   /* as long as mseg_check waits for a quiet moment */
+
+bool seg_read_retry(mseg *s, uint64_t *since)
+{
+    uint64_t now = mono_now_ns();
+    if (!*since)
+        *since = now;
+    if (now - *since <= READ_RACE_NS)
+        return true;
+    fail(EAGAIN, "segment %s: writers changed it during every attempt of a read for %llu ms; "
+         "retry when they are less busy", s->name, (unsigned long long)(READ_RACE_NS / 1000000));
+    return false;
+}
+
 bool seg_read_end(mseg *s, uint64_t seq)
 {
     if (tx_owns(s))

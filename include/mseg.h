@@ -16,6 +16,8 @@
  *     segment, EPROTO unsupported format version, EROFS write through a
  *     read-only handle, EIO a failed flush made the handle unusable,
  *     EAGAIN a read-only handle cannot proceed until a writer recovers,
+ *     or (read-only and copy-on-write handles) writers raced every attempt
+ *     of a read for 5 s,
  *     ESTALE a map cursor used after the map changed,
  *     EACCES/EPERM/ENOSPC from the operating system;
  *   - every function taking an mseg * may be called from several threads and
@@ -195,7 +197,7 @@ size_t mseg_named_count(mseg *s);
    at the first non-zero return of fn and returns it; 0 after all; -1 on
    error. A read-only or copy-on-write handle copies the directory without
    the lock, and fails with EAGAIN when writers changed the segment during
-   every copy for 5 s. The strings are valid only during the call. A named vector or
+   every copy for 5 s (as any of its reads does). The strings are valid only during the call. A named vector or
    map shows as type "mseg_vec" or "mseg_map", with its root as the one
    element (elem_size 64, count 1, off its handle): open it with
    mseg_vec_open or mseg_map_open. */

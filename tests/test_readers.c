@@ -1240,6 +1240,23 @@ static void one_more_operation(int sig)
     __atomic_add_fetch(busy_seq, 2, __ATOMIC_RELEASE);
 }
 
+/* Writers that never pause, as far as the lock-free readers of s can tell
+   (one_more_operation every 100 us), until busy_writers_stop. */
+static void busy_writers_start(mseg *s)
+{
+    busy_seq = &((struct mseg_runtime *)mseg_at(s, MSEG_RUNTIME_OFF))->op_seq;
+    signal(SIGALRM, one_more_operation);
+    struct itimerval every_100us = { { 0, 100 }, { 0, 100 } };
+    cr_assert_eq(setitimer(ITIMER_REAL, &every_100us, NULL), 0);
+}
+
+static void busy_writers_stop(void)
+{
+    struct itimerval off = { { 0, 0 }, { 0, 0 } };
+    setitimer(ITIMER_REAL, &off, NULL);
+    signal(SIGALRM, SIG_DFL);
+}
+
 static int count_named(const struct mseg_named *n, void *arg)
 {
     (void)n;
@@ -1252,7 +1269,7 @@ static int count_named(const struct mseg_named *n, void *arg)
    it retried for as long as writers raced it, with no end: a directory
    large enough that no copy fits between two operations made it spin for
    ever (here, the test's timeout). It gives up with EAGAIN, as mseg_check
-   and the heap walks do. */
+   and the heap walks do (seg_read_retry). */
 Test(readers, a_directory_snapshot_beside_writers_that_never_pause_ends, .timeout = 60, .fini = th_cleanup)
 {
     char name[256], nm[32];
@@ -1266,17 +1283,54 @@ Test(readers, a_directory_snapshot_beside_writers_that_never_pause_ends, .timeou
     size_t quiet = 0;
     cr_assert_eq(mseg_named_foreach(ro, count_named, &quiet), 0, "%s", mseg_errmsg());
     cr_assert_eq(quiet, 20000);
-    busy_seq = &((struct mseg_runtime *)mseg_at(s, MSEG_RUNTIME_OFF))->op_seq;
-    signal(SIGALRM, one_more_operation);
-    struct itimerval every_100us = { { 0, 100 }, { 0, 100 } }, off = { { 0, 0 }, { 0, 0 } };
-    cr_assert_eq(setitimer(ITIMER_REAL, &every_100us, NULL), 0);
+    busy_writers_start(s);
     size_t n = 0;
     errno = 0;
     int rc = mseg_named_foreach(ro, count_named, &n), e = errno;
-    setitimer(ITIMER_REAL, &off, NULL);
-    signal(SIGALRM, SIG_DFL);
+    busy_writers_stop();
     mseg_close(ro);
     mseg_close(s);
     cr_assert(rc == -1 && e == EAGAIN && n == 0, "a snapshot that every writer raced: rc %d, errno %d, %zu names",
               rc, e, n);
+}
+
+/* Every lock-free read of a read-only or copy-on-write handle retried for
+   as long as writers raced it. A lookup among long byte keys (1 MiB,
+   differing only in their last byte: each comparison reads a megabyte)
+   takes longer than the writers' pauses here, and mseg_map_get spun for
+   ever (the test's timeout). After 5 s of races a read gives up with
+   EAGAIN, as the directory snapshot does. */
+Test(readers, a_long_lookup_beside_writers_that_never_pause_ends, .timeout = 60, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = lf_create(name);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_BYTES, 8, MSEG_CREATE);
+    cr_assert_not_null(m, "%s", mseg_errmsg());
+    size_t klen = MiB;
+    uint8_t *key = calloc(1, klen);
+    cr_assert_not_null(key);
+    for (uint64_t i = 0; i < 6; i++) {
+        key[klen - 1] = (uint8_t)i;
+        cr_assert_eq(mseg_map_put(s, m, key, klen, &i, 8), 0, "%s", mseg_errmsg());
+    }
+    mseg *ro = mseg_open(name, MSEG_RDONLY, NULL);
+    cr_assert_not_null(ro, "%s", mseg_errmsg());
+    mseg_map *rm = mseg_map_open(ro, "m", MSEG_KEY_BYTES, 8, 0);
+    cr_assert_not_null(rm, "%s", mseg_errmsg());
+    key[klen - 1] = 5;
+    const uint64_t *v = mseg_map_get(ro, rm, key, klen, NULL);
+    cr_assert(v && *v == 5, "%s", mseg_errmsg());
+    busy_writers_start(s);
+    errno = 0;
+    size_t n = mseg_map_len(ro, rm);   /* a short read fits between two operations */
+    int len_errno = errno;
+    errno = 0;
+    v = mseg_map_get(ro, rm, key, klen, NULL);
+    int e = errno;
+    busy_writers_stop();
+    free(key);
+    mseg_close(ro);
+    mseg_close(s);
+    cr_assert_eq(n, 6, "mseg_map_len beside the busy writers: errno %d", len_errno);
+    cr_assert(!v && e == EAGAIN, "a lookup that every writer raced: %s, errno %d", v ? "found" : "not found", e);
 }
