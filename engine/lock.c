@@ -378,7 +378,8 @@ int seg_write_end(mseg *s, bool commit)
  * writer is mid-apply (it may have died: the lock recovers) or after two
  * races in a row.
  */
-#define READ_WAIT_NS   (200 * 1000 * 1000)   /* a writer died mid-apply: give up */
+#define READ_WAIT_NS      (200 * 1000 * 1000)        /* a writer died mid-apply: give up */
+#define READ_WAIT_LIVE_NS (5000 * 1000 * 1000ull)    /* a live one that long: stopped, say */
 
 uint64_t mono_now_ns(void)
 {
@@ -413,8 +414,23 @@ static uint64_t private_seq_even(mseg *s)
     return v;
 }
 
+/* The segment lock's owner is a live thread: the word names one, and the
+   kernel has not marked it dead (at a robust mutex owner's death it clears
+   the thread id and sets FUTEX_OWNER_DIED). A live writer may stay in the
+   middle of an operation for long: descheduled, or blocked in a page fault
+   of its apply (dirty-page throttling); giving up on it after 200 ms said
+   it might have died. A copy-on-write handle's own lock is private: the
+   writers' is in the shared page it reads op_seq from. */
+static bool lock_owner_alive(mseg *s)
+{
+    const struct mseg_runtime *rt = s->seq_page ? s->seq_page : seg_runtime(s);
+    int word = __atomic_load_n((const int *)rt->lock, __ATOMIC_RELAXED);
+    return (word & FUTEX_TID_MASK) && !(word & FUTEX_OWNER_DIED);
+}
+
 /* Read-only and copy-on-write handles: wait for an even op_seq (a writer
-   between two operations); give up if one seems to have died mid-apply.
+   between two operations); give up if one seems to have died mid-apply,
+   or a live one stays there for READ_WAIT_LIVE_NS.
    Never read while it is odd: the operation may be half applied, and only
    a read-write process can recover it (a copy-on-write handle that
    recovered it privately at open goes on while it stays that value). */
@@ -429,10 +445,13 @@ static int read_optimistic(mseg *s, uint64_t *seq)
         uint64_t now = mono_now_ns();
         if (!start)
             start = now;
-        else if (now - start > READ_WAIT_NS)
+        else if (now - start > READ_WAIT_NS && !lock_owner_alive(s))
             return fail(EAGAIN, "segment %s: a writer has been in the middle of an operation "
                         "for too long (it may have died); retry, or open read-write to recover%s",
                         s->name, seg_writers_attached(s) ? "" : " (no read-write process is attached)");
+        else if (now - start > READ_WAIT_LIVE_NS)
+            return fail(EAGAIN, "segment %s: a live writer has been in the middle of an operation for "
+                        "%llu ms (stopped?); retry", s->name, (unsigned long long)(READ_WAIT_LIVE_NS / 1000000));
         sched_yield();
     }
 }
