@@ -696,7 +696,10 @@ static uint64_t rs_mix(uint64_t k)
 
 #define RS_LOW40 ((1ull << 40) - 1)
 static uint64_t rs_val(uint64_t k, uint64_t ver) { return ver << 40 | (rs_mix(k) & RS_LOW40); }
-static bool rs_val_ok(uint64_t k, uint64_t v) { return (v & RS_LOW40) == (rs_mix(k) & RS_LOW40) && v >> 40 != RS_ABORTED; }
+static bool rs_val_ok(uint64_t k, uint64_t v)
+{
+    return (v & RS_LOW40) == (rs_mix(k) & RS_LOW40) && v >> 40 != RS_ABORTED;
+}
 
 /* A variable-length value of 16 to 315 bytes: key, version, then bytes
    derived from both. */
