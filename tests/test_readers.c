@@ -1374,12 +1374,13 @@ static void put_slowly(void *arg, int fd)
    The segment lock's word tells a live owner from a dead one (the kernel
    marks a robust mutex's word when its owner dies), so the reader waits
    for a live one, up to 5 s. */
-Test(readers, a_read_only_handle_waits_for_a_live_writer_that_is_slow_to_apply, .timeout = 30,
-     .fini = th_cleanup)
+/* A get through a handle opened with flags, while another process is a
+   second into applying a put of key 1001: it waits, and finds the key. */
+static void expect_a_wait_for_a_slow_writer(unsigned flags)
 {
     char name[256], why[200];
     lf_create_closed_even_map(name);
-    mseg *r = mseg_open(name, MSEG_RDONLY, NULL);
+    mseg *r = mseg_open(name, flags, NULL);
     cr_assert_not_null(r, "%s", mseg_errmsg());
     mseg_map *rm = mseg_map_open(r, "m", MSEG_KEY_U64, 8, 0);
     cr_assert_not_null(rm, "%s", mseg_errmsg());
@@ -1398,6 +1399,19 @@ Test(readers, a_read_only_handle_waits_for_a_live_writer_that_is_slow_to_apply, 
     close(from_writer);
     mseg_close(r);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer %s", th_status_str(st, why, sizeof why));
-    cr_assert(v && got == 1001, "a get beside a live writer halfway through its put: %s (errno %d: %s)",
-              v ? "a wrong value" : "failed", e, mseg_errmsg());
+    cr_assert(v && got == 1001, "a get through a %s handle beside a live writer halfway through its put: %s "
+              "(errno %d: %s)", flags == MSEG_COW ? "copy-on-write" : "read-only", v ? "a wrong value" : "failed",
+              e, mseg_errmsg());
+}
+
+Test(readers, a_read_only_handle_waits_for_a_live_writer_that_is_slow_to_apply, .timeout = 30,
+     .fini = th_cleanup)
+{
+    expect_a_wait_for_a_slow_writer(MSEG_RDONLY);
+}
+
+Test(readers, a_copy_on_write_handle_waits_for_a_live_writer_that_is_slow_to_apply, .timeout = 30,
+     .fini = th_cleanup)
+{
+    expect_a_wait_for_a_slow_writer(MSEG_COW);
 }
