@@ -201,7 +201,12 @@ void heap_format(mseg *s, uint64_t heap_start, uint64_t heap_end)
 
 /* Extends the heap to new_end inside the current operation: the old end
    marker becomes the header of new free space, merged with a free block
-   before it. The caller has grown and mapped the segment first. */
+   before it. The caller has grown and mapped the segment first. Merged
+   even when the two together exceed the largest block: carve_free cuts
+   them into a largest block and the rest. Left apart, the new space alone
+   was what seg_grow asked for less the free block's bytes, too small for
+   the allocation it grew for (a block of 16 GiB - 16 after a free block
+   of 10 GiB: "no free block", at every try, far below max_size). */
 void heap_grow(mseg *s, uint64_t new_end)
 {
     uint64_t end = op_get64(s, CTRL(heap_end));
@@ -211,7 +216,7 @@ void heap_grow(mseg *s, uint64_t new_end)
     bool prev_used = head_prev_used(head(s, end));
     if (!prev_used) {
         uint64_t psize = foot(s, end);
-        if (psize >= MSEG_BLOCK_MIN && psize + (new_end - end) <= MSEG_BLOCK_MAX) {
+        if (psize >= MSEG_BLOCK_MIN && psize <= MSEG_BLOCK_MAX) {
             p = end - psize;
             prev_used = head_prev_used(head(s, p));
             list_remove(s, p, psize);

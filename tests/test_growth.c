@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 
 #include "helpers.h"
 #include "testing.h"
@@ -1483,4 +1484,46 @@ Test(growth, a_shrink_racing_with_lock_free_reads_on_the_same_handle_maps_nothin
 {
     for (size_t b = 0; b < 2; b++)
         shrink_race(backends[b]);
+}
+
+/* ---- (h) sizes at the limits ---- */
+
+/* Bytes free for an unprivileged writer on the file system of TMPDIR. */
+static unsigned long long tmpdir_free_bytes(void)
+{
+    struct statvfs fs;
+    if (statvfs(th_tmpdir(), &fs) != 0)
+        return 0;
+    return (unsigned long long)fs.f_bavail * fs.f_frsize;
+}
+
+/* The largest allocation (16 GiB - 20 bytes, one block of MSEG_BLOCK_MAX)
+   in a segment whose heap ends with a large free block: the growth that
+   makes room for it has to merge the new space with that free block, and
+   together they exceed the largest block. The growth left them apart, the
+   new space alone too small, and the allocation failed with ENOMEM ("no
+   free block") at every try, far below max_size. File backend only (the
+   blocks are reserved, never touched): 17 GiB of disk for a moment. */
+Test(growth, the_largest_allocation_fits_after_a_growth_past_a_large_free_tail, .timeout = 60,
+     .fini = th_cleanup)
+{
+    if (tmpdir_free_bytes() < 40 * GiB)
+        cr_skip_test("needs 40 GiB free in %s for a 17 GiB segment file", th_tmpdir());
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 40 * GiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    void *first = mseg_alloc(s, 9 * GiB);   /* grows to 10 GiB; freed, the heap's free tail */
+    cr_assert_not_null(first, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, first), 0, "%s", mseg_errmsg());
+    size_t largest = 16 * GiB - 20;
+    void *p = mseg_alloc(s, largest);
+    cr_assert_not_null(p, "an allocation of %zu bytes in a segment of %zu bytes (max_size %llu): %s",
+                       largest, mseg_size(s), (unsigned long long)cfg.max_size, mseg_errmsg());
+    cr_assert_leq(mseg_size(s), 20 * GiB, "grown to %zu bytes for it", mseg_size(s));
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, p), 0, "%s", mseg_errmsg());
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
 }
