@@ -376,6 +376,35 @@ static uint64_t round_page(uint64_t n)
  */
 static int refresh_size(mseg *s, struct mseg_header *h, int *bad_copy);
 
+/* Cuts a growth that failed off the file again (nobody maps past old). */
+static void cut_back(mseg *s, uint64_t old)
+{
+    if (ftruncate(s->fd, (off_t)old)) {
+        /* the longer file is harmless: the header still says old */
+    }
+}
+
+/* Step 1: reserves the file's blocks for [old, *new_size). The doubling
+   step only makes growths rarer: when the file system refuses it (a full
+   disk, a quota, the file size limit), the least growth the allocation
+   needs is tried before failing, and *new_size becomes that. (Without it,
+   a segment of 2 MiB under a 3 MiB RLIMIT_FSIZE failed every allocation
+   that had to grow with EFBIG, "cannot grow to 4194304 bytes".) */
+static int reserve_growth(mseg *s, uint64_t old, uint64_t *new_size, uint64_t least)
+{
+    int r = posix_fallocate(s->fd, (off_t)old, (off_t)(*new_size - old));
+    if (r && room_ran_out(r) && least < *new_size) {
+        cut_back(s, old);
+        *new_size = least;
+        r = posix_fallocate(s->fd, (off_t)old, (off_t)(least - old));
+    }
+    if (r == 0)
+        return 0;
+    cut_back(s, old);
+    return fail(r, "segment %s: cannot grow to %llu bytes: %s", s->name,
+                (unsigned long long)*new_size, strerror(r));
+}
+
 int seg_grow(mseg *s, uint64_t need)
 {
     /* the header may already record more than runtime.size (a grower that
@@ -421,14 +450,8 @@ int seg_grow(mseg *s, uint64_t need)
         return fail(ENOMEM, "segment %s: growing to its max_size of %llu bytes would not fit "
                     "%llu more bytes", s->name, (unsigned long long)s->max_size,
                     (unsigned long long)need);
-    int r = posix_fallocate(s->fd, (off_t)old, (off_t)(new_size - old));
-    if (r) {
-        if (ftruncate(s->fd, (off_t)old)) {
-            /* the longer file is harmless: the header still says old */
-        }
-        return fail(r, "segment %s: cannot grow to %llu bytes: %s", s->name,
-                    (unsigned long long)new_size, strerror(r));
-    }
+    if (reserve_growth(s, old, &new_size, round_page(heap_end + want)))
+        return -1;
     if (!(s->flags & MSEG_SHM) && fsync(s->fd)) {
         s->failed = true;
         sync_note_failed_flush(s);

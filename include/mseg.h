@@ -19,7 +19,7 @@
  *     or (read-only and copy-on-write handles) writers raced every attempt
  *     of a read for 5 s,
  *     ESTALE a map cursor used after the map changed,
- *     EACCES/EPERM/ENOSPC from the operating system;
+ *     EACCES/EPERM/ENOSPC/EDQUOT/EFBIG from the operating system;
  *   - every function taking an mseg * may be called from several threads and
  *     several processes at once on the same segment, unless it says otherwise.
  */
@@ -75,7 +75,8 @@ struct mseg_config {             /* NULL, or zero fields, mean defaults */
  * was interrupted), EEXIST (MSEG_EXCL and present; MSEG_CREATE of a symbolic
  * link to a missing file), EINVAL (bad flags, size or name), EUCLEAN (not a
  * segment, corrupt, truncated), EPROTO (format version or feature this
- * library does not know), ENOSPC, EACCES, ...
+ * library does not know), ENOSPC, EDQUOT, EFBIG (a size past RLIMIT_FSIZE,
+ * with SIGXFSZ ignored), EACCES, ...
  */
 mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg);
 
@@ -108,8 +109,11 @@ size_t mseg_size(mseg *s);          /* bytes in the segment (as grown so far) */
    fits it. A segment
    with cfg.max_size grows by itself when an allocation does not fit: by its
    size (at most 1 GiB) at a time, up to max_size, reserving the space on
-   disk first (ENOSPC when there is none, ENOMEM past max_size); objects
-   never move, and other processes map the growth at their next call. */
+   disk first; when the file system refuses that much (a full disk, a
+   quota, the file size limit), by only what the allocation needs. ENOSPC,
+   EDQUOT or EFBIG (RLIMIT_FSIZE, with SIGXFSZ ignored) when even that is
+   refused, ENOMEM past max_size, changing nothing; objects never move, and
+   other processes map the growth at their next call. */
 int    mseg_shrink(mseg *s);
 /* Bytes the allocator can still hand out (payload), without growing. With
    cfg.max_size, room the segment could grow into is not counted, not even

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 
 #include "helpers.h"
@@ -1526,4 +1527,104 @@ Test(growth, the_largest_allocation_fits_after_a_growth_past_a_large_free_tail, 
     cr_assert_eq(mseg_free(s, p), 0, "%s", mseg_errmsg());
     cr_assert(sound(s, NULL), "%s", mseg_errmsg());
     mseg_close(s);
+}
+
+/* What a failed growth must leave as it was: sizes, free memory, blocks. */
+struct room { size_t size, free; long long fsize; struct mseg_report r; };
+
+static int room_of(mseg *s, const char *name, unsigned backend, struct room *x)
+{
+    memset(x, 0, sizeof *x);
+    x->size = mseg_size(s);
+    x->free = mseg_free_memory(s);
+    x->fsize = file_size(name, backend);
+    return sound(s, &x->r);
+}
+
+static int same_room(const struct room *a, const struct room *b)
+{
+    return a->size == b->size && a->fsize == b->fsize && a->free == b->free &&
+           a->r.blocks_used == b->r.blocks_used && a->r.bytes_free == b->r.bytes_free;
+}
+
+struct limited { unsigned backend; char name[256], big[256]; };
+
+/* In a child, with RLIMIT_FSIZE at 3 MiB and SIGXFSZ ignored: a segment of
+   1 MiB (max_size 64 MiB) fills up to the limit, and then every growth
+   fails with EFBIG, changing nothing. */
+static void grow_to_the_file_size_limit(void *arg)
+{
+    struct limited *l = arg;
+    unsigned backend = l->backend;
+    const char *name = l->name, *big = l->big;
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    CHILD_CHECK(s != NULL);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = { 3 * MiB, 3 * MiB };
+    CHILD_CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    unsigned char *blk[16];
+    uint32_t n = 0;
+    for (; n < 16 && (blk[n] = mseg_alloc(s, 256 * KiB)) != NULL; n++)
+        stamp_fill(blk[n], 256 * KiB, 5, n);
+    CHILD_CHECK(n < 16 && errno == EFBIG);
+    CHILD_CHECK(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), "cannot grow"));
+    /* a growth by the doubling step (to 4 MiB) is past the limit, but the
+       allocation itself fits under it: the segment takes that much */
+    if (mseg_size(s) < 3 * MiB - 300 * KiB) {
+        fprintf(stderr, "%s: the allocations stopped at %zu bytes with %s, under a file size limit of "
+                "3 MiB\n", backend_name(backend), mseg_size(s), mseg_errmsg());
+        _exit(3);   /* the parent removes the segment */
+    }
+    /* vectors and maps take what is left under the limit, then fail alike */
+    mseg_vec *v = mseg_vec_new(s, 4096);
+    static char elem[4096];
+    int rc = v ? 0 : -1;
+    while (rc == 0)
+        rc = mseg_vec_push(s, v, elem);
+    CHILD_CHECK(v && errno == EFBIG);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 0);
+    static char val[60000];
+    uint64_t k = 0;
+    while (m && mseg_map_put(s, m, &k, 8, val, sizeof val) == 0)
+        k++;
+    CHILD_CHECK(m && errno == EFBIG);
+    /* and each failure changes nothing */
+    struct room before, after;
+    CHILD_CHECK(room_of(s, name, backend, &before));
+    CHILD_CHECK(mseg_alloc(s, 256 * KiB) == NULL && errno == EFBIG);
+    CHILD_CHECK(mseg_vec_push(s, v, elem) == -1 && errno == EFBIG);
+    CHILD_CHECK(mseg_map_put(s, m, &k, 8, val, sizeof val) == -1 && errno == EFBIG);
+    CHILD_CHECK(mseg_construct(s, "big", "char", 1, 1 * MiB, NULL) == NULL && errno == EFBIG);
+    CHILD_CHECK(room_of(s, name, backend, &after));
+    CHILD_CHECK(same_room(&before, &after));
+    CHILD_CHECK(mseg_size(s) <= 3 * MiB && file_size(name, backend) <= (long long)(3 * MiB));
+    /* what was there is intact, and what is left is usable */
+    for (uint32_t i = 0; i < n; i++)
+        CHILD_CHECK(stamp_ok(blk[i], 256 * KiB, 5, i));
+    CHILD_CHECK(mseg_check(name, backend, NULL) == 0);
+    void *small = mseg_alloc(s, 100);
+    CHILD_CHECK(small != NULL && mseg_free(s, small) == 0);
+    mseg_close(s);
+    s = mseg_open(name, backend, NULL);
+    CHILD_CHECK(s != NULL && sound(s, NULL));
+    mseg_close(s);
+    /* a creation past the limit fails too, and leaves nothing */
+    cfg.size = 8 * MiB;
+    CHILD_CHECK(mseg_open(big, MSEG_CREATE | MSEG_EXCL | backend, &cfg) == NULL && errno == EFBIG);
+    CHILD_CHECK(file_size(big, backend) == -1);
+    _exit(0);
+}
+
+Test(growth, growth_past_the_file_size_limit_takes_the_room_under_it_then_fails_with_efbig,
+     .timeout = 30, .fini = th_cleanup)
+{
+    char why[128];
+    for (size_t b = 0; b < 2; b++) {
+        struct limited l = { .backend = backends[b] };
+        th_name(l.name, l.backend);
+        th_name(l.big, l.backend);
+        int st = th_fork_run(grow_to_the_file_size_limit, &l);
+        cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(l.backend), th_status_str(st, why, sizeof why));
+    }
 }
