@@ -111,6 +111,11 @@ static int validate_geometry(const struct mseg_header *h, uint64_t file_size,
     if (h->max_size && (h->max_size < h->size || h->max_size > MSEG_MAX_SIZE))
         return WHY(EUCLEAN, "max_size %llu is below size %llu or too large",
                    (unsigned long long)h->max_size, (unsigned long long)h->size);
+    /* mseg rounds it up to a page: a growth to another value would write
+       a size that no header may hold */
+    if (h->max_size % MSEG_PAGE)
+        return WHY(EUCLEAN, "max_size %llu is not a multiple of %u",
+                   (unsigned long long)h->max_size, MSEG_PAGE);
     if (h->size > file_size)
         return WHY(EUCLEAN, "truncated: the header says %llu bytes, the file has %llu",
                    (unsigned long long)h->size, (unsigned long long)file_size);

@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 
 #include "helpers.h"
+#include "layout.h"
 #include "testing.h"
 
 #define KiB (1024ull)
@@ -1627,4 +1628,67 @@ Test(growth, growth_past_the_file_size_limit_takes_the_room_under_it_then_fails_
         int st = th_fork_run(grow_to_the_file_size_limit, &l);
         cr_assert(TH_EXITED_OK(st), "%s: child %s", backend_name(l.backend), th_status_str(st, why, sizeof why));
     }
+}
+
+/* A header, sealed, whose max_size is not a multiple of the page: mseg
+   never writes one (cfg.max_size is rounded up), and one is refused as the
+   header's size would be. It was taken as it was, mseg_check called it
+   sound, and the growth that reached it wrote that size into a header copy:
+   the copy was then invalid, and the segment, whose heap ran past the older
+   copy's size, never opened again (EUCLEAN, "heap ... does not fit"). */
+static void seal_max_size(const char *name, uint64_t max_size)
+{
+    int fd = open(name, O_RDWR);
+    cr_assert_geq(fd, 0);
+    for (int c = 0; c < 2; c++) {
+        struct mseg_header h;
+        off_t at = c ? MSEG_HEADER_B_OFF : MSEG_HEADER_A_OFF;
+        cr_assert_eq(pread(fd, &h, sizeof h, at), (ssize_t)sizeof h);
+        h.max_size = max_size;
+        h.checksum = th_hash(&h, offsetof(struct mseg_header, checksum));
+        cr_assert_eq(pwrite(fd, &h, sizeof h, at), (ssize_t)sizeof h);
+    }
+    close(fd);
+}
+
+Test(growth, a_header_whose_max_size_is_not_a_page_multiple_is_refused, .timeout = 30, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 2 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_close(s);
+    uint64_t odd = 1 * MiB + 10000;
+    seal_max_size(name, odd);
+    struct mseg_report r;
+    errno = 0;
+    int rc = mseg_check(name, 0, &r);
+    if (rc == 0) {   /* say what a growth to it does */
+        s = mseg_open(name, 0, NULL);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        while (mseg_alloc(s, 4096))
+            ;
+        mseg_close(s);
+        rc = mseg_check(name, 0, &r);
+        cr_assert_fail("a max_size of %llu passed the check; grown to it, the segment's check says: %s",
+                       (unsigned long long)odd, rc ? r.first_problem : "sound");
+    }
+    cr_assert_eq(errno, EUCLEAN, "check: errno %d: %s", errno, mseg_errmsg());
+    cr_assert(strstr(r.first_problem, "max_size"), "check: %s", r.first_problem);
+    errno = 0;
+    cr_assert_null(mseg_open(name, 0, NULL));
+    cr_assert_eq(errno, EUCLEAN, "open: errno %d: %s", errno, mseg_errmsg());
+    cr_assert(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), "max_size"), "open: %s", mseg_errmsg());
+    /* a page multiple is taken, and grown to */
+    seal_max_size(name, 1 * MiB + 12288);
+    s = mseg_open(name, 0, NULL);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    while (mseg_alloc(s, 4096))
+        ;
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(mseg_size(s), 1 * MiB + 12288);
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    cr_assert_eq(mseg_check(name, 0, NULL), 0, "%s", mseg_errmsg());
 }
