@@ -257,7 +257,8 @@ static int map_segment(mseg *s, uint64_t size, uint64_t max_size)
     if (reserve > size) {
         area = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (area == MAP_FAILED)
-            return fail(errno, "segment %s: cannot reserve %llu bytes of address space: %s",
+            return fail(errno, "segment %s: cannot reserve %llu bytes of address space for its max_size "
+                        "(every handle reserves it, so that growth moves nothing): %s",
                         s->name, (unsigned long long)reserve, strerror(errno));
     }
     int prot = s->mode == MODE_RDONLY ? PROT_READ : PROT_READ | PROT_WRITE;

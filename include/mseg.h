@@ -75,8 +75,9 @@ struct mseg_config {             /* NULL, or zero fields, mean defaults */
  * was interrupted), EEXIST (MSEG_EXCL and present; MSEG_CREATE of a symbolic
  * link to a missing file), EINVAL (bad flags, size or name), EUCLEAN (not a
  * segment, corrupt, truncated), EPROTO (format version or feature this
- * library does not know), ENOSPC, EDQUOT, EFBIG (a size past RLIMIT_FSIZE,
- * with SIGXFSZ ignored), EACCES, ...
+ * library does not know), ENOMEM (no address space for max_size: every
+ * handle reserves that much, see README, Limits), ENOSPC, EDQUOT, EFBIG (a
+ * size past RLIMIT_FSIZE, with SIGXFSZ ignored), EACCES, ...
  */
 mseg  *mseg_open(const char *name, unsigned flags, const struct mseg_config *cfg);
 

@@ -1692,3 +1692,63 @@ Test(growth, a_header_whose_max_size_is_not_a_page_multiple_is_refused, .timeout
     mseg_close(s);
     cr_assert_eq(mseg_check(name, 0, NULL), 0, "%s", mseg_errmsg());
 }
+
+/* Every handle reserves its segment's max_size of address space up front,
+   so that nothing moves when the segment grows. Where the process cannot
+   have that much (RLIMIT_AS here; two handles on a 64 TiB segment in one
+   x86-64 process, whose address space is 128 TiB), the open fails with
+   ENOMEM, and the message must say that it is the max_size reservation
+   and which segment: it said only "cannot reserve 4294967296 bytes of
+   address space". The segment is left as it was. */
+struct reserve_arg { char name[256], fresh[256]; };
+
+static void open_under_an_address_space_limit(void *arg)
+{
+    struct reserve_arg *a = arg;
+    FILE *f = fopen("/proc/self/status", "r");
+    CHILD_CHECK(f != NULL);
+    char line[256];
+    unsigned long long vm_kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %llu kB", &vm_kib) == 1)
+            break;
+    fclose(f);
+    CHILD_CHECK(vm_kib > 0);
+    struct rlimit old, lim;
+    CHILD_CHECK(getrlimit(RLIMIT_AS, &old) == 0);
+    lim = old;
+    lim.rlim_cur = vm_kib * KiB + 512 * MiB;
+    CHILD_CHECK(setrlimit(RLIMIT_AS, &lim) == 0);
+    errno = 0;
+    mseg *s = mseg_open(a->name, 0, NULL);
+    CHILD_CHECK(s == NULL && errno == ENOMEM);
+    CHILD_CHECK(strstr(mseg_errmsg(), a->name) && strstr(mseg_errmsg(), "max_size"));
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 4 * GiB };
+    errno = 0;
+    CHILD_CHECK(mseg_open(a->fresh, MSEG_CREATE | MSEG_EXCL, &cfg) == NULL && errno == ENOMEM);
+    CHILD_CHECK(file_size(a->fresh, 0) == -1);
+    CHILD_CHECK(setrlimit(RLIMIT_AS, &old) == 0);
+    s = mseg_open(a->name, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    CHILD_CHECK(mseg_shrink(s) == 0);   /* the failed open left no registration behind */
+    CHILD_CHECK(mseg_find(s, "kept", "int", sizeof(int), NULL) != NULL);
+    mseg_close(s);
+    _exit(0);
+}
+
+Test(growth, an_open_without_address_space_for_max_size_fails_with_enomem_saying_so, .timeout = 30,
+     .fini = th_cleanup)
+{
+    struct reserve_arg a;
+    th_name(a.name, 0);
+    th_name(a.fresh, 0);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 4 * GiB };
+    mseg *s = mseg_open(a.name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(s, "kept", int, 4));
+    mseg_close(s);
+    char why[128];
+    int st = th_fork_run(open_under_an_address_space_limit, &a);
+    cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
+    cr_assert_eq(mseg_check(a.name, 0, NULL), 0, "%s", mseg_errmsg());
+}
