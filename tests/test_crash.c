@@ -508,3 +508,282 @@ Test(crash, every_operation_is_atomic_at_every_crash_point_durable, .timeout = 6
 
 Test(crash, a_crash_during_recovery_is_recovered_again, .timeout = 600, .fini = th_cleanup)
 { crash_everywhere(MSEG_SHM, 1); }
+
+/* ---- growth of containers, with another process attached ---- */
+
+/* A script of vector pushes and reserves, map puts and transactions grows a
+   160 KiB segment (max_size 16 MiB) about four times. A child runs it and
+   is killed at its k-th event (crash point, or flush: a growth flushes its
+   header before its operation commits), while another process stays
+   attached from before the script to after the kill. After the kill a
+   third process opens the segment and makes an object that does not fit
+   without growth (a growth into the space a grower killed after its header
+   left, if there is one). The attached process must follow: its next calls
+   see every acknowledged operation, the one in flight whole or not at all,
+   and the new object; and it grows the segment itself. Then the segment
+   checks sound and reopens in the same state, and grows again. */
+
+#define GROW_SEG   (160u * 1024u)
+#define GROW_MAX   (16u << 20)
+#define GROW_OPS   24
+#define GROW_VAL   8000
+#define GROW_MARK  7u       /* the attached process's own push */
+
+enum grow_kind { GROW_TX, GROW_RESERVE, GROW_PUT, GROW_PUSH };
+
+static enum grow_kind grow_kind_of(int i)
+{
+    return i % 5 == 0 ? GROW_TX : i % 7 == 0 ? GROW_RESERVE : i % 3 == 0 ? GROW_PUT : GROW_PUSH;
+}
+
+static void grow_value(unsigned char *v, uint64_t k)
+{
+    memset(v, (int)(k * 7 + 1), GROW_VAL);
+    memcpy(v, &k, sizeof k);
+}
+
+/* Operation i of the script: one atomic call, or one transaction. */
+static int grow_op(mseg *s, mseg_vec *v, mseg_map *m, int i)
+{
+    static unsigned char val[GROW_VAL];
+    uint64_t k = (uint64_t)i, x = (uint64_t)i * 1000;
+    grow_value(val, k);
+    switch (grow_kind_of(i)) {
+    case GROW_TX: {
+        int rc = mseg_tx_begin(s);
+        for (uint64_t j = 0; rc == 0 && j < 4; j++, x++)
+            rc = mseg_vec_push(s, v, &x);
+        if (rc == 0)
+            rc = mseg_map_put(s, m, &k, 8, val, sizeof val);
+        unsigned char *raw = rc == 0 ? mseg_alloc(s, 200 * 1024) : NULL;
+        if (raw)
+            memset(raw, i, 200 * 1024);
+        return raw ? mseg_tx_commit(s) : -1;
+    }
+    case GROW_RESERVE:
+        return mseg_vec_reserve(s, v, mseg_vec_len(s, v) * 3 + 100);
+    case GROW_PUT:
+        return mseg_map_put(s, m, &k, 8, val, sizeof val);
+    default:
+        return mseg_vec_push(s, v, &x);
+    }
+}
+
+/* Whether v and m hold what operations 1..n made, and nothing else. */
+static int grow_state_is(mseg *s, mseg_vec *v, mseg_map *m, int n)
+{
+    static unsigned char want[GROW_VAL];
+    size_t len = 0, entries = 0;
+    for (int i = 1; i <= n; i++) {
+        enum grow_kind kind = grow_kind_of(i);
+        size_t pushes = kind == GROW_TX ? 4 : kind == GROW_PUSH ? 1 : 0;
+        for (size_t j = 0; j < pushes; j++, len++) {
+            uint64_t *e = mseg_vec_at(s, v, len);
+            if (!e || *e != (uint64_t)i * 1000 + j)
+                return 0;
+        }
+        if (kind == GROW_TX || kind == GROW_PUT) {
+            uint64_t k = (uint64_t)i;
+            size_t vlen = 0;
+            const void *got = mseg_map_get(s, m, &k, 8, &vlen);
+            grow_value(want, k);
+            if (!got || vlen != GROW_VAL || memcmp(got, want, GROW_VAL) != 0)
+                return 0;
+            entries++;
+        }
+    }
+    return mseg_vec_len(s, v) == len && mseg_map_len(s, m) == entries;
+}
+
+static unsigned long grow_events;
+
+static void grow_event(void)
+{
+    if (++grow_events == crash_at)
+        _exit(CRASH_EXIT);
+}
+
+static void grow_on_crash_point(const char *point, unsigned long n, void *arg)
+{
+    (void)point; (void)n; (void)arg;
+    grow_event();
+}
+
+static void grow_on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    (void)base; (void)size; (void)off; (void)len; (void)arg;
+    grow_event();
+}
+
+struct grow_run { const char *name; unsigned flags; };
+
+/* Child: runs the script, acknowledging each operation on fd, and dies at
+   event crash_at (0: never). */
+static void grow_script(const struct grow_run *g, int fd)
+{
+    alarm(60);
+    mseg *s = mseg_open(g->name, g->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, 0);
+    CHILD_CHECK(v && m);
+    grow_events = 0;
+    mseg_test_set_crash_hook(grow_on_crash_point, NULL);
+    mseg_test_set_flush_hook(grow_on_flush, NULL);
+    for (int i = 1; i <= GROW_OPS; i++) {
+        CHILD_CHECK(grow_op(s, v, m, i) == 0);
+        CHILD_CHECK(write(fd, &i, sizeof i) == (ssize_t)sizeof i);
+    }
+    mseg_test_set_crash_hook(NULL, NULL);
+    mseg_test_set_flush_hook(NULL, NULL);
+    CHILD_CHECK(mseg_size(s) > 4 * GROW_SEG);   /* the script did grow it */
+    mseg_close(s);
+    _exit(0);
+}
+
+/* The object made after the kill: n bytes of 0x5a. */
+static int grow_late_ok(mseg *s, size_t n)
+{
+    size_t count = 0;
+    const unsigned char *o = mseg_find(s, "late", "char", 1, &count);
+    if (!o || count != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (o[i] != 0x5a)
+            return 0;
+    return 1;
+}
+
+/* Child: attached before the script runs (it says so on ready_fd); told the
+   last acknowledged operation and the late object's size on go_fd once the
+   script's process is gone, it checks the state through its old handles,
+   then pushes GROW_MARK and grows the segment by 1 MiB. */
+static void grow_watch(const struct grow_run *g, int ready_fd, int go_fd)
+{
+    alarm(60);
+    mseg *s = mseg_open(g->name, g->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, 0);
+    CHILD_CHECK(v && m);
+    size_t size0 = mseg_size(s);
+    CHILD_CHECK(write(ready_fd, "r", 1) == 1);
+    int acked;
+    size_t late;
+    CHILD_CHECK(read(go_fd, &acked, sizeof acked) == (ssize_t)sizeof acked);
+    CHILD_CHECK(read(go_fd, &late, sizeof late) == (ssize_t)sizeof late);
+    CHILD_CHECK(grow_state_is(s, v, m, acked) || grow_state_is(s, v, m, acked + 1));
+    CHILD_CHECK(grow_late_ok(s, late));
+    uint64_t mark = GROW_MARK;
+    CHILD_CHECK(mseg_vec_push(s, v, &mark) == 0);
+    unsigned char *more = mseg_alloc(s, 1u << 20);
+    CHILD_CHECK(more != NULL);
+    memset(more, 1, 1u << 20);
+    CHILD_CHECK(mseg_size(s) > size0);
+    struct mseg_report r;
+    CHILD_CHECK(mseg_verify(s, &r) == 0);
+    mseg_close(s);
+    _exit(0);
+}
+
+/* One run killed at event k: 1 if it was killed, 0 if the script ran
+   whole. Asserts everything after the kill. */
+static int grow_crash_run(const struct grow_run *g, unsigned long k)
+{
+    char why[128];
+    int ready[2], go[2], ack[2];
+    cr_assert(pipe(ready) == 0 && pipe(go) == 0 && pipe(ack) == 0);
+    fflush(NULL);
+    pid_t watcher = fork();
+    cr_assert_geq(watcher, 0);
+    if (watcher == 0) {
+        close(ack[0]);
+        close(ack[1]);
+        grow_watch(g, ready[1], go[0]);
+    }
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "k=%lu: the attached process did not open", k);
+    crash_at = k;
+    pid_t runner = fork();
+    cr_assert_geq(runner, 0);
+    if (runner == 0) {
+        close(ack[0]);
+        grow_script(g, ack[1]);
+    }
+    close(ack[1]);
+    int acked = 0, i, st;
+    while (read(ack[0], &i, sizeof i) == (ssize_t)sizeof i)
+        acked = i;
+    close(ack[0]);
+    waitpid(runner, &st, 0);
+    int killed = WIFEXITED(st) && WEXITSTATUS(st) == CRASH_EXIT;
+    cr_assert(killed || TH_EXITED_OK(st), "k=%lu: the script's process %s", k, th_status_str(st, why, sizeof why));
+    mseg *s = mseg_open(g->name, g->flags, NULL);
+    cr_assert_not_null(s, "k=%lu: a new opener: %s", k, mseg_errmsg());
+    size_t late = mseg_free_memory(s) + 4096;
+    unsigned char *o = mseg_construct(s, "late", "char", 1, late, NULL);
+    cr_assert_not_null(o, "k=%lu: a new opener's growth: %s", k, mseg_errmsg());
+    memset(o, 0x5a, late);
+    cr_assert_eq(mseg_close(s), 0);
+    cr_assert_eq(write(go[1], &acked, sizeof acked), (ssize_t)sizeof acked);
+    cr_assert_eq(write(go[1], &late, sizeof late), (ssize_t)sizeof late);
+    waitpid(watcher, &st, 0);
+    cr_assert(TH_EXITED_OK(st), "k=%lu, killed after op %d: the attached process %s", k, acked,
+              th_status_str(st, why, sizeof why));
+    for (int p = 0; p < 2; p++) {
+        close(ready[p]);
+        close(go[p]);
+    }
+    unsigned be = g->flags & MSEG_SHM;
+    cr_assert_eq(mseg_check(g->name, be, NULL), 0, "k=%lu: %s", k, mseg_errmsg());
+    s = mseg_open(g->name, g->flags, NULL);
+    cr_assert_not_null(s, "k=%lu: reopen: %s", k, mseg_errmsg());
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, 0);
+    cr_assert(v && m, "k=%lu: %s", k, mseg_errmsg());
+    uint64_t mark = 0;
+    cr_assert(mseg_vec_pop(s, v, &mark) == 0 && mark == GROW_MARK, "k=%lu: the attached process's push", k);
+    cr_assert(grow_state_is(s, v, m, acked) || grow_state_is(s, v, m, acked + 1),
+              "k=%lu: killed after op %d: the reopened state is neither before nor after op %d", k, acked,
+              acked + 1);
+    cr_assert(killed || grow_state_is(s, v, m, GROW_OPS));
+    cr_assert(grow_late_ok(s, late), "k=%lu: the object made after the kill", k);
+    cr_assert_not_null(mseg_alloc(s, 4u << 20), "k=%lu: growth after the kill: %s", k, mseg_errmsg());
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), 0, "k=%lu: %s", k, mseg_errmsg());
+    mseg_close(s);
+    return killed;
+}
+
+static void grow_crash_everywhere(unsigned flags)
+{
+    char name[256], path[300];
+    th_name(name, flags & MSEG_SHM);
+    if (flags & MSEG_DURABLE) {   /* a file on tmpfs, as crash_everywhere's */
+        snprintf(name, sizeof name, "/dev/shm/mseg-t-%d-%d-grow", th_run_id(), (int)getpid());
+        th_track(name, 0);
+    }
+    th_path(path, name, flags & MSEG_SHM);
+    struct mseg_config cfg = { .size = GROW_SEG, .max_size = GROW_MAX };
+    mseg *s = mseg_open(name, flags | MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert(mseg_vec_open(s, "v", 8, MSEG_CREATE) && mseg_map_open(s, "m", MSEG_KEY_U64, 0, MSEG_CREATE));
+    cr_assert_eq(mseg_close(s), 0);
+    size_t len;
+    unsigned char *fresh = th_read_file(path, &len);
+    cr_assert(fresh && len == GROW_SEG);
+    struct grow_run g = { name, flags };
+    unsigned long k = 1;
+    for (; grow_crash_run(&g, k); k++)
+        cr_assert_eq(th_write_file(path, fresh, len), 0, "%s: %s", path, strerror(errno));
+    free(fresh);
+    cr_assert_gt(k, 50ul, "only %lu events: the hooks were not reached", k - 1);
+}
+
+Test(crash, containers_growing_the_segment_are_atomic_at_every_event_while_another_process_follows,
+     .timeout = 300, .fini = th_cleanup)
+{
+    const unsigned flags[] = { 0, MSEG_SHM, MSEG_DURABLE };
+    for (size_t f = 0; f < 3; f++)
+        grow_crash_everywhere(flags[f]);
+}
