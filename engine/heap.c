@@ -174,8 +174,12 @@ static void carve_free(mseg *s, uint64_t p, uint64_t end, bool prev_used, bool u
         uint64_t size = end - p;
         if (size > MSEG_BLOCK_MAX)
             size = MSEG_BLOCK_MAX;
+        /* leave room for a whole last block, and no more: taking a whole
+           MSEG_BLOCK_MIN from a largest block that left 16 bytes made it
+           16 bytes too small for an allocation of 16 GiB - 32 that the
+           growth had made room for */
         if (end - p - size != 0 && end - p - size < MSEG_BLOCK_MIN)
-            size -= MSEG_BLOCK_MIN;     /* leave room for a whole last block */
+            size -= MSEG_BLOCK_MIN - (end - p - size);
         make_free(s, p, size, prev_used);
         if (unlogged)
             op_apply_unlogged(s);       /* keep the record count small */

@@ -1504,15 +1504,9 @@ static unsigned long long tmpdir_free_bytes(void)
    makes room for it has to merge the new space with that free block, and
    together they exceed the largest block. The growth left them apart, the
    new space alone too small, and the allocation failed with ENOMEM ("no
-   free block") at every try, far below max_size. File backend only (the
-   blocks are reserved, never touched): 17 GiB of disk for a moment. */
-Test(growth, the_largest_allocation_fits_after_a_growth_past_a_large_free_tail, .timeout = 60,
-     .fini = th_cleanup)
+   free block") at every try, far below max_size. */
+static void largest_after_a_free_tail(const char *name)
 {
-    if (tmpdir_free_bytes() < 40 * GiB)
-        cr_skip_test("needs 40 GiB free in %s for a 17 GiB segment file", th_tmpdir());
-    char name[256];
-    th_name(name, 0);
     struct mseg_config cfg = { .size = 1 * MiB, .max_size = 40 * GiB };
     mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
     cr_assert_not_null(s, "%s", mseg_errmsg());
@@ -1528,6 +1522,48 @@ Test(growth, the_largest_allocation_fits_after_a_growth_past_a_large_free_tail, 
     cr_assert_eq(mseg_free(s, p), 0, "%s", mseg_errmsg());
     cr_assert(sound(s, NULL), "%s", mseg_errmsg());
     mseg_close(s);
+}
+
+/* The largest allocation but one granule (a block of 16 GiB - 32) after a
+   growth whose new space and free tail add up to 16 GiB exactly: the
+   largest block and 16 bytes, too few for a block of their own. The space
+   was cut into a block of 16 GiB - 48 and one of 48 bytes, too small for
+   the allocation by 16 bytes: "no free block", at every try. Used blocks
+   up to offset 1 GiB make the tail start there, and the growth goes to
+   17 GiB. */
+static void largest_but_a_granule_after_a_growth_to_it(const char *name)
+{
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 40 * GiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    uint64_t first_payload = MSEG_HEAP_OFF + 16;
+    void *low = mseg_alloc(s, 1 * GiB - first_payload - 4);   /* a block that ends at 1 GiB */
+    cr_assert_not_null(low, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_off_of(s, low), first_payload);
+    size_t n = 16 * GiB - 36;
+    void *p = mseg_alloc(s, n);
+    cr_assert_not_null(p, "an allocation of %zu bytes in a segment of %zu bytes (max_size %llu): %s",
+                       n, mseg_size(s), (unsigned long long)cfg.max_size, mseg_errmsg());
+    cr_assert_eq(mseg_size(s), 17 * GiB);
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, p), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, low), 0, "%s", mseg_errmsg());
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+}
+
+/* File backend only (the blocks are reserved, never touched): 17 GiB of
+   disk, one segment at a time. */
+Test(growth, allocations_of_the_largest_sizes_fit_after_a_growth_past_a_large_free_tail, .timeout = 60,
+     .fini = th_cleanup)
+{
+    if (tmpdir_free_bytes() < 40 * GiB)
+        cr_skip_test("needs 40 GiB free in %s for a 17 GiB segment file", th_tmpdir());
+    char name[256];
+    largest_after_a_free_tail(th_name(name, 0));
+    cr_assert_eq(mseg_remove(name, 0), 0);
+    largest_but_a_granule_after_a_growth_to_it(th_name(name, 0));
+    cr_assert_eq(mseg_remove(name, 0), 0);
 }
 
 /* What a failed growth must leave as it was: sizes, free memory, blocks. */
