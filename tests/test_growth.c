@@ -1788,3 +1788,166 @@ Test(growth, an_open_without_address_space_for_max_size_fails_with_enomem_saying
     cr_assert(TH_EXITED_OK(st), "child %s", th_status_str(st, why, sizeof why));
     cr_assert_eq(mseg_check(a.name, 0, NULL), 0, "%s", mseg_errmsg());
 }
+
+/* ---- (i) containers grown by one process, read through another's handles ---- */
+
+/* Processes attached with a read-write, a read-only and a copy-on-write
+   handle, each holding a named vector's and a named map's handles, while
+   another process pushes, puts and constructs until the segment has grown
+   from 1 MiB to 16 MiB and the vector's buffer, map nodes and values and a
+   new object lie in the grown space. Each follower's first call after the
+   growth is one of the container reads (or a find), and it must see
+   everything, whole; then every other read; and the read-write ones grow
+   the segment themselves. */
+enum follow_call { FOLLOW_VEC_LEN, FOLLOW_VEC_AT, FOLLOW_VEC_DATA, FOLLOW_MAP_GET, FOLLOW_CURSOR,
+                   FOLLOW_FIND, FOLLOW_CALLS };
+
+#define FOLLOW_PUSHES 20000u
+#define FOLLOW_PUTS   200u
+#define FOLLOW_VAL    (50u * 1024u)
+
+struct follower { const char *name; unsigned flags; enum follow_call first; int ready_fd, go_fd; };
+
+static int follow_value_ok(const unsigned char *v, size_t n, uint64_t k)
+{
+    if (!v || n != FOLLOW_VAL)
+        return 0;
+    for (size_t i = 0; i < n; i += 997)
+        if (v[i] != (unsigned char)k)
+            return 0;
+    return v[n - 1] == (unsigned char)k;
+}
+
+static int follow_read(mseg *s, mseg_vec *v, mseg_map *m, enum follow_call call)
+{
+    switch (call) {
+    case FOLLOW_VEC_LEN:
+        return mseg_vec_len(s, v) == FOLLOW_PUSHES;
+    case FOLLOW_VEC_AT: {
+        uint64_t *e = mseg_vec_at(s, v, FOLLOW_PUSHES - 1);
+        return e && *e == FOLLOW_PUSHES - 1;
+    }
+    case FOLLOW_VEC_DATA: {
+        const uint64_t *d = mseg_vec_data(s, v);
+        for (uint64_t i = 0; d && i < FOLLOW_PUSHES; i++)
+            if (d[i] != i)
+                return 0;
+        return d != NULL;
+    }
+    case FOLLOW_MAP_GET: {
+        uint64_t k = FOLLOW_PUTS - 1;
+        size_t n = 0;
+        const unsigned char *val = mseg_map_get(s, m, &k, 8, &n);
+        return follow_value_ok(val, n, k);
+    }
+    case FOLLOW_CURSOR: {
+        struct mseg_cursor c;
+        uint64_t seen = 0;
+        for (int rc = mseg_map_first(s, m, &c); rc == 0; rc = mseg_map_next(s, &c), seen++) {
+            uint64_t k;
+            memcpy(&k, c.key, sizeof k);
+            if (c.klen != 8 || k != seen || !follow_value_ok(c.val, c.vlen, seen))
+                return 0;
+        }
+        return errno == ENOENT && seen == FOLLOW_PUTS;
+    }
+    default: {
+        size_t n = 0;
+        const unsigned char *o = mseg_find(s, "late", "char", 1, &n);
+        return o && n == 3 * MiB && o[0] == 9 && o[n - 1] == 9;
+    }
+    }
+}
+
+static void follow_growth(void *arg)
+{
+    struct follower *f = arg;
+    mseg *s = mseg_open(f->name, f->flags, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, 0);
+    CHILD_CHECK(v && m && mseg_size(s) == 1 * MiB);
+    CHILD_CHECK(write(f->ready_fd, "r", 1) == 1);
+    char c;
+    CHILD_CHECK(read(f->go_fd, &c, 1) == 0);   /* EOF: grown */
+    CHILD_CHECK(follow_read(s, v, m, f->first));
+    for (int call = 0; call < FOLLOW_CALLS; call++)
+        CHILD_CHECK(follow_read(s, v, m, (enum follow_call)call));
+    CHILD_CHECK(mseg_size(s) >= 16 * MiB);
+    if (!(f->flags & MSEG_RDONLY)) {
+        void *q = mseg_alloc(s, 100);
+        CHILD_CHECK(q != NULL && mseg_free(s, q) == 0);
+    }
+    if (!(f->flags & (MSEG_RDONLY | MSEG_COW))) {
+        void *more = mseg_alloc(s, 4 * MiB);   /* the six of them grow it to 32 or 64 MiB */
+        CHILD_CHECK(more != NULL);
+        memset(more, 1, 4 * MiB);
+    }
+    struct mseg_report r;
+    CHILD_CHECK(mseg_verify(s, &r) == 0);
+    mseg_close(s);
+}
+
+static void containers_followed(unsigned backend)
+{
+    static const unsigned modes[] = { 0, MSEG_RDONLY, MSEG_COW };
+    enum { FOLLOWERS = 3 * FOLLOW_CALLS };
+    char name[256], why[128];
+    th_name(name, backend);
+    struct mseg_config cfg = { .size = 1 * MiB, .max_size = 64 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, MSEG_CREATE);
+    cr_assert(v && m, "%s", mseg_errmsg());
+    int ready[2], go[2];
+    cr_assert(pipe(ready) == 0 && pipe(go) == 0);
+    pid_t pid[FOLLOWERS];
+    for (int i = 0; i < FOLLOWERS; i++) {
+        struct follower f = { name, backend | modes[i / FOLLOW_CALLS], (enum follow_call)(i % FOLLOW_CALLS),
+                              ready[1], go[0] };
+        fflush(NULL);
+        pid[i] = fork();
+        cr_assert_geq(pid[i], 0);
+        if (pid[i] == 0) {
+            close(go[1]);
+            follow_growth(&f);
+            _exit(0);
+        }
+    }
+    close(go[0]);
+    for (int i = 0; i < FOLLOWERS; i++) {
+        char c;
+        cr_assert_eq(read(ready[0], &c, 1), 1);
+    }
+    for (uint64_t i = 0; i < FOLLOW_PUSHES; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0, "%s", mseg_errmsg());
+    static unsigned char val[FOLLOW_VAL];
+    for (uint64_t k = 0; k < FOLLOW_PUTS; k++) {
+        memset(val, (int)(unsigned char)k, sizeof val);
+        cr_assert_eq(mseg_map_put(s, m, &k, 8, val, sizeof val), 0, "%s", mseg_errmsg());
+    }
+    unsigned char *late = mseg_construct(s, "late", "char", 1, 3 * MiB, NULL);
+    cr_assert_not_null(late, "%s", mseg_errmsg());
+    memset(late, 9, 3 * MiB);
+    cr_assert_eq(mseg_size(s), 16 * MiB);
+    close(go[1]);
+    for (int i = 0; i < FOLLOWERS; i++) {
+        int st = wait_child(pid[i]);
+        cr_assert(TH_EXITED_OK(st), "%s: a %s follower whose first call was #%d: %s", backend_name(backend),
+                  i / FOLLOW_CALLS == 0 ? "read-write" : i / FOLLOW_CALLS == 1 ? "read-only" : "copy-on-write",
+                  i % FOLLOW_CALLS, th_status_str(st, why, sizeof why));
+    }
+    close(ready[0]);
+    close(ready[1]);
+    cr_assert(sound(s, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+    cr_assert_eq(mseg_check(name, backend, NULL), 0, "%s", mseg_errmsg());
+}
+
+Test(growth, vectors_and_maps_grown_by_one_process_read_whole_through_every_kind_of_handle_of_another,
+     .timeout = 60, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++)
+        containers_followed(backends[b]);
+}
