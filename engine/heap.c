@@ -17,6 +17,7 @@
  *     the largest block (16 GiB - 16);
  *   - free_bytes is the sum of the free blocks' payloads (size - 4).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -427,6 +428,12 @@ static uint64_t no_room(mseg *s, uint64_t n, int grow_error)
     if (op_bad_access())
         return fail(EUCLEAN, "segment %s: damaged free lists (an offset outside the heap)",
                     s->name), 0;
+    if (grow_error) {   /* ENOMEM: seg_grow's message says why it could not grow */
+        char why[256];
+        snprintf(why, sizeof why, "%s", mseg_errmsg());
+        return fail(ENOMEM, "segment %s: no free block for %llu bytes, and %s", s->name,
+                    (unsigned long long)n, why), 0;
+    }
     return fail(ENOMEM, "segment %s: no free block for %llu bytes", s->name,
                 (unsigned long long)n), 0;
 }
@@ -464,7 +471,9 @@ uint64_t heap_alloc(mseg *s, uint64_t n, uint64_t align)
     uint64_t need = block_size_for(n);
     uint64_t search = align > MSEG_GRANULE ? need + align + MSEG_BLOCK_MIN : need;
     if (need == 0 || search > MSEG_BLOCK_MAX)
-        return no_room(s, n, 0);
+        return fail(ENOMEM, "segment %s: no block holds %llu bytes%s: the largest allocation is %llu bytes",
+                    s->name, (unsigned long long)n, align > MSEG_GRANULE ? " at that alignment" : "",
+                    (unsigned long long)(MSEG_BLOCK_MAX - 4)), 0;
     uint64_t p = find_block(s, search);
     if (!p && s->op.direct)
         op_direct_off(s);   /* growth is logged; nothing was stored yet */

@@ -431,10 +431,12 @@ int seg_grow(mseg *s, uint64_t need)
         heap_grow(s, old);
         return 0;
     }
+    /* the ENOMEM messages say why it cannot grow, after heap_alloc's "no
+       free block for N bytes, and " (no_room), which names the segment */
     if (s->mode != MODE_RW || !s->max_size || old >= s->max_size)
-        return fail(ENOMEM, "segment %s is full (%llu bytes) and %s", s->name,
-                    (unsigned long long)old, !s->max_size ? "has no max_size to grow to"
-                    : s->mode != MODE_RW ? "a private view cannot grow" : "has reached its max_size");
+        return fail(ENOMEM, "it is full (%llu bytes) and %s", (unsigned long long)old,
+                    !s->max_size ? "has no max_size to grow to"
+                    : s->mode != MODE_RW ? "is a private view, which cannot grow" : "has reached its max_size");
     /* the new space merges with a free block that ends the heap */
     uint64_t tail = heap_tail_free(s);
     uint64_t want = need + 2 * MSEG_GRANULE;
@@ -448,9 +450,8 @@ int seg_grow(mseg *s, uint64_t need)
             new_size = s->max_size;
     }
     if (new_size < heap_end || new_size - heap_end < want)
-        return fail(ENOMEM, "segment %s: growing to its max_size of %llu bytes would not fit "
-                    "%llu more bytes", s->name, (unsigned long long)s->max_size,
-                    (unsigned long long)need);
+        return fail(ENOMEM, "growing to its max_size of %llu bytes would not make room for it",
+                    (unsigned long long)s->max_size);
     if (reserve_growth(s, old, &new_size, round_page(heap_end + want)))
         return -1;
     if (!(s->flags & MSEG_SHM) && fsync(s->fd)) {

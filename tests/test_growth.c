@@ -1951,3 +1951,45 @@ Test(growth, vectors_and_maps_grown_by_one_process_read_whole_through_every_kind
     for (size_t b = 0; b < 2; b++)
         containers_followed(backends[b]);
 }
+
+/* An allocation that does not fit and cannot grow the segment: the message
+   says why it could not grow (no max_size, max_size reached or too small,
+   a private view), or that no block is that large, not only "no free block
+   for N bytes". */
+static void expect_no_growth_said(mseg *s, size_t n, const char *reason, const char *what)
+{
+    errno = 0;
+    cr_assert_null(mseg_alloc(s, n), "%s: an allocation of %zu bytes succeeded", what, n);
+    cr_assert_eq(errno, ENOMEM, "%s: errno %d", what, errno);
+    cr_assert(strstr(mseg_errmsg(), reason) && strstr(mseg_errmsg(), "segment "),
+              "%s: the message does not say \"%s\": %s", what, reason, mseg_errmsg());
+}
+
+Test(growth, an_allocation_that_cannot_grow_the_segment_says_why, .timeout = 30, .fini = th_cleanup)
+{
+    for (size_t b = 0; b < 2; b++) {
+        unsigned backend = backends[b];
+        char fixed[256], grows[256];
+        struct mseg_config cfg = { .size = 1 * MiB };
+        mseg *s = mseg_open(th_name(fixed, backend), MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        expect_no_growth_said(s, 2 * MiB, "no max_size", "no max_size");
+        mseg_close(s);
+        cfg.max_size = 4 * MiB;
+        s = mseg_open(th_name(grows, backend), MSEG_CREATE | MSEG_EXCL | backend, &cfg);
+        cr_assert_not_null(s, "%s", mseg_errmsg());
+        expect_no_growth_said(s, 5 * MiB, "max_size of 4194304", "past max_size");
+        mseg *cow = mseg_open(grows, backend | MSEG_COW, NULL);
+        cr_assert_not_null(cow, "%s", mseg_errmsg());
+        expect_no_growth_said(cow, 2 * MiB, "private view", "copy-on-write");
+        mseg_close(cow);
+        while (mseg_alloc(s, 256 * KiB))
+            ;
+        cr_assert_eq(mseg_size(s), 4 * MiB);
+        expect_no_growth_said(s, 256 * KiB, "reached its max_size", "at max_size");
+        /* and past the largest block, whatever the room */
+        expect_no_growth_said(s, 16 * GiB - 19, "the largest allocation is 17179869164 bytes", "one block");
+        expect_no_growth_said(s, SIZE_MAX, "the largest allocation", "SIZE_MAX");
+        mseg_close(s);
+    }
+}
