@@ -335,6 +335,38 @@ static inline void th_grow_and_die_at_header(const char *name, unsigned flags, s
     _exit(0);
 }
 
+/* Killing a child at its k-th crash event: every crash point of the engine
+   and every flush (a growth flushes its new header before its operation
+   commits). The parent sets th_die_at before it forks (0: never); the
+   child counts from th_count_events(true) and _exit(42)s at that event;
+   th_count_events(false) stops counting. */
+static unsigned long th_die_at, th_events;
+
+static inline void th_event(void)
+{
+    if (++th_events == th_die_at)
+        _exit(42);
+}
+
+static inline void th_event_at_crash_point(const char *point, unsigned long n, void *arg)
+{
+    (void)point; (void)n; (void)arg;
+    th_event();
+}
+
+static inline void th_event_at_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
+{
+    (void)base; (void)size; (void)off; (void)len; (void)arg;
+    th_event();
+}
+
+static inline void th_count_events(int on)
+{
+    th_events = 0;
+    mseg_test_set_crash_hook(on ? th_event_at_crash_point : NULL, NULL);
+    mseg_test_set_flush_hook(on ? th_event_at_flush : NULL, NULL);
+}
+
 /* st is evaluated once (it may be a th_fork_run call). */
 #define TH_EXITED_OK(st) __extension__ ({ int st_ = (st); st_ != -1 && WIFEXITED(st_) && WEXITSTATUS(st_) == 0; })
 

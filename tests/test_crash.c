@@ -595,47 +595,33 @@ static int grow_state_is(mseg *s, mseg_vec *v, mseg_map *m, int n)
     return mseg_vec_len(s, v) == len && mseg_map_len(s, m) == entries;
 }
 
-static unsigned long grow_events;
-
-static void grow_event(void)
-{
-    if (++grow_events == crash_at)
-        _exit(CRASH_EXIT);
-}
-
-static void grow_on_crash_point(const char *point, unsigned long n, void *arg)
-{
-    (void)point; (void)n; (void)arg;
-    grow_event();
-}
-
-static void grow_on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
-{
-    (void)base; (void)size; (void)off; (void)len; (void)arg;
-    grow_event();
-}
-
 struct grow_run { const char *name; unsigned flags; };
 
-/* Child: runs the script, acknowledging each operation on fd, and dies at
-   event crash_at (0: never). */
-static void grow_script(const struct grow_run *g, int fd)
+/* Child: opens the segment and its vector and map. */
+static mseg *grow_attach(const struct grow_run *g, mseg_vec **v, mseg_map **m)
 {
     alarm(60);
     mseg *s = mseg_open(g->name, g->flags, NULL);
     CHILD_CHECK(s != NULL);
-    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
-    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, 0);
-    CHILD_CHECK(v && m);
-    grow_events = 0;
-    mseg_test_set_crash_hook(grow_on_crash_point, NULL);
-    mseg_test_set_flush_hook(grow_on_flush, NULL);
+    *v = mseg_vec_open(s, "v", 8, 0);
+    *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, 0);
+    CHILD_CHECK(*v && *m);
+    return s;
+}
+
+/* Child: runs the script, acknowledging each operation on fd, and dies at
+   event th_die_at (0: never). */
+static void grow_script(const struct grow_run *g, int fd)
+{
+    mseg_vec *v;
+    mseg_map *m;
+    mseg *s = grow_attach(g, &v, &m);
+    th_count_events(1);
     for (int i = 1; i <= GROW_OPS; i++) {
         CHILD_CHECK(grow_op(s, v, m, i) == 0);
         CHILD_CHECK(write(fd, &i, sizeof i) == (ssize_t)sizeof i);
     }
-    mseg_test_set_crash_hook(NULL, NULL);
-    mseg_test_set_flush_hook(NULL, NULL);
+    th_count_events(0);
     CHILD_CHECK(mseg_size(s) > 4 * GROW_SEG);   /* the script did grow it */
     mseg_close(s);
     _exit(0);
@@ -660,12 +646,9 @@ static int grow_late_ok(mseg *s, size_t n)
    then pushes GROW_MARK and grows the segment by 1 MiB. */
 static void grow_watch(const struct grow_run *g, int ready_fd, int go_fd)
 {
-    alarm(60);
-    mseg *s = mseg_open(g->name, g->flags, NULL);
-    CHILD_CHECK(s != NULL);
-    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
-    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 0, 0);
-    CHILD_CHECK(v && m);
+    mseg_vec *v;
+    mseg_map *m;
+    mseg *s = grow_attach(g, &v, &m);
     size_t size0 = mseg_size(s);
     CHILD_CHECK(write(ready_fd, "r", 1) == 1);
     int acked;
@@ -703,7 +686,7 @@ static int grow_crash_run(const struct grow_run *g, unsigned long k)
     }
     char c;
     cr_assert_eq(read(ready[0], &c, 1), 1, "k=%lu: the attached process did not open", k);
-    crash_at = k;
+    th_die_at = k;
     pid_t runner = fork();
     cr_assert_geq(runner, 0);
     if (runner == 0) {
@@ -716,7 +699,7 @@ static int grow_crash_run(const struct grow_run *g, unsigned long k)
         acked = i;
     close(ack[0]);
     waitpid(runner, &st, 0);
-    int killed = WIFEXITED(st) && WEXITSTATUS(st) == CRASH_EXIT;
+    int killed = WIFEXITED(st) && WEXITSTATUS(st) == 42;   /* th_event's */
     cr_assert(killed || TH_EXITED_OK(st), "k=%lu: the script's process %s", k, th_status_str(st, why, sizeof why));
     mseg *s = mseg_open(g->name, g->flags, NULL);
     cr_assert_not_null(s, "k=%lu: a new opener: %s", k, mseg_errmsg());

@@ -511,27 +511,7 @@ Test(growth, an_allocation_past_max_size_fails_with_enomem_and_changes_nothing, 
 
 /* ---- (e) growth is crash-atomic ---- */
 
-/* Crash events: every crash point of the log, and every flush (growth
-   flushes the new header before its operation commits). */
-static unsigned long crash_at, events;
-
-static void maybe_die(void)
-{
-    if (++events == crash_at)
-        _exit(42);
-}
-
-static void on_crash_point(const char *point, unsigned long n, void *arg)
-{
-    (void)point; (void)n; (void)arg;
-    maybe_die();
-}
-
-static void on_flush(const uint8_t *base, uint64_t size, uint64_t off, uint64_t len, void *arg)
-{
-    (void)base; (void)size; (void)off; (void)len; (void)arg;
-    maybe_die();
-}
+/* Crash events: th_count_events (helpers.h). */
 
 struct crash_arg { const char *name; unsigned flags; int how; };
 
@@ -540,14 +520,11 @@ static void grow_and_maybe_die(void *arg)
     struct crash_arg *c = arg;
     mseg *s = mseg_open(c->name, c->flags, NULL);
     CHILD_CHECK(s != NULL);
-    events = 0;
-    mseg_test_set_crash_hook(on_crash_point, NULL);
-    mseg_test_set_flush_hook(on_flush, NULL);
+    th_count_events(1);
     void *p = c->how == 0 ? mseg_construct(s, "grown", "stamp", 1, 2 * MiB, NULL)
                           : mseg_alloc(s, 2 * MiB);
     CHILD_CHECK(p != NULL);
-    mseg_test_set_crash_hook(NULL, NULL);
-    mseg_test_set_flush_hook(NULL, NULL);
+    th_count_events(0);
     mseg_close(s);
     _exit(0);
 }
@@ -578,7 +555,7 @@ static void crash_during_growth(unsigned flags, int how)
 
     /* the reference: the operation without a crash, and the size it grows to */
     fresh_crash_segment(name, flags, &base, &base_free);
-    crash_at = 0;
+    th_die_at = 0;
     struct crash_arg c = { name, flags, how };
     int st = th_fork_run(grow_and_maybe_die, &c);
     cr_assert(TH_EXITED_OK(st), "%s %s without a crash: %s", bn, what, th_status_str(st, why, sizeof why));
@@ -592,7 +569,7 @@ static void crash_during_growth(unsigned flags, int how)
     unsigned long k;
     for (k = 1; k < 100; k++) {
         fresh_crash_segment(name, flags, &base, &base_free);
-        crash_at = k;
+        th_die_at = k;
         st = th_fork_run(grow_and_maybe_die, &c);
         int crashed = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42;
         cr_assert(crashed || TH_EXITED_OK(st), "%s %s, crash event %lu: child %s", bn, what, k,
@@ -1231,12 +1208,9 @@ static void shrink_and_maybe_die(void *arg)
     struct crash_arg *c = arg;
     mseg *s = mseg_open(c->name, c->flags, NULL);
     CHILD_CHECK(s != NULL);
-    events = 0;
-    mseg_test_set_crash_hook(on_crash_point, NULL);
-    mseg_test_set_flush_hook(on_flush, NULL);
+    th_count_events(1);
     CHILD_CHECK(mseg_shrink(s) == 0);
-    mseg_test_set_crash_hook(NULL, NULL);
-    mseg_test_set_flush_hook(NULL, NULL);
+    th_count_events(0);
     mseg_close(s);
     _exit(0);
 }
@@ -1247,7 +1221,7 @@ static mseg *reopen_after_shrink_killed_at(const char *name, unsigned flags, uns
                                            const char *bn, bool *crashed)
 {
     char why[200];
-    crash_at = k;
+    th_die_at = k;
     struct crash_arg c = { name, flags, 0 };
     int st = th_fork_run(shrink_and_maybe_die, &c);
     *crashed = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42;
