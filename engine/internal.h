@@ -167,7 +167,8 @@ static inline bool seg_range_ok(const mseg *s, uint64_t off, uint64_t len)
 /* Grows the segment (file, mapping, header) and the heap, inside the
    current operation, so that a block of `need` bytes fits; -1 with ENOMEM
    (max_size reached, or no max_size: the message says why, for heap_alloc
-   to put after its own) or ENOSPC (no disk). */
+   to put after its own) or the file system's ENOSPC, EDQUOT or EFBIG (even
+   the least growth the allocation needs was refused). */
 int  seg_grow(mseg *s, uint64_t need);
 /* Maps what another process grew; 0 or -1 with errno. */
 int  seg_follow_growth(mseg *s);
