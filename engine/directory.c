@@ -23,6 +23,7 @@
 
 #include "hash.h"
 #include "internal.h"
+#include "testing.h"
 
 #define CTRL(field) ((uint64_t)MSEG_CONTROL_OFF + offsetof(struct mseg_control, field))
 
@@ -297,6 +298,25 @@ static void *typed_data(mseg *s, uint64_t rec, const struct mseg_dir_record *r, 
     if (count)
         *count = (size_t)r->count;
     return s->base + rec + r->data_off;
+}
+
+/* ---- for the tests ---- */
+
+double mseg_test_dir_probes(mseg *s, unsigned long *longest)
+{
+    struct dir_view v = dir_view(s);
+    unsigned long total = 0, live = 0, most = 0;
+    for (uint64_t i = 0; v.table && i < v.capacity; i++) {
+        uint64_t rec = op_peek64(s, slot_off(&v, i) + 8);
+        if (rec == MSEG_DIR_EMPTY || rec == MSEG_DIR_DELETED)
+            continue;
+        unsigned long reads = (unsigned long)((i - op_peek64(s, slot_off(&v, i))) & (v.capacity - 1)) + 1;
+        total += reads;
+        live++;
+        most = reads > most ? reads : most;
+    }
+    *longest = most;
+    return live ? (double)total / (double)live : 0;
 }
 
 /* ---- for check.c ---- */

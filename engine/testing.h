@@ -61,6 +61,12 @@ void mseg_test_set_boot_id(const uint8_t *id);
 /* msync calls made through this handle so far. */
 unsigned long mseg_test_flushes(mseg *s);
 
+/* Over the named objects, the mean number of directory slots a find of
+   one reads (1: its name's home slot) and, in *longest, the most. The
+   directory is an open-addressed table: these stay small however many
+   objects there are, which is what makes a find take constant time. */
+double mseg_test_dir_probes(mseg *s, unsigned long *longest);
+
 /* Notes of program mutexes taken through this handle (mutex.c) kept now. */
 unsigned mseg_test_held_notes(mseg *s);
 

@@ -709,18 +709,17 @@ static mseg *segment_with_objects(long n, size_t size, double *secs)
     return s;
 }
 
-/* The lookup is O(1): the time of a find must not grow with the number of
-   objects. Finds among all of a million objects also pay the memory
-   hierarchy (each touches a random table slot and a random record in
-   ~110 MB: DRAM and TLB misses that 1,000 objects never cause), which is
-   not the directory's doing. So the ratio asserted compares finds of 1,000
-   distinct names, random among the million, with finds in a directory of
-   1,000; the all-random ratio is logged. The two segments are measured in
-   alternation, best of 15, so that load from tests running in parallel
-   affects both sides alike. (With best of 5, one full `make test` on
-   2026-11-27 failed here at 3.2x, 108 ns against 34 ns, while the same
-   test run alone gave 1.30x-1.67x: the other test running beside it, on
-   a 2-core machine, had slowed some of the big segment's rounds.) */
+/* The lookup is O(1): the work of a find must not grow with the number of
+   objects. What is asserted is that work, counted: the directory slots a
+   find reads (mseg_test_dir_probes), on average and at most, with 1,000
+   objects and with a million. The times of finds are logged, not asserted
+   (speed is measured by `make bench`): finds of 1,000 distinct names,
+   random among the million, against finds in a directory of 1,000, and
+   finds of any of the million, which also pay the memory hierarchy (each
+   touches a random table slot and a random record in ~110 MB). An earlier
+   version asserted the first ratio at most 3x, and a full `make test` on a
+   loaded 2-core machine failed it (4.5x, 95 ns against 21 ns, on
+   2026-11-29) while the same test alone passed. */
 Test(named, a_million_objects_are_found_in_constant_time, .timeout = 300, .fini = th_cleanup)
 {
     long big = SANITIZED ? 100000 : 1000000;
@@ -762,9 +761,14 @@ Test(named, a_million_objects_are_found_in_constant_time, .timeout = 300, .fini 
     errno = 0;
     cr_assert_null(MSEG_FIND(s, "object-missing", long, NULL));
     cr_assert_eq(errno, ENOENT);
-    if (!SANITIZED)
-        cr_assert_leq(t_hot, 3 * t_small, "find with %ld objects takes %.0f ns, %.1fx the %.0f ns with 1000",
-                      big, t_hot * 1e9, t_hot / t_small, t_small * 1e9);
+    unsigned long longest_small, longest_big;
+    double mean_small = mseg_test_dir_probes(small, &longest_small);
+    double mean_big = mseg_test_dir_probes(s, &longest_big);
+    cr_log_info("named: a find reads %.2f directory slots on average (at most %lu) with 1000 objects, "
+                "%.2f (at most %lu) with %ld", mean_small, longest_small, mean_big, longest_big, big);
+    cr_assert_leq(mean_big, 2.0, "a find among %ld objects reads %.2f directory slots on average", big, mean_big);
+    cr_assert_leq(longest_big, 4 * longest_small + 64, "a find among %ld objects reads up to %lu directory slots, "
+                  "against %lu among 1000", big, longest_big, longest_small);
     free(small_names);
     free(hot_names);
     free(cold_names);
