@@ -976,7 +976,14 @@ int container_free_anon(mseg *s, uint64_t off, unsigned depth)
         return fail(EUCLEAN, "segment %s: owned value %#llx is not an anonymous container", s->name,
                     (unsigned long long)off);
     int rc = kind == MSEG_KIND_VEC ? vec_release(s, off) : map_release_depth(s, off, depth);
-    return rc ? -1 : heap_free(s, off);
+    if (rc || heap_free(s, off))
+        return -1;
+    /* the root's magic goes with it, as mseg_destroy clears a named one's:
+       the free links overwrite it only when the block stays a free block
+       of its own, and merged into a free block before it the root kept
+       its bytes, so calls on the old handle took it for a live container */
+    op_set32(s, off, 0);
+    return 0;
 }
 
 /*

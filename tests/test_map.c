@@ -1808,3 +1808,40 @@ Test(map, open_with_an_unknown_flag_names_that_flag_only, .fini = th_cleanup)
     cr_assert_eq(mseg_named_count(s), 0);
     mseg_close(s);
 }
+
+/* As for vectors (test_vector.c): a deleted map's root merged into the
+   free block before it kept its magic, and calls on the old handle read
+   the freed tree: the length said 1 with errno untouched, a lookup or a
+   put said EUCLEAN (a sound segment called corrupt), and so did the step
+   of a cursor positioned before the delete. */
+Test(map, a_deleted_maps_handle_is_einval_when_its_block_merged_with_a_free_one, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    void *before = mseg_alloc(s, 48);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    cr_assert(before && m && mseg_alloc(s, 48), "%s", mseg_errmsg());
+    cr_assert_eq((char *)m, (char *)before + 64, "the map's root right after the first block");
+    cr_assert_eq(u64_put(s, m, 1, 10), 0, "%s", mseg_errmsg());
+    struct mseg_cursor c;
+    cr_assert_eq(mseg_map_first(s, m, &c), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free(s, before), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, m), 0, "%s", mseg_errmsg());
+    size_t free_before = mseg_free_memory(s);
+    errno = 0;
+    cr_assert_eq(mseg_map_len(s, m), 0, "a deleted map has entries");
+    cr_assert_eq(errno, EINVAL, "length of a deleted map: errno %d (%s)", errno, mseg_errmsg());
+    uint64_t v;
+    cr_assert_eq(u64_get(s, m, 1, &v), -1);
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(u64_put(s, m, 2, 20), -1, "a put into a deleted map succeeded");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), "is not a map"), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_next(s, &c), -1);
+    cr_assert_eq(errno, EINVAL, "cursor of a deleted map: %s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, m), -1, "a second delete succeeded");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), free_before, "a call on a deleted map changed the heap");
+    mt_assert_sound(s);
+    mseg_close(s);
+}

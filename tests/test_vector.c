@@ -1148,3 +1148,33 @@ Test(vector, an_empty_container_is_told_from_an_error_by_errno, .fini = th_clean
     cr_assert_eq(errno, EINVAL);
     mseg_close(s);
 }
+
+/* A deleted vector's root merges into a free block just before it, whose
+   header and links lie before the root: the root's bytes stay, magic and
+   all, unless the delete clears them. Calls on the old handle then took it
+   for a live vector: a push allocated a buffer for it (a block no one
+   owns, outside the heap's accounting of live objects) and said 0. */
+Test(vector, a_deleted_vectors_handle_is_einval_when_its_block_merged_with_a_free_one, .fini = th_cleanup)
+{
+    char name[256];
+    mseg *s = vt_open(name, 0, 4 * MiB);
+    void *before = mseg_alloc(s, 48);
+    mseg_vec *v = mseg_vec_new(s, 8);
+    cr_assert(before && v && mseg_alloc(s, 48), "%s", mseg_errmsg());
+    cr_assert_eq((char *)v, (char *)before + 64, "the vector's root right after the first block");
+    cr_assert_eq(mseg_free(s, before), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_delete(s, v), 0, "%s", mseg_errmsg());
+    size_t free_before = mseg_free_memory(s);
+    uint64_t x = 7;
+    errno = 0;
+    cr_assert_eq(mseg_vec_len(s, v), 0);
+    cr_assert_eq(errno, EINVAL, "length of a deleted vector: errno %d (%s)", errno, mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, v, &x), -1, "a push into a deleted vector succeeded");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), "is not a vector"), "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_delete(s, v), -1, "a second delete succeeded");
+    cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_free_memory(s), free_before, "a call on a deleted vector changed the heap");
+    vt_assert_sound(s);
+    mseg_close(s);
+}
