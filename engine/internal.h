@@ -477,6 +477,9 @@ int  container_free_anon(mseg *s, uint64_t off, unsigned depth);
 /* mseg_vec_delete, mseg_map_delete: container_free_anon, unless an owning
    map's entry owns the container (EBUSY). Inside the op. */
 int  container_delete_anon(mseg *s, uint64_t off);
+/* MSEG_KIND_VEC or MSEG_KIND_MAP when off is the block of a live anonymous
+   vector's or map's root, else -1 (errno unchanged): mseg_free refuses it. */
+int  container_root_kind(mseg *s, uint64_t off);
 /* 0 if off is 0 or the root of a live anonymous vector or map; else -1 + EINVAL. */
 int  container_check_anon(mseg *s, uint64_t off);
 /* Verifies a vector or map root and everything it reaches (bounded). 0 when

@@ -1230,6 +1230,15 @@ void *mseg_alloc(mseg *s, size_t n)
     return mseg_alloc_aligned(s, n, MSEG_GRANULE);
 }
 
+/* Ends a failed mseg_free: its errno, unless the end's own flush failed (EIO). */
+static int free_failed(mseg *s)
+{
+    int e = errno;
+    if (seg_write_end(s, false) == 0)
+        errno = e;
+    return -1;
+}
+
 int mseg_free(mseg *s, void *p)
 {
     if (!s)
@@ -1253,11 +1262,17 @@ int mseg_free(mseg *s, void *p)
         return -1;
     if (direct_ok(s))
         op_direct(s);
-    if (heap_free(s, (uint64_t)(b - s->base))) {
-        int e = errno;
-        if (seg_write_end(s, false) == 0)   /* -1: a failed flush's EIO */
-            errno = e;
-        return -1;
+    uint64_t off = (uint64_t)(b - s->base);
+    int kind = container_root_kind(s, off);
+    if (kind >= 0) {
+        /* a live block, but its container's: freed here, it left the
+           buffer or the nodes behind, and an owning map's entry naming it */
+        fail(EINVAL, "segment %s: %#llx is an anonymous %s's root, not a block of mseg_alloc: delete it "
+             "with %s", s->name, (unsigned long long)off, kind == MSEG_KIND_VEC ? "vector" : "map",
+             kind == MSEG_KIND_VEC ? "mseg_vec_delete" : "mseg_map_delete");
+        return free_failed(s);
     }
+    if (heap_free(s, off))
+        return free_failed(s);
     return seg_write_end(s, true);
 }

@@ -137,7 +137,8 @@ void    *mseg_alloc_aligned(mseg *s, size_t n, size_t align);
 
 /* Frees a block returned by mseg_alloc(_aligned). EINVAL, and nothing
    changes, when p is not the start of a live block (double free, interior
-   pointer, pointer outside the heap, named object). */
+   pointer, pointer outside the heap, named object) or is an anonymous
+   vector's or map's root (mseg_vec_delete, mseg_map_delete free those). */
 int      mseg_free(mseg *s, void *p);
 
 /* Handle (offset) of an address inside the segment; 0 (and EINVAL) when p

@@ -395,6 +395,37 @@ Test(heap, free_of_named_object_data_fails_with_einval, .fini = th_cleanup)
     mseg_close(s);
 }
 
+/* A vector's or map's root is a live block of its own, but mseg_free of it
+   took it for one of mseg_alloc's: it freed the root and left the buffer
+   or the nodes behind, with no owner, and an owning map's entry naming a
+   freed block, which the map's delete would free again. */
+Test(heap, free_of_a_containers_root_fails_with_einval_and_changes_nothing, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    uint64_t x = 7;
+    mseg_vec *v = mseg_vec_new(s, 8), *held = mseg_vec_new(s, 8);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8);
+    mseg_map *owner = mseg_map_open(s, "owner", MSEG_KEY_U64, sizeof(mseg_off), MSEG_CREATE | MSEG_OWNED);
+    cr_assert(v && held && m && owner, "%s", mseg_errmsg());
+    mseg_off h = mseg_off_of(s, held);
+    cr_assert_eq(mseg_vec_push(s, v, &x), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_put(s, m, &x, 8, &x, 8), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_put(s, owner, &x, 8, &h, sizeof h), 0, "%s", mseg_errmsg());
+    expect_bad_free(s, v, "an anonymous vector's root");
+    cr_assert(strstr(mseg_errmsg(), "mseg_vec_delete"), "%s", mseg_errmsg());
+    expect_bad_free(s, m, "an anonymous map's root");
+    cr_assert(strstr(mseg_errmsg(), "mseg_map_delete"), "%s", mseg_errmsg());
+    expect_bad_free(s, held, "a vector an owning map holds");
+    expect_bad_free(s, owner, "a named map's root");
+    cr_assert_eq(mseg_vec_len(s, v), 1, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_len(s, m), 1, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_delete(s, v), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_map_delete(s, m), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_destroy(s, "owner"), 0, "%s", mseg_errmsg());
+    assert_sound(s, "after the deletes");
+    mseg_close(s);
+}
+
 /* ---- handles ---- */
 
 Test(heap, off_of_and_at_round_trip_and_reject_bad_input, .fini = th_cleanup)
