@@ -76,6 +76,7 @@ struct mseg {
     int            header_repaired;   /* the header copy (0 A, 1 B) this open rewrote from the other; -1 none */
     unsigned long  flushes;     /* msync calls (tests count them per operation) */
     uint64_t       max_size;    /* growth limit from the header; 0 = never grows */
+    uint64_t       id;          /* the header's uuid (its first 8 bytes): map cursors carry it */
     pthread_mutex_t remap;      /* serializes extending this process's mapping */
     /* op_seq as other processes write it (seg_seq_word): a copy-on-write
        handle's own runtime page is private, so it reads the word through

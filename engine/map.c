@@ -1489,6 +1489,13 @@ static uint64_t cursor_stamp_outside_tx(uint64_t changes)
 {
     return (changes + (changes >> 32) * 0x9e3779b97f4a7c15ull) & ((1ull << 40) - 1);
 }
+/* priv[3]: the leaf and the map root, and the segment: offsets alone mean
+   something in every segment, and a cursor stepped with another segment's
+   handle went on through whatever map lay there at the same offsets. */
+static uint64_t cursor_check_word(const mseg *s, uint64_t leaf, uint64_t root)
+{
+    return CURSOR_TAG ^ leaf ^ root ^ s->id;
+}
 /* Only a transaction that changed the map marks the stamp: a map it left
    alone reads its committed changes word in place (the transaction's
    words are redo records until the commit), and a cursor positioned on it
@@ -1516,7 +1523,7 @@ static int cursor_fill(mseg *s, const struct map_view *m, struct mseg_cursor *c,
     c->priv[0] = n;
     c->priv[1] = cursor_word(pos, cursor_stamp(s, m));
     c->priv[2] = m->off;
-    c->priv[3] = CURSOR_TAG ^ n ^ m->off;
+    c->priv[3] = cursor_check_word(s, n, m->off);
     return 0;
 }
 
@@ -1764,7 +1771,7 @@ static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
     c->vlen = st.vlen;
     c->priv[0] = st.leaf;
     c->priv[1] = cursor_word(st.pos, CURSOR_STAMP(c));
-    c->priv[3] = CURSOR_TAG ^ st.leaf ^ c->priv[2];
+    c->priv[3] = cursor_check_word(s, st.leaf, c->priv[2]);
     return true;
 }
 
@@ -1776,14 +1783,17 @@ static bool cursor_step_fast(mseg *s, struct mseg_cursor *c)
    had already moved skipped an entry). */
 int mseg_map_next(mseg *s, struct mseg_cursor *c)
 {
-    if (!c || (c->priv[3] ^ c->priv[0] ^ c->priv[2]) != CURSOR_TAG)
-        return fail(EINVAL, "map next: the cursor was not set by first or seek");
-    if (s && cursor_step_fast(s, c))
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    if (!c || c->priv[3] != cursor_check_word(s, c->priv[0], c->priv[2]))
+        return fail(EINVAL, "segment %s: map next: the cursor was not set by mseg_map_first or mseg_map_seek "
+                    "on this segment", s->name);
+    if (cursor_step_fast(s, c))
         return 0;
     struct map_view m;
     struct mseg_cursor out;
     int rc;
-    const mseg_map *mp = (const mseg_map *)(s ? s->base + c->priv[2] : NULL);
+    const mseg_map *mp = (const mseg_map *)(s->base + c->priv[2]);
     MAP_READ(s, mp, m, rc, {
         out = *c;
         if (cursor_stamp(s, &m) != CURSOR_STAMP(c))

@@ -595,6 +595,7 @@ static int write_headers(mseg *s, uint64_t size, uint64_t max_size)
     struct mseg_header h;
     header_build(&h, size, max_size, 1);
     header_seal(&h);
+    memcpy(&s->id, h.uuid, sizeof s->id);
     memcpy(seg_header(s, 1), &h, sizeof h);
     if (msync(s->base, 2 * MSEG_PAGE, MS_SYNC))
         return -1;
@@ -995,6 +996,7 @@ static int open_locked(mseg *s, const struct params *p, bool created)
     int bad_copy = -1;
     if (pick_header(s, first, (uint64_t)got, (uint64_t)st.st_size, &h, &bad_copy))
         return -1;
+    memcpy(&s->id, h.uuid, sizeof s->id);
     /* A file with holes (copied or restored sparse: cp --sparse=always,
        tar -S, rsync -S) lost the space its creation reserved: the first
        store into a hole on a full file system would be a SIGBUS, in the

@@ -274,7 +274,10 @@ size_t mseg_map_len(mseg *s, mseg_map *m);              /* 0 + errno on error (s
    inside a transaction (it holds the segment lock) or under a mutex of
    yours that the writers take too; or, with a cursor, copy the entry out
    and trust the copy once the next step succeeds (or ends with ENOENT):
-   ESTALE means it may be torn, so seek to it again. */
+   ESTALE means it may be torn, so seek to it again. A cursor belongs to
+   the segment it was positioned in (any handle on it may step it):
+   mseg_map_next fails with EINVAL for one not set by mseg_map_first or
+   mseg_map_seek, or stepped with another segment's handle. */
 struct mseg_cursor {
     const void *key, *val;
     size_t klen, vlen;

@@ -1845,3 +1845,42 @@ Test(map, a_deleted_maps_handle_is_einval_when_its_block_merged_with_a_free_one,
     mt_assert_sound(s);
     mseg_close(s);
 }
+
+/* A cursor names its leaf and map by offset: stepped with another
+   segment's handle, where a map built the same way lies at the same
+   offsets with the same change count, it went on through that segment's
+   entries and said 0. A cursor belongs to its segment (any handle on it
+   will do). */
+Test(map, a_cursor_stepped_with_another_segments_handle_is_einval, .fini = th_cleanup)
+{
+    char a[256], b[256];
+    mseg *s = mt_open(a, 0, 4 * MiB), *t = mt_open(b, 0, 4 * MiB);
+    for (int bytes = 0; bytes < 2; bytes++) {
+        enum mseg_key kind = bytes ? MSEG_KEY_BYTES : MSEG_KEY_U64;
+        mseg_map *ms = mseg_map_new(s, kind, bytes ? 0 : 8), *mt = mseg_map_new(t, kind, bytes ? 0 : 8);
+        cr_assert(ms && mt, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_off_of(s, ms), mseg_off_of(t, mt), "both maps at one offset");
+        for (uint64_t k = 1; k <= 3; k++) {
+            uint64_t vs = 100 + k, vt = 200 + k;
+            cr_assert_eq(mseg_map_put(s, ms, &k, 8, &vs, 8), 0, "%s", mseg_errmsg());
+            cr_assert_eq(mseg_map_put(t, mt, &k, 8, &vt, 8), 0, "%s", mseg_errmsg());
+        }
+        struct mseg_cursor c;
+        cr_assert_eq(mseg_map_first(s, ms, &c), 0, "%s", mseg_errmsg());
+        struct mseg_cursor before = c;
+        errno = 0;
+        int rc = mseg_map_next(t, &c);
+        cr_assert_eq(rc, -1, "a cursor of %s stepped in %s to the value %llu", a, b,
+                     (unsigned long long)*(const uint64_t *)c.val);
+        cr_assert_eq(errno, EINVAL, "%s", mseg_errmsg());
+        cr_assert(strstr(mseg_errmsg(), b), "%s", mseg_errmsg());
+        cr_assert_eq(memcmp(&c, &before, sizeof c), 0, "a failed step moved the cursor");
+        mseg *s2 = mseg_open(a, 0, NULL);
+        cr_assert_not_null(s2, "%s", mseg_errmsg());
+        cr_assert_eq(mseg_map_next(s2, &c), 0, "another handle on the cursor's segment: %s", mseg_errmsg());
+        cr_assert_eq(*(const uint64_t *)c.val, 102);
+        mseg_close(s2);
+    }
+    mseg_close(s);
+    mseg_close(t);
+}
