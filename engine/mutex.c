@@ -178,9 +178,9 @@ static void held_unreserve(mseg *s)
     pthread_mutex_unlock(&s->held_guard);
 }
 
-static uint64_t off_of(const mseg *s, const mseg_mutex *m)
+static uint64_t off_of(const mseg *s, const void *object)
 {
-    return (uint64_t)((const uint8_t *)m - s->base);
+    return (uint64_t)((const uint8_t *)object - s->base);
 }
 
 /* A note of the same mutex is stale once this thread holds it (its
@@ -266,13 +266,30 @@ static int held_after_lock(mseg *s, const mseg_mutex *m, int r)
     return r;
 }
 
-/* pthread's return code as -1/errno (0 stays 0). */
-static int result(int r)
+/* pthread's return code r for mutex m as -1 with errno r and a message
+   naming the segment and the mutex (0 stays 0): errno alone left the
+   message of whatever failed before. */
+static int result(mseg *s, const mseg_mutex *m, int r)
 {
-    if (r == 0)
+    unsigned long long at = off_of(s, m);
+    switch (r) {
+    case 0:
         return 0;
-    errno = r;
-    return -1;
+    case EBUSY:
+        return fail(r, "segment %s: mutex at %#llx is held", s->name, at);
+    case ETIMEDOUT:
+        return fail(r, "segment %s: mutex at %#llx: still held when the timeout passed", s->name, at);
+    case EOWNERDEAD:
+        return fail(r, "segment %s: mutex at %#llx: its owner died holding it; this thread holds it now: "
+                    "repair what it protects, then call mseg_mutex_consistent", s->name, at);
+    case ENOTRECOVERABLE:
+        return fail(r, "segment %s: mutex at %#llx is unusable: it was unlocked after its owner died, "
+                    "without mseg_mutex_consistent", s->name, at);
+    case EPERM:
+        return fail(r, "segment %s: mutex at %#llx is not locked by this thread", s->name, at);
+    default:
+        return fail(r, "segment %s: mutex at %#llx: %s", s->name, at, strerror(r));
+    }
 }
 
 int mseg_mutex_init(mseg *s, mseg_mutex *m)
@@ -301,7 +318,7 @@ int mseg_mutex_trylock(mseg *s, mseg_mutex *m)
     pthread_mutex_t *pm = usable_mutex(s, m);
     if (!pm || held_reserve(s))
         return -1;
-    return result(held_after_lock(s, m, robust_trylock(pm)));
+    return result(s, m, held_after_lock(s, m, robust_trylock(pm)));
 }
 
 /* A trylock, then mutex_lock_until (lock.c: never asleep for more than 50
@@ -321,7 +338,7 @@ int mseg_mutex_lock(mseg *s, mseg_mutex *m)
     pthread_mutex_t *pm = usable_mutex(s, m);
     if (!pm || held_reserve(s))
         return -1;
-    return result(held_after_lock(s, m, lock_until(pm, NULL)));
+    return result(s, m, held_after_lock(s, m, lock_until(pm, NULL)));
 }
 
 int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
@@ -329,11 +346,12 @@ int mseg_mutex_timedlock(mseg *s, mseg_mutex *m, const struct timespec *abstime)
     if (check_object(s, m, "mutex"))
         return -1;
     if (!abstime)
-        return fail(EINVAL, "NULL timeout");
+        return fail(EINVAL, "segment %s: mutex at %#llx: NULL timeout", s->name,
+                    (unsigned long long)off_of(s, m));
     pthread_mutex_t *pm = current_mutex(s, m);
     if (!pm || held_reserve(s))
         return -1;
-    return result(held_after_lock(s, m, lock_until(pm, abstime)));
+    return result(s, m, held_after_lock(s, m, lock_until(pm, abstime)));
 }
 
 int mseg_mutex_unlock(mseg *s, mseg_mutex *m)
@@ -344,13 +362,19 @@ int mseg_mutex_unlock(mseg *s, mseg_mutex *m)
     int r = pthread_mutex_unlock(pm);
     if (r == 0)
         held_forget(s, m);
-    return result(r);
+    return result(s, m, r);
 }
 
 int mseg_mutex_consistent(mseg *s, mseg_mutex *m)
 {
     pthread_mutex_t *pm = usable_mutex(s, m);
-    return pm ? result(pthread_mutex_consistent(pm)) : -1;
+    if (!pm)
+        return -1;
+    int r = pthread_mutex_consistent(pm);
+    if (r == EINVAL)
+        return fail(r, "segment %s: mutex at %#llx: nothing to make consistent (no owner of it died, or "
+                    "this thread does not hold it)", s->name, (unsigned long long)off_of(s, m));
+    return result(s, m, r);
 }
 
 int mseg_cond_init(mseg *s, mseg_cond *c)
@@ -362,13 +386,22 @@ int mseg_cond_init(mseg *s, mseg_cond *c)
     return 0;
 }
 
+/* A wait's timeout passed, and the thread holds m again. */
+static int cond_timed_out(mseg *s, const mseg_cond *c, const mseg_mutex *m)
+{
+    return fail(ETIMEDOUT, "segment %s: condition variable at %#llx: no signal before the timeout passed "
+                "(the mutex at %#llx is held again)", s->name, (unsigned long long)off_of(s, c),
+                (unsigned long long)off_of(s, m));
+}
+
 /* Releases pm, sleeps until a signal or broadcast moves seq after that
    (or abstime, on CLOCK_MONOTONIC, passes: ETIMEDOUT; or a spurious
    wakeup), and takes pm again, as pthread_cond_timedwait does: EOWNERDEAD
    when its owner died meanwhile. A futex without FUTEX_PRIVATE_FLAG: other
    processes wake it; FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC
    time. */
-static int cond_sleep(struct cond_words *pc, pthread_mutex_t *pm, const struct timespec *abstime)
+static int cond_sleep(mseg *s, const mseg_cond *c, const mseg_mutex *m, struct cond_words *pc, pthread_mutex_t *pm,
+                      const struct timespec *abstime)
 {
     /* the count before seq is read, a signal's seq before it reads the
        count (both sequentially consistent): a signal that finds no waiter
@@ -378,14 +411,14 @@ static int cond_sleep(struct cond_words *pc, pthread_mutex_t *pm, const struct t
     int r = pthread_mutex_unlock(pm);
     if (r) {
         __atomic_sub_fetch(&pc->waiters, 1, __ATOMIC_RELAXED);
-        return result(r);
+        return result(s, m, r);
     }
     /* EAGAIN: seq already moved; EINTR: a spurious wakeup */
     long w = syscall(SYS_futex, &pc->seq, FUTEX_WAIT_BITSET, seen, abstime, NULL, FUTEX_BITSET_MATCH_ANY);
     bool timed_out = w == -1 && errno == ETIMEDOUT;
     __atomic_sub_fetch(&pc->waiters, 1, __ATOMIC_RELAXED);
     r = lock_until(pm, NULL);
-    return result(r ? r : timed_out ? ETIMEDOUT : 0);
+    return r || !timed_out ? result(s, m, r) : cond_timed_out(s, c, m);
 }
 
 static int cond_wake(struct cond_words *pc, int n)
@@ -400,7 +433,7 @@ int mseg_cond_wait(mseg *s, mseg_cond *c, mseg_mutex *m)
 {
     struct cond_words *pc = usable_cond(s, c);
     pthread_mutex_t *pm = pc ? usable_mutex(s, m) : NULL;
-    return pm ? cond_sleep(pc, pm, NULL) : -1;
+    return pm ? cond_sleep(s, c, m, pc, pm, NULL) : -1;
 }
 
 int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct timespec *abstime)
@@ -408,14 +441,17 @@ int mseg_cond_timedwait(mseg *s, mseg_cond *c, mseg_mutex *m, const struct times
     if (check_object(s, c, "condition variable") || check_object(s, m, "mutex"))
         return -1;
     if (!abstime)
-        return fail(EINVAL, "NULL timeout");
+        return fail(EINVAL, "segment %s: condition variable at %#llx: NULL timeout", s->name,
+                    (unsigned long long)off_of(s, c));
     if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000)
-        return fail(EINVAL, "a timeout whose tv_nsec is not in [0, 1e9): %ld", (long)abstime->tv_nsec);
+        return fail(EINVAL, "segment %s: condition variable at %#llx: a timeout whose tv_nsec is not in "
+                    "[0, 1e9): %ld", s->name, (unsigned long long)off_of(s, c),
+                    (long)abstime->tv_nsec);
     struct cond_words *pc = current_cond(s, c);
     pthread_mutex_t *pm = pc ? current_mutex(s, m) : NULL;
     if (pm && abstime->tv_sec < 0)
-        return result(ETIMEDOUT);   /* long past, and the futex would call it EINVAL */
-    return pm ? cond_sleep(pc, pm, abstime) : -1;
+        return cond_timed_out(s, c, m);   /* long past, and the futex would call it EINVAL */
+    return pm ? cond_sleep(s, c, m, pc, pm, abstime) : -1;
 }
 
 int mseg_cond_signal(mseg *s, mseg_cond *c)

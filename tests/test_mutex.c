@@ -1229,3 +1229,64 @@ Test(mutex, a_mutex_noted_again_after_its_holder_died_keeps_one_note, .timeout =
     cr_assert_eq(mseg_close(s), 0, "%s", mseg_errmsg());
 }
 
+
+static void *lock_and_exit(void *arg)
+{
+    void **a = arg;
+    mseg_mutex_lock(a[0], a[1]);
+    return NULL;
+}
+
+/* A mutex call that failed with the C library's error (EPERM, EBUSY,
+   ETIMEDOUT, EOWNERDEAD, ENOTRECOVERABLE, EINVAL) set errno alone: the
+   message still told of whatever failed before, in this test a find of
+   another segment. Each such failure now says what happened, naming the
+   segment and the mutex. */
+static void expect_mutex_failure(int rc, int err, const char *name, uint64_t off, const char *what)
+{
+    char at[64];
+    snprintf(at, sizeof at, "mutex at %#llx", (unsigned long long)off);
+    cr_assert_eq(rc, -1, "%s succeeded", what);
+    cr_assert_eq(errno, err, "%s: errno %d, not %d", what, errno, err);
+    cr_assert(strstr(mseg_errmsg(), name) && strstr(mseg_errmsg(), at), "%s: the message is \"%s\"", what,
+              mseg_errmsg());
+}
+
+static void stale_message(mseg *s)
+{
+    cr_assert_null(mseg_find(s, "no such object", "int", 4, NULL));
+}
+
+Test(mutex, every_failed_mutex_call_says_why_naming_the_segment_and_the_mutex, .timeout = 30, .fini = th_cleanup)
+{
+    char name[256], other[256];
+    mseg *s = create(name, 0), *t = create(other, 0);
+    mseg_mutex *m = MSEG_NEW(s, "m", mseg_mutex, 1);
+    mseg_cond *c = MSEG_NEW(s, "c", mseg_cond, 1);
+    cr_assert(m && c, "%s", mseg_errmsg());
+    uint64_t off = mseg_off_of(s, m);
+    stale_message(t);
+    expect_mutex_failure(mseg_mutex_unlock(s, m), EPERM, name, off, "an unlock of an unlocked mutex");
+    stale_message(t);
+    expect_mutex_failure(mseg_mutex_consistent(s, m), EINVAL, name, off, "consistent of a sound mutex");
+    cr_assert_eq(mseg_mutex_lock(s, m), 0, "%s", mseg_errmsg());
+    stale_message(t);
+    expect_mutex_failure(mseg_mutex_trylock(s, m), EBUSY, name, off, "a trylock of a held mutex");
+    struct timespec past = in_ms(-10);
+    stale_message(t);
+    expect_mutex_failure(mseg_mutex_timedlock(s, m, &past), ETIMEDOUT, name, off, "a timedlock past its time");
+    stale_message(t);
+    expect_mutex_failure(mseg_cond_timedwait(s, c, m, &past), ETIMEDOUT, name, off, "a timedwait past its time");
+    cr_assert_eq(mseg_mutex_unlock(s, m), 0, "%s", mseg_errmsg());
+    pthread_t th;
+    void *args[2] = { s, m };
+    cr_assert_eq(pthread_create(&th, NULL, lock_and_exit, args), 0);
+    pthread_join(th, NULL);
+    stale_message(t);
+    expect_mutex_failure(mseg_mutex_lock(s, m), EOWNERDEAD, name, off, "a lock after the owner died");
+    cr_assert_eq(mseg_mutex_unlock(s, m), 0, "%s", mseg_errmsg());
+    stale_message(t);
+    expect_mutex_failure(mseg_mutex_lock(s, m), ENOTRECOVERABLE, name, off, "a lock of an unrecoverable mutex");
+    mseg_close(s);
+    mseg_close(t);
+}
