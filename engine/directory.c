@@ -47,35 +47,41 @@ static uint32_t data_offset(size_t name_len, size_t type_len)
     return (uint32_t)((n + 15) & ~(size_t)15);
 }
 
-/* Checks the name and type (type may be NULL only where no type is
-   involved: destroy) and gives their lengths, measured once. */
-static int measure_name(const char *name, const char *type, bool need_type, size_t *nl, size_t *tl)
+/* Checks the handle, the name and the type (type may be NULL only where no
+   type is involved: destroy) and gives their lengths, measured once. */
+static int measure_name(mseg *s, const char *name, const char *type, bool need_type, size_t *nl, size_t *tl)
 {
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
     *nl = name ? strnlen(name, MSEG_NAME_MAX + 1) : 0;
     *tl = type ? strnlen(type, MSEG_TYPE_MAX + 1) : 0;
+    if (!name)
+        return fail(EINVAL, "segment %s: NULL object name", s->name);
     if (*nl == 0 || *nl > MSEG_NAME_MAX)
-        return fail(EINVAL, "object name must be 1..%d bytes", MSEG_NAME_MAX);
+        return fail(EINVAL, "segment %s: object name \"%.40s\"%s must be 1..%d bytes", s->name, name,
+                    *nl > 40 ? "..." : "", MSEG_NAME_MAX);
     if (need_type && !type)
-        return fail(EINVAL, "object %s: NULL type name", name);
+        return fail(EINVAL, "segment %s: object %s: NULL type name", s->name, name);
     if (type && (*tl == 0 || *tl > MSEG_TYPE_MAX))
-        return fail(EINVAL, "type name must be 1..%d bytes", MSEG_TYPE_MAX);
+        return fail(EINVAL, "segment %s: object %s: type name must be 1..%d bytes", s->name, name, MSEG_TYPE_MAX);
     return 0;
 }
 
-static int check_name(const char *name, const char *type, bool need_type)
+static int check_name(mseg *s, const char *name, const char *type, bool need_type)
 {
     size_t nl, tl;
-    return measure_name(name, type, need_type, &nl, &tl);
+    return measure_name(s, name, type, need_type, &nl, &tl);
 }
 
 /* mseg_construct and mseg_find_or_construct: the type names of the
    containers are theirs. A raw object typed "mseg_vec" was listed as a
    vector, mseg_vec_open of it said "object x is a mseg_vec, not a
    mseg_vec", and `mseg dump` took its bytes for a vector's root. */
-static int check_raw_type(const char *name, const char *type)
+static int check_raw_type(mseg *s, const char *name, const char *type)
 {
     if (strcmp(type, "mseg_vec") == 0 || strcmp(type, "mseg_map") == 0)
-        return fail(EINVAL, "object %s: type name %s is reserved for %s (made with %s)", name, type,
+        return fail(EINVAL, "segment %s: object %s: type name %s is reserved for %s (made with %s)", s->name,
+                    name, type,
                     type[5] == 'v' ? "vectors" : "maps", type[5] == 'v' ? "mseg_vec_open" : "mseg_map_open");
     return 0;
 }
@@ -224,15 +230,16 @@ static void *dir_create(mseg *s, const char *name, const char *type, size_t elem
                         size_t count, const void *init, uint64_t hash, uint8_t kind)
 {
     if (elem_size == 0)
-        return fail_null(EINVAL, "object %s: element size 0", name);
+        return fail_null(EINVAL, "segment %s: object %s: element size 0", s->name, name);
     size_t nl = strlen(name), tl = strlen(type);
     uint32_t doff = data_offset(nl, tl);
     size_t total;
     if (__builtin_mul_overflow(elem_size, count, &total))   /* mseg.h: EINVAL */
-        return fail_null(EINVAL, "object %s: %zu x %zu bytes overflows a size", name, count, elem_size);
+        return fail_null(EINVAL, "segment %s: object %s: %zu x %zu bytes overflows a size", s->name, name, count,
+                         elem_size);
     if (count && elem_size > (MSEG_BLOCK_MAX - 4 - doff) / count)
-        return fail_null(ENOMEM, "object %s: %zu x %zu bytes is larger than the largest block",
-                         name, count, elem_size);
+        return fail_null(ENOMEM, "segment %s: object %s: %zu x %zu bytes is larger than the largest block",
+                         s->name, name, count, elem_size);
     if (dir_reserve(s))
         return NULL;
     uint64_t slot;
@@ -293,8 +300,8 @@ static void *typed_data(mseg *s, uint64_t rec, const struct mseg_dir_record *r, 
                         const char *type, size_t elem_size, size_t *count)
 {
     if (strcmp(record_type(r), type) != 0 || r->elem_size != elem_size)
-        return fail_null(EINVAL, "object %s is a %s of %llu-byte elements, not a %s of %zu-byte elements",
-                         name, record_type(r), (unsigned long long)r->elem_size, type, elem_size);
+        return fail_null(EINVAL, "segment %s: object %s is a %s of %llu-byte elements, not a %s of %zu-byte "
+                         "elements", s->name, name, record_type(r), (unsigned long long)r->elem_size, type, elem_size);
     if (count)
         *count = (size_t)r->count;
     return s->base + rec + r->data_off;
@@ -361,7 +368,7 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
                        size_t root_size, bool create, bool *created)
 {
     *created = false;
-    if (check_name(name, type, true))
+    if (check_name(s, name, type, true))
         return 0;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -376,7 +383,7 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
             return fail(EUCLEAN, "segment %s: named-object record at %#llx (%s) is damaged: type %s, but kind %u",
                         s->name, (unsigned long long)rec, name, record_type(r), r->kind), 0;
         if (r->kind != kind || strcmp(record_type(r), type) != 0)
-            return fail(EINVAL, "object %s is a %s, not a %s", name, record_type(r), type), 0;
+            return fail(EINVAL, "segment %s: object %s is a %s, not a %s", s->name, name, record_type(r), type), 0;
         return rec + r->data_off;
     }
     if (!create)
@@ -393,7 +400,7 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
 void *mseg_construct(mseg *s, const char *name, const char *type,
                      size_t elem_size, size_t count, const void *init)
 {
-    if (check_name(name, type, true) || check_raw_type(name, type) || seg_write_begin(s))
+    if (check_name(s, name, type, true) || check_raw_type(s, name, type) || seg_write_begin(s))
         return NULL;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -417,7 +424,7 @@ void *mseg_construct(mseg *s, const char *name, const char *type,
 void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
                              size_t elem_size, size_t count, const void *init)
 {
-    if (check_name(name, type, true) || check_raw_type(name, type))
+    if (check_name(s, name, type, true) || check_raw_type(s, name, type))
         return NULL;
     if (s && s->mode == MODE_RDONLY)
         return seg_found_read_only(s, mseg_find(s, name, type, elem_size, NULL), "construct", name);
@@ -502,7 +509,7 @@ static void *find_fast(mseg *s, const char *name, size_t nl, const char *type, s
 void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, size_t *count)
 {
     size_t nl, tl, n = 0;   /* *count only from a validated success */
-    if (measure_name(name, type, true, &nl, &tl))
+    if (measure_name(s, name, type, true, &nl, &tl))
         return NULL;
     uint64_t hash = mseg_hash(name, nl), slot, seq;
     void *data = s ? find_fast(s, name, nl, type, tl, hash, elem_size, &n) : NULL;
@@ -532,7 +539,7 @@ void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, s
 
 int mseg_destroy(mseg *s, const char *name)
 {
-    if (check_name(name, NULL, false) || seg_write_begin(s))
+    if (check_name(s, name, NULL, false) || seg_write_begin(s))
         return -1;
     size_t nl = strlen(name);
     uint64_t hash = mseg_hash(name, nl), slot;
@@ -584,13 +591,13 @@ struct snapshot {
 };
 
 /* Appends n bytes to the snapshot's string buffer; returns their position. */
-static int snap_strings(struct snapshot *snap, size_t *cap, size_t *used, const char *p, size_t n)
+static int snap_strings(mseg *s, struct snapshot *snap, size_t *cap, size_t *used, const char *p, size_t n)
 {
     if (*used + n > *cap) {
         size_t ncap = (*cap ? *cap * 2 : 4096) + n;
         char *q = realloc(snap->strings, ncap);
         if (!q)
-            return fail(ENOMEM, "out of process memory for a directory snapshot");
+            return fail(ENOMEM, "segment %s: out of process memory for a directory snapshot", s->name);
         snap->strings = q;
         *cap = ncap;
     }
@@ -620,11 +627,11 @@ static int take_snapshot(mseg *s, struct snapshot *snap)
             icap = icap ? icap * 2 : 64;
             struct mseg_named *q = realloc(snap->items, icap * sizeof *q);
             if (!q)
-                return fail(ENOMEM, "out of process memory for a directory snapshot");
+                return fail(ENOMEM, "segment %s: out of process memory for a directory snapshot", s->name);
             snap->items = q;
         }
         size_t at = sused;
-        if (snap_strings(snap, &scap, &sused, record_name(r), (size_t)r->name_len + 1u + r->type_len + 1u))
+        if (snap_strings(s, snap, &scap, &sused, record_name(r), (size_t)r->name_len + 1u + r->type_len + 1u))
             return -1;
         snap->items[snap->n++] = (struct mseg_named){
             .name = (const char *)(uintptr_t)at, .type = (const char *)(uintptr_t)(at + r->name_len + 1),
@@ -639,8 +646,10 @@ static int take_snapshot(mseg *s, struct snapshot *snap)
 
 int mseg_named_foreach(mseg *s, int (*fn)(const struct mseg_named *, void *), void *arg)
 {
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
     if (!fn)
-        return fail(EINVAL, "NULL callback");
+        return fail(EINVAL, "segment %s: mseg_named_foreach: NULL callback", s->name);
     struct snapshot snap;
     uint64_t seq, since = 0;
     int rc, e;

@@ -40,13 +40,30 @@ static void put(size_t *at, const char *src)
     *at += n;
 }
 
-int fail_in(int err, const char *name, const char *what)
+/* off in hexadecimal with a "0x", as printf's %#llx writes it (0 as "0"). */
+static void put_hex(size_t *at, uint64_t off)
+{
+    char buf[19], *p = buf + sizeof buf;
+    *--p = '\0';
+    do
+        *--p = "0123456789abcdef"[off & 15];
+    while (off >>= 4);
+    if (p[0] != '0') {
+        *--p = 'x';
+        *--p = '0';
+    }
+    put(at, p);
+}
+
+int fail_in_at(int err, const char *name, const char *what, uint64_t off, const char *after)
 {
     size_t at = 0;
     put(&at, "segment ");
     put(&at, name);
     put(&at, ": ");
     put(&at, what);
+    put_hex(&at, off);
+    put(&at, after);
     errmsg[at] = '\0';
     errno = err;
     return -1;

@@ -125,10 +125,11 @@ struct mseg {
 /* Sets errno and this thread's message; returns -1 for `return fail(...)`. */
 int   fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *fail_null(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* fail() with the message "segment <name>: <what>", put together without
-   printf: for errors that programs meet in their normal flow (a map
-   lookup's miss), where vsnprintf was half the cost of the call. */
-int   fail_in(int err, const char *name, const char *what);
+/* fail() with the message "segment <name>: <what><off in hex><after>",
+   put together without printf: for errors that programs meet in their
+   normal flow (a map lookup's miss), where vsnprintf was half the cost of
+   the call. */
+int   fail_in_at(int err, const char *name, const char *what, uint64_t off, const char *after);
 /* Appends note to this thread's message; errno unchanged. */
 void  fail_note(const char *note);
 /* After a failed heap_alloc: when errno is ENOMEM, puts this message in

@@ -350,18 +350,20 @@ static const char *key_kind_name(unsigned kind)
 }
 
 /* Checks a caller's key against the map's kind; fills k. */
-static int key_make(const struct map_view *m, const void *key, size_t klen, struct mkey *k)
+static int key_make(mseg *s, const struct map_view *m, const void *key, size_t klen, struct mkey *k)
 {
+    unsigned long long at = m->off;
     if (!key && klen)
-        return fail(EINVAL, "map: NULL key");
+        return fail(EINVAL, "segment %s: map at %#llx: NULL key", s->name, at);
     if (m->kind != MSEG_KEY_BYTES) {
         if (klen != 8 || !key)
-            return fail(EINVAL, "map: integer keys are 8 bytes, not %zu", klen);
+            return fail(EINVAL, "segment %s: map at %#llx: integer keys are 8 bytes, not %zu", s->name, at, klen);
         memcpy(&k->u, key, 8);
         return 0;
     }
     if (klen > KEY_MAX)
-        return fail(EINVAL, "map: a %zu-byte key is longer than %u bytes", klen, KEY_MAX);
+        return fail(EINVAL, "segment %s: map at %#llx: a %zu-byte key is longer than %u bytes", s->name, at, klen,
+                    KEY_MAX);
     k->p = key ? key : (const void *)"";
     k->len = klen;
     return 0;
@@ -716,7 +718,8 @@ static int tree_apply(mseg *s, struct map_view *m, struct path *p, unsigned d, s
                 return 0;
             }
             if (m->height >= MAXH)
-                return fail(ENOMEM, "map at %#llx: more than %u levels", (unsigned long long)m->off, MAXH);
+                return fail(ENOMEM, "segment %s: map at %#llx: more than %u levels", s->name,
+                            (unsigned long long)m->off, MAXH);
             struct ent top[2] = { { 0, r.left, -1 }, { r.sep, r.right, -1 } };
             uint64_t root = node_new(s, level + 1, top, 2);
             if (!root)
@@ -887,11 +890,18 @@ static int map_put_op(mseg *s, struct map_view *m, const struct mkey *k, const v
     return tree_apply(s, m, &p, (unsigned)m->height - 1, e, len);
 }
 
+/* The lookup of a key found nothing: ENOENT. */
+/* A miss: no printf (fail_in_at), as programs meet it in their normal flow. */
+static int no_such_key(mseg *s, const struct map_view *m)
+{
+    return fail_in_at(ENOENT, s->name, "map at ", m->off, ": no such key");
+}
+
 /* Deletes k; ENOENT if absent. */
 static int map_del_op(mseg *s, struct map_view *m, const struct mkey *k)
 {
     if (m->root == 0)
-        return fail_in(ENOENT, s->name, "map: no such key");
+        return no_such_key(s, m);
     struct path p;
     struct ent e[FAN];
     unsigned cnt, pos;
@@ -899,7 +909,7 @@ static int map_del_op(mseg *s, struct map_view *m, const struct mkey *k)
     if (!leaf)
         return -1;
     if (!leaf_has(s, m, leaf, cnt, pos, k))
-        return miss_checked(s, m, leaf, cnt, pos, k) ? -1 : fail_in(ENOENT, s->name, "map: no such key");
+        return miss_checked(s, m, leaf, cnt, pos, k) ? -1 : no_such_key(s, m);
     unsigned len = node_read(s, leaf, e);
     if (key_free(s, m, e[pos].kw) || val_free(s, m, e[pos].vw, 0))
         return -1;
@@ -1189,16 +1199,20 @@ static int map_end(mseg *s, int rc)
     return rc;
 }
 
-/* Checks the creation parameters of a map. */
-static int map_params_ok(enum mseg_key kind, size_t val_size, unsigned flags)
+/* Checks the handle and the creation parameters of a map (name: NULL for
+   an anonymous one). */
+static int map_params_ok(mseg *s, const char *name, enum mseg_key kind, size_t val_size, unsigned flags)
 {
+    if (!s)
+        return fail(EINVAL, "NULL segment handle");
+    const char *what = name ? name : "(new)";
     if ((unsigned)kind > MSEG_KEY_BYTES)
-        return fail(EINVAL, "map: unknown key kind %d", (int)kind);
+        return fail(EINVAL, "segment %s: map %s: unknown key kind %d", s->name, what, (int)kind);
     if (val_size > MSEG_BLOCK_MAX - CELL_HEAD - 4)
-        return fail(EINVAL, "map: value size %zu is too large", val_size);
+        return fail(EINVAL, "segment %s: map %s: value size %zu is too large", s->name, what, val_size);
     if ((flags & MSEG_OWNED) && val_size != sizeof(mseg_off))
-        return fail(EINVAL, "map: with MSEG_OWNED, values are mseg_off handles (%zu bytes), not %zu",
-                    sizeof(mseg_off), val_size);
+        return fail(EINVAL, "segment %s: map %s: with MSEG_OWNED, values are mseg_off handles (%zu bytes), not %zu",
+                    s->name, what, sizeof(mseg_off), val_size);
     return 0;
 }
 
@@ -1225,7 +1239,7 @@ static void map_init_root(mseg *s, uint64_t off, enum mseg_key kind, size_t val_
 
 static mseg_map *map_new(mseg *s, enum mseg_key kind, size_t val_size, unsigned flags)
 {
-    if (map_params_ok(kind, val_size, flags) || seg_write_begin(s))
+    if (map_params_ok(s, NULL, kind, val_size, flags) || seg_write_begin(s))
         return NULL;
     uint64_t off = heap_alloc(s, sizeof(struct mseg_map_root), MSEG_GRANULE);
     if (!off) {
@@ -1255,11 +1269,11 @@ static int map_matches(mseg *s, const char *name, uint64_t off, enum mseg_key ki
 {
     const struct mseg_map_root *r = (const void *)(s->base + off);
     if (r->magic != MSEG_MAP_MAGIC)
-        return fail(EUCLEAN, "map %s: root at %#llx is damaged", name, (unsigned long long)off);
+        return fail(EUCLEAN, "segment %s: map %s: root at %#llx is damaged", s->name, name, (unsigned long long)off);
     bool owned = (r->flags & MSEG_MAP_OWNED) != 0;
     if (r->key_kind != (uint8_t)kind || r->val_size != val_size || owned != ((flags & MSEG_OWNED) != 0))
-        return fail(EINVAL, "map %s has %s keys, %llu-byte values%s; asked for %s keys, %zu-byte values%s",
-                    name, key_kind_name(r->key_kind), (unsigned long long)r->val_size, owned ? ", owned" : "",
+        return fail(EINVAL, "segment %s: map %s has %s keys, %llu-byte values%s; asked for %s keys, %zu-byte values%s",
+                    s->name, name, key_kind_name(r->key_kind), (unsigned long long)r->val_size, owned ? ", owned" : "",
                     key_kind_name(kind), val_size, (flags & MSEG_OWNED) ? ", owned" : "");
     return 0;
 }
@@ -1284,10 +1298,12 @@ static mseg_map *map_find(mseg *s, const char *name, enum mseg_key kind, size_t 
 
 mseg_map *mseg_map_open(mseg *s, const char *name, enum mseg_key kind, size_t val_size, unsigned flags)
 {
+    if (!s)
+        return fail_null(EINVAL, "NULL segment handle");
     if (flags & ~(unsigned)(MSEG_CREATE | MSEG_OWNED))
-        return fail_null(EINVAL, "map %s: unknown flags %#x (MSEG_CREATE and MSEG_OWNED are known)",
-                         name ? name : "(null)", flags & ~(unsigned)(MSEG_CREATE | MSEG_OWNED));
-    if (map_params_ok(kind, val_size, flags))
+        return fail_null(EINVAL, "segment %s: map %s: unknown flags %#x (MSEG_CREATE and MSEG_OWNED are known)",
+                         s->name, name ? name : "(null)", flags & ~(unsigned)(MSEG_CREATE | MSEG_OWNED));
+    if (map_params_ok(s, name ? name : "(null)", kind, val_size, flags))
         return NULL;
     if (!(flags & MSEG_CREATE))
         return map_find(s, name, kind, val_size, flags);
@@ -1332,20 +1348,21 @@ static void map_changed(mseg *s, const struct map_view *m)
 
 int mseg_map_put(mseg *s, mseg_map *mp, const void *key, size_t klen, const void *val, size_t vlen)
 {
-    if (!val && vlen)
-        return fail(EINVAL, "map put: NULL value");
     if (seg_write_begin(s))
         return -1;
     struct map_view m;
     struct mkey k;
     int rc = map_open_view(s, mp, &m);
     if (!rc)
-        rc = key_make(&m, key, klen, &k);
+        rc = key_make(s, &m, key, klen, &k);
+    if (!rc && !val && vlen)
+        rc = fail(EINVAL, "segment %s: map at %#llx: put of a NULL value", s->name, (unsigned long long)m.off);
     if (!rc && m.val_size && vlen != m.val_size)
-        rc = fail(EINVAL, "map put: value of %zu bytes, the map holds %llu-byte values", vlen,
-                  (unsigned long long)m.val_size);
+        rc = fail(EINVAL, "segment %s: map at %#llx: put of a %zu-byte value, the map holds %llu-byte values",
+                  s->name, (unsigned long long)m.off, vlen, (unsigned long long)m.val_size);
     if (!rc && vlen > MSEG_BLOCK_MAX - CELL_HEAD - 4)
-        rc = fail(ENOMEM, "map put: a %zu-byte value is larger than the largest block", vlen);
+        rc = fail(ENOMEM, "segment %s: map at %#llx: a %zu-byte value is larger than the largest block", s->name,
+                  (unsigned long long)m.off, vlen);
     mseg_off o = 0;
     if (!rc && (m.flags & MSEG_MAP_OWNED)) {
         memcpy(&o, val, sizeof o);
@@ -1368,7 +1385,7 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
     struct mkey k;
     int rc = map_open_view(s, mp, &m);
     if (!rc)
-        rc = key_make(&m, key, klen, &k);
+        rc = key_make(s, &m, key, klen, &k);
     if (!rc)
         rc = map_del_op(s, &m, &k);
     if (!rc)
@@ -1416,7 +1433,7 @@ static int map_get_fast(mseg *s, const mseg_map *mp, const void *key, size_t kle
     if (!seg_fast_read_end(s, seq))
         return -1;
     if (!found)
-        return fail_in(ENOENT, s->name, "map: no such key"), 0;
+        return no_such_key(s, &m), 0;
     *out = v;
     *vlen = (size_t)m.val_size;
     return 1;
@@ -1439,13 +1456,13 @@ void *mseg_map_get(mseg *s, mseg_map *mp, const void *key, size_t klen, size_t *
     }
     MAP_READ(s, mp, m, rc, {
         v = NULL;
-        rc = key_make(&m, key, klen, &k);
+        rc = key_make(s, &m, key, klen, &k);
         unsigned cnt, pos;
         uint64_t leaf = (!rc && m.root) ? descend(s, &m, &k, NULL, &cnt, &pos, false) : 0;
         if (!rc && m.root && !leaf)
             rc = -1;
         else if (!rc && (!leaf || !leaf_has(s, &m, leaf, cnt, pos, &k)))
-            rc = leaf && miss_checked(s, &m, leaf, cnt, pos, &k) ? -1 : fail_in(ENOENT, s->name, "map: no such key");
+            rc = leaf && miss_checked(s, &m, leaf, cnt, pos, &k) ? -1 : no_such_key(s, &m);
         else if (!rc)
             rc = (v = val_get(s, &m, leaf, slot_at(s, leaf, pos), &len)) ? 0 : -1;
     });
@@ -1636,7 +1653,8 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
     unsigned last = cnt;     /* n's entries: cnt is the next leaf's from here */
     uint64_t next = node_next(s, n);
     if (!next)
-        return leaf_is_last(s, m, n) ? -1 : fail_in(ENOENT, s->name, "map cursor: at the end");
+        return leaf_is_last(s, m, n) ? -1
+               : fail_in_at(ENOENT, s->name, "map at ", m->off, ": no entry after the cursor's");
     if (node_check_cheap(s, next, 0, &cnt))
         return -1;
     /* the leaf after n links back to it: a damaged next link (to n itself,
@@ -1653,18 +1671,28 @@ static int cursor_settle(mseg *s, const struct map_view *m, struct mseg_cursor *
     return cursor_fill(s, m, c, next, 0);
 }
 
+static int null_cursor(mseg *s, const struct map_view *m)
+{
+    return fail(EINVAL, "segment %s: map at %#llx: NULL cursor", s->name, (unsigned long long)m->off);
+}
+
+static int map_is_empty(mseg *s, const struct map_view *m)
+{
+    return fail_in_at(ENOENT, s->name, "map at ", m->off, " is empty");
+}
+
 int mseg_map_first(mseg *s, mseg_map *mp, struct mseg_cursor *c)
 {
-    if (!c)
-        return fail(EINVAL, "map first: NULL cursor");
     struct map_view m;
     struct mseg_cursor out;
     int rc;
     MAP_READ(s, mp, m, rc, {
         unsigned cnt, pos;
-        uint64_t leaf = m.root ? descend(s, &m, NULL, NULL, &cnt, &pos, false) : 0;
-        if (!m.root)
-            rc = fail_in(ENOENT, s->name, "map first: the map is empty");
+        uint64_t leaf = c && m.root ? descend(s, &m, NULL, NULL, &cnt, &pos, false) : 0;
+        if (!c)
+            rc = null_cursor(s, &m);
+        else if (!m.root)
+            rc = map_is_empty(s, &m);
         else
             rc = leaf ? cursor_settle(s, &m, &out, leaf, 0, false) : -1;
     });
@@ -1675,18 +1703,16 @@ int mseg_map_first(mseg *s, mseg_map *mp, struct mseg_cursor *c)
 
 int mseg_map_seek(mseg *s, mseg_map *mp, struct mseg_cursor *c, const void *key, size_t klen)
 {
-    if (!c)
-        return fail(EINVAL, "map seek: NULL cursor");
     struct map_view m;
     struct mkey k;
     struct mseg_cursor out;
     int rc;
     MAP_READ(s, mp, m, rc, {
         unsigned cnt, pos;
-        rc = key_make(&m, key, klen, &k);
+        rc = c ? key_make(s, &m, key, klen, &k) : null_cursor(s, &m);
         uint64_t leaf = (!rc && m.root) ? descend(s, &m, &k, NULL, &cnt, &pos, false) : 0;
         if (!rc && !m.root)
-            rc = fail_in(ENOENT, s->name, "map seek: the map is empty");
+            rc = map_is_empty(s, &m);
         else if (!rc && leaf && !leaf_has(s, &m, leaf, cnt, pos, &k) && miss_checked(s, &m, leaf, cnt, pos, &k))
             rc = -1;
         else if (!rc)
@@ -1797,8 +1823,8 @@ int mseg_map_next(mseg *s, struct mseg_cursor *c)
     MAP_READ(s, mp, m, rc, {
         out = *c;
         if (cursor_stamp(s, &m) != CURSOR_STAMP(c))
-            rc = fail(ESTALE, "map next: the map changed since the cursor was positioned "
-                      "(here or in another process); seek again");
+            rc = fail(ESTALE, "segment %s: map at %#llx changed since the cursor was positioned (here or in "
+                      "another process); seek again", s->name, (unsigned long long)m.off);
         else
             rc = cursor_settle(s, &m, &out, c->priv[0], CURSOR_POS(c) + 1, true);
     });

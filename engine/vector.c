@@ -277,13 +277,14 @@ static void vec_store(mseg *s, const struct vec_view *w, uint64_t at, const void
 static int vec_relocate(mseg *s, struct vec_view *w, uint64_t cap)
 {
     if (cap > (MSEG_BLOCK_MAX - 4) / w->elem_size)
-        return fail(ENOMEM, "segment %s: vector of %llu elements of %llu bytes is larger than the largest block",
-                    s->name, (unsigned long long)cap, (unsigned long long)w->elem_size);
+        return fail(ENOMEM, "segment %s: vector at %#llx: %llu elements of %llu bytes are larger than the largest "
+                    "block", s->name, (unsigned long long)w->root, (unsigned long long)cap,
+                    (unsigned long long)w->elem_size);
     uint64_t bytes = cap * w->elem_size;
     uint64_t nbuf = heap_alloc(s, bytes, MSEG_GRANULE);
     if (!nbuf)
-        return fail_no_room("segment %s: no room to grow a vector to %llu elements (%llu bytes)", s->name,
-                            (unsigned long long)cap, (unsigned long long)bytes);
+        return fail_no_room("segment %s: vector at %#llx: no room to grow to %llu elements (%llu bytes)", s->name,
+                            (unsigned long long)w->root, (unsigned long long)cap, (unsigned long long)bytes);
     uint64_t used = w->len * w->elem_size;
     if (used)
         view_copy(s, s->base + nbuf, w->buf, used);
@@ -308,8 +309,8 @@ static int vec_detach(mseg *s, struct vec_view *w, uint64_t cap, const char *wha
     int rc = vec_relocate(s, w, cap);
     if (!rc || cap > (MSEG_BLOCK_MAX - 4) / w->elem_size)   /* done, or too large for any block */
         return rc;
-    return fail_no_room("segment %s: a %s the transaction popped needs room for a copy of the vector's buffer "
-                        "(%llu bytes), and there is none", s->name, what,
+    return fail_no_room("segment %s: vector at %#llx: a %s the transaction popped needs room for a copy of the "
+                        "vector's buffer (%llu bytes), and there is none", s->name, (unsigned long long)w->root, what,
                         (unsigned long long)(cap * w->elem_size));
 }
 
@@ -383,8 +384,11 @@ static void vec_init_root(mseg *s, uint64_t off, size_t elem_size, uint32_t flag
 
 mseg_vec *mseg_vec_new(mseg *s, size_t elem_size)
 {
+    if (!s)
+        return fail_null(EINVAL, "NULL segment handle");
     if (elem_size == 0 || elem_size > MSEG_BLOCK_MAX)
-        return fail_null(EINVAL, "vector: element size %zu", elem_size);
+        return fail_null(EINVAL, "segment %s: new vector: element size %zu is 0 or larger than the largest block",
+                         s->name, elem_size);
     if (seg_write_begin(s))
         return NULL;
     uint64_t off = heap_alloc(s, sizeof(struct mseg_vec_root), MSEG_GRANULE);
@@ -403,9 +407,10 @@ mseg_vec *mseg_vec_new(mseg *s, size_t elem_size)
 static int vec_matches(mseg *s, const char *name, uint64_t off, size_t elem_size)
 {
     if (op_peek32(s, off + ROOT(magic)) != MSEG_VEC_MAGIC)
-        return fail(EUCLEAN, "vector %s: root at %#llx is damaged", name, (unsigned long long)off);
+        return fail(EUCLEAN, "segment %s: vector %s: root at %#llx is damaged", s->name, name,
+                    (unsigned long long)off);
     if (op_peek64(s, off + ROOT(elem_size)) != elem_size)
-        return fail(EINVAL, "vector %s holds %llu-byte elements, not %zu-byte ones", name,
+        return fail(EINVAL, "segment %s: vector %s holds %llu-byte elements, not %zu-byte ones", s->name, name,
                     (unsigned long long)op_peek64(s, off + ROOT(elem_size)), elem_size);
     return 0;
 }
@@ -430,11 +435,14 @@ static mseg_vec *vec_find(mseg *s, const char *name, size_t elem_size)
 
 mseg_vec *mseg_vec_open(mseg *s, const char *name, size_t elem_size, unsigned flags)
 {
+    if (!s)
+        return fail_null(EINVAL, "NULL segment handle");
     if (elem_size == 0 || elem_size > MSEG_BLOCK_MAX)
-        return fail_null(EINVAL, "vector %s: element size %zu", name ? name : "(null)", elem_size);
+        return fail_null(EINVAL, "segment %s: vector %s: element size %zu is 0 or larger than the largest block",
+                         s->name, name ? name : "(null)", elem_size);
     if (flags & ~(unsigned)MSEG_CREATE)
-        return fail_null(EINVAL, "vector %s: unknown flags %#x (MSEG_CREATE is known)", name ? name : "(null)",
-                         flags & ~(unsigned)MSEG_CREATE);
+        return fail_null(EINVAL, "segment %s: vector %s: unknown flags %#x (MSEG_CREATE is known)", s->name,
+                         name ? name : "(null)", flags & ~(unsigned)MSEG_CREATE);
     if (!(flags & MSEG_CREATE))
         return vec_find(s, name, elem_size);
     if (s && s->mode == MODE_RDONLY)
@@ -542,7 +550,8 @@ static bool vec_buf_sound(mseg *s, const struct mseg_vec_root *r)
  */
 static int vec_push_in_place(mseg *s, mseg_vec *v, const void *elem)
 {
-    if (!s || (s->flags & MSEG_DURABLE) || s->mode != MODE_RW || s->failed || tx_owns(s) || tx_cancelled(s))
+    if (!s || !elem || (s->flags & MSEG_DURABLE) || s->mode != MODE_RW || s->failed || tx_owns(s) ||
+        tx_cancelled(s))
         return 0;
     uintptr_t p = (uintptr_t)v, b = (uintptr_t)s->base;
     if (!v || p < b || p % 16 || p - b < MSEG_HEAP_OFF)
@@ -576,8 +585,6 @@ static int vec_push_in_place(mseg *s, mseg_vec *v, const void *elem)
 
 int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
 {
-    if (!elem)
-        return fail(EINVAL, "vector push: NULL element");
     int fast = vec_push_in_place(s, v, elem);
     if (fast)
         return fast > 0 ? 0 : -1;
@@ -585,8 +592,11 @@ int mseg_vec_push(mseg *s, mseg_vec *v, const void *elem)
         return -1;
     struct vec_view w;
     int rc = vec_open_view(s, v, &w);
+    if (!rc && !elem)
+        rc = fail(EINVAL, "segment %s: vector at %#llx: push of a NULL element", s->name,
+                  (unsigned long long)w.root);
     if (!rc && w.len == UINT64_MAX)
-        rc = fail(ENOMEM, "vector is full");
+        rc = fail(ENOMEM, "segment %s: vector at %#llx is full", s->name, (unsigned long long)w.root);
     uint64_t old_cap = rc ? 0 : w.cap;
     if (!rc)
         rc = vec_grow_for(s, &w, w.len + 1);

@@ -122,7 +122,7 @@ Test(map, a_missing_key_or_the_end_is_enoent_and_its_message_names_the_segment, 
     expect_enoent_named(name, "seek in an empty map", "empty");
     cr_assert_eq(mseg_map_first(s, m, &c), 0, "%s", mseg_errmsg());
     cr_assert_eq(mseg_map_next(s, &c), -1);
-    expect_enoent_named(name, "next at the end", "end");
+    expect_enoent_named(name, "next at the end", "no entry after");
     mseg_close(s);
 }
 
@@ -1883,4 +1883,60 @@ Test(map, a_cursor_stepped_with_another_segments_handle_is_einval, .fini = th_cl
     }
     mseg_close(s);
     mseg_close(t);
+}
+
+/* Every failure's message names the segment and the map (mseg.h,
+   conventions): "map: no such key", "map: NULL key", "map put: value of 4
+   bytes, ...", "map first: the map is empty", "map next: the map changed
+   ..." named neither. */
+static void mt_expect_message(bool failed, int err, const char *seg, const char *object, const char *what)
+{
+    cr_assert(failed, "%s succeeded", what);
+    cr_assert_eq(errno, err, "%s: errno %d (%s), not %d", what, errno, mseg_errmsg(), err);
+    cr_assert(strstr(mseg_errmsg(), seg), "%s: the message does not name the segment: \"%s\"", what, mseg_errmsg());
+    cr_assert(!object || strstr(mseg_errmsg(), object), "%s: the message does not name %s: \"%s\"", what, object,
+              mseg_errmsg());
+}
+
+Test(map, every_failed_call_names_the_segment_and_the_map, .fini = th_cleanup)
+{
+    char name[256], at[64], bat[64];
+    mseg *s = mt_open(name, 0, 4 * MiB);
+    mseg_map *m = mseg_map_new(s, MSEG_KEY_U64, 8), *b = mseg_map_new(s, MSEG_KEY_BYTES, 0);
+    cr_assert(m && b && mseg_map_open(s, "nm", MSEG_KEY_BYTES, 8, MSEG_CREATE), "%s", mseg_errmsg());
+    snprintf(at, sizeof at, "map at %#llx", (unsigned long long)mseg_off_of(s, m));
+    snprintf(bat, sizeof bat, "map at %#llx", (unsigned long long)mseg_off_of(s, b));
+    uint64_t k = 1, v = 2;
+    struct mseg_cursor c;
+    mt_expect_message(!mseg_map_new(s, (enum mseg_key)7, 8), EINVAL, name, NULL, "an unknown key kind");
+    mt_expect_message(!mseg_map_new(s, MSEG_KEY_U64, SIZE_MAX), EINVAL, name, NULL, "a huge value size");
+    mt_expect_message(!mseg_map_open(s, "w", MSEG_KEY_U64, 4, MSEG_CREATE | MSEG_OWNED), EINVAL, name, "w",
+                      "an owning map of 4-byte values");
+    mt_expect_message(!mseg_map_open(s, "w", MSEG_KEY_U64, 8, 0x4000), EINVAL, name, "w", "unknown flags");
+    mt_expect_message(!mseg_map_open(s, "nm", MSEG_KEY_U64, 8, 0), EINVAL, name, "nm", "an open of another kind");
+    mt_expect_message(!mseg_map_open(s, "w", MSEG_KEY_U64, 8, 0), ENOENT, name, "w", "an open of a missing map");
+    mt_expect_message(mseg_map_first(s, m, &c) == -1, ENOENT, name, at, "first of an empty map");
+    mt_expect_message(mseg_map_seek(s, m, &c, &k, 8) == -1, ENOENT, name, at, "a seek in an empty map");
+    mt_expect_message(mseg_map_put(s, m, NULL, 8, &v, 8) == -1, EINVAL, name, at, "a NULL key");
+    mt_expect_message(mseg_map_put(s, m, &k, 4, &v, 8) == -1, EINVAL, name, at, "a 4-byte integer key");
+    mt_expect_message(mseg_map_put(s, m, &k, 8, NULL, 8) == -1, EINVAL, name, at, "a NULL value");
+    mt_expect_message(mseg_map_put(s, m, &k, 8, &v, 4) == -1, EINVAL, name, at, "a value of the wrong size");
+    mt_expect_message(mseg_map_put(s, b, "k", SIZE_MAX, &v, 8) == -1, EINVAL, name, bat, "a key past the limit");
+    mt_expect_message(mseg_map_put(s, b, "k", 1, &v, SIZE_MAX) == -1, ENOMEM, name, bat, "a value past any block");
+    mt_expect_message(!mseg_map_get(s, m, &k, 8, NULL), ENOENT, name, at, "a get of a missing key");
+    mt_expect_message(!mseg_map_get(s, b, "k", 1, NULL), ENOENT, name, bat, "a get of a missing byte key");
+    mt_expect_message(mseg_map_del(s, m, &k, 8) == -1, ENOENT, name, at, "a delete of a missing key");
+    cr_assert_eq(mseg_map_put(s, m, &k, 8, &v, 8), 0, "%s", mseg_errmsg());
+    mt_expect_message(!mseg_map_get(s, m, &v, 8, NULL), ENOENT, name, at, "a get of a missing key, map not empty");
+    mt_expect_message(mseg_map_first(s, m, NULL) == -1, EINVAL, name, at, "first into a NULL cursor");
+    mt_expect_message(mseg_map_seek(s, m, NULL, &k, 8) == -1, EINVAL, name, at, "a seek into a NULL cursor");
+    cr_assert_eq(mseg_map_first(s, m, &c), 0, "%s", mseg_errmsg());
+    mt_expect_message(mseg_map_next(s, &c) == -1, ENOENT, name, at, "a step past the end");
+    cr_assert_eq(mseg_map_first(s, m, &c), 0, "%s", mseg_errmsg());
+    cr_assert_eq(u64_put(s, m, 5, 5), 0, "%s", mseg_errmsg());
+    mt_expect_message(mseg_map_next(s, &c) == -1, ESTALE, name, at, "a step after a change");
+    mt_expect_message(mseg_map_next(s, NULL) == -1, EINVAL, name, NULL, "a step of a NULL cursor");
+    cr_assert_eq(mseg_map_len(s, m), 2, "the failures changed the map");
+    mt_assert_sound(s);
+    mseg_close(s);
 }

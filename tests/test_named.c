@@ -868,3 +868,53 @@ Test(named, a_directory_table_outside_the_heap_is_euclean_not_enoent, .fini = th
     cr_assert_not_null(MSEG_FIND(s, "x", int, NULL), "%s", mseg_errmsg());
     mseg_close(s);
 }
+
+/* Every failure's message names the segment and, when there is one, the
+   object (mseg.h, conventions). The checks of names, types and sizes said
+   only "object name must be 1..1024 bytes", "object o3: element size 0" or
+   "object x is a int of 4-byte elements, not ...": which segment, the
+   program could not tell. */
+static void expect_message(bool failed, int err, const char *seg, const char *object, const char *what)
+{
+    cr_assert(failed, "%s succeeded", what);
+    cr_assert_eq(errno, err, "%s: errno %d (%s), not %d", what, errno, mseg_errmsg(), err);
+    cr_assert(strstr(mseg_errmsg(), seg), "%s: the message does not name the segment: \"%s\"", what, mseg_errmsg());
+    cr_assert(!object || strstr(mseg_errmsg(), object), "%s: the message does not name %s: \"%s\"", what, object,
+              mseg_errmsg());
+}
+
+Test(named, every_failed_call_names_the_segment_and_the_object, .fini = th_cleanup)
+{
+    char name[256], too_long[MSEG_NAME_MAX + 2], long_type[MSEG_TYPE_MAX + 2];
+    th_name(name, 0);
+    struct mseg_config c = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    memset(too_long, 'n', sizeof too_long - 1);
+    too_long[sizeof too_long - 1] = 0;
+    memset(long_type, 't', sizeof long_type - 1);
+    long_type[sizeof long_type - 1] = 0;
+    cr_assert_not_null(mseg_construct(s, "x", "int", 4, 1, NULL), "%s", mseg_errmsg());
+    expect_message(!mseg_construct(s, NULL, "int", 4, 1, NULL), EINVAL, name, NULL, "a NULL name");
+    expect_message(!mseg_construct(s, "", "int", 4, 1, NULL), EINVAL, name, NULL, "an empty name");
+    expect_message(!mseg_construct(s, too_long, "int", 4, 1, NULL), EINVAL, name, NULL, "a name past the limit");
+    expect_message(!mseg_find(s, too_long, "int", 4, NULL), EINVAL, name, NULL, "a find of a name past the limit");
+    expect_message(mseg_destroy(s, too_long) == -1, EINVAL, name, NULL, "a destroy of a name past the limit");
+    expect_message(!mseg_construct(s, "o", NULL, 4, 1, NULL), EINVAL, name, "o", "a NULL type");
+    expect_message(!mseg_construct(s, "o", "", 4, 1, NULL), EINVAL, name, "o", "an empty type");
+    expect_message(!mseg_construct(s, "o", long_type, 4, 1, NULL), EINVAL, name, "o", "a type past the limit");
+    expect_message(!mseg_construct(s, "o", "int", 0, 1, NULL), EINVAL, name, "o", "element size 0");
+    expect_message(!mseg_construct(s, "o", "int", 16, SIZE_MAX, NULL), EINVAL, name, "o", "an overflowing size");
+    expect_message(!mseg_construct(s, "o", "int", SIZE_MAX, 1, NULL), ENOMEM, name, "o", "a size past any block");
+    expect_message(!mseg_construct(s, "o", "mseg_map", 64, 1, NULL), EINVAL, name, "o", "a container's type");
+    expect_message(!mseg_construct(s, "x", "int", 4, 1, NULL), EEXIST, name, "x", "a taken name");
+    expect_message(!mseg_find(s, "x", "long", 8, NULL), EINVAL, name, "x", "a find of another type");
+    expect_message(!mseg_find_or_construct(s, "x", "long", 8, 1, NULL), EINVAL, name, "x",
+                   "a find_or_construct of another type");
+    expect_message(!mseg_vec_open(s, "x", 4, 0), EINVAL, name, "x", "a vector open of a raw object");
+    expect_message(!mseg_map_open(s, "x", MSEG_KEY_U64, 8, 0), EINVAL, name, "x", "a map open of a raw object");
+    expect_message(mseg_named_foreach(s, NULL, NULL) == -1, EINVAL, name, NULL, "a NULL callback");
+    cr_assert_eq(mseg_named_count(s), 1, "the failures changed the directory");
+    assert_sound(s);
+    mseg_close(s);
+}
