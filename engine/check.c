@@ -464,7 +464,7 @@ int check_named(const char *name, unsigned flags, struct mseg_report *r,
         r = &local;
     memset(r, 0, sizeof *r);
     if (flags & ~MSEG_OPEN_FLAGS) {
-        fail(EINVAL, "mseg_check: unknown flags %#x", flags & ~MSEG_OPEN_FLAGS);
+        fail(EINVAL, "segment %s: mseg_check: unknown flags %#x", name ? name : "(null)", flags & ~MSEG_OPEN_FLAGS);
         return check_did_not_run(r);
     }
     for (int tries = 0;; tries++) {

@@ -87,18 +87,18 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
     if (!name || !*name)
         return fail(EINVAL, "segment name is empty");
     if (flags & ~MSEG_OPEN_FLAGS)
-        return fail(EINVAL, "unknown flags %#x", flags & ~MSEG_OPEN_FLAGS);
+        return fail(EINVAL, "segment %s: unknown flags %#x", name, flags & ~MSEG_OPEN_FLAGS);
     if ((flags & MSEG_EXCL) && !(flags & MSEG_CREATE))
-        return fail(EINVAL, "MSEG_EXCL needs MSEG_CREATE");
+        return fail(EINVAL, "segment %s: MSEG_EXCL needs MSEG_CREATE", name);
     if ((flags & MSEG_RDONLY) && (flags & MSEG_COW))
-        return fail(EINVAL, "MSEG_RDONLY and MSEG_COW exclude each other");
+        return fail(EINVAL, "segment %s: MSEG_RDONLY and MSEG_COW exclude each other", name);
     if ((flags & MSEG_CREATE) && (flags & (MSEG_RDONLY | MSEG_COW)))
-        return fail(EINVAL, "MSEG_CREATE needs a read-write open");
+        return fail(EINVAL, "segment %s: MSEG_CREATE needs a read-write open", name);
     /* a private view's writes never reach the file: "on disk when it
        returns" would be false for every operation */
     if ((flags & MSEG_COW) && (flags & MSEG_DURABLE))
-        return fail(EINVAL, "MSEG_COW and MSEG_DURABLE exclude each other (a copy-on-write "
-                    "view's changes never reach the file)");
+        return fail(EINVAL, "segment %s: MSEG_COW and MSEG_DURABLE exclude each other (a copy-on-write "
+                    "view's changes never reach the file)", name);
     if (backend_of(flags)->check_name(name))
         return -1;
     if (!(flags & MSEG_CREATE))
@@ -108,7 +108,7 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
     /* before rounding up to a page: near SIZE_MAX that wraps to 0, and the
        message said "size 0" (or "max_size 0 is below size") */
     if (p->size > MSEG_MAX_SIZE || p->max_size > MSEG_MAX_SIZE)
-        return fail(EINVAL, "segment %s %llu is above the largest segment, %llu bytes",
+        return fail(EINVAL, "segment %s: %s %llu is above the largest segment, %llu bytes", name,
                     p->size > MSEG_MAX_SIZE ? "size" : "max_size",
                     (unsigned long long)(p->size > MSEG_MAX_SIZE ? p->size : p->max_size),
                     (unsigned long long)MSEG_MAX_SIZE);
@@ -118,12 +118,12 @@ static int check_args(const char *name, unsigned flags, const struct mseg_config
     p->size = (p->size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
     p->mode = cfg && cfg->mode ? (mode_t)(cfg->mode & 07777) : 0600;
     if (p->size < MSEG_MIN_SIZE || p->size > MSEG_MAX_SIZE)
-        return fail(EINVAL, "segment size %llu is outside [%u, %llu]",
+        return fail(EINVAL, "segment %s: size %llu is outside [%u, %llu]", name,
                     (unsigned long long)asked, MSEG_MIN_SIZE, (unsigned long long)MSEG_MAX_SIZE);
     if (p->max_size) {
         p->max_size = (p->max_size + MSEG_PAGE - 1) & ~(uint64_t)(MSEG_PAGE - 1);
         if (p->max_size < p->size || p->max_size > MSEG_MAX_SIZE)
-            return fail(EINVAL, "max_size %llu is below size %llu or above %llu",
+            return fail(EINVAL, "segment %s: max_size %llu is below size %llu or above %llu", name,
                         (unsigned long long)asked_max, (unsigned long long)asked,
                         (unsigned long long)MSEG_MAX_SIZE);
     }
@@ -1134,7 +1134,7 @@ int mseg_remove(const char *name, unsigned flags)
     if (!name || !*name)
         return fail(EINVAL, "segment name is empty");
     if (flags & ~MSEG_OPEN_FLAGS)
-        return fail(EINVAL, "mseg_remove: unknown flags %#x", flags & ~MSEG_OPEN_FLAGS);
+        return fail(EINVAL, "segment %s: mseg_remove: unknown flags %#x", name, flags & ~MSEG_OPEN_FLAGS);
     const struct backend *be = backend_of(flags);
     if (be->check_name(name))
         return -1;
@@ -1207,10 +1207,13 @@ static bool direct_ok(mseg *s)
 
 void *mseg_alloc_aligned(mseg *s, size_t n, size_t align)
 {
+    if (!s)
+        return fail_null(EINVAL, "NULL segment handle");
     if (align < MSEG_GRANULE)
         align = align && !(align & (align - 1)) ? MSEG_GRANULE : align;
     if (align == 0 || (align & (align - 1)) || align > MSEG_PAGE)
-        return fail_null(EINVAL, "alignment %zu is not a power of two up to %u", align, MSEG_PAGE);
+        return fail_null(EINVAL, "segment %s: alignment %zu is not a power of two up to %u", s->name, align,
+                         MSEG_PAGE);
     if (s && s->base && align == MSEG_GRANULE)
         heap_alloc_prefetch(s, n);
     if (seg_write_begin(s))
