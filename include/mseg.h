@@ -58,7 +58,7 @@ typedef uint64_t mseg_off;       /* offset from the segment base; 0 is null */
 struct mseg_config {             /* NULL, or zero fields, mean defaults */
     size_t   size;               /* size at creation (default 64 MiB), rounded up to 4 KiB */
     size_t   max_size;           /* grow automatically up to this, rounded up to 4 KiB; 0 = never grow */
-    unsigned mode;               /* permission bits (07777) of a new file (default 0600) */
+    unsigned mode;               /* permission bits (07777; others ignored) of a new file (default 0600) */
 };
 
 /*
@@ -104,7 +104,9 @@ int    mseg_sync(mseg *s);
 size_t mseg_size(mseg *s);          /* bytes in the segment (as grown so far) */
 
 /* Gives back the free space at the end of the segment (file or shm object
-   shrinks). Only with no other handle attached: EBUSY otherwise. It makes
+   shrinks). Only with no other handle attached: EBUSY otherwise, and
+   inside the calling thread's transaction on s; EROFS on a read-only or
+   copy-on-write handle. It makes
    every operation before it durable first, as mseg_sync (EIO if that flush
    fails), so a power loss never finds the new size without the heap that
    fits it. A segment
@@ -329,9 +331,13 @@ mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind);
    A call that fails inside a transaction either changed nothing, and the
    transaction goes on, or had changed something it cannot take back on
    its own: then the whole transaction is rolled back, the call's message
-   (mseg_errmsg) says so, and every later call of the thread on s fails
-   with ECANCELED, mseg_tx_commit included, until a commit or abort has
-   ended each begin. mseg_tx_begin: EBUSY when the thread is already in a
+   (mseg_errmsg) says so, and every later call of the thread that would
+   change s fails with ECANCELED (mseg_tx_begin, mseg_tx_add, mseg_tx_commit
+   and mseg_shrink included), until a commit or abort has ended each begin
+   (as after an inner mseg_tx_abort). The lock is released at the rollback:
+   calls that only read s (finds, lengths, map lookups, cursors,
+   mseg_verify), mseg_sync and the mutex calls work meanwhile, on the
+   committed state. mseg_tx_begin: EBUSY when the thread is already in a
    transaction on another segment, EROFS on a read-only handle. A call on
    another segment inside a transaction takes that segment's lock too (any
    change, and mseg_free_memory): two threads whose transactions call into
@@ -340,9 +346,10 @@ mseg_map *mseg_map_new_owned(mseg *s, enum mseg_key kind);
 int mseg_tx_begin(mseg *s);
 /* Declares n bytes at p (inside the heap) before the thread changes them in
    place: their old bytes are kept for an abort or a crash. EINVAL outside a
-   transaction or outside the heap; ENOMEM when the 64 KiB log has no room
-   left for them (each call is one record of about n + 24 bytes; a range
-   declared twice is kept twice), and the transaction is then aborted. */
+   transaction, for n == 0, or for a range not inside the heap; ENOMEM when
+   the 64 KiB log has no room left for them (each call is one record of
+   about n + 24 bytes; a range declared twice is kept twice), and the
+   transaction is then aborted. */
 int mseg_tx_add(mseg *s, void *p, size_t n);
 int mseg_tx_commit(mseg *s);
 int mseg_tx_abort(mseg *s);

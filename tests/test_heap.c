@@ -911,3 +911,42 @@ Test(heap, check_reports_a_block_owed_by_the_garbage_list_and_held_by_a_vector, 
     assert_sound(s, "no garbage");
     mseg_close(s);
 }
+
+/* mseg.h: after a transaction is rolled back (here by an inner abort),
+   the calls that would change the segment fail with ECANCELED until each
+   begin is ended, while reads, mseg_sync and mseg_verify work on the
+   committed state (the rollback released the lock). The header said every
+   call failed. */
+Test(heap, after_a_rollback_in_a_transaction_changes_are_ecanceled_and_reads_see_the_committed_state,
+     .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    uint64_t x = 1;
+    mseg_vec *v = mseg_vec_new(s, 8);
+    int *o = MSEG_NEW(s, "o", int, 1);
+    cr_assert(v && o && mseg_vec_push(s, v, &x) == 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, v, &x), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_abort(s), 0, "%s", mseg_errmsg());
+    errno = 0;
+    cr_assert_eq(mseg_vec_len(s, v), 1, "a read after the rollback sees the committed length");
+    cr_assert_eq(errno, 0, "%s", mseg_errmsg());
+    cr_assert_eq(MSEG_FIND(s, "o", int, NULL), o, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_sync(s), 0, "%s", mseg_errmsg());
+    struct mseg_report r;
+    cr_assert_eq(mseg_verify(s, &r), 0, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, v, &x), -1);
+    cr_assert_eq(errno, ECANCELED, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_add(s, o, sizeof *o), -1);
+    cr_assert_eq(errno, ECANCELED, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_shrink(s), -1);
+    cr_assert_eq(errno, ECANCELED, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_begin(s), -1);
+    cr_assert_eq(errno, ECANCELED, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_tx_commit(s), -1);
+    cr_assert_eq(errno, ECANCELED, "%s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_push(s, v, &x), 0, "after the last end: %s", mseg_errmsg());
+    cr_assert_eq(mseg_vec_len(s, v), 2);
+    mseg_close(s);
+}
