@@ -1338,6 +1338,15 @@ int mseg_map_delete(mseg *s, mseg_map *mp)
     return map_end(s, rc);
 }
 
+/* Appends the map to the message of a failed allocation, which the
+   allocator and the cell and node helpers word for the segment alone. */
+static void note_the_map(const struct map_view *m)
+{
+    char note[48];
+    snprintf(note, sizeof note, " (map at %#llx)", (unsigned long long)m->off);
+    fail_note(note);
+}
+
 /* Every put and delete: cursors positioned before it are stale (their
    leaf and slots may be gone or reused), and a lock-free step must be able
    to tell, so the root's word changes with the operation's commit. */
@@ -1368,8 +1377,8 @@ int mseg_map_put(mseg *s, mseg_map *mp, const void *key, size_t klen, const void
         memcpy(&o, val, sizeof o);
         rc = owned_put_check(s, &m, &k, o);
     }
-    if (!rc)
-        rc = map_put_op(s, &m, &k, val, vlen);
+    if (!rc && (rc = map_put_op(s, &m, &k, val, vlen)) && room_ran_out(errno))
+        note_the_map(&m);
     if (!rc && o)
         op_set64(s, o + OWNER_OFF, m.off);    /* in the put's operation: both or neither */
     if (!rc)
@@ -1386,8 +1395,8 @@ int mseg_map_del(mseg *s, mseg_map *mp, const void *key, size_t klen)
     int rc = map_open_view(s, mp, &m);
     if (!rc)
         rc = key_make(s, &m, key, klen, &k);
-    if (!rc)
-        rc = map_del_op(s, &m, &k);
+    if (!rc && (rc = map_del_op(s, &m, &k)) && room_ran_out(errno))
+        note_the_map(&m);
     if (!rc)
         map_changed(s, &m);
     return map_end(s, rc);

@@ -1937,6 +1937,9 @@ Test(map, every_failed_call_names_the_segment_and_the_map, .fini = th_cleanup)
     mt_expect_message(mseg_map_next(s, &c) == -1, ESTALE, name, at, "a step after a change");
     mt_expect_message(mseg_map_next(s, NULL) == -1, EINVAL, name, NULL, "a step of a NULL cursor");
     cr_assert_eq(mseg_map_len(s, m), 2, "the failures changed the map");
+    long n = th_fill_byte_map(s, b);      /* until a put finds no room: its node or its cells */
+    mt_expect_message(n > 0, ENOMEM, name, bat, "a put into a full segment");
+    cr_assert_eq(mseg_map_len(s, b), (size_t)n, "the failed put changed the map");
     mt_assert_sound(s);
     mseg_close(s);
 }
