@@ -573,12 +573,19 @@ int mseg_destroy(mseg *s, const char *name)
 
 size_t mseg_named_count(mseg *s)
 {
-    uint64_t seq, n;
+    uint64_t seq, n, used, cap;
     do {
         if (seg_read_begin(s, &seq))
             return 0;
         n = op_get64(s, CTRL(dir_count));
+        used = op_get64(s, CTRL(dir_used));
+        cap = op_get64(s, CTRL(dir_capacity));
     } while (!seg_read_end(s, seq));
+    /* live objects take slots of the table: a count past them is damage,
+       not a number of objects */
+    if (n > used || used > cap)
+        return fail(EUCLEAN, "segment %s: the directory is damaged: %llu objects in %llu used slots of %llu",
+                    s->name, (unsigned long long)n, (unsigned long long)used, (unsigned long long)cap), 0;
     return (size_t)n;
 }
 

@@ -918,3 +918,36 @@ Test(named, every_failed_call_names_the_segment_and_the_object, .fini = th_clean
     assert_sound(s);
     mseg_close(s);
 }
+
+/* mseg.h: mseg_named_count gives 0 with errno set for a damaged directory.
+   It returned the stored count whatever it said: a count past the table's
+   capacity came back as the number of objects, errno untouched. */
+Test(named, a_count_the_directory_cannot_hold_is_euclean_not_a_number, .fini = th_cleanup)
+{
+    char name[256];
+    th_name(name, 0);
+    struct mseg_config c = { .size = 1 * MiB };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s, "%s", mseg_errmsg());
+    cr_assert_not_null(MSEG_NEW(s, "a", int, 1), "%s", mseg_errmsg());
+    uint64_t *count = mseg_at(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, dir_count));
+    uint64_t *used = mseg_at(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, dir_used));
+    uint64_t *cap = mseg_at(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, dir_capacity));
+    cr_assert_eq(*count, 1);
+    uint64_t saved = *count;
+    uint64_t bad[] = { *cap + 1, *used + 1, UINT64_MAX };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        *count = bad[i];
+        errno = 0;
+        size_t n = mseg_named_count(s);
+        cr_assert_eq(n, 0, "a count of %llu (capacity %llu) came back as %zu", (unsigned long long)bad[i],
+                     (unsigned long long)*cap, n);
+        cr_assert_eq(errno, EUCLEAN, "errno %d", errno);
+        cr_assert(strstr(mseg_errmsg(), name), "%s", mseg_errmsg());
+    }
+    *count = saved;
+    errno = 0;
+    cr_assert_eq(mseg_named_count(s), 1);
+    cr_assert_eq(errno, 0);
+    mseg_close(s);
+}
