@@ -367,6 +367,21 @@ static inline void th_count_events(int on)
     mseg_test_set_flush_hook(on ? th_event_at_flush : NULL, NULL);
 }
 
+/* A call that failed (failed) with errno err, whose message names the
+   segment seg and, unless NULL, the object (a name, or "map at 0x..."). In
+   the test's own process: it asserts. */
+#define th_expect_failure(failed, err, seg, object, what)                                                    \
+    do {                                                                                                     \
+        int failed_ = (failed), errno_ = errno;   /* before an assertion's own calls */                      \
+        const char *obj_ = (object);                                                                         \
+        cr_assert(failed_, "%s succeeded", (what));                                                          \
+        cr_assert_eq(errno_, (err), "%s: errno %d (%s), not %d", (what), errno_, mseg_errmsg(), (err));        \
+        cr_assert(strstr(mseg_errmsg(), (seg)), "%s: the message does not name the segment: \"%s\"", (what),  \
+                  mseg_errmsg());                                                                            \
+        cr_assert(!obj_ || strstr(mseg_errmsg(), obj_), "%s: the message does not name %s: \"%s\"", (what),  \
+                  obj_, mseg_errmsg());                                                                      \
+    } while (0)
+
 /* st is evaluated once (it may be a th_fork_run call). */
 #define TH_EXITED_OK(st) __extension__ ({ int st_ = (st); st_ != -1 && WIFEXITED(st_) && WEXITSTATUS(st_) == 0; })
 

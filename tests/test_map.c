@@ -1889,15 +1889,6 @@ Test(map, a_cursor_stepped_with_another_segments_handle_is_einval, .fini = th_cl
    conventions): "map: no such key", "map: NULL key", "map put: value of 4
    bytes, ...", "map first: the map is empty", "map next: the map changed
    ..." named neither. */
-static void mt_expect_message(bool failed, int err, const char *seg, const char *object, const char *what)
-{
-    cr_assert(failed, "%s succeeded", what);
-    cr_assert_eq(errno, err, "%s: errno %d (%s), not %d", what, errno, mseg_errmsg(), err);
-    cr_assert(strstr(mseg_errmsg(), seg), "%s: the message does not name the segment: \"%s\"", what, mseg_errmsg());
-    cr_assert(!object || strstr(mseg_errmsg(), object), "%s: the message does not name %s: \"%s\"", what, object,
-              mseg_errmsg());
-}
-
 Test(map, every_failed_call_names_the_segment_and_the_map, .fini = th_cleanup)
 {
     char name[256], at[64], bat[64];
@@ -1908,37 +1899,37 @@ Test(map, every_failed_call_names_the_segment_and_the_map, .fini = th_cleanup)
     snprintf(bat, sizeof bat, "map at %#llx", (unsigned long long)mseg_off_of(s, b));
     uint64_t k = 1, v = 2;
     struct mseg_cursor c;
-    mt_expect_message(!mseg_map_new(s, (enum mseg_key)7, 8), EINVAL, name, NULL, "an unknown key kind");
-    mt_expect_message(!mseg_map_new(s, MSEG_KEY_U64, SIZE_MAX), EINVAL, name, NULL, "a huge value size");
-    mt_expect_message(!mseg_map_open(s, "w", MSEG_KEY_U64, 4, MSEG_CREATE | MSEG_OWNED), EINVAL, name, "w",
+    th_expect_failure(!mseg_map_new(s, (enum mseg_key)7, 8), EINVAL, name, NULL, "an unknown key kind");
+    th_expect_failure(!mseg_map_new(s, MSEG_KEY_U64, SIZE_MAX), EINVAL, name, NULL, "a huge value size");
+    th_expect_failure(!mseg_map_open(s, "w", MSEG_KEY_U64, 4, MSEG_CREATE | MSEG_OWNED), EINVAL, name, "w",
                       "an owning map of 4-byte values");
-    mt_expect_message(!mseg_map_open(s, "w", MSEG_KEY_U64, 8, 0x4000), EINVAL, name, "w", "unknown flags");
-    mt_expect_message(!mseg_map_open(s, "nm", MSEG_KEY_U64, 8, 0), EINVAL, name, "nm", "an open of another kind");
-    mt_expect_message(!mseg_map_open(s, "w", MSEG_KEY_U64, 8, 0), ENOENT, name, "w", "an open of a missing map");
-    mt_expect_message(mseg_map_first(s, m, &c) == -1, ENOENT, name, at, "first of an empty map");
-    mt_expect_message(mseg_map_seek(s, m, &c, &k, 8) == -1, ENOENT, name, at, "a seek in an empty map");
-    mt_expect_message(mseg_map_put(s, m, NULL, 8, &v, 8) == -1, EINVAL, name, at, "a NULL key");
-    mt_expect_message(mseg_map_put(s, m, &k, 4, &v, 8) == -1, EINVAL, name, at, "a 4-byte integer key");
-    mt_expect_message(mseg_map_put(s, m, &k, 8, NULL, 8) == -1, EINVAL, name, at, "a NULL value");
-    mt_expect_message(mseg_map_put(s, m, &k, 8, &v, 4) == -1, EINVAL, name, at, "a value of the wrong size");
-    mt_expect_message(mseg_map_put(s, b, "k", SIZE_MAX, &v, 8) == -1, EINVAL, name, bat, "a key past the limit");
-    mt_expect_message(mseg_map_put(s, b, "k", 1, &v, SIZE_MAX) == -1, ENOMEM, name, bat, "a value past any block");
-    mt_expect_message(!mseg_map_get(s, m, &k, 8, NULL), ENOENT, name, at, "a get of a missing key");
-    mt_expect_message(!mseg_map_get(s, b, "k", 1, NULL), ENOENT, name, bat, "a get of a missing byte key");
-    mt_expect_message(mseg_map_del(s, m, &k, 8) == -1, ENOENT, name, at, "a delete of a missing key");
+    th_expect_failure(!mseg_map_open(s, "w", MSEG_KEY_U64, 8, 0x4000), EINVAL, name, "w", "unknown flags");
+    th_expect_failure(!mseg_map_open(s, "nm", MSEG_KEY_U64, 8, 0), EINVAL, name, "nm", "an open of another kind");
+    th_expect_failure(!mseg_map_open(s, "w", MSEG_KEY_U64, 8, 0), ENOENT, name, "w", "an open of a missing map");
+    th_expect_failure(mseg_map_first(s, m, &c) == -1, ENOENT, name, at, "first of an empty map");
+    th_expect_failure(mseg_map_seek(s, m, &c, &k, 8) == -1, ENOENT, name, at, "a seek in an empty map");
+    th_expect_failure(mseg_map_put(s, m, NULL, 8, &v, 8) == -1, EINVAL, name, at, "a NULL key");
+    th_expect_failure(mseg_map_put(s, m, &k, 4, &v, 8) == -1, EINVAL, name, at, "a 4-byte integer key");
+    th_expect_failure(mseg_map_put(s, m, &k, 8, NULL, 8) == -1, EINVAL, name, at, "a NULL value");
+    th_expect_failure(mseg_map_put(s, m, &k, 8, &v, 4) == -1, EINVAL, name, at, "a value of the wrong size");
+    th_expect_failure(mseg_map_put(s, b, "k", SIZE_MAX, &v, 8) == -1, EINVAL, name, bat, "a key past the limit");
+    th_expect_failure(mseg_map_put(s, b, "k", 1, &v, SIZE_MAX) == -1, ENOMEM, name, bat, "a value past any block");
+    th_expect_failure(!mseg_map_get(s, m, &k, 8, NULL), ENOENT, name, at, "a get of a missing key");
+    th_expect_failure(!mseg_map_get(s, b, "k", 1, NULL), ENOENT, name, bat, "a get of a missing byte key");
+    th_expect_failure(mseg_map_del(s, m, &k, 8) == -1, ENOENT, name, at, "a delete of a missing key");
     cr_assert_eq(mseg_map_put(s, m, &k, 8, &v, 8), 0, "%s", mseg_errmsg());
-    mt_expect_message(!mseg_map_get(s, m, &v, 8, NULL), ENOENT, name, at, "a get of a missing key, map not empty");
-    mt_expect_message(mseg_map_first(s, m, NULL) == -1, EINVAL, name, at, "first into a NULL cursor");
-    mt_expect_message(mseg_map_seek(s, m, NULL, &k, 8) == -1, EINVAL, name, at, "a seek into a NULL cursor");
+    th_expect_failure(!mseg_map_get(s, m, &v, 8, NULL), ENOENT, name, at, "a get of a missing key, map not empty");
+    th_expect_failure(mseg_map_first(s, m, NULL) == -1, EINVAL, name, at, "first into a NULL cursor");
+    th_expect_failure(mseg_map_seek(s, m, NULL, &k, 8) == -1, EINVAL, name, at, "a seek into a NULL cursor");
     cr_assert_eq(mseg_map_first(s, m, &c), 0, "%s", mseg_errmsg());
-    mt_expect_message(mseg_map_next(s, &c) == -1, ENOENT, name, at, "a step past the end");
+    th_expect_failure(mseg_map_next(s, &c) == -1, ENOENT, name, at, "a step past the end");
     cr_assert_eq(mseg_map_first(s, m, &c), 0, "%s", mseg_errmsg());
     cr_assert_eq(u64_put(s, m, 5, 5), 0, "%s", mseg_errmsg());
-    mt_expect_message(mseg_map_next(s, &c) == -1, ESTALE, name, at, "a step after a change");
-    mt_expect_message(mseg_map_next(s, NULL) == -1, EINVAL, name, NULL, "a step of a NULL cursor");
+    th_expect_failure(mseg_map_next(s, &c) == -1, ESTALE, name, at, "a step after a change");
+    th_expect_failure(mseg_map_next(s, NULL) == -1, EINVAL, name, NULL, "a step of a NULL cursor");
     cr_assert_eq(mseg_map_len(s, m), 2, "the failures changed the map");
     long n = th_fill_byte_map(s, b);      /* until a put finds no room: its node or its cells */
-    mt_expect_message(n > 0, ENOMEM, name, bat, "a put into a full segment");
+    th_expect_failure(n > 0, ENOMEM, name, bat, "a put into a full segment");
     cr_assert_eq(mseg_map_len(s, b), (size_t)n, "the failed put changed the map");
     mt_assert_sound(s);
     mseg_close(s);

@@ -992,30 +992,25 @@ Test(segment, an_open_without_create_ignores_cfg_and_mseg_size_of_null_is_einval
    (mseg.h, conventions): "unknown flags 0x4000", "MSEG_EXCL needs
    MSEG_CREATE", "segment size 100 is outside [...]" or "alignment 3 is not
    a power of two up to 4096" did not say which segment the call was for. */
-static void expect_named_einval(bool failed, const char *seg, const char *what)
-{
-    cr_assert(failed, "%s succeeded", what);
-    cr_assert_eq(errno, EINVAL, "%s: errno %d (%s)", what, errno, mseg_errmsg());
-    cr_assert(strstr(mseg_errmsg(), seg), "%s: the message does not name the segment: \"%s\"", what, mseg_errmsg());
-}
-
 Test(segment, refused_arguments_are_einval_naming_the_segment, .fini = th_cleanup)
 {
     char name[256], fresh[256];
     mseg *s = create_new(name, 0);
     th_name(fresh, 0);
     struct mseg_config tiny = { .size = 100 }, below = { .size = 2 * MiB, .max_size = 1 * MiB };
-    expect_named_einval(!mseg_open(name, 0x4000, NULL), name, "an open with unknown flags");
-    expect_named_einval(!mseg_open(name, MSEG_EXCL, NULL), name, "MSEG_EXCL without MSEG_CREATE");
-    expect_named_einval(!mseg_open(name, MSEG_RDONLY | MSEG_COW, NULL), name, "MSEG_RDONLY with MSEG_COW");
-    expect_named_einval(!mseg_open(name, MSEG_CREATE | MSEG_RDONLY, NULL), name, "MSEG_CREATE with MSEG_RDONLY");
-    expect_named_einval(!mseg_open(name, MSEG_COW | MSEG_DURABLE, NULL), name, "MSEG_COW with MSEG_DURABLE");
-    expect_named_einval(!mseg_open(fresh, MSEG_CREATE, &tiny), fresh, "a size below the smallest segment");
-    expect_named_einval(!mseg_open(fresh, MSEG_CREATE, &below), fresh, "a max_size below the size");
-    expect_named_einval(mseg_remove(name, 0x4000) == -1, name, "a remove with unknown flags");
-    expect_named_einval(mseg_check(name, 0x4000, NULL) == -1, name, "a check with unknown flags");
-    expect_named_einval(!mseg_alloc_aligned(s, 16, 3), name, "an alignment of 3");
-    expect_named_einval(!mseg_alloc_aligned(s, 16, 8192), name, "an alignment of 8192");
+    th_expect_failure(!mseg_open(name, 0x4000, NULL), EINVAL, name, NULL, "an open with unknown flags");
+    th_expect_failure(!mseg_open(name, MSEG_EXCL, NULL), EINVAL, name, NULL, "MSEG_EXCL without MSEG_CREATE");
+    th_expect_failure(!mseg_open(name, MSEG_RDONLY | MSEG_COW, NULL), EINVAL, name, NULL, "MSEG_RDONLY with MSEG_COW");
+    th_expect_failure(!mseg_open(name, MSEG_CREATE | MSEG_RDONLY, NULL), EINVAL, name, NULL,
+                      "MSEG_CREATE with MSEG_RDONLY");
+    th_expect_failure(!mseg_open(name, MSEG_COW | MSEG_DURABLE, NULL), EINVAL, name, NULL,
+                      "MSEG_COW with MSEG_DURABLE");
+    th_expect_failure(!mseg_open(fresh, MSEG_CREATE, &tiny), EINVAL, fresh, NULL, "a size below the smallest segment");
+    th_expect_failure(!mseg_open(fresh, MSEG_CREATE, &below), EINVAL, fresh, NULL, "a max_size below the size");
+    th_expect_failure(mseg_remove(name, 0x4000) == -1, EINVAL, name, NULL, "a remove with unknown flags");
+    th_expect_failure(mseg_check(name, 0x4000, NULL) == -1, EINVAL, name, NULL, "a check with unknown flags");
+    th_expect_failure(!mseg_alloc_aligned(s, 16, 3), EINVAL, name, NULL, "an alignment of 3");
+    th_expect_failure(!mseg_alloc_aligned(s, 16, 8192), EINVAL, name, NULL, "an alignment of 8192");
     cr_assert_eq(access(fresh, F_OK), -1, "a refused create made %s", fresh);
     assert_sound(s);
     mseg_close(s);
