@@ -12,7 +12,7 @@
 static int file_check_name(const char *name)
 {
     if (strlen(name) >= PATH_MAX)
-        return fail(EINVAL, "segment path is longer than %d bytes", PATH_MAX - 1);
+        return fail(EINVAL, "segment %.64s...: the path is longer than %d bytes", name, PATH_MAX - 1);
     return 0;
 }
 

@@ -137,7 +137,7 @@ int deferred_add(mseg *s, uint64_t p)
         uint32_t cap = s->op.cap_deferred ? 2 * s->op.cap_deferred : 16;
         uint64_t *d = realloc(s->op.deferred, cap * sizeof *d);
         if (!d)
-            return fail(ENOMEM, "out of process memory");
+            return fail(ENOMEM, "segment %s: out of process memory for the blocks an operation frees", s->name);
         s->op.deferred = d;
         s->op.cap_deferred = cap;
     }

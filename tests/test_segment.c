@@ -1007,6 +1007,13 @@ Test(segment, refused_arguments_are_einval_naming_the_segment, .fini = th_cleanu
                       "MSEG_COW with MSEG_DURABLE");
     th_expect_failure(!mseg_open(fresh, MSEG_CREATE, &tiny), EINVAL, fresh, NULL, "a size below the smallest segment");
     th_expect_failure(!mseg_open(fresh, MSEG_CREATE, &below), EINVAL, fresh, NULL, "a max_size below the size");
+    char *too_long = malloc(PATH_MAX + 1);
+    cr_assert_not_null(too_long);
+    memset(too_long, 'p', PATH_MAX);
+    too_long[PATH_MAX] = 0;
+    memcpy(too_long, name, strlen(name));     /* begins as the segment's name does */
+    th_expect_failure(!mseg_open(too_long, MSEG_CREATE, NULL), EINVAL, name, NULL, "a path past PATH_MAX");
+    free(too_long);
     th_expect_failure(mseg_remove(name, 0x4000) == -1, EINVAL, name, NULL, "a remove with unknown flags");
     th_expect_failure(mseg_check(name, 0x4000, NULL) == -1, EINVAL, name, NULL, "a check with unknown flags");
     th_expect_failure(!mseg_alloc_aligned(s, 16, 3), EINVAL, name, NULL, "an alignment of 3");
