@@ -1238,6 +1238,11 @@ void *mseg_alloc(mseg *s, size_t n)
 /* Ends a failed mseg_free: its errno, unless the end's own flush failed (EIO). */
 static int free_failed(mseg *s)
 {
+    /* it refused before storing anything: ended as a direct operation, the
+       discard would rebuild the free lists from a walk of the whole heap,
+       in another order */
+    if (s->op.direct)
+        op_direct_off(s);
     int e = errno;
     if (seg_write_end(s, false) == 0)
         errno = e;

@@ -950,3 +950,31 @@ Test(heap, after_a_rollback_in_a_transaction_changes_are_ecanceled_and_reads_see
     cr_assert_eq(mseg_vec_len(s, v), 2);
     mseg_close(s);
 }
+
+/* A refused mseg_free ran as a direct operation, whose failure rebuilt the
+   free lists from a walk of the heap, as after stores in place: the same
+   free blocks, linked in another order (bin heads and links rewritten), at
+   the cost of a walk of the whole heap for each refused free. It stores
+   nothing before it refuses: nothing is rebuilt now. */
+Test(heap, a_refused_free_leaves_every_byte_of_the_heap_as_it_was, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    void *b[8];
+    for (int i = 0; i < 8; i++)
+        cr_assert_not_null(b[i] = mseg_alloc(s, 48), "%s", mseg_errmsg());
+    for (int i = 0; i < 8; i += 2)          /* free blocks of one size: one list, in an order */
+        cr_assert_eq(mseg_free(s, b[i]), 0, "%s", mseg_errmsg());
+    size_t n = mseg_size(s) - MSEG_HEAP_OFF;
+    char *ctl = mseg_at(s, MSEG_CONTROL_OFF), *heap = mseg_at(s, MSEG_HEAP_OFF);
+    char *ctl_before = malloc(MSEG_PAGE), *heap_before = malloc(n);
+    cr_assert(ctl_before && heap_before);
+    memcpy(ctl_before, ctl, MSEG_PAGE);
+    memcpy(heap_before, heap, n);
+    cr_assert_eq(mseg_free(s, b[0]), -1, "a double free succeeded");
+    cr_assert_eq(mseg_free(s, (char *)b[1] + 16), -1, "a free of an interior pointer succeeded");
+    cr_assert_eq(memcmp(ctl_before, ctl, MSEG_PAGE), 0, "a refused free changed the control page");
+    cr_assert_eq(memcmp(heap_before, heap, n), 0, "a refused free changed the heap");
+    free(ctl_before);
+    free(heap_before);
+    mseg_close(s);
+}
