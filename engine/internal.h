@@ -452,6 +452,12 @@ uint64_t dir_open_kind(mseg *s, const char *name, uint8_t kind, const char *type
 int      kind_release(mseg *s, uint8_t kind, uint64_t data);
 bool     dir_record_kind_lost(mseg *s, uint64_t rec, const struct mseg_dir_record *r);   /* directory.c */
 const char *container_at(mseg *s, uint64_t off);   /* "a vector", "a map", ... (messages) */
+/* What the live block at off is, when it is one of the library's own
+   structures that its first word marks: an anonymous container's root, the
+   block of a named object (its record), a map's node; NULL for any other
+   (a vector's buffer, a map's cells and the directory's table carry no
+   mark). mseg_free refuses those. what: room for the description. */
+const char *structure_block(mseg *s, uint64_t off, char *what, size_t whatlen);
 
 /* ---- header.c ---- */
 /* Writes a new header generation with the given size into the older copy
@@ -480,7 +486,7 @@ int  container_free_anon(mseg *s, uint64_t off, unsigned depth);
    map's entry owns the container (EBUSY). Inside the op. */
 int  container_delete_anon(mseg *s, uint64_t off);
 /* MSEG_KIND_VEC or MSEG_KIND_MAP when off is the block of a live anonymous
-   vector's or map's root, else -1 (errno unchanged): mseg_free refuses it. */
+   vector's or map's root, else -1 (errno unchanged). */
 int  container_root_kind(mseg *s, uint64_t off);
 /* 0 if off is 0 or the root of a live anonymous vector or map; else -1 + EINVAL. */
 int  container_check_anon(mseg *s, uint64_t off);

@@ -3,6 +3,8 @@
  * mseg_destroy calls kind_release inside its operation, so an object and
  * everything it owns go away together or not at all.
  */
+#include <stdio.h>
+
 #include "internal.h"
 
 int kind_release(mseg *s, uint8_t kind, uint64_t data)
@@ -32,5 +34,44 @@ const char *container_at(mseg *s, uint64_t off)
         return "a map";
     default:
         return "no container (bad magic)";
+    }
+}
+
+/* The named object whose record is the live block at off, as the
+   directory finds it; NULL (errno kept) for any other block. */
+static const char *named_record_block(mseg *s, uint64_t off, char *what, size_t whatlen)
+{
+    char name[MSEG_NAME_MAX + 1];
+    int e = errno;
+    if (!heap_block_is_live(s, off) || dir_record_name(s, off, name) || dir_record_lookup(s, name) != off) {
+        errno = e;
+        return NULL;
+    }
+    snprintf(what, whatlen, "the block of named object %s (mseg_destroy frees it)", name);
+    return what;
+}
+
+const char *structure_block(mseg *s, uint64_t off, char *what, size_t whatlen)
+{
+    if (off % MSEG_GRANULE || !seg_range_ok(s, off, 8))
+        return NULL;
+    switch (op_peek32(s, off)) {
+    case MSEG_VEC_MAGIC:
+    case MSEG_MAP_MAGIC:
+        switch (container_root_kind(s, off)) {
+        case MSEG_KIND_VEC:
+            return "an anonymous vector's root (mseg_vec_delete frees it)";
+        case MSEG_KIND_MAP:
+            return "an anonymous map's root (mseg_map_delete frees it)";
+        default:
+            return NULL;
+        }
+    case MSEG_RECORD_MAGIC:
+        return named_record_block(s, off, what, whatlen);
+    case MSEG_MAP_NODE_MAGIC:
+        return heap_block_is_live(s, off) && heap_block_size(s, off) - 4 >= sizeof(struct mseg_map_node)
+               ? "a map's node (the map frees it)" : NULL;
+    default:
+        return NULL;                    /* any other block: one load */
     }
 }

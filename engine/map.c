@@ -967,11 +967,6 @@ static int anon_kind(mseg *s, uint64_t off)
 
 int container_root_kind(mseg *s, uint64_t off)
 {
-    if (off % MSEG_GRANULE || !seg_range_ok(s, off, 8))
-        return -1;
-    uint32_t magic = op_peek32(s, off);
-    if (magic != MSEG_VEC_MAGIC && magic != MSEG_MAP_MAGIC)
-        return -1;                      /* any other block: one load */
     return anon_kind(s, off);
 }
 

@@ -1273,13 +1273,14 @@ int mseg_free(mseg *s, void *p)
     if (direct_ok(s))
         op_direct(s);
     uint64_t off = (uint64_t)(b - s->base);
-    int kind = container_root_kind(s, off);
-    if (kind >= 0) {
-        /* a live block, but its container's: freed here, it left the
-           buffer or the nodes behind, and an owning map's entry naming it */
-        fail(EINVAL, "segment %s: %#llx is an anonymous %s's root, not a block of mseg_alloc: delete it "
-             "with %s", s->name, (unsigned long long)off, kind == MSEG_KIND_VEC ? "vector" : "map",
-             kind == MSEG_KIND_VEC ? "mseg_vec_delete" : "mseg_map_delete");
+    char what[MSEG_NAME_MAX + 64];
+    const char *structure = structure_block(s, off, what, sizeof what);
+    if (structure) {
+        /* a live block, but a structure's: freed here, it left what it
+           leads to behind, and whatever names it (the directory, a map, an
+           owning map's entry) naming a free block */
+        fail(EINVAL, "segment %s: %#llx is %s, not a block of mseg_alloc", s->name, (unsigned long long)off,
+             structure);
         return free_failed(s);
     }
     if (heap_free(s, off))

@@ -951,6 +951,35 @@ Test(heap, after_a_rollback_in_a_transaction_changes_are_ecanceled_and_reads_see
     mseg_close(s);
 }
 
+/* The block holding a named object (its record, name, type and data) and a
+   map's node are live blocks of the library's own: mseg_free of their
+   start freed them (a pointer a few granules before the object's data, or
+   the node a map root names), and the directory or the map then named a
+   free block: the next verify found the segment damaged. mseg.h promises
+   EINVAL for a named object. */
+Test(heap, free_of_a_named_objects_block_or_a_map_node_fails_with_einval_and_changes_nothing, .fini = th_cleanup)
+{
+    mseg *s = new_seg(1 * MiB);
+    int *x = MSEG_NEW(s, "obj", int, 10);
+    mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
+    cr_assert(x && m, "%s", mseg_errmsg());
+    uint64_t k = 1;
+    cr_assert_eq(mseg_map_put(s, m, &k, 8, &k, 8), 0, "%s", mseg_errmsg());
+    char *record = (char *)x - 16;
+    while (record > (char *)mseg_at(s, MSEG_HEAP_OFF) && *(uint32_t *)record != MSEG_RECORD_MAGIC)
+        record -= 16;
+    cr_assert_eq(*(uint32_t *)record, MSEG_RECORD_MAGIC, "the object's record, before its data");
+    expect_bad_free(s, record, "the block holding a named object");
+    cr_assert(strstr(mseg_errmsg(), "obj") && strstr(mseg_errmsg(), "mseg_destroy"), "%s", mseg_errmsg());
+    void *node = mseg_at(s, ((const struct mseg_map_root *)m)->root);
+    cr_assert_not_null(node);
+    expect_bad_free(s, node, "a map's node");
+    cr_assert(strstr(mseg_errmsg(), "map"), "%s", mseg_errmsg());
+    cr_assert_eq(MSEG_FIND(s, "obj", int, NULL), x, "%s", mseg_errmsg());
+    cr_assert_not_null(mseg_map_get(s, m, &k, 8, NULL), "%s", mseg_errmsg());
+    mseg_close(s);
+}
+
 /* A refused mseg_free ran as a direct operation, whose failure rebuilt the
    free lists from a walk of the heap, as after stores in place: the same
    free blocks, linked in another order (bin heads and links rewritten), at
