@@ -55,17 +55,13 @@ const char *structure_block(mseg *s, uint64_t off, char *what, size_t whatlen)
 {
     if (off % MSEG_GRANULE || !seg_range_ok(s, off, 8))
         return NULL;
+    int kind;
     switch (op_peek32(s, off)) {
     case MSEG_VEC_MAGIC:
     case MSEG_MAP_MAGIC:
-        switch (container_root_kind(s, off)) {
-        case MSEG_KIND_VEC:
-            return "an anonymous vector's root (mseg_vec_delete frees it)";
-        case MSEG_KIND_MAP:
-            return "an anonymous map's root (mseg_map_delete frees it)";
-        default:
-            return NULL;
-        }
+        kind = container_root_kind(s, off);
+        return kind == MSEG_KIND_VEC   ? "an anonymous vector's root (mseg_vec_delete frees it)"
+               : kind == MSEG_KIND_MAP ? "an anonymous map's root (mseg_map_delete frees it)" : NULL;
     case MSEG_RECORD_MAGIC:
         return named_record_block(s, off, what, whatlen);
     case MSEG_MAP_NODE_MAGIC:
