@@ -488,6 +488,11 @@ int  container_delete_anon(mseg *s, uint64_t off);
 /* MSEG_KIND_VEC or MSEG_KIND_MAP when off is the block of a live anonymous
    vector's or map's root, else -1 (errno unchanged). */
 int  container_root_kind(mseg *s, uint64_t off);
+/* Whether the root at off holds sound fields (sizes, buffer or root node
+   a live block of the right kind): what tells a container's root from a
+   raw block whose bytes happen to start like one. errno unchanged. */
+bool vec_root_sound(mseg *s, uint64_t off);
+bool map_root_sound(mseg *s, uint64_t off);
 /* 0 if off is 0 or the root of a live anonymous vector or map; else -1 + EINVAL. */
 int  container_check_anon(mseg *s, uint64_t off);
 /* Verifies a vector or map root and everything it reaches (bounded). 0 when

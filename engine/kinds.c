@@ -59,15 +59,22 @@ const char *structure_block(mseg *s, uint64_t off, char *what, size_t whatlen)
     switch (op_peek32(s, off)) {
     case MSEG_VEC_MAGIC:
     case MSEG_MAP_MAGIC:
+        /* a raw block whose bytes start like a root ("SMAP..." text, say)
+           is the program's to free: only a root whose fields are sound is
+           refused */
         kind = container_root_kind(s, off);
-        return kind == MSEG_KIND_VEC   ? "an anonymous vector's root (mseg_vec_delete frees it)"
-               : kind == MSEG_KIND_MAP ? "an anonymous map's root (mseg_map_delete frees it)" : NULL;
+        if (kind == MSEG_KIND_VEC && vec_root_sound(s, off))
+            return "an anonymous vector's root (mseg_vec_delete frees it)";
+        if (kind == MSEG_KIND_MAP && map_root_sound(s, off))
+            return "an anonymous map's root (mseg_map_delete frees it)";
+        return NULL;
     case MSEG_RECORD_MAGIC:
         return named_record_block(s, off, what, whatlen);
-    case MSEG_MAP_NODE_MAGIC:
-        return heap_block_is_live(s, off) && heap_block_size(s, off) - 4 >= sizeof(struct mseg_map_node)
-               ? "a map's node (the map frees it)" : NULL;
     default:
-        return NULL;                    /* any other block: one load */
+        /* any other block, in one load. A map's node is not told apart:
+           its mark alone ("NODE") would refuse raw blocks whose data starts
+           so, and nothing links a node back to its map (mseg.h: not to be
+           passed, as a vector's buffer) */
+        return NULL;
     }
 }

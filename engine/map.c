@@ -328,6 +328,17 @@ static int map_load(mseg *s, uint64_t off, struct map_view *m)
     return 0;
 }
 
+bool map_root_sound(mseg *s, uint64_t off)
+{
+    struct map_view m;
+    unsigned cnt;
+    int e = errno;
+    bool sound = map_load(s, off, &m) == 0 &&
+                 (m.root == 0 || node_check(s, m.root, (unsigned)m.height - 1, &cnt) == 0);
+    errno = e;
+    return sound;
+}
+
 static int map_open_view(mseg *s, const mseg_map *mp, struct map_view *m)
 {
     uint64_t off = map_root_of(s, mp);

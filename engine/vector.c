@@ -104,6 +104,15 @@ static int vec_load(mseg *s, uint64_t off, struct vec_view *w)
     return 0;
 }
 
+bool vec_root_sound(mseg *s, uint64_t off)
+{
+    struct vec_view w;
+    int e = errno;
+    bool sound = vec_load(s, off, &w) == 0;
+    errno = e;
+    return sound;
+}
+
 /* Validates the handle and loads its root. */
 static int vec_open_view(mseg *s, const mseg_vec *v, struct vec_view *w)
 {

@@ -140,11 +140,11 @@ void    *mseg_alloc_aligned(mseg *s, size_t n, size_t align);
 /* Frees a block returned by mseg_alloc(_aligned). EINVAL, and nothing
    changes, when p is not the start of a live block (double free, interior
    pointer, pointer outside the heap, named object), or is the block of a
-   named object, an anonymous vector's or map's root (mseg_destroy,
-   mseg_vec_delete, mseg_map_delete free those) or a map's node. Other
-   blocks the library allocates for its structures (a vector's buffer,
-   mseg_vec_data; a map's out-of-line keys and values) carry no mark that
-   tells them from mseg_alloc's: never pass them. */
+   named object or an anonymous vector's or map's root (mseg_destroy,
+   mseg_vec_delete, mseg_map_delete free those). Other blocks the library
+   allocates for its structures (a vector's buffer, mseg_vec_data; a map's
+   nodes and out-of-line keys and values) carry no mark that tells them
+   from mseg_alloc's, whatever bytes the program stores: never pass them. */
 int      mseg_free(mseg *s, void *p);
 
 /* Handle (offset) of an address inside the segment; 0 (and EINVAL) when p
