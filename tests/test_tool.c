@@ -1050,3 +1050,52 @@ Test(tool, recover_with_another_process_attached_recovers_a_dead_writers_operati
     cr_assert(strstr(r->out, "killed"), "the committed construct: %s", r->out);
     cr_assert_eq(mseg_close(s), 0);
 }
+
+/* A writer attaches and pops vector "v" down to 100 elements. */
+static void pop_v_to_100(void *arg)
+{
+    mseg *s = mseg_open(arg, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, 0);
+    CHILD_CHECK(v != NULL);
+    while (mseg_vec_len(s, v) > 100)
+        CHILD_CHECK(mseg_vec_pop(s, v, NULL) == 0);
+    CHILD_CHECK(mseg_close(s) == 0);
+}
+
+/* A vector that another process pops while it is dumped ends sooner than
+   the length the dump read first. The dump then stopped with exit 3 and
+   "vector at 0x...: index 2979 past the end (length 100)", as if it could
+   not run, where a map changed meanwhile is listed with exit 0 (mseg.1):
+   it now ends the listing at the vector's new end. */
+Test(tool, dump_of_a_vector_another_process_shortens_meanwhile_ends_at_its_new_end, .timeout = 60,
+     .fini = th_cleanup)
+{
+    char path[256];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 4 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s);
+    mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
+    cr_assert_not_null(v);
+    for (uint64_t i = 0; i < 20000; i++)
+        cr_assert_eq(mseg_vec_push(s, v, &i), 0);
+    cr_assert_eq(mseg_close(s), 0);
+    char *out = dump_with_a_writer_meanwhile(path, "v", pop_v_to_100);
+    char *line = strchr(out, '\n');
+    cr_assert_not_null(line);
+    uint64_t lines = 0;
+    for (line++; *line; lines++) {
+        unsigned long long i;
+        char hexv[17], want[17];
+        cr_assert_eq(sscanf(line, "[%llu] %16s", &i, hexv), 2, "bad line: %.40s", line);
+        cr_assert_eq(i, lines, "line %llu is element %llu", (unsigned long long)lines, i);
+        value_hex(i, want);
+        cr_assert_str_eq(hexv, want, "element %llu", i);
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl);
+        line = nl + 1;
+    }
+    cr_assert(lines >= 100 && lines < 20000, "%llu elements listed", (unsigned long long)lines);
+    free(out);
+}
