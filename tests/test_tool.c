@@ -1099,3 +1099,17 @@ Test(tool, dump_of_a_vector_another_process_shortens_meanwhile_ends_at_its_new_e
     cr_assert(lines >= 100 && lines < 20000, "%llu elements listed", (unsigned long long)lines);
     free(out);
 }
+
+/* mseg.1: --json prints errors as one JSON object too. An unknown command
+   printed only the text usage on stderr, whatever options followed it. */
+Test(tool, an_unknown_command_with_json_is_a_json_error, .fini = th_cleanup)
+{
+    struct run *r = run_tool("frob\"nicate", "--json", "x", NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert_str_eq(r->out, "{\"command\":\"frob\\\"nicate\",\"error\":\"unknown command 'frob\\\"nicate'\","
+                     "\"errno\":\"EINVAL\",\"exit\":3}\n");
+    r = run_tool("frobnicate", "x", NULL);
+    ASSERT_EXIT(r, 3);
+    cr_assert(strstr(r->err, "unknown command 'frobnicate'") && strstr(r->err, "usage: mseg"), "%s", r->err);
+    cr_assert_str_empty(r->out);
+}

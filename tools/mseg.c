@@ -80,14 +80,22 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
-/* Options go anywhere after the command; "--" ends them. On a usage
-   error, -1 with what is wrong in why. --json is looked for first, so
-   that the error itself comes out as JSON wherever the option stands. */
-static int parse(int argc, char **argv, struct opts *o, char *why, size_t whylen)
+/* Whether --json stands among the options after the command. Looked for
+   before anything else is parsed, so that a usage error itself comes out
+   as JSON wherever the option stands. */
+static bool wants_json(int argc, char **argv)
 {
     for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--json") == 0)
-            o->json = true;
+            return true;
+    return false;
+}
+
+/* Options go anywhere after the command; "--" ends them. On a usage
+   error, -1 with what is wrong in why. */
+static int parse(int argc, char **argv, struct opts *o, char *why, size_t whylen)
+{
+    o->json = wants_json(argc, argv);
     bool options = true;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -123,6 +131,24 @@ static int usage_error(const struct opts *o, const struct command *c, const char
     return EXIT_CANNOT;
 }
 
+static int error_fields(int err, const char *what);
+
+/* With --json an error object like any other usage error's (mseg.1:
+   "errors too"), the name as given; otherwise the message and the usage. */
+static int unknown_command(int argc, char **argv)
+{
+    char why[300];
+    snprintf(why, sizeof why, "unknown command '%s'", argv[1]);
+    if (!wants_json(argc, argv)) {
+        fprintf(stderr, "mseg: %s\n\n", why);
+        usage_all(stderr);
+        return EXIT_CANNOT;
+    }
+    printf("{\"command\":");
+    json_str(stdout, argv[1]);
+    return error_fields(EINVAL, why);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -138,11 +164,8 @@ int main(int argc, char **argv)
         return EXIT_SOUND;
     }
     const struct command *c = find_command(argv[1]);
-    if (!c) {
-        fprintf(stderr, "mseg: unknown command '%s'\n\n", argv[1]);
-        usage_all(stderr);
-        return EXIT_CANNOT;
-    }
+    if (!c)
+        return unknown_command(argc, argv);
     /* A file size limit (RLIMIT_FSIZE) reached by copy's writes must be an
        error (EFBIG: exit 3, the temporary file removed), not SIGXFSZ
        killing the tool and leaving DST.XXXXXX behind. */
