@@ -1113,3 +1113,14 @@ Test(tool, an_unknown_command_with_json_is_a_json_error, .fini = th_cleanup)
     cr_assert(strstr(r->err, "unknown command 'frobnicate'") && strstr(r->err, "usage: mseg"), "%s", r->err);
     cr_assert_str_empty(r->out);
 }
+
+/* mseg dump --help said "Prints object NAME's bytes as a hex dump", while
+   the dump (and mseg.1) gives vectors one element a line and maps one
+   entry a line. */
+Test(tool, dump_help_says_how_vectors_and_maps_are_printed, .fini = th_cleanup)
+{
+    struct run *r = run_tool("dump", "--help", NULL);
+    ASSERT_EXIT(r, 0);
+    cr_assert(strstr(r->out, "one element a line for a vector") && strstr(r->out, "one entry a line for a map"),
+              "%s", r->out);
+}

@@ -34,7 +34,11 @@ static const struct command commands[] = {
     { "ls", 1, "[--shm] [--json] PATH",
       "Lists named objects: name, type, element size, count, bytes, offset.", cmd_ls },
     { "dump", 2, "[--shm] [--json] PATH NAME",
-      "Prints object NAME's bytes as a hex dump.", cmd_dump },
+      "Prints object NAME: a hex dump for raw objects,\n"
+      "one element a line for a vector, one entry a line for a map (u64 and\n"
+      "i64 keys as numbers, byte keys escaped). A vector or map that other\n"
+      "processes change meanwhile is not listed as one snapshot (dump a copy\n"
+      "made with mseg copy for one).", cmd_dump },
     { "stats", 1, "[--shm] [--json] PATH",
       "Block-size histogram of used and free blocks (power-of-two buckets).", cmd_stats },
     { "copy", 2, "[--shm] [--json] SRC DST",
