@@ -318,6 +318,18 @@ static int copy_under_lock(mseg *s, int out, const char **how)
     return rc;
 }
 
+/* The temporary's name, DST.XXXXXX: with DST's last component cut short
+   where it is longer than NAME_MAX - 7 bytes, or the temporary's name
+   would be too long (ENAMETOOLONG) for a DST whose own name is not. */
+static void temp_name(const char *dst, char tmp[PATH_MAX])
+{
+    const char *slash = strrchr(dst, '/');
+    size_t keep = strlen(dst), base = strlen(slash ? slash + 1 : dst);
+    if (base > NAME_MAX - 7)
+        keep -= base - (NAME_MAX - 7);
+    snprintf(tmp, PATH_MAX, "%.*s.XXXXXX", (int)keep, dst);
+}
+
 /*
  * The file the copy is written into, beside DST. Preferably unnamed
  * (O_TMPFILE): it gets a name only once it is complete and synced
@@ -330,7 +342,7 @@ static int open_copy_target(const char *dst, char tmp[PATH_MAX], bool *named)
 {
     char dir[PATH_MAX];
     dir_of(dst, dir);
-    snprintf(tmp, PATH_MAX, "%s.XXXXXX", dst);
+    temp_name(dst, tmp);
     /* naming it later goes through /proc (linkat of /proc/self/fd/N) */
     int out = access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
     *named = out < 0;

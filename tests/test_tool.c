@@ -1124,3 +1124,25 @@ Test(tool, dump_help_says_how_vectors_and_maps_are_printed, .fini = th_cleanup)
     cr_assert(strstr(r->out, "one element a line for a vector") && strstr(r->out, "one entry a line for a map"),
               "%s", r->out);
 }
+
+/* copy writes DST's bytes into a temporary named DST.XXXXXX: for a DST
+   whose name is longer than NAME_MAX - 7 bytes, a valid name, that
+   temporary's name was too long, and the copy failed with "File name too
+   long" as if DST were. */
+Test(tool, copy_to_a_destination_whose_name_is_near_name_max_succeeds, .fini = th_cleanup)
+{
+    char path[256], name[256], dst[NAME_MAX + 1];
+    sample(path);
+    th_name(name, 0);
+    /* DST a name of NAME_MAX bytes in the current directory: as a full
+       path it would not fit th_track's buffer for the cleanup */
+    cr_assert_eq(chdir(th_tmpdir()), 0);
+    const char *base = strrchr(name, '/') + 1;
+    memset(dst, 'z', NAME_MAX);
+    memcpy(dst, base, strlen(base));
+    dst[NAME_MAX] = '\0';
+    th_track(dst, 0);
+    struct run *r = run_tool("copy", path, dst, NULL);
+    ASSERT_EXIT(r, 0);
+    ASSERT_EXIT(run_tool("check", dst, NULL), 0);
+}
