@@ -330,6 +330,27 @@ static void temp_name(const char *dst, char tmp[PATH_MAX])
     snprintf(tmp, PATH_MAX, "%.*s.XXXXXX", (int)keep, dst);
 }
 
+/* The copy is a segment that no process has open, synced whole before it
+   is named (mseg_copy_locked): its runtime page says so, as a clean close
+   leaves it. As copied, it said what the source's did while this process
+   held it open: "open", and "unsynced" while another process had changes
+   not yet synced; after a reboot the copy then passed for a segment the
+   machine stopped under (read-only opens failed with EAGAIN, check said
+   "sound after recovery", a first writer rebuilt and verified it all).
+   The bytes were copied under the lock, so no operation is in flight in
+   them. */
+static int mark_copy_clean(int out)
+{
+    struct mseg_runtime rt;
+    ssize_t n = pread(out, &rt, sizeof rt, MSEG_RUNTIME_OFF);
+    if (n != (ssize_t)sizeof rt)
+        return n < 0 ? -1 : (errno = EIO, -1);
+    rt.state = MSEG_STATE_CLEAN;
+    rt.unsynced = 0;
+    n = pwrite(out, &rt, sizeof rt, MSEG_RUNTIME_OFF);
+    return n == (ssize_t)sizeof rt ? 0 : n < 0 ? -1 : (errno = EIO, -1);
+}
+
 /*
  * The file the copy is written into, beside DST. Preferably unnamed
  * (O_TMPFILE): it gets a name only once it is complete and synced
@@ -409,6 +430,8 @@ int mseg_copy_locked(const char *src, unsigned flags, const char *dst, const cha
     int rc = copy_under_lock(s, out, how);
     int e = errno;
     mseg_close(s);
+    if (rc == 0 && mark_copy_clean(out))
+        rc = -1, e = errno;
     if (rc == 0 && fsync(out))
         rc = -1, e = errno;
     if (rc == 0 && !named) {
