@@ -1178,3 +1178,24 @@ Test(tool, a_copy_after_a_reboot_is_a_cleanly_closed_segment, .fini = th_cleanup
     cr_assert_not_null(mseg_find(ro, "unsynced", "char", 1, NULL));
     mseg_close(ro);
 }
+
+/* Every --json object of a command on a segment names it ("segment"), as
+   the dump of a raw object did; a vector's or a map's dump did not. */
+Test(tool, dump_json_of_a_vector_and_a_map_names_the_segment, .fini = th_cleanup)
+{
+    char path[256], want[300];
+    th_name(path, 0);
+    struct mseg_config c = { .size = 1 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s);
+    cr_assert_not_null(mseg_vec_open(s, "vec", 8, MSEG_CREATE));
+    cr_assert_not_null(mseg_map_open(s, "map", MSEG_KEY_U64, 8, MSEG_CREATE));
+    cr_assert_eq(mseg_close(s), 0);
+    snprintf(want, sizeof want, "{\"command\":\"dump\",\"segment\":\"%s\",\"name\":", path);
+    const char *names[] = { "vec", "map" };
+    for (int i = 0; i < 2; i++) {
+        struct run *r = run_tool("dump", "--json", path, names[i], NULL);
+        ASSERT_EXIT(r, 0);
+        cr_assert(strncmp(r->out, want, strlen(want)) == 0, "%s", r->out);
+    }
+}

@@ -153,13 +153,20 @@ static void hex_line(const uint8_t *p, size_t at, size_t n)
     printf("|\n");
 }
 
+/* The start of dump's JSON object, the same for every kind of object:
+   {"command":"dump","segment":...,"name":... */
+static void json_dump_head(const struct opts *o, const struct entry *e)
+{
+    printf("{\"command\":\"dump\",\"segment\":");
+    json_str(stdout, o->args[0]);
+    printf(",\"name\":");
+    json_str(stdout, e->name);
+}
+
 static void dump_bytes(const struct opts *o, const struct entry *e, const uint8_t *p, size_t n)
 {
     if (o->json) {
-        printf("{\"command\":\"dump\",\"segment\":");
-        json_str(stdout, o->args[0]);
-        printf(",\"name\":");
-        json_str(stdout, e->name);
+        json_dump_head(o, e);
         printf(",\"type\":");
         json_str(stdout, e->type);
         printf(",\"elem_size\":%zu,\"count\":%zu,\"offset\":%llu,\"hex\":\"",
@@ -231,8 +238,7 @@ static int dump_vector(const struct opts *o, mseg **sp, const struct entry *e, c
     if (!elem)
         return report_error(o, ENOMEM, "out of memory");
     if (o->json) {
-        printf("{\"command\":\"dump\",\"name\":");
-        json_str(stdout, e->name);
+        json_dump_head(o, e);
         printf(",\"kind\":\"vector\",\"elem_size\":%zu,\"len\":%zu,\"elements\":[", esz, len);
     } else {
         printf("%s: vector of %zu elements of %zu bytes\n", e->tname, len, esz);
@@ -397,8 +403,7 @@ static int dump_map(const struct opts *o, mseg **sp, const struct entry *e, cons
             return report_error(o, errno, dump_errmsg(errno, *tries));
     }
     if (o->json) {
-        printf("{\"command\":\"dump\",\"name\":");
-        json_str(stdout, e->name);
+        json_dump_head(o, e);
         printf(",\"kind\":\"map\",\"count\":%zu,\"entries\":[", len);
     } else {
         printf("%s: map of %zu entries\n", e->tname, len);
