@@ -85,6 +85,13 @@ bool inspect_recovered(const mseg *s);
    mix two states (README Limits; check_named looks again then). Call it
    after the reads it is to vouch for. False for other handles. */
 bool inspect_view_moved(mseg *s);
+/* Copies element i of vector v, of n bytes (its element size), into out,
+   within one read that a writer's change makes retry (vector.c): through
+   mseg_vec_at's pointer, a copy made after that read could catch another
+   process popping the element and pushing a new one in its place, half
+   old, half new. 0, or -1 with errno: ERANGE past the end, EINVAL when the
+   elements are not n bytes, EUCLEAN, EAGAIN as mseg_vec_at. */
+int inspect_vec_copy(mseg *s, mseg_vec *v, size_t i, void *out, size_t n);
 /* The header copy (0: A, 1: B) that opening s rewrote from the other, -1 if none. */
 int inspect_header_repaired(const mseg *s);
 

@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "inspect.h"
 #include "internal.h"
 
 #define ROOT(field) offsetof(struct mseg_vec_root, field)
@@ -685,19 +686,46 @@ size_t mseg_vec_len(mseg *s, mseg_vec *v)
     return rc ? 0 : len;
 }
 
+/* Element i of the vector w views, or NULL with ERANGE past its end. */
+static void *vec_element(mseg *s, const struct vec_view *w, size_t i)
+{
+    if (i >= w->len)
+        return fail_null(ERANGE, "segment %s: vector at %#llx: index %zu past the end (length %llu)", s->name,
+                         (unsigned long long)w->root, i, (unsigned long long)w->len);
+    return s->base + w->buf + i * w->elem_size;
+}
+
 void *mseg_vec_at(mseg *s, mseg_vec *v, size_t i)
 {
     struct vec_view w;
     int rc;
     void *p = NULL;
     VEC_READ(s, v, w, rc, {
-        if (i >= w.len)
-            rc = fail(ERANGE, "segment %s: vector at %#llx: index %zu past the end (length %llu)", s->name,
-                      (unsigned long long)w.root, i, (unsigned long long)w.len);
-        else
-            p = s->base + w.buf + i * w.elem_size;
+        if (!(p = vec_element(s, &w, i)))
+            rc = -1;
     });
     return rc ? NULL : p;
+}
+
+/* inspect.h. The copy is part of the read: a writer's change meanwhile (a
+   pop, then a push that stores the new element in the same place) makes
+   it retry, where a copy through mseg_vec_at's pointer, after its read,
+   could come out half old, half new. */
+int inspect_vec_copy(mseg *s, mseg_vec *v, size_t i, void *out, size_t n)
+{
+    struct vec_view w;
+    int rc;
+    VEC_READ(s, v, w, rc, {
+        const void *p;
+        if (w.elem_size != n)
+            rc = fail(EINVAL, "segment %s: vector at %#llx: elements of %llu bytes, not %zu", s->name,
+                      (unsigned long long)w.root, (unsigned long long)w.elem_size, n);
+        else if (!(p = vec_element(s, &w, i)))
+            rc = -1;
+        else
+            memcpy(out, p, n);
+    });
+    return rc;
 }
 
 void *mseg_vec_data(mseg *s, mseg_vec *v)

@@ -1199,3 +1199,92 @@ Test(tool, dump_json_of_a_vector_and_a_map_names_the_segment, .fini = th_cleanup
         cr_assert(strncmp(r->out, want, strlen(want)) == 0, "%s", r->out);
     }
 }
+
+#define BIG_ELEM (256u << 10)
+
+/* Child: pops vector "w"'s one element of BIG_ELEM bytes and pushes it
+   back filled with the next byte value, until killed (also when the
+   test's process exits). */
+static void pop_and_push_w(const char *path)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    mseg *s = mseg_open(path, 0, NULL);
+    CHILD_CHECK(s != NULL);
+    mseg_vec *v = mseg_vec_open(s, "w", BIG_ELEM, 0);
+    CHILD_CHECK(v != NULL);
+    unsigned char *e = malloc(BIG_ELEM);
+    CHILD_CHECK(e != NULL);
+    for (unsigned n = 2;; n++) {
+        memset(e, (int)(n & 0xff), BIG_ELEM);
+        CHILD_CHECK(mseg_vec_pop(s, v, NULL) == 0);
+        CHILD_CHECK(mseg_vec_push(s, v, e) == 0);
+    }
+}
+
+/* The element line of `mseg dump PATH w` in the file at out, if any:
+   every byte of the element is one value. */
+static void assert_element_whole(const char *out, int run)
+{
+    size_t len = 0;
+    char *text = th_read_file(out, &len);
+    cr_assert_not_null(text);
+    text[len] = '\0';
+    char *line = strstr(text, "\n[0] ");
+    if (line) {
+        const char *hex = line + 5;
+        size_t n = strcspn(hex, "\n");
+        cr_assert_eq(n, 2 * BIG_ELEM, "run %d: %zu hex digits", run, n);
+        for (size_t i = 2; i < n; i += 2)
+            cr_assert(hex[i] == hex[0] && hex[i + 1] == hex[1], "run %d: byte %zu is %.2s, byte 0 %.2s: an "
+                      "element the vector never held", run, i / 2, hex + i, hex);
+    }
+    free(text);
+}
+
+/* dump copied a vector's element through mseg_vec_at's pointer, after the
+   read that found it: another process that popped the element and pushed
+   a new one meanwhile could leave the copy half old, half new, and the
+   dump printed an element the vector never held, exit 0 ("run 20: byte
+   179024 is f8, byte 0 d0"). The element is now copied within the read,
+   which such a change makes retry. A race: 300 dumps caught the old code
+   in nearly every run of this test, and cannot fail with the new one. */
+Test(tool, dump_of_a_vector_never_prints_an_element_half_old_half_new, .timeout = 120, .fini = th_cleanup)
+{
+    char path[256], out[256];
+    th_name(path, 0);
+    th_name(out, 0);
+    struct mseg_config c = { .size = 8 << 20 };
+    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
+    cr_assert_not_null(s);
+    mseg_vec *v = mseg_vec_open(s, "w", BIG_ELEM, MSEG_CREATE);
+    cr_assert_not_null(v);
+    cr_assert_eq(mseg_vec_reserve(s, v, 2), 0, "%s", mseg_errmsg());
+    unsigned char *e = malloc(BIG_ELEM);
+    cr_assert_not_null(e);
+    memset(e, 1, BIG_ELEM);
+    cr_assert_eq(mseg_vec_push(s, v, e), 0);
+    free(e);
+    cr_assert_eq(mseg_close(s), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        pop_and_push_w(path);
+    for (int run = 0; run < 300; run++) {
+        fflush(NULL);
+        pid_t d = fork();
+        cr_assert_geq(d, 0);
+        if (d == 0) {
+            int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            dup2(fd, 1);
+            execl(TOOL, TOOL, "dump", path, "w", (char *)NULL);
+            _exit(127);
+        }
+        int st;
+        cr_assert_eq(waitpid(d, &st, 0), d);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run %d: dump status %#x", run, st);
+        assert_element_whole(out, run);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}

@@ -245,18 +245,15 @@ static int dump_vector(const struct opts *o, mseg **sp, const struct entry *e, c
     }
     int err = 0;
     for (size_t i = 0; i < len;) {
-        const uint8_t *p = mseg_vec_at(*sp, v, i);
-        err = p ? 0 : errno;
-        if (p)
-            memcpy(elem, p, esz);
-        if (inspect_view_moved(*sp)) {   /* p, or its error, may mix two states */
+        err = inspect_vec_copy(*sp, v, i, elem, esz) ? errno : 0;
+        if (inspect_view_moved(*sp)) {   /* elem, or its error, may mix two states */
             if (!reopen(o, sp, tries) || !(v = mseg_vec_open(*sp, e->name, esz, 0))) {
                 err = errno;
                 break;
             }
             continue;
         }
-        if (!p) {
+        if (err) {
             /* ERANGE: another process shortened the vector since its length
                was read. The listing ends at its new end, as a map's lists the
                entries it still holds (mseg.1); that is no failure to run */
