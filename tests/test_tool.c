@@ -908,11 +908,10 @@ static void regrow_v(void *arg)
     CHILD_CHECK(mseg_close(s) == 0);
 }
 
-/* The same with a vector: each line must be its index's element. */
-Test(tool, dump_of_a_vector_through_a_private_recovery_is_not_fooled_by_a_writer_that_attaches_meanwhile,
-     .timeout = 60, .fini = th_cleanup)
+/* A new segment file at path (256 bytes) holding vector "v" of the
+   8-byte elements 0, 1, ..., 19999. */
+static void vector_v_of_20000(char *path)
 {
-    char path[256], why[200];
     th_name(path, 0);
     struct mseg_config c = { .size = 8 << 20 };
     mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
@@ -922,9 +921,12 @@ Test(tool, dump_of_a_vector_through_a_private_recovery_is_not_fooled_by_a_writer
     for (uint64_t i = 0; i < 20000; i++)
         cr_assert_eq(mseg_vec_push(s, v, &i), 0);
     cr_assert_eq(mseg_close(s), 0);
-    int st = th_fork_run(killed_pushing_onto_v, path);
-    cr_assert(TH_EXITED_OK(st), "the writer %s", th_status_str(st, why, sizeof why));
-    char *out = dump_with_a_writer_meanwhile(path, "v", regrow_v);
+}
+
+/* The element lines of a dump of such a vector (out, after its heading):
+   asserts that each is its index's element, in order from 0; how many. */
+static uint64_t vector_lines(char *out)
+{
     char *line = strchr(out, '\n');
     cr_assert_not_null(line);
     uint64_t lines = 0;
@@ -939,6 +941,19 @@ Test(tool, dump_of_a_vector_through_a_private_recovery_is_not_fooled_by_a_writer
         cr_assert_not_null(nl);
         line = nl + 1;
     }
+    return lines;
+}
+
+/* The same with a vector: each line must be its index's element. */
+Test(tool, dump_of_a_vector_through_a_private_recovery_is_not_fooled_by_a_writer_that_attaches_meanwhile,
+     .timeout = 60, .fini = th_cleanup)
+{
+    char path[256], why[200];
+    vector_v_of_20000(path);
+    int st = th_fork_run(killed_pushing_onto_v, path);
+    cr_assert(TH_EXITED_OK(st), "the writer %s", th_status_str(st, why, sizeof why));
+    char *out = dump_with_a_writer_meanwhile(path, "v", regrow_v);
+    uint64_t lines = vector_lines(out);
     cr_assert_eq(lines, 20100, "%llu elements listed", (unsigned long long)lines);
     free(out);
 }
@@ -1072,30 +1087,9 @@ Test(tool, dump_of_a_vector_another_process_shortens_meanwhile_ends_at_its_new_e
      .fini = th_cleanup)
 {
     char path[256];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 4 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s);
-    mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
-    cr_assert_not_null(v);
-    for (uint64_t i = 0; i < 20000; i++)
-        cr_assert_eq(mseg_vec_push(s, v, &i), 0);
-    cr_assert_eq(mseg_close(s), 0);
+    vector_v_of_20000(path);
     char *out = dump_with_a_writer_meanwhile(path, "v", pop_v_to_100);
-    char *line = strchr(out, '\n');
-    cr_assert_not_null(line);
-    uint64_t lines = 0;
-    for (line++; *line; lines++) {
-        unsigned long long i;
-        char hexv[17], want[17];
-        cr_assert_eq(sscanf(line, "[%llu] %16s", &i, hexv), 2, "bad line: %.40s", line);
-        cr_assert_eq(i, lines, "line %llu is element %llu", (unsigned long long)lines, i);
-        value_hex(i, want);
-        cr_assert_str_eq(hexv, want, "element %llu", i);
-        char *nl = strchr(line, '\n');
-        cr_assert_not_null(nl);
-        line = nl + 1;
-    }
+    uint64_t lines = vector_lines(out);
     cr_assert(lines >= 100 && lines < 20000, "%llu elements listed", (unsigned long long)lines);
     free(out);
 }
