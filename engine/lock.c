@@ -424,7 +424,7 @@ static uint64_t private_seq_even(mseg *s)
 static bool lock_owner_alive(mseg *s)
 {
     const struct mseg_runtime *rt = s->seq_page ? s->seq_page : seg_runtime(s);
-    int word = __atomic_load_n((const int *)rt->lock, __ATOMIC_RELAXED);
+    int word = __atomic_load_n((const int *)rt->lock, __ATOMIC_ACQUIRE);
     return (word & FUTEX_TID_MASK) && !(word & FUTEX_OWNER_DIED);
 }
 
@@ -445,7 +445,11 @@ static int read_optimistic(mseg *s, uint64_t *seq)
         uint64_t now = mono_now_ns();
         if (!start)
             start = now;
-        else if (now - start > READ_WAIT_NS && !lock_owner_alive(s))
+        /* op_seq read again after the lock word: a writer that ended its
+           operation between the two reads (op_seq even, then the unlock)
+           looked dead, and the read failed beside a live writer */
+        else if (now - start > READ_WAIT_NS && !lock_owner_alive(s) &&
+                 __atomic_load_n(word, __ATOMIC_ACQUIRE) == *seq)
             return fail(EAGAIN, "segment %s: a writer has been in the middle of an operation "
                         "for too long (it may have died); retry, or open read-write to recover%s",
                         s->name, seg_writers_attached(s) ? "" : " (no read-write process is attached)");
