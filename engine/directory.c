@@ -426,7 +426,7 @@ void *mseg_find_or_construct(mseg *s, const char *name, const char *type,
 {
     if (check_name(s, name, type, true) || check_raw_type(s, name, type))
         return NULL;
-    if (s && s->mode == MODE_RDONLY)
+    if (s->mode == MODE_RDONLY)
         return seg_found_read_only(s, mseg_find(s, name, type, elem_size, NULL), "construct", name);
     if (seg_write_begin(s))
         return NULL;
@@ -512,7 +512,7 @@ void *mseg_find(mseg *s, const char *name, const char *type, size_t elem_size, s
     if (measure_name(s, name, type, true, &nl, &tl))
         return NULL;
     uint64_t hash = mseg_hash(name, nl), slot, seq;
-    void *data = s ? find_fast(s, name, nl, type, tl, hash, elem_size, &n) : NULL;
+    void *data = find_fast(s, name, nl, type, tl, hash, elem_size, &n);
     if (data) {
         if (count)
             *count = n;

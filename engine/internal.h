@@ -549,7 +549,9 @@ int  sync_before_durable(mseg *s);      /* durable handle: sync other handles' u
 int  sync_record_boot(mseg *s, bool state_changed);   /* first writer: flush the boot id and "open" */
 int  sync_flush_state(mseg *s);         /* durable later writer: flush "open" */
 int  sync_locked(mseg *s);              /* mseg_sync's work, the write lock held */
-void sync_note_failed_flush(mseg *s);   /* a flush (msync, fsync) of this handle failed */
+/* A flush (msync, fsync) of this handle failed: the handle refuses further
+   writes (s->failed), and the runtime page notes it for the others. */
+void sync_flush_failed(mseg *s);
 int  sync_heal_failed_flush_noted(mseg *s);   /* sync_heal_failed_flush once a failure is noted */
 /* Before a flush or a change: pages another handle's failure left clean
    are written (sync.c). Inline: every operation pays one load for it. */

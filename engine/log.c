@@ -141,8 +141,7 @@ int flush_pages(mseg *s, uint64_t start, uint64_t end)
     }
     if (rc != 0) {
         int e = errno;
-        s->failed = true;
-        sync_note_failed_flush(s);
+        sync_flush_failed(s);
         return fail(EIO, "segment %s: msync failed (%s); the handle refuses further writes",
                     s->name, strerror(e));
     }
@@ -184,12 +183,16 @@ static bool op_durable(const mseg *s)
     return (s->flags & MSEG_DURABLE) || s->op.durable_drain;
 }
 
+/* flush_now when flush, else nothing. */
+static int flush_if(mseg *s, bool flush, uint64_t off, uint64_t len)
+{
+    return flush ? flush_now(s, off, len) : 0;
+}
+
 /* flush_now in durable mode; nothing otherwise. */
 static int flush_range(mseg *s, uint64_t off, uint64_t len)
 {
-    if (!op_durable(s))
-        return 0;
-    return flush_now(s, off, len);
+    return flush_if(s, op_durable(s), off, len);
 }
 
 int persist(mseg *s, const char *point, uint64_t off, uint64_t len)
@@ -1181,12 +1184,6 @@ void op_committed_bytes(mseg *s, uint64_t off, void *dst, unsigned len)
                 d[i] = b[off + i - tr.off];
                 got[i] = true;
             }
-}
-
-/* flush_now when flush, else nothing. */
-static int flush_if(mseg *s, bool flush, uint64_t off, uint64_t len)
-{
-    return flush ? flush_now(s, off, len) : 0;
 }
 
 /* Restores user bytes, newest record first, so the oldest saved value wins. */

@@ -275,8 +275,8 @@ static int result(mseg *s, const mseg_mutex *m, int r)
     switch (r) {
     case 0:
         return 0;
-    case EBUSY:
-        return fail(r, "segment %s: mutex at %#llx is held", s->name, at);
+    case EBUSY:   /* a trylock's normal answer: no printf (fail_in_at) */
+        return fail_in_at(r, s->name, "mutex at ", at, " is held");
     case ETIMEDOUT:
         return fail(r, "segment %s: mutex at %#llx: still held when the timeout passed", s->name, at);
     case EOWNERDEAD:

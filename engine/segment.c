@@ -455,8 +455,7 @@ int seg_grow(mseg *s, uint64_t need)
     if (reserve_growth(s, old, &new_size, round_page(heap_end + want)))
         return -1;
     if (!(s->flags & MSEG_SHM) && fsync(s->fd)) {
-        s->failed = true;
-        sync_note_failed_flush(s);
+        sync_flush_failed(s);
         return fail(EIO, "segment %s: fsync after growing failed: %s", s->name, strerror(errno));
     }
     if (extend_mapping(s, new_size) || header_write_size(s, new_size))
@@ -1214,7 +1213,7 @@ void *mseg_alloc_aligned(mseg *s, size_t n, size_t align)
     if (align == 0 || (align & (align - 1)) || align > MSEG_PAGE)
         return fail_null(EINVAL, "segment %s: alignment %zu is not a power of two up to %u", s->name, align,
                          MSEG_PAGE);
-    if (s && s->base && align == MSEG_GRANULE)
+    if (s->base && align == MSEG_GRANULE)
         heap_alloc_prefetch(s, n);
     if (seg_write_begin(s))
         return NULL;

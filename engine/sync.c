@@ -239,8 +239,9 @@ void mseg_test_set_redirty_hook(mseg_redirty_hook_fn fn, void *arg)
     redirty_hook_arg = arg;
 }
 
-void sync_note_failed_flush(mseg *s)
+void sync_flush_failed(mseg *s)
 {
+    s->failed = true;
     struct mseg_runtime *rt = seg_runtime(s);
     memcpy(rt->failed_boot_id, boot_id(), sizeof rt->failed_boot_id);
     __atomic_add_fetch(&rt->flush_failures, 1, __ATOMIC_RELEASE);
@@ -292,8 +293,7 @@ int sync_locked(mseg *s)
 {
     int rc = flush_now(s, 0, s->size);
     if (rc == 0 && fsync(s->fd)) {
-        s->failed = true;
-        sync_note_failed_flush(s);
+        sync_flush_failed(s);
         rc = fail(EIO, "segment %s: fsync failed (%s); the handle refuses further writes",
                   s->name, strerror(errno));
     }

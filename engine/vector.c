@@ -455,7 +455,7 @@ mseg_vec *mseg_vec_open(mseg *s, const char *name, size_t elem_size, unsigned fl
                          name ? name : "(null)", flags & ~(unsigned)MSEG_CREATE);
     if (!(flags & MSEG_CREATE))
         return vec_find(s, name, elem_size);
-    if (s && s->mode == MODE_RDONLY)
+    if (s->mode == MODE_RDONLY)
         return seg_found_read_only(s, vec_find(s, name, elem_size), "create vector", name);
     if (seg_write_begin(s))
         return NULL;

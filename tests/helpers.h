@@ -93,6 +93,17 @@ static inline char *th_name(char *buf, unsigned backend)
     return buf;
 }
 
+/* A new segment of size bytes at a fresh name (th_name) of backend (0 or
+   MSEG_SHM), open read-write; asserts that it opened. */
+static inline mseg *th_create(char *name, unsigned backend, size_t size)
+{
+    th_name(name, backend);
+    struct mseg_config c = { .size = size };
+    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL | backend, &c);
+    cr_assert_not_null(s, "create %s: %s", name, mseg_errmsg());
+    return s;
+}
+
 /* Removes everything this process registered (Criterion .fini). */
 /* Puts entries "k00000000", ... with 200-byte values into byte-key map m
    until a put fails (errno says why); returns how many went in. */

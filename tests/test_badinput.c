@@ -797,6 +797,16 @@ static unsigned map_leaves(mseg *s, mseg_map *m, struct mseg_map_node **out, uns
     return n < max ? n : max;
 }
 
+/* u64_map_segment of 2000 keys, and its leaves (at least `least` of them)
+   in leaf[64]; their number. */
+static mseg *map_and_leaves(char *path, mseg_map **m, struct mseg_map_node **leaf, unsigned least, unsigned *nl)
+{
+    mseg *s = u64_map_segment(path, m, 2000);
+    *nl = map_leaves(s, *m, leaf, 64);
+    cr_assert_geq(*nl, least, "only %u leaves", *nl);
+    return s;
+}
+
 /* Walks m with a cursor for at most `limit` steps: how many entries it
    gave; *err the errno it ended with (0 if it was still going). */
 static uint64_t cursor_walk(mseg *s, mseg_map *m, uint64_t limit, int *err)
@@ -823,10 +833,9 @@ Test(badinput, a_cursor_on_a_damaged_leaf_link_fails_with_euclean_not_loops_or_s
 {
     char path[256];
     mseg_map *m;
-    mseg *s = u64_map_segment(path, &m, 2000);
     struct mseg_map_node *leaf[64];
-    unsigned nl = map_leaves(s, m, leaf, 64);
-    cr_assert_geq(nl, 6, "only %u leaves", nl);
+    unsigned nl;
+    mseg *s = map_and_leaves(path, &m, leaf, 6, &nl);
     struct { const char *what; struct mseg_map_node *at, *to; } cases[] = {
         { "itself", leaf[2], leaf[2] },
         { "the leaf before it", leaf[2], leaf[1] },
@@ -855,10 +864,9 @@ Test(badinput, a_cursor_that_meets_a_leaf_link_cut_short_fails_with_euclean, .ti
 {
     char path[256];
     mseg_map *m;
-    mseg *s = u64_map_segment(path, &m, 2000);
     struct mseg_map_node *leaf[64];
-    unsigned nl = map_leaves(s, m, leaf, 64);
-    cr_assert_geq(nl, 4, "only %u leaves", nl);
+    unsigned nl;
+    mseg *s = map_and_leaves(path, &m, leaf, 4, &nl);
     uint64_t good = leaf[1]->next;
     leaf[1]->next = 0;
     int err;
@@ -1097,9 +1105,9 @@ Test(badinput, a_cursor_stepping_into_a_leaf_whose_keys_are_not_above_the_last_o
 {
     char path[256];
     mseg_map *m;
-    mseg *s = u64_map_segment(path, &m, 2000);
     struct mseg_map_node *leaf[64];
-    cr_assert_geq(map_leaves(s, m, leaf, 64), 3);
+    unsigned nl;
+    mseg *s = map_and_leaves(path, &m, leaf, 3, &nl);
     struct mseg_map_node *l = leaf[1];
     uint8_t *perm = l->perm[(l->state >> 8) & 1];
     unsigned cnt = l->state & 0xff;

@@ -848,10 +848,7 @@ Test(named, check_reports_two_directory_slots_naming_one_record, .fini = th_clea
 Test(named, a_directory_table_outside_the_heap_is_euclean_not_enoent, .fini = th_cleanup)
 {
     char name[256];
-    th_name(name, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(name, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = new_named_seg(name, 1 << 20);
     cr_assert_not_null(MSEG_NEW(s, "x", int, 1));
     uint64_t *table = mseg_at(s, MSEG_CONTROL_OFF + offsetof(struct mseg_control, dir_table));
     uint64_t sound = *table;

@@ -71,10 +71,7 @@ static struct run *run_tool(const char *arg0, ...)
 /* A segment with two named objects and a few blocks. */
 static char *sample(char *path)
 {
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = th_create(path, 0, 1 << 20);
     cr_assert_not_null(mseg_construct(s, "greeting", "char", 1, 6, "hello"));
     int *v = MSEG_NEW(s, "numbers", int, 4);
     cr_assert_not_null(v);
@@ -349,10 +346,7 @@ Test(tool, recover_and_info_of_a_corrupt_header_exit_2, .fini = th_cleanup)
 Test(tool, dump_prints_vectors_and_maps_one_entry_a_line, .fini = th_cleanup)
 {
     char path[256];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s);
+    mseg *s = th_create(path, 0, 1 << 20);
     mseg_vec *v = mseg_vec_open(s, "vec", 8, MSEG_CREATE);
     for (uint64_t i = 0; v && i < 3; i++)
         cr_assert_eq(mseg_vec_push(s, v, &i), 0);
@@ -385,10 +379,7 @@ Test(tool, dump_of_a_map_another_process_changes_lists_every_stable_entry_once_i
      .timeout = 60, .fini = th_cleanup)
 {
     char path[256];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 4 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s);
+    mseg *s = th_create(path, 0, 4 << 20);
     mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
     cr_assert_not_null(m);
     for (uint64_t k = 0; k < 1600; k += 2)   /* the stable entries */
@@ -436,10 +427,7 @@ Test(tool, dump_of_a_map_another_process_changes_lists_every_stable_entry_once_i
 Test(tool, json_names_in_utf8_read_back_as_the_same_characters, .fini = th_cleanup)
 {
     char path[256];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = th_create(path, 0, 1 << 20);
     cr_assert_not_null(mseg_construct(s, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "int", 4, 1, NULL));
     cr_assert_not_null(mseg_construct(s, "bad\xc3\x28\xff\xed\xa0\x80", "int", 4, 1, NULL));
     cr_assert_not_null(mseg_construct(s, "y\xff", "int", 4, 1, NULL));
@@ -530,10 +518,7 @@ Test(tool, copy_past_a_file_size_limit_exits_3_and_leaves_no_temporary_file, .fi
 Test(tool, ls_and_dump_escape_control_bytes_in_names, .fini = th_cleanup)
 {
     char path[256];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = th_create(path, 0, 1 << 20);
     const char *odd = "a\nfake 0x1 \x1b[2J\xff\\caf\xc3\xa9";
     cr_assert_not_null(mseg_construct(s, odd, "t\ty", 1, 2, "x"));
     cr_assert_eq(mseg_close(s), 0);
@@ -557,10 +542,7 @@ Test(tool, ls_and_dump_escape_control_bytes_in_names, .fini = th_cleanup)
 Test(tool, ls_and_dump_of_a_segment_without_objects, .fini = th_cleanup)
 {
     char path[256];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = th_create(path, 0, 1 << 20);
     cr_assert_eq(mseg_close(s), 0);
     struct run *r = run_tool("ls", path, NULL);
     ASSERT_EXIT(r, 0);
@@ -578,10 +560,7 @@ Test(tool, ls_and_dump_of_a_segment_without_objects, .fini = th_cleanup)
    next one broken: the map reads as damaged after its first leaf. */
 static void map_with_a_broken_leaf_link(char *path, const char *name)
 {
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s, "%s", mseg_errmsg());
+    mseg *s = th_create(path, 0, 1 << 20);
     mseg_map *m = mseg_map_open(s, name, MSEG_KEY_U64, 8, MSEG_CREATE);
     cr_assert_not_null(m, "%s", mseg_errmsg());
     for (uint64_t i = 0; i < 500; i++)
@@ -841,10 +820,7 @@ Test(tool, dump_through_a_private_recovery_is_not_fooled_by_a_writer_that_attach
      .timeout = 60, .fini = th_cleanup)
 {
     char path[256], why[200];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 8 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s);
+    mseg *s = th_create(path, 0, 8 << 20);
     mseg_map *m = mseg_map_open(s, "m", MSEG_KEY_U64, 8, MSEG_CREATE);
     cr_assert_not_null(m);
     for (uint64_t k = 0; k < 20000; k += 2)
@@ -912,10 +888,7 @@ static void regrow_v(void *arg)
    8-byte elements 0, 1, ..., 19999. */
 static void vector_v_of_20000(char *path)
 {
-    th_name(path, 0);
-    struct mseg_config c = { .size = 8 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s);
+    mseg *s = th_create(path, 0, 8 << 20);
     mseg_vec *v = mseg_vec_open(s, "v", 8, MSEG_CREATE);
     cr_assert_not_null(v);
     for (uint64_t i = 0; i < 20000; i++)
@@ -1178,10 +1151,7 @@ Test(tool, a_copy_after_a_reboot_is_a_cleanly_closed_segment, .fini = th_cleanup
 Test(tool, dump_json_of_a_vector_and_a_map_names_the_segment, .fini = th_cleanup)
 {
     char path[256], want[300];
-    th_name(path, 0);
-    struct mseg_config c = { .size = 1 << 20 };
-    mseg *s = mseg_open(path, MSEG_CREATE | MSEG_EXCL, &c);
-    cr_assert_not_null(s);
+    mseg *s = th_create(path, 0, 1 << 20);
     cr_assert_not_null(mseg_vec_open(s, "vec", 8, MSEG_CREATE));
     cr_assert_not_null(mseg_map_open(s, "map", MSEG_KEY_U64, 8, MSEG_CREATE));
     cr_assert_eq(mseg_close(s), 0);
